@@ -1,0 +1,1 @@
+"""Collectors: pull partner data into the store. They import the core, never the dashboard."""

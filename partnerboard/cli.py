@@ -1,0 +1,231 @@
+"""`partnerboard`: the command line, and the place where the parts are wired together.
+
+Commands: ``check-config``, ``serve`` (board + collectors + routes), ``collect``
+(collectors without the board), ``simulate`` (the stand-in partner APIs) and
+``demo`` (simulator + serve with the shipped ``partners.toml``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+
+from partnerboard.core import logs
+from partnerboard.core.config import CONFIG_ENV, Config, ConfigError, config_path, load_config
+from partnerboard.core.ownership import OwnershipError, acquire
+from partnerboard.core.secrets import missing_secrets
+from partnerboard.core.store import (
+    DATABASE_URL_ENV,
+    StoreBusyError,
+    database_url,
+    display_url,
+    duckdb_path,
+)
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Partnerboard: a shared, trusted board of partnership KPIs, API health and SLAs.",
+)
+log = logging.getLogger("partnerboard.cli")
+
+ConfigOpt = Annotated[
+    str | None,
+    typer.Option("--config", "-c", help=f"Partnership config file [env: {CONFIG_ENV}]"),
+]
+DbOpt = Annotated[
+    str | None,
+    typer.Option("--database-url", help=f"SQLAlchemy URL [env: {DATABASE_URL_ENV}]"),
+]
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.secho(message, err=True, fg="red")
+    return typer.Exit(code)
+
+
+def _load(config: str | None) -> Config:
+    try:
+        return load_config(config)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _secret_names(cfg: Config) -> list[tuple[str, str]]:
+    return [
+        (p.auth.token_env, f"partner {p.id}")
+        for p in cfg.partners
+        if p.auth.type == "bearer" and p.auth.token_env
+    ]
+
+
+def _own_database(url: str, command: str, board_url: str | None = None) -> None:
+    path = duckdb_path(url)
+    if path is None:
+        return
+    try:
+        acquire(path, command, board_url)
+    except OwnershipError as exc:
+        raise _fail(f"partnerboard {command}: {exc}") from None
+
+
+@app.command("check-config")
+def check_config(config: ConfigOpt = None) -> None:
+    """Validate the config file without starting anything. Exit 0 if valid, 1 if not."""
+    cfg = _load(config)
+    path = config_path(config)
+    endpoints = sum(len(p.endpoints) for p in cfg.partners)
+    pages = sum(1 for p in cfg.partners if p.statuspage)
+    typer.echo(
+        f"{path.name}: OK: {cfg.partnership.name} ({cfg.partnership.timezone}), "
+        f"{len(cfg.partners)} partners, {endpoints} endpoints, {pages} status pages"
+    )
+    for warning in missing_secrets(_secret_names(cfg)):
+        typer.secho(f"{path.name}: warning: {warning}", err=True, fg="yellow")
+
+
+@app.command()
+def serve(
+    config: ConfigOpt = None,
+    database: DbOpt = None,
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8501,
+    collect: Annotated[bool, typer.Option(help="Run the collectors in this process")] = True,
+) -> None:
+    """Serve the board, /healthz and the collectors in one process (owns the database)."""
+    import uvicorn
+
+    from partnerboard.server import create_app
+
+    logs.setup()
+    _load(config)
+    path = str(config_path(config).resolve())
+    url = database_url(database)
+    board = f"http://{host}:{port}"
+    _own_database(url, "serve", board)
+    os.environ[CONFIG_ENV] = path
+    os.environ[DATABASE_URL_ENV] = url
+    typer.echo(f"Partnerboard: {board}  (database {display_url(url)}; Ctrl+C to stop)")
+    try:
+        uvicorn.run(create_app(path, url, collect=collect), host=host, port=port,
+                    log_level="warning", access_log=False,
+                    timeout_graceful_shutdown=5)
+    except StoreBusyError as exc:
+        raise _fail(f"partnerboard serve: {exc}") from None
+
+
+@app.command()
+def collect(
+    config: ConfigOpt = None,
+    database: DbOpt = None,
+    once: Annotated[bool, typer.Option("--once", help="Run every source once and exit")] = False,
+) -> None:
+    """Run the collectors without the board. SIGTERM finishes the running job and exits 0."""
+    from collectors.scheduler import build_scheduler, run_all_once
+    from partnerboard.core import maintenance
+    from partnerboard.core.store import close_all, open_store
+
+    logs.setup()
+    cfg = _load(config)
+    url = database_url(database)
+    _own_database(url, "collect")
+    try:
+        store = open_store(url)
+    except StoreBusyError as exc:
+        raise _fail(f"partnerboard collect: {exc}") from None
+    with store.engine.begin() as conn:
+        maintenance.sync_windows(conn, cfg)
+    if once:
+        outcomes = run_all_once(store, cfg)
+        close_all()
+        failed = [o for o in outcomes if o.status != "success"]
+        typer.echo(f"collected: {len(outcomes) - len(failed)} runs ok, {len(failed)} failed")
+        for o in failed:
+            typer.secho(f"  run {o.run_id}: {o.error}", err=True, fg="red")
+        raise typer.Exit(1 if failed else 0)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    scheduler = build_scheduler(store, cfg)
+    scheduler.start()
+    log.info("collecting database=%s jobs=%d", display_url(url), len(scheduler.get_jobs()))
+    stop.wait()
+    log.info("stopping: waiting for running jobs to finish")
+    scheduler.shutdown(wait=True)
+    close_all()
+    log.info("stopped")
+
+
+@app.command()
+def simulate(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8765,
+    seed: Annotated[int, typer.Option(help="Seed of the outage schedule")] = 42,
+    demo_blips: Annotated[bool, typer.Option(help="Add frequent short outages")] = False,
+    error_rate: Annotated[float, typer.Option(help="Share of requests answered 500")] = 0.0,
+    timeout_rate: Annotated[float, typer.Option(help="Share of requests that hang")] = 0.0,
+    extra_latency_ms: Annotated[float, typer.Option(help="Added to every response")] = 0.0,
+) -> None:
+    """Serve the stand-in partner APIs on loopback. Tokens come from the environment."""
+    from simulator.server import serve_forever, tokens_from_env
+
+    tokens = tokens_from_env()
+    chaos = {"error_rate": error_rate, "timeout_rate": timeout_rate,
+             "extra_latency_ms": extra_latency_ms}
+    typer.echo(f"Partner simulator: http://{host}:{port}/marketplace and /payments")
+    serve_forever(host, port, tokens, seed=seed, demo_blips=demo_blips, chaos=chaos)
+
+
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option(help="Board port")] = 8501,
+    sim_port: Annotated[int, typer.Option(help="Simulator port (as in partners.toml)")] = 8765,
+    config: ConfigOpt = None,
+    database: DbOpt = None,
+) -> None:
+    """Start the simulator and the board (with collectors) on the demo config."""
+    from simulator.server import tokens_from_env
+
+    tokens_from_env(generate_missing=True)  # shared with the child through the environment
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "partnerboard.cli", "simulate", "--port", str(sim_port),
+         "--demo-blips"],
+    )
+    try:
+        _wait_for(f"http://127.0.0.1:{sim_port}/marketplace/health", sim)
+        serve(config=config, database=database, host="127.0.0.1", port=port, collect=True)
+    finally:
+        sim.terminate()
+        sim.wait(timeout=10)
+
+
+def _wait_for(url: str, proc: subprocess.Popen, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise _fail(f"the simulator exited with code {proc.returncode}; is the port in use?")
+        try:
+            httpx.get(url, timeout=1)  # any answer, even a scheduled 503, means it is up
+            return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise _fail(f"the simulator did not answer at {url} within {timeout:g} s")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

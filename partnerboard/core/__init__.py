@@ -1,0 +1,1 @@
+"""The shared core: configuration, the store, and the pure math behind every number."""

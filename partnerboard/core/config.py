@@ -1,0 +1,418 @@
+"""The partnership's configuration: one TOML file, validated once at start.
+
+Everything a collector or a page needs to know about the partners (who they are,
+where their APIs live, which secret *names* authenticate us, what to probe and
+what was promised in the SLA) comes from here. Errors are reported as
+``file: key.path message`` so a person can fix the line without reading code.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from partnerboard.core.kpis import KNOWN_KPI_IDS
+
+DEFAULT_CONFIG_PATH = "partners.toml"
+CONFIG_ENV = "PARTNERBOARD_CONFIG"
+
+# An environment-variable or secrets.toml key name. Anything else in a `*_env`
+# field is most likely a pasted token, which must never live in the file.
+_SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+_LITERAL_SECRET_KEYS = {"token", "password", "api_key", "apikey", "secret", "client_secret"}
+
+
+class ConfigError(Exception):
+    """A configuration problem, already phrased for the person who must fix it."""
+
+    def __init__(self, path: str | Path, problems: list[str]) -> None:
+        self.path = str(path)
+        self.problems = problems
+        name = Path(self.path).name
+        super().__init__("\n".join(f"{name}: {p}" for p in problems))
+
+
+def _between(lo: float, hi: float):
+    def check(v: float) -> float:
+        if not lo <= v <= hi:
+            raise ValueError(f"must be between {lo:g} and {hi:g}, got {v:g}")
+        return v
+
+    return AfterValidator(check)
+
+
+def _positive(v: float) -> float:
+    if v <= 0:
+        raise ValueError(f"must be greater than 0, got {v:g}")
+    return v
+
+
+Percent = Annotated[float, _between(0, 100)]
+Seconds = Annotated[float, AfterValidator(_positive)]
+
+
+def _secret_name(v: str) -> str:
+    if not _SECRET_NAME.match(v) or _looks_like_token(v):
+        # Never echo the value: it may be the secret itself.
+        raise ValueError(
+            "looks like a literal secret; put the token in an environment variable "
+            "(or .streamlit/secrets.toml) and write only its NAME here, "
+            'e.g. "PARTNERBOARD_MARKETPLACE_TOKEN"'
+        )
+    return v
+
+
+def _looks_like_token(v: str) -> bool:
+    """Env-var names are UPPER_SNAKE; a long mixed-case/digit blob is a pasted token."""
+    if v.isupper() or "." in v:
+        return False
+    has_lower = any(c.islower() for c in v)
+    has_digit = any(c.isdigit() for c in v)
+    return len(v) >= 16 and has_lower and has_digit
+
+
+SecretName = Annotated[str, AfterValidator(_secret_name)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Auth(_Model):
+    """How we authenticate to a partner. Holds secret names, never secret values."""
+
+    type: Literal["none", "bearer"] = "bearer"
+    token_env: SecretName | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_literal_secrets(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in data:
+                if key.lower() in _LITERAL_SECRET_KEYS:
+                    raise ValueError(
+                        f"`{key}` holds a literal secret, which must not be committed; "
+                        "store it in an environment variable and set "
+                        'token_env = "VARIABLE_NAME" instead'
+                    )
+        return data
+
+    @model_validator(mode="after")
+    def _bearer_needs_name(self) -> Auth:
+        if self.type == "bearer" and not self.token_env:
+            raise ValueError(
+                'type = "bearer" needs token_env = "VARIABLE_NAME" naming where the token lives'
+            )
+        return self
+
+
+class Endpoint(_Model):
+    """One partner URL we probe to judge whether the integration is healthy."""
+
+    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+    name: str | None = None
+    path: str
+    method: Literal["GET", "HEAD"] = "GET"
+    # At most an hour: health.MAX_INTERVAL_S relies on it to bound its look-back.
+    interval_seconds: Annotated[float, _between(0.1, 3600)] = 60
+    timeout_seconds: Seconds = 10
+    expected_status: Annotated[int, _between(100, 599)] = 200
+    expect_body_contains: str | None = None
+    auth: bool = True
+
+    @field_validator("path")
+    @classmethod
+    def _path_is_relative(cls, v: str) -> str:
+        if not v.startswith("/"):
+            raise ValueError(f'must start with "/", got "{v}"')
+        return v
+
+    @model_validator(mode="after")
+    def _timeout_below_interval(self) -> Endpoint:
+        if self.timeout_seconds > self.interval_seconds:
+            raise ValueError(
+                f"timeout_seconds ({self.timeout_seconds:g}) must not exceed "
+                f"interval_seconds ({self.interval_seconds:g}), or probes would overlap"
+            )
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.name or self.id
+
+
+class MaintenanceWindow(_Model):
+    """A window both partners agreed on; excluded from SLA uptime, shown separately."""
+
+    start: datetime
+    end: datetime
+    title: str = "Scheduled maintenance"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MaintenanceWindow:
+        for name in ("start", "end"):
+            if getattr(self, name).tzinfo is None:
+                raise ValueError(
+                    f"{name} needs a UTC offset, e.g. 2026-11-01T02:00:00+01:00"
+                )
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
+class SLA(_Model):
+    uptime_target: Percent = 99.9
+    p95_latency_ms: Seconds | None = None
+    maintenance_windows: list[MaintenanceWindow] = []
+
+
+class StatusPage(_Model):
+    """A partner's public status page in Atlassian Statuspage v2 JSON shape."""
+
+    url: str
+    interval_seconds: Seconds = 300
+    timeout_seconds: Seconds = 10
+
+
+class Partner(_Model):
+    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+    name: str
+    role: Literal["marketplace", "payments", "logistics", "other"] = "other"
+    base_url: str
+    auth: Auth = Auth(type="none")
+    endpoints: list[Endpoint] = []
+    statuspage: StatusPage | None = None
+    sla: SLA = SLA()
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError(f'must be an http(s) URL such as "https://api.example.com", got "{v}"')
+        return v.rstrip("/")
+
+    @field_validator("endpoints")
+    @classmethod
+    def _unique_endpoints(cls, v: list[Endpoint]) -> list[Endpoint]:
+        seen: set[str] = set()
+        for e in v:
+            if e.id in seen:
+                raise ValueError(f'endpoint id "{e.id}" is used twice; ids must be unique')
+            seen.add(e.id)
+        return v
+
+
+class Target(_Model):
+    """A KPI target for a partner, optionally for one period only (e.g. 2026-Q4)."""
+
+    partner: str
+    kpi: str
+    value: float
+    period: Annotated[str, Field(pattern=r"^\d{4}(-\d{2}|-Q[1-4]|-W\d{2})?$")] | None = None
+
+    @field_validator("kpi")
+    @classmethod
+    def _known_kpi(cls, v: str) -> str:
+        if v not in KNOWN_KPI_IDS:
+            hint = difflib.get_close_matches(v, KNOWN_KPI_IDS, n=1)
+            extra = f' (did you mean "{hint[0]}"?)' if hint else ""
+            raise ValueError(f'unknown KPI "{v}"{extra}')
+        return v
+
+
+class Collection(_Model):
+    """How collectors behave, shared by every source."""
+
+    down_after_failures: Annotated[int, Field(ge=1, le=100)] = 3
+    misfire_grace_seconds: Seconds = 30
+
+
+class Partnership(_Model):
+    name: str
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _valid_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f'unknown time zone "{v}"; use an IANA name such as "Europe/Warsaw"')
+        return v
+
+
+class Config(_Model):
+    partnership: Partnership
+    collection: Collection = Collection()
+    partners: Annotated[list[Partner], Field(min_length=1)]
+    targets: list[Target] = []
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        ids = [p.id for p in self.partners]
+        dupes = {i for i in ids if ids.count(i) > 1}
+        if dupes:
+            raise ValueError(f"partner id {sorted(dupes)[0]!r} is used twice; ids must be unique")
+        for i, t in enumerate(self.targets):
+            if t.partner not in ids:
+                raise ValueError(
+                    f'targets[{i}].partner "{t.partner}" is not a configured partner '
+                    f"(known: {', '.join(ids)})"
+                )
+        return self
+
+    def partner(self, partner_id: str) -> Partner:
+        for p in self.partners:
+            if p.id == partner_id:
+                return p
+        raise KeyError(partner_id)
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.partnership.timezone)
+
+
+# --- loading and error reporting -------------------------------------------------
+
+_MESSAGES = {
+    "missing": "is required",
+    "extra_forbidden": "is not a known setting",
+    "string_type": "must be a string",
+    "int_type": "must be a whole number",
+    "int_parsing": "must be a whole number",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "list_type": "must be a list (use [[...]] tables or [ ... ])",
+    "model_type": "must be a table",
+    "datetime_type": "must be a date-time such as 2026-11-01T02:00:00+01:00",
+    "datetime_parsing": "must be a date-time such as 2026-11-01T02:00:00+01:00",
+    "datetime_from_date_parsing": "must be a date-time such as 2026-11-01T02:00:00+01:00",
+    "too_short": "must not be empty",
+}
+
+
+def _key_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _describe(err: dict[str, Any], model_fields: dict[tuple[Any, ...], list[str]]) -> str:
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    path = _key_path(loc)
+    kind = err["type"]
+    if kind == "value_error":
+        msg = str(err["ctx"]["error"]) if "ctx" in err else err["msg"]
+        # Cross-field errors name their own keys; anchor them at the table they belong to.
+        if path == "(top level)":
+            return msg
+        sep = " " if msg.split(" ", 1)[0] in ("must", "looks", "is", "has") else ": "
+        return f"{path}{sep}{msg}"
+    if kind == "literal_error":
+        return f"{path} must be one of {err['ctx']['expected']}, got {err['input']!r}"
+    if kind == "string_pattern_mismatch":
+        return (
+            f"{path} has an invalid format: {err['input']!r} "
+            f"(expected pattern {err['ctx']['pattern']})"
+        )
+    if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        return f"{path} {err['msg'].lower().replace('input should be', 'must be')}, got {err['input']!r}"
+    if kind == "extra_forbidden":
+        parent, key = loc[:-1], str(loc[-1])
+        hint = difflib.get_close_matches(key, model_fields.get(_strip_indices(parent), []), n=1)
+        tip = f' (did you mean "{hint[0]}"?)' if hint else ""
+        return f"{path} is not a known setting{tip}; remove it or fix its spelling"
+    if kind == "missing":
+        return f"{path} is required; add `{loc[-1]} = ...`"
+    base = _MESSAGES.get(kind, err["msg"])
+    shown = "" if kind == "missing" else f", got {_safe_repr(err.get('input'))}"
+    return f"{path} {base}{shown}"
+
+
+def _safe_repr(v: Any) -> str:
+    r = repr(v)
+    return r if len(r) <= 60 else r[:57] + "..."
+
+
+def _strip_indices(loc: tuple[Any, ...]) -> tuple[str, ...]:
+    return tuple(p for p in loc if isinstance(p, str))
+
+
+def _field_index() -> dict[tuple[str, ...], list[str]]:
+    """Known keys per table path, for "did you mean" hints on misspelt keys."""
+    index: dict[tuple[str, ...], list[str]] = {}
+
+    def walk(model: type[BaseModel], prefix: tuple[str, ...]) -> None:
+        index[prefix] = list(model.model_fields)
+        for name, field in model.model_fields.items():
+            ann = field.annotation
+            for candidate in _models_in(ann):
+                walk(candidate, prefix + (name,))
+
+    walk(Config, ())
+    return index
+
+
+def _models_in(ann: Any) -> list[type[BaseModel]]:
+    found: list[type[BaseModel]] = []
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return [ann]
+    for arg in getattr(ann, "__args__", ()) or ():
+        found.extend(_models_in(arg))
+    return found
+
+
+def config_path(explicit: str | Path | None = None) -> Path:
+    """The config file to use: --config, else $PARTNERBOARD_CONFIG, else ./partners.toml."""
+    return Path(explicit or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
+
+
+def parse_config(data: dict[str, Any], path: str | Path = DEFAULT_CONFIG_PATH) -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        index = _field_index()
+        problems = [_describe(e, index) for e in exc.errors(include_url=False)]
+        raise ConfigError(path, problems) from None
+
+
+def load_config(explicit: str | Path | None = None) -> Config:
+    path = config_path(explicit)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            path,
+            [f"file not found at {path.resolve()}; pass --config PATH or set {CONFIG_ENV}"],
+        ) from None
+    except OSError as exc:
+        raise ConfigError(path, [f"cannot read the file: {exc.strerror}"]) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(path, ["is not UTF-8 text; save it as UTF-8"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, [f"is not valid TOML: {exc}"]) from None
+    return parse_config(data, path)

@@ -1,0 +1,74 @@
+"""Schema versions: create a new store, or upgrade an older one in place.
+
+A new database gets the current tables in one go and is stamped with the latest
+version (as Alembic's "create_all + stamp head" does). An existing database is
+upgraded one step at a time from the version it records; each step runs in its
+own transaction and records its version, so an interrupted upgrade resumes where
+it stopped and no step ever drops rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from partnerboard.core import schema, timeutil
+
+
+class SchemaTooNewError(Exception):
+    """The database was written by a newer Partnerboard than this one."""
+
+
+def _v2_indexes(conn: Connection) -> None:
+    """v2: indexes for the time-range queries of the health page."""
+    for table in (schema.probe_results, schema.incidents, schema.collector_runs):
+        for index in table.indexes:
+            index.create(conn, checkfirst=True)
+
+
+# Step N upgrades a database at version N-1 to version N. Append only; never edit.
+STEPS: dict[int, Callable[[Connection], None]] = {
+    2: _v2_indexes,
+}
+LATEST = max(STEPS)
+
+
+def current_version(conn: Connection) -> int:
+    """0 for an empty database."""
+    if not sa.inspect(conn).has_table(schema.schema_version.name):
+        return 0
+    found = conn.execute(sa.select(sa.func.max(schema.schema_version.c.version))).scalar()
+    return int(found or 0)
+
+
+def _stamp(conn: Connection, version: int) -> None:
+    conn.execute(
+        schema.schema_version.insert().values(
+            version=version, applied_at=timeutil.to_db(timeutil.utcnow())
+        )
+    )
+
+
+def upgrade(engine: Engine, target: int = LATEST) -> tuple[int, int]:
+    """Bring the database to ``target``; returns (version before, version after)."""
+    with engine.begin() as conn:
+        before = current_version(conn)
+        if before > LATEST:
+            raise SchemaTooNewError(
+                f"the database is at schema version {before}, newer than this Partnerboard "
+                f"understands ({LATEST}); upgrade Partnerboard or point it at another database"
+            )
+        if before == 0:
+            schema.metadata.create_all(conn)
+            _stamp(conn, LATEST)
+            return 0, LATEST
+    version = before
+    for step in sorted(STEPS):
+        if version < step <= target:
+            with engine.begin() as conn:
+                STEPS[step](conn)
+                _stamp(conn, step)
+            version = step
+    return before, version

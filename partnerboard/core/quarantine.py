@@ -1,0 +1,41 @@
+"""Records a partner sent that we could not accept, kept with the reason.
+
+Nothing a partner sends is silently dropped: a record that fails validation lands
+here with its raw payload, the source, the run and a readable reason, and the rest
+of its page is still imported.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.engine import Connection
+
+from partnerboard.core import schema, timeutil
+from partnerboard.core.secrets import scrub
+
+
+def describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in err["loc"]) or "(record)"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def put(conn: Connection, *, source: str, run_id: str, payload: Any, reason: str) -> None:
+    try:
+        text = json.dumps(payload, default=str, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(payload)
+    conn.execute(schema.quarantine.insert().values(
+        id=str(uuid.uuid4()),
+        source=source,
+        run_id=run_id,
+        received_at=timeutil.to_db(timeutil.utcnow()),
+        reason=scrub(reason)[:2000],
+        payload=scrub(text),
+    ))

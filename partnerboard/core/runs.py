@@ -1,0 +1,133 @@
+"""Collector runs and watermarks: the audit trail behind every stored row.
+
+A run row is written when the run starts (status ``running``) and completed when
+it ends, so a run killed half-way is visible as one that never finished. The rows
+a run writes carry its id; its watermark is committed in the same transaction as
+those rows (``set_watermark`` takes the caller's connection).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from partnerboard.core import schema, timeutil
+from partnerboard.core.secrets import scrub
+
+runs = schema.collector_runs
+
+
+@dataclass
+class Run:
+    id: str
+    source: str
+    partner_id: str | None
+    started_at: datetime
+
+
+def start_run(
+    engine: Engine, source: str, partner_id: str | None, trigger: str = "schedule"
+) -> Run:
+    run = Run(str(uuid.uuid4()), source, partner_id, timeutil.utcnow())
+    with engine.begin() as conn:
+        conn.execute(
+            runs.insert().values(
+                id=run.id,
+                source=source,
+                partner_id=partner_id,
+                trigger=trigger,
+                started_at=timeutil.to_db(run.started_at),
+                status="running",
+                rows_read=0,
+                rows_written=0,
+            )
+        )
+    return run
+
+
+def finish_run(
+    engine: Engine,
+    run: Run,
+    *,
+    status: str,
+    rows_read: int = 0,
+    rows_written: int = 0,
+    error: str | None = None,
+) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            runs.update()
+            .where(runs.c.id == run.id)
+            .values(
+                finished_at=timeutil.to_db(timeutil.utcnow()),
+                status=status,
+                rows_read=rows_read,
+                rows_written=rows_written,
+                error=scrub(error)[:4000] if error else None,
+            )
+        )
+
+
+def set_watermark(conn: Connection, source: str, value: str, run_id: str) -> None:
+    """Record the highest cursor committed for a source, inside the caller's transaction."""
+    wm = schema.watermarks
+    now = timeutil.to_db(timeutil.utcnow())
+    updated = conn.execute(
+        wm.update().where(wm.c.source == source).values(value=value, updated_at=now, run_id=run_id)
+    ).rowcount
+    if not updated:
+        conn.execute(wm.insert().values(source=source, value=value, updated_at=now, run_id=run_id))
+
+
+def get_watermark(conn: Connection, source: str) -> str | None:
+    wm = schema.watermarks
+    return conn.execute(sa.select(wm.c.value).where(wm.c.source == source)).scalar()
+
+
+def source_summary(conn: Connection) -> list[dict]:
+    """Per source: last run, last success, counts. One grouped query, for /healthz and pages."""
+    last_success = sa.func.max(
+        sa.case((runs.c.status == "success", runs.c.finished_at), else_=None)
+    )
+    q = (
+        sa.select(
+            runs.c.source,
+            sa.func.max(runs.c.started_at).label("last_started_at"),
+            last_success.label("last_success_at"),
+            sa.func.sum(sa.case((runs.c.status == "success", 1), else_=0)).label("runs_ok"),
+            sa.func.sum(sa.case((runs.c.status == "failed", 1), else_=0)).label("runs_failed"),
+            sa.func.sum(runs.c.rows_written).label("rows_written"),
+        )
+        .group_by(runs.c.source)
+        .order_by(runs.c.source)
+    )
+    out = []
+    for row in conn.execute(q).mappings():
+        last = conn.execute(
+            sa.select(runs.c.status, runs.c.error)
+            .where(runs.c.source == row["source"])
+            .order_by(runs.c.started_at.desc())
+            .limit(1)
+        ).one()
+        out.append(
+            {
+                "source": row["source"],
+                "last_started_at": _iso(row["last_started_at"]),
+                "last_success_at": _iso(row["last_success_at"]),
+                "last_status": last.status,
+                "last_error": last.error,
+                "runs_ok": int(row["runs_ok"] or 0),
+                "runs_failed": int(row["runs_failed"] or 0),
+                "rows_written": int(row["rows_written"] or 0),
+            }
+        )
+    return out
+
+
+def _iso(dt: datetime | None) -> str | None:
+    aware = timeutil.from_db(dt)
+    return aware.isoformat() if aware else None

@@ -1,0 +1,135 @@
+"""The store's tables (SQLAlchemy Core), portable across DuckDB and PostgreSQL.
+
+Conventions that every query relies on:
+- every timestamp column is a naive ``TIMESTAMP`` holding UTC (``timeutil.to_db``);
+- keys are text (UUIDs or natural keys), so no backend-specific autoincrement is needed;
+- every row a collector writes carries the ``run_id`` of the run that brought it, so a
+  number on the board can be traced to the run, its time and its endpoint.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+schema_version = sa.Table(
+    "schema_version",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("applied_at", sa.DateTime, nullable=False),
+)
+
+probe_results = sa.Table(
+    "probe_results",
+    metadata,
+    sa.Column("partner_id", sa.String(64), nullable=False),
+    sa.Column("endpoint_id", sa.String(64), nullable=False),
+    sa.Column("ts", sa.DateTime, nullable=False, comment="probe start, UTC"),
+    sa.Column("status_code", sa.Integer),
+    sa.Column("latency_ms", sa.Float, nullable=False),
+    sa.Column("outcome", sa.String(8), nullable=False, comment="ok | fail"),
+    sa.Column(
+        "reason",
+        sa.String(32),
+        comment="timeout | connection_refused | tls | unexpected_status | unexpected_body | "
+        "connection_error | error",
+    ),
+    sa.Column("detail", sa.Text),
+    sa.Column(
+        "state",
+        sa.String(8),
+        nullable=False,
+        comment="up | pending | down: the endpoint's confirmed state as of this probe",
+    ),
+    sa.Column(
+        "interval_s",
+        sa.Float,
+        nullable=False,
+        comment="probe interval at the time; a probe vouches for at most 2x this",
+    ),
+    sa.Column("run_id", sa.String(36), nullable=False),
+    sa.Index("ix_probe_results_endpoint_ts", "partner_id", "endpoint_id", "ts"),
+)
+
+endpoint_state = sa.Table(
+    "endpoint_state",
+    metadata,
+    sa.Column("partner_id", sa.String(64), primary_key=True),
+    sa.Column("endpoint_id", sa.String(64), primary_key=True),
+    sa.Column("status", sa.String(8), nullable=False, comment="up | pending | down"),
+    sa.Column("consecutive_failures", sa.Integer, nullable=False),
+    sa.Column("streak_started_at", sa.DateTime),
+    sa.Column("open_incident_id", sa.String(36)),
+    sa.Column("last_probe_at", sa.DateTime),
+    sa.Column("last_ok_at", sa.DateTime),
+)
+
+incidents = sa.Table(
+    "incidents",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("partner_id", sa.String(64), nullable=False),
+    sa.Column("endpoint_id", sa.String(64), comment="set for measured incidents"),
+    sa.Column("origin", sa.String(16), nullable=False, comment="measured | reported"),
+    sa.Column("external_id", sa.String(128), nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("impact", sa.String(32)),
+    sa.Column("started_at", sa.DateTime, nullable=False),
+    sa.Column("resolved_at", sa.DateTime),
+    sa.Column("duration_s", sa.Float),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+    sa.Column("url", sa.Text),
+    sa.Column("first_run_id", sa.String(36)),
+    sa.Column("last_run_id", sa.String(36)),
+    sa.UniqueConstraint("partner_id", "origin", "external_id", name="uq_incidents_source_key"),
+    sa.Index("ix_incidents_partner_started", "partner_id", "started_at"),
+)
+
+maintenance_windows = sa.Table(
+    "maintenance_windows",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("partner_id", sa.String(64), nullable=False),
+    sa.Column("starts_at", sa.DateTime, nullable=False),
+    sa.Column("ends_at", sa.DateTime, nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("origin", sa.String(16), nullable=False, comment="config"),
+)
+
+collector_runs = sa.Table(
+    "collector_runs",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("source", sa.String(128), nullable=False, comment="e.g. probe:marketplace"),
+    sa.Column("partner_id", sa.String(64)),
+    sa.Column("trigger", sa.String(16), nullable=False, comment="schedule | manual"),
+    sa.Column("started_at", sa.DateTime, nullable=False),
+    sa.Column("finished_at", sa.DateTime),
+    sa.Column("status", sa.String(16), nullable=False, comment="running | success | failed"),
+    sa.Column("rows_read", sa.Integer, nullable=False, default=0),
+    sa.Column("rows_written", sa.Integer, nullable=False, default=0),
+    sa.Column("error", sa.Text),
+    sa.Index("ix_collector_runs_source_started", "source", "started_at"),
+)
+
+watermarks = sa.Table(
+    "watermarks",
+    metadata,
+    sa.Column("source", sa.String(128), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+    sa.Column("run_id", sa.String(36)),
+)
+
+quarantine = sa.Table(
+    "quarantine",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("source", sa.String(128), nullable=False),
+    sa.Column("run_id", sa.String(36), nullable=False),
+    sa.Column("received_at", sa.DateTime, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+)

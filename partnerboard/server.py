@@ -1,0 +1,90 @@
+"""The board server: Streamlit pages, the collectors and the HTTP routes, one process.
+
+DuckDB allows one process per database file, so the process that shows the board
+also collects into it: ``st.App``'s lifespan starts the APScheduler jobs once the
+Streamlit runtime is up and stops them (waiting for running jobs) on shutdown. The
+pages and the jobs share the same store (``open_store``), and ``/healthz`` reports
+the scheduler and the last run of every source without a second connection to the
+file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+import dashboard
+from collectors.scheduler import build_scheduler
+from partnerboard.core import maintenance, runs
+from partnerboard.core.config import load_config
+from partnerboard.core.store import close_store, display_url, open_store
+
+log = logging.getLogger("partnerboard.server")
+
+SCRIPT = Path(dashboard.__file__).parent / "app.py"
+_STATES = {0: "stopped", 1: "running", 2: "paused"}
+
+
+def create_app(config_path: str, database_url: str, *, collect: bool = True) -> Any:
+    """An ASGI app (``st.App``) serving the board, /healthz, and running the collectors."""
+    live: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(_app: Any) -> AsyncIterator[dict[str, Any]]:
+        config = load_config(config_path)
+        store = await asyncio.to_thread(open_store, database_url)
+        with store.engine.begin() as conn:
+            maintenance.sync_windows(conn, config)
+        scheduler = build_scheduler(store, config) if collect else None
+        if scheduler is not None:
+            scheduler.start()
+        live.update(config=config, store=store, scheduler=scheduler)
+        log.info("board started database=%s collect=%s", display_url(database_url), collect)
+        try:
+            yield {"store": store, "config": config}
+        finally:
+            if scheduler is not None:
+                # wait=True lets a running job finish and record its run.
+                await asyncio.to_thread(scheduler.shutdown, True)
+            await asyncio.to_thread(close_store, database_url)
+            log.info("board stopped")
+
+    async def healthz(_request: Request) -> JSONResponse:
+        scheduler = live.get("scheduler")
+        store = live.get("store")
+        if store is None:
+            return JSONResponse({"status": "starting"}, status_code=503)
+
+        def read() -> list[dict]:
+            with store.engine.connect() as conn:
+                return runs.source_summary(conn)
+
+        sources = await asyncio.to_thread(read)
+        state = _STATES.get(scheduler.state, "unknown") if scheduler else "disabled"
+        jobs = [
+            {"id": j.id, "next_run_at": j.next_run_time.isoformat() if j.next_run_time else None}
+            for j in (scheduler.get_jobs() if scheduler else [])
+        ]
+        healthy = state in ("running", "disabled")
+        return JSONResponse(
+            {
+                "status": "ok" if healthy else "degraded",
+                "scheduler": state,
+                "jobs": jobs,
+                "sources": sources,
+                "database": display_url(store.url),
+                "schema_version": store.schema_after,
+            },
+            status_code=200 if healthy else 503,
+        )
+
+    return st.App(str(SCRIPT), lifespan=lifespan, routes=[Route("/healthz", healthz)])

@@ -1,0 +1,232 @@
+"""The partner-API simulator: two partners' APIs over real HTTP on loopback.
+
+It stands in for the real partners in the demo and in tests, and it is only ever
+reached through the project's real HTTP clients. Each partner lives under its own
+path prefix (its base URL) with its own bearer token, a health endpoint, API
+endpoints with a realistic latency distribution, the seeded outage schedule, a
+Statuspage v2 feed, and chaos knobs (error rate, timeout rate, extra latency, and a
+forced mode) settable at start or at run time through ``/_sim/chaos``.
+
+New partner data (orders, traffic, returns, merchants, payments, refunds, tickets)
+plugs in as more routes on a ``PartnerSpec``; the auth, chaos and schedule handling
+in ``_guarded`` applies to them unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import math
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Mount, Route
+
+from simulator.schedule import BACKGROUND, DEMO, Profile, active
+from simulator.statuspage import StatusPage
+
+Mode = Literal["normal", "down", "hang", "bad_body"]
+
+
+@dataclass
+class Chaos:
+    """Per-partner misbehaviour on top of the seeded schedule."""
+
+    error_rate: float = 0.0
+    timeout_rate: float = 0.0
+    extra_latency_ms: float = 0.0
+    mode: Mode = "normal"
+    hang_seconds: float = 30.0
+    schedule: bool = True
+
+    def update(self, values: dict[str, Any]) -> None:
+        for key, value in values.items():
+            if key not in self.__dataclass_fields__:
+                raise ValueError(f"unknown chaos setting {key!r}")
+            if key == "mode" and value not in ("normal", "down", "hang", "bad_body"):
+                raise ValueError(f"mode must be normal, down, hang or bad_body, got {value!r}")
+            if key in ("error_rate", "timeout_rate") and not 0 <= float(value) <= 1:
+                raise ValueError(f"{key} must be between 0 and 1, got {value!r}")
+            current = getattr(self, key)
+            setattr(self, key, type(current)(value))
+
+
+@dataclass
+class PartnerSpec:
+    id: str
+    name: str
+    token: str
+    median_latency_ms: float
+    api_paths: dict[str, Callable[[Request], dict]]
+    chaos: Chaos = field(default_factory=Chaos)
+
+
+@dataclass
+class SimState:
+    seed: int
+    partners: dict[str, PartnerSpec]
+    profiles: tuple[Profile, ...]
+    statuspages: dict[str, StatusPage]
+    requests: dict[str, int] = field(default_factory=dict)
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+def _latency_s(rng: random.Random, median_ms: float) -> float:
+    ms = rng.lognormvariate(math.log(median_ms), 0.45)
+    if rng.random() < 0.01:  # the long tail every real API has
+        ms *= 4
+    return ms / 1000.0
+
+
+def default_partners(tokens: dict[str, str]) -> list[PartnerSpec]:
+    """The demo partnership: a marketplace and the payment gateway integrated into it."""
+
+    def offers(_: Request) -> dict:
+        return {"offers": [{"offer_id": i, "state": "ACTIVE"} for i in range(1, 4)], "total_count": 3}
+
+    def balance(_: Request) -> dict:
+        return {"object": "balance", "available": [{"amount": 1_250_000, "currency": "pln"}]}
+
+    return [
+        PartnerSpec("marketplace", "Demo Marketplace", tokens["marketplace"], 35.0,
+                    {"/api/offers": offers}),
+        PartnerSpec("payments", "Demo PayGate", tokens["payments"], 60.0,
+                    {"/v1/balance": balance}),
+    ]
+
+
+def create_app(
+    tokens: dict[str, str],
+    *,
+    seed: int = 42,
+    demo_blips: bool = False,
+    chaos: dict[str, Any] | None = None,
+    public_url: str = "http://127.0.0.1",
+) -> Starlette:
+    profiles = (BACKGROUND, DEMO) if demo_blips else (BACKGROUND,)
+    partners = {p.id: p for p in default_partners(tokens)}
+    for spec in partners.values():
+        if chaos:
+            spec.chaos.update(chaos)
+    state = SimState(
+        seed=seed,
+        partners=partners,
+        profiles=profiles,
+        statuspages={
+            p.id: StatusPage(seed, p.id, p.name, f"{public_url}/{p.id}/status")
+            for p in partners.values()
+        },
+    )
+    rng = random.Random(seed)
+    mounts = [Mount(f"/{spec.id}", routes=_partner_routes(state, spec, rng)) for spec in partners.values()]
+    admin = [
+        Route("/_sim/chaos", _chaos_handler(state), methods=["GET", "POST"]),
+        Route("/_sim/requests", lambda r: JSONResponse(state.requests)),
+        Route("/_sim/{partner}/incidents", _incident_handler(state), methods=["POST"]),
+    ]
+    app = Starlette(routes=admin + mounts)
+    app.state.sim = state
+    return app
+
+
+def _partner_routes(state: SimState, spec: PartnerSpec, rng: random.Random) -> list[Route]:
+    def count(kind: str) -> None:
+        key = f"{spec.id}:{kind}"
+        state.requests[key] = state.requests.get(key, 0) + 1
+
+    def _guarded(
+        handler: Callable[[Request], dict], *, auth: bool, kind: str
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            count(kind)
+            chaos = spec.chaos
+            if auth and not _authorised(request, spec.token):
+                return JSONResponse(
+                    {"error": "unauthorized", "message": "missing or invalid bearer token"},
+                    status_code=401,
+                    headers={"WWW-Authenticate": 'Bearer realm="partner-api"'},
+                )
+            now = state.clock()
+            disruptions = active(state.seed, spec.id, now, state.profiles) if chaos.schedule else []
+            outage = any(d.kind == "outage" for d in disruptions)
+            extra = sum(d.extra_latency_ms for d in disruptions) + chaos.extra_latency_ms
+            if chaos.mode == "hang" or rng.random() < chaos.timeout_rate:
+                await asyncio.sleep(chaos.hang_seconds)
+            await asyncio.sleep(_latency_s(rng, spec.median_latency_ms) + extra / 1000.0)
+            if chaos.mode == "down" or outage:
+                return JSONResponse({"status": "down", "error": "service unavailable"}, 503,
+                                    headers={"Retry-After": "30"})
+            if rng.random() < chaos.error_rate:
+                return JSONResponse({"error": "internal error"}, 500)
+            if chaos.mode == "bad_body":
+                return PlainTextResponse("<html>Bad gateway</html>", 200)
+            return JSONResponse(handler(request))
+
+        return endpoint
+
+    def health(_: Request) -> dict:
+        return {"status": "ok", "partner": spec.id}
+
+    page = state.statuspages[spec.id]
+
+    async def summary(_: Request) -> Response:
+        count("statuspage")
+        return JSONResponse(page.summary(state.clock()))
+
+    async def incidents(_: Request) -> Response:
+        count("statuspage")
+        now = state.clock()
+        return JSONResponse({"page": page.page(now), "incidents": page.incidents(now)})
+
+    routes = [Route("/health", _guarded(health, auth=False, kind="health"))]
+    routes += [
+        Route(path, _guarded(handler, auth=True, kind=path))
+        for path, handler in spec.api_paths.items()
+    ]
+    routes += [
+        Route("/status/api/v2/summary.json", summary),
+        Route("/status/api/v2/incidents.json", incidents),
+    ]
+    return routes
+
+
+def _authorised(request: Request, token: str) -> bool:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(value.encode(), token.encode())
+
+
+def _chaos_handler(state: SimState) -> Callable[[Request], Awaitable[Response]]:
+    async def handler(request: Request) -> Response:
+        if request.method == "POST":
+            body = await request.json()
+            target = body.pop("partner", None)
+            specs = [state.partners[target]] if target else list(state.partners.values())
+            try:
+                for spec in specs:
+                    spec.chaos.update(body)
+            except (ValueError, TypeError) as exc:
+                return JSONResponse({"error": str(exc)}, 400)
+        return JSONResponse({pid: vars(s.chaos) for pid, s in state.partners.items()})
+
+    return handler
+
+
+def _incident_handler(state: SimState) -> Callable[[Request], Awaitable[Response]]:
+    async def handler(request: Request) -> Response:
+        partner = request.path_params["partner"]
+        if partner not in state.statuspages:
+            return JSONResponse({"error": f"unknown partner {partner!r}"}, 404)
+        try:
+            incident = state.statuspages[partner].upsert(await request.json())
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, 400)
+        return JSONResponse(incident)
+
+    return handler

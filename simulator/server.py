@@ -1,0 +1,83 @@
+"""Run the simulator: in a background thread (tests) or in the foreground (CLI).
+
+The thread runner binds its socket before starting uvicorn, so a test gets a real
+port on 127.0.0.1 with no race and no fixed port numbers.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+
+from simulator.app import create_app
+
+PARTNER_IDS = ("marketplace", "payments")
+
+
+def token_env(partner: str) -> str:
+    """The environment variable holding a simulated partner's API token."""
+    return f"PARTNERBOARD_{partner.upper()}_TOKEN"
+
+
+def tokens_from_env(generate_missing: bool = False) -> dict[str, str]:
+    tokens = {}
+    for pid in PARTNER_IDS:
+        value = os.environ.get(token_env(pid))
+        if not value:
+            if not generate_missing:
+                raise SystemExit(
+                    f"simulator: {token_env(pid)} is not set; export it (any random string) "
+                    "so the simulator and the collectors share the same token"
+                )
+            value = secrets.token_urlsafe(24)
+            os.environ[token_env(pid)] = value
+        tokens[pid] = value
+    return tokens
+
+
+@dataclass
+class RunningSimulator:
+    base_url: str
+    server: uvicorn.Server
+    thread: threading.Thread
+    app: Any
+
+    def url(self, partner: str) -> str:
+        return f"{self.base_url}/{partner}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def start_in_thread(tokens: dict[str, str], **options: Any) -> RunningSimulator:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    base_url = f"http://127.0.0.1:{port}"
+    app = create_app(tokens, public_url=base_url, **options)
+    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1, lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,
+                              name="partner-simulator")
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the partner simulator did not start within 10 s")
+        time.sleep(0.02)
+    return RunningSimulator(base_url, server, thread, app)
+
+
+def serve_forever(host: str, port: int, tokens: dict[str, str], **options: Any) -> None:
+    app = create_app(tokens, public_url=f"http://{host}:{port}", **options)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
+                timeout_graceful_shutdown=1)
