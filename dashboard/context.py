@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import streamlit as st
 
-from partnerboard.core.config import Config, ConfigError, load_config
+from partnerboard.core.config import Config, ConfigError, config_path, load_config
 from partnerboard.core.secrets import scrub
 from partnerboard.core.store import Store, StoreBusyError, database_url, open_store
 
 
 @st.cache_resource(show_spinner=False)
-def _config(path: str | None) -> Config:
+def _config(path: str, mtime: float) -> Config:
     return load_config(path)
 
 
 def config() -> Config:
+    """The config named by the environment; reloaded when the file changes."""
+    path = config_path()
     try:
-        return _config(None)
+        return _config(str(path.resolve()), path.stat().st_mtime if path.exists() else 0.0)
     except ConfigError as exc:
         st.error(f"The partnership config cannot be loaded:\n\n{exc}")
         st.stop()

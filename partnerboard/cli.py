@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Annotated
 
 import httpx
@@ -22,7 +21,7 @@ import typer
 
 from partnerboard.core import logs
 from partnerboard.core.config import CONFIG_ENV, Config, ConfigError, config_path, load_config
-from partnerboard.core.ownership import OwnershipError, acquire
+from partnerboard.core.ownership import Ownership, OwnershipError, acquire
 from partnerboard.core.secrets import missing_secrets
 from partnerboard.core.store import (
     DATABASE_URL_ENV,
@@ -69,12 +68,16 @@ def _secret_names(cfg: Config) -> list[tuple[str, str]]:
     ]
 
 
+# Held for the life of the process: the lock is released when the handle is closed.
+_ownership: list[Ownership] = []
+
+
 def _own_database(url: str, command: str, board_url: str | None = None) -> None:
     path = duckdb_path(url)
     if path is None:
         return
     try:
-        acquire(path, command, board_url)
+        _ownership.append(acquire(path, command, board_url))
     except OwnershipError as exc:
         raise _fail(f"partnerboard {command}: {exc}") from None
 
@@ -116,6 +119,10 @@ def serve(
     os.environ[CONFIG_ENV] = path
     os.environ[DATABASE_URL_ENV] = url
     typer.echo(f"Partnerboard: {board}  (database {display_url(url)}; Ctrl+C to stop)")
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal with the
+    # handler that was installed before it: make that a clean exit 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: sys.exit(0))
     try:
         uvicorn.run(create_app(path, url, collect=collect), host=host, port=port,
                     log_level="warning", access_log=False,

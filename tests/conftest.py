@@ -98,3 +98,40 @@ def store(db_url: str) -> Iterator[store_mod.Store]:
     s = store_mod.open_store(db_url)
     yield s
     store_mod.close_store(db_url)
+
+
+def to_toml(data: dict[str, Any], prefix: str = "") -> str:
+    """A small TOML writer for test configs (scalars, inline lists, tables, arrays of tables)."""
+
+    def scalar(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, list):
+            return "[" + ", ".join(scalar(x) for x in v) + "]"
+        return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    lines, nested = [], []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            nested.append(f"\n[{prefix}{key}]\n" + to_toml(value, f"{prefix}{key}."))
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            for item in value:
+                nested.append(f"\n[[{prefix}{key}]]\n" + to_toml(item, f"{prefix}{key}."))
+        else:
+            lines.append(f"{key} = {scalar(value)}")
+    return "\n".join(lines) + "\n" + "".join(nested)
+
+
+def config_toml(base_url: str, **options: Any) -> str:
+    """``config_dict`` as a partners.toml file's text."""
+    return to_toml(config_dict(base_url, **options))
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

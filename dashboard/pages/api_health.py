@@ -217,7 +217,7 @@ def live_panels() -> None:
             "`partnerboard serve` (or `partnerboard collect`) runs; the first results appear "
             "within seconds. To take one round now: `partnerboard collect --once`."
         )
-    st.caption(f"Data as of {local_time(now, cfg.tz, seconds=True)} · refreshes every "
+    st.caption(f"Data as of {local_time(datetime.now(cfg.tz), cfg.tz, seconds=True)} · refreshes every "
                f"{queries.TTL_S} s")
     columns = st.columns(len(cfg.partners), gap="large")
     for column, partner in zip(columns, cfg.partners):

@@ -253,7 +253,7 @@ class Partnership(_Model):
         try:
             ZoneInfo(v)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f'unknown time zone "{v}"; use an IANA name such as "Europe/Warsaw"')
+            raise ValueError(f'unknown time zone "{v}"; use an IANA name such as "Europe/Warsaw"') from None
         return v
 
 

@@ -20,7 +20,11 @@ _DEFAULT_SECRETS_FILE = Path(".streamlit/secrets.toml")
 
 _known: set[str] = set()
 _lock = threading.Lock()
-_BEARER = re.compile(r"(?i)(authorization\s*[:=]\s*)(bearer\s+)?[^\s,'\"}]+")
+# An Authorization value in a header dump, a dict repr or a log line, with or without
+# a scheme (some APIs take a raw key in Authorization).
+_AUTH_VALUE = re.compile(
+    r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)((?:bearer|basic|token|digest)\s+)?[^\s,'\"}]+"
+)
 REDACTED = "[REDACTED]"
 
 
@@ -73,7 +77,7 @@ def scrub(text: str) -> str:
     for value in known:
         if value in text:
             text = text.replace(value, REDACTED)
-    return _BEARER.sub(lambda m: m.group(1) + REDACTED, text)
+    return _AUTH_VALUE.sub(lambda m: m.group(1) + REDACTED, text)
 
 
 def missing_secrets(names: list[tuple[str, str]]) -> list[str]:

@@ -1,0 +1,50 @@
+# Partnerboard developer commands. `make demo` and `make test` work on a fresh machine:
+# they create the virtual environment and install what they need first.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PB     := $(VENV)/bin/partnerboard
+STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup demo test serve collect simulate check-config chromium lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Partnerboard needs Python 3.11+"'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+setup: $(STAMP)
+
+# Browser tests drive Debian's Chromium; Playwright cannot download its own here.
+chromium:
+	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -q && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+
+demo: setup          ## simulator + board with collectors, on the shipped partners.toml
+	$(PB) demo
+
+test: setup chromium ## the whole test suite
+	$(PY) -m pytest
+
+serve: setup         ## board + collectors against $$PARTNERBOARD_DATABASE_URL
+	$(PB) serve
+
+collect: setup       ## collectors only (no board)
+	$(PB) collect
+
+simulate: setup      ## the stand-in partner APIs on 127.0.0.1:8765
+	$(PB) simulate --demo-blips
+
+check-config: setup
+	$(PB) check-config
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) test-artifacts .pytest_cache

@@ -1,0 +1,185 @@
+"""The probe collector against the real simulator over HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from datetime import timedelta
+
+import pandas as pd
+import sqlalchemy as sa
+
+from collectors.jobs import ProbeGroup, probe_groups, run_probes
+from collectors.scheduler import build_scheduler
+from partnerboard.core import schema, timeutil
+from partnerboard.core.config import parse_config
+from partnerboard.core.store import Store
+from tests.conftest import config_dict, set_chaos
+
+
+def _group(config, partner_id: str) -> ProbeGroup:
+    return next(g for g in probe_groups(config) if g.partner_id == partner_id)
+
+
+def _probes(store: Store, partner_id: str, endpoint_id: str | None = None) -> pd.DataFrame:
+    p = schema.probe_results
+    q = sa.select(p).where(p.c.partner_id == partner_id).order_by(p.c.ts)
+    if endpoint_id:
+        q = q.where(p.c.endpoint_id == endpoint_id)
+    with store.engine.connect() as conn:
+        return pd.DataFrame(conn.execute(q).mappings().all())
+
+
+def _incidents(store: Store, origin: str = "measured") -> pd.DataFrame:
+    i = schema.incidents
+    with store.engine.connect() as conn:
+        return pd.DataFrame(conn.execute(sa.select(i).where(i.c.origin == origin)).mappings().all())
+
+
+def test_healthy_partner_is_up(sim, config, store, env_tokens) -> None:
+    outcome = run_probes(store, config, _group(config, "marketplace"))
+    assert outcome.status == "success" and outcome.rows_written == 2
+    df = _probes(store, "marketplace")
+    assert set(df.endpoint_id) == {"health", "offers"}
+    assert (df.outcome == "ok").all() and (df.state == "up").all()
+    assert (df.status_code == 200).all()
+    assert (df.latency_ms > 0).all() and (df.latency_ms < 800).all()
+    assert (df.run_id == outcome.run_id).all()
+    assert (df.interval_s == 1.0).all()
+
+
+def test_down_only_after_three_failures_and_recovery_closes_incident(
+    sim, config, store, env_tokens
+) -> None:
+    group = _group(config, "marketplace")
+    set_chaos(sim, partner="marketplace", mode="down")
+    run_probes(store, config, group)
+    run_probes(store, config, group)
+    df = _probes(store, "marketplace")
+    assert (df.reason == "unexpected_status").all()
+    assert (df.state == "pending").all(), "two failures must not declare the endpoint down"
+    assert _incidents(store).empty
+
+    run_probes(store, config, group)
+    df = _probes(store, "marketplace", "offers")
+    assert list(df.state) == ["down", "down", "down"], "the streak is re-marked down from its start"
+    incidents = _incidents(store)
+    assert len(incidents) == 2  # both endpoints
+    offers = incidents[incidents.endpoint_id == "offers"].iloc[0]
+    assert offers.status == "open" and pd.isna(offers.resolved_at)
+    assert offers.started_at == df.ts.iloc[0], "the outage starts at the first failed probe"
+    assert "503" in offers.title
+
+    set_chaos(sim, partner="marketplace", mode="normal")
+    run_probes(store, config, group)
+    df = _probes(store, "marketplace", "offers")
+    assert df.state.iloc[-1] == "up"
+    offers = _incidents(store).set_index("endpoint_id").loc["offers"]
+    assert offers.status == "resolved"
+    assert offers.resolved_at == df.ts.iloc[-1]
+    expected = (df.ts.iloc[-1] - df.ts.iloc[0]).total_seconds()
+    assert abs(offers.duration_s - expected) < 1e-3
+
+    # A single later failure is pending again, and opens nothing.
+    set_chaos(sim, partner="marketplace", mode="down")
+    run_probes(store, config, group)
+    assert len(_incidents(store)) == 2
+    assert _probes(store, "marketplace", "offers").state.iloc[-1] == "pending"
+
+
+def test_timeouts_are_classified_as_timeouts(sim, config, store, env_tokens) -> None:
+    set_chaos(sim, partner="payments", mode="hang")
+    started = time.monotonic()
+    run_probes(store, config, _group(config, "payments"))
+    elapsed = time.monotonic() - started
+    df = _probes(store, "payments")
+    assert (df.reason == "timeout").all()
+    assert df.status_code.isna().all()
+    assert (df.latency_ms >= 750).all() and (df.latency_ms < 2000).all()
+    assert elapsed < 3, "the probe deadline bounds the run, not the server's hang (5 s)"
+    assert df.detail.str.contains("within 0.8 s").all()
+
+
+def test_wrong_token_is_an_unexpected_status(sim, config, store, monkeypatch) -> None:
+    monkeypatch.setenv("PARTNERBOARD_MARKETPLACE_TOKEN", "not-the-right-token-123")
+    run_probes(store, config, _group(config, "marketplace"))
+    df = _probes(store, "marketplace").set_index("endpoint_id")
+    assert df.loc["health", "outcome"] == "ok"  # unauthenticated health check
+    assert df.loc["offers", "reason"] == "unexpected_status"
+    assert df.loc["offers", "detail"] == "HTTP 401, expected 200"
+
+
+def test_unexpected_body(sim, store, env_tokens) -> None:
+    data = config_dict(sim.base_url)
+    data["partners"][0]["endpoints"][0]["expect_body_contains"] = '"status":"ok"'
+    config = parse_config(data)
+    set_chaos(sim, partner="marketplace", mode="bad_body")
+    run_probes(store, config, _group(config, "marketplace"))
+    df = _probes(store, "marketplace", "health")
+    assert df.reason.iloc[0] == "unexpected_body"
+    assert df.status_code.iloc[0] == 200
+
+
+def test_connection_refused_and_tls_failures_are_told_apart(sim, store, env_tokens) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed_port = s.getsockname()[1]
+    refused = parse_config(config_dict(f"http://127.0.0.1:{closed_port}"))
+    run_probes(store, refused, _group(refused, "marketplace"))
+    tls = parse_config(config_dict(sim.base_url.replace("http://", "https://")))
+    run_probes(store, tls, _group(tls, "payments"))
+    assert set(_probes(store, "marketplace").reason) == {"connection_refused"}
+    assert set(_probes(store, "payments").reason) == {"tls"}
+
+
+def test_hanging_partner_does_not_delay_the_other(sim, store, env_tokens) -> None:
+    data = config_dict(sim.base_url, interval=1.0, timeout=0.8)
+    for e in data["partners"][0]["endpoints"]:  # marketplace: long deadline, and it hangs
+        e.update(interval_seconds=5, timeout_seconds=4.5)
+    config = parse_config(data)
+    set_chaos(sim, partner="marketplace", mode="hang", hang_seconds=30)
+    scheduler = build_scheduler(store, config)
+    started = timeutil.utcnow()
+    scheduler.start()
+    try:
+        time.sleep(4.2)
+        pay = _probes(store, "payments", "balance")
+        hung = _probes(store, "marketplace")
+    finally:
+        scheduler.shutdown(wait=True)  # lets the hung marketplace run time out and record
+    assert len(pay) >= 4, f"payments probed {len(pay)} times in 4.2 s at a 1 s interval"
+    assert (pay.outcome == "ok").all()
+    gaps = pay.ts.diff().dropna().dt.total_seconds()
+    assert gaps.max() < 1.6, f"payments probes were delayed: gaps {list(gaps)}"
+    first = (pay.ts.iloc[0].tz_localize("UTC") - started).total_seconds()
+    assert first < 1.0
+    assert hung.empty, "marketplace probes were still waiting on the hang"
+    assert set(_probes(store, "marketplace").reason) == {"timeout"}
+
+
+def test_tokens_never_reach_logs_or_run_records(sim, config, store, env_tokens, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    set_chaos(sim, partner="payments", mode="down")
+    for _ in range(3):
+        run_probes(store, config, _group(config, "payments"))
+    set_chaos(sim, partner="payments", mode="hang")
+    run_probes(store, config, _group(config, "payments"))
+    everything = [caplog.text]
+    with store.engine.connect() as conn:
+        for table in schema.metadata.sorted_tables:
+            for row in conn.execute(sa.select(table)):
+                everything.append(" ".join(str(v) for v in row))
+    blob = "\n".join(everything)
+    assert "unexpected_status" in blob and "timeout" in blob  # the failures were recorded
+    for token in env_tokens.values():
+        assert token not in blob
+    assert "Bearer" not in blob
+
+
+def test_probe_windows_in_the_store_are_utc(sim, config, store, env_tokens) -> None:
+    before = timeutil.utcnow()
+    run_probes(store, config, _group(config, "payments"))
+    ts = _probes(store, "payments").ts.iloc[0].to_pydatetime()
+    assert ts.tzinfo is None
+    assert abs(timeutil.from_db(ts) - before) < timedelta(seconds=2)

@@ -1,0 +1,220 @@
+"""`partnerboard serve` and `partnerboard collect` as real subprocesses.
+
+The board server runs against a temporary DuckDB file and the loopback simulator;
+the page is loaded in Debian's Chromium (Playwright) while probes keep arriving,
+which /healthz proves without a second connection to the file.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from partnerboard.core import schema
+from partnerboard.core import store as store_mod
+from tests.conftest import REPO, config_toml, free_port
+
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+
+
+@dataclass
+class Proc:
+    proc: subprocess.Popen
+    url: str
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def _env(tokens: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PARTNERBOARD_")}
+    env["PARTNERBOARD_MARKETPLACE_TOKEN"] = tokens["marketplace"]
+    env["PARTNERBOARD_PAYMENTS_TOKEN"] = tokens["payments"]
+    env["PARTNERBOARD_SECRETS_FILE"] = "/nonexistent/secrets.toml"
+    return env
+
+
+def _start(args: list[str], tokens: dict[str, str], log: Path, cwd: Path) -> subprocess.Popen:
+    handle = open(log, "w")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen([sys.executable, "-m", "partnerboard.cli", *args], cwd=cwd,
+                            env=_env(tokens), stdout=handle, stderr=subprocess.STDOUT)
+
+
+def _stop(proc: subprocess.Popen, timeout: float = 20) -> int:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise
+    return proc.returncode
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited {proc.returncode}:\n{log.read_text()}")
+        try:
+            r = httpx.get(f"{url}/healthz", timeout=2)
+            if r.status_code == 200:
+                return r.json()
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"/healthz never answered 200:\n{log.read_text()}")
+
+
+def _probe_rows(health: dict) -> int:
+    return sum(s["rows_written"] for s in health["sources"] if s["source"].startswith("probe:"))
+
+
+@pytest.fixture()
+def workdir(tmp_path: Path, sim) -> Path:
+    (tmp_path / "partners.toml").write_text(config_toml(sim.base_url, interval=1.0, timeout=0.8))
+    return tmp_path
+
+
+@pytest.fixture()
+def server(workdir: Path, tokens) -> Iterator[Proc]:
+    port = free_port()
+    log = workdir / "serve.log"
+    db = f"duckdb:///{workdir / 'board.duckdb'}"
+    proc = _start(["serve", "--config", str(workdir / "partners.toml"), "--database-url", db,
+                   "--port", str(port)], tokens, log, workdir)
+    running = Proc(proc, f"http://127.0.0.1:{port}", log)
+    try:
+        _wait_healthy(running.url, proc, log)
+        yield running
+    finally:
+        _stop(proc)
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_board_serves_the_page_while_probes_arrive(server: Proc, workdir: Path, tokens) -> None:
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "Chromium missing: `apt-get install -y chromium` (.ci/run does)"
+    before = httpx.get(f"{server.url}/healthz").json()
+    assert before["scheduler"] == "running"
+    assert {j["id"] for j in before["jobs"]} == {
+        "probe:marketplace", "probe:payments", "statuspage:marketplace", "statuspage:payments"}
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1600, "height": 1800})
+        page.goto(server.url)
+        page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
+                               timeout=60_000)
+        page.get_by_text("Test PayGate", exact=True).wait_for(timeout=30_000)
+        during = httpx.get(f"{server.url}/healthz").json()
+        assert page.get_by_role("heading", name="API health").count() == 1
+        assert page.get_by_text("Test Marketplace", exact=True).count() == 1
+        assert page.get_by_text("Reported by partner").count() >= 1
+        assert page.locator("[data-testid=stException]").count() == 0
+        assert page.locator("[data-testid=stDataFrame]").count() >= 4  # endpoints + incidents
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "api-health.png"), full_page=True)
+        time.sleep(2.5)
+        after = httpx.get(f"{server.url}/healthz").json()
+        browser.close()
+
+    assert _probe_rows(during) > _probe_rows(before) > 0, "probes arrived while the page loaded"
+    assert _probe_rows(after) > _probe_rows(during)
+    for source in after["sources"]:
+        assert source["last_status"] in ("success", "running"), source
+        assert source["last_success_at"] is not None and source["runs_failed"] == 0, source
+
+    # `collect` refuses to run against the file `serve` owns, naming the owner.
+    res = subprocess.run(
+        [sys.executable, "-m", "partnerboard.cli", "collect", "--once", "--config",
+         str(workdir / "partners.toml"), "--database-url", f"duckdb:///{workdir / 'board.duckdb'}"],
+        capture_output=True, text=True, env=_env(tokens), timeout=60)
+    assert res.returncode == 1
+    assert "already owned by `partnerboard serve`" in res.stderr
+    assert server.url in res.stderr
+
+    assert _stop(server.proc) == 0
+    log = server.output()
+    assert "board stopped" in log
+    for token in tokens.values():
+        assert token not in log
+    url = f"duckdb:///{workdir / 'board.duckdb'}"
+    s = store_mod.open_store(url)
+    try:
+        with s.engine.connect() as conn:
+            probes = conn.execute(sa.select(sa.func.count()).select_from(schema.probe_results)).scalar()
+            running = conn.execute(sa.select(sa.func.count()).select_from(schema.collector_runs)
+                                   .where(schema.collector_runs.c.status == "running")).scalar()
+            reported = conn.execute(sa.select(sa.func.count()).select_from(schema.incidents)
+                                    .where(schema.incidents.c.origin == "reported")).scalar()
+        assert probes >= _probe_rows(after)
+        assert running == 0, "shutdown let the running jobs finish and record their runs"
+        assert reported > 0
+    finally:
+        store_mod.close_store(url)
+
+
+@pytest.mark.slow
+def test_collect_runs_headless_and_exits_0_on_sigterm(workdir: Path, tokens) -> None:
+    log = workdir / "collect.log"
+    url = f"duckdb:///{workdir / 'c.duckdb'}"
+    proc = _start(["collect", "--config", str(workdir / "partners.toml"), "--database-url", url],
+                  tokens, log, workdir)
+    try:
+        deadline = time.monotonic() + 30
+        while "collecting" not in log.read_text() and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.2)
+        time.sleep(3)
+    finally:
+        code = _stop(proc)
+    assert code == 0, log.read_text()
+    assert "stopped" in log.read_text()
+    s = store_mod.open_store(url)
+    try:
+        with s.engine.connect() as conn:
+            runs = conn.execute(sa.select(schema.collector_runs.c.source,
+                                          schema.collector_runs.c.status)).all()
+            probes = conn.execute(sa.select(sa.func.count()).select_from(schema.probe_results)).scalar()
+    finally:
+        store_mod.close_store(url)
+    assert probes >= 8  # 4 endpoints x >= 2 rounds
+    assert {r.status for r in runs} == {"success"}
+    assert {r.source for r in runs} >= {"probe:marketplace", "probe:payments",
+                                        "statuspage:marketplace", "statuspage:payments"}
+
+
+def test_collect_once_reports_failures_with_exit_code(workdir: Path, tokens) -> None:
+    broken = {**tokens, "payments": "wrong"}
+    url = f"duckdb:///{workdir / 'o.duckdb'}"
+    ok = subprocess.run([sys.executable, "-m", "partnerboard.cli", "collect", "--once", "--config",
+                         str(workdir / "partners.toml"), "--database-url", url],
+                        capture_output=True, text=True, env=_env(broken), timeout=60)
+    # A wrong token is a failed probe (401), not a failed run: the run succeeded at probing.
+    assert ok.returncode == 0, ok.stderr
+    assert "collected: 4 runs ok, 0 failed" in ok.stdout
+    env = _env(tokens)
+    del env["PARTNERBOARD_PAYMENTS_TOKEN"]
+    res = subprocess.run([sys.executable, "-m", "partnerboard.cli", "collect", "--once", "--config",
+                          str(workdir / "partners.toml"), "--database-url", url],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert res.returncode == 1
+    assert "secret PARTNERBOARD_PAYMENTS_TOKEN is not set" in res.stderr

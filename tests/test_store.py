@@ -1,0 +1,120 @@
+"""The store: schema versions, upgrades that keep rows, and one owner per DuckDB file."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from partnerboard.core import migrations, schema, timeutil
+from partnerboard.core import store as store_mod
+from partnerboard.core.ownership import acquire
+
+
+def test_new_store_is_created_at_the_latest_version(store) -> None:
+    assert store.schema_before == 0 and store.schema_after == migrations.LATEST
+    with store.engine.connect() as conn:
+        assert migrations.current_version(conn) == migrations.LATEST
+        tables = set(sa.inspect(conn).get_table_names())
+    assert {"probe_results", "incidents", "maintenance_windows", "collector_runs",
+            "watermarks", "endpoint_state", "quarantine", "schema_version"} <= tables
+
+
+def test_older_file_is_upgraded_without_losing_rows(db_url: str) -> None:
+    s = store_mod.open_store(db_url)
+    with s.engine.begin() as conn:
+        # Make it a version-1 file: no indexes yet, stamped 1.
+        for table in (schema.probe_results, schema.incidents, schema.collector_runs):
+            for index in table.indexes:
+                index.drop(conn)
+        conn.execute(schema.schema_version.delete())
+        conn.execute(schema.schema_version.insert().values(
+            version=1, applied_at=timeutil.to_db(timeutil.utcnow())))
+        conn.execute(schema.watermarks.insert().values(
+            source="probe:x", value="v", updated_at=timeutil.to_db(timeutil.utcnow())))
+    store_mod.close_store(db_url)
+
+    s = store_mod.open_store(db_url)
+    try:
+        assert (s.schema_before, s.schema_after) == (1, migrations.LATEST)
+        with s.engine.connect() as conn:
+            assert conn.execute(sa.select(schema.watermarks.c.value)).scalar() == "v"
+            indexes = {i["name"] for i in sa.inspect(conn).get_indexes("probe_results")}
+            versions = [r[0] for r in conn.execute(sa.select(schema.schema_version.c.version))]
+        assert "ix_probe_results_endpoint_ts" in indexes
+        assert versions == [1, 2]
+    finally:
+        store_mod.close_store(db_url)
+
+
+def test_newer_schema_is_refused_with_a_clear_message(db_url: str) -> None:
+    s = store_mod.open_store(db_url)
+    with s.engine.begin() as conn:
+        conn.execute(schema.schema_version.insert().values(
+            version=99, applied_at=timeutil.to_db(timeutil.utcnow())))
+    store_mod.close_store(db_url)
+    with pytest.raises(migrations.SchemaTooNewError, match="schema version 99, newer than"):
+        store_mod.open_store(db_url)
+    store_mod.close_all()
+
+
+def test_second_owner_is_refused_naming_the_first(tmp_path: Path) -> None:
+    db = tmp_path / "x.duckdb"
+    first = acquire(db, "serve", "http://127.0.0.1:8501")
+    try:
+        code = textwrap.dedent(f"""
+            from pathlib import Path
+            from partnerboard.core.ownership import acquire, OwnershipError
+            try:
+                acquire(Path({str(db)!r}), "collect")
+            except OwnershipError as exc:
+                print(exc)
+        """)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             timeout=30).stdout
+        assert "already owned by `partnerboard serve`" in out
+        assert "board at http://127.0.0.1:8501" in out
+        assert "PARTNERBOARD_DATABASE_URL" in out
+    finally:
+        first.release()
+    again = acquire(db, "collect")  # released: free again
+    again.release()
+
+
+def test_store_held_by_another_process_gives_a_readable_error(db_url: str, tmp_path: Path) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import sys, time
+            from partnerboard.core.store import open_store
+            open_store({db_url!r}).engine.connect()
+            print("ready", flush=True)
+            time.sleep(60)
+        """)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        with pytest.raises(store_mod.StoreBusyError) as info:
+            store_mod.open_store(db_url)
+        assert "is in use by" in str(info.value)
+        assert "DuckDB lets one process open a file" in str(info.value)
+    finally:
+        holder.kill()
+        holder.wait()
+    store_mod.close_all()
+
+
+def test_close_releases_the_file_for_other_processes(db_url: str) -> None:
+    s = store_mod.open_store(db_url)
+    with s.engine.connect() as conn:
+        conn.execute(sa.select(1))
+    store_mod.close_store(db_url)
+    code = f"from partnerboard.core.store import open_store; print(open_store({db_url!r}).schema_after)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(migrations.LATEST)
+

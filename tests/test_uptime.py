@@ -1,0 +1,145 @@
+"""Uptime, latency and status-history math on hand-computed cases, in a real DuckDB file."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from partnerboard.core import health, schema, timeutil
+
+T0 = datetime(2026, 3, 29, 0, 0, tzinfo=UTC)  # a DST-change day in Europe; storage is UTC
+
+
+def put(store, seconds_and_states, *, endpoint="api", interval=60.0, latency=None) -> None:
+    rows = []
+    for i, (sec, state) in enumerate(seconds_and_states):
+        rows.append({
+            "partner_id": "p", "endpoint_id": endpoint,
+            "ts": timeutil.to_db(T0 + timedelta(seconds=sec)),
+            "status_code": 200 if state == "up" else 503,
+            "latency_ms": latency[i] if latency else 50.0,
+            "outcome": "ok" if state == "up" else "fail",
+            "reason": None if state == "up" else "unexpected_status",
+            "detail": None, "state": state, "interval_s": interval, "run_id": "r",
+        })
+    with store.engine.begin() as conn:
+        conn.execute(schema.probe_results.insert(), rows)
+
+
+def up_for(store, end_s: float, length_s: float, endpoint: str = "api") -> dict:
+    with store.engine.connect() as conn:
+        df = health.uptime(conn, T0 + timedelta(seconds=end_s), {"w": timedelta(seconds=length_s)})
+    row = df[df.endpoint_id == endpoint]
+    if row.empty:
+        return {"uptime": None, "observed": 0.0, "down": 0.0, "no_data": length_s}
+    r = row.iloc[0]
+    return {
+        "uptime": None if np.isnan(r.w_uptime_pct) else float(r.w_uptime_pct),
+        "observed": float(r.w_observed_s), "down": float(r.w_down_s),
+        "no_data": float(r.w_no_data_s), "probes": int(r.w_probes), "failed": int(r.w_failed),
+    }
+
+
+def test_all_up_is_100_percent(store) -> None:
+    put(store, [(s, "up") for s in range(0, 3600, 60)])
+    r = up_for(store, 3600, 3600)
+    assert r == {"uptime": 100.0, "observed": 3600.0, "down": 0.0, "no_data": 0.0,
+                 "probes": 60, "failed": 0}
+
+
+def test_gap_without_probes_is_no_data_not_up(store) -> None:
+    # Probes 0..1740 s, then nothing until 2400 s. The probe at 1740 s vouches for at
+    # most 2 x 60 s (until 1860 s); 1860..2400 s is no data.
+    put(store, [(s, "up") for s in range(0, 1800, 60)] + [(s, "up") for s in range(2400, 3600, 60)])
+    r = up_for(store, 3600, 3600)
+    assert r["observed"] == pytest.approx(1860 + 1200)
+    assert r["no_data"] == pytest.approx(540)
+    assert r["uptime"] == 100.0
+
+
+def test_down_time_is_time_weighted(store) -> None:
+    states = [(s, "down" if 1200 <= s < 1800 else "up") for s in range(0, 3600, 60)]
+    put(store, states)
+    r = up_for(store, 3600, 3600)
+    assert r["down"] == pytest.approx(600)
+    assert r["uptime"] == pytest.approx(100 * 3000 / 3600)
+    assert r["failed"] == 10
+
+
+def test_average_of_probe_ratios_would_differ_from_time_weighting(store) -> None:
+    # Dense probes while down (every 10 s) and sparse while up (every 60 s): counting
+    # probes says 50 % down, time says 10 min of 60.
+    states = [(s, "up") for s in range(0, 1200, 60)]
+    states += [(s, "down") for s in range(1200, 1800, 10)]  # 60 probes, covers 600 s
+    states += [(s, "up") for s in range(1800, 3600, 60)]
+    put(store, states)
+    r = up_for(store, 3600, 3600)
+    assert r["uptime"] == pytest.approx(100 * 3000 / 3600)
+    assert r["failed"] == 60 and r["probes"] == 110
+
+
+def test_incident_spanning_the_window_start_is_clipped(store) -> None:
+    put(store, [(s, "down" if 1200 <= s < 1800 else "up") for s in range(0, 3600, 60)])
+    # Window [1500, 3600): the probe at 1440 s (down) vouches for 1500..1500 (nothing
+    # before the window counts); down inside the window is 1500..1800 = 300 s.
+    r = up_for(store, 3600, 2100)
+    assert r["observed"] == pytest.approx(2100)
+    assert r["down"] == pytest.approx(300)
+    assert r["uptime"] == pytest.approx(100 * 1800 / 2100)
+
+
+def test_incident_spanning_the_window_end_is_clipped(store) -> None:
+    put(store, [(s, "down" if s >= 3000 else "up") for s in range(0, 3600, 60)])
+    r = up_for(store, 3300, 3300)  # window [0, 3300)
+    assert r["down"] == pytest.approx(300)
+    assert r["observed"] == pytest.approx(3300)
+
+
+def test_last_probe_vouches_only_until_its_cap_or_the_window_end(store) -> None:
+    put(store, [(0, "up")])
+    assert up_for(store, 60, 60)["observed"] == pytest.approx(60)
+    assert up_for(store, 600, 600)["observed"] == pytest.approx(120)  # 2 x interval
+
+
+def test_window_without_any_probe_has_no_uptime(store) -> None:
+    put(store, [(-1000, "up")])  # stale: vouches for -1000..-880 only
+    r = up_for(store, 600, 600)
+    assert r["uptime"] is None
+    assert r["observed"] == 0 and r["no_data"] == 600
+
+
+def test_partner_with_no_data_at_all_returns_no_rows(store) -> None:
+    with store.engine.connect() as conn:
+        df = health.uptime(conn, T0, {"24h": timedelta(hours=24)})
+    assert df.empty
+    assert "24h_uptime_pct" in df.columns
+
+
+def test_endpoints_are_kept_apart(store) -> None:
+    put(store, [(s, "up") for s in range(0, 600, 60)], endpoint="a")
+    put(store, [(s, "down") for s in range(0, 600, 60)], endpoint="b")
+    assert up_for(store, 600, 600, "a")["uptime"] == 100.0
+    assert up_for(store, 600, 600, "b")["uptime"] == 0.0
+
+
+def test_latency_percentiles_are_computed_from_samples(store) -> None:
+    latencies = [float(v) for v in range(1, 101)]
+    put(store, [(s, "up") for s in range(0, 100)], interval=1.0, latency=latencies)
+    put(store, [(100, "down")], interval=1.0, latency=[5000.0])  # failures excluded
+    with store.engine.connect() as conn:
+        df = health.latency_series(conn, T0, T0 + timedelta(seconds=200), timedelta(seconds=200))
+    row = df.iloc[0]
+    assert row.p50_ms == pytest.approx(np.percentile(latencies, 50))
+    assert row.p95_ms == pytest.approx(np.percentile(latencies, 95))
+    assert row.p99_ms == pytest.approx(np.percentile(latencies, 99))
+    assert row.probes == 101 and row.failed == 1
+
+
+def test_status_history_takes_the_worst_state_per_bucket(store) -> None:
+    put(store, [(0, "up"), (30, "pending"), (60, "up"), (130, "down"), (190, "up")])
+    with store.engine.connect() as conn:
+        df = health.status_history(conn, T0, T0 + timedelta(seconds=300), timedelta(seconds=60))
+    got = {int((b - T0).total_seconds()): s for b, s in zip(df.bucket, df.state)}
+    assert got == {0: "pending", 60: "up", 120: "down", 180: "up"}  # 240 s: no data
