@@ -14,10 +14,11 @@ from dataclasses import dataclass
 import httpx
 
 from collectors import probe_writer, statuspage
+from collectors.auth import build_auth
 from collectors.probes import probe_all
 from partnerboard.core import runs
 from partnerboard.core.config import Config, Endpoint
-from partnerboard.core.secrets import resolve_secret, scrub
+from partnerboard.core.secrets import scrub
 from partnerboard.core.store import Store
 
 log = logging.getLogger("partnerboard.collectors")
@@ -59,14 +60,11 @@ def run_probes(store: Store, config: Config, group: ProbeGroup, trigger: str = "
     partner = config.partner(group.partner_id)
     run = runs.start_run(store.engine, group.source, partner.id, trigger)
     try:
-        token = None
-        if partner.auth.type == "bearer" and any(
-            e.auth for e in partner.endpoints if e.id in group.endpoint_ids
-        ):
-            token = resolve_secret(partner.auth.token_env or "", used_by=f"partner {partner.id}")
         endpoints: dict[str, Endpoint] = {e.id: e for e in partner.endpoints}
         targets = [endpoints[i] for i in group.endpoint_ids]
-        results = asyncio.run(probe_all(partner, targets, token))
+        auth = build_auth(partner.auth, f"partner {partner.id}") if any(
+            e.auth for e in targets) else None
+        results = asyncio.run(probe_all(partner, targets, auth))
         with store.engine.begin() as conn:
             counts = probe_writer.write_results(
                 conn, results, endpoints,

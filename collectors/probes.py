@@ -60,15 +60,11 @@ def classify_error(exc: BaseException) -> str:
     return "error"
 
 
-def _headers(partner: Partner, endpoint: Endpoint, token: str | None) -> dict[str, str]:
-    headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
-    if endpoint.auth and partner.auth.type == "bearer" and token:
-        headers["Authorization"] = f"Bearer {token}"
-    return headers
+HEADERS = {"User-Agent": USER_AGENT, "Accept": "application/json"}
 
 
 async def probe_endpoint(
-    client: httpx.AsyncClient, partner: Partner, endpoint: Endpoint, token: str | None
+    client: httpx.AsyncClient, partner: Partner, endpoint: Endpoint, auth: httpx.Auth | None
 ) -> ProbeResult:
     ts = timeutil.utcnow()
     started = time.perf_counter()
@@ -78,7 +74,8 @@ async def probe_endpoint(
             response = await client.request(
                 endpoint.method,
                 partner.base_url + endpoint.path,
-                headers=_headers(partner, endpoint, token),
+                headers=HEADERS,
+                auth=auth if endpoint.auth and auth is not None else None,
                 timeout=endpoint.timeout_seconds,
             )
             body = response.text if endpoint.expect_body_contains else ""
@@ -102,11 +99,11 @@ async def probe_endpoint(
 
 
 async def probe_all(
-    partner: Partner, endpoints: list[Endpoint], token: str | None
+    partner: Partner, endpoints: list[Endpoint], auth: httpx.Auth | None
 ) -> list[ProbeResult]:
     """Probe endpoints concurrently, each on a fresh connection as a user's client would."""
     limits = httpx.Limits(max_keepalive_connections=0)
     async with httpx.AsyncClient(limits=limits, follow_redirects=False, trust_env=False) as client:
         return list(
-            await asyncio.gather(*(probe_endpoint(client, partner, e, token) for e in endpoints))
+            await asyncio.gather(*(probe_endpoint(client, partner, e, auth) for e in endpoints))
         )

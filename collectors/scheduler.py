@@ -1,4 +1,4 @@
-"""The collection schedule: one APScheduler job per probe group and status page.
+"""The collection schedule: one APScheduler job per probe group, status page and source.
 
 Every job runs with ``max_instances=1`` (a slow run is never overlapped by the next),
 ``coalesce=True`` (a backlog of missed runs collapses into one), and an explicit
@@ -14,6 +14,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from collectors.jobs import probe_groups, run_probes, run_statuspage
+from collectors.sources import run_source
 from partnerboard.core import timeutil
 from partnerboard.core.config import Config
 from partnerboard.core.store import Store
@@ -22,7 +23,8 @@ from partnerboard.core.store import Store
 def build_scheduler(store: Store, config: Config) -> BackgroundScheduler:
     groups = probe_groups(config)
     pages = [p for p in config.partners if p.statuspage is not None]
-    workers = max(2, len(groups) + len(pages) + 1)
+    sources = [s for p in config.partners for s in p.sources]
+    workers = max(2, len(groups) + len(pages) + len(sources) + 1)
     scheduler = BackgroundScheduler(
         executors={"default": ThreadPoolExecutor(max_workers=workers)},
         job_defaults={
@@ -52,6 +54,15 @@ def build_scheduler(store: Store, config: Config) -> BackgroundScheduler:
             name=f"statuspage:{partner.id}",
             next_run_time=now,
         )
+    for source in sources:
+        scheduler.add_job(
+            run_source,
+            IntervalTrigger(seconds=source.interval_seconds),
+            args=[store, config, source.id],
+            id=source.id,
+            name=source.id,
+            next_run_time=now,
+        )
     return scheduler
 
 
@@ -60,5 +71,8 @@ def run_all_once(store: Store, config: Config, trigger: str = "manual") -> list:
     outcomes = [run_probes(store, config, g, trigger) for g in probe_groups(config)]
     outcomes += [
         run_statuspage(store, config, p.id, trigger) for p in config.partners if p.statuspage
+    ]
+    outcomes += [
+        run_source(store, config, s.id, trigger=trigger) for p in config.partners for s in p.sources
     ]
     return outcomes

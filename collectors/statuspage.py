@@ -91,9 +91,9 @@ def store_incidents(
         try:
             item = StatuspageIncident.model_validate(raw)
         except ValidationError as exc:
-            quarantine.put(conn, source=source, run_id=run_id, payload=raw,
-                           reason=quarantine.describe(exc))
-            counts["quarantined"] += 1
+            if quarantine.put(conn, source=source, run_id=run_id, payload=raw,
+                              reason=quarantine.describe(exc)):
+                counts["quarantined"] += 1
             continue
         row = _row(partner_id, item)
         latest = max(latest, row["updated_at"]) if latest else row["updated_at"]

@@ -61,11 +61,10 @@ def _load(config: str | None) -> Config:
 
 
 def _secret_names(cfg: Config) -> list[tuple[str, str]]:
-    return [
-        (p.auth.token_env, f"partner {p.id}")
-        for p in cfg.partners
-        if p.auth.type == "bearer" and p.auth.token_env
-    ]
+    names = [(n, f"partner {p.id}") for p in cfg.partners for n in p.auth.secret_names()]
+    names += [(n, f"source {s.id}") for p in cfg.partners for s in p.sources if s.auth
+              for n in s.auth.secret_names()]
+    return list(dict.fromkeys(names))
 
 
 # Held for the life of the process: the lock is released when the handle is closed.
@@ -89,9 +88,11 @@ def check_config(config: ConfigOpt = None) -> None:
     path = config_path(config)
     endpoints = sum(len(p.endpoints) for p in cfg.partners)
     pages = sum(1 for p in cfg.partners if p.statuspage)
+    sources = sum(len(p.sources) for p in cfg.partners)
     typer.echo(
         f"{path.name}: OK: {cfg.partnership.name} ({cfg.partnership.timezone}), "
-        f"{len(cfg.partners)} partners, {endpoints} endpoints, {pages} status pages"
+        f"{len(cfg.partners)} partners, {endpoints} endpoints, {pages} status pages, "
+        f"{sources} data sources"
     )
     for warning in missing_secrets(_secret_names(cfg)):
         typer.secho(f"{path.name}: warning: {warning}", err=True, fg="yellow")
@@ -139,7 +140,7 @@ def collect(
 ) -> None:
     """Run the collectors without the board. SIGTERM finishes the running job and exits 0."""
     from collectors.scheduler import build_scheduler, run_all_once
-    from partnerboard.core import maintenance
+    from partnerboard.core import maintenance, runs
     from partnerboard.core.store import close_all, open_store
 
     logs.setup()
@@ -152,6 +153,7 @@ def collect(
         raise _fail(f"partnerboard collect: {exc}") from None
     with store.engine.begin() as conn:
         maintenance.sync_windows(conn, cfg)
+    runs.abandon_running(store.engine)
     if once:
         outcomes = run_all_once(store, cfg)
         close_all()
@@ -171,6 +173,81 @@ def collect(
     scheduler.shutdown(wait=True)
     close_all()
     log.info("stopped")
+
+
+@app.command()
+def backfill(
+    source: Annotated[str, typer.Option("--source", "-s", help="Source id from the config")],
+    since: Annotated[str, typer.Option(help="Start, e.g. 2026-01-01 or 2026-01-01T00:00:00+01:00")],
+    until: Annotated[str | None, typer.Option(help="End (default: now)")] = None,
+    config: ConfigOpt = None,
+    database: DbOpt = None,
+) -> None:
+    """Re-read a source's history from --since, window by window, with a progress bar.
+
+    Each window commits on its own, so an interrupted backfill keeps what it finished;
+    running it again converges on the same store (writes are idempotent)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from collectors.sources import backfill_windows, run_backfill
+    from partnerboard.core import runs
+    from partnerboard.core.store import close_all, open_store
+
+    logs.setup("WARNING")
+    cfg = _load(config)
+    try:
+        _, src = cfg.source(source)
+    except KeyError as exc:
+        raise _fail(f"partnerboard backfill: {exc.args[0]}") from None
+    start, end = _when(since, cfg, "--since"), _when(until, cfg, "--until") if until else None
+    url = database_url(database)
+    _own_database(url, "backfill")
+    try:
+        store = open_store(url)
+    except StoreBusyError as exc:
+        raise _fail(f"partnerboard backfill: {exc}") from None
+    runs.abandon_running(store.engine)
+    from partnerboard.core import timeutil
+
+    total = len(backfill_windows(src, start, end or timeutil.utcnow()))
+    totals = {"read": 0, "written": 0, "quarantined": 0, "requests": 0, "retries": 0}
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[records]} records"), TimeElapsedColumn()) as bar:
+        task = bar.add_task(f"backfill {source}", total=total, records=0)
+
+        def on_window(i: int, n: int, r) -> None:
+            totals["read"] += r.read
+            totals["written"] += r.written
+            totals["quarantined"] += r.quarantined
+            totals["requests"] += r.requests
+            totals["retries"] += r.retries
+            bar.update(task, completed=i, records=totals["read"])
+
+        results = run_backfill(store, cfg, source, start, end, on_window=on_window)
+    close_all()
+    failed = [r for r in results if r.status != "success"]
+    typer.echo(
+        f"backfill {source}: {len(results)} window(s), {totals['read']} records read, "
+        f"{totals['written']} written, {totals['quarantined']} quarantined, "
+        f"{totals['requests']} requests, {totals['retries']} retries"
+    )
+    if failed:
+        raise _fail(f"window failed (run {failed[0].run_id}): {failed[0].error}; run the same "
+                    "command again to resume: finished windows are kept")
+
+
+def _when(text: str, cfg: Config, flag: str):
+    """A date or date-time from the command line; dates are midnight in the partnership's zone."""
+    from datetime import date, datetime
+
+    try:
+        if len(text) == 10:
+            return datetime.combine(date.fromisoformat(text), datetime.min.time(), cfg.tz)
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise _fail(f"{flag} {text!r} is not a date (2026-01-01) or date-time "
+                    "(2026-01-01T00:00:00+01:00)") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=cfg.tz)
 
 
 @app.command()

@@ -44,6 +44,8 @@ def create_app(config_path: str, database_url: str, *, collect: bool = True) -> 
         store = await asyncio.to_thread(open_store, database_url)
         with store.engine.begin() as conn:
             maintenance.sync_windows(conn, config)
+        if collect:
+            runs.abandon_running(store.engine)
         scheduler = build_scheduler(store, config) if collect else None
         if scheduler is not None:
             scheduler.start()

@@ -15,12 +15,11 @@ in ``_guarded`` applies to them unchanged.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import math
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from starlette.applications import Starlette
@@ -28,8 +27,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
+from simulator.business_api import Lists, authorised, business_routes
 from simulator.schedule import BACKGROUND, DEMO, Profile, active
 from simulator.statuspage import StatusPage
+from simulator.world import TZ, World
 
 Mode = Literal["normal", "down", "hang", "bad_body"]
 
@@ -44,6 +45,13 @@ class Chaos:
     mode: Mode = "normal"
     hang_seconds: float = 30.0
     schedule: bool = True
+    # business lists only
+    rate_limit_rate: float = 0.0
+    retry_after: str = "1"
+    malformed_json_rate: float = 0.0
+    duplicate_page_rate: float = 0.0
+    corrupt_rate: float = 0.0
+    repeat_last_page: bool = False
 
     def update(self, values: dict[str, Any]) -> None:
         for key, value in values.items():
@@ -51,7 +59,7 @@ class Chaos:
                 raise ValueError(f"unknown chaos setting {key!r}")
             if key == "mode" and value not in ("normal", "down", "hang", "bad_body"):
                 raise ValueError(f"mode must be normal, down, hang or bad_body, got {value!r}")
-            if key in ("error_rate", "timeout_rate") and not 0 <= float(value) <= 1:
+            if key.endswith("_rate") and not 0 <= float(value) <= 1:
                 raise ValueError(f"{key} must be between 0 and 1, got {value!r}")
             current = getattr(self, key)
             setattr(self, key, type(current)(value))
@@ -73,8 +81,15 @@ class SimState:
     partners: dict[str, PartnerSpec]
     profiles: tuple[Profile, ...]
     statuspages: dict[str, StatusPage]
+    rng: random.Random
+    oauth_client: tuple[str, str]
+    oauth_ttl: float = 3600.0
+    oauth_tokens: dict[str, float] = field(default_factory=dict)
     requests: dict[str, int] = field(default_factory=dict)
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    frozen_at: datetime | None = None
+
+    def clock(self) -> datetime:
+        return self.frozen_at or datetime.now(UTC)
 
 
 def _latency_s(rng: random.Random, median_ms: float) -> float:
@@ -108,7 +123,13 @@ def create_app(
     demo_blips: bool = False,
     chaos: dict[str, Any] | None = None,
     public_url: str = "http://127.0.0.1",
+    now: datetime | None = None,
+    history_days: int = 180,
+    scale: float = 1.0,
+    oauth_ttl: float = 3600.0,
 ) -> Starlette:
+    """The simulator app. ``now`` freezes its clock (tests); history covers the
+    ``history_days`` local days before the clock's date at start, at ``scale`` volume."""
     profiles = (BACKGROUND, DEMO) if demo_blips else (BACKGROUND,)
     partners = {p.id: p for p in default_partners(tokens)}
     for spec in partners.values():
@@ -122,17 +143,49 @@ def create_app(
             p.id: StatusPage(seed, p.id, p.name, f"{public_url}/{p.id}/status")
             for p in partners.values()
         },
+        rng=random.Random(seed),
+        oauth_client=(tokens.get("payments_client_id", "partnerboard"),
+                      tokens.get("payments_client_secret", tokens["payments"])),
+        oauth_ttl=oauth_ttl,
+        frozen_at=now,
     )
-    rng = random.Random(seed)
-    mounts = [Mount(f"/{spec.id}", routes=_partner_routes(state, spec, rng)) for spec in partners.values()]
+    today = state.clock().astimezone(TZ).date()
+    world = World(seed, today - timedelta(days=history_days), history_days + 1, scale)
+    lists = Lists(world, state)
+    mounts = [
+        Mount(f"/{spec.id}", routes=_partner_routes(state, spec, state.rng)
+              + business_routes(lists, spec.id))
+        for spec in partners.values()
+    ]
     admin = [
         Route("/_sim/chaos", _chaos_handler(state), methods=["GET", "POST"]),
         Route("/_sim/requests", lambda r: JSONResponse(state.requests)),
+        Route("/_sim/truth", lambda r: JSONResponse(lists.truth())),
+        Route("/_sim/clock", _clock_handler(state), methods=["GET", "POST"]),
         Route("/_sim/{partner}/incidents", _incident_handler(state), methods=["POST"]),
     ]
     app = Starlette(routes=admin + mounts)
     app.state.sim = state
+    app.state.lists = lists
     return app
+
+
+def _clock_handler(state: SimState) -> Callable[[Request], Awaitable[Response]]:
+    """GET: the clock. POST {"now": iso} freezes it, {"advance_seconds": n} moves a frozen
+    clock, {"real": true} unfreezes it."""
+
+    async def handler(request: Request) -> Response:
+        if request.method == "POST":
+            body = await request.json()
+            if body.get("real"):
+                state.frozen_at = None
+            elif "now" in body:
+                state.frozen_at = datetime.fromisoformat(body["now"])
+            elif "advance_seconds" in body:
+                state.frozen_at = state.clock() + timedelta(seconds=float(body["advance_seconds"]))
+        return JSONResponse({"now": state.clock().isoformat(), "frozen": state.frozen_at is not None})
+
+    return handler
 
 
 def _partner_routes(state: SimState, spec: PartnerSpec, rng: random.Random) -> list[Route]:
@@ -146,7 +199,7 @@ def _partner_routes(state: SimState, spec: PartnerSpec, rng: random.Random) -> l
         async def endpoint(request: Request) -> Response:
             count(kind)
             chaos = spec.chaos
-            if auth and not _authorised(request, spec.token):
+            if auth and not authorised(state, spec.id, request):
                 return JSONResponse(
                     {"error": "unauthorized", "message": "missing or invalid bearer token"},
                     status_code=401,
@@ -194,12 +247,6 @@ def _partner_routes(state: SimState, spec: PartnerSpec, rng: random.Random) -> l
         Route("/status/api/v2/incidents.json", incidents),
     ]
     return routes
-
-
-def _authorised(request: Request, token: str) -> bool:
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(value.encode(), token.encode())
 
 
 def _chaos_handler(state: SimState) -> Callable[[Request], Awaitable[Response]]:

@@ -18,27 +18,28 @@ import uvicorn
 
 from simulator.app import create_app
 
-PARTNER_IDS = ("marketplace", "payments")
-
-
-def token_env(partner: str) -> str:
-    """The environment variable holding a simulated partner's API token."""
-    return f"PARTNERBOARD_{partner.upper()}_TOKEN"
+# token key -> environment variable shared by the simulator and the collectors
+SECRET_ENV = {
+    "marketplace": "PARTNERBOARD_MARKETPLACE_TOKEN",
+    "payments": "PARTNERBOARD_PAYMENTS_TOKEN",
+    "payments_client_id": "PARTNERBOARD_PAYMENTS_CLIENT_ID",
+    "payments_client_secret": "PARTNERBOARD_PAYMENTS_CLIENT_SECRET",
+}
 
 
 def tokens_from_env(generate_missing: bool = False) -> dict[str, str]:
     tokens = {}
-    for pid in PARTNER_IDS:
-        value = os.environ.get(token_env(pid))
+    for key, env in SECRET_ENV.items():
+        value = os.environ.get(env)
         if not value:
             if not generate_missing:
                 raise SystemExit(
-                    f"simulator: {token_env(pid)} is not set; export it (any random string) "
-                    "so the simulator and the collectors share the same token"
+                    f"simulator: {env} is not set; export it (any random string) "
+                    "so the simulator and the collectors share the same secret"
                 )
             value = secrets.token_urlsafe(24)
-            os.environ[token_env(pid)] = value
-        tokens[pid] = value
+            os.environ[env] = value
+        tokens[key] = value
     return tokens
 
 

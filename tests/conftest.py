@@ -13,28 +13,29 @@ import pytest
 
 from partnerboard.core import store as store_mod
 from partnerboard.core.config import Config, parse_config
-from simulator.server import RunningSimulator, start_in_thread
+from simulator.server import SECRET_ENV, RunningSimulator, start_in_thread
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
 def tokens() -> dict[str, str]:
-    return {"marketplace": "mkt_" + secrets.token_hex(16), "payments": "pay_" + secrets.token_hex(16)}
+    """Recognisable random secrets: tests search every output for them."""
+    return {key: f"{key[:3]}_{secrets.token_hex(16)}" for key in SECRET_ENV}
 
 
 @pytest.fixture()
 def env_tokens(monkeypatch: pytest.MonkeyPatch, tokens: dict[str, str]) -> dict[str, str]:
-    monkeypatch.setenv("PARTNERBOARD_MARKETPLACE_TOKEN", tokens["marketplace"])
-    monkeypatch.setenv("PARTNERBOARD_PAYMENTS_TOKEN", tokens["payments"])
+    for key, env in SECRET_ENV.items():
+        monkeypatch.setenv(env, tokens[key])
     return tokens
 
 
 @pytest.fixture()
 def sim(tokens: dict[str, str]) -> Iterator[RunningSimulator]:
     """The partner simulator with its seeded outage schedule switched off, so a test
-    sees exactly the failures it injects through the chaos knobs."""
-    running = start_in_thread(tokens, chaos={"schedule": False, "hang_seconds": 5.0})
+    sees exactly the failures it injects through the chaos knobs. Small business volume."""
+    running = start_in_thread(tokens, chaos={"schedule": False, "hang_seconds": 5.0}, scale=0.02)
     yield running
     running.stop()
 
@@ -45,36 +46,16 @@ def set_chaos(sim: RunningSimulator, **values: Any) -> None:
 
 
 def config_dict(base_url: str, *, interval: float = 1.0, timeout: float = 0.8) -> dict[str, Any]:
-    """A two-partner config pointing at a simulator (or any base URL)."""
+    """The shipped partners.toml, pointed at a simulator (or any base URL), with fast probes."""
+    import tomllib
 
-    def endpoint(eid: str, path: str, auth: bool) -> dict[str, Any]:
-        return {"id": eid, "path": path, "auth": auth, "interval_seconds": interval,
-                "timeout_seconds": timeout}
-
-    return {
-        "partnership": {"name": "Test partnership", "timezone": "Europe/Warsaw"},
-        "collection": {"down_after_failures": 3, "misfire_grace_seconds": 5},
-        "partners": [
-            {
-                "id": "marketplace", "name": "Test Marketplace", "role": "marketplace",
-                "base_url": f"{base_url}/marketplace",
-                "auth": {"type": "bearer", "token_env": "PARTNERBOARD_MARKETPLACE_TOKEN"},
-                "statuspage": {"url": f"{base_url}/marketplace/status", "interval_seconds": 60},
-                "endpoints": [endpoint("health", "/health", False),
-                              endpoint("offers", "/api/offers", True)],
-                "sla": {"uptime_target": 99.9, "p95_latency_ms": 300},
-            },
-            {
-                "id": "payments", "name": "Test PayGate", "role": "payments",
-                "base_url": f"{base_url}/payments",
-                "auth": {"type": "bearer", "token_env": "PARTNERBOARD_PAYMENTS_TOKEN"},
-                "statuspage": {"url": f"{base_url}/payments/status", "interval_seconds": 60},
-                "endpoints": [endpoint("health", "/health", False),
-                              endpoint("balance", "/v1/balance", True)],
-                "sla": {"uptime_target": 99.95},
-            },
-        ],
-    }
+    text = (REPO / "partners.toml").read_text().replace("http://127.0.0.1:8765", base_url)
+    data = tomllib.loads(text)
+    data["collection"]["misfire_grace_seconds"] = 5
+    for partner in data["partners"]:
+        for e in partner["endpoints"]:
+            e.update(interval_seconds=interval, timeout_seconds=timeout)
+    return data
 
 
 @pytest.fixture()

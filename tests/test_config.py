@@ -156,9 +156,10 @@ def _cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProce
 
 
 def test_check_config_exit_codes(tmp_path: Path) -> None:
+    from simulator.server import SECRET_ENV
+
     ok = _cli("check-config", "--config", str(REPO / "partners.toml"),
-              env_extra={"PARTNERBOARD_MARKETPLACE_TOKEN": "a" * 20,
-                         "PARTNERBOARD_PAYMENTS_TOKEN": "b" * 20})
+              env_extra={env: "x" * 20 for env in SECRET_ENV.values()})
     assert ok.returncode == 0, ok.stderr
     assert "partners.toml: OK" in ok.stdout
     assert "warning" not in ok.stderr

@@ -60,15 +60,15 @@ def test_collected_store_shows_status_uptime_charts_and_incidents(page_env, stor
 
     at = _run()
     text = _texts(at)
-    assert "Test Marketplace" in text and "Test PayGate" in text
+    assert "Demo Marketplace" in text and "Demo PayGate" in text
     assert "No probe data yet" not in text
     endpoint_tables = [df.value for df in at.dataframe if "Uptime 24h" in df.value]
     by_label = {row["Endpoint"]: row for t in endpoint_tables for _, row in t.iterrows()}
-    assert by_label["offers"]["Status"] == "Up"
-    assert by_label["balance"]["Status"] == "Down"
-    assert by_label["offers"]["Uptime 24h"] == "100.000 %"
-    assert by_label["balance"]["Uptime 24h"] == "0.000 %"
-    assert by_label["balance"]["Errors 24h"] == "100.00 %"
+    assert by_label["Offers API"]["Status"] == "Up"
+    assert by_label["Balance API"]["Status"] == "Down"
+    assert by_label["Offers API"]["Uptime 24h"] == "100.000 %"
+    assert by_label["Balance API"]["Uptime 24h"] == "0.000 %"
+    assert by_label["Balance API"]["Errors 24h"] == "100.00 %"
 
     incident_tables = [df.value for df in at.dataframe if "Source" in df.value]
     sources = set().union(*(set(t["Source"]) for t in incident_tables))
@@ -81,7 +81,7 @@ def test_collected_store_shows_status_uptime_charts_and_incidents(page_env, stor
     charts = [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
     heatmaps = [c for c in charts if c["data"] and c["data"][0]["type"] == "heatmap"]
     assert len(heatmaps) == 2
-    payments = next(h for h in heatmaps if "balance" in h["data"][0]["y"])
+    payments = next(h for h in heatmaps if "Balance API" in h["data"][0]["y"])
     assert 3 in payments["data"][0]["z"][0], "the down state shows in the status history"
     latency = [c for c in charts if c["data"] and c["data"][0]["type"] == "scatter"]
     assert latency, "latency charts render"
@@ -93,7 +93,7 @@ def test_window_switch_reruns_without_error(page_env, store) -> None:
     control = at.get("button_group")[0]
     control.set_value("7 d").run()
     assert not at.exception
-    assert "Test PayGate" in _texts(at)
+    assert "Demo PayGate" in _texts(at)
 
 
 def test_broken_config_shows_the_problem_not_a_stack_trace(page_env, monkeypatch, tmp_path) -> None:

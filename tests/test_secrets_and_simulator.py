@@ -63,7 +63,7 @@ def test_simulator_chaos_knobs(sim, tokens) -> None:
     from tests.conftest import set_chaos
 
     url = f"{sim.url('marketplace')}/api/offers"
-    auth = {"Authorization": f"Bearer {tokens['marketplace']}"}
+    auth = {"Authorization": tokens["marketplace"]}  # the raw key, Mirakl-style
     set_chaos(sim, partner="marketplace", error_rate=1.0)
     assert httpx.get(url, headers=auth).status_code == 500
     set_chaos(sim, partner="marketplace", error_rate=0.0, extra_latency_ms=300)

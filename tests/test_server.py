@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from partnerboard.core import schema
 from partnerboard.core import store as store_mod
+from simulator.server import SECRET_ENV
 from tests.conftest import REPO, config_toml, free_port
 
 ARTIFACTS = REPO / "test-artifacts"
@@ -40,8 +41,7 @@ class Proc:
 
 def _env(tokens: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PARTNERBOARD_")}
-    env["PARTNERBOARD_MARKETPLACE_TOKEN"] = tokens["marketplace"]
-    env["PARTNERBOARD_PAYMENTS_TOKEN"] = tokens["payments"]
+    env.update({name: tokens[key] for key, name in SECRET_ENV.items()})
     env["PARTNERBOARD_SECRETS_FILE"] = "/nonexistent/secrets.toml"
     return env
 
@@ -83,6 +83,16 @@ def _probe_rows(health: dict) -> int:
     return sum(s["rows_written"] for s in health["sources"] if s["source"].startswith("probe:"))
 
 
+def _wait_for_more_probes(url: str, than: int, timeout: float = 20) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        health = httpx.get(f"{url}/healthz").json()
+        if _probe_rows(health) > than:
+            return health
+        time.sleep(0.25)
+    raise AssertionError(f"no new probe rows beyond {than} within {timeout} s")
+
+
 @pytest.fixture()
 def workdir(tmp_path: Path, sim) -> Path:
     (tmp_path / "partners.toml").write_text(config_toml(sim.base_url, interval=1.0, timeout=0.8))
@@ -113,7 +123,9 @@ def test_board_serves_the_page_while_probes_arrive(server: Proc, workdir: Path, 
     before = httpx.get(f"{server.url}/healthz").json()
     assert before["scheduler"] == "running"
     assert {j["id"] for j in before["jobs"]} == {
-        "probe:marketplace", "probe:payments", "statuspage:marketplace", "statuspage:payments"}
+        "probe:marketplace", "probe:payments", "statuspage:marketplace", "statuspage:payments",
+        "marketplace_orders", "marketplace_returns", "marketplace_shops", "marketplace_traffic",
+        "payments_charges", "payments_refunds", "payments_tickets"}
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
@@ -123,24 +135,24 @@ def test_board_serves_the_page_while_probes_arrive(server: Proc, workdir: Path, 
         page.goto(server.url)
         page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
                                timeout=60_000)
-        page.get_by_text("Test PayGate", exact=True).wait_for(timeout=30_000)
-        during = httpx.get(f"{server.url}/healthz").json()
+        page.get_by_text("Demo PayGate", exact=True).wait_for(timeout=30_000)
+        during = _wait_for_more_probes(server.url, _probe_rows(before))
         assert page.get_by_role("heading", name="API health").count() == 1
-        assert page.get_by_text("Test Marketplace", exact=True).count() == 1
+        assert page.get_by_text("Demo Marketplace", exact=True).count() == 1
         assert page.get_by_text("Reported by partner").count() >= 1
         assert page.locator("[data-testid=stException]").count() == 0
         assert page.locator("[data-testid=stDataFrame]").count() >= 4  # endpoints + incidents
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "api-health.png"), full_page=True)
-        time.sleep(2.5)
-        after = httpx.get(f"{server.url}/healthz").json()
+        after = _wait_for_more_probes(server.url, _probe_rows(during))
+        assert page.locator("[data-testid=stException]").count() == 0
         browser.close()
 
-    assert _probe_rows(during) > _probe_rows(before) > 0, "probes arrived while the page loaded"
+    assert _probe_rows(during) > _probe_rows(before), "probes arrived while the page loaded"
     assert _probe_rows(after) > _probe_rows(during)
     for source in after["sources"]:
-        assert source["last_status"] in ("success", "running"), source
-        assert source["last_success_at"] is not None and source["runs_failed"] == 0, source
+        assert source["last_status"] in ("success", "running"), (source["source"], source["last_error"])
+        assert source["runs_failed"] == 0, (source["source"], source["last_error"])
 
     # `collect` refuses to run against the file `serve` owns, naming the owner.
     res = subprocess.run(
@@ -203,18 +215,24 @@ def test_collect_runs_headless_and_exits_0_on_sigterm(workdir: Path, tokens) -> 
 
 
 def test_collect_once_reports_failures_with_exit_code(workdir: Path, tokens) -> None:
-    broken = {**tokens, "payments": "wrong"}
     url = f"duckdb:///{workdir / 'o.duckdb'}"
-    ok = subprocess.run([sys.executable, "-m", "partnerboard.cli", "collect", "--once", "--config",
-                         str(workdir / "partners.toml"), "--database-url", url],
-                        capture_output=True, text=True, env=_env(broken), timeout=60)
-    # A wrong token is a failed probe (401), not a failed run: the run succeeded at probing.
+    args = [sys.executable, "-m", "partnerboard.cli", "collect", "--once", "--config",
+            str(workdir / "partners.toml"), "--database-url", url]
+    ok = subprocess.run(args, capture_output=True, text=True, env=_env(tokens), timeout=120)
     assert ok.returncode == 0, ok.stderr
-    assert "collected: 4 runs ok, 0 failed" in ok.stdout
+    assert "collected: 11 runs ok, 0 failed" in ok.stdout
+
+    # A refused key fails the sources that need it (4xx fails fast, body in the error),
+    # while probes of the same endpoints still succeed at recording a failed probe.
+    wrong = subprocess.run(args, capture_output=True, text=True,
+                           env=_env({**tokens, "payments": "wrong-key-0000"}), timeout=120)
+    assert wrong.returncode == 1
+    assert "collected: 9 runs ok, 2 failed" in wrong.stdout
+    assert 'answered HTTP 401: {"error":"unauthorized"}' in wrong.stderr
+    assert "wrong-key-0000" not in wrong.stderr + wrong.stdout
+
     env = _env(tokens)
     del env["PARTNERBOARD_PAYMENTS_TOKEN"]
-    res = subprocess.run([sys.executable, "-m", "partnerboard.cli", "collect", "--once", "--config",
-                          str(workdir / "partners.toml"), "--database-url", url],
-                         capture_output=True, text=True, env=env, timeout=60)
+    res = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120)
     assert res.returncode == 1
     assert "secret PARTNERBOARD_PAYMENTS_TOKEN is not set" in res.stderr

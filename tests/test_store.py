@@ -27,10 +27,14 @@ def test_new_store_is_created_at_the_latest_version(store) -> None:
 def test_older_file_is_upgraded_without_losing_rows(db_url: str) -> None:
     s = store_mod.open_store(db_url)
     with s.engine.begin() as conn:
-        # Make it a version-1 file: no indexes yet, stamped 1.
+        # Make it a version-1 file: no indexes, no business tables, no fetch counters.
         for table in (schema.probe_results, schema.incidents, schema.collector_runs):
             for index in table.indexes:
                 index.drop(conn)
+        for table in schema.RESOURCE_TABLES.values():
+            table.drop(conn)
+        for column in ("pages", "rows_quarantined", "requests", "retries", "notes"):
+            conn.execute(sa.text(f"ALTER TABLE collector_runs DROP COLUMN {column}"))
         conn.execute(schema.schema_version.delete())
         conn.execute(schema.schema_version.insert().values(
             version=1, applied_at=timeutil.to_db(timeutil.utcnow())))
@@ -43,10 +47,15 @@ def test_older_file_is_upgraded_without_losing_rows(db_url: str) -> None:
         assert (s.schema_before, s.schema_after) == (1, migrations.LATEST)
         with s.engine.connect() as conn:
             assert conn.execute(sa.select(schema.watermarks.c.value)).scalar() == "v"
-            indexes = {i["name"] for i in sa.inspect(conn).get_indexes("probe_results")}
+            inspector = sa.inspect(conn)
+            indexes = {i["name"] for i in inspector.get_indexes("probe_results")}
+            columns = {c["name"] for c in inspector.get_columns("collector_runs")}
+            tables = set(inspector.get_table_names())
             versions = [r[0] for r in conn.execute(sa.select(schema.schema_version.c.version))]
         assert "ix_probe_results_endpoint_ts" in indexes
-        assert versions == [1, 2]
+        assert {"pages", "retries", "notes"} <= columns
+        assert set(schema.RESOURCE_TABLES) <= tables
+        assert versions == [1, 2, 3]
     finally:
         store_mod.close_store(db_url)
 

@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from partnerboard.core import records
 from partnerboard.core.kpis import KNOWN_KPI_IDS
 
 DEFAULT_CONFIG_PATH = "partners.toml"
@@ -95,10 +96,27 @@ class _Model(BaseModel):
 
 
 class Auth(_Model):
-    """How we authenticate to a partner. Holds secret names, never secret values."""
+    """How we authenticate to a partner. Holds secret *names*, never secret values.
 
-    type: Literal["none", "bearer"] = "bearer"
+    - ``bearer``: ``Authorization: Bearer <token_env>``
+    - ``api_key``: ``<header>: <prefix><token_env>``; with the default header
+      ``Authorization`` and no prefix this is the raw key Mirakl-based marketplaces want
+    - ``basic``: HTTP basic with ``username_env`` and ``password_env`` (password optional,
+      as with Stripe-style secret keys sent as the user name)
+    - ``oauth2_client_credentials``: a token from ``token_url`` with ``client_id_env`` /
+      ``client_secret_env``, refreshed before it expires
+    """
+
+    type: Literal["none", "bearer", "api_key", "basic", "oauth2_client_credentials"] = "bearer"
     token_env: SecretName | None = None
+    header: str = "Authorization"
+    prefix: str = ""
+    username_env: SecretName | None = None
+    password_env: SecretName | None = None
+    token_url: str | None = None
+    client_id_env: SecretName | None = None
+    client_secret_env: SecretName | None = None
+    scope: str | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -114,12 +132,26 @@ class Auth(_Model):
         return data
 
     @model_validator(mode="after")
-    def _bearer_needs_name(self) -> Auth:
-        if self.type == "bearer" and not self.token_env:
+    def _names_present(self) -> Auth:
+        needed = {
+            "bearer": ("token_env",),
+            "api_key": ("token_env",),
+            "basic": ("username_env",),
+            "oauth2_client_credentials": ("token_url", "client_id_env", "client_secret_env"),
+        }.get(self.type, ())
+        missing = [n for n in needed if not getattr(self, n)]
+        if missing:
             raise ValueError(
-                'type = "bearer" needs token_env = "VARIABLE_NAME" naming where the token lives'
+                f'type = "{self.type}" needs {", ".join(missing)} '
+                "(the names of the variables holding the secrets"
+                + (", and the token endpoint URL)" if "token_url" in missing else ")")
             )
         return self
+
+    def secret_names(self) -> list[str]:
+        names = [self.token_env, self.username_env, self.password_env, self.client_id_env,
+                 self.client_secret_env]
+        return [n for n in names if n]
 
 
 class Endpoint(_Model):
@@ -190,6 +222,121 @@ class StatusPage(_Model):
     timeout_seconds: Seconds = 10
 
 
+class FieldSpec(_Model):
+    """Where a store column comes from in the partner's record, and how to read it.
+
+    Types: ``str``, ``int``, ``decimal`` (number or numeric string), ``minor_units``
+    (integer cents, divided by 100), ``datetime`` (ISO-8601 with offset, or epoch
+    seconds), ``date`` (``YYYY-MM-DD``), ``upper``/``lower`` (case-folded text).
+    ``values`` translates a partner's enumeration into ours after conversion.
+    """
+
+    path: str
+    type: Literal["str", "int", "decimal", "minor_units", "datetime", "date", "upper",
+                  "lower"] = "str"
+    values: dict[str, str] | None = None  # partner's value -> ours, e.g. succeeded = "success"
+
+
+class Pagination(_Model):
+    """How the partner pages through a list.
+
+    - ``offset``: ``offset``/``limit`` params. With an incremental cursor the window
+      slides instead (each page asks from the last cursor seen, overlapping, deduped on
+      the key), so records updated during the run cannot shift others out of view.
+    - ``page``: page number and size params.
+    - ``cursor``: an opaque cursor read from the body (``cursor_path``) and sent back.
+    - ``starting_after``: Stripe-style ``has_more`` + ``starting_after=<last id>``.
+    - ``link_header``: follow ``Link: <...>; rel="next"``.
+    - ``next_url``: follow a URL given in the body (``next_url_path``).
+    - ``none``: one request.
+    """
+
+    style: Literal["offset", "page", "cursor", "starting_after", "link_header", "next_url", "none"]
+    page_size: Annotated[int, Field(ge=1, le=10000)] = 100
+    size_param: str | None = "limit"
+    offset_param: str = "offset"
+    page_param: str = "page"
+    first_page: int = 1
+    cursor_param: str = "cursor"
+    cursor_path: str = "next_cursor"
+    has_more_path: str = "has_more"
+    next_url_path: str = "next"
+    id_field: str = "id"
+    max_pages: Annotated[int, Field(ge=1)] = 100_000
+
+
+class Incremental(_Model):
+    """Read only what changed: a cursor field, the request parameter that filters on it,
+    and a look-back window re-read every run for late corrections."""
+
+    cursor_field: str
+    param: str
+    end_param: str | None = None
+    format: Literal["iso", "epoch", "date"] = "iso"
+    lookback_seconds: Annotated[float, Field(ge=0)] = 3600
+    start: datetime | None = None
+    chunk_days: Annotated[float, Field(gt=0)] = 7
+
+
+class Retry(_Model):
+    max_attempts: Annotated[int, Field(ge=1, le=50)] = 6
+    base_delay_seconds: Annotated[float, Field(ge=0)] = 0.5
+    max_delay_seconds: Annotated[float, Field(ge=0)] = 30
+    max_total_seconds: Annotated[float, Field(gt=0)] = 300
+
+
+class Source(_Model):
+    """A partner API list declared in config: no code needed for a common shape."""
+
+    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+    resource: records.ResourceName
+    path: str
+    records_path: str = ""
+    primary_key: list[str] | None = None
+    fields: dict[str, str | FieldSpec]
+    params: dict[str, str | int | float | bool] = {}
+    interval_seconds: Seconds = 900
+    timeout_seconds: Seconds = 30
+    auth: Auth | None = None
+    pagination: Pagination = Pagination(style="none")
+    incremental: Incremental | None = None
+    retry: Retry = Retry()
+
+    @field_validator("path")
+    @classmethod
+    def _path_is_relative(cls, v: str) -> str:
+        if not v.startswith("/"):
+            raise ValueError(f'must start with "/", got "{v}"')
+        return v
+
+    @model_validator(mode="after")
+    def _fields_fit_the_table(self) -> Source:
+        known = records.columns(self.resource)
+        unknown = [c for c in self.fields if c not in known]
+        if unknown:
+            raise ValueError(
+                f"fields.{unknown[0]} is not a column of {self.resource} "
+                f"(columns: {', '.join(known)})"
+            )
+        missing = [c for c, required in known.items() if required and c not in self.fields]
+        if missing:
+            raise ValueError(
+                f"fields must map every required column of {self.resource}; missing: "
+                + ", ".join(missing)
+            )
+        if self.primary_key and any(k not in known for k in self.primary_key):
+            raise ValueError(f"primary_key {self.primary_key} names unknown columns")
+        return self
+
+    def field(self, column: str) -> FieldSpec:
+        spec = self.fields[column]
+        return FieldSpec(path=spec) if isinstance(spec, str) else spec
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        return tuple(self.primary_key) if self.primary_key else records.RESOURCES[self.resource][1]
+
+
 class Partner(_Model):
     id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
     name: str
@@ -197,6 +344,7 @@ class Partner(_Model):
     base_url: str
     auth: Auth = Auth(type="none")
     endpoints: list[Endpoint] = []
+    sources: list[Source] = []
     statuspage: StatusPage | None = None
     sla: SLA = SLA()
 
@@ -269,6 +417,10 @@ class Config(_Model):
         dupes = {i for i in ids if ids.count(i) > 1}
         if dupes:
             raise ValueError(f"partner id {sorted(dupes)[0]!r} is used twice; ids must be unique")
+        source_ids = [s.id for p in self.partners for s in p.sources]
+        twice = sorted({i for i in source_ids if source_ids.count(i) > 1})
+        if twice:
+            raise ValueError(f"source id {twice[0]!r} is used twice; source ids must be unique")
         for i, t in enumerate(self.targets):
             if t.partner not in ids:
                 raise ValueError(
@@ -276,6 +428,14 @@ class Config(_Model):
                     f"(known: {', '.join(ids)})"
                 )
         return self
+
+    def source(self, source_id: str) -> tuple[Partner, Source]:
+        for p in self.partners:
+            for s in p.sources:
+                if s.id == source_id:
+                    return p, s
+        known = ", ".join(s.id for p in self.partners for s in p.sources) or "none configured"
+        raise KeyError(f"unknown source {source_id!r} (known: {known})")
 
     def partner(self, partner_id: str) -> Partner:
         for p in self.partners:

@@ -28,9 +28,25 @@ def _v2_indexes(conn: Connection) -> None:
             index.create(conn, checkfirst=True)
 
 
+def _v3_business_records(conn: Connection) -> None:
+    """v3: partner business records, quarantine, and fetch counters on collector runs."""
+    for table in (*schema.RESOURCE_TABLES.values(), schema.quarantine):
+        table.create(conn, checkfirst=True)
+    have = {c["name"] for c in sa.inspect(conn).get_columns("collector_runs")}
+    for column in ("pages", "rows_quarantined", "requests", "retries", "notes"):
+        if column not in have:
+            kind = "TEXT" if column == "notes" else "INTEGER"
+            conn.execute(sa.text(f"ALTER TABLE collector_runs ADD COLUMN {column} {kind}"))
+    if "digest" not in {c["name"] for c in sa.inspect(conn).get_columns("quarantine")}:
+        conn.execute(sa.text("ALTER TABLE quarantine ADD COLUMN digest VARCHAR(64)"))
+    for index in schema.quarantine.indexes:
+        index.create(conn, checkfirst=True)
+
+
 # Step N upgrades a database at version N-1 to version N. Append only; never edit.
 STEPS: dict[int, Callable[[Connection], None]] = {
     2: _v2_indexes,
+    3: _v3_business_records,
 }
 LATEST = max(STEPS)
 

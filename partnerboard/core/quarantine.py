@@ -7,10 +7,12 @@ of its page is still imported.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from typing import Any
 
+import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlalchemy.engine import Connection
 
@@ -26,16 +28,25 @@ def describe(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def put(conn: Connection, *, source: str, run_id: str, payload: Any, reason: str) -> None:
+def put(conn: Connection, *, source: str, run_id: str, payload: Any, reason: str) -> bool:
+    """Quarantine a record; False when the identical record is already there (a look-back
+    re-read of the same bad record is not a new problem)."""
     try:
-        text = json.dumps(payload, default=str, ensure_ascii=False)
+        text = json.dumps(payload, default=str, ensure_ascii=False, sort_keys=True)
     except (TypeError, ValueError):
         text = repr(payload)
-    conn.execute(schema.quarantine.insert().values(
+    text = scrub(text)
+    digest = hashlib.sha256(f"{source}\n{text}".encode()).hexdigest()
+    q = schema.quarantine
+    if conn.execute(sa.select(q.c.id).where(q.c.digest == digest).limit(1)).first():
+        return False
+    conn.execute(q.insert().values(
         id=str(uuid.uuid4()),
         source=source,
         run_id=run_id,
         received_at=timeutil.to_db(timeutil.utcnow()),
         reason=scrub(reason)[:2000],
-        payload=scrub(text),
+        payload=text,
+        digest=digest,
     ))
+    return True

@@ -57,6 +57,11 @@ def finish_run(
     rows_read: int = 0,
     rows_written: int = 0,
     error: str | None = None,
+    pages: int | None = None,
+    rows_quarantined: int | None = None,
+    requests: int | None = None,
+    retries: int | None = None,
+    notes: str | None = None,
 ) -> None:
     with engine.begin() as conn:
         conn.execute(
@@ -68,8 +73,32 @@ def finish_run(
                 rows_read=rows_read,
                 rows_written=rows_written,
                 error=scrub(error)[:4000] if error else None,
+                pages=pages,
+                rows_quarantined=rows_quarantined,
+                requests=requests,
+                retries=retries,
+                notes=scrub(notes)[:4000] if notes else None,
             )
         )
+
+
+def abandon_running(engine: Engine) -> int:
+    """Mark runs left `running` by a process that died as failed.
+
+    Only the owning process calls this, at start: no other process can be running them.
+    Their writes were never committed (a run is one transaction), so nothing else to undo.
+    """
+    with engine.begin() as conn:
+        return conn.execute(
+            runs.update()
+            .where(runs.c.status == "running")
+            .values(
+                status="failed",
+                finished_at=timeutil.to_db(timeutil.utcnow()),
+                error="interrupted: the process stopped before the run finished; "
+                "nothing it fetched was kept",
+            )
+        ).rowcount
 
 
 def set_watermark(conn: Connection, source: str, value: str, run_id: str) -> None:

@@ -111,6 +111,12 @@ collector_runs = sa.Table(
     sa.Column("rows_read", sa.Integer, nullable=False, default=0),
     sa.Column("rows_written", sa.Integer, nullable=False, default=0),
     sa.Column("error", sa.Text),
+    # v3: what a paged, retried fetch went through
+    sa.Column("pages", sa.Integer),
+    sa.Column("rows_quarantined", sa.Integer),
+    sa.Column("requests", sa.Integer),
+    sa.Column("retries", sa.Integer),
+    sa.Column("notes", sa.Text, comment="non-fatal: schema drift, repeated pages, stop reasons"),
     sa.Index("ix_collector_runs_source_started", "source", "started_at"),
 )
 
@@ -132,4 +138,121 @@ quarantine = sa.Table(
     sa.Column("received_at", sa.DateTime, nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("digest", sa.String(64), comment="sha256 of source + payload (v3)"),
+    sa.Index("ix_quarantine_digest", "digest"),
 )
+
+
+# --- partner business records (v3) -----------------------------------------------
+# Each table mirrors a model in ``records``; ``partner_id`` is part of every key, and
+# ``run_id``/``collected_at`` say which collector run last changed the row and when.
+
+def _meta() -> list[sa.Column]:
+    return [
+        sa.Column("run_id", sa.String(36), nullable=False),
+        sa.Column("collected_at", sa.DateTime, nullable=False),
+    ]
+
+
+MONEY = sa.Numeric(18, 4)
+
+orders = sa.Table(
+    "orders", metadata,
+    sa.Column("partner_id", sa.String(64), primary_key=True),
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("merchant_id", sa.String(128), nullable=False),
+    sa.Column("channel", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("amount", MONEY, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+    *_meta(),
+)
+
+traffic = sa.Table(
+    "traffic", metadata,
+    sa.Column("partner_id", sa.String(64), primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("channel", sa.String(64), primary_key=True),
+    sa.Column("sessions", sa.Integer, nullable=False),
+    sa.Column("updated_at", sa.DateTime),
+    *_meta(),
+)
+
+returns = sa.Table(
+    "returns", metadata,
+    sa.Column("partner_id", sa.String(64), primary_key=True),
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("order_id", sa.String(128), nullable=False),
+    sa.Column("reason", sa.String(128), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("refund_amount", MONEY, nullable=False),
+    sa.Column("shipping_cost", MONEY, nullable=False),
+    sa.Column("handling_cost", MONEY, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+    *_meta(),
+)
+
+merchants = sa.Table(
+    "merchants", metadata,
+    sa.Column("partner_id", sa.String(64), primary_key=True),
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("applied_at", sa.DateTime, nullable=False),
+    sa.Column("verified_at", sa.DateTime),
+    sa.Column("integrated_at", sa.DateTime),
+    sa.Column("first_sale_at", sa.DateTime),
+    sa.Column("last_sale_at", sa.DateTime),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+    *_meta(),
+)
+
+payments = sa.Table(
+    "payments", metadata,
+    sa.Column("partner_id", sa.String(64), primary_key=True),
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("merchant_id", sa.String(128), nullable=False),
+    sa.Column("order_id", sa.String(128)),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("amount", MONEY, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("method", sa.String(32), nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+    *_meta(),
+)
+
+refunds = sa.Table(
+    "refunds", metadata,
+    sa.Column("partner_id", sa.String(64), primary_key=True),
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("payment_id", sa.String(128), nullable=False),
+    sa.Column("amount", MONEY, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    *_meta(),
+)
+
+tickets = sa.Table(
+    "tickets", metadata,
+    sa.Column("partner_id", sa.String(64), primary_key=True),
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("merchant_id", sa.String(128)),
+    sa.Column("priority", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("opened_at", sa.DateTime, nullable=False),
+    sa.Column("first_response_at", sa.DateTime),
+    sa.Column("resolved_at", sa.DateTime),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+    *_meta(),
+)
+
+RESOURCE_TABLES: dict[str, sa.Table] = {
+    "orders": orders, "traffic": traffic, "returns": returns, "merchants": merchants,
+    "payments": payments, "refunds": refunds, "tickets": tickets,
+}

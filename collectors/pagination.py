@@ -1,0 +1,165 @@
+"""Walk a partner list, page by page, in any of the common pagination styles.
+
+Guards every style shares:
+- an empty page ends the walk (for offset and page styles, only an empty page does);
+- a page identical to one already seen in this walk is asked for again (a flaky cache
+  served a stale page); if it keeps coming back, the server is repeating itself and the
+  walk stops with a note instead of looping forever;
+- ``max_pages`` bounds the walk.
+
+With an incremental cursor, offset paging slides its window instead of counting
+offsets: each page asks for records with cursor >= the last cursor seen (overlapping,
+deduplicated by the caller on the primary key). A record updated mid-run moves to the
+end of the list, where it is read later; no other record can shift out of view.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from collectors.http import FetchError, PartnerClient, Response
+from partnerboard.core.config import Source
+
+MAX_REPEATS = 2
+
+
+@dataclass
+class Page:
+    number: int
+    records: list[Any]
+    url: str
+
+
+@dataclass
+class WalkNotes:
+    pages: int = 0
+    repeated_pages: int = 0
+    stopped_early: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def dig(obj: Any, path: str) -> Any:
+    """``a.b.c`` into nested dicts; '' is the object itself; None when absent."""
+    if not path:
+        return obj
+    for part in path.split("."):
+        if not isinstance(obj, dict) or part not in obj:
+            return None
+        obj = obj[part]
+    return obj
+
+
+def _records(source: Source, response: Response) -> list[Any]:
+    found = dig(response.body, source.records_path)
+    if not isinstance(found, list):
+        where = f"`{source.records_path}`" if source.records_path else "the top level"
+        raise FetchError(f"GET {response.url}: expected a list of records at {where}, "
+                         f"got {type(found).__name__}")
+    return found
+
+
+def _fingerprint(records: list[Any]) -> str:
+    return hashlib.sha1(json.dumps(records, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def walk(
+    client: PartnerClient, source: Source, params: dict[str, Any], notes: WalkNotes
+) -> Iterator[Page]:
+    """Yield the pages of a list; ``params`` carries filters such as the incremental bounds."""
+    pg = source.pagination
+    seen: set[str] = set()
+    state: dict[str, Any] = {"offset": 0, "page": pg.first_page, "cursor": None,
+                             "after": None, "url": None}
+    inc = source.incremental
+    window = pg.style == "offset" and inc is not None and inc.param in params
+    if window:
+        state["lower"] = params[inc.param]
+
+    def request() -> Response:
+        if state["url"]:
+            return client.get_json(state["url"])
+        q = dict(params)
+        if pg.size_param and pg.style != "none":
+            q[pg.size_param] = pg.page_size
+        if pg.style == "offset":
+            q[pg.offset_param] = state["offset"]
+            if window:
+                q[inc.param] = state["lower"]
+        elif pg.style == "page":
+            q[pg.page_param] = state["page"]
+        elif pg.style == "cursor" and state["cursor"] is not None:
+            q[pg.cursor_param] = state["cursor"]
+        elif pg.style == "starting_after" and state["after"] is not None:
+            q["starting_after"] = state["after"]
+        return client.get_json(source.path, q)
+
+    for number in range(1, pg.max_pages + 1):
+        response = request()
+        records = _records(source, response)
+        fp = _fingerprint(records)
+        repeats = 0
+        while records and fp in seen and repeats < MAX_REPEATS:
+            repeats += 1
+            notes.repeated_pages += 1
+            response = request()
+            records = _records(source, response)
+            fp = _fingerprint(records)
+        if records and fp in seen:
+            notes.stopped_early = (f"the server kept repeating page {number}; stopped after "
+                                   f"{notes.pages} pages")
+            return
+        seen.add(fp)
+        if not records:
+            return
+        notes.pages += 1
+        yield Page(number, records, response.url)
+        if not _advance(source, state, response, records, window):
+            return
+    notes.stopped_early = f"stopped at max_pages={pg.max_pages}"
+
+
+def _advance(source: Source, state: dict[str, Any], response: Response, records: list[Any],
+             window: bool) -> bool:
+    """Move to the next page; False when this was the last one."""
+    pg = source.pagination
+    # Offset and page styles stop on an empty page, never on a short one: servers cap
+    # page sizes below what was asked, and a short page would end the walk too early.
+    if pg.style == "none":
+        return False
+    if pg.style == "offset":
+        if window:
+            assert source.incremental is not None
+            last = dig(records[-1], source.incremental.cursor_field)
+            if last is None or str(last) == str(state["lower"]):
+                state["offset"] += len(records)  # a whole page of one cursor value
+            else:
+                state["lower"], state["offset"] = last, 0
+        else:
+            state["offset"] += len(records)
+        return True
+    if pg.style == "page":
+        state["page"] += 1
+        return True
+    if pg.style == "cursor":
+        nxt = dig(response.body, pg.cursor_path)
+        if not nxt or nxt == state["cursor"]:
+            return False
+        state["cursor"] = nxt
+        return True
+    if pg.style == "starting_after":
+        if not dig(response.body, pg.has_more_path):
+            return False
+        state["after"] = dig(records[-1], pg.id_field)
+        return state["after"] is not None
+    if pg.style == "link_header":
+        nxt = response.links.get("next", {}).get("url")
+    else:  # next_url
+        nxt = dig(response.body, pg.next_url_path)
+    if not nxt or nxt == response.url:
+        return False
+    state["url"] = nxt
+    return True

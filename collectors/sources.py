@@ -1,0 +1,223 @@
+"""Run a declared source: fetch its pages, validate, upsert, advance its watermark.
+
+One run is one database transaction: the rows it writes, the records it
+quarantines and its watermark commit together, so a run that fails or is killed
+half-way leaves the store exactly as before it. The run record itself is written
+outside that transaction (before and after), so even a killed run stays visible.
+
+Incremental state is one value per source, the highest cursor committed (as in dlt):
+each run re-reads from ``watermark - lookback`` to pick up late corrections, and the
+idempotent upsert makes the re-read free of duplicates.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from collectors.auth import build_auth
+from collectors.http import PartnerClient
+from collectors.mapping import BadRecord, map_record, used_top_level_fields
+from collectors.pagination import WalkNotes, dig, walk
+from partnerboard.core import quarantine, runs, schema, timeutil
+from partnerboard.core.config import Config, Incremental, Source
+from partnerboard.core.secrets import scrub
+from partnerboard.core.store import Store
+from partnerboard.core.upsert import UpsertCounts, upsert
+
+log = logging.getLogger("partnerboard.sources")
+
+DEFAULT_HISTORY = timedelta(days=180)
+
+
+@dataclass
+class SourceRun:
+    run_id: str
+    source: str
+    status: str = "running"
+    read: int = 0
+    quarantined: int = 0
+    counts: UpsertCounts = field(default_factory=UpsertCounts)
+    pages: int = 0
+    requests: int = 0
+    retries: int = 0
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+    watermark: str | None = None
+
+    @property
+    def written(self) -> int:
+        return self.counts.inserted + self.counts.updated
+
+    @property
+    def rows_written(self) -> int:  # the probe jobs' RunOutcome speaks this name too
+        return self.written
+
+
+def cursor_value(raw: Any, inc: Incremental) -> datetime | None:
+    """A record's cursor as an aware UTC datetime (ISO with offset, epoch or date)."""
+    value = dig(raw, inc.cursor_field)
+    if value is None:
+        return None
+    try:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return datetime.fromtimestamp(value, UTC)
+        text = str(value)
+        if inc.format == "date" or len(text) == 10:
+            return datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC)
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        return None
+
+
+def format_cursor(value: datetime, fmt: str) -> str | int:
+    if fmt == "epoch":
+        return int(value.timestamp())
+    if fmt == "date":
+        return value.astimezone(UTC).date().isoformat()
+    return value.astimezone(UTC).isoformat()
+
+
+def _lower_bound(inc: Incremental, watermark: str | None, since: datetime | None) -> datetime:
+    if since is not None:
+        return since
+    if watermark:
+        return datetime.fromisoformat(watermark) - timedelta(seconds=inc.lookback_seconds)
+    return inc.start or (timeutil.utcnow() - DEFAULT_HISTORY)
+
+
+def run_source(
+    store: Store,
+    config: Config,
+    source_id: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    trigger: str = "schedule",
+    make_client: Callable[..., PartnerClient] = PartnerClient,
+) -> SourceRun:
+    partner, source = config.source(source_id)
+    run = runs.start_run(store.engine, source.id, partner.id, trigger)
+    result = SourceRun(run.id, source.id)
+    notes = WalkNotes()
+    client: PartnerClient | None = None
+    drift: set[str] = set()
+    try:
+        auth = build_auth(source.auth or partner.auth, f"source {source.id}")
+        client = make_client(partner.base_url, auth, source.retry, source.timeout_seconds)
+        with store.engine.begin() as conn:
+            result.watermark = _collect(conn, partner.id, source, client, run.id, result, notes,
+                                        drift, since, until)
+        result.status = "success"
+    except Exception as exc:  # recorded on the run, never raised into the scheduler
+        result.status = "failed"
+        result.error = scrub(f"{type(exc).__name__}: {exc}")
+        log.warning("run failed source=%s run=%s error=%s", source.id, run.id, result.error)
+    finally:
+        if client is not None:
+            result.requests, result.retries = client.stats.requests, client.stats.retries
+            if client.stats.by_reason:
+                reasons = ", ".join(f"{k}×{v}" for k, v in sorted(client.stats.by_reason.items()))
+                result.notes.append(f"retried: {reasons}")
+            client.close()
+        result.pages = notes.pages
+        if notes.repeated_pages:
+            result.notes.append(f"{notes.repeated_pages} repeated page(s) asked for again")
+        if notes.stopped_early:
+            result.notes.append(notes.stopped_early)
+        if drift:
+            result.notes.append("schema drift, new fields ignored: " + ", ".join(sorted(drift)))
+        if result.status == "failed" and (result.read or result.quarantined):
+            result.notes.append("rolled back: nothing from this run was kept")
+        runs.finish_run(
+            store.engine, run, status=result.status, rows_read=result.read,
+            rows_written=result.written if result.status == "success" else 0,
+            error=result.error, pages=result.pages,
+            rows_quarantined=result.quarantined if result.status == "success" else 0,
+            requests=result.requests, retries=result.retries,
+            notes="; ".join(result.notes) or None,
+        )
+    return result
+
+
+def _collect(conn, partner_id: str, source: Source, client: PartnerClient, run_id: str,
+             result: SourceRun, notes: WalkNotes, drift: set[str], since: datetime | None,
+             until: datetime | None) -> str | None:
+    inc = source.incremental
+    table = schema.RESOURCE_TABLES[source.resource]
+    used = used_top_level_fields(source)
+    params: dict[str, Any] = dict(source.params)
+    watermark = runs.get_watermark(conn, source.id)
+    highest = datetime.fromisoformat(watermark) if watermark else None
+    if inc is not None:
+        params[inc.param] = format_cursor(_lower_bound(inc, watermark, since), inc.format)
+        if until is not None and inc.end_param:
+            params[inc.end_param] = format_cursor(until, inc.format)
+    stamp = {"run_id": run_id, "collected_at": timeutil.to_db(timeutil.utcnow())}
+    for page in walk(client, source, params, notes):
+        rows: dict[tuple, dict[str, Any]] = {}
+        for raw in page.records:
+            result.read += 1
+            if isinstance(raw, dict):
+                drift.update(k for k in raw if k not in used)
+            try:
+                row = map_record(source, raw)
+            except BadRecord as exc:
+                if quarantine.put(conn, source=source.id, run_id=run_id, payload=raw,
+                                  reason=str(exc)):
+                    result.quarantined += 1
+                continue
+            rows[tuple(row[k] for k in source.key)] = row  # last (newest) copy wins
+            if inc is not None:
+                cursor = cursor_value(raw, inc)
+                if cursor is not None and (highest is None or cursor > highest):
+                    highest = cursor
+        counts = upsert(conn, table, list(rows.values()), key=source.key,
+                        scope={"partner_id": partner_id}, stamp=stamp)
+        result.counts.add(counts)
+    if highest is not None and (watermark is None or highest.isoformat() != watermark):
+        runs.set_watermark(conn, source.id, highest.isoformat(), run_id)
+    return highest.isoformat() if highest else watermark
+
+
+def backfill_windows(source: Source, since: datetime, until: datetime) -> list[tuple[datetime, datetime]]:
+    """Chunks a backfill commits one by one; one window when the API has no upper bound."""
+    inc = source.incremental
+    if inc is None or not inc.end_param:
+        return [(since, until)]
+    step = timedelta(days=inc.chunk_days)
+    windows, start = [], since
+    while start < until:
+        windows.append((start, min(start + step, until)))
+        start += step
+    return windows
+
+
+def run_backfill(
+    store: Store,
+    config: Config,
+    source_id: str,
+    since: datetime,
+    until: datetime | None = None,
+    on_window: Callable[[int, int, SourceRun], None] | None = None,
+) -> list[SourceRun]:
+    """Re-read history window by window; each window is its own atomic run, so a killed
+    backfill keeps the windows it finished and a rerun converges on the same store."""
+    _, source = config.source(source_id)
+    end = until or timeutil.utcnow()
+    windows = backfill_windows(source, since, end)
+    results = []
+    for i, (start, stop) in enumerate(windows, 1):
+        last = i == len(windows) and until is None
+        result = run_source(store, config, source_id, since=start,
+                            until=None if last else stop, trigger="backfill")
+        results.append(result)
+        if on_window:
+            on_window(i, len(windows), result)
+        if result.status != "success":
+            break
+    return results

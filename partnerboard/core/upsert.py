@@ -1,0 +1,95 @@
+"""Idempotent writes: insert new keys, update changed rows, leave equal rows alone.
+
+Written with plain SELECT / UPDATE / INSERT so it behaves the same on DuckDB and
+PostgreSQL (their ON CONFLICT dialects differ in what they report back). Re-reading
+a page, a run or a look-back window therefore changes nothing but genuinely updated
+fields, and the counts say exactly how many rows changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+CHUNK = 500
+
+
+@dataclass
+class UpsertCounts:
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+    def add(self, other: UpsertCounts) -> None:
+        self.inserted += other.inserted
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+
+
+def _normal(value: Any) -> Any:
+    """Values as the store keeps them: naive UTC datetimes."""
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone(UTC).replace(tzinfo=None)
+    return value
+
+
+def _same(old: Any, new: Any) -> bool:
+    if old is None or new is None:
+        return old is None and new is None
+    if isinstance(old, Decimal) or isinstance(new, Decimal):
+        return Decimal(str(old)) == Decimal(str(new))
+    return old == new
+
+
+def upsert(
+    conn: Connection,
+    table: sa.Table,
+    rows: Sequence[dict[str, Any]],
+    *,
+    key: Sequence[str],
+    scope: dict[str, Any],
+    stamp: dict[str, Any],
+) -> UpsertCounts:
+    """Write ``rows`` (unique on ``key``) under ``scope`` (e.g. the partner id).
+
+    ``stamp`` (run id, collection time) is written on inserted and changed rows only,
+    so it always names the run that last changed a row.
+    """
+    counts = UpsertCounts()
+    if not rows:
+        return counts
+    rows = [{c: _normal(v) for c, v in r.items()} for r in rows]
+    data_cols = [c for c in rows[0] if c not in key]
+    scope_cond = [table.c[c] == v for c, v in scope.items()]
+    existing: dict[tuple, dict[str, Any]] = {}
+    for start in range(0, len(rows), CHUNK):
+        chunk = rows[start:start + CHUNK]
+        if len(key) == 1:
+            match = table.c[key[0]].in_([r[key[0]] for r in chunk])
+        else:
+            match = sa.or_(*(sa.and_(*(table.c[k] == r[k] for k in key)) for r in chunk))
+        q = sa.select(*(table.c[c] for c in (*key, *data_cols))).where(*scope_cond, match)
+        for row in conn.execute(q).mappings():
+            existing[tuple(row[k] for k in key)] = dict(row)
+    inserts = []
+    for r in rows:
+        old = existing.get(tuple(r[k] for k in key))
+        if old is None:
+            inserts.append({**r, **scope, **stamp})
+            counts.inserted += 1
+        elif not all(_same(old[c], r[c]) for c in data_cols):
+            where = [*scope_cond, *(table.c[k] == r[k] for k in key)]
+            conn.execute(table.update().where(*where).values(
+                **{c: r[c] for c in data_cols}, **stamp))
+            counts.updated += 1
+        else:
+            counts.unchanged += 1
+    if inserts:
+        conn.execute(table.insert(), inserts)
+    return counts

@@ -1,0 +1,422 @@
+"""The partners' business-data APIs, deliberately different the way real ones are.
+
+Marketplace (Mirakl-like): raw API key in ``Authorization`` (or ``X-API-Key``),
+ISO-8601 times with the Warsaw offset, decimal amounts as strings; orders and
+returns paged by offset/limit with ``updated_since``/``updated_before``, shops by page
+number, daily traffic by a next URL in the body.
+
+Payment gateway (Stripe-like): ``Authorization: Bearer <secret key>``, HTTP basic
+with the key as user name, or an OAuth2 client-credentials token; epoch-second times,
+amounts in minor units; charges paged with ``has_more`` + ``starting_after``, refunds
+with ``Link: <...>; rel="next"``, support tickets with a cursor in the body.
+
+Chaos on every list: 5xx, 429 with a configurable ``Retry-After``, hangs, malformed
+JSON, stale duplicate pages, a last page that repeats forever, and records that are
+always served broken (so tests know exactly which ones must end in quarantine).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from simulator.world import TZ, Rec, World, since, visible
+
+PAGE_MAX = 100
+
+
+def iso_local(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).astimezone(TZ).isoformat(timespec="seconds")
+
+
+def parse_iso(text: str | None, default: float) -> float:
+    if not text:
+        return default
+    return datetime.fromisoformat(text.replace("Z", "+00:00").replace(" ", "+")).timestamp()
+
+
+def corrupt(rate: float, record_id: str) -> bool:
+    """Deterministic per record: the same ids are broken on every read."""
+    if rate <= 0:
+        return False
+    h = int(hashlib.sha1(record_id.encode()).hexdigest()[:8], 16)
+    return h % 10_000 < rate * 10_000
+
+
+@dataclass
+class Lists:
+    """Everything the list endpoints of both partners need, shared with the admin routes."""
+
+    world: World
+    state: Any  # simulator.app.SimState (chaos, clock, tokens)
+
+    def now(self) -> float:
+        return self.state.clock().timestamp()
+
+    _cache: dict | None = None
+
+    def rows(self, name: str) -> list[tuple[float, str, Rec]]:
+        """Records as of the (whole-second) clock, by (updated, id); cached per second."""
+        now = int(self.now())
+        if self._cache is None or self._cache.get("now") != now:
+            self._cache = {"now": now}
+        if name not in self._cache:
+            if name == "shops":
+                self._cache[name] = self._shops(now)
+            else:
+                self._cache[name] = visible(getattr(self.world, name), now)
+        return self._cache[name]
+
+    def _shops(self, now: float) -> list[tuple[float, str, Rec]]:
+        last_sale: dict[str, float] = {}
+        for o in self.world.orders:
+            if o.created <= now and o.created > last_sale.get(o.data["merchant"], 0):
+                last_sale[o.data["merchant"]] = o.created
+        out = []
+        for m in self.world.merchants:
+            if m.created > now:
+                continue
+            updated, state = m.as_of(now)  # type: ignore[misc]
+            sale = last_sale.get(m.id)
+            m.data["last_sale"] = sale
+            out.append((max(updated, sale or 0), state, m))
+        out.sort(key=lambda x: (x[0], x[2].id))
+        return out
+
+    def truth(self) -> dict[str, Any]:
+        """What a complete, correct collection must hold right now."""
+        chaos = {pid: spec.chaos for pid, spec in self.state.partners.items()}
+        out: dict[str, Any] = {}
+        for partner, names in (("marketplace", ("orders", "returns", "shops", "traffic")),
+                               ("payments", ("payments", "refunds", "tickets"))):
+            rate = chaos[partner].corrupt_rate
+            out[partner] = {}
+            for name in names:
+                rows = self.rows(name)
+                ids = [r.id for _, _, r in rows]
+                bad = [i for i in ids if corrupt(rate, i)]
+                entry: dict[str, Any] = {"count": len(ids) - len(bad), "corrupt": len(bad)}
+                if name in ("orders",):
+                    entry["amount"] = round(sum(r.data["amount"] for _, _, r in rows
+                                                if not corrupt(rate, r.id)), 2)
+                if name == "payments":
+                    entry["amount_minor"] = sum(r.data["amount"] for _, _, r in rows
+                                                if not corrupt(rate, r.id))
+                    entry["by_status"] = {}
+                    for _, st, r in rows:
+                        if not corrupt(rate, r.id):
+                            entry["by_status"][st] = entry["by_status"].get(st, 0) + 1
+                out[partner][name] = entry
+        return out
+
+
+# --- record shapes ---------------------------------------------------------------
+
+def mp_order(updated: float, state: str, r: Rec) -> dict:
+    return {"order_id": r.id, "shop_id": r.data["merchant"], "channel": r.data["channel"],
+            "order_state": state.upper(), "total_price": f"{r.data['amount']:.2f}",
+            "currency_iso_code": "PLN", "created_date": iso_local(r.created),
+            "last_updated_date": iso_local(updated)}
+
+
+def mp_return(updated: float, state: str, r: Rec) -> dict:
+    return {"return_id": r.id, "order_id": r.data["order"], "reason_code": r.data["reason"],
+            "state": state.upper(), "refund_amount": f"{r.data['refund']:.2f}",
+            "shipping_cost": f"{r.data['shipping']:.2f}",
+            "handling_cost": f"{r.data['handling']:.2f}", "currency_iso_code": "PLN",
+            "date_created": iso_local(r.created), "last_updated_date": iso_local(updated)}
+
+
+def mp_shop(updated: float, state: str, r: Rec, now: float) -> dict:
+    stage = {s: t for t, s in r.steps if t <= now}
+    sale = r.data.get("last_sale")
+    return {"shop_id": r.id, "shop_name": r.data["name"], "shop_state": state.upper(),
+            "date_created": iso_local(r.created),
+            "verified_date": iso_local(stage["verified"]) if "verified" in stage else None,
+            "integration_date": iso_local(stage["integrated"]) if "integrated" in stage else None,
+            "first_sale_date": iso_local(stage["active"]) if "active" in stage else None,
+            "last_sale_date": iso_local(sale) if sale else None,
+            "last_updated_date": iso_local(updated)}
+
+
+def mp_traffic(updated: float, state: str, r: Rec) -> dict:
+    return {"date": r.data["day"], "channel": r.data["channel"], "sessions": int(state),
+            "last_updated_date": iso_local(updated)}
+
+
+def pg_charge(updated: float, state: str, r: Rec) -> dict:
+    status = {"success": "succeeded"}.get(state, state)
+    return {"id": r.id, "object": "charge", "amount": r.data["amount"], "currency": "pln",
+            "status": status, "payment_method_details": {"type": r.data["method"]},
+            "created": int(r.created), "updated": int(updated),
+            "metadata": {"merchant_id": r.data["merchant"], "order_id": r.data["order"]}}
+
+
+def pg_refund(updated: float, state: str, r: Rec) -> dict:
+    return {"id": r.id, "object": "refund", "charge": r.data["payment"],
+            "amount": r.data["amount"], "currency": "pln", "status": state,
+            "created": int(r.created)}
+
+
+def pg_ticket(updated: float, state: str, r: Rec, now: float) -> dict:
+    stage = {s: t for t, s in r.steps if t <= now}
+    return {"id": r.id, "requester": {"merchant_id": r.data["merchant"]},
+            "priority": r.data["priority"], "status": state,
+            "created_at": int(r.created),
+            "first_response_at": int(stage["pending"]) if "pending" in stage else None,
+            "solved_at": int(stage["solved"]) if "solved" in stage else None,
+            "updated_at": int(updated)}
+
+
+REQUIRED = {"orders": "order_id", "returns": "order_id", "shops": "date_created",
+            "traffic": "sessions", "payments": "amount", "refunds": "charge",
+            "tickets": "created_at"}
+
+
+# --- the routes --------------------------------------------------------------------
+
+def authorised(state: Any, partner: str, request: Request) -> bool:
+    """Marketplace: the raw key in Authorization or X-API-Key (as Mirakl wants it).
+    Payments: Bearer secret key, Basic with the key as user name, or an OAuth token."""
+    header = request.headers.get("authorization", "")
+    key = state.partners[partner].token
+    if partner == "marketplace":
+        given = request.headers.get("x-api-key") or header
+        return hmac.compare_digest(given.encode(), key.encode())
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer":
+        if hmac.compare_digest(value.encode(), key.encode()):
+            return True
+        expiry = state.oauth_tokens.get(value)
+        return expiry is not None and expiry > time.monotonic()
+    if scheme.lower() == "basic":
+        try:
+            user = base64.b64decode(value).decode().partition(":")[0]
+        except (ValueError, UnicodeDecodeError):
+            return False
+        return hmac.compare_digest(user.encode(), key.encode())
+    return False
+
+
+def business_routes(lists: Lists, partner: str) -> list[Route]:
+    state = lists.state
+    spec = state.partners[partner]
+    last_page: dict[str, Any] = {}
+
+    def listing(name: str, build: Callable[[Request, list], tuple[list[dict], dict, dict]]):
+        async def endpoint(request: Request) -> Response:
+            key = f"{partner}:{name}"
+            state.requests[key] = state.requests.get(key, 0) + 1
+            if not authorised(state, partner, request):
+                return JSONResponse({"error": "unauthorized"}, 401)
+            chaos = spec.chaos
+            rng = state.rng
+            if rng.random() < chaos.timeout_rate:
+                await asyncio.sleep(chaos.hang_seconds)
+            if rng.random() < chaos.rate_limit_rate:
+                return JSONResponse({"error": "rate limited"}, 429,
+                                    headers={"Retry-After": chaos.retry_after})
+            if rng.random() < chaos.error_rate:
+                return JSONResponse({"error": "upstream failure"}, rng.choice([500, 502, 503]))
+            try:
+                records, body_extra, headers = build(request, lists.rows(name))
+            except ValueError as exc:
+                return JSONResponse({"error": f"bad request: {exc}"}, 400)
+            required = REQUIRED[name]
+            shown = []
+            for rec in records:
+                ident = rec.get("order_id" if name == "orders" else
+                                "return_id" if name == "returns" else
+                                "shop_id" if name == "shops" else "id") \
+                    or f"{rec.get('date')}|{rec.get('channel')}"
+                if corrupt(chaos.corrupt_rate, ident):
+                    rec = {k: v for k, v in rec.items() if k != required}
+                shown.append(rec)
+            body = body_extra(shown) if callable(body_extra) else shown
+            if shown and rng.random() < chaos.duplicate_page_rate and key in last_page:
+                body, headers = last_page[key]  # a stale cache served the previous page
+            elif shown:
+                last_page[key] = (body, headers)
+            text = json.dumps(body)
+            if rng.random() < chaos.malformed_json_rate:
+                text = text[: max(1, len(text) // 2)]
+            return Response(text, 200, media_type="application/json", headers=headers)
+
+        return endpoint
+
+    def window(request: Request, rows: list, *, iso: bool = True, lower: str = "updated_since",
+               upper: str = "updated_before") -> list:
+        q = request.query_params
+        if iso:
+            lo = parse_iso(q.get(lower), 0.0)
+            hi = parse_iso(q.get(upper), float("inf"))
+        else:
+            lo = float(q.get(lower) or 0)
+            hi = float(q.get(upper) or "inf")
+        start = since(rows, lo)
+        return [r for r in rows[start:] if r[0] < hi]
+
+    def offset_page(request: Request, rows: list, shape: Callable) -> tuple[list, Any, dict]:
+        q = request.query_params
+        limit = min(int(q.get("limit", 50)), PAGE_MAX)
+        offset = int(q.get("offset", 0))
+        selected = window(request, rows)
+        page = selected[offset:offset + limit]
+        if not page and spec.chaos.repeat_last_page and selected:
+            page = selected[-limit:]
+        items = [shape(*r) for r in page]
+        return items, (lambda shown: {name_of[shape]: shown, "total_count": len(selected)}), {}
+
+    name_of = {mp_order: "orders", mp_return: "returns"}
+    now_f = lists.now
+
+    def shops(request: Request, rows: list) -> tuple[list, Any, dict]:
+        q = request.query_params
+        per_page = min(int(q.get("per_page", 50)), PAGE_MAX)
+        page_no = int(q.get("page", 1))
+        selected = window(request, rows)
+        page = selected[(page_no - 1) * per_page: page_no * per_page]
+        if not page and spec.chaos.repeat_last_page and selected:
+            page = selected[-per_page:]
+        now = now_f()
+        items = [mp_shop(*r, now) for r in page]
+        return items, (lambda shown: {"shops": shown, "page": page_no, "per_page": per_page}), {}
+
+    def traffic(request: Request, rows: list) -> tuple[list, Any, dict]:
+        q = request.query_params
+        limit = min(int(q.get("limit", 50)), PAGE_MAX)
+        token = int(q.get("page_token", 0))
+        d_from, d_to = q.get("date_from", "0000-00-00"), q.get("date_to", "9999-99-99")
+        selected = sorted((r for r in rows if d_from <= r[2].data["day"] <= d_to),
+                          key=lambda r: r[2].id)
+        page = selected[token:token + limit]
+        more = token + limit < len(selected)
+        if spec.chaos.repeat_last_page and not more:
+            nxt = str(request.url)  # the last page points at itself, forever
+        elif more:
+            params = dict(q)
+            params["page_token"] = str(token + limit)
+            nxt = f"{request.url.scheme}://{request.url.netloc}{request.url.path}?{urlencode(params)}"
+        else:
+            nxt = None
+        items = [mp_traffic(*r) for r in page]
+        return items, (lambda shown: {"data": shown, "next": nxt}), {}
+
+    def charges(request: Request, rows: list) -> tuple[list, Any, dict]:
+        q = request.query_params
+        limit = min(int(q.get("limit", 10)), PAGE_MAX)
+        lo = float(q.get("created[gte]") or 0)
+        hi = float(q.get("created[lt]") or "inf")
+        by_created = sorted((r for r in rows if lo <= r[2].created < hi),
+                            key=lambda r: (r[2].created, r[2].id))
+        after = q.get("starting_after")
+        start = 0
+        if after:
+            ids = [r[2].id for r in by_created]
+            if after not in ids:
+                raise ValueError(f"starting_after {after!r} is not in this list")
+            start = ids.index(after) + 1
+        page = by_created[start:start + limit]
+        more = start + limit < len(by_created)
+        if spec.chaos.repeat_last_page and not more and by_created:
+            page, more = by_created[-limit:], True
+            after_self = True
+        else:
+            after_self = False
+        items = [pg_charge(*r) for r in page]
+        url = "/v1/charges"
+        return items, (lambda shown: {"object": "list", "data": shown, "has_more": more,
+                                      "url": url, "repeating": after_self}), {}
+
+    def refunds(request: Request, rows: list) -> tuple[list, Any, dict]:
+        q = request.query_params
+        per_page = min(int(q.get("per_page", 30)), PAGE_MAX)
+        page_no = int(q.get("page", 1))
+        lo = float(q.get("since") or 0)
+        selected = sorted((r for r in rows if r[2].created >= lo),
+                          key=lambda r: (r[2].created, r[2].id))
+        page = selected[(page_no - 1) * per_page: page_no * per_page]
+        headers = {}
+        base = f"{request.url.scheme}://{request.url.netloc}{request.url.path}"
+        more = page_no * per_page < len(selected)
+        if more or (spec.chaos.repeat_last_page and page):
+            params = dict(q)
+            params["page"] = str(page_no + 1 if more else page_no)
+            headers["Link"] = f'<{base}?{urlencode(params)}>; rel="next"'
+        items = [pg_refund(*r) for r in page]
+        return items, None, headers
+
+    def tickets(request: Request, rows: list) -> tuple[list, Any, dict]:
+        q = request.query_params
+        limit = min(int(q.get("limit", 25)), PAGE_MAX)
+        selected = window(request, rows, iso=False, lower="updated_after", upper="updated_before")
+        cursor = q.get("cursor")
+        start = 0
+        if cursor:
+            try:
+                upd, ident = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
+            except (ValueError, UnicodeDecodeError):
+                raise ValueError("cursor is not one this API issued") from None
+            key = (float(upd), ident)
+            start = next((i for i, r in enumerate(selected) if (r[0], r[2].id) > key),
+                         len(selected))
+        page = selected[start:start + limit]
+        nxt = None
+        if start + limit < len(selected) and page:
+            last = page[-1]
+            nxt = base64.urlsafe_b64encode(f"{last[0]}|{last[2].id}".encode()).decode()
+        elif spec.chaos.repeat_last_page and page:
+            nxt = cursor or "AA=="  # hands back the cursor it was given: the same page again
+        now = now_f()
+        items = [pg_ticket(*r, now) for r in page]
+        return items, (lambda shown: {"tickets": shown, "next_cursor": nxt}), {}
+
+    if partner == "marketplace":
+        return [
+            Route("/api/orders", listing("orders", lambda rq, rows: offset_page(rq, rows, mp_order))),
+            Route("/api/returns", listing("returns", lambda rq, rows: offset_page(rq, rows, mp_return))),
+            Route("/api/shops", listing("shops", shops)),
+            Route("/api/traffic", listing("traffic", traffic)),
+        ]
+
+    async def oauth_token(request: Request) -> Response:
+        header = request.headers.get("authorization", "")
+        scheme, _, value = header.partition(" ")
+        form = await request.form()
+        try:
+            cid, _, secret = base64.b64decode(value).decode().partition(":") if \
+                scheme.lower() == "basic" else (form.get("client_id", ""), "", form.get("client_secret", ""))
+        except (ValueError, UnicodeDecodeError):
+            cid, secret = "", ""
+        state.requests["payments:oauth"] = state.requests.get("payments:oauth", 0) + 1
+        if form.get("grant_type") != "client_credentials":
+            return JSONResponse({"error": "unsupported_grant_type"}, 400)
+        ok_id = hmac.compare_digest(str(cid).encode(), state.oauth_client[0].encode())
+        ok_secret = hmac.compare_digest(str(secret).encode(), state.oauth_client[1].encode())
+        if not (ok_id and ok_secret):
+            return JSONResponse({"error": "invalid_client"}, 401)
+        token = "at_" + secrets.token_urlsafe(24)
+        state.oauth_tokens[token] = time.monotonic() + state.oauth_ttl
+        return JSONResponse({"access_token": token, "token_type": "bearer",
+                             "expires_in": state.oauth_ttl})
+
+    return [
+        Route("/oauth/token", oauth_token, methods=["POST"]),
+        Route("/v1/charges", listing("payments", charges)),
+        Route("/v1/refunds", listing("refunds", refunds)),
+        Route("/v1/tickets", listing("tickets", tickets)),
+    ]
