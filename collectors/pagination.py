@@ -7,10 +7,13 @@ Guards every style shares:
   walk stops with a note instead of looping forever;
 - ``max_pages`` bounds the walk.
 
-With an incremental cursor, offset paging slides its window instead of counting
-offsets: each page asks for records with cursor >= the last cursor seen (overlapping,
-deduplicated by the caller on the primary key). A record updated mid-run moves to the
-end of the list, where it is read later; no other record can shift out of view.
+With an incremental cursor, offset and page-number paging slide their window instead
+of counting: each page asks for records with cursor >= the last cursor seen
+(overlapping, deduplicated by the caller on the primary key), from the first page or
+offset again. Counting offsets over a list sorted by update time loses records: when a
+record already read is updated mid-run it moves to the end, everything after it shifts
+one place up, and one unread record slips behind the offset. Sliding the window makes
+that impossible; a record updated mid-run is simply read again at the end.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from typing import Any
 from collectors.http import FetchError, PartnerClient, Response
 from partnerboard.core.config import Source
 
-MAX_REPEATS = 2
+# A stale page is asked for again this many times before the server counts as stuck.
+MAX_REPEATS = 5
 
 
 @dataclass
@@ -75,7 +79,7 @@ def walk(
     state: dict[str, Any] = {"offset": 0, "page": pg.first_page, "cursor": None,
                              "after": None, "url": None}
     inc = source.incremental
-    window = pg.style == "offset" and inc is not None and inc.param in params
+    window = pg.style in ("offset", "page") and inc is not None and inc.param in params
     if window:
         state["lower"] = params[inc.param]
 
@@ -91,6 +95,8 @@ def walk(
                 q[inc.param] = state["lower"]
         elif pg.style == "page":
             q[pg.page_param] = state["page"]
+            if window:
+                q[inc.param] = state["lower"]
         elif pg.style == "cursor" and state["cursor"] is not None:
             q[pg.cursor_param] = state["cursor"]
         elif pg.style == "starting_after" and state["after"] is not None:
@@ -130,19 +136,19 @@ def _advance(source: Source, state: dict[str, Any], response: Response, records:
     # page sizes below what was asked, and a short page would end the walk too early.
     if pg.style == "none":
         return False
-    if pg.style == "offset":
+    if pg.style in ("offset", "page"):
         if window:
             assert source.incremental is not None
             last = dig(records[-1], source.incremental.cursor_field)
             if last is None or str(last) == str(state["lower"]):
-                state["offset"] += len(records)  # a whole page of one cursor value
+                # A whole page of one cursor value: step past it within that value.
+                state["offset"] += len(records)
+                state["page"] += 1
             else:
-                state["lower"], state["offset"] = last, 0
+                state["lower"], state["offset"], state["page"] = last, 0, pg.first_page
         else:
             state["offset"] += len(records)
-        return True
-    if pg.style == "page":
-        state["page"] += 1
+            state["page"] += 1
         return True
     if pg.style == "cursor":
         nxt = dig(response.body, pg.cursor_path)

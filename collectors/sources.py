@@ -30,7 +30,8 @@ from partnerboard.core.upsert import UpsertCounts, upsert
 
 log = logging.getLogger("partnerboard.sources")
 
-DEFAULT_HISTORY = timedelta(days=180)
+# A first run without a configured `start` reads everything the partner offers.
+BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -87,7 +88,7 @@ def _lower_bound(inc: Incremental, watermark: str | None, since: datetime | None
         return since
     if watermark:
         return datetime.fromisoformat(watermark) - timedelta(seconds=inc.lookback_seconds)
-    return inc.start or (timeutil.utcnow() - DEFAULT_HISTORY)
+    return inc.start or BEGINNING
 
 
 def run_source(

@@ -225,6 +225,8 @@ def business_routes(lists: Lists, partner: str) -> list[Route]:
                 return JSONResponse({"error": "unauthorized"}, 401)
             chaos = spec.chaos
             rng = state.rng
+            if chaos.extra_latency_ms:
+                await asyncio.sleep(chaos.extra_latency_ms / 1000)
             if rng.random() < chaos.timeout_rate:
                 await asyncio.sleep(chaos.hang_seconds)
             if rng.random() < chaos.rate_limit_rate:
@@ -380,7 +382,8 @@ def business_routes(lists: Lists, partner: str) -> list[Route]:
             last = page[-1]
             nxt = base64.urlsafe_b64encode(f"{last[0]}|{last[2].id}".encode()).decode()
         elif spec.chaos.repeat_last_page and page:
-            nxt = cursor or "AA=="  # hands back the cursor it was given: the same page again
+            # Hands back the cursor it was given (or one for the start): the same page again.
+            nxt = cursor or base64.urlsafe_b64encode(b"-1|").decode()
         now = now_f()
         items = [pg_ticket(*r, now) for r in page]
         return items, (lambda shown: {"tickets": shown, "next_cursor": nxt}), {}

@@ -116,3 +116,28 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+FROZEN_NOW = "2026-11-20T12:00:00+00:00"
+
+
+@pytest.fixture()
+def bsim(tokens: dict[str, str], request: pytest.FixtureRequest) -> Iterator[RunningSimulator]:
+    """The simulator with its clock frozen, so its business data (and truth) hold still
+    until a test moves the clock. ``@pytest.mark.sim(oauth_ttl=..., scale=...)`` tunes it."""
+    from datetime import datetime
+
+    marker = request.node.get_closest_marker("sim")
+    options = {"scale": 0.02, "oauth_ttl": 3600.0, **(marker.kwargs if marker else {})}
+    running = start_in_thread(tokens, chaos={"schedule": False, "hang_seconds": 5.0},
+                              now=datetime.fromisoformat(FROZEN_NOW), **options)
+    yield running
+    running.stop()
+
+
+def truth(sim: RunningSimulator) -> dict[str, Any]:
+    return httpx.get(f"{sim.base_url}/_sim/truth", timeout=30).json()
+
+
+def move_clock(sim: RunningSimulator, seconds: float) -> None:
+    httpx.post(f"{sim.base_url}/_sim/clock", json={"advance_seconds": seconds}).raise_for_status()

@@ -1,0 +1,94 @@
+"""`partnerboard backfill`: windows commit one by one; SIGKILL mid-way loses nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from collectors.http import parse_retry_after
+from partnerboard.core import schema
+from partnerboard.core import store as store_mod
+from simulator.server import SECRET_ENV
+from tests.conftest import config_toml, set_chaos, truth
+
+
+def _env(tokens: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PARTNERBOARD_")}
+    env.update({name: tokens[key] for key, name in SECRET_ENV.items()})
+    return env
+
+
+def _orders(url: str) -> tuple[int, int, list[tuple[str, str | None]]]:
+    s = store_mod.open_store(url)
+    try:
+        with s.engine.connect() as conn:
+            n = conn.execute(sa.select(sa.func.count()).select_from(schema.orders)).scalar()
+            distinct = conn.execute(sa.select(sa.func.count(sa.distinct(schema.orders.c.id)))).scalar()
+            r = schema.collector_runs
+            runs = [(row.status, row.error) for row in conn.execute(
+                sa.select(r.c.status, r.c.error).where(r.c.source == "marketplace_orders"))]
+        return n, distinct, runs
+    finally:
+        store_mod.close_store(url)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_backfill_then_rerun_equals_truth(bsim, tokens, tmp_path: Path) -> None:
+    cfg = tmp_path / "partners.toml"
+    cfg.write_text(config_toml(bsim.base_url))
+    url = f"duckdb:///{tmp_path / 'b.duckdb'}"
+    set_chaos(bsim, partner="marketplace", extra_latency_ms=60)
+    args = [sys.executable, "-m", "partnerboard.cli", "backfill", "--source", "marketplace_orders",
+            "--since", "2026-05-01", "--config", str(cfg), "--database-url", url]
+    proc = subprocess.Popen(args, env=_env(tokens), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    time.sleep(3.0)
+    assert proc.poll() is None, "the backfill finished before it could be killed; slow it down"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+    want = truth(bsim)["marketplace"]["orders"]["count"]
+    partial, distinct, runs = _orders(url)
+    assert 0 < partial < want, "finished windows were kept, the rest was not there yet"
+    assert distinct == partial
+    assert ("running", None) in runs, "the killed window's run never finished"
+
+    set_chaos(bsim, partner="marketplace", extra_latency_ms=0)
+    done = subprocess.run(args, env=_env(tokens), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "backfill marketplace_orders:" in done.stdout and "written" in done.stdout
+    total, distinct, runs = _orders(url)
+    assert total == distinct == want
+    interrupted = [e for s, e in runs if s == "failed"]
+    assert len(interrupted) == 1 and interrupted[0].startswith("interrupted")
+    assert all(s in ("success", "failed") for s, _ in runs)
+
+
+def test_backfill_refuses_an_unknown_source(tmp_path: Path, bsim, tokens) -> None:
+    cfg = tmp_path / "partners.toml"
+    cfg.write_text(config_toml(bsim.base_url))
+    res = subprocess.run([sys.executable, "-m", "partnerboard.cli", "backfill", "--source", "ordrs",
+                          "--since", "2026-01-01", "--config", str(cfg), "--database-url",
+                          f"duckdb:///{tmp_path / 'x.duckdb'}"],
+                         env=_env(tokens), capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1
+    assert "unknown source 'ordrs'" in res.stderr and "marketplace_orders" in res.stderr
+
+
+def test_retry_after_parsing() -> None:
+    now = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+    assert parse_retry_after("3") == 3.0
+    assert parse_retry_after("0.5") == 0.5
+    assert parse_retry_after(format_datetime(now + timedelta(seconds=30), usegmt=True), now) == 30.0
+    for useless in ("0", "-2", "soon", "", None,
+                    format_datetime(now - timedelta(seconds=30), usegmt=True)):
+        assert parse_retry_after(useless, now) is None

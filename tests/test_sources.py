@@ -1,0 +1,366 @@
+"""Business-data collection against the simulator over real HTTP on 127.0.0.1.
+
+Every assertion about completeness compares the store with the simulator's own
+ground truth (``/_sim/truth``): nothing lost, nothing counted twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from collectors.http import PartnerClient
+from collectors.sources import run_source
+from partnerboard.core import schema
+from partnerboard.core.config import parse_config
+from tests.conftest import FROZEN_NOW, config_dict, move_clock, set_chaos, truth
+
+# source id -> (partner, truth key, table)
+SOURCES = {
+    "marketplace_orders": ("marketplace", "orders", "orders"),
+    "marketplace_returns": ("marketplace", "returns", "returns"),
+    "marketplace_shops": ("marketplace", "shops", "merchants"),
+    "marketplace_traffic": ("marketplace", "traffic", "traffic"),
+    "payments_charges": ("payments", "payments", "payments"),
+    "payments_refunds": ("payments", "refunds", "refunds"),
+    "payments_tickets": ("payments", "tickets", "tickets"),
+}
+
+
+def count(store, table: str) -> int:
+    with store.engine.connect() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(schema.RESOURCE_TABLES[table])).scalar()
+
+
+def run_record(store, run_id: str) -> dict[str, Any]:
+    r = schema.collector_runs
+    with store.engine.connect() as conn:
+        return dict(conn.execute(sa.select(r).where(r.c.id == run_id)).mappings().one())
+
+
+def expected(sim, source_id: str) -> dict[str, Any]:
+    partner, key, _ = SOURCES[source_id]
+    return truth(sim)[partner][key]
+
+
+@pytest.fixture()
+def bconfig(bsim):
+    return parse_config(config_dict(bsim.base_url))
+
+
+def with_source(bsim, source_id: str, **changes: Any):
+    """The test config with one source's settings changed (deep-merged one level)."""
+    data = config_dict(bsim.base_url)
+    for partner in data["partners"]:
+        for source in partner.get("sources", []):
+            if source["id"] == source_id:
+                for key, value in changes.items():
+                    if isinstance(value, dict) and isinstance(source.get(key), dict):
+                        source[key] = {**source[key], **value}
+                    else:
+                        source[key] = value
+    return parse_config(data)
+
+
+@pytest.mark.parametrize("source_id", list(SOURCES))
+def test_every_pagination_style_and_auth_collects_exactly_the_truth(
+    bsim, bconfig, store, env_tokens, source_id
+) -> None:
+    # offset (sliding window): orders, returns · page number: shops · next URL in body:
+    # traffic · has_more + starting_after: charges · Link header: refunds · cursor in
+    # body: tickets. Auth: raw key in Authorization (marketplace), OAuth2 client
+    # credentials (charges), HTTP basic (refunds), bearer (tickets).
+    result = run_source(store, bconfig, source_id)
+    assert result.status == "success", result.error
+    want = expected(bsim, source_id)
+    table = SOURCES[source_id][2]
+    assert count(store, table) == want["count"] > 0
+    assert result.counts.inserted == want["count"]
+    assert result.pages >= 1 and result.requests >= result.pages
+    record = run_record(store, result.run_id)
+    assert record["status"] == "success" and record["rows_written"] == want["count"]
+    assert record["pages"] == result.pages and record["requests"] == result.requests
+    assert record["rows_read"] >= want["count"]
+
+
+def test_amounts_and_statuses_survive_the_mapping(bsim, bconfig, store, env_tokens) -> None:
+    run_source(store, bconfig, "marketplace_orders")
+    run_source(store, bconfig, "payments_charges")
+    t = truth(bsim)
+    with store.engine.connect() as conn:
+        amount = conn.execute(sa.select(sa.func.sum(schema.orders.c.amount))).scalar()
+        minor = conn.execute(sa.select(sa.func.sum(schema.payments.c.amount))).scalar() * 100
+        by_status = dict(conn.execute(sa.select(schema.payments.c.status, sa.func.count())
+                                      .group_by(schema.payments.c.status)).all())
+        currencies = {r[0] for r in conn.execute(sa.select(schema.orders.c.currency).distinct())}
+        ts = conn.execute(sa.select(schema.orders.c.created_at).limit(1)).scalar()
+    assert float(amount) == pytest.approx(t["marketplace"]["orders"]["amount"], abs=0.005)
+    assert int(minor) == t["payments"]["payments"]["amount_minor"]
+    assert by_status == t["payments"]["payments"]["by_status"]
+    assert currencies == {"PLN"}
+    assert ts.tzinfo is None  # stored as naive UTC
+
+
+def test_second_run_changes_nothing(bsim, bconfig, store, env_tokens) -> None:
+    first = run_source(store, bconfig, "marketplace_orders")
+    second = run_source(store, bconfig, "marketplace_orders")
+    assert second.status == "success"
+    assert second.written == 0 and second.counts.unchanged == second.read > 0
+    assert count(store, "orders") == first.counts.inserted
+    with store.engine.connect() as conn:
+        runs = {r[0] for r in conn.execute(sa.select(schema.orders.c.run_id).distinct())}
+    assert runs == {first.run_id}, "unchanged rows keep the run that last changed them"
+
+
+def test_api_key_in_a_custom_header(bsim, store, env_tokens) -> None:
+    cfg = with_source(bsim, "marketplace_shops",
+                      auth={"type": "api_key", "header": "X-API-Key",
+                            "token_env": "PARTNERBOARD_MARKETPLACE_TOKEN"})
+    result = run_source(store, cfg, "marketplace_shops")
+    assert result.status == "success"
+    assert count(store, "merchants") == expected(bsim, "marketplace_shops")["count"]
+
+
+def test_rejected_key_fails_fast_with_the_body_and_keeps_the_store(bsim, bconfig, store,
+                                                                     monkeypatch, env_tokens) -> None:
+    monkeypatch.setenv("PARTNERBOARD_PAYMENTS_TOKEN", "nope-not-the-key")
+    started = time.monotonic()
+    result = run_source(store, bconfig, "payments_tickets")
+    assert time.monotonic() - started < 2, "a 401 is not retried"
+    assert result.status == "failed" and result.requests == 1
+    assert 'answered HTTP 401: {"error":"unauthorized"}' in result.error
+    assert count(store, "tickets") == 0
+    assert run_record(store, result.run_id)["error"] == result.error
+
+
+@pytest.mark.sim(oauth_ttl=1.0)
+def test_oauth_token_is_refreshed_before_it_expires(bsim, bconfig, store, env_tokens) -> None:
+    set_chaos(bsim, partner="payments", extra_latency_ms=120)
+    result = run_source(store, bconfig, "payments_charges")
+    assert result.status == "success", result.error
+    assert count(store, "payments") == expected(bsim, "payments_charges")["count"]
+    token_requests = httpx.get(f"{bsim.base_url}/_sim/requests").json()["payments:oauth"]
+    assert token_requests >= 2, "a 1 s token over a multi-second run must be refreshed"
+    assert result.requests == result.pages  # refreshed ahead of expiry: no 401 round trips
+
+
+def test_late_corrections_are_picked_up_by_the_lookback(bsim, bconfig, store, env_tokens) -> None:
+    # Traffic's cursor is the day, and today's figure keeps growing: only the look-back
+    # re-reads today once its cursor is behind the watermark.
+    run_source(store, bconfig, "marketplace_traffic")
+    with store.engine.connect() as conn:
+        before = conn.execute(sa.select(sa.func.sum(schema.traffic.c.sessions))).scalar()
+    move_clock(bsim, 3 * 3600)
+    again = run_source(store, bconfig, "marketplace_traffic")
+    assert again.status == "success" and again.counts.updated > 0
+    assert count(store, "traffic") == expected(bsim, "marketplace_traffic")["count"]
+    with store.engine.connect() as conn:
+        after = conn.execute(sa.select(sa.func.sum(schema.traffic.c.sessions))).scalar()
+    assert after > before
+
+
+def test_pending_charge_settles_in_place(bsim, bconfig, store, env_tokens, tokens) -> None:
+    # A charge's cursor is its creation time, which never moves; its status does.
+    since = int(datetime.fromisoformat(FROZEN_NOW).timestamp()) - 2 * 86400
+    listing = httpx.get(f"{bsim.url('payments')}/v1/charges",
+                        params={"created[gte]": since, "limit": 100},
+                        headers={"Authorization": f"Bearer {tokens['payments']}"}).json()
+    charge = listing["data"][-1]
+    at = datetime.fromtimestamp(charge["created"] + 2, UTC).isoformat()
+    httpx.post(f"{bsim.base_url}/_sim/clock", json={"now": at}).raise_for_status()
+    run_source(store, bconfig, "payments_charges")
+    p = schema.payments
+    with store.engine.connect() as conn:
+        first = conn.execute(sa.select(p.c.status, p.c.run_id).where(p.c.id == charge["id"])).one()
+    assert first.status == "pending"
+    move_clock(bsim, 600)
+    settled = run_source(store, bconfig, "payments_charges")
+    with store.engine.connect() as conn:
+        later = conn.execute(sa.select(p.c.status, p.c.run_id).where(p.c.id == charge["id"])).one()
+        dupes = conn.execute(sa.select(sa.func.count()).select_from(p)
+                             .where(p.c.id == charge["id"])).scalar()
+    assert later.status in ("success", "failed") and later.run_id == settled.run_id
+    assert dupes == 1
+    assert count(store, "payments") == expected(bsim, "payments_charges")["count"]
+
+
+class ClockMovingClient(PartnerClient):
+    """Moves the simulator's clock after the second page: records change mid-run."""
+
+    sim_url = ""
+    calls = 0
+
+    def get_json(self, path_or_url, params=None):
+        type(self).calls += 1
+        if type(self).calls == 3:
+            httpx.post(f"{self.sim_url}/_sim/clock", json={"advance_seconds": 5 * 86400})
+        return super().get_json(path_or_url, params)
+
+
+@pytest.mark.parametrize("source_id", ["marketplace_orders", "marketplace_shops"])
+def test_records_updated_mid_run_are_not_lost_with_the_sliding_window(bsim, store, env_tokens,
+                                                                      source_id) -> None:
+    # Small pages, and five days pass after the second request: shops read early get new
+    # sales (their update time moves to the end of the list) while the run goes on.
+    cfg = with_source(bsim, source_id, pagination={"page_size": 5 if "shops" in source_id else 100})
+    ClockMovingClient.sim_url, ClockMovingClient.calls = bsim.base_url, 0
+    result = run_source(store, cfg, source_id, make_client=ClockMovingClient)
+    assert result.status == "success"
+    assert ClockMovingClient.calls > 3
+    assert count(store, SOURCES[source_id][2]) == expected(bsim, source_id)["count"]
+
+
+def test_counting_pages_would_lose_them(bsim, store, env_tokens) -> None:
+    """The hazard the sliding window exists for, on the same data: plain page numbers."""
+    cfg = with_source(bsim, "marketplace_shops", incremental=None,
+                      pagination={"page_size": 5})
+    ClockMovingClient.sim_url, ClockMovingClient.calls = bsim.base_url, 0
+    result = run_source(store, cfg, "marketplace_shops", make_client=ClockMovingClient)
+    assert result.status == "success"
+    assert count(store, "merchants") < expected(bsim, "marketplace_shops")["count"]
+
+
+# --- faults ------------------------------------------------------------------------
+
+FAULTS = {
+    "5xx bursts": ({"error_rate": 0.3}, "retried"),
+    "timeouts": ({"timeout_rate": 0.3, "hang_seconds": 3.0}, "timeout"),
+    "malformed JSON": ({"malformed_json_rate": 0.3}, "malformed_json"),
+    "duplicated pages": ({"duplicate_page_rate": 0.4}, "repeated page"),
+}
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+@pytest.mark.parametrize("source_id", ["marketplace_orders", "payments_charges"])
+def test_faults_do_not_change_what_is_stored(bsim, store, env_tokens, fault, source_id) -> None:
+    chaos, note = FAULTS[fault]
+    partner = SOURCES[source_id][0]
+    cfg = with_source(bsim, source_id, timeout_seconds=1.0,
+                      retry={"base_delay_seconds": 0.05, "max_delay_seconds": 0.2,
+                             "max_attempts": 12})
+    set_chaos(bsim, partner=partner, **chaos)
+    result = run_source(store, cfg, source_id)
+    assert result.status == "success", result.error
+    assert count(store, SOURCES[source_id][2]) == expected(bsim, source_id)["count"]
+    record = run_record(store, result.run_id)
+    assert note in (record["notes"] or ""), record["notes"]
+    if fault != "duplicated pages":
+        assert record["retries"] > 0
+
+
+def test_429_waits_for_retry_after(bsim, bconfig, store, env_tokens) -> None:
+    set_chaos(bsim, partner="payments", rate_limit_rate=0.5, retry_after="1")
+    started = time.monotonic()
+    result = run_source(store, bconfig, "payments_refunds")
+    elapsed = time.monotonic() - started
+    assert result.status == "success"
+    assert count(store, "refunds") == expected(bsim, "payments_refunds")["count"]
+    record = run_record(store, result.run_id)
+    limited = result.retries
+    assert limited >= 1 and "429" in record["notes"]
+    assert elapsed >= limited * 1.0, "each 429 waited at least its Retry-After"
+
+
+@pytest.mark.parametrize("retry_after", ["0", "-5", "soon"])
+def test_useless_retry_after_falls_back_to_backoff(bsim, store, env_tokens, retry_after) -> None:
+    cfg = with_source(bsim, "payments_tickets",
+                      retry={"base_delay_seconds": 0.2, "max_delay_seconds": 0.4, "max_attempts": 20})
+    set_chaos(bsim, partner="payments", rate_limit_rate=0.5, retry_after=retry_after)
+    started = time.monotonic()
+    result = run_source(store, cfg, "payments_tickets")
+    assert result.status == "success"
+    assert result.retries >= 1
+    assert time.monotonic() - started >= result.retries * 0.1, "no hot retry loop"
+
+
+def test_bad_records_are_quarantined_and_the_rest_kept(bsim, bconfig, store, env_tokens) -> None:
+    set_chaos(bsim, partner="marketplace", corrupt_rate=0.05)
+    want = expected(bsim, "marketplace_orders")
+    assert want["corrupt"] > 0
+    result = run_source(store, bconfig, "marketplace_orders")
+    assert result.status == "success"
+    assert count(store, "orders") == want["count"]
+    q = schema.quarantine
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(q).where(q.c.source == "marketplace_orders")).mappings().all()
+    assert len(rows) == want["corrupt"] == result.quarantined
+    assert all("missing field `order_id` (needed for id)" == r["reason"] for r in rows)
+    assert all(r["run_id"] == result.run_id for r in rows)
+    assert run_record(store, result.run_id)["rows_quarantined"] == want["corrupt"]
+    again = run_source(store, bconfig, "marketplace_orders")
+    assert again.quarantined == 0, "re-reading the same bad record does not quarantine it twice"
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(q)).scalar() == want["corrupt"]
+
+
+def test_schema_drift_is_tolerated_and_noted(bsim, bconfig, store, env_tokens) -> None:
+    result = run_source(store, bconfig, "payments_charges")
+    assert result.status == "success"
+    assert "schema drift, new fields ignored: object" in run_record(store, result.run_id)["notes"]
+
+
+@pytest.mark.parametrize("source_id", list(SOURCES))
+def test_a_page_that_repeats_forever_is_stopped(bsim, bconfig, store, env_tokens, source_id) -> None:
+    set_chaos(bsim, partner=SOURCES[source_id][0], repeat_last_page=True)
+    result = run_source(store, bconfig, source_id)
+    assert result.status == "success", result.error
+    assert count(store, SOURCES[source_id][2]) == expected(bsim, source_id)["count"]
+    assert result.requests < 200
+
+
+def test_failed_run_leaves_the_store_as_it_was(bsim, bconfig, store, env_tokens) -> None:
+    run_source(store, bconfig, "marketplace_orders")
+    before = count(store, "orders")
+    move_clock(bsim, 2 * 86400)
+    cfg = with_source(bsim, "marketplace_orders",
+                      retry={"max_attempts": 2, "base_delay_seconds": 0.01, "max_delay_seconds": 0.01})
+
+    class FailsLate(PartnerClient):
+        calls = 0
+
+        def get_json(self, path_or_url, params=None):
+            type(self).calls += 1
+            if type(self).calls == 3:
+                set_chaos(bsim, partner="marketplace", error_rate=1.0)
+            return super().get_json(path_or_url, params)
+
+    result = run_source(store, cfg, "marketplace_orders", make_client=FailsLate)
+    assert result.status == "failed" and result.read > 0
+    assert count(store, "orders") == before
+    record = run_record(store, result.run_id)
+    assert record["rows_written"] == 0 and "rolled back" in record["notes"]
+    wm = schema.watermarks
+    with store.engine.connect() as conn:
+        kept = conn.execute(sa.select(wm.c.run_id).where(wm.c.source == "marketplace_orders")).scalar()
+    assert kept != result.run_id
+
+
+def test_tokens_never_reach_logs_run_records_or_quarantine(bsim, bconfig, store, env_tokens,
+                                                           monkeypatch, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    set_chaos(bsim, partner="payments", error_rate=0.3, corrupt_rate=0.1)
+    set_chaos(bsim, partner="marketplace", error_rate=1.0)
+    for source_id in SOURCES:
+        run_source(store, with_source(bsim, source_id, retry={"max_attempts": 3,
+                   "base_delay_seconds": 0.01}), source_id)
+    monkeypatch.setenv("PARTNERBOARD_PAYMENTS_CLIENT_SECRET", "wrong-client-secret-123")
+    failed = run_source(store, bconfig, "payments_charges")
+    assert failed.status == "failed" and "invalid_client" in failed.error
+    blob = [caplog.text]
+    with store.engine.connect() as conn:
+        for table in schema.metadata.sorted_tables:
+            blob += [" ".join(map(str, row)) for row in conn.execute(sa.select(table))]
+    text = "\n".join(blob)
+    assert "FetchError" in text  # the failures were recorded...
+    with store.engine.connect() as conn:  # ...and so were the bad records
+        assert conn.execute(sa.select(sa.func.count()).select_from(schema.quarantine)).scalar() > 0
+    issued = list(bsim.app.state.sim.oauth_tokens)
+    assert issued, "OAuth tokens were issued"
+    for secret in [*env_tokens.values(), *issued, "wrong-client-secret-123"]:
+        assert secret not in text
