@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import bisect
 import hashlib
 import hmac
 import json
@@ -80,6 +81,17 @@ class Lists:
             else:
                 self._cache[name] = visible(getattr(self.world, name), now)
         return self._cache[name]
+
+    def by_created(self, name: str) -> tuple[list[tuple[float, str, Rec]], list[float], dict[str, int]]:
+        """Rows by (created, id), their creation times, and each id's position."""
+        key = f"{name}:by_created"
+        self.rows(name)
+        assert self._cache is not None
+        if key not in self._cache:
+            ordered = sorted(self.rows(name), key=lambda r: (r[2].created, r[2].id))
+            self._cache[key] = (ordered, [r[2].created for r in ordered],
+                                {r[2].id: i for i, r in enumerate(ordered)})
+        return self._cache[key]
 
     def _shops(self, now: float) -> list[tuple[float, str, Rec]]:
         last_sale: dict[str, float] = {}
@@ -261,7 +273,8 @@ def business_routes(lists: Lists, partner: str) -> list[Route]:
         return endpoint
 
     def window(request: Request, rows: list, *, iso: bool = True, lower: str = "updated_since",
-               upper: str = "updated_before") -> list:
+               upper: str = "updated_before") -> tuple[int, int]:
+        """[start, end) of the rows updated in the requested window (rows are by update)."""
         q = request.query_params
         if iso:
             lo = parse_iso(q.get(lower), 0.0)
@@ -269,19 +282,18 @@ def business_routes(lists: Lists, partner: str) -> list[Route]:
         else:
             lo = float(q.get(lower) or 0)
             hi = float(q.get(upper) or "inf")
-        start = since(rows, lo)
-        return [r for r in rows[start:] if r[0] < hi]
+        return since(rows, lo), since(rows, hi)
 
     def offset_page(request: Request, rows: list, shape: Callable) -> tuple[list, Any, dict]:
         q = request.query_params
         limit = min(int(q.get("limit", 50)), PAGE_MAX)
         offset = int(q.get("offset", 0))
-        selected = window(request, rows)
-        page = selected[offset:offset + limit]
-        if not page and spec.chaos.repeat_last_page and selected:
-            page = selected[-limit:]
+        lo, hi = window(request, rows)
+        page = rows[min(hi, lo + offset):min(hi, lo + offset + limit)]
+        if not page and spec.chaos.repeat_last_page and hi > lo:
+            page = rows[max(lo, hi - limit):hi]
         items = [shape(*r) for r in page]
-        return items, (lambda shown: {name_of[shape]: shown, "total_count": len(selected)}), {}
+        return items, (lambda shown: {name_of[shape]: shown, "total_count": hi - lo}), {}
 
     name_of = {mp_order: "orders", mp_return: "returns"}
     now_f = lists.now
@@ -290,10 +302,10 @@ def business_routes(lists: Lists, partner: str) -> list[Route]:
         q = request.query_params
         per_page = min(int(q.get("per_page", 50)), PAGE_MAX)
         page_no = int(q.get("page", 1))
-        selected = window(request, rows)
-        page = selected[(page_no - 1) * per_page: page_no * per_page]
-        if not page and spec.chaos.repeat_last_page and selected:
-            page = selected[-per_page:]
+        lo, hi = window(request, rows)
+        page = rows[min(hi, lo + (page_no - 1) * per_page):min(hi, lo + page_no * per_page)]
+        if not page and spec.chaos.repeat_last_page and hi > lo:
+            page = rows[max(lo, hi - per_page):hi]
         now = now_f()
         items = [mp_shop(*r, now) for r in page]
         return items, (lambda shown: {"shops": shown, "page": page_no, "per_page": per_page}), {}
@@ -321,24 +333,20 @@ def business_routes(lists: Lists, partner: str) -> list[Route]:
     def charges(request: Request, rows: list) -> tuple[list, Any, dict]:
         q = request.query_params
         limit = min(int(q.get("limit", 10)), PAGE_MAX)
-        lo = float(q.get("created[gte]") or 0)
-        hi = float(q.get("created[lt]") or "inf")
-        by_created = sorted((r for r in rows if lo <= r[2].created < hi),
-                            key=lambda r: (r[2].created, r[2].id))
+        ordered, created, position = lists.by_created("payments")
+        lo = bisect.bisect_left(created, float(q.get("created[gte]") or 0))
+        hi = bisect.bisect_left(created, float(q.get("created[lt]") or "inf"))
         after = q.get("starting_after")
-        start = 0
+        start = lo
         if after:
-            ids = [r[2].id for r in by_created]
-            if after not in ids:
+            if after not in position or not lo <= position[after] < hi:
                 raise ValueError(f"starting_after {after!r} is not in this list")
-            start = ids.index(after) + 1
-        page = by_created[start:start + limit]
-        more = start + limit < len(by_created)
-        if spec.chaos.repeat_last_page and not more and by_created:
-            page, more = by_created[-limit:], True
-            after_self = True
-        else:
-            after_self = False
+            start = position[after] + 1
+        page = ordered[start:min(hi, start + limit)]
+        more = start + limit < hi
+        after_self = spec.chaos.repeat_last_page and not more and hi > lo
+        if after_self:
+            page, more = ordered[max(lo, hi - limit):hi], True
         items = [pg_charge(*r) for r in page]
         url = "/v1/charges"
         return items, (lambda shown: {"object": "list", "data": shown, "has_more": more,
@@ -348,13 +356,12 @@ def business_routes(lists: Lists, partner: str) -> list[Route]:
         q = request.query_params
         per_page = min(int(q.get("per_page", 30)), PAGE_MAX)
         page_no = int(q.get("page", 1))
-        lo = float(q.get("since") or 0)
-        selected = sorted((r for r in rows if r[2].created >= lo),
-                          key=lambda r: (r[2].created, r[2].id))
-        page = selected[(page_no - 1) * per_page: page_no * per_page]
+        ordered, created, _ = lists.by_created("refunds")
+        lo = bisect.bisect_left(created, float(q.get("since") or 0))
+        page = ordered[lo + (page_no - 1) * per_page: lo + page_no * per_page]
         headers = {}
         base = f"{request.url.scheme}://{request.url.netloc}{request.url.path}"
-        more = page_no * per_page < len(selected)
+        more = lo + page_no * per_page < len(ordered)
         if more or (spec.chaos.repeat_last_page and page):
             params = dict(q)
             params["page"] = str(page_no + 1 if more else page_no)
@@ -365,20 +372,19 @@ def business_routes(lists: Lists, partner: str) -> list[Route]:
     def tickets(request: Request, rows: list) -> tuple[list, Any, dict]:
         q = request.query_params
         limit = min(int(q.get("limit", 25)), PAGE_MAX)
-        selected = window(request, rows, iso=False, lower="updated_after", upper="updated_before")
+        lo, hi = window(request, rows, iso=False, lower="updated_after", upper="updated_before")
         cursor = q.get("cursor")
-        start = 0
+        start = lo
         if cursor:
             try:
                 upd, ident = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
+                key = (float(upd), ident)
             except (ValueError, UnicodeDecodeError):
                 raise ValueError("cursor is not one this API issued") from None
-            key = (float(upd), ident)
-            start = next((i for i, r in enumerate(selected) if (r[0], r[2].id) > key),
-                         len(selected))
-        page = selected[start:start + limit]
+            start = max(lo, bisect.bisect_right(rows, key, key=lambda r: (r[0], r[2].id)))
+        page = rows[start:min(hi, start + limit)]
         nxt = None
-        if start + limit < len(selected) and page:
+        if start + limit < hi and page:
             last = page[-1]
             nxt = base64.urlsafe_b64encode(f"{last[0]}|{last[2].id}".encode()).decode()
         elif spec.chaos.repeat_last_page and page:
