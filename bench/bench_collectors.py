@@ -1,7 +1,8 @@
 """Collector throughput: full backfill, incremental run, and the backfill under faults.
 
-Runs the simulator in-process over real HTTP on 127.0.0.1 (180 days of history at
-``--scale``, clock frozen so the ground truth holds still), collects every declared
+Runs the simulator as its own process (as a partner's API would be) over real HTTP on
+127.0.0.1 (180 days of history at ``--scale``, clock frozen so the ground truth holds
+still), collects every declared
 source of the shipped ``partners.toml`` into a fresh DuckDB file, and prints records
 per second, HTTP requests, retries, and whether the store equals the simulator's truth.
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +32,7 @@ from collectors.sources import run_source  # noqa: E402
 from partnerboard.core import schema  # noqa: E402
 from partnerboard.core.config import parse_config  # noqa: E402
 from partnerboard.core.store import close_store, open_store  # noqa: E402
-from simulator.server import SECRET_ENV, start_in_thread  # noqa: E402
+from simulator.server import SECRET_ENV  # noqa: E402
 
 FROZEN = datetime.fromisoformat("2026-11-20T12:00:00+00:00")
 TRUTH_KEY = {"marketplace_orders": ("marketplace", "orders"),
@@ -40,6 +42,33 @@ TRUTH_KEY = {"marketplace_orders": ("marketplace", "orders"),
              "payments_charges": ("payments", "payments"),
              "payments_refunds": ("payments", "refunds"),
              "payments_tickets": ("payments", "tickets")}
+
+
+class Sim:
+    """`partnerboard simulate` in a child process, clock frozen at FROZEN."""
+
+    def __init__(self, scale: float) -> None:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "partnerboard.cli", "simulate", "--port", str(port),
+             "--scale", str(scale), "--now", FROZEN.isoformat()], cwd=ROOT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"{self.base_url}/_sim/clock", timeout=1)
+                return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise SystemExit("the simulator did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
 
 
 def load_config(base_url: str):
@@ -79,12 +108,12 @@ def check_truth(store, sim) -> bool:
     ok = True
     with store.engine.connect() as conn:
         for source_id, (partner, key) in TRUTH_KEY.items():
-            table = schema.RESOURCE_TABLES[
-                {"shops": "merchants", "payments": "payments"}.get(key, key)]
+            table = schema.RESOURCE_TABLES["merchants" if key == "shops" else key]
             have = conn.execute(sa.select(sa.func.count()).select_from(table)).scalar()
             want = truth[partner][key]["count"]
             ok &= have == want
-            print(f"  {source_id:22} store {have:7d}  truth {want:7d}  {'OK' if have == want else 'MISMATCH'}")
+            verdict = "OK" if have == want else "MISMATCH"
+            print(f"  {source_id:22} store {have:7d}  truth {want:7d}  {verdict}")
         amount = conn.execute(sa.select(sa.func.sum(schema.orders.c.amount))).scalar()
         minor = conn.execute(sa.select(sa.func.sum(schema.payments.c.amount))).scalar()
     same_amount = abs(float(amount) - truth["marketplace"]["orders"]["amount"]) < 0.005
@@ -100,9 +129,10 @@ def main() -> None:
     tokens = {k: secrets.token_urlsafe(16) for k in SECRET_ENV}
     for key, env in SECRET_ENV.items():
         os.environ[env] = tokens[key]
-    sim = start_in_thread(tokens, chaos={"schedule": False}, now=FROZEN, scale=args.scale)
+    sim = Sim(args.scale)
     config = load_config(sim.base_url)
     t0 = time.perf_counter()
+    httpx.post(f"{sim.base_url}/_sim/chaos", json={"schedule": False})
     httpx.get(f"{sim.base_url}/_sim/truth", timeout=120)  # build the world before timing
     print(f"simulator world built in {time.perf_counter() - t0:.1f} s (scale {args.scale})")
     with tempfile.TemporaryDirectory() as tmp:

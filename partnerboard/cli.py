@@ -259,15 +259,22 @@ def simulate(
     error_rate: Annotated[float, typer.Option(help="Share of requests answered 500")] = 0.0,
     timeout_rate: Annotated[float, typer.Option(help="Share of requests that hang")] = 0.0,
     extra_latency_ms: Annotated[float, typer.Option(help="Added to every response")] = 0.0,
+    scale: Annotated[float, typer.Option(help="Business-data volume (1.0 = ~300 orders/day)")] = 1.0,
+    history_days: Annotated[int, typer.Option(help="Days of business history")] = 180,
+    now: Annotated[str | None, typer.Option(help="Freeze the clock at this ISO time")] = None,
 ) -> None:
-    """Serve the stand-in partner APIs on loopback. Tokens come from the environment."""
+    """Serve the stand-in partner APIs on loopback. Secrets come from the environment."""
+    from datetime import datetime
+
     from simulator.server import serve_forever, tokens_from_env
 
     tokens = tokens_from_env()
     chaos = {"error_rate": error_rate, "timeout_rate": timeout_rate,
              "extra_latency_ms": extra_latency_ms}
+    frozen = datetime.fromisoformat(now) if now else None
     typer.echo(f"Partner simulator: http://{host}:{port}/marketplace and /payments")
-    serve_forever(host, port, tokens, seed=seed, demo_blips=demo_blips, chaos=chaos)
+    serve_forever(host, port, tokens, seed=seed, demo_blips=demo_blips, chaos=chaos,
+                  scale=scale, history_days=history_days, now=frozen)
 
 
 @app.command()

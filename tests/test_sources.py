@@ -364,3 +364,28 @@ def test_tokens_never_reach_logs_run_records_or_quarantine(bsim, bconfig, store,
     assert issued, "OAuth tokens were issued"
     for secret in [*env_tokens.values(), *issued, "wrong-client-secret-123"]:
         assert secret not in text
+
+
+def orders_by_hand(client, source, params, notes):
+    """A code-level fetcher: walks the orders list its own way (offset, no window)."""
+    from collectors.pagination import Page
+
+    offset = 0
+    while True:
+        body = client.get_json(source.path, {**params, "offset": offset, "limit": 50}).body
+        if not body["orders"]:
+            return
+        notes.pages += 1
+        yield Page(notes.pages, body["orders"], source.path)
+        offset += len(body["orders"])
+
+
+def test_code_level_source_keeps_mapping_validation_and_watermark(bsim, store, env_tokens) -> None:
+    cfg = with_source(bsim, "marketplace_orders", fetcher="tests.test_sources:orders_by_hand")
+    result = run_source(store, cfg, "marketplace_orders")
+    assert result.status == "success", result.error
+    assert count(store, "orders") == expected(bsim, "marketplace_orders")["count"]
+    assert result.pages > 1 and result.watermark is not None
+    broken = with_source(bsim, "marketplace_orders", fetcher="tests.test_sources:nothing_here")
+    failed = run_source(store, broken, "marketplace_orders")
+    assert failed.status == "failed" and "cannot be loaded" in failed.error

@@ -301,6 +301,10 @@ class Source(_Model):
     pagination: Pagination = Pagination(style="none")
     incremental: Incremental | None = None
     retry: Retry = Retry()
+    # For an API no declaration fits: "package.module:function", called as
+    # function(client, source, params, notes) and yielding pages instead of the
+    # built-in paginator; mapping, validation, upserts and watermarks stay the same.
+    fetcher: Annotated[str, Field(pattern=r"^[\w.]+:\w+$")] | None = None
 
     @field_validator("path")
     @classmethod
