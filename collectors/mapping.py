@@ -46,15 +46,20 @@ def _convert(spec: FieldSpec, value: Any) -> Any:
             raise ValueError(f"minor units must be a whole number, got {value!r}")
         return Decimal(int(value)) / 100
     if kind == "datetime":
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return datetime.fromtimestamp(value, UTC)
-        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-        if parsed.tzinfo is None:
-            raise ValueError(f"{value!r} has no UTC offset")
-        return parsed
+        return parse_datetime(value)
     if kind == "date":
         return date.fromisoformat(str(value))
     raise ValueError(f"unknown field type {kind}")
+
+
+def parse_datetime(value: Any) -> datetime:
+    """Epoch seconds or ISO-8601 with an offset (``Z`` included) -> aware datetime."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, UTC)
+    parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        raise ValueError(f"{value!r} has no UTC offset")
+    return parsed
 
 
 def used_top_level_fields(source: Source) -> set[str]:

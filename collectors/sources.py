@@ -21,7 +21,7 @@ from typing import Any
 
 from collectors.auth import build_auth
 from collectors.http import PartnerClient
-from collectors.mapping import BadRecord, map_record, used_top_level_fields
+from collectors.mapping import BadRecord, map_record, parse_datetime, used_top_level_fields
 from collectors.pagination import WalkNotes, dig, walk
 from partnerboard.core import quarantine, runs, schema, timeutil
 from partnerboard.core.config import Config, Incremental, Source
@@ -65,13 +65,9 @@ def cursor_value(raw: Any, inc: Incremental) -> datetime | None:
     if value is None:
         return None
     try:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return datetime.fromtimestamp(value, UTC)
-        text = str(value)
-        if inc.format == "date" or len(text) == 10:
-            return datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC)
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        if inc.format == "date":
+            return datetime.combine(date.fromisoformat(str(value)), datetime.min.time(), UTC)
+        return parse_datetime(value)
     except (ValueError, OverflowError):
         return None
 
