@@ -40,6 +40,8 @@ def create_app(config_path: str, database_url: str, *, collect: bool = True) -> 
 
     @asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[dict[str, Any]]:
+        # Streamlit re-attaches uvicorn's access log; one line per static file is noise.
+        logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
         config = load_config(config_path)
         store = await asyncio.to_thread(open_store, database_url)
         with store.engine.begin() as conn:

@@ -24,9 +24,10 @@ import hashlib
 import hmac
 import json
 import secrets
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -70,28 +71,33 @@ class Lists:
 
     _cache: dict | None = None
 
+    _lock: threading.RLock = field(default_factory=threading.RLock)
+
     def rows(self, name: str) -> list[tuple[float, str, Rec]]:
         """Records as of the (whole-second) clock, by (updated, id); cached per second."""
         now = int(self.now())
-        if self._cache is None or self._cache.get("now") != now:
-            self._cache = {"now": now}
-        if name not in self._cache:
-            if name == "shops":
-                self._cache[name] = self._shops(now)
-            else:
-                self._cache[name] = visible(getattr(self.world, name), now)
-        return self._cache[name]
+        with self._lock:
+            if self._cache is None or self._cache.get("now") != now:
+                self._cache = {"now": now}
+            cache = self._cache
+            if name not in cache:
+                if name == "shops":
+                    cache[name] = self._shops(now)
+                else:
+                    cache[name] = visible(getattr(self.world, name), now)
+            return cache[name]
 
     def by_created(self, name: str) -> tuple[list[tuple[float, str, Rec]], list[float], dict[str, int]]:
         """Rows by (created, id), their creation times, and each id's position."""
         key = f"{name}:by_created"
-        self.rows(name)
-        assert self._cache is not None
-        if key not in self._cache:
-            ordered = sorted(self.rows(name), key=lambda r: (r[2].created, r[2].id))
-            self._cache[key] = (ordered, [r[2].created for r in ordered],
-                                {r[2].id: i for i, r in enumerate(ordered)})
-        return self._cache[key]
+        with self._lock:  # re-entrant: rows() and this entry come from one snapshot
+            rows = self.rows(name)
+            assert self._cache is not None
+            if key not in self._cache:
+                ordered = sorted(rows, key=lambda r: (r[2].created, r[2].id))
+                self._cache[key] = (ordered, [r[2].created for r in ordered],
+                                    {r[2].id: i for i, r in enumerate(ordered)})
+            return self._cache[key]
 
     def _shops(self, now: float) -> list[tuple[float, str, Rec]]:
         last_sale: dict[str, float] = {}
@@ -247,7 +253,10 @@ def business_routes(lists: Lists, partner: str) -> list[Route]:
             if rng.random() < chaos.error_rate:
                 return JSONResponse({"error": "upstream failure"}, rng.choice([500, 502, 503]))
             try:
-                records, body_extra, headers = build(request, lists.rows(name))
+                # Off the event loop: rebuilding a list as of a new second takes a while,
+                # and the health endpoints on the same loop must keep answering meanwhile.
+                records, body_extra, headers = await asyncio.to_thread(
+                    lambda: build(request, lists.rows(name)))
             except ValueError as exc:
                 return JSONResponse({"error": f"bad request: {exc}"}, 400)
             required = REQUIRED[name]

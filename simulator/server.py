@@ -80,5 +80,6 @@ def start_in_thread(tokens: dict[str, str], **options: Any) -> RunningSimulator:
 
 def serve_forever(host: str, port: int, tokens: dict[str, str], **options: Any) -> None:
     app = create_app(tokens, public_url=f"http://{host}:{port}", **options)
+    app.state.lists.truth()  # build the business history now, not on the first request
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
                 timeout_graceful_shutdown=1)
