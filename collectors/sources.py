@@ -54,10 +54,6 @@ class SourceRun:
     def written(self) -> int:
         return self.counts.inserted + self.counts.updated
 
-    @property
-    def rows_written(self) -> int:  # the probe jobs' RunOutcome speaks this name too
-        return self.written
-
 
 def cursor_value(raw: Any, inc: Incremental) -> datetime | None:
     """A record's cursor as an aware UTC datetime (ISO with offset, epoch or date)."""
