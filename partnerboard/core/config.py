@@ -377,6 +377,8 @@ class Target(_Model):
     kpi: str
     value: float
     period: Annotated[str, Field(pattern=r"^\d{4}(-\d{2}|-Q[1-4]|-W\d{2})?$")] | None = None
+    # Worse than the target but within this many percent of it is amber, beyond is red.
+    amber_within_pct: Percent = 5.0
 
     @field_validator("kpi")
     @classmethod

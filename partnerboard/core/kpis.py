@@ -1,8 +1,15 @@
-"""Identifiers of the KPIs the board knows.
+"""The KPI catalog: one written definition of every number on the board.
 
-The full catalog (formula, unit, source tables, direction) grows here with the KPI
-engine; config validation already needs the ids so a target for a misspelt KPI is
-reported at start instead of silently never matching.
+Each KPI says what it measures, for which partner role, in which unit, which
+direction is good, its exact formula and the tables it reads. ``docs/kpis.md`` is
+generated from this catalog (``python -m partnerboard.core.kpis > docs/kpis.md``)
+and a test fails when the two disagree. The SQL behind each formula lives in
+``kpi_engine``.
+
+Rules every formula follows: a ratio over a period is a ratio of sums over the
+period, never an average of daily ratios; a period is the partnership's local
+calendar days, converted to UTC bounds (``periods``); an empty denominator gives
+*no data*, never 0 or 100 %.
 """
 
 from __future__ import annotations
@@ -10,30 +17,108 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+Family = Literal["conversion", "returns", "merchant_funnel", "support", "api_health"]
+
 
 @dataclass(frozen=True)
-class KpiId:
+class Kpi:
     id: str
     name: str
+    family: Family
+    role: Literal["marketplace", "payments", "any"]
+    unit: Literal["%", "PLN", "count", "ms", "min", "h", "d"]
     direction: Literal["higher", "lower"]
+    formula: str
+    sources: tuple[str, ...]
 
 
-KPIS: tuple[KpiId, ...] = (
-    KpiId("conversion_rate", "Marketplace conversion", "higher"),
-    KpiId("payment_success_rate", "Payment success rate", "higher"),
-    KpiId("aov", "Average order value", "higher"),
-    KpiId("gmv", "Gross merchandise value", "higher"),
-    KpiId("returns_cost_total", "Returns handling cost", "lower"),
-    KpiId("returns_cost_per_order", "Returns cost per order", "lower"),
-    KpiId("return_rate", "Return rate", "lower"),
-    KpiId("refund_amount", "Refund amount", "lower"),
-    KpiId("merchants_active", "Active merchants", "higher"),
-    KpiId("uptime", "Uptime", "higher"),
-    KpiId("latency_p95", "Latency p95", "lower"),
-    KpiId("error_rate", "Error rate", "lower"),
-    KpiId("incident_count", "Incidents", "lower"),
-    KpiId("mttr", "Mean time to recovery", "lower"),
-    KpiId("support_first_response", "Support first response time", "lower"),
+KPIS: tuple[Kpi, ...] = (
+    Kpi("conversion_rate", "Marketplace conversion", "conversion", "marketplace", "%", "higher",
+        "100 × Σ orders created in the period ÷ Σ sessions of the period's days",
+        ("orders", "traffic")),
+    Kpi("gmv", "Gross merchandise value", "conversion", "marketplace", "PLN", "higher",
+        "Σ amount of orders created in the period, cancelled orders excluded", ("orders",)),
+    Kpi("aov", "Average order value", "conversion", "marketplace", "PLN", "higher",
+        "GMV ÷ number of orders created in the period, cancelled orders excluded", ("orders",)),
+    Kpi("payment_success_rate", "Payment success rate", "conversion", "payments", "%", "higher",
+        "100 × payments created in the period with status success ÷ those with status success "
+        "or failed (pending ones are not decided yet and count in neither)", ("payments",)),
+    Kpi("returns_cost_total", "Returns handling cost", "returns", "marketplace", "PLN", "lower",
+        "Σ (shipping cost + handling cost) of returns created in the period", ("returns",)),
+    Kpi("returns_cost_per_order", "Returns cost per order", "returns", "marketplace", "PLN",
+        "lower", "returns handling cost ÷ orders created in the period (cancelled excluded)",
+        ("returns", "orders")),
+    Kpi("return_rate", "Return rate", "returns", "marketplace", "%", "lower",
+        "100 × returns created in the period (rejected excluded) ÷ orders delivered in the "
+        "period (status delivered, delivery time = last update); a return counts in the period "
+        "it was booked, not in its order's", ("returns", "orders")),
+    Kpi("refund_amount", "Refund amount", "returns", "payments", "PLN", "lower",
+        "Σ amount of refunds created in the period", ("refunds",)),
+    Kpi("merchants_applied", "Merchant applications", "merchant_funnel", "marketplace", "count",
+        "higher", "merchants whose application time falls in the period", ("merchants",)),
+    Kpi("merchants_onboarded", "Merchants reaching first sale", "merchant_funnel", "marketplace",
+        "count", "higher", "merchants whose first sale falls in the period", ("merchants",)),
+    Kpi("days_to_first_sale", "Median days from application to first sale", "merchant_funnel",
+        "marketplace", "d", "lower",
+        "median over merchants with first sale in the period of (first sale − application), days",
+        ("merchants",)),
+    Kpi("merchants_active", "Active merchants", "merchant_funnel", "marketplace", "count",
+        "higher", "distinct merchants with at least one order created in the period",
+        ("orders",)),
+    Kpi("support_first_response", "Support first response (median)", "support", "payments", "h",
+        "lower", "median over tickets opened in the period of (first response − opened), hours; "
+        "tickets without a response yet are excluded", ("tickets",)),
+    Kpi("uptime", "Uptime", "api_health", "any", "%", "higher",
+        "time-weighted over the period, all probed endpoints of the partner: 100 × (observed − "
+        "down) ÷ observed; time without probes is no data (docs/api-health.md)",
+        ("probe_results",)),
+    Kpi("latency_p95", "Latency p95", "api_health", "any", "ms", "lower",
+        "95th percentile (linear) of the latency of all successful probes in the period",
+        ("probe_results",)),
+    Kpi("error_rate", "Probe error rate", "api_health", "any", "%", "lower",
+        "100 × failed probes ÷ all probes started in the period", ("probe_results",)),
+    Kpi("incident_count", "Incidents", "api_health", "any", "count", "lower",
+        "measured incidents that started in the period", ("incidents",)),
+    Kpi("mttr", "Mean time to recovery", "api_health", "any", "min", "lower",
+        "mean duration of the measured incidents resolved in the period, minutes",
+        ("incidents",)),
 )
 
-KNOWN_KPI_IDS: tuple[str, ...] = tuple(k.id for k in KPIS)
+BY_ID: dict[str, Kpi] = {k.id: k for k in KPIS}
+KNOWN_KPI_IDS: tuple[str, ...] = tuple(BY_ID)
+
+
+def applies_to(kpi: Kpi, role: str) -> bool:
+    return kpi.role in ("any", role)
+
+
+def render_markdown() -> str:
+    """docs/kpis.md, generated from the catalog."""
+    lines = [
+        "# KPI definitions",
+        "",
+        "Generated from `partnerboard/core/kpis.py` "
+        "(`python -m partnerboard.core.kpis > docs/kpis.md`); a test fails when they differ.",
+        "",
+        "Rules for every KPI: ratios over a period are ratios of sums (never averages of "
+        "daily ratios); a period is the partnership's local calendar days (months and "
+        "quarters cut in its time zone, DST included) and timestamps are stored in UTC; an "
+        "empty denominator is *no data*, never 0 or 100 %.",
+        "",
+    ]
+    for family in ("conversion", "returns", "merchant_funnel", "support", "api_health"):
+        lines += [f"## {family.replace('_', ' ').capitalize()}", ""]
+        lines += ["| id | name | partner | unit | better | formula | source tables |",
+                  "|---|---|---|---|---|---|---|"]
+        for k in KPIS:
+            if k.family == family:
+                lines.append(
+                    f"| `{k.id}` | {k.name} | {k.role} | {k.unit} | {k.direction} | "
+                    f"{k.formula} | {', '.join(k.sources)} |"
+                )
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(render_markdown(), end="")

@@ -1,0 +1,223 @@
+"""Hand-computed KPI fixtures in a real DuckDB file, including the classic traps."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from partnerboard.core import kpi_engine, schema, timeutil
+from partnerboard.core.config import parse_config
+from partnerboard.core.kpis import KPIS, render_markdown
+from partnerboard.core.periods import parse
+from tests.conftest import REPO, config_dict
+
+CFG = parse_config(config_dict("http://127.0.0.1:9") | {"targets": [
+    {"partner": "marketplace", "kpi": "conversion_rate", "value": 2.5},
+    {"partner": "marketplace", "kpi": "returns_cost_total", "value": 100.0, "amber_within_pct": 10},
+    {"partner": "marketplace", "kpi": "conversion_rate", "value": 0.5, "period": "2026-09"},
+]})
+MKT, PAY = CFG.partner("marketplace"), CFG.partner("payments")
+STAMP = {"run_id": "r", "collected_at": datetime(2026, 11, 1)}
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+def insert(store, table, rows: list[dict]) -> None:
+    def db(v):
+        return timeutil.to_db(v) if isinstance(v, datetime) and v.tzinfo else v
+
+    with store.engine.begin() as conn:
+        conn.execute(table.insert(), [{k: db(v) for k, v in row.items()} | STAMP for row in rows])
+
+
+def order(i: int, created: datetime, *, status: str = "paid", amount: str = "100.00",
+          updated: datetime | None = None, merchant: str = "S1") -> dict:
+    return {"partner_id": "marketplace", "id": f"O{i}", "merchant_id": merchant, "channel": "organic",
+            "status": status, "amount": Decimal(amount), "currency": "PLN", "created_at": created,
+            "updated_at": updated or created}
+
+
+def values(store, partner, label: str) -> dict:
+    with store.engine.connect() as conn:
+        return kpi_engine.compute(conn, partner, parse(label), CFG.tz)
+
+
+def test_conversion_is_a_ratio_of_sums_not_an_average_of_daily_ratios(store) -> None:
+    # 1 Oct: 10 orders / 100 sessions (10 %); 2 Oct: 1 order / 1000 sessions (0.1 %).
+    # The average of the daily ratios would be 5.05 %; orders / sessions is 11 / 1100 = 1 %.
+    insert(store, schema.traffic, [
+        {"partner_id": "marketplace", "day": date(2026, 10, 1), "channel": "organic", "sessions": 100},
+        {"partner_id": "marketplace", "day": date(2026, 10, 2), "channel": "organic", "sessions": 1000},
+    ])
+    insert(store, schema.orders, [order(i, utc(2026, 10, 1, 10)) for i in range(10)]
+           + [order(10, utc(2026, 10, 2, 10))])
+    v = values(store, MKT, "2026-10")
+    assert v["conversion_rate"] == pytest.approx(1.0)
+    assert v["gmv"] == pytest.approx(1100.0) and v["aov"] == pytest.approx(100.0)
+
+
+def test_months_are_cut_in_local_time_across_dst(store) -> None:
+    insert(store, schema.orders, [
+        order(1, utc(2026, 2, 28, 23, 30)),  # 1 March 00:30 CET: March
+        order(2, utc(2026, 3, 31, 21, 30)),  # 31 March 23:30 CEST: March
+        order(3, utc(2026, 3, 31, 22, 30)),  # 1 April 00:30 CEST: April
+    ])
+    assert values(store, MKT, "2026-03")["gmv"] == pytest.approx(200.0)
+    assert values(store, MKT, "2026-04")["gmv"] == pytest.approx(100.0)
+    assert values(store, MKT, "2026-02")["gmv"] is None
+
+
+def test_cancelled_orders_are_out_of_gmv_and_aov_but_in_conversion(store) -> None:
+    insert(store, schema.traffic, [{"partner_id": "marketplace", "day": date(2026, 10, 5),
+                                    "channel": "email", "sessions": 200}])
+    insert(store, schema.orders, [order(1, utc(2026, 10, 5, 9), amount="50.00"),
+                                  order(2, utc(2026, 10, 5, 9), amount="150.00"),
+                                  order(3, utc(2026, 10, 5, 9), amount="999.00", status="cancelled")])
+    v = values(store, MKT, "2026-10")
+    assert v["gmv"] == pytest.approx(200.0) and v["aov"] == pytest.approx(100.0)
+    assert v["conversion_rate"] == pytest.approx(1.5)
+    assert v["merchants_active"] == 1
+
+
+def test_a_return_counts_in_the_month_it_was_booked(store) -> None:
+    insert(store, schema.orders, [
+        order(1, utc(2026, 10, 2), status="delivered", updated=utc(2026, 10, 6)),
+        order(2, utc(2026, 10, 3), status="delivered", updated=utc(2026, 10, 7)),
+        order(3, utc(2026, 11, 2), status="delivered", updated=utc(2026, 11, 5)),
+        order(4, utc(2026, 11, 3), status="delivered", updated=utc(2026, 11, 6)),
+    ])
+    insert(store, schema.returns, [{
+        "partner_id": "marketplace", "id": "R1", "order_id": "O1", "reason": "damaged",
+        "status": "refunded", "refund_amount": Decimal("100"), "shipping_cost": Decimal("20"),
+        "handling_cost": Decimal("10"), "currency": "PLN",
+        "created_at": utc(2026, 11, 10), "updated_at": utc(2026, 11, 14)}])
+    october, november = values(store, MKT, "2026-10"), values(store, MKT, "2026-11")
+    assert october["return_rate"] == 0.0 and october["returns_cost_total"] == 0.0
+    assert november["return_rate"] == pytest.approx(50.0)  # 1 return / 2 delivered in November
+    assert november["returns_cost_total"] == pytest.approx(30.0)
+    assert november["returns_cost_per_order"] == pytest.approx(15.0)
+
+
+def test_payment_success_rate_leaves_pending_out(store) -> None:
+    def payment(i: int, status: str) -> dict:
+        return {"partner_id": "payments", "id": f"ch{i}", "merchant_id": "S1", "order_id": None,
+                "status": status, "amount": Decimal("10"), "currency": "PLN", "method": "card",
+                "created_at": utc(2026, 10, 10), "updated_at": utc(2026, 10, 10)}
+
+    insert(store, schema.payments, [payment(1, "success"), payment(2, "success"),
+                                    payment(3, "success"), payment(4, "failed"),
+                                    payment(5, "pending"), payment(6, "pending")])
+    insert(store, schema.refunds, [{"partner_id": "payments", "id": "re1", "payment_id": "ch1",
+                                    "amount": Decimal("7.50"), "currency": "PLN",
+                                    "status": "succeeded", "created_at": utc(2026, 10, 20)}])
+    v = values(store, PAY, "2026-10")
+    assert v["payment_success_rate"] == pytest.approx(75.0)
+    assert v["refund_amount"] == pytest.approx(7.5)
+    assert values(store, PAY, "2026-09")["refund_amount"] == 0.0  # payments exist: zero, not unknown
+
+
+def test_funnel_and_support_medians(store) -> None:
+    def merchant(i: int, applied: datetime, first_sale: datetime | None) -> dict:
+        return {"partner_id": "marketplace", "id": f"S{i}", "name": f"s{i}", "status": "active",
+                "applied_at": applied, "first_sale_at": first_sale,
+                "updated_at": first_sale or applied}
+
+    insert(store, schema.merchants, [
+        merchant(1, utc(2026, 9, 1), utc(2026, 10, 1)),   # 30 days
+        merchant(2, utc(2026, 9, 20), utc(2026, 10, 10)),  # 20 days
+        merchant(3, utc(2026, 10, 5), utc(2026, 10, 15)),  # 10 days
+        merchant(4, utc(2026, 10, 20), None),
+    ])
+    v = values(store, MKT, "2026-10")
+    assert v["merchants_applied"] == 2 and v["merchants_onboarded"] == 3
+    assert v["days_to_first_sale"] == pytest.approx(20.0)
+
+    def ticket(i: int, opened: datetime, hours: float | None) -> dict:
+        return {"partner_id": "payments", "id": f"T{i}", "merchant_id": None, "priority": "normal",
+                "status": "open", "opened_at": opened,
+                "first_response_at": opened + timedelta(hours=hours) if hours is not None else None,
+                "updated_at": opened}
+
+    insert(store, schema.tickets, [ticket(1, utc(2026, 10, 1), 1), ticket(2, utc(2026, 10, 2), 3),
+                                   ticket(3, utc(2026, 10, 3), 8), ticket(4, utc(2026, 10, 4), None)])
+    assert values(store, PAY, "2026-10")["support_first_response"] == pytest.approx(3.0)
+
+
+def test_api_health_kpis_for_a_period(store) -> None:
+    start = utc(2026, 10, 31, 23)  # 1 November 00:00 in Warsaw (CET)
+    rows = []
+    for minute in range(0, 24 * 60):
+        ts = start + timedelta(minutes=minute)
+        down = 600 <= minute < 630  # 30 minutes down
+        rows.append({"partner_id": "payments", "endpoint_id": "api", "ts": ts,
+                     "status_code": 503 if down else 200, "latency_ms": float(minute % 100 + 1),
+                     "outcome": "fail" if down else "ok", "reason": None, "detail": None,
+                     "state": "down" if down else "up", "interval_s": 60.0, "run_id": "r"})
+    insert(store, schema.probe_results, rows)
+    insert(store, schema.incidents, [{
+        "id": "i1", "partner_id": "payments", "endpoint_id": "api", "origin": "measured",
+        "external_id": "x", "title": "down", "status": "resolved", "impact": "major",
+        "started_at": start + timedelta(minutes=600), "resolved_at": start + timedelta(minutes=630),
+        "duration_s": 1800.0, "updated_at": start, "url": None, "first_run_id": "r",
+        "last_run_id": "r"}])
+    v = values(store, PAY, "2026-11-01")
+    assert v["uptime"] == pytest.approx(100 * (1440 - 30) / 1440)
+    assert v["error_rate"] == pytest.approx(100 * 30 / 1440)
+    assert v["incident_count"] == 1 and v["mttr"] == pytest.approx(30.0)
+    assert 90 <= v["latency_p95"] <= 100
+    assert values(store, PAY, "2026-10-30")["uptime"] is None  # no probes: no data
+
+
+def test_partner_with_no_data_at_all_is_no_data_everywhere(store) -> None:
+    v = values(store, MKT, "2026-10")
+    assert set(v.values()) == {None}
+    assert set(v) == {k.id for k in KPIS if k.role in ("marketplace", "any")}
+
+
+def test_status_respects_direction_and_missing_data() -> None:
+    judge = kpi_engine.judge
+    assert judge("conversion_rate", 2.6, (2.5, 5)).status == "green"
+    assert judge("conversion_rate", 2.4, (2.5, 5)).status == "amber"  # 4 % short
+    assert judge("conversion_rate", 2.3, (2.5, 5)).status == "red"
+    assert judge("returns_cost_total", 90.0, (100.0, 10)).status == "green"  # falling cost is good
+    assert judge("returns_cost_total", 108.0, (100.0, 10)).status == "amber"
+    assert judge("returns_cost_total", 120.0, (100.0, 10)).status == "red"
+    assert judge("conversion_rate", None, (2.5, 5)).status == "no data"
+    assert judge("conversion_rate", 2.0, None).status == "no target"
+
+
+def test_board_has_comparisons_deltas_and_period_specific_targets(store) -> None:
+    for month, n in ((9, 4), (10, 5)):
+        insert(store, schema.traffic, [{"partner_id": "marketplace", "day": date(2026, month, 3),
+                                        "channel": "organic", "sessions": 100}])
+        insert(store, schema.orders, [order(month * 100 + i, utc(2026, month, 3, 12)) for i in range(n)])
+    insert(store, schema.traffic, [{"partner_id": "marketplace", "day": date(2025, 10, 3),
+                                    "channel": "organic", "sessions": 200}])
+    insert(store, schema.orders, [order(9000 + i, utc(2025, 10, 3, 12)) for i in range(2)])
+    with store.engine.connect() as conn:
+        df = kpi_engine.board(conn, CFG, parse("2026-10"))
+        sept = kpi_engine.board(conn, CFG, parse("2026-09"))
+    row = df[(df.partner_id == "marketplace") & (df.kpi == "conversion_rate")].iloc[0]
+    assert (row.value, row.previous, row.last_year) == (5.0, 4.0, 1.0)
+    assert row.delta_previous == pytest.approx(1.0) and row.delta_previous_pct == pytest.approx(25.0)
+    assert row.delta_last_year_pct == pytest.approx(400.0)
+    assert (row.target, row.status) == (2.5, "green")
+    srow = sept[(sept.partner_id == "marketplace") & (sept.kpi == "conversion_rate")].iloc[0]
+    assert srow.target == 0.5, "a period-specific target wins over the general one"
+    assert set(df.partner_id) == {"marketplace", "payments"}
+    assert "payment_success_rate" in set(df[df.partner_id == "payments"].kpi)
+
+
+def test_docs_match_the_catalog() -> None:
+    doc = (REPO / "docs" / "kpis.md").read_text()
+    assert doc == render_markdown(), "regenerate: python -m partnerboard.core.kpis > docs/kpis.md"
+    for kpi in KPIS:
+        assert f"`{kpi.id}`" in doc and kpi.formula in doc
+
+
+def test_kpi_ids_are_unique() -> None:
+    assert len({k.id for k in KPIS}) == len(KPIS)
