@@ -211,6 +211,8 @@ class MaintenanceWindow(_Model):
 class SLA(_Model):
     uptime_target: Percent = 99.9
     p95_latency_ms: Seconds | None = None
+    support_first_response_hours: Seconds | None = None  # median over tickets opened
+    incident_resolution_hours: Seconds | None = None  # every measured incident
     maintenance_windows: list[MaintenanceWindow] = []
 
 

@@ -20,6 +20,7 @@ DuckDB and PostgreSQL alike (``extract(epoch ...)``, ``lead``, ``least``,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import pandas as pd
@@ -61,33 +62,61 @@ def _coverage(start: datetime, end: datetime, partner_id: str | None) -> sa.Subq
     return q.subquery("coverage")
 
 
+def merge_intervals(intervals: Sequence[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    """Overlapping or touching intervals merged, sorted; the union is unchanged."""
+    merged: list[tuple[datetime, datetime]] = []
+    for start, end in sorted(i for i in intervals if i[1] > i[0]):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _overlap(t0: sa.ColumnElement, t1: sa.ColumnElement, a: float, b: float) -> sa.ColumnElement:
+    return sa.func.greatest(
+        sa.literal(0.0, sa.Float),
+        sa.func.least(t1, sa.literal(b, sa.Float)) - sa.func.greatest(t0, sa.literal(a, sa.Float)),
+    )
+
+
 def uptime(
     conn: Connection,
     end: datetime,
     windows: dict[str, timedelta],
     partner_id: str | None = None,
+    exclude: Sequence[tuple[datetime, datetime]] = (),
 ) -> pd.DataFrame:
     """Time-weighted uptime per endpoint for several windows ending at ``end``, one query.
 
     Columns: partner_id, endpoint_id, and per window name W: ``W_window_s``,
     ``W_observed_s``, ``W_down_s``, ``W_no_data_s``, ``W_uptime_pct`` (None without
-    observations), ``W_probes``, ``W_failed``, ``W_error_rate_pct``.
+    observations), ``W_probes``, ``W_failed``, ``W_error_rate_pct``, and for the
+    ``exclude`` intervals (agreed maintenance) ``W_excluded_s`` / ``W_excluded_down_s``:
+    the observed and down time that fell inside them.
     """
     longest = max(windows.values())
     cov = _coverage(end - longest, end, partner_id)
     end_e = sa.literal(timeutil.epoch(end), sa.Float)
+    excluded = [(timeutil.epoch(a), timeutil.epoch(b)) for a, b in merge_intervals(exclude)]
     cols: list[sa.ColumnElement] = [cov.c.partner_id, cov.c.endpoint_id]
     for name, length in windows.items():
         start_e = sa.literal(timeutil.epoch(end - length), sa.Float)
-        covered = sa.func.greatest(
-            sa.literal(0.0, sa.Float),
-            sa.func.least(cov.c.t1, end_e) - sa.func.greatest(cov.c.t0, start_e),
-        )
+        lo = sa.func.greatest(cov.c.t0, start_e)
+        hi = sa.func.least(cov.c.t1, end_e)
+        covered = sa.func.greatest(sa.literal(0.0, sa.Float), hi - lo)
         inside = cov.c.t0 >= start_e
+        in_maintenance: sa.ColumnElement = sa.literal(0.0, sa.Float)
+        for a, b in excluded:
+            in_maintenance = in_maintenance + _overlap(lo, hi, a, b)
         cols += [
             sa.func.sum(covered).label(f"{name}_observed_s"),
             sa.func.sum(sa.case((cov.c.state == "down", covered), else_=0.0)).label(
                 f"{name}_down_s"
+            ),
+            sa.func.sum(in_maintenance).label(f"{name}_excluded_s"),
+            sa.func.sum(sa.case((cov.c.state == "down", in_maintenance), else_=0.0)).label(
+                f"{name}_excluded_down_s"
             ),
             sa.func.sum(sa.case((inside, 1), else_=0)).label(f"{name}_probes"),
             sa.func.sum(sa.case((sa.and_(inside, cov.c.outcome == "fail"), 1), else_=0)).label(
@@ -107,6 +136,8 @@ def uptime(
         df[f"{name}_window_s"] = window_s
         df[f"{name}_observed_s"] = observed
         df[f"{name}_down_s"] = down
+        df[f"{name}_excluded_s"] = df[f"{name}_excluded_s"].astype(float).fillna(0.0)
+        df[f"{name}_excluded_down_s"] = df[f"{name}_excluded_down_s"].astype(float).fillna(0.0)
         df[f"{name}_no_data_s"] = window_s - observed
         df[f"{name}_uptime_pct"] = uptime_pct(observed, down)
         df[f"{name}_probes"] = probes.astype(int)
@@ -116,8 +147,9 @@ def uptime(
 
 
 def uptime_pct(observed: pd.Series, down: pd.Series) -> pd.Series:
-    """100 * (observed - down) / observed; None where nothing was observed."""
-    return (100.0 * (observed - down) / observed).where(observed > 0)
+    """100 * (observed - down) / observed; None where nothing was observed. Clipped to
+    [0, 100]: float rounding can otherwise print an uptime of 100.00000000000001 %."""
+    return (100.0 * (observed - down) / observed).clip(0.0, 100.0).where(observed > 0)
 
 
 def latency_series(

@@ -142,7 +142,7 @@ def _api_health(conn: Connection, pid: str, start: datetime, end: datetime) -> d
             measured, inc.c.resolved_at.is_not(None), _between(inc.c.resolved_at, start, end))
     ).scalar()
     return {
-        "uptime": ratio(observed - down, observed, 100),
+        "uptime": min(100.0, ratio(observed - down, observed, 100)) if observed else None,
         "latency_p95": _num(p95),
         "error_rate": ratio(failed, probes, 100),
         "incident_count": float(started) if observed else None,

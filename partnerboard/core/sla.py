@@ -1,0 +1,190 @@
+"""SLA compliance per partner and period, error budgets and burn rates.
+
+Uptime for the SLA is the API-health uptime with the agreed maintenance windows taken
+out: time inside a window is neither up nor down for the SLA and is reported beside
+it. Time without probes stays *no data*. The error budget of a period is the down
+time the target allows, ``(1 − target) × period length``; it is spent by confirmed
+down time outside maintenance. Burn rate over a window is the window's bad fraction
+divided by the allowed fraction (1× spends the budget exactly over the period);
+alerts follow the multi-window rule of the Google SRE workbook for a 30-day SLO:
+14.4× over 1 h (and 5 min), 6× over 6 h (and 30 min), 1× over 3 days (and 6 h).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from partnerboard.core import health, maintenance, schema, timeutil
+from partnerboard.core.config import Config, Partner
+from partnerboard.core.periods import Period
+
+# (long window, short window, burn-rate threshold): SRE workbook, table 5-8.
+BURN_ALERTS: tuple[tuple[timedelta, timedelta, float], ...] = (
+    (timedelta(hours=1), timedelta(minutes=5), 14.4),
+    (timedelta(hours=6), timedelta(minutes=30), 6.0),
+    (timedelta(days=3), timedelta(hours=6), 1.0),
+)
+
+
+@dataclass(frozen=True)
+class Budget:
+    allowed_s: float
+    used_s: float
+
+    @property
+    def left_s(self) -> float:
+        return self.allowed_s - self.used_s
+
+    @property
+    def used_pct(self) -> float | None:
+        return 100 * self.used_s / self.allowed_s if self.allowed_s else None
+
+
+def allowed_bad_seconds(target_pct: float, period_s: float) -> float:
+    """Down time a target allows over a period (99.9 % over 30 days: 43.2 min)."""
+    return max(0.0, (1 - target_pct / 100) * period_s)
+
+
+def budget(target_pct: float, period_s: float, bad_s: float) -> Budget:
+    return Budget(allowed_bad_seconds(target_pct, period_s), max(0.0, bad_s))
+
+
+def burn_rate(bad_s: float, observed_s: float, target_pct: float) -> float | None:
+    """Bad fraction of the observed time ÷ the fraction the target allows."""
+    allowed = 1 - target_pct / 100
+    if observed_s <= 0 or allowed <= 0:
+        return None
+    return (bad_s / observed_s) / allowed
+
+
+def budget_spent_by(burn: float, window_s: float, period_s: float) -> float:
+    """Share of a period's budget a burn rate spends in a window (14.4× for 1 h of 30 d: 2 %)."""
+    return burn * window_s / period_s
+
+
+@dataclass
+class Check:
+    name: str
+    actual: float | None
+    target: float | None
+    unit: str
+    met: bool | None  # None: no data or no target
+
+
+@dataclass
+class Verdict:
+    partner_id: str
+    period: str
+    verdict: str  # met | breached | no data
+    checks: list[Check]
+    budget: Budget | None
+    uptime_pct: float | None
+    observed_s: float
+    no_data_s: float
+    maintenance_s: float
+    breaches: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _windows(conn: Connection, partner_id: str) -> list[tuple[datetime, datetime]]:
+    return [(timeutil.from_db(w["starts_at"]), timeutil.from_db(w["ends_at"]))  # type: ignore[misc]
+            for w in maintenance.windows(conn, partner_id)]
+
+
+def sla_uptime(conn: Connection, partner_id: str, start: datetime, end: datetime
+               ) -> dict[str, float]:
+    """Observed, down, maintenance and no-data seconds over all endpoints of a partner."""
+    df = health.uptime(conn, end, {"p": end - start}, partner_id=partner_id,
+                       exclude=_windows(conn, partner_id))
+    total = (end - start).total_seconds() * max(1, len(df))
+    if df.empty:
+        return {"observed": 0.0, "down": 0.0, "maintenance": 0.0, "no_data": total}
+    observed = float(df.p_observed_s.sum())
+    maintenance_s = float(df.p_excluded_s.sum())
+    return {
+        "observed": observed - maintenance_s,
+        "down": float(df.p_down_s.sum() - df.p_excluded_down_s.sum()),
+        "maintenance": maintenance_s,
+        "no_data": total - observed,
+    }
+
+
+def verdict(conn: Connection, config: Config, partner: Partner, period: Period,
+            now: datetime | None = None) -> Verdict:
+    start, end = period.bounds(config.tz)
+    end = min(end, now or timeutil.utcnow())
+    terms = partner.sla
+    up = sla_uptime(conn, partner.id, start, end) if end > start else \
+        {"observed": 0.0, "down": 0.0, "maintenance": 0.0, "no_data": 0.0}
+    uptime = (min(100.0, max(0.0, 100 * (up["observed"] - up["down"]) / up["observed"]))
+              if up["observed"] else None)
+    checks = [Check("uptime", uptime, terms.uptime_target, "%",
+                    None if uptime is None else uptime >= terms.uptime_target)]
+    p = schema.probe_results
+    p95 = conn.execute(sa.select(sa.func.percentile_cont(0.95).within_group(p.c.latency_ms)).where(
+        p.c.partner_id == partner.id, p.c.outcome == "ok",
+        p.c.ts >= timeutil.to_db(start), p.c.ts < timeutil.to_db(end))).scalar()
+    p95 = None if p95 is None else float(p95)
+    checks.append(Check("latency_p95", p95, terms.p95_latency_ms, "ms",
+                        None if p95 is None or terms.p95_latency_ms is None
+                        else p95 <= terms.p95_latency_ms))
+    breaches: list[dict[str, Any]] = []
+    if terms.support_first_response_hours is not None:
+        tk = schema.tickets
+        hours = (sa.cast(sa.extract("epoch", tk.c.first_response_at), sa.Float)
+                 - sa.cast(sa.extract("epoch", tk.c.opened_at), sa.Float)) / 3600.0
+        median = conn.execute(sa.select(sa.func.percentile_cont(0.5).within_group(hours)).where(
+            tk.c.partner_id == partner.id, tk.c.first_response_at.is_not(None),
+            tk.c.opened_at >= timeutil.to_db(start), tk.c.opened_at < timeutil.to_db(end))).scalar()
+        median = None if median is None else float(median)
+        checks.append(Check("support_first_response", median, terms.support_first_response_hours,
+                            "h", None if median is None
+                            else median <= terms.support_first_response_hours))
+    if terms.incident_resolution_hours is not None:
+        inc = schema.incidents
+        limit_s = terms.incident_resolution_hours * 3600
+        rows = conn.execute(sa.select(inc.c.id, inc.c.title, inc.c.started_at, inc.c.duration_s)
+                            .where(inc.c.partner_id == partner.id, inc.c.origin == "measured",
+                                   inc.c.resolved_at.is_not(None),
+                                   inc.c.resolved_at >= timeutil.to_db(start),
+                                   inc.c.resolved_at < timeutil.to_db(end))).all()
+        slow = [r for r in rows if (r.duration_s or 0) > limit_s]
+        worst = max((r.duration_s or 0 for r in rows), default=None)
+        checks.append(Check("incident_resolution", None if worst is None else worst / 3600,
+                            terms.incident_resolution_hours, "h",
+                            None if worst is None else not slow))
+        breaches += [{"check": "incident_resolution", "incident_id": r.id, "title": r.title,
+                      "started_at": timeutil.from_db(r.started_at),
+                      "hours": (r.duration_s or 0) / 3600} for r in slow]
+    for c in checks:
+        if c.met is False and c.name != "incident_resolution":
+            breaches.append({"check": c.name, "actual": c.actual, "target": c.target})
+    judged = [c.met for c in checks if c.met is not None]
+    result = "no data" if not judged else ("met" if all(judged) else "breached")
+    period_s = (period.bounds(config.tz)[1] - start).total_seconds()
+    return Verdict(partner.id, period.label, result, checks,
+                   budget(terms.uptime_target, period_s, up["down"]), uptime, up["observed"],
+                   up["no_data"], up["maintenance"], breaches)
+
+
+def burn_rates(conn: Connection, partner: Partner, now: datetime) -> list[dict[str, Any]]:
+    """Burn rate per alert window pair at ``now``, and whether the alert fires."""
+    out = []
+    for long, short, threshold in BURN_ALERTS:
+        rates = []
+        for window in (long, short):
+            up = sla_uptime(conn, partner.id, now - window, now)
+            rates.append(burn_rate(up["down"], up["observed"], partner.sla.uptime_target))
+        fires = all(r is not None and r >= threshold for r in rates)
+        out.append({"window": _label(long), "short_window": _label(short), "threshold": threshold,
+                    "burn_rate": rates[0], "short_burn_rate": rates[1], "alert": fires})
+    return out
+
+
+def _label(window: timedelta) -> str:
+    s = int(window.total_seconds())
+    return f"{s // 86400} d" if s >= 86400 else f"{s // 3600} h" if s >= 3600 else f"{s // 60} min"
