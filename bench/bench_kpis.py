@@ -63,7 +63,8 @@ def generate() -> None:
                40 + (hash(e, m) % 1000) / 10.0 + CASE WHEN hash(m, e) % 100 = 0 THEN 400 ELSE 0 END,
                CASE WHEN down THEN 'fail' ELSE 'ok' END,
                CASE WHEN down THEN 'unexpected_status' END, NULL,
-               CASE WHEN down THEN 'down' ELSE 'up' END, 60.0, 'bench'
+               CASE WHEN down THEN 'down' ELSE 'up' END, 60.0, 'bench',
+               CASE WHEN m < {minutes - 1} THEN 60.0 END  -- covers_s: as link_probes sets it
         FROM (SELECT e, m, (hash(e, m // 30) % 2000 = 0) AS down
               FROM range(40) t(e), range({minutes}) s(m))
         ORDER BY 1, 2, 3

@@ -7,6 +7,7 @@ and the source watermark commit together, so a failure leaves the store as it wa
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -14,7 +15,7 @@ from sqlalchemy.engine import Connection
 
 from collectors.endpoint_status import EndpointStatus, advance
 from collectors.probes import ProbeResult
-from partnerboard.core import runs, schema, timeutil
+from partnerboard.core import health, runs, schema, timeutil
 from partnerboard.core.config import Endpoint
 
 es = schema.endpoint_state
@@ -126,6 +127,8 @@ def write_results(
         _save(conn, partner_id, endpoint_id, state, existed)
     if rows:
         conn.execute(pr.insert(), rows)
+        lookback = timedelta(seconds=health.MAX_INTERVAL_S * health.COVER_FACTOR)
+        health.link_probes(conn, since=min(r.ts for r in results) - lookback)
         runs.set_watermark(conn, source, max(r["ts"] for r in rows).isoformat(), run_id)
     counts["probes"] = len(rows)
     return counts

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from partnerboard.core import kpi_engine, schema, timeutil
+from partnerboard.core import health, kpi_engine, schema, timeutil
 from partnerboard.core.config import parse_config
 from partnerboard.core.kpis import KPIS, render_markdown
 from partnerboard.core.periods import parse
@@ -158,6 +158,8 @@ def test_api_health_kpis_for_a_period(store) -> None:
                      "outcome": "fail" if down else "ok", "reason": None, "detail": None,
                      "state": "down" if down else "up", "interval_s": 60.0, "run_id": "r"})
     insert(store, schema.probe_results, rows)
+    with store.engine.begin() as conn:
+        health.link_probes(conn)
     insert(store, schema.incidents, [{
         "id": "i1", "partner_id": "payments", "endpoint_id": "api", "origin": "measured",
         "external_id": "x", "title": "down", "status": "resolved", "impact": "major",

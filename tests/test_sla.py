@@ -69,6 +69,7 @@ def _probes(store, start: datetime, minutes: int, down: range, partner: str = "p
                      "state": "down" if is_down else "up", "interval_s": 60.0, "run_id": "r"})
     with store.engine.begin() as conn:
         conn.execute(schema.probe_results.insert(), rows)
+        health.link_probes(conn)
 
 
 def _config(**sla_terms):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,13 @@ def test_older_file_is_upgraded_without_losing_rows(db_url: str) -> None:
             table.drop(conn)
         for column in ("pages", "rows_quarantined", "requests", "retries", "notes"):
             conn.execute(sa.text(f"ALTER TABLE collector_runs DROP COLUMN {column}"))
+        conn.execute(sa.text("ALTER TABLE probe_results DROP COLUMN covers_s"))
+        t0 = timeutil.to_db(timeutil.utcnow()).replace(microsecond=0)
+        for offset in (0, 60, 90, 1000):  # gaps of 60 s, 30 s, then longer than 2 x 60 s
+            conn.execute(sa.text(
+                "INSERT INTO probe_results (partner_id, endpoint_id, ts, latency_ms, outcome, "
+                "state, interval_s, run_id) VALUES ('p', 'api', :ts, 50, 'ok', 'up', 60, 'r')"
+            ), {"ts": t0 + timedelta(seconds=offset)})
         conn.execute(schema.schema_version.delete())
         conn.execute(schema.schema_version.insert().values(
             version=1, applied_at=timeutil.to_db(timeutil.utcnow())))
@@ -52,10 +60,13 @@ def test_older_file_is_upgraded_without_losing_rows(db_url: str) -> None:
             columns = {c["name"] for c in inspector.get_columns("collector_runs")}
             tables = set(inspector.get_table_names())
             versions = [r[0] for r in conn.execute(sa.select(schema.schema_version.c.version))]
+            covers = [r[0] for r in conn.execute(
+                sa.select(schema.probe_results.c.covers_s).order_by(schema.probe_results.c.ts))]
+        assert covers == [60.0, 30.0, 120.0, None]  # v4 linked the probes already stored
         assert "ix_probe_results_endpoint_ts" in indexes
         assert {"pages", "retries", "notes"} <= columns
         assert set(schema.RESOURCE_TABLES) <= tables
-        assert versions == [1, 2, 3]
+        assert versions == [1, *range(2, migrations.LATEST + 1)]
     finally:
         store_mod.close_store(db_url)
 

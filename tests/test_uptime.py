@@ -6,13 +6,18 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from partnerboard.core import health, schema, timeutil
+from partnerboard.core import store as store_mod
 
 T0 = datetime(2026, 3, 29, 0, 0, tzinfo=UTC)  # a DST-change day in Europe; storage is UTC
 
 
-def put(store, seconds_and_states, *, endpoint="api", interval=60.0, latency=None) -> None:
+def put(store, seconds_and_states, *, endpoint="api", interval=60.0, latency=None,
+        link=True) -> None:
     rows = []
     for i, (sec, state) in enumerate(seconds_and_states):
         rows.append({
@@ -26,6 +31,8 @@ def put(store, seconds_and_states, *, endpoint="api", interval=60.0, latency=Non
         })
     with store.engine.begin() as conn:
         conn.execute(schema.probe_results.insert(), rows)
+        if link:  # as the probe writer does
+            health.link_probes(conn)
 
 
 def up_for(store, end_s: float, length_s: float, endpoint: str = "api") -> dict:
@@ -143,3 +150,55 @@ def test_status_history_takes_the_worst_state_per_bucket(store) -> None:
         df = health.status_history(conn, T0, T0 + timedelta(seconds=300), timedelta(seconds=60))
     got = {int((b - T0).total_seconds()): s for b, s in zip(df.bucket, df.state)}
     assert got == {0: "pending", 60: "up", 120: "down", 180: "up"}  # 240 s: no data
+
+
+# --- properties -----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def shared_store(tmp_path_factory):
+    """One store for many hypothesis examples (each example empties it first)."""
+    url = f"duckdb:///{tmp_path_factory.mktemp('prop') / 'store.duckdb'}"
+    s = store_mod.open_store(url)
+    yield s
+    store_mod.close_store(url)
+
+
+def _reset(store) -> None:
+    with store.engine.begin() as conn:
+        conn.execute(schema.probe_results.delete())
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.integers(0, 20_000), min_size=1, max_size=40, unique=True),
+       st.integers(1, 5), st.randoms(use_true_random=False))
+def test_linking_batch_by_batch_gives_each_probe_its_next_probe(shared_store, seconds, parts, rnd):
+    """Written in batches, in any order, every probe ends up vouching until the next
+    probe of its endpoint, capped at twice its interval; the newest one stays open."""
+    _reset(shared_store)
+    seconds = sorted(seconds)
+    cuts = sorted(rnd.sample(range(1, len(seconds)), min(parts - 1, len(seconds) - 1)))
+    batches = [seconds[a:b] for a, b in zip([0, *cuts], [*cuts, len(seconds)], strict=True)]
+    rnd.shuffle(batches)
+    for batch in batches:
+        put(shared_store, [(s, "up") for s in batch], link=False)
+        with shared_store.engine.begin() as conn:
+            health.link_probes(conn, since=T0 + timedelta(seconds=batch[0] - 7200))
+    p = schema.probe_results
+    with shared_store.engine.connect() as conn:
+        stored = [r[0] for r in conn.execute(sa.select(p.c.covers_s).order_by(p.c.ts))]
+    # NULL means "vouches for the cap" (no next probe, or one further away than the cap).
+    effective = [120.0 if c is None else c for c in stored]
+    assert effective == [min(b - a, 120.0) for a, b in zip(seconds, seconds[1:], strict=False)] + [120.0]
+    assert stored[-1] is None
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.floats(0.1, 60_000, allow_nan=False), min_size=1, max_size=200))
+def test_percentiles_equal_numpy_on_the_same_samples(shared_store, latencies) -> None:
+    """p50/p95/p99 from SQL equal linear-interpolation percentiles of the raw samples."""
+    _reset(shared_store)
+    put(shared_store, [(i, "up") for i in range(len(latencies))], latency=latencies)
+    with shared_store.engine.connect() as conn:
+        df = health.latency_series(conn, T0, T0 + timedelta(hours=1), timedelta(hours=1))
+    for q in (50, 95, 99):
+        assert df[f"p{q}_ms"].iloc[0] == pytest.approx(np.percentile(latencies, q), rel=1e-9)

@@ -2,7 +2,9 @@
 
 Uptime is time-weighted. A probe vouches for its endpoint from its start until the
 next probe, but never for longer than twice its interval: if the collector was
-stopped, or the probes stalled, the time after that is *no data*, not up. Uptime
+stopped, or the probes stalled, the time after that is *no data*, not up. That
+stretch is stored on the probe (``covers_s``, set by ``link_probes`` when the next
+probe is written), so reading uptime never has to sort probes. Uptime
 is ``(observed - down) / observed``, with ``no_data = window - observed`` reported
 beside it, so a window without a single probe has no uptime at all (None), never
 100 %.
@@ -41,25 +43,83 @@ def _epoch(col: sa.ColumnElement) -> sa.ColumnElement:
     return sa.cast(sa.extract("epoch", col), sa.Float)
 
 
-def _coverage(start: datetime, end: datetime, partner_id: str | None) -> sa.Subquery:
-    """Each probe with the stretch of time [t0, t1) it vouches for."""
+def covers_until(t0: sa.ColumnElement) -> sa.ColumnElement:
+    """Epoch second up to which a probe vouches: ``covers_s`` after its start, or twice
+    its interval while it has no successor (``covers_s`` is NULL)."""
+    return t0 + sa.func.coalesce(p.c.covers_s, p.c.interval_s * COVER_FACTOR)
+
+
+METRICS = ("observed_s", "down_s", "excluded_s", "excluded_down_s", "probes", "failed")
+
+
+def _window_totals(name: str, start: datetime, end: datetime, partner_id: str | None,
+                   excluded: Sequence[tuple[float, float]]) -> sa.Select:
+    """Per endpoint, the time probes vouched for inside [start, end), how much of it was
+    down or inside maintenance, and the probes started in it. A plain scan: each probe
+    already knows how long it vouches for (``covers_s``), so no sort is needed."""
     t0 = _epoch(p.c.ts)
-    cap = t0 + p.c.interval_s * COVER_FACTOR
-    nxt = sa.func.lead(t0).over(partition_by=(p.c.partner_id, p.c.endpoint_id), order_by=p.c.ts)
+    start_e = sa.literal(timeutil.epoch(start), sa.Float)
+    end_e = sa.literal(timeutil.epoch(end), sa.Float)
+    lo = sa.func.greatest(t0, start_e)
+    hi = sa.func.least(covers_until(t0), end_e)
+    covered = sa.func.greatest(sa.literal(0.0, sa.Float), hi - lo)
+    down = p.c.state == "down"
+    inside = t0 >= start_e  # and before the end, by the WHERE clause
+    in_maintenance: sa.ColumnElement = sa.literal(0.0, sa.Float)
+    for a, b in excluded:
+        in_maintenance = in_maintenance + _overlap(lo, hi, a, b)
+    lookback = timedelta(seconds=MAX_INTERVAL_S * COVER_FACTOR)
     q = sa.select(
+        sa.literal(name, sa.String).label("window"),
         p.c.partner_id,
         p.c.endpoint_id,
-        p.c.state,
-        p.c.outcome,
-        t0.label("t0"),
-        sa.func.least(sa.func.coalesce(nxt, cap), cap).label("t1"),
+        sa.func.sum(covered).label("observed_s"),
+        sa.func.sum(sa.case((down, covered), else_=0.0)).label("down_s"),
+        sa.func.sum(in_maintenance).label("excluded_s"),
+        sa.func.sum(sa.case((down, in_maintenance), else_=0.0)).label("excluded_down_s"),
+        sa.func.sum(sa.case((inside, 1), else_=0)).label("probes"),
+        sa.func.sum(sa.case((sa.and_(inside, p.c.outcome == "fail"), 1), else_=0)).label("failed"),
     ).where(
-        p.c.ts >= timeutil.to_db(start - timedelta(seconds=MAX_INTERVAL_S * COVER_FACTOR)),
-        p.c.ts < timeutil.to_db(end),
-    )
+        p.c.ts >= timeutil.to_db(start - lookback), p.c.ts < timeutil.to_db(end)
+    ).group_by(p.c.partner_id, p.c.endpoint_id)
     if partner_id is not None:
         q = q.where(p.c.partner_id == partner_id)
-    return q.subquery("coverage")
+    return q
+
+
+def link_probes(conn: Connection, since: datetime | None = None,
+                partner_id: str | None = None, endpoint_id: str | None = None) -> int:
+    """Set ``covers_s`` on probes from ``since`` on: the time until the endpoint's next
+    probe, capped at twice the probe's interval; NULL while there is no next probe.
+
+    Why stored: uptime is time-weighted, so each probe needs its successor. Finding it
+    with ``lead()`` at read time sorts every probe of a quarter on every Board view;
+    linking once at write time (the probe writer calls this for each batch) turns the
+    read into a plain scan. A probe whose successor comes later than ``since`` plus
+    the cap keeps NULL, which means the same thing: it vouches for the cap.
+    Returns the number of probes changed.
+    """
+    t0 = _epoch(p.c.ts)
+    nxt = sa.func.lead(t0).over(partition_by=(p.c.partner_id, p.c.endpoint_id), order_by=p.c.ts)
+    cap = p.c.interval_s * COVER_FACTOR
+    linked = sa.select(
+        p.c.partner_id, p.c.endpoint_id, p.c.ts,
+        sa.case((nxt.is_(None), None), else_=sa.func.least(nxt - t0, cap)).label("covers_s"),
+    )
+    if since is not None:
+        linked = linked.where(p.c.ts >= timeutil.to_db(since))
+    if partner_id is not None:
+        linked = linked.where(p.c.partner_id == partner_id)
+    if endpoint_id is not None:
+        linked = linked.where(p.c.endpoint_id == endpoint_id)
+    n = linked.subquery("linked")
+    result = conn.execute(
+        p.update()
+        .where(p.c.partner_id == n.c.partner_id, p.c.endpoint_id == n.c.endpoint_id,
+               p.c.ts == n.c.ts, p.c.covers_s.is_distinct_from(n.c.covers_s))
+        .values(covers_s=n.c.covers_s)
+    )
+    return result.rowcount or 0
 
 
 def merge_intervals(intervals: Sequence[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
@@ -95,40 +155,32 @@ def uptime(
     ``exclude`` intervals (agreed maintenance) ``W_excluded_s`` / ``W_excluded_down_s``:
     the observed and down time that fell inside them.
     """
-    longest = max(windows.values())
-    cov = _coverage(end - longest, end, partner_id)
-    end_e = sa.literal(timeutil.epoch(end), sa.Float)
+    return uptime_between(conn, {name: (end - length, end) for name, length in windows.items()},
+                          partner_id=partner_id, exclude=exclude)
+
+
+def uptime_between(
+    conn: Connection,
+    windows: dict[str, tuple[datetime, datetime]],
+    partner_id: str | None = None,
+    exclude: Sequence[tuple[datetime, datetime]] = (),
+) -> pd.DataFrame:
+    """Like ``uptime``, for windows with their own start and end (a quarter, the one
+    before and the same quarter last year): one statement, one branch per window."""
     excluded = [(timeutil.epoch(a), timeutil.epoch(b)) for a, b in merge_intervals(exclude)]
-    cols: list[sa.ColumnElement] = [cov.c.partner_id, cov.c.endpoint_id]
-    for name, length in windows.items():
-        start_e = sa.literal(timeutil.epoch(end - length), sa.Float)
-        lo = sa.func.greatest(cov.c.t0, start_e)
-        hi = sa.func.least(cov.c.t1, end_e)
-        covered = sa.func.greatest(sa.literal(0.0, sa.Float), hi - lo)
-        inside = cov.c.t0 >= start_e
-        in_maintenance: sa.ColumnElement = sa.literal(0.0, sa.Float)
-        for a, b in excluded:
-            in_maintenance = in_maintenance + _overlap(lo, hi, a, b)
-        cols += [
-            sa.func.sum(covered).label(f"{name}_observed_s"),
-            sa.func.sum(sa.case((cov.c.state == "down", covered), else_=0.0)).label(
-                f"{name}_down_s"
-            ),
-            sa.func.sum(in_maintenance).label(f"{name}_excluded_s"),
-            sa.func.sum(sa.case((cov.c.state == "down", in_maintenance), else_=0.0)).label(
-                f"{name}_excluded_down_s"
-            ),
-            sa.func.sum(sa.case((inside, 1), else_=0)).label(f"{name}_probes"),
-            sa.func.sum(sa.case((sa.and_(inside, cov.c.outcome == "fail"), 1), else_=0)).label(
-                f"{name}_failed"
-            ),
-        ]
-    q = sa.select(*cols).group_by(cov.c.partner_id, cov.c.endpoint_id)
-    df = pd.DataFrame(conn.execute(q).mappings().all())
-    if df.empty:
-        df = pd.DataFrame(columns=[c.name for c in cols])
-    for name, length in windows.items():
-        window_s = length.total_seconds()
+    parts = [_window_totals(name, start, end, partner_id, excluded)
+             for name, (start, end) in windows.items()]
+    long = pd.DataFrame(conn.execute(sa.union_all(*parts) if len(parts) > 1 else parts[0]).all(),
+                        columns=["window", "partner_id", "endpoint_id", *METRICS])
+    df = long.pivot(index=["partner_id", "endpoint_id"], columns="window", values=list(METRICS))
+    df.columns = [f"{name}_{metric}" for metric, name in df.columns]
+    df = df.reset_index()
+    for name in windows:
+        for metric in METRICS:
+            if f"{name}_{metric}" not in df:
+                df[f"{name}_{metric}"] = 0.0
+    for name, (start, end) in windows.items():
+        window_s = (end - start).total_seconds()
         observed = df[f"{name}_observed_s"].astype(float).fillna(0.0)
         down = df[f"{name}_down_s"].astype(float).fillna(0.0)
         probes = df[f"{name}_probes"].astype(float).fillna(0)

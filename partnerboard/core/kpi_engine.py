@@ -8,6 +8,7 @@ The formulas are written out in ``kpis.KPIS`` and ``docs/kpis.md``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -43,123 +44,183 @@ def _between(col: sa.ColumnElement, start: datetime, end: datetime) -> sa.Column
     return sa.and_(col >= timeutil.to_db(start), col < timeutil.to_db(end))
 
 
-def _marketplace(conn: Connection, pid: str, period: Period, start: datetime,
-                 end: datetime) -> dict[str, float | None]:
+@dataclass(frozen=True)
+class Window:
+    """One period of a computation, with its UTC bounds in the partnership's zone."""
+
+    period: Period
+    start: datetime
+    end: datetime
+
+
+Values = dict[tuple[str, str], dict[str, float | None]]  # (partner_id, period label) -> KPIs
+Builder = Callable[[sa.ColumnElement, Window], sa.Select]
+
+
+def _per_period(conn: Connection, windows: Sequence[Window], build: Builder) -> dict[tuple[str, str], Any]:
+    """One statement for all periods: ``build`` gives each period's grouped select (its
+    first column is the period label), joined with UNION ALL. Each branch filters on
+    constant bounds, so the database prunes by time as it would for a single period.
+    Rows are keyed by (partner_id, period label)."""
+    parts = [build(sa.literal(w.period.label, sa.String).label("period"), w) for w in windows]
+    q = parts[0] if len(parts) == 1 else sa.union_all(*parts)
+    return {(r.partner_id, r.period): r for r in conn.execute(q)}
+
+
+def _marketplace(conn: Connection, pids: list[str], windows: Sequence[Window]) -> Values:
     kept = o.c.status != "cancelled"
-    orders = conn.execute(
-        sa.select(
-            sa.func.count().label("all"),
-            sa.func.sum(sa.case((kept, 1), else_=0)).label("kept"),
-            sa.func.sum(sa.case((kept, o.c.amount), else_=0)).label("gmv"),
-            sa.func.count(sa.distinct(o.c.merchant_id)).label("merchants"),
-        ).where(o.c.partner_id == pid, _between(o.c.created_at, start, end))
-    ).one()
-    delivered = conn.execute(
-        sa.select(sa.func.count()).where(o.c.partner_id == pid, o.c.status == "delivered",
-                                         _between(o.c.updated_at, start, end))
-    ).scalar()
-    sessions = conn.execute(
-        sa.select(sa.func.sum(t.c.sessions)).where(
-            t.c.partner_id == pid, t.c.day >= period.start, t.c.day < period.end)
-    ).scalar()
-    returns = conn.execute(
-        sa.select(
-            sa.func.count().label("all"),
-            sa.func.sum(r.c.shipping_cost + r.c.handling_cost).label("cost"),
-            sa.func.sum(sa.case((r.c.status != "rejected", 1), else_=0)).label("kept"),
-        ).where(r.c.partner_id == pid, _between(r.c.created_at, start, end))
-    ).one()
+    orders = _per_period(conn, windows, lambda label, w: sa.select(
+        label, o.c.partner_id,
+        sa.func.count().label("all"),
+        sa.func.sum(sa.case((kept, 1), else_=0)).label("kept"),
+        sa.func.sum(sa.case((kept, o.c.amount), else_=0)).label("gmv"),
+        sa.func.count(sa.distinct(o.c.merchant_id)).label("merchants"),
+    ).where(o.c.partner_id.in_(pids), _between(o.c.created_at, w.start, w.end))
+     .group_by(o.c.partner_id))
+    delivered = _per_period(conn, windows, lambda label, w: sa.select(
+        label, o.c.partner_id, sa.func.count().label("n"),
+    ).where(o.c.partner_id.in_(pids), o.c.status == "delivered",
+            _between(o.c.updated_at, w.start, w.end)).group_by(o.c.partner_id))
+    sessions = _per_period(conn, windows, lambda label, w: sa.select(
+        label, t.c.partner_id, sa.func.sum(t.c.sessions).label("n"),
+    ).where(t.c.partner_id.in_(pids), t.c.day >= w.period.start, t.c.day < w.period.end)
+     .group_by(t.c.partner_id))
+    returns = _per_period(conn, windows, lambda label, w: sa.select(
+        label, r.c.partner_id,
+        sa.func.count().label("all"),
+        sa.func.sum(r.c.shipping_cost + r.c.handling_cost).label("cost"),
+        sa.func.sum(sa.case((r.c.status != "rejected", 1), else_=0)).label("kept"),
+    ).where(r.c.partner_id.in_(pids), _between(r.c.created_at, w.start, w.end))
+     .group_by(r.c.partner_id))
     days = (_epoch(m.c.first_sale_at) - _epoch(m.c.applied_at)) / 86400.0
-    merchants = conn.execute(
-        sa.select(
-            sa.func.sum(sa.case((_between(m.c.applied_at, start, end), 1), else_=0)).label("applied"),
-            sa.func.sum(sa.case((_between(m.c.first_sale_at, start, end), 1), else_=0))
-            .label("onboarded"),
-            sa.func.percentile_cont(0.5).within_group(
-                sa.case((_between(m.c.first_sale_at, start, end), days), else_=None)
-            ).label("median_days"),
-        ).where(m.c.partner_id == pid)
-    ).one()
-    gmv = _num(orders.gmv) if orders.kept else None
-    cost = _num(returns.cost) if returns.all else (0.0 if orders.all else None)
-    return {
-        "conversion_rate": ratio(orders.all, sessions, 100),
-        "gmv": gmv,
-        "aov": ratio(orders.gmv, orders.kept),
-        "returns_cost_total": cost,
-        "returns_cost_per_order": ratio(cost, orders.kept),
-        "return_rate": ratio(returns.kept or 0, delivered, 100) if delivered else None,
-        "merchants_applied": _num(merchants.applied) if merchants.applied is not None else None,
-        "merchants_onboarded": _num(merchants.onboarded) if merchants.onboarded is not None else None,
-        "days_to_first_sale": _num(merchants.median_days),
-        "merchants_active": float(orders.merchants) if orders.all else None,
-    }
+    merchants = _per_period(conn, windows, lambda label, w: sa.select(
+        label, m.c.partner_id,
+        sa.func.sum(sa.case((_between(m.c.applied_at, w.start, w.end), 1), else_=0)).label("applied"),
+        sa.func.sum(sa.case((_between(m.c.first_sale_at, w.start, w.end), 1), else_=0))
+        .label("onboarded"),
+        sa.func.percentile_cont(0.5).within_group(
+            sa.case((_between(m.c.first_sale_at, w.start, w.end), days), else_=None)
+        ).label("median_days"),
+    ).where(m.c.partner_id.in_(pids)).group_by(m.c.partner_id))
+    out: Values = {}
+    for pid in pids:
+        for w in windows:
+            key = (pid, w.period.label)
+            o_ = orders.get(key)
+            n_orders, n_kept = (o_.all, o_.kept) if o_ else (0, 0)
+            gmv = _num(o_.gmv) if n_kept else None
+            r_ = returns.get(key)
+            cost = _num(r_.cost) if r_ else (0.0 if n_orders else None)
+            n_delivered = delivered[key].n if key in delivered else 0
+            m_ = merchants.get(key)
+            out[key] = {
+                "conversion_rate": ratio(n_orders, sessions[key].n if key in sessions else None, 100),
+                "gmv": gmv,
+                "aov": ratio(o_.gmv if o_ else None, n_kept),
+                "returns_cost_total": cost,
+                "returns_cost_per_order": ratio(cost, n_kept),
+                "return_rate": ratio(r_.kept if r_ else 0, n_delivered, 100) if n_delivered else None,
+                "merchants_applied": _num(m_.applied) if m_ else None,
+                "merchants_onboarded": _num(m_.onboarded) if m_ else None,
+                "days_to_first_sale": _num(m_.median_days) if m_ else None,
+                "merchants_active": float(o_.merchants) if n_orders else None,
+            }
+    return out
 
 
-def _payments(conn: Connection, pid: str, start: datetime, end: datetime) -> dict[str, float | None]:
-    decided = conn.execute(
-        sa.select(
-            sa.func.sum(sa.case((pay.c.status == "success", 1), else_=0)).label("ok"),
-            sa.func.sum(sa.case((pay.c.status.in_(["success", "failed"]), 1), else_=0))
-            .label("decided"),
-        ).where(pay.c.partner_id == pid, _between(pay.c.created_at, start, end))
-    ).one()
-    refunds = conn.execute(
-        sa.select(sa.func.count(), sa.func.sum(ref.c.amount))
-        .where(ref.c.partner_id == pid, _between(ref.c.created_at, start, end))
-    ).one()
+def _payments(conn: Connection, pids: list[str], windows: Sequence[Window]) -> Values:
+    decided = _per_period(conn, windows, lambda label, w: sa.select(
+        label, pay.c.partner_id,
+        sa.func.sum(sa.case((pay.c.status == "success", 1), else_=0)).label("ok"),
+        sa.func.sum(sa.case((pay.c.status.in_(["success", "failed"]), 1), else_=0)).label("decided"),
+    ).where(pay.c.partner_id.in_(pids), _between(pay.c.created_at, w.start, w.end))
+     .group_by(pay.c.partner_id))
+    refunds = _per_period(conn, windows, lambda label, w: sa.select(
+        label, ref.c.partner_id, sa.func.sum(ref.c.amount).label("amount"),
+    ).where(ref.c.partner_id.in_(pids), _between(ref.c.created_at, w.start, w.end))
+     .group_by(ref.c.partner_id))
     hours = (_epoch(tk.c.first_response_at) - _epoch(tk.c.opened_at)) / 3600.0
-    first_response = conn.execute(
-        sa.select(sa.func.percentile_cont(0.5).within_group(hours)).where(
-            tk.c.partner_id == pid, tk.c.first_response_at.is_not(None),
-            _between(tk.c.opened_at, start, end))
-    ).scalar()
-    any_payment = conn.execute(sa.select(sa.func.count()).where(pay.c.partner_id == pid)).scalar()
-    return {
-        "payment_success_rate": ratio(decided.ok, decided.decided, 100),
-        "refund_amount": _num(refunds[1]) if refunds[0] else (0.0 if any_payment else None),
-        "support_first_response": _num(first_response),
-    }
+    first_response = _per_period(conn, windows, lambda label, w: sa.select(
+        label, tk.c.partner_id, sa.func.percentile_cont(0.5).within_group(hours).label("median"),
+    ).where(tk.c.partner_id.in_(pids), tk.c.first_response_at.is_not(None),
+            _between(tk.c.opened_at, w.start, w.end)).group_by(tk.c.partner_id))
+    with_payments = set(conn.execute(
+        sa.select(pay.c.partner_id).where(pay.c.partner_id.in_(pids)).distinct()).scalars())
+    out: Values = {}
+    for pid in pids:
+        for w in windows:
+            key = (pid, w.period.label)
+            d = decided.get(key)
+            out[key] = {
+                "payment_success_rate": ratio(d.ok, d.decided, 100) if d else None,
+                "refund_amount": _num(refunds[key].amount) if key in refunds
+                else (0.0 if pid in with_payments else None),
+                "support_first_response": _num(first_response[key].median)
+                if key in first_response else None,
+            }
+    return out
 
 
-def _api_health(conn: Connection, pid: str, start: datetime, end: datetime) -> dict[str, float | None]:
-    window = health.uptime(conn, end, {"p": end - start}, partner_id=pid)
-    observed = float(window["p_observed_s"].sum()) if not window.empty else 0.0
-    down = float(window["p_down_s"].sum()) if not window.empty else 0.0
-    probes = int(window["p_probes"].sum()) if not window.empty else 0
-    failed = int(window["p_failed"].sum()) if not window.empty else 0
+def _api_health(conn: Connection, pids: list[str], windows: Sequence[Window]) -> Values:
+    up = health.uptime_between(conn, {w.period.label: (w.start, w.end) for w in windows})
+    up = up[up.partner_id.isin(pids)].groupby("partner_id").sum(numeric_only=True)
     p = schema.probe_results
-    p95 = conn.execute(
-        sa.select(sa.func.percentile_cont(0.95).within_group(p.c.latency_ms)).where(
-            p.c.partner_id == pid, p.c.outcome == "ok", _between(p.c.ts, start, end))
-    ).scalar()
-    measured = sa.and_(inc.c.partner_id == pid, inc.c.origin == "measured")
-    started = conn.execute(
-        sa.select(sa.func.count()).where(measured, _between(inc.c.started_at, start, end))
-    ).scalar()
-    mttr = conn.execute(
-        sa.select(sa.func.avg(inc.c.duration_s)).where(
-            measured, inc.c.resolved_at.is_not(None), _between(inc.c.resolved_at, start, end))
-    ).scalar()
-    return {
-        "uptime": min(100.0, ratio(observed - down, observed, 100)) if observed else None,
-        "latency_p95": _num(p95),
-        "error_rate": ratio(failed, probes, 100),
-        "incident_count": float(started) if observed else None,
-        "mttr": _num(mttr) / 60 if mttr is not None else None,
-    }
+    p95 = _per_period(conn, windows, lambda label, w: sa.select(
+        label, p.c.partner_id,
+        sa.func.percentile_cont(0.95).within_group(p.c.latency_ms).label("p95"),
+    ).where(p.c.partner_id.in_(pids), p.c.outcome == "ok", _between(p.c.ts, w.start, w.end))
+     .group_by(p.c.partner_id))
+    measured = sa.and_(inc.c.partner_id.in_(pids), inc.c.origin == "measured")
+    started = _per_period(conn, windows, lambda label, w: sa.select(
+        label, inc.c.partner_id, sa.func.count().label("n"),
+    ).where(measured, _between(inc.c.started_at, w.start, w.end)).group_by(inc.c.partner_id))
+    mttr = _per_period(conn, windows, lambda label, w: sa.select(
+        label, inc.c.partner_id, sa.func.avg(inc.c.duration_s).label("mean_s"),
+    ).where(measured, inc.c.resolved_at.is_not(None), _between(inc.c.resolved_at, w.start, w.end))
+     .group_by(inc.c.partner_id))
+    out: Values = {}
+    for pid in pids:
+        for w in windows:
+            key, name = (pid, w.period.label), w.period.label
+            row = up.loc[pid] if pid in up.index else None
+            observed = float(row[f"{name}_observed_s"]) if row is not None else 0.0
+            down = float(row[f"{name}_down_s"]) if row is not None else 0.0
+            probes = int(row[f"{name}_probes"]) if row is not None else 0
+            failed = int(row[f"{name}_failed"]) if row is not None else 0
+            out[key] = {
+                "uptime": min(100.0, ratio(observed - down, observed, 100)) if observed else None,
+                "latency_p95": _num(p95[key].p95) if key in p95 else None,
+                "error_rate": ratio(failed, probes, 100),
+                "incident_count": float(started[key].n if key in started else 0)
+                if observed else None,
+                "mttr": _num(mttr[key].mean_s) / 60 if key in mttr else None,
+            }
+    return out
+
+
+def compute_many(conn: Connection, partners: Sequence[Partner], periods: Sequence[Period],
+                 tz: Any) -> Values:
+    """Every KPI that applies to each partner's role, for each period.
+
+    One statement per family for all partners and periods together: the Board's three
+    periods cost one scan of the probes, not six."""
+    windows = [Window(p, *p.bounds(tz)) for p in dict.fromkeys(periods)]
+    by_role = {role: [p.id for p in partners if p.role == role] for role in ("marketplace", "payments")}
+    values: Values = {(p.id, w.period.label): {} for p in partners for w in windows}
+    families = [(_marketplace, by_role["marketplace"]), (_payments, by_role["payments"]),
+                (_api_health, [p.id for p in partners])]
+    for family, pids in families:
+        if pids:
+            for key, found in family(conn, pids, windows).items():
+                values[key].update(found)
+    roles = {p.id: p.role for p in partners}
+    return {key: {k.id: found.get(k.id) for k in KPIS if applies_to(k, roles[key[0]])}
+            for key, found in values.items()}
 
 
 def compute(conn: Connection, partner: Partner, period: Period, tz: Any) -> dict[str, float | None]:
     """Every KPI that applies to the partner's role, for one period."""
-    start, end = period.bounds(tz)
-    values: dict[str, float | None] = {}
-    if partner.role == "marketplace":
-        values.update(_marketplace(conn, partner.id, period, start, end))
-    if partner.role == "payments":
-        values.update(_payments(conn, partner.id, start, end))
-    values.update(_api_health(conn, partner.id, start, end))
-    return {k.id: values.get(k.id) for k in KPIS if applies_to(k, partner.role)}
+    return compute_many(conn, [partner], [period], tz)[(partner.id, period.label)]
 
 
 # --- targets and status -----------------------------------------------------------
@@ -209,9 +270,10 @@ def board(conn: Connection, config: Config, period: Period) -> pd.DataFrame:
     tz = config.tz
     compare = {"current": period, "previous": period.previous(),
                "last_year": period.same_period_last_year()}
+    found = compute_many(conn, config.partners, list(compare.values()), tz)
     rows = []
     for partner in config.partners:
-        values = {name: compute(conn, partner, p, tz) for name, p in compare.items()}
+        values = {name: found[(partner.id, p.label)] for name, p in compare.items()}
         for kpi_id, value in values["current"].items():
             kpi = BY_ID[kpi_id]
             prev, last = values["previous"][kpi_id], values["last_year"][kpi_id]

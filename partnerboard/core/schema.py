@@ -49,6 +49,12 @@ probe_results = sa.Table(
         comment="probe interval at the time; a probe vouches for at most 2x this",
     ),
     sa.Column("run_id", sa.String(36), nullable=False),
+    sa.Column(
+        "covers_s",
+        sa.Float,
+        comment="seconds this probe vouches for: until the next probe of its endpoint, at "
+        "most 2x interval_s; NULL = no next probe yet (vouches for 2x interval_s)",
+    ),
     sa.Index("ix_probe_results_endpoint_ts", "partner_id", "endpoint_id", "ts"),
 )
 
