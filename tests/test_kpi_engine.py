@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
+import numpy as np
+import pandas as pd
 import pytest
 
-from partnerboard.core import health, kpi_engine, schema, timeutil
+from partnerboard.core import health, kpi_engine, merchant_funnel, schema, timeutil
 from partnerboard.core.config import parse_config
-from partnerboard.core.kpis import KPIS, render_markdown
+from partnerboard.core.kpis import KPIS, VALUE_KPIS, render_markdown
 from partnerboard.core.periods import parse
 from tests.conftest import REPO, config_dict
 
@@ -147,6 +149,71 @@ def test_funnel_and_support_medians(store) -> None:
     assert values(store, PAY, "2026-10")["support_first_response"] == pytest.approx(3.0)
 
 
+def _stage_merchants(store) -> None:
+    def merchant(i, applied, verified=None, integrated=None, first_sale=None, last_sale=None):
+        return {"partner_id": "marketplace", "id": f"S{i}", "name": f"s{i}", "status": "active",
+                "applied_at": applied, "verified_at": verified, "integrated_at": integrated,
+                "first_sale_at": first_sale, "last_sale_at": last_sale, "updated_at": applied}
+
+    insert(store, schema.merchants, [
+        merchant(1, utc(2026, 9, 1), utc(2026, 9, 3), utc(2026, 9, 10), utc(2026, 10, 1),
+                 utc(2026, 11, 15)),
+        merchant(2, utc(2026, 9, 20), utc(2026, 9, 24), utc(2026, 10, 4), utc(2026, 10, 10),
+                 utc(2026, 10, 10)),
+        merchant(3, utc(2026, 10, 5), utc(2026, 10, 6)),
+        merchant(4, utc(2026, 10, 20)),
+        # 23:30 UTC on 30 September is 01:30 on 1 October in Warsaw: an October applicant.
+        merchant(5, utc(2026, 9, 30, 23, 30), utc(2026, 10, 3, 23, 30)),
+    ])
+
+
+def test_stage_counts_and_median_days_per_stage(store) -> None:
+    _stage_merchants(store)
+    v = values(store, MKT, "2026-10")
+    assert (v["merchants_applied"], v["merchants_verified"], v["merchants_integrated"],
+            v["merchants_onboarded"]) == (3, 2, 1, 2)
+    assert v["days_to_verify"] == pytest.approx(2.0)  # S3 1 d, S5 3 d
+    assert v["days_to_integrate"] == pytest.approx(10.0)  # S2
+    assert v["days_integrated_to_first_sale"] == pytest.approx(13.5)  # S1 21 d, S2 6 d
+    assert v["days_to_first_sale"] == pytest.approx(25.0)  # S1 30 d, S2 20 d
+
+
+def test_funnel_follows_the_application_cohort(store) -> None:
+    _stage_merchants(store)
+    as_of = utc(2026, 11, 20, 12)
+    with store.engine.connect() as conn:
+        sept = merchant_funnel.funnel(conn, "marketplace", parse("2026-09"), CFG.tz, as_of)
+        octo = merchant_funnel.funnel(conn, "marketplace", parse("2026-10"), CFG.tz, as_of)
+        early = merchant_funnel.funnel(conn, "marketplace", parse("2026-09"), CFG.tz,
+                                       utc(2026, 9, 25))
+    by = sept.set_index("stage")
+    assert list(by.merchants) == [2, 2, 2, 2, 1]
+    assert by.conversion_pct.tolist()[1:] == [100.0, 100.0, 100.0, 50.0]
+    assert by.loc["verified", "median_days_from_previous"] == pytest.approx(3.0)
+    assert by.loc["integrated", "median_days_from_previous"] == pytest.approx(8.5)
+    assert by.loc["first_sale", "median_days_from_previous"] == pytest.approx(13.5)
+    assert sept.attrs["as_of"] == as_of
+    by = octo.set_index("stage")
+    assert list(by.merchants) == [3, 2, 0, 0, 0]
+    assert by.loc["verified", "conversion_pct"] == pytest.approx(200 / 3)
+    assert by.loc["integrated", "conversion_pct"] == 0.0
+    assert pd.isna(by.loc["first_sale", "conversion_pct"])  # nobody to convert from: no data
+    assert list(early.merchants) == [2, 2, 1, 0, 0]  # as of 25 September
+
+
+def test_application_month_cohorts(store) -> None:
+    _stage_merchants(store)
+    with store.engine.connect() as conn:
+        df = merchant_funnel.cohorts(conn, "marketplace", parse("2026-08"), parse("2026-10"),
+                                     CFG.tz, utc(2026, 11, 20, 12))
+    assert list(df.month) == ["2026-08", "2026-09", "2026-10"]
+    assert list(df.applied) == [0, 2, 3]
+    assert pd.isna(df.verified_pct.iloc[0])  # nobody applied: no data, not 0 %
+    assert df.active_pct.iloc[1] == pytest.approx(50.0)
+    assert df.verified_pct.iloc[2] == pytest.approx(200 / 3)
+    assert df.first_sale.iloc[2] == 0
+
+
 def test_api_health_kpis_for_a_period(store) -> None:
     start = utc(2026, 10, 31, 23)  # 1 November 00:00 in Warsaw (CET)
     rows = []
@@ -171,13 +238,17 @@ def test_api_health_kpis_for_a_period(store) -> None:
     assert v["error_rate"] == pytest.approx(100 * 30 / 1440)
     assert v["incident_count"] == 1 and v["mttr"] == pytest.approx(30.0)
     assert 90 <= v["latency_p95"] <= 100
+    # Successful latencies are minute % 100 + 1: a percentile of all samples, not of buckets.
+    ok = sorted(float(m % 100 + 1) for m in range(1440) if not 600 <= m < 630)
+    assert v["latency_p50"] == pytest.approx(float(np.percentile(ok, 50)))
+    assert v["latency_p99"] == pytest.approx(float(np.percentile(ok, 99)))
     assert values(store, PAY, "2026-10-30")["uptime"] is None  # no probes: no data
 
 
 def test_partner_with_no_data_at_all_is_no_data_everywhere(store) -> None:
     v = values(store, MKT, "2026-10")
     assert set(v.values()) == {None}
-    assert set(v) == {k.id for k in KPIS if k.role in ("marketplace", "any")}
+    assert set(v) == {k.id for k in VALUE_KPIS if k.role in ("marketplace", "any")}
 
 
 def test_status_respects_direction_and_missing_data() -> None:

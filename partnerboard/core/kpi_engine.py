@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 
 from partnerboard.core import health, schema, timeutil
 from partnerboard.core.config import Config, Partner
-from partnerboard.core.kpis import BY_ID, KPIS, applies_to
+from partnerboard.core.kpis import BY_ID, VALUE_KPIS, applies_to
 from partnerboard.core.periods import Period, delta
 
 o, t, r, m = schema.orders, schema.traffic, schema.returns, schema.merchants
@@ -42,6 +42,20 @@ def _epoch(col: sa.ColumnElement) -> sa.ColumnElement:
 
 def _between(col: sa.ColumnElement, start: datetime, end: datetime) -> sa.ColumnElement:
     return sa.and_(col >= timeutil.to_db(start), col < timeutil.to_db(end))
+
+
+def _days(earlier: sa.ColumnElement, later: sa.ColumnElement) -> sa.ColumnElement:
+    return (_epoch(later) - _epoch(earlier)) / 86400.0
+
+
+# KPI -> the merchant timestamp whose arrival in the period it counts.
+STAGE_COUNTS = {"merchants_applied": "applied_at", "merchants_verified": "verified_at",
+                "merchants_integrated": "integrated_at", "merchants_onboarded": "first_sale_at"}
+# KPI -> (earlier, later) stage: median days over merchants reaching ``later`` in the period.
+STAGE_DAYS = {"days_to_verify": ("applied_at", "verified_at"),
+              "days_to_integrate": ("verified_at", "integrated_at"),
+              "days_integrated_to_first_sale": ("integrated_at", "first_sale_at"),
+              "days_to_first_sale": ("applied_at", "first_sale_at")}
 
 
 @dataclass(frozen=True)
@@ -92,15 +106,14 @@ def _marketplace(conn: Connection, pids: list[str], windows: Sequence[Window]) -
         sa.func.sum(sa.case((r.c.status != "rejected", 1), else_=0)).label("kept"),
     ).where(r.c.partner_id.in_(pids), _between(r.c.created_at, w.start, w.end))
      .group_by(r.c.partner_id))
-    days = (_epoch(m.c.first_sale_at) - _epoch(m.c.applied_at)) / 86400.0
     merchants = _per_period(conn, windows, lambda label, w: sa.select(
         label, m.c.partner_id,
-        sa.func.sum(sa.case((_between(m.c.applied_at, w.start, w.end), 1), else_=0)).label("applied"),
-        sa.func.sum(sa.case((_between(m.c.first_sale_at, w.start, w.end), 1), else_=0))
-        .label("onboarded"),
-        sa.func.percentile_cont(0.5).within_group(
-            sa.case((_between(m.c.first_sale_at, w.start, w.end), days), else_=None)
-        ).label("median_days"),
+        *(sa.func.sum(sa.case((_between(m.c[col], w.start, w.end), 1), else_=0)).label(name)
+          for name, col in STAGE_COUNTS.items()),
+        *(sa.func.percentile_cont(0.5).within_group(
+            sa.case((_between(m.c[later], w.start, w.end), _days(m.c[earlier], m.c[later])),
+                    else_=None)).label(name)
+          for name, (earlier, later) in STAGE_DAYS.items()),
     ).where(m.c.partner_id.in_(pids)).group_by(m.c.partner_id))
     out: Values = {}
     for pid in pids:
@@ -120,9 +133,8 @@ def _marketplace(conn: Connection, pids: list[str], windows: Sequence[Window]) -
                 "returns_cost_total": cost,
                 "returns_cost_per_order": ratio(cost, n_kept),
                 "return_rate": ratio(r_.kept if r_ else 0, n_delivered, 100) if n_delivered else None,
-                "merchants_applied": _num(m_.applied) if m_ else None,
-                "merchants_onboarded": _num(m_.onboarded) if m_ else None,
-                "days_to_first_sale": _num(m_.median_days) if m_ else None,
+                **{name: _num(m_._mapping[name]) if m_ else None
+                   for name in (*STAGE_COUNTS, *STAGE_DAYS)},
                 "merchants_active": float(o_.merchants) if n_orders else None,
             }
     return out
@@ -162,14 +174,7 @@ def _payments(conn: Connection, pids: list[str], windows: Sequence[Window]) -> V
 
 
 def _api_health(conn: Connection, pids: list[str], windows: Sequence[Window]) -> Values:
-    up = health.uptime_between(conn, {w.period.label: (w.start, w.end) for w in windows})
-    up = up[up.partner_id.isin(pids)].groupby("partner_id").sum(numeric_only=True)
-    p = schema.probe_results
-    p95 = _per_period(conn, windows, lambda label, w: sa.select(
-        label, p.c.partner_id,
-        sa.func.percentile_cont(0.95).within_group(p.c.latency_ms).label("p95"),
-    ).where(p.c.partner_id.in_(pids), p.c.outcome == "ok", _between(p.c.ts, w.start, w.end))
-     .group_by(p.c.partner_id))
+    probes = health.partner_totals(conn, {w.period.label: (w.start, w.end) for w in windows})
     measured = sa.and_(inc.c.partner_id.in_(pids), inc.c.origin == "measured")
     started = _per_period(conn, windows, lambda label, w: sa.select(
         label, inc.c.partner_id, sa.func.count().label("n"),
@@ -179,18 +184,17 @@ def _api_health(conn: Connection, pids: list[str], windows: Sequence[Window]) ->
     ).where(measured, inc.c.resolved_at.is_not(None), _between(inc.c.resolved_at, w.start, w.end))
      .group_by(inc.c.partner_id))
     out: Values = {}
+    empty = {"observed_s": 0.0, "down_s": 0.0, "probes": 0, "failed": 0,
+             "latency": health.unpack_percentiles(None)}
     for pid in pids:
         for w in windows:
-            key, name = (pid, w.period.label), w.period.label
-            row = up.loc[pid] if pid in up.index else None
-            observed = float(row[f"{name}_observed_s"]) if row is not None else 0.0
-            down = float(row[f"{name}_down_s"]) if row is not None else 0.0
-            probes = int(row[f"{name}_probes"]) if row is not None else 0
-            failed = int(row[f"{name}_failed"]) if row is not None else 0
+            key = (pid, w.period.label)
+            t = probes.get(key, empty)
+            observed, down = t["observed_s"], t["down_s"]
             out[key] = {
                 "uptime": min(100.0, ratio(observed - down, observed, 100)) if observed else None,
-                "latency_p95": _num(p95[key].p95) if key in p95 else None,
-                "error_rate": ratio(failed, probes, 100),
+                **{f"latency_p{q}": v for q, v in t["latency"].items()},
+                "error_rate": ratio(t["failed"], t["probes"], 100),
                 "incident_count": float(started[key].n if key in started else 0)
                 if observed else None,
                 "mttr": _num(mttr[key].mean_s) / 60 if key in mttr else None,
@@ -214,7 +218,7 @@ def compute_many(conn: Connection, partners: Sequence[Partner], periods: Sequenc
             for key, found in family(conn, pids, windows).items():
                 values[key].update(found)
     roles = {p.id: p.role for p in partners}
-    return {key: {k.id: found.get(k.id) for k in KPIS if applies_to(k, roles[key[0]])}
+    return {key: {k.id: found.get(k.id) for k in VALUE_KPIS if applies_to(k, roles[key[0]])}
             for key, found in values.items()}
 
 

@@ -30,6 +30,7 @@ class Kpi:
     direction: Literal["higher", "lower"]
     formula: str
     sources: tuple[str, ...]
+    shape: Literal["value", "table"] = "value"  # a table KPI is computed by its own function
 
 
 KPIS: tuple[Kpi, ...] = (
@@ -56,8 +57,24 @@ KPIS: tuple[Kpi, ...] = (
         "Σ amount of refunds created in the period", ("refunds",)),
     Kpi("merchants_applied", "Merchant applications", "merchant_funnel", "marketplace", "count",
         "higher", "merchants whose application time falls in the period", ("merchants",)),
+    Kpi("merchants_verified", "Merchants verified", "merchant_funnel", "marketplace", "count",
+        "higher", "merchants whose verification time falls in the period", ("merchants",)),
+    Kpi("merchants_integrated", "Merchants integrated", "merchant_funnel", "marketplace", "count",
+        "higher", "merchants whose integration time falls in the period", ("merchants",)),
     Kpi("merchants_onboarded", "Merchants reaching first sale", "merchant_funnel", "marketplace",
         "count", "higher", "merchants whose first sale falls in the period", ("merchants",)),
+    Kpi("days_to_verify", "Median days application → verified", "merchant_funnel",
+        "marketplace", "d", "lower",
+        "median over merchants verified in the period of (verified − applied), days",
+        ("merchants",)),
+    Kpi("days_to_integrate", "Median days verified → integrated", "merchant_funnel",
+        "marketplace", "d", "lower",
+        "median over merchants integrated in the period of (integrated − verified), days",
+        ("merchants",)),
+    Kpi("days_integrated_to_first_sale", "Median days integrated → first sale",
+        "merchant_funnel", "marketplace", "d", "lower",
+        "median over merchants with first sale in the period of (first sale − integrated), days",
+        ("merchants",)),
     Kpi("days_to_first_sale", "Median days from application to first sale", "merchant_funnel",
         "marketplace", "d", "lower",
         "median over merchants with first sale in the period of (first sale − application), days",
@@ -65,6 +82,17 @@ KPIS: tuple[Kpi, ...] = (
     Kpi("merchants_active", "Active merchants", "merchant_funnel", "marketplace", "count",
         "higher", "distinct merchants with at least one order created in the period",
         ("orders",)),
+    Kpi("merchant_funnel", "Merchant funnel (table)", "merchant_funnel", "marketplace", "count",
+        "higher", "cohort = merchants who applied in the period; per stage (applied → verified → "
+        "integrated → first sale → active) the cohort members that reached it by the as-of time "
+        "(active: a sale in the 30 days before it), stage conversion = 100 × reached stage ÷ "
+        "reached the previous stage, and the median days from the previous stage; computed by "
+        "`merchant_funnel.funnel`", ("merchants",), "table"),
+    Kpi("merchant_cohorts", "Application-month cohorts (table)", "merchant_funnel",
+        "marketplace", "%", "higher",
+        "one row per local application month: merchants applied, and the share of them that "
+        "reached each stage by the as-of time (100 × reached ÷ applied); computed by "
+        "`merchant_funnel.cohorts`", ("merchants",), "table"),
     Kpi("support_first_response", "Support first response (median)", "support", "payments", "h",
         "lower", "median over tickets opened in the period of (first response − opened), hours; "
         "tickets without a response yet are excluded", ("tickets",)),
@@ -72,8 +100,14 @@ KPIS: tuple[Kpi, ...] = (
         "time-weighted over the period, all probed endpoints of the partner: 100 × (observed − "
         "down) ÷ observed; time without probes is no data (docs/api-health.md)",
         ("probe_results",)),
+    Kpi("latency_p50", "Latency p50", "api_health", "any", "ms", "lower",
+        "median (linear) of the latency of all successful probes in the period",
+        ("probe_results",)),
     Kpi("latency_p95", "Latency p95", "api_health", "any", "ms", "lower",
         "95th percentile (linear) of the latency of all successful probes in the period",
+        ("probe_results",)),
+    Kpi("latency_p99", "Latency p99", "api_health", "any", "ms", "lower",
+        "99th percentile (linear) of the latency of all successful probes in the period",
         ("probe_results",)),
     Kpi("error_rate", "Probe error rate", "api_health", "any", "%", "lower",
         "100 × failed probes ÷ all probes started in the period", ("probe_results",)),
@@ -85,7 +119,10 @@ KPIS: tuple[Kpi, ...] = (
 )
 
 BY_ID: dict[str, Kpi] = {k.id: k for k in KPIS}
-KNOWN_KPI_IDS: tuple[str, ...] = tuple(BY_ID)
+KNOWN_KPI_IDS: tuple[str, ...] = tuple(k.id for k in KPIS if k.shape == "value")  # targetable
+
+
+VALUE_KPIS: tuple[Kpi, ...] = tuple(k for k in KPIS if k.shape == "value")
 
 
 def applies_to(kpi: Kpi, role: str) -> bool:
@@ -112,8 +149,9 @@ def render_markdown() -> str:
                   "|---|---|---|---|---|---|---|"]
         for k in KPIS:
             if k.family == family:
+                unit = "table" if k.shape == "table" else k.unit
                 lines.append(
-                    f"| `{k.id}` | {k.name} | {k.role} | {k.unit} | {k.direction} | "
+                    f"| `{k.id}` | {k.name} | {k.role} | {unit} | {k.direction} | "
                     f"{k.formula} | {', '.join(k.sources)} |"
                 )
         lines.append("")

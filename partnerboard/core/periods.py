@@ -153,6 +153,26 @@ def last_complete(kind: Kind, now: datetime, tz: ZoneInfo) -> Period:
     return containing(kind, now, tz).previous()
 
 
+def trailing(last: Period, n: int) -> list[Period]:
+    """The ``n`` periods of ``last``'s kind ending with ``last``, oldest first (sparklines)."""
+    out = [last]
+    while len(out) < n:
+        out.append(out[-1].previous())
+    return out[::-1]
+
+
+def months_between(first: Period, last: Period) -> list[Period]:
+    """Every month from the month containing ``first.start`` to the one containing
+    ``last.start``, oldest first."""
+    out = [month_of(first.start)]
+    stop = month_of(last.start)
+    if stop < out[0]:
+        raise PeriodError(f"{first.label} comes after {last.label}; pass the earlier month first")
+    while out[-1] != stop:
+        out.append(out[-1].next())
+    return out
+
+
 def parse(text: str) -> Period:
     """A period from its label."""
     text = text.strip()
