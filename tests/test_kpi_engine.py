@@ -285,6 +285,21 @@ def test_board_has_comparisons_deltas_and_period_specific_targets(store) -> None
     assert "payment_success_rate" in set(df[df.partner_id == "payments"].kpi)
 
 
+def test_the_most_specific_target_wins() -> None:
+    cfg = parse_config(config_dict("http://127.0.0.1:9") | {"targets": [
+        {"partner": "marketplace", "kpi": "gmv", "value": 1.0},
+        {"partner": "marketplace", "kpi": "gmv", "value": 2.0, "period": "2026"},
+        {"partner": "marketplace", "kpi": "gmv", "value": 3.0, "period": "2026-Q3"},
+    ]})
+    target = lambda label: kpi_engine.target_for(cfg, "marketplace", "gmv", parse(label))  # noqa: E731
+    assert target("2026-Q3")[0] == 3.0
+    assert target("2026-08")[0] == 2.0  # a month inside the year: the year's target
+    assert target("2026-W10")[0] == 2.0
+    assert target("2025-12")[0] == 1.0
+    assert target("2026-W53")[0] == 1.0  # 28 Dec 2026 - 3 Jan 2027 spans two years
+    assert kpi_engine.target_for(cfg, "payments", "gmv", parse("2026-Q3")) is None
+
+
 def test_docs_match_the_catalog() -> None:
     doc = (REPO / "docs" / "kpis.md").read_text()
     assert doc == render_markdown(), "regenerate: python -m partnerboard.core.kpis > docs/kpis.md"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -236,16 +236,20 @@ class Judgement:
 
 
 def target_for(config: Config, partner_id: str, kpi_id: str, period: Period) -> tuple[float, float] | None:
-    """(target, amber band in %) for a period: a period-specific target wins over a general one."""
-    general = None
+    """(target, amber band in %) for a period. The most specific target wins: one for
+    exactly this period (``2026-Q3``), then one for its year (``2026``, for a period
+    inside that year), then one without a period."""
+    found: dict[int, tuple[float, float]] = {}
+    year = str(period.start.year) if period.start.year == (period.end - timedelta(days=1)).year \
+        else None
     for target in config.targets:
         if target.partner != partner_id or target.kpi != kpi_id:
             continue
-        if target.period == period.label:
-            return target.value, target.amber_within_pct
-        if target.period is None:
-            general = (target.value, target.amber_within_pct)
-    return general
+        rank = 0 if target.period == period.label else 1 if target.period == year and year \
+            else 2 if target.period is None else None
+        if rank is not None:
+            found.setdefault(rank, (target.value, target.amber_within_pct))
+    return found[min(found)] if found else None
 
 
 def judge(kpi_id: str, value: float | None, target: tuple[float, float] | None) -> Judgement:

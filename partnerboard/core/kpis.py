@@ -140,7 +140,15 @@ def render_markdown() -> str:
         "Rules for every KPI: ratios over a period are ratios of sums (never averages of "
         "daily ratios); a period is the partnership's local calendar days (months and "
         "quarters cut in its time zone, DST included) and timestamps are stored in UTC; an "
-        "empty denominator is *no data*, never 0 or 100 %.",
+        "empty denominator is *no data*, never 0 or 100 %. Percentiles (p50/p95/p99, "
+        "medians) are linear-interpolation percentiles of all samples in the period.",
+        "",
+        "Each value is shown with the previous period and the same period last year "
+        "(ISO week 53 compares with the previous year's last week), as an absolute and a "
+        "relative delta. Status against a target: see "
+        "[configuration.md](configuration.md#targets); SLA checks: [sla.md](sla.md). "
+        "Table KPIs (funnel, cohorts) follow the application cohort as of a stated time, "
+        "so a report names its as-of time.",
         "",
     ]
     for family in ("conversion", "returns", "merchant_funnel", "support", "api_health"):
