@@ -272,15 +272,17 @@ def judge(kpi_id: str, value: float | None, target: tuple[float, float] | None) 
     return Judgement(goal, "red")
 
 
-def board(conn: Connection, config: Config, period: Period) -> pd.DataFrame:
-    """All KPIs of all partners for a period, with previous period, same period last
-    year, deltas, target and status. One tidy row per partner and KPI."""
+def board(conn: Connection, config: Config, period: Period,
+          partners: Sequence[Partner] | None = None) -> pd.DataFrame:
+    """All KPIs of all (or the given) partners for a period, with previous period, same
+    period last year, deltas, target and status. One tidy row per partner and KPI."""
     tz = config.tz
+    partners = list(config.partners if partners is None else partners)
     compare = {"current": period, "previous": period.previous(),
                "last_year": period.same_period_last_year()}
-    found = compute_many(conn, config.partners, list(compare.values()), tz)
+    found = compute_many(conn, partners, list(compare.values()), tz) if partners else {}
     rows = []
-    for partner in config.partners:
+    for partner in partners:
         values = {name: found[(partner.id, p.label)] for name, p in compare.items()}
         for kpi_id, value in values["current"].items():
             kpi = BY_ID[kpi_id]

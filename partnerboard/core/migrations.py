@@ -65,11 +65,17 @@ def _v4_probe_coverage(conn: Connection) -> None:
         index.create(conn, checkfirst=True)
 
 
+def _v5_annotations(conn: Connection) -> None:
+    """v5: notes on a partner, KPI and date, shown on charts and in reports."""
+    schema.annotations.create(conn, checkfirst=True)
+
+
 # Step N upgrades a database at version N-1 to version N. Append only; never edit.
 STEPS: dict[int, Callable[[Connection], None]] = {
     2: _v2_indexes,
     3: _v3_business_records,
     4: _v4_probe_coverage,
+    5: _v5_annotations,
 }
 LATEST = max(STEPS)
 

@@ -104,6 +104,22 @@ maintenance_windows = sa.Table(
     sa.Column("origin", sa.String(16), nullable=False, comment="config"),
 )
 
+annotations = sa.Table(
+    "annotations",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("partner_id", sa.String(64), comment="NULL: about the partnership as a whole"),
+    sa.Column("kpi", sa.String(64), comment="NULL: not about one KPI"),
+    sa.Column("day", sa.Date, nullable=False, comment="local date in the partnership's zone"),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("visibility", sa.String(16), nullable=False,
+              comment="shared (both partners) | internal (the author's partner only)"),
+    sa.Column("author", sa.String(256), nullable=False),
+    sa.Column("author_partner", sa.String(64), comment="whose staff wrote it; NULL = both"),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Index("ix_annotations_day", "day"),
+)
+
 collector_runs = sa.Table(
     "collector_runs",
     metadata,

@@ -1,0 +1,92 @@
+"""Annotations: a dated note on the partnership, a partner, or one KPI.
+
+"Checkout redesign released", "courier strike": the context a number needs in a
+review. Stored in the database (not the config) because people add them from the
+board; shown on charts and in reports. A note is ``shared`` (both partners see it)
+or ``internal`` (only the author's partner); ``visible_to`` applies that rule in SQL.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from partnerboard.core import schema, timeutil
+from partnerboard.core.config import Config
+from partnerboard.core.kpis import BY_ID
+
+an = schema.annotations
+MAX_TEXT = 2000
+VISIBILITIES = ("shared", "internal")
+
+
+class AnnotationError(ValueError):
+    """An annotation that cannot be stored; the message names the field and the fix."""
+
+
+@dataclass(frozen=True)
+class NewAnnotation:
+    day: date
+    text: str
+    partner_id: str | None = None
+    kpi: str | None = None
+    visibility: str = "shared"
+
+
+def add(conn: Connection, config: Config, note: NewAnnotation, *, author: str,
+        author_partner: str | None = None) -> str:
+    """Validate and store a note; returns its id."""
+    text = note.text.strip()
+    if not text:
+        raise AnnotationError("text is empty: write what happened, e.g. 'checkout redesign released'")
+    if len(text) > MAX_TEXT:
+        raise AnnotationError(f"text is {len(text)} characters long; keep it under {MAX_TEXT}")
+    if note.partner_id is not None and note.partner_id not in {p.id for p in config.partners}:
+        known = ", ".join(p.id for p in config.partners)
+        raise AnnotationError(f"partner {note.partner_id!r} is not configured (known: {known})")
+    if note.kpi is not None and note.kpi not in BY_ID:
+        raise AnnotationError(f"KPI {note.kpi!r} is unknown; see docs/kpis.md for the ids")
+    if note.visibility not in VISIBILITIES:
+        raise AnnotationError(f"visibility must be one of {', '.join(VISIBILITIES)}")
+    if note.visibility == "internal" and author_partner is None:
+        raise AnnotationError("an internal note needs the author's partner; use shared")
+    aid = str(uuid.uuid4())
+    conn.execute(an.insert().values(
+        id=aid, partner_id=note.partner_id, kpi=note.kpi, day=note.day, text=text,
+        visibility=note.visibility, author=author, author_partner=author_partner,
+        created_at=timeutil.to_db(timeutil.utcnow()),
+    ))
+    return aid
+
+
+def delete(conn: Connection, annotation_id: str) -> bool:
+    return bool(conn.execute(an.delete().where(an.c.id == annotation_id)).rowcount)
+
+
+def visible_to(viewer_partner: str | None) -> sa.ColumnElement:
+    """Shared notes for everyone; internal notes only for the author's partner.
+    ``viewer_partner=None`` is a user of both partners (sees everything)."""
+    if viewer_partner is None:
+        return sa.true()
+    return sa.or_(an.c.visibility == "shared", an.c.author_partner == viewer_partner)
+
+
+def between(conn: Connection, start: date, end: date, *, viewer_partner: str | None = None,
+            partner_id: str | None = None, kpi: str | None = None) -> pd.DataFrame:
+    """Notes dated in [start, end) (local dates), oldest first. With ``partner_id`` or
+    ``kpi``, notes about the whole partnership (or no single KPI) are included too."""
+    q = sa.select(an).where(an.c.day >= start, an.c.day < end, visible_to(viewer_partner))
+    if partner_id is not None:
+        q = q.where(sa.or_(an.c.partner_id == partner_id, an.c.partner_id.is_(None)))
+    if kpi is not None:
+        q = q.where(sa.or_(an.c.kpi == kpi, an.c.kpi.is_(None)))
+    df = pd.DataFrame(conn.execute(q.order_by(an.c.day, an.c.created_at)).mappings().all())
+    if df.empty:
+        return pd.DataFrame(columns=[c.name for c in an.columns])
+    df["created_at"] = pd.to_datetime(df["created_at"]).dt.tz_localize("UTC")
+    return df

@@ -1,0 +1,133 @@
+"""The review report: every number of a period in one tidy table.
+
+The Reports page previews it, the CSV download, the ``/api/reports/<period>.csv`` route
+and ``partnerboard export`` all serialise this same frame, so a number cannot differ
+between them. Sections, in order: ``kpi`` (each KPI with previous period, same period
+last year, deltas, target and status), ``sla`` (verdict, each check, error budget,
+maintenance and no-data time), ``incident`` (measured and reported incidents that
+overlap the period) and ``annotation`` (notes dated in the period).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy.engine import Connection
+
+from partnerboard.core import annotations, health, kpi_engine, sla, timeutil
+from partnerboard.core.config import Config, Partner
+from partnerboard.core.periods import Period
+
+COLUMNS = (
+    "section", "partner_id", "partner", "period", "item", "name", "unit", "value",
+    "previous_period", "previous", "delta_previous", "delta_previous_pct",
+    "last_year_period", "last_year", "delta_last_year", "delta_last_year_pct",
+    "target", "status", "started_at", "ended_at", "detail",
+)
+
+
+def _partners(config: Config, partner_id: str | None) -> list[Partner]:
+    if partner_id is None:
+        return list(config.partners)
+    return [config.partner(partner_id)]
+
+
+def build(conn: Connection, config: Config, period: Period, *, partner_id: str | None = None,
+          viewer_partner: str | None = None, now: datetime | None = None) -> pd.DataFrame:
+    """The report for one period (and optionally one partner), as the reader may see it.
+
+    ``now`` bounds a running period (SLA, incidents) and is recorded as the report's
+    ``as_of`` in ``frame.attrs``; pass the same value to reproduce a report.
+    """
+    now = now or timeutil.utcnow()
+    partners = _partners(config, partner_id)
+    names = {p.id: p.name for p in config.partners}
+    rows: list[dict[str, Any]] = []
+    for r in kpi_engine.board(conn, config, period, partners).to_dict("records"):
+        rows.append({**{k: r.get(k) for k in COLUMNS if k in r}, "section": "kpi",
+                     "partner": names[r["partner_id"]], "item": r["kpi"]})
+    for partner in partners:
+        rows += _sla_rows(conn, config, partner, period, now)
+    start, end = period.bounds(config.tz)
+    found = health.incidents_between(conn, start, min(end, now))
+    for r in found[found.partner_id.isin([p.id for p in partners])].to_dict("records"):
+        rows.append({
+            "section": "incident", "partner_id": r["partner_id"], "partner": names[r["partner_id"]],
+            "period": period.label, "item": r["id"], "name": r["title"], "unit": "min",
+            "value": None if pd.isna(r["duration_s"]) else r["duration_s"] / 60,
+            "status": r["status"], "started_at": _local(r["started_at"], config),
+            "ended_at": _local(r["resolved_at"], config),
+            "detail": "measured by our probes" if r["origin"] == "measured"
+            else "reported by the partner",
+        })
+    notes = annotations.between(conn, period.start, period.end, viewer_partner=viewer_partner)
+    if partner_id is not None:
+        notes = notes[notes.partner_id.isna() | (notes.partner_id == partner_id)]
+    for r in notes.to_dict("records"):
+        pid = None if pd.isna(r["partner_id"]) else r["partner_id"]
+        rows.append({
+            "section": "annotation", "partner_id": pid, "partner": names.get(pid, "both"),
+            "period": period.label, "item": r["kpi"] if isinstance(r["kpi"], str) else "",
+            "name": r["text"], "started_at": r["day"].isoformat(),
+            "status": r["visibility"], "detail": f"by {r['author']}",
+        })
+    df = pd.DataFrame(rows, columns=list(COLUMNS))
+    df.attrs.update(period=period.label, as_of=now, partner_id=partner_id)
+    return df
+
+
+def _sla_rows(conn: Connection, config: Config, partner: Partner, period: Period,
+              now: datetime) -> list[dict[str, Any]]:
+    v = sla.verdict(conn, config, partner, period, now=now)
+    base = {"section": "sla", "partner_id": partner.id, "partner": partner.name,
+            "period": period.label}
+    rows = [{**base, "item": "verdict", "name": "SLA verdict", "status": v.verdict,
+             "detail": "; ".join(_breach_text(b) for b in v.breaches)}]
+    for c in v.checks:
+        status = "no target" if c.target is None else "no data" if c.met is None \
+            else "met" if c.met else "breached"
+        rows.append({**base, "item": c.name, "name": CHECK_NAMES.get(c.name, c.name),
+                     "unit": c.unit, "value": c.actual, "target": c.target, "status": status})
+    if v.budget is not None:
+        rows += [
+            {**base, "item": "budget_allowed", "name": "Error budget allowed", "unit": "min",
+             "value": v.budget.allowed_s / 60},
+            {**base, "item": "budget_used", "name": "Error budget used", "unit": "min",
+             "value": v.budget.used_s / 60},
+            {**base, "item": "budget_left", "name": "Error budget left", "unit": "min",
+             "value": v.budget.left_s / 60},
+        ]
+    rows += [
+        {**base, "item": "maintenance", "name": "Agreed maintenance (excluded)", "unit": "min",
+         "value": v.maintenance_s / 60},
+        {**base, "item": "no_data", "name": "Endpoint time without probes", "unit": "min",
+         "value": v.no_data_s / 60},
+    ]
+    return rows
+
+
+CHECK_NAMES = {"uptime": "SLA uptime (maintenance excluded)", "latency_p95": "Latency p95",
+               "support_first_response": "Support first response (median)",
+               "incident_resolution": "Longest incident resolution"}
+
+
+def _breach_text(b: dict[str, Any]) -> str:
+    if b["check"] == "incident_resolution":
+        return f"incident {b['incident_id']} took {b['hours']:.1f} h"
+    return f"{b['check']} {b['actual']:.4g} vs target {b['target']:.4g}"
+
+
+def _local(ts: Any, config: Config) -> str | None:
+    if ts is None or pd.isna(ts):
+        return None
+    return ts.to_pydatetime().astimezone(config.tz).isoformat(timespec="seconds")
+
+
+def kpi_values(df: pd.DataFrame) -> dict[tuple[str, str], float | None]:
+    """{(partner_id, kpi): value} of a report's KPI section."""
+    kpis = df[df.section == "kpi"]
+    return {(r.partner_id, r.item): (None if pd.isna(r.value) else float(r.value))
+            for r in kpis.itertuples()}
+
