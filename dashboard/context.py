@@ -30,6 +30,12 @@ def config() -> Config:
         raise  # unreachable: st.stop() raises
 
 
+def config_key() -> str:
+    """A cache key naming the config file and its version (path|mtime)."""
+    path = config_path().resolve()
+    return f"{path}|{path.stat().st_mtime if path.exists() else 0.0}"
+
+
 def store() -> Store:
     try:
         return open_store(database_url())

@@ -29,3 +29,23 @@ def duration(seconds: float | None) -> str:
 def local_time(ts: datetime, tz: ZoneInfo, *, seconds: bool = False) -> str:
     fmt = "%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M"
     return ts.astimezone(tz).strftime(fmt)
+
+
+UNIT_DIGITS = {"%": 2, "PLN": 2, "count": 0, "ms": 0, "min": 1, "h": 1, "d": 1}
+STATUS_BADGES = {"green": "🟢 on target", "amber": "🟡 near target", "red": "🔴 off target",
+                 "no data": "⬜ no data", "no target": "◻️ no target"}
+
+
+def kpi_value(value: float | None, unit: str) -> str:
+    """A KPI value as the board and the report preview show it (unit-specific digits)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "no data"
+    digits = UNIT_DIGITS.get(unit, 2)
+    text = f"{value:,.{digits}f}".replace(",", "\u202f")
+    if unit == "count":
+        return text
+    return f"{text} {unit}" if unit != "%" else f"{text} %"
+
+
+def status_badge(status: str) -> str:
+    return STATUS_BADGES.get(status, status)

@@ -8,7 +8,7 @@ is included, and no time after the present is ever counted as observed.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
 import streamlit as st
@@ -71,3 +71,87 @@ def sources(url: str, as_of: datetime) -> list[dict]:
 def maintenance_windows(url: str) -> list[dict]:
     with open_store(url).engine.connect() as conn:
         return maintenance.windows(conn)
+
+
+# --- review numbers: the KPI engine, cached per period for a minute ------------------
+
+REVIEW_TTL_S = 60
+
+
+def review_bucket() -> datetime:
+    return now_bucket(REVIEW_TTL_S)
+
+
+@st.cache_data(ttl=REVIEW_TTL_S, show_spinner=False)
+def board(url: str, config_key: str, label: str, as_of: datetime) -> pd.DataFrame:
+    """The Board frame (``kpi_engine.board``) for a period label."""
+    from partnerboard.core import kpi_engine, periods
+
+    cfg = _config_for(config_key)
+    with open_store(url).engine.connect() as conn:
+        return kpi_engine.board(conn, cfg, periods.parse(label))
+
+
+@st.cache_data(ttl=REVIEW_TTL_S, show_spinner=False)
+def trend(url: str, config_key: str, label: str, n: int, as_of: datetime) -> pd.DataFrame:
+    """Every KPI for the ``n`` periods ending with ``label``: partner_id, period, kpi, value."""
+    from partnerboard.core import kpi_engine, periods
+
+    cfg = _config_for(config_key)
+    series = periods.trailing(periods.parse(label), n)
+    with open_store(url).engine.connect() as conn:
+        found = kpi_engine.compute_many(conn, cfg.partners, series, cfg.tz)
+    rows = [{"partner_id": pid, "period": p, "kpi": k, "value": v}
+            for (pid, p), values in found.items() for k, v in values.items()]
+    order = {p.label: i for i, p in enumerate(series)}
+    return pd.DataFrame(rows).sort_values(by="period", key=lambda s: s.map(order))
+
+
+@st.cache_data(ttl=REVIEW_TTL_S, show_spinner=False)
+def report(url: str, config_key: str, label: str, viewer_partner: str | None,
+           as_of: datetime) -> pd.DataFrame:
+    from partnerboard.core import periods
+    from partnerboard.core import report as report_mod
+
+    cfg = _config_for(config_key)
+    with open_store(url).engine.connect() as conn:
+        return report_mod.build(conn, cfg, periods.parse(label), viewer_partner=viewer_partner,
+                                now=_clip(as_of))
+
+
+@st.cache_data(ttl=REVIEW_TTL_S, show_spinner=False)
+def burn_rates(url: str, config_key: str, partner_id: str, as_of: datetime) -> list[dict]:
+    from partnerboard.core import sla
+
+    cfg = _config_for(config_key)
+    with open_store(url).engine.connect() as conn:
+        return sla.burn_rates(conn, cfg.partner(partner_id), _clip(as_of))
+
+
+@st.cache_data(ttl=REVIEW_TTL_S, show_spinner=False)
+def funnel(url: str, config_key: str, partner_id: str, label: str, as_of: datetime
+           ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from partnerboard.core import merchant_funnel, periods
+
+    cfg = _config_for(config_key)
+    period = periods.parse(label)
+    last = periods.month_of(period.start)
+    first = periods.trailing(last, 12)[0]
+    with open_store(url).engine.connect() as conn:
+        return (merchant_funnel.funnel(conn, partner_id, period, cfg.tz, _clip(as_of)),
+                merchant_funnel.cohorts(conn, partner_id, first, last, cfg.tz, _clip(as_of)))
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def notes(url: str, start: date, end: date, as_of: datetime) -> pd.DataFrame:
+    from partnerboard.core import annotations
+
+    with open_store(url).engine.connect() as conn:
+        return annotations.between(conn, start, end)
+
+
+def _config_for(key: str):
+    """The config a cache entry was computed for (key = path|mtime, see context)."""
+    from partnerboard.core.config import load_config
+
+    return load_config(key.split("|", 1)[0])

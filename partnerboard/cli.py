@@ -1,7 +1,8 @@
 """`partnerboard`: the command line, and the place where the parts are wired together.
 
 Commands: ``check-config``, ``serve`` (board + collectors + routes), ``collect``
-(collectors without the board), ``simulate`` (the stand-in partner APIs) and
+(collectors without the board), ``backfill``, ``export`` (the review report as CSV),
+``simulate`` (the stand-in partner APIs) and
 ``demo`` (simulator + serve with the shipped ``partners.toml``).
 """
 
@@ -234,6 +235,75 @@ def backfill(
     if failed:
         raise _fail(f"window failed (run {failed[0].run_id}): {failed[0].error}; run the same "
                     "command again to resume: finished windows are kept")
+
+
+@app.command()
+def export(
+    period: Annotated[str, typer.Option("--period", "-p",
+                                        help="2026-10, 2026-Q3, 2026-W44, or 2026-07-01..2026-10-01")],
+    out: Annotated[str, typer.Option("--out", "-o", help="CSV file to write ('-' for stdout)")],
+    partner: Annotated[str | None, typer.Option(help="One partner only (default: both)")] = None,
+    sep: Annotated[str, typer.Option(help="Separator: ',' or ';' (Excel in pl-PL etc.)")] = ",",
+    decimal: Annotated[str, typer.Option(help="Decimal mark: '.' or ','")] = ".",
+    server: Annotated[str | None, typer.Option(
+        help="Fetch from a running board (e.g. http://127.0.0.1:8501) instead of the store")] = None,
+    config: ConfigOpt = None,
+    database: DbOpt = None,
+) -> None:
+    """Write the review report of a period as CSV: the same file as the Reports page.
+
+    While `partnerboard serve` owns the DuckDB file, the report comes from that server's
+    /api/reports route (found through the file's owner record)."""
+    from partnerboard.core import csv_export, periods, report
+    from partnerboard.core.ownership import current_owner
+    from partnerboard.core.store import close_all, open_store
+
+    cfg = _load(config)
+    try:
+        wanted = periods.parse(period)
+        if partner:
+            cfg.partner(partner)
+        csv_export.write([], ["x"], sep=sep, decimal=decimal)  # validates the options
+    except (periods.PeriodError, csv_export.CsvOptionError, KeyError) as exc:
+        raise _fail(f"partnerboard export: {exc}") from None
+    url = database_url(database)
+    path = duckdb_path(url)
+    owner = current_owner(path) if path is not None and server is None else None
+    if owner is not None:
+        if not owner.get("url"):
+            raise _fail(
+                f"partnerboard export: {path} is owned by `partnerboard {owner.get('command')}` "
+                f"(pid {owner.get('pid')}), which serves no reports. Stop it and run export "
+                "again, or run `partnerboard serve` instead and export with --server URL")
+        server = owner["url"]
+    if server is not None:
+        params = {"sep": sep, "decimal": decimal} | ({"partner": partner} if partner else {})
+        try:
+            r = httpx.get(f"{server.rstrip('/')}/api/reports/{wanted.label}.csv", params=params,
+                          timeout=120)
+        except httpx.HTTPError as exc:
+            raise _fail(f"partnerboard export: the board at {server} did not answer ({exc}); "
+                        "is `partnerboard serve` running?") from None
+        if r.status_code != 200:
+            raise _fail(f"partnerboard export: the board at {server} answered {r.status_code}: "
+                        f"{r.text[:300]}")
+        body, source = r.content, server
+    else:
+        try:
+            store = open_store(url)
+        except StoreBusyError as exc:
+            raise _fail(f"partnerboard export: {exc}") from None
+        with store.engine.connect() as conn:
+            df = report.build(conn, cfg, wanted, partner_id=partner)
+        close_all()
+        body, source = csv_export.write(df, list(report.COLUMNS), sep=sep, decimal=decimal), \
+            display_url(url)
+    if out == "-":
+        sys.stdout.buffer.write(body)
+    else:
+        with open(out, "wb") as fh:
+            fh.write(body)
+        typer.echo(f"{out}: report {wanted.label} from {source}, {len(body):,} bytes", err=True)
 
 
 def _when(text: str, cfg: Config, flag: str):

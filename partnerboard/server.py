@@ -19,12 +19,12 @@ from typing import Any
 
 import streamlit as st
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 import dashboard
 from collectors.scheduler import build_scheduler
-from partnerboard.core import maintenance, runs
+from partnerboard.core import csv_export, maintenance, periods, report, runs
 from partnerboard.core.config import load_config
 from partnerboard.core.store import close_store, display_url, open_store
 
@@ -91,4 +91,32 @@ def create_app(config_path: str, database_url: str, *, collect: bool = True) -> 
             status_code=200 if healthy else 503,
         )
 
-    return st.App(str(SCRIPT), lifespan=lifespan, routes=[Route("/healthz", healthz)])
+    async def report_csv(request: Request) -> Response:
+        """``/api/reports/2026-Q3.csv?partner=&sep=;&decimal=,``: the Reports page's CSV."""
+        store, config = live.get("store"), live.get("config")
+        if store is None or config is None:
+            return PlainTextResponse("the board is starting; retry in a few seconds", 503)
+        try:
+            period = periods.parse(request.path_params["period"])
+            partner = request.query_params.get("partner") or None
+            if partner is not None:
+                config.partner(partner)  # raises KeyError with the known ids
+            sep = request.query_params.get("sep", ",")
+            decimal = request.query_params.get("decimal", ".")
+
+            def build() -> bytes:
+                with store.engine.connect() as conn:
+                    df = report.build(conn, config, period, partner_id=partner)
+                return csv_export.write(df, list(report.COLUMNS), sep=sep, decimal=decimal)
+
+            body = await asyncio.to_thread(build)
+        except (periods.PeriodError, csv_export.CsvOptionError, KeyError) as exc:
+            return PlainTextResponse(str(exc), 400)
+        name = report.filename(period, partner)
+        return Response(body, media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+    return st.App(str(SCRIPT), lifespan=lifespan, routes=[
+        Route("/healthz", healthz),
+        Route("/api/reports/{period}.csv", report_csv),
+    ])

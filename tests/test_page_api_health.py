@@ -25,6 +25,7 @@ def page_env(monkeypatch, tmp_path: Path, sim, db_url, env_tokens):
 
 def _run() -> AppTest:
     at = AppTest.from_file(APP, default_timeout=30)
+    at.switch_page("pages/api_health.py")
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at

@@ -343,6 +343,13 @@ class Source(_Model):
         return tuple(self.primary_key) if self.primary_key else records.RESOURCES[self.resource][1]
 
 
+class UnknownPartnerError(KeyError):
+    """A partner id that is not in the config; the message lists the known ones."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 class Partner(_Model):
     id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
     name: str
@@ -449,7 +456,8 @@ class Config(_Model):
         for p in self.partners:
             if p.id == partner_id:
                 return p
-        raise KeyError(partner_id)
+        known = ", ".join(p.id for p in self.partners)
+        raise UnknownPartnerError(f"partner {partner_id!r} is not configured (known: {known})")
 
     @property
     def tz(self) -> ZoneInfo:

@@ -51,6 +51,23 @@ def describe_owner(db_path: Path) -> str:
     )
 
 
+def current_owner(db_path: Path) -> dict | None:
+    """Who holds the file right now (command, pid, since, url), or None when nobody does."""
+    owner_file = _owner_file(db_path)
+    if not owner_file.exists():
+        return None
+    with open(owner_file, encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                return json.loads(owner_file.read_text("utf-8"))
+            except ValueError:
+                return {"command": "?"}
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    return None
+
+
 def acquire(db_path: Path, command: str, url: str | None = None) -> Ownership:
     """Become the owner of the DuckDB file or raise OwnershipError naming the owner."""
     db_path.parent.mkdir(parents=True, exist_ok=True)

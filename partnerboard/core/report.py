@@ -125,6 +125,10 @@ def _local(ts: Any, config: Config) -> str | None:
     return ts.to_pydatetime().astimezone(config.tz).isoformat(timespec="seconds")
 
 
+def filename(period: Period, partner_id: str | None = None) -> str:
+    return f"partnerboard-{period.label}{'-' + partner_id if partner_id else ''}.csv"
+
+
 def kpi_values(df: pd.DataFrame) -> dict[tuple[str, str], float | None]:
     """{(partner_id, kpi): value} of a report's KPI section."""
     kpis = df[df.section == "kpi"]

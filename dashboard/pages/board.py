@@ -1,0 +1,138 @@
+"""Board: every KPI of both partners for one period, as reviewed in MBR/QBR.
+
+Per partner, side by side: each KPI with its value, the change against the previous
+period and the same period last year, its target and red/amber/green status, and a
+sparkline of the last 12 periods; the SLA verdict; how fresh each source is; and the
+period's annotations. All numbers come from the KPI engine (``kpi_engine.board``).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import context, period_picker, queries
+from dashboard.format import duration, kpi_value, local_time, status_badge
+from partnerboard.core.kpis import BY_ID
+from partnerboard.core.secrets import scrub
+
+cfg = context.config()
+store = context.store()
+url, key = store.url, context.config_key()
+
+st.title("Board")
+period = period_picker.pick(cfg)
+as_of = queries.review_bucket()
+st.caption(f"{cfg.partnership.name} · {period.label} ({period.start} – {period.end}, "
+           f"{cfg.partnership.timezone}) · compared with {period.previous().label} and "
+           f"{period.same_period_last_year().label} · refreshed "
+           f"{local_time(queries._clip(as_of), cfg.tz, seconds=True)}")
+
+try:
+    frame = queries.board(url, key, period.label, as_of)
+except Exception as exc:  # a readable message; the rest of the page still renders
+    st.error(f"The KPIs for {period.label} could not be computed: {scrub(str(exc))}")
+    frame = pd.DataFrame()
+
+try:
+    spark = queries.trend(url, key, period.label, 12, as_of) if period.kind != "custom" else None
+except Exception as exc:
+    st.warning(f"Sparklines unavailable: {scrub(str(exc))}")
+    spark = None
+
+try:
+    report = queries.report(url, key, period.label, None, as_of)
+except Exception as exc:
+    st.warning(f"SLA verdicts unavailable: {scrub(str(exc))}")
+    report = pd.DataFrame(columns=["section", "partner_id", "item", "status", "detail"])
+
+
+def _delta(value: float | None, unit: str) -> str | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return ("+" if value > 0 else "") + kpi_value(value, unit)
+
+
+def _none(v):
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
+
+
+if frame.empty:
+    st.info("No partners configured, or nothing computed yet. Collectors fill the store on "
+            "their schedule; `partnerboard collect --once` runs one round now.")
+
+columns = st.columns(len(cfg.partners) or 1)
+for col, partner in zip(columns, cfg.partners, strict=False):
+    with col:
+        st.subheader(partner.name)
+        verdict = report[(report.section == "sla") & (report.partner_id == partner.id) &
+                         (report.item == "verdict")]
+        if not verdict.empty:
+            v = verdict.iloc[0]
+            text = {"met": "✅ SLA met", "breached": "❌ SLA breached",
+                    "no data": "⬜ SLA: no data"}.get(v.status, v.status)
+            st.markdown(f"**{text}** · {period.label}")
+            if isinstance(v.detail, str) and v.detail:
+                st.caption(f"Breaches: {v.detail}")
+        rows = frame[frame.partner_id == partner.id] if not frame.empty else frame
+        if rows.empty or rows["value"].isna().all():
+            st.info(f"No data for {partner.name} in {period.label} yet: collectors run on "
+                    "their schedule, or run `partnerboard collect --once`.")
+        for r in rows.itertuples():
+            kpi = BY_ID[r.kpi]
+            value = _none(r.value)
+            line = spark[(spark.partner_id == partner.id) & (spark.kpi == r.kpi)] \
+                if spark is not None else None
+            points = [x for x in line["value"].tolist()] if line is not None else None
+            # Periods without data are left out of the sparkline (it takes numbers only).
+            points = [x for x in points if x is not None and not
+                      (isinstance(x, float) and math.isnan(x))] if points else None
+            st.metric(
+                kpi.name,
+                kpi_value(value, kpi.unit),
+                delta=_delta(_none(r.delta_previous), kpi.unit),
+                delta_color="normal" if kpi.direction == "higher" else "inverse",
+                delta_description=f"vs {r.previous_period}",
+                chart_data=points if points and len(points) > 1 else None,
+                help=kpi.formula,
+                border=True,
+            )
+            target = _none(r.target)
+            year = _delta(_none(r.delta_last_year), kpi.unit)
+            st.caption(
+                f"{status_badge(r.status)} · target {kpi_value(target, kpi.unit) if target is not None else '—'}"
+                f" · vs {r.last_year_period}: {year or 'no data'}"
+            )
+
+st.divider()
+left, right = st.columns(2)
+with left:
+    st.subheader("Data freshness")
+    try:
+        sources = queries.sources(url, queries.now_bucket())
+    except Exception as exc:
+        st.error(f"Collector runs unavailable: {scrub(str(exc))}")
+        sources = []
+    now = queries._clip(queries.now_bucket())
+    if not sources:
+        st.info("No collector has run yet.")
+    for s in sources:
+        last = s.get("last_success_at")
+        if last is None:
+            text = "no successful run yet"
+        else:
+            text = f"updated {duration((now - datetime.fromisoformat(last)).total_seconds())} ago"
+        if s.get("last_status") == "failed":
+            text += " · last run failed"
+        st.text(f"{s['source']}: {text}")
+with right:
+    st.subheader(f"Annotations in {period.label}")
+    notes = report[report.section == "annotation"]
+    if notes.empty:
+        st.caption("No annotations for this period (add them on the Annotations page).")
+    for n in notes.itertuples():
+        who = n.partner if isinstance(n.partner, str) else "both"
+        st.text(f"{n.started_at} · {who} · {n.item or 'all KPIs'}: {n.name}")

@@ -1,0 +1,48 @@
+"""Reports: the review report of a month or quarter, previewed and downloaded as CSV.
+
+The preview and the file are the same frame (``report.build``); the CSV is also served
+at ``/api/reports/<period>.csv`` and written by ``partnerboard export``.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import context, period_picker, queries
+from dashboard.format import local_time
+from partnerboard.core import csv_export
+from partnerboard.core import report as report_mod
+from partnerboard.core.secrets import scrub
+
+cfg = context.config()
+store = context.store()
+
+st.title("Reports")
+period = period_picker.pick(cfg)
+as_of = queries.review_bucket()
+locale = st.radio("CSV format", ["Comma, decimal point (en)", "Semicolon, decimal comma (pl-PL, de-DE)"],
+                  horizontal=True, key="report_locale")
+sep, decimal = (",", ".") if locale.startswith("Comma") else (";", ",")
+try:
+    df = queries.report(store.url, context.config_key(), period.label, None, as_of)
+except Exception as exc:
+    st.error(f"The report for {period.label} could not be built: {scrub(str(exc))}")
+    st.stop()
+
+st.caption(f"{period.label} · as of {local_time(df.attrs.get('as_of', as_of), cfg.tz, seconds=True)} "
+           f"({cfg.partnership.timezone}) · {len(df)} rows · also at "
+           f"`/api/reports/{period.label}.csv` and `partnerboard export --period {period.label}`")
+st.download_button(
+    "Download CSV", csv_export.write(df, list(report_mod.COLUMNS), sep=sep, decimal=decimal),
+    file_name=report_mod.filename(period), mime="text/csv", type="primary", icon=":material/download:",
+    key="report_download",
+)
+for section, title in (("kpi", "KPIs"), ("sla", "SLA"), ("incident", "Incidents"),
+                       ("annotation", "Annotations")):
+    part = df[df.section == section].dropna(axis=1, how="all")
+    part.attrs = {}  # as_of is shown above; attrs are not part of the table
+    st.subheader(title)
+    if part.empty:
+        st.caption(f"No {title.lower()} for {period.label}.")
+    else:
+        st.dataframe(part.drop(columns=["section"]), hide_index=True, width="stretch")

@@ -1,0 +1,53 @@
+"""The period picker every review page shares: month, quarter or custom range.
+
+The choice lives in ``st.session_state`` (and the URL's ``?period=``), so moving
+between pages keeps the period, and a link to ``/board?period=2026-Q3`` opens it.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+import streamlit as st
+
+from partnerboard.core import periods
+from partnerboard.core.config import Config
+from partnerboard.core.periods import Period
+
+KINDS = {"Month": "month", "Quarter": "quarter", "Custom": "custom"}
+
+
+def pick(cfg: Config, key: str = "period") -> Period:
+    """Render the picker; returns the chosen period (default: the last complete month)."""
+    now = datetime.now(cfg.tz)
+    wanted = st.query_params.get("period")
+    default = periods.last_complete("month", now, cfg.tz)
+    if wanted:
+        try:
+            default = periods.parse(wanted)
+        except periods.PeriodError as exc:
+            st.warning(f"Ignoring ?period={wanted}: {exc}")
+    kinds = list(KINDS)
+    col_kind, col_period = st.columns([1, 3])
+    kind_label = col_kind.segmented_control(
+        "Period", kinds, default=next((k for k, v in KINDS.items() if v == default.kind), "Month"),
+        key=f"{key}_kind") or "Month"
+    kind = KINDS[kind_label]
+    if kind == "custom":
+        start, end = col_period.date_input(
+            "From – to (inclusive)", value=(default.start, default.end - timedelta(days=1)),
+            max_value=now.date(), key=f"{key}_range", format="YYYY-MM-DD") or (None, None)
+        if not isinstance(start, date) or not isinstance(end, date):
+            st.info("Pick the last day of the range.")
+            st.stop()
+        chosen = periods.parse(f"{start.isoformat()}..{(end + timedelta(days=1)).isoformat()}")
+    else:
+        options = periods.trailing(periods.last_complete(kind, now, cfg.tz), 24)[::-1]
+        current = periods.containing(kind, now, cfg.tz)
+        options = [current, *options]
+        labels = [p.label + (" (running)" if p == current else "") for p in options]
+        index = next((i for i, p in enumerate(options) if p == default), 1)
+        label = col_period.selectbox(kind_label, labels, index=index, key=f"{key}_{kind}")
+        chosen = options[labels.index(label)]
+    st.query_params["period"] = chosen.label
+    return chosen
