@@ -132,7 +132,7 @@ def test_board_serves_the_page_while_probes_arrive(server: Proc, workdir: Path, 
             "--no-sandbox", "--disable-gpu", "--disable-background-networking",
             "--disable-component-update", "--disable-sync", "--no-first-run"])
         page = browser.new_page(viewport={"width": 1600, "height": 1800})
-        page.goto(server.url)
+        page.goto(f"{server.url}/api-health")
         page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
                                timeout=60_000)
         page.get_by_text("Demo PayGate", exact=True).wait_for(timeout=30_000)
@@ -236,3 +236,71 @@ def test_collect_once_reports_failures_with_exit_code(workdir: Path, tokens) -> 
     res = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120)
     assert res.returncode == 1
     assert "secret PARTNERBOARD_PAYMENTS_TOKEN is not set" in res.stderr
+
+
+def _wait_for_source(url: str, source: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = {s["source"]: s for s in httpx.get(f"{url}/healthz").json()["sources"]}
+        if found.get(source, {}).get("runs_ok"):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{source} did not complete a run within {timeout} s")
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_every_page_in_the_browser_and_the_csv_matches_the_board(server: Proc, workdir: Path,
+                                                                   tokens) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from dashboard.format import kpi_value
+
+    for source in ("marketplace_orders", "marketplace_traffic"):
+        _wait_for_source(server.url, source)
+    period = "2026-10"
+    csv = httpx.get(f"{server.url}/api/reports/{period}.csv", timeout=60)
+    assert csv.status_code == 200 and csv.content.startswith(b"\xef\xbb\xbf")
+    assert csv.headers["content-type"].startswith("text/csv")
+    import io
+
+    import pandas as pd
+
+    df = pd.read_csv(io.BytesIO(csv.content), encoding="utf-8-sig")
+    gmv = df[(df.section == "kpi") & (df.partner_id == "marketplace") & (df.item == "gmv")]
+    expected = kpi_value(float(gmv.iloc[0, 7]), "PLN")
+    assert httpx.get(f"{server.url}/api/reports/2026-13.csv").status_code == 400
+
+    # While serve owns the file, `export` gets the same report from the server.
+    out = workdir / "report.csv"
+    res = subprocess.run(
+        [sys.executable, "-m", "partnerboard.cli", "export", "--period", period, "--out", str(out),
+         "--config", str(workdir / "partners.toml"),
+         "--database-url", f"duckdb:///{workdir / 'board.duckdb'}"],
+        capture_output=True, text=True, env=_env(tokens), timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert server.url in res.stderr and "Could not set lock" not in res.stderr
+    exported = pd.read_csv(out, encoding="utf-8-sig")
+    assert list(exported.columns) == list(df.columns)
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1600, "height": 2400})
+        for path, heading in (("board", "Board"), ("api-health", "API health"), ("sla", "SLA"),
+                              ("reports", "Reports"), ("annotations", "Annotations"),
+                              ("data", "Data")):
+            page.goto(f"{server.url}/{path}?period={period}")
+            page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
+                                   timeout=60_000)
+            page.get_by_role("heading", name=heading).first.wait_for(timeout=30_000)
+            assert page.locator("[data-testid=stException]").count() == 0, path
+            if path == "board":
+                metric = page.locator("[data-testid=stMetric]", has_text="Gross merchandise value")
+                metric.first.wait_for(timeout=30_000)
+                shown = metric.first.locator("[data-testid=stMetricValue]").inner_text()
+                assert shown.strip() == expected, (shown, expected)
+            page.screenshot(path=str(ARTIFACTS / f"page-{path}.png"), full_page=True)
+        browser.close()

@@ -21,7 +21,7 @@ st.title("Data")
 now = queries._clip(queries.now_bucket())
 st.caption(f"refreshed {local_time(now, cfg.tz, seconds=True)}")
 
-expected = {f"source:{s.id}": s.interval_seconds for p in cfg.partners for s in p.sources}
+expected = {s.id: s.interval_seconds for p in cfg.partners for s in p.sources}
 expected |= {f"statuspage:{p.id}": p.statuspage.interval_seconds for p in cfg.partners if p.statuspage}
 try:
     sources = queries.sources(store.url, queries.now_bucket())
