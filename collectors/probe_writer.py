@@ -7,8 +7,8 @@ and the source watermark commit together, so a failure leaves the store as it wa
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 from collections.abc import Sequence
+from datetime import timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -127,8 +127,11 @@ def write_results(
         _save(conn, partner_id, endpoint_id, state, existed)
     if rows:
         conn.execute(pr.insert(), rows)
+        # Link only the batch's endpoints, from the earliest probe that could precede it.
         lookback = timedelta(seconds=health.MAX_INTERVAL_S * health.COVER_FACTOR)
-        health.link_probes(conn, since=min(r.ts for r in results) - lookback)
+        since = min(r.ts for r in results) - lookback
+        for partner_id, endpoint_id in by_endpoint:
+            health.link_probes(conn, since=since, partner_id=partner_id, endpoint_id=endpoint_id)
         runs.set_watermark(conn, source, max(r["ts"] for r in rows).isoformat(), run_id)
     counts["probes"] = len(rows)
     return counts
