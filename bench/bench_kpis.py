@@ -146,14 +146,14 @@ def generate() -> None:
 # Probe numbers per period: constant bounds per branch (so DuckDB prunes row groups by
 # time), one scan each for the time-weighted sums, counts and the exact percentiles.
 FLOOR_PROBES = """
-SELECT '{name}' AS name, partner_id,
-       sum(greatest(0, least(epoch(ts) + coalesce(covers_s, 2 * interval_s), {ee}) - greatest(epoch(ts), {se}))) observed,
-       sum(greatest(0, least(epoch(ts) + coalesce(covers_s, 2 * interval_s), {ee}) - greatest(epoch(ts), {se})))
-           FILTER (state = 'down') down,
+SELECT '{name}' AS name, partner_id, sum(covered) observed,
+       sum(covered) FILTER (state = 'down') down,
        count(*) FILTER (ts >= TIMESTAMP '{s}') probes,
        count(*) FILTER (ts >= TIMESTAMP '{s}' AND outcome = 'fail') failed,
        quantile_cont(latency_ms, [0.5, 0.95, 0.99]) FILTER (ts >= TIMESTAMP '{s}' AND outcome = 'ok') q
-FROM probe_results WHERE ts >= TIMESTAMP '{s}' - INTERVAL 2 HOUR AND ts < TIMESTAMP '{e}'
+FROM (SELECT *, greatest(0, least(epoch(ts) + coalesce(covers_s, 2 * interval_s), {ee})
+                            - greatest(epoch(ts), {se})) covered
+      FROM probe_results WHERE ts >= TIMESTAMP '{s}' - INTERVAL 2 HOUR AND ts < TIMESTAMP '{e}')
 GROUP BY partner_id
 """
 

@@ -21,9 +21,8 @@ def _config(path: str, mtime: float) -> Config:
 
 def config() -> Config:
     """The config named by the environment; reloaded when the file changes."""
-    path = config_path()
     try:
-        return _config(str(path.resolve()), path.stat().st_mtime if path.exists() else 0.0)
+        return config_for_key(config_key())
     except ConfigError as exc:
         st.error(f"The partnership config cannot be loaded:\n\n{exc}")
         st.stop()
@@ -33,7 +32,13 @@ def config() -> Config:
 def config_key() -> str:
     """A cache key naming the config file and its version (path|mtime)."""
     path = config_path().resolve()
-    return f"{path}|{path.stat().st_mtime if path.exists() else 0.0}"
+    return f"{path}|{path.stat().st_mtime if path.exists() else 0.0!r}"
+
+
+def config_for_key(key: str) -> Config:
+    """The config ``config_key`` names, from the same per-process cache as ``config``."""
+    path, mtime = key.rsplit("|", 1)
+    return _config(path, float(mtime))
 
 
 def store() -> Store:

@@ -13,7 +13,9 @@ from datetime import UTC, date, datetime, timedelta
 import pandas as pd
 import streamlit as st
 
+from dashboard.context import config_for_key
 from partnerboard.core import health, maintenance, runs
+from partnerboard.core.config import Config
 from partnerboard.core.store import open_store
 
 TTL_S = 5
@@ -27,26 +29,27 @@ def now_bucket(ttl_s: int = TTL_S) -> datetime:
     return datetime.fromtimestamp(ts - ts % ttl_s + ttl_s, UTC)
 
 
-def _clip(as_of: datetime) -> datetime:
+def clip(as_of: datetime) -> datetime:
+    """``as_of`` (a cache bucket that may lie in the future), but never later than now."""
     return min(as_of, datetime.now(UTC))
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def uptime(url: str, as_of: datetime) -> pd.DataFrame:
     with open_store(url).engine.connect() as conn:
-        return health.uptime(conn, _clip(as_of), UPTIME_WINDOWS)
+        return health.uptime(conn, clip(as_of), UPTIME_WINDOWS)
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def latency(url: str, start: datetime, as_of: datetime, bucket_s: int) -> pd.DataFrame:
     with open_store(url).engine.connect() as conn:
-        return health.latency_series(conn, start, _clip(as_of), timedelta(seconds=bucket_s))
+        return health.latency_series(conn, start, clip(as_of), timedelta(seconds=bucket_s))
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def history(url: str, start: datetime, as_of: datetime, bucket_s: int) -> pd.DataFrame:
     with open_store(url).engine.connect() as conn:
-        return health.status_history(conn, start, _clip(as_of), timedelta(seconds=bucket_s))
+        return health.status_history(conn, start, clip(as_of), timedelta(seconds=bucket_s))
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
@@ -58,7 +61,7 @@ def current(url: str, as_of: datetime) -> pd.DataFrame:
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def incidents(url: str, start: datetime, as_of: datetime) -> pd.DataFrame:
     with open_store(url).engine.connect() as conn:
-        return health.incidents_between(conn, start, _clip(as_of))
+        return health.incidents_between(conn, start, clip(as_of))
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
@@ -116,7 +119,7 @@ def report(url: str, config_key: str, label: str, viewer_partner: str | None,
     cfg = _config_for(config_key)
     with open_store(url).engine.connect() as conn:
         return report_mod.build(conn, cfg, periods.parse(label), viewer_partner=viewer_partner,
-                                now=_clip(as_of))
+                                now=clip(as_of))
 
 
 @st.cache_data(ttl=REVIEW_TTL_S, show_spinner=False)
@@ -125,7 +128,7 @@ def burn_rates(url: str, config_key: str, partner_id: str, as_of: datetime) -> l
 
     cfg = _config_for(config_key)
     with open_store(url).engine.connect() as conn:
-        return sla.burn_rates(conn, cfg.partner(partner_id), _clip(as_of))
+        return sla.burn_rates(conn, cfg.partner(partner_id), clip(as_of))
 
 
 @st.cache_data(ttl=REVIEW_TTL_S, show_spinner=False)
@@ -138,8 +141,8 @@ def funnel(url: str, config_key: str, partner_id: str, label: str, as_of: dateti
     last = periods.month_of(period.start)
     first = periods.trailing(last, 12)[0]
     with open_store(url).engine.connect() as conn:
-        return (merchant_funnel.funnel(conn, partner_id, period, cfg.tz, _clip(as_of)),
-                merchant_funnel.cohorts(conn, partner_id, first, last, cfg.tz, _clip(as_of)))
+        return (merchant_funnel.funnel(conn, partner_id, period, cfg.tz, clip(as_of)),
+                merchant_funnel.cohorts(conn, partner_id, first, last, cfg.tz, clip(as_of)))
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
@@ -150,8 +153,7 @@ def notes(url: str, start: date, end: date, as_of: datetime) -> pd.DataFrame:
         return annotations.between(conn, start, end)
 
 
-def _config_for(key: str):
-    """The config a cache entry was computed for (key = path|mtime, see context)."""
-    from partnerboard.core.config import load_config
-
-    return load_config(key.split("|", 1)[0])
+def _config_for(key: str) -> Config:
+    """The config a cache entry was computed for (``context.config_key``): the same
+    cached object the page holds, not a second read of the file."""
+    return config_for_key(key)

@@ -82,6 +82,16 @@ def _own_database(url: str, command: str, board_url: str | None = None) -> None:
         raise _fail(f"partnerboard {command}: {exc}") from None
 
 
+def _open_store(url: str, command: str):
+    """The store, or a clean exit that names the process holding the DuckDB file."""
+    from partnerboard.core.store import open_store
+
+    try:
+        return open_store(url)
+    except StoreBusyError as exc:
+        raise _fail(f"partnerboard {command}: {exc}") from None
+
+
 @app.command("check-config")
 def check_config(config: ConfigOpt = None) -> None:
     """Validate the config file without starting anything. Exit 0 if valid, 1 if not."""
@@ -142,16 +152,13 @@ def collect(
     """Run the collectors without the board. SIGTERM finishes the running job and exits 0."""
     from collectors.scheduler import build_scheduler, run_all_once
     from partnerboard.core import maintenance, runs
-    from partnerboard.core.store import close_all, open_store
+    from partnerboard.core.store import close_all
 
     logs.setup()
     cfg = _load(config)
     url = database_url(database)
     _own_database(url, "collect")
-    try:
-        store = open_store(url)
-    except StoreBusyError as exc:
-        raise _fail(f"partnerboard collect: {exc}") from None
+    store = _open_store(url, "collect")
     with store.engine.begin() as conn:
         maintenance.sync_windows(conn, cfg)
     runs.abandon_running(store.engine)
@@ -192,7 +199,7 @@ def backfill(
 
     from collectors.sources import backfill_windows, run_backfill
     from partnerboard.core import runs
-    from partnerboard.core.store import close_all, open_store
+    from partnerboard.core.store import close_all
 
     logs.setup("WARNING")
     cfg = _load(config)
@@ -203,10 +210,7 @@ def backfill(
     start, end = _when(since, cfg, "--since"), _when(until, cfg, "--until") if until else None
     url = database_url(database)
     _own_database(url, "backfill")
-    try:
-        store = open_store(url)
-    except StoreBusyError as exc:
-        raise _fail(f"partnerboard backfill: {exc}") from None
+    store = _open_store(url, "backfill")
     runs.abandon_running(store.engine)
     from partnerboard.core import timeutil
 
@@ -254,17 +258,14 @@ def export(
 
     While `partnerboard serve` owns the DuckDB file, the report comes from that server's
     /api/reports route (found through the file's owner record)."""
-    from partnerboard.core import csv_export, periods, report
+    from partnerboard.core import report
     from partnerboard.core.ownership import current_owner
-    from partnerboard.core.store import close_all, open_store
+    from partnerboard.core.store import close_all
 
     cfg = _load(config)
     try:
-        wanted = periods.parse(period)
-        if partner:
-            cfg.partner(partner)
-        csv_export.write([], ["x"], sep=sep, decimal=decimal)  # validates the options
-    except (periods.PeriodError, csv_export.CsvOptionError, KeyError) as exc:
+        wanted = report.check_request(cfg, period, partner, sep=sep, decimal=decimal)
+    except report.ReportRequestError as exc:
         raise _fail(f"partnerboard export: {exc}") from None
     url = database_url(database)
     path = duckdb_path(url)
@@ -289,15 +290,11 @@ def export(
                         f"{r.text[:300]}")
         body, source = r.content, server
     else:
-        try:
-            store = open_store(url)
-        except StoreBusyError as exc:
-            raise _fail(f"partnerboard export: {exc}") from None
+        store = _open_store(url, "export")
         with store.engine.connect() as conn:
             df = report.build(conn, cfg, wanted, partner_id=partner)
         close_all()
-        body, source = csv_export.write(df, list(report.COLUMNS), sep=sep, decimal=decimal), \
-            display_url(url)
+        body, source = report.to_csv(df, sep=sep, decimal=decimal), display_url(url)
     if out == "-":
         sys.stdout.buffer.write(body)
     else:

@@ -24,7 +24,7 @@ from starlette.routing import Route
 
 import dashboard
 from collectors.scheduler import build_scheduler
-from partnerboard.core import csv_export, maintenance, periods, report, runs
+from partnerboard.core import maintenance, report, runs
 from partnerboard.core.config import load_config
 from partnerboard.core.store import close_store, display_url, open_store
 
@@ -96,22 +96,21 @@ def create_app(config_path: str, database_url: str, *, collect: bool = True) -> 
         store, config = live.get("store"), live.get("config")
         if store is None or config is None:
             return PlainTextResponse("the board is starting; retry in a few seconds", 503)
+        partner = request.query_params.get("partner") or None
+        sep = request.query_params.get("sep", ",")
+        decimal = request.query_params.get("decimal", ".")
         try:
-            period = periods.parse(request.path_params["period"])
-            partner = request.query_params.get("partner") or None
-            if partner is not None:
-                config.partner(partner)  # raises KeyError with the known ids
-            sep = request.query_params.get("sep", ",")
-            decimal = request.query_params.get("decimal", ".")
-
-            def build() -> bytes:
-                with store.engine.connect() as conn:
-                    df = report.build(conn, config, period, partner_id=partner)
-                return csv_export.write(df, list(report.COLUMNS), sep=sep, decimal=decimal)
-
-            body = await asyncio.to_thread(build)
-        except (periods.PeriodError, csv_export.CsvOptionError, KeyError) as exc:
+            period = report.check_request(config, request.path_params["period"], partner,
+                                          sep=sep, decimal=decimal)
+        except report.ReportRequestError as exc:
             return PlainTextResponse(str(exc), 400)
+
+        def build() -> bytes:
+            with store.engine.connect() as conn:
+                df = report.build(conn, config, period, partner_id=partner)
+            return report.to_csv(df, sep=sep, decimal=decimal)
+
+        body = await asyncio.to_thread(build)
         name = report.filename(period, partner)
         return Response(body, media_type="text/csv; charset=utf-8",
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})

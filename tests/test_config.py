@@ -187,3 +187,13 @@ def test_check_config_warns_about_unset_secrets_via_env_var(tmp_path: Path) -> N
                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60)
     assert res.returncode == 0
     assert "secret PARTNERBOARD_PAYMENTS_TOKEN is not set" in res.stderr
+
+
+def test_endpoint_and_source_paths_must_be_relative() -> None:
+    data = config_dict("http://127.0.0.1:9")
+    data["partners"][0]["endpoints"][0]["path"] = "health"
+    data["partners"][1]["sources"][0]["path"] = "x"
+    with pytest.raises(ConfigError) as err:
+        parse_config(data)
+    assert 'partners[0].endpoints[0].path must start with "/", got "health"' in str(err.value)
+    assert 'partners[1].sources[0].path must start with "/", got "x"' in str(err.value)

@@ -92,9 +92,9 @@ def test_report_kpis_equal_the_engine_and_survive_the_csv(store) -> None:
                                                        decimal=dec)), sep=sep, decimal=dec,
                            encoding="utf-8-sig")
         kpis = back[back.section == "kpi"]
-        for r in kpis.itertuples():
-            want = values[(r.partner_id, r.item)]
-            got = getattr(r, "_8")  # "value (unit in 'unit')"
+        for _, r in kpis.iterrows():
+            want = values[(r["partner_id"], r["item"])]
+            got = r[csv_export.HEADERS["value"]]
             assert (pd.isna(got) and want is None) or got == pytest.approx(want, abs=1e-6)
     assert set(df.section) >= {"kpi", "sla", "annotation"}
 

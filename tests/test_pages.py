@@ -89,7 +89,7 @@ def test_board_metrics_equal_the_report_csv(monkeypatch, demo) -> None:
     from dashboard.format import kpi_value
     from partnerboard.core.kpis import BY_ID
 
-    back = csv_export.write(df, list(report.COLUMNS))
+    back = report.to_csv(df)
     import io
 
     import pandas as pd
@@ -97,9 +97,9 @@ def test_board_metrics_equal_the_report_csv(monkeypatch, demo) -> None:
     csv = pd.read_csv(io.BytesIO(back), encoding="utf-8-sig")
     csv = csv[csv.section == "kpi"]
     assert len(csv) == len(at.metric) > 10
-    for r in csv.itertuples():
-        value = getattr(r, "_8")
-        kpi = BY_ID[r.item]
+    for _, r in csv.iterrows():
+        value = r[csv_export.HEADERS["value"]]
+        kpi = BY_ID[r["item"]]
         # Both partners share some KPI names (uptime ...): match within the partner's column.
         assert kpi_value(None if pd.isna(value) else float(value), kpi.unit) in \
             [m.value for m in at.metric if m.label == kpi.name]

@@ -9,13 +9,12 @@ period's annotations. All numbers come from the KPI engine (``kpi_engine.board``
 from __future__ import annotations
 
 import math
-from datetime import datetime
 
 import pandas as pd
 import streamlit as st
 
-from dashboard import context, period_picker, queries
-from dashboard.format import duration, kpi_value, local_time, status_badge
+from dashboard import context, freshness, period_picker, queries
+from dashboard.format import kpi_value, local_time, status_badge
 from partnerboard.core.kpis import BY_ID
 from partnerboard.core.secrets import scrub
 
@@ -29,7 +28,7 @@ as_of = queries.review_bucket()
 st.caption(f"{cfg.partnership.name} · {period.label} ({period.start} – {period.end}, "
            f"{cfg.partnership.timezone}) · compared with {period.previous().label} and "
            f"{period.same_period_last_year().label} · refreshed "
-           f"{local_time(queries._clip(as_of), cfg.tz, seconds=True)}")
+           f"{local_time(queries.clip(as_of), cfg.tz, seconds=True)}")
 
 try:
     frame = queries.board(url, key, period.label, as_of)
@@ -84,28 +83,24 @@ for col, partner in zip(columns, cfg.partners, strict=False):
         for r in rows.itertuples():
             kpi = BY_ID[r.kpi]
             value = _none(r.value)
-            line = spark[(spark.partner_id == partner.id) & (spark.kpi == r.kpi)] \
-                if spark is not None else None
-            points = [x for x in line["value"].tolist()] if line is not None else None
             # Periods without data are left out of the sparkline (it takes numbers only).
-            points = [x for x in points if x is not None and not
-                      (isinstance(x, float) and math.isnan(x))] if points else None
+            points = [] if spark is None else spark[
+                (spark.partner_id == partner.id) & (spark.kpi == r.kpi)]["value"].dropna().tolist()
             st.metric(
                 kpi.name,
                 kpi_value(value, kpi.unit),
                 delta=_delta(_none(r.delta_previous), kpi.unit),
                 delta_color="normal" if kpi.direction == "higher" else "inverse",
                 delta_description=f"vs {r.previous_period}",
-                chart_data=points if points and len(points) > 1 else None,
+                chart_data=points if len(points) > 1 else None,
                 help=kpi.formula,
                 border=True,
             )
             target = _none(r.target)
+            goal = "—" if target is None else kpi_value(target, kpi.unit)
             year = _delta(_none(r.delta_last_year), kpi.unit)
-            st.caption(
-                f"{status_badge(r.status)} · target {kpi_value(target, kpi.unit) if target is not None else '—'}"
-                f" · vs {r.last_year_period}: {year or 'no data'}"
-            )
+            st.caption(f"{status_badge(r.status)} · target {goal} · "
+                       f"vs {r.last_year_period}: {year or 'no data'}")
 
 st.divider()
 left, right = st.columns(2)
@@ -116,18 +111,11 @@ with left:
     except Exception as exc:
         st.error(f"Collector runs unavailable: {scrub(str(exc))}")
         sources = []
-    now = queries._clip(queries.now_bucket())
+    now = queries.clip(queries.now_bucket())
     if not sources:
         st.info("No collector has run yet.")
-    for s in sources:
-        last = s.get("last_success_at")
-        if last is None:
-            text = "no successful run yet"
-        else:
-            text = f"updated {duration((now - datetime.fromisoformat(last)).total_seconds())} ago"
-        if s.get("last_status") == "failed":
-            text += " · last run failed"
-        st.text(f"{s['source']}: {text}")
+    for f in freshness.read(cfg, sources, now):
+        st.text(f"{f.source}: {f.text}")
 with right:
     st.subheader(f"Annotations in {period.label}")
     notes = report[report.section == "annotation"]

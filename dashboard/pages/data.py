@@ -3,13 +3,11 @@ when older than its expected interval), and quarantined records with their reaso
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import pandas as pd
 import sqlalchemy as sa
 import streamlit as st
 
-from dashboard import context, queries
+from dashboard import context, freshness, queries
 from dashboard.format import duration, local_time
 from partnerboard.core import schema
 from partnerboard.core.secrets import scrub
@@ -18,11 +16,9 @@ cfg = context.config()
 store = context.store()
 
 st.title("Data")
-now = queries._clip(queries.now_bucket())
+now = queries.clip(queries.now_bucket())
 st.caption(f"refreshed {local_time(now, cfg.tz, seconds=True)}")
 
-expected = {s.id: s.interval_seconds for p in cfg.partners for s in p.sources}
-expected |= {f"statuspage:{p.id}": p.statuspage.interval_seconds for p in cfg.partners if p.statuspage}
 try:
     sources = queries.sources(store.url, queries.now_bucket())
 except Exception as exc:
@@ -33,14 +29,11 @@ if not sources:
     st.info("No collector has run yet: `partnerboard serve` runs them on schedule, "
             "`partnerboard collect --once` runs one round now.")
 rows = []
-for s in sources:
-    last = datetime.fromisoformat(s["last_success_at"]) if s["last_success_at"] else None
-    age = (now - last).total_seconds() if last else None
-    limit = expected.get(s["source"])
-    stale = age is None or (limit is not None and age > 2 * limit)
-    rows.append({"source": s["source"], "last success": local_time(last, cfg.tz) if last else "never",
-                 "age": duration(age), "expected every": duration(limit),
-                 "state": "⚠️ stale" if stale else "ok", "last run": s["last_status"],
+for s, f in zip(sources, freshness.read(cfg, sources, now), strict=True):
+    rows.append({"source": f.source,
+                 "last success": local_time(f.last_success, cfg.tz) if f.last_success else "never",
+                 "age": duration(f.age_s), "expected every": duration(f.expected_s),
+                 "state": "⚠️ stale" if f.stale else "ok", "last run": f.last_status,
                  "runs ok": s["runs_ok"], "runs failed": s["runs_failed"],
                  "last error": scrub(s["last_error"] or "")})
 if rows:

@@ -10,7 +10,6 @@ import streamlit as st
 
 from dashboard import context, period_picker, queries
 from dashboard.format import local_time
-from partnerboard.core import csv_export
 from partnerboard.core import report as report_mod
 from partnerboard.core.secrets import scrub
 
@@ -33,7 +32,7 @@ st.caption(f"{period.label} · as of {local_time(df.attrs.get('as_of', as_of), c
            f"({cfg.partnership.timezone}) · {len(df)} rows · also at "
            f"`/api/reports/{period.label}.csv` and `partnerboard export --period {period.label}`")
 st.download_button(
-    "Download CSV", csv_export.write(df, list(report_mod.COLUMNS), sep=sep, decimal=decimal),
+    "Download CSV", report_mod.to_csv(df, sep=sep, decimal=decimal),
     file_name=report_mod.filename(period), mime="text/csv", type="primary", icon=":material/download:",
     key="report_download",
 )

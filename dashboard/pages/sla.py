@@ -18,7 +18,7 @@ key = context.config_key()
 st.title("SLA")
 period = period_picker.pick(cfg)
 as_of = queries.review_bucket()
-st.caption(f"{period.label} · refreshed {local_time(queries._clip(as_of), cfg.tz, seconds=True)} · "
+st.caption(f"{period.label} · refreshed {local_time(queries.clip(as_of), cfg.tz, seconds=True)} · "
            "uptime is time-weighted with agreed maintenance excluded; time without probes is "
            "no data")
 try:
@@ -38,11 +38,11 @@ for partner in cfg.partners:
     checks = rows[rows.index.isin(["uptime", "latency_p95", "support_first_response",
                                    "incident_resolution"])]
     cols = st.columns(max(1, len(checks)))
-    for col, (item, c) in zip(cols, checks.iterrows(), strict=False):
+    for col, (_, c) in zip(cols, checks.iterrows(), strict=False):
+        goal = "—" if pd.isna(c.target) else kpi_value(c.target, c.unit)
         col.metric(c["name"], kpi_value(None if pd.isna(c.value) else c.value, c.unit),
-                   help=f"target {kpi_value(c.target, c.unit) if not pd.isna(c.target) else '—'}")
-        col.caption(f"target {kpi_value(c.target, c.unit) if not pd.isna(c.target) else '—'} · "
-                    f"{c.status}")
+                   help=f"target {goal}")
+        col.caption(f"target {goal} · {c.status}")
     b1, b2, b3, b4 = st.columns(4)
     for col, item in zip((b1, b2, b3, b4), ("budget_allowed", "budget_used", "budget_left",
                                              "maintenance"), strict=True):

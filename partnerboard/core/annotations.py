@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from partnerboard.core import schema, timeutil
-from partnerboard.core.config import Config
+from partnerboard.core.config import Config, UnknownPartnerError
 from partnerboard.core.kpis import BY_ID
 
 an = schema.annotations
@@ -46,9 +46,11 @@ def add(conn: Connection, config: Config, note: NewAnnotation, *, author: str,
         raise AnnotationError("text is empty: write what happened, e.g. 'checkout redesign released'")
     if len(text) > MAX_TEXT:
         raise AnnotationError(f"text is {len(text)} characters long; keep it under {MAX_TEXT}")
-    if note.partner_id is not None and note.partner_id not in {p.id for p in config.partners}:
-        known = ", ".join(p.id for p in config.partners)
-        raise AnnotationError(f"partner {note.partner_id!r} is not configured (known: {known})")
+    if note.partner_id is not None:
+        try:
+            config.partner(note.partner_id)
+        except UnknownPartnerError as exc:
+            raise AnnotationError(str(exc)) from None
     if note.kpi is not None and note.kpi not in BY_ID:
         raise AnnotationError(f"KPI {note.kpi!r} is unknown; see docs/kpis.md for the ids")
     if note.visibility not in VISIBILITIES:

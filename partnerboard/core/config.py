@@ -58,6 +58,12 @@ def _between(lo: float, hi: float):
     return AfterValidator(check)
 
 
+def _relative_path(v: str) -> str:
+    if not v.startswith("/"):
+        raise ValueError(f'must start with "/", got "{v}"')
+    return v
+
+
 def _positive(v: float) -> float:
     if v <= 0:
         raise ValueError(f"must be greater than 0, got {v:g}")
@@ -65,6 +71,7 @@ def _positive(v: float) -> float:
 
 
 Percent = Annotated[float, _between(0, 100)]
+ApiPath = Annotated[str, AfterValidator(_relative_path)]  # below the partner's base_url
 Seconds = Annotated[float, AfterValidator(_positive)]
 
 
@@ -159,7 +166,7 @@ class Endpoint(_Model):
 
     id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
     name: str | None = None
-    path: str
+    path: ApiPath
     method: Literal["GET", "HEAD"] = "GET"
     # At most an hour: health.MAX_INTERVAL_S relies on it to bound its look-back.
     interval_seconds: Annotated[float, _between(0.1, 3600)] = 60
@@ -167,13 +174,6 @@ class Endpoint(_Model):
     expected_status: Annotated[int, _between(100, 599)] = 200
     expect_body_contains: str | None = None
     auth: bool = True
-
-    @field_validator("path")
-    @classmethod
-    def _path_is_relative(cls, v: str) -> str:
-        if not v.startswith("/"):
-            raise ValueError(f'must start with "/", got "{v}"')
-        return v
 
     @model_validator(mode="after")
     def _timeout_below_interval(self) -> Endpoint:
@@ -292,7 +292,7 @@ class Source(_Model):
 
     id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
     resource: records.ResourceName
-    path: str
+    path: ApiPath
     records_path: str = ""
     primary_key: list[str] | None = None
     fields: dict[str, str | FieldSpec]
@@ -307,13 +307,6 @@ class Source(_Model):
     # function(client, source, params, notes) and yielding pages instead of the
     # built-in paginator; mapping, validation, upserts and watermarks stay the same.
     fetcher: Annotated[str, Field(pattern=r"^[\w.]+:\w+$")] | None = None
-
-    @field_validator("path")
-    @classmethod
-    def _path_is_relative(cls, v: str) -> str:
-        if not v.startswith("/"):
-            raise ValueError(f'must start with "/", got "{v}"')
-        return v
 
     @model_validator(mode="after")
     def _fields_fit_the_table(self) -> Source:

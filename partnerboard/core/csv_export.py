@@ -68,15 +68,20 @@ def cell(value: Any, decimal: str = ".") -> str:
     return neutralise(str(value))
 
 
-def write(rows: Iterable[dict[str, Any]] | pd.DataFrame, columns: list[str] | None = None, *,
-          sep: str = ",", decimal: str = ".", bom: bool = True) -> bytes:
-    """Rows as CSV bytes."""
+def check_options(sep: str, decimal: str) -> None:
+    """Raise CsvOptionError for a separator / decimal mark pair that cannot be read back."""
     if sep not in (",", ";", "\t"):
         raise CsvOptionError(f"separator {sep!r} is not supported; use ',', ';' or a tab")
     if decimal not in (".", ","):
         raise CsvOptionError(f"decimal mark {decimal!r} is not supported; use '.' or ','")
     if sep == decimal:
         raise CsvOptionError("separator and decimal mark are both ','; use sep=';' with decimal=','")
+
+
+def write(rows: Iterable[dict[str, Any]] | pd.DataFrame, columns: list[str] | None = None, *,
+          sep: str = ",", decimal: str = ".", bom: bool = True) -> bytes:
+    """Rows as CSV bytes."""
+    check_options(sep, decimal)
     if isinstance(rows, pd.DataFrame):
         columns = columns or list(rows.columns)
         records = rows.to_dict("records")

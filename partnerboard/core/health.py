@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from partnerboard.core import schema, timeutil
+from partnerboard.core.sqltime import epoch
 
 p = schema.probe_results
 
@@ -60,10 +61,6 @@ def unpack_percentiles(found: Any) -> dict[int, float | None]:
     return {q: None if v is None else float(v) for q, v in zip(LATENCY_QUANTILES, found, strict=True)}
 
 
-def _epoch(col: sa.ColumnElement) -> sa.ColumnElement:
-    return sa.cast(sa.extract("epoch", col), sa.Float)
-
-
 def covers_until(t0: sa.ColumnElement) -> sa.ColumnElement:
     """Epoch second up to which a probe vouches: ``covers_s`` after its start, or twice
     its interval while it has no successor (``covers_s`` is NULL)."""
@@ -79,7 +76,7 @@ def _window_totals(name: str, start: datetime, end: datetime, partner_id: str | 
     """Per endpoint, the time probes vouched for inside [start, end), how much of it was
     down or inside maintenance, and the probes started in it. A plain scan: each probe
     already knows how long it vouches for (``covers_s``), so no sort is needed."""
-    t0 = _epoch(p.c.ts)
+    t0 = epoch(p.c.ts)
     start_e = sa.literal(timeutil.epoch(start), sa.Float)
     end_e = sa.literal(timeutil.epoch(end), sa.Float)
     lo = sa.func.greatest(t0, start_e)
@@ -124,7 +121,7 @@ def link_probes(conn: Connection, since: datetime | None = None,
     the cap keeps NULL, which means the same thing: it vouches for the cap.
     Returns the number of probes changed.
     """
-    t0 = _epoch(p.c.ts)
+    t0 = epoch(p.c.ts)
     nxt = sa.func.lead(t0).over(partition_by=(p.c.partner_id, p.c.endpoint_id), order_by=p.c.ts)
     cap = p.c.interval_s * COVER_FACTOR
     linked = sa.select(
@@ -260,7 +257,7 @@ def latency_series(
     p99_ms, probes, failed.
     """
     size = bucket.total_seconds()
-    t0 = _epoch(p.c.ts)
+    t0 = epoch(p.c.ts)
     bucket_e = (sa.func.floor(t0 / size) * size).label("bucket_e")
     ok_latency = sa.case((p.c.outcome == "ok", p.c.latency_ms), else_=None)
     q = (
@@ -308,7 +305,7 @@ def status_history(
     (the caller shows them as no data). Columns: partner_id, endpoint_id, bucket,
     state (up | pending | down), probes."""
     size = bucket.total_seconds()
-    t0 = _epoch(p.c.ts)
+    t0 = epoch(p.c.ts)
     start_e = timeutil.epoch(start)
     bucket_e = (sa.func.floor((t0 - start_e) / size) * size + start_e).label("bucket_e")
     rank = sa.case(

@@ -17,10 +17,11 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from partnerboard.core import health, schema, timeutil
+from partnerboard.core import health, schema
 from partnerboard.core.config import Config, Partner
 from partnerboard.core.kpis import BY_ID, VALUE_KPIS, applies_to
 from partnerboard.core.periods import Period, delta
+from partnerboard.core.sqltime import elapsed, within
 
 o, t, r, m = schema.orders, schema.traffic, schema.returns, schema.merchants
 pay, ref, tk, inc = schema.payments, schema.refunds, schema.tickets, schema.incidents
@@ -34,18 +35,6 @@ def ratio(numerator: Any, denominator: Any, scale: float = 1.0) -> float | None:
 
 def _num(value: Any) -> float | None:
     return None if value is None else float(value)
-
-
-def _epoch(col: sa.ColumnElement) -> sa.ColumnElement:
-    return sa.cast(sa.extract("epoch", col), sa.Float)
-
-
-def _between(col: sa.ColumnElement, start: datetime, end: datetime) -> sa.ColumnElement:
-    return sa.and_(col >= timeutil.to_db(start), col < timeutil.to_db(end))
-
-
-def _days(earlier: sa.ColumnElement, later: sa.ColumnElement) -> sa.ColumnElement:
-    return (_epoch(later) - _epoch(earlier)) / 86400.0
 
 
 # KPI -> the merchant timestamp whose arrival in the period it counts.
@@ -89,12 +78,12 @@ def _marketplace(conn: Connection, pids: list[str], windows: Sequence[Window]) -
         sa.func.sum(sa.case((kept, 1), else_=0)).label("kept"),
         sa.func.sum(sa.case((kept, o.c.amount), else_=0)).label("gmv"),
         sa.func.count(sa.distinct(o.c.merchant_id)).label("merchants"),
-    ).where(o.c.partner_id.in_(pids), _between(o.c.created_at, w.start, w.end))
+    ).where(o.c.partner_id.in_(pids), within(o.c.created_at, w.start, w.end))
      .group_by(o.c.partner_id))
     delivered = _per_period(conn, windows, lambda label, w: sa.select(
         label, o.c.partner_id, sa.func.count().label("n"),
     ).where(o.c.partner_id.in_(pids), o.c.status == "delivered",
-            _between(o.c.updated_at, w.start, w.end)).group_by(o.c.partner_id))
+            within(o.c.updated_at, w.start, w.end)).group_by(o.c.partner_id))
     sessions = _per_period(conn, windows, lambda label, w: sa.select(
         label, t.c.partner_id, sa.func.sum(t.c.sessions).label("n"),
     ).where(t.c.partner_id.in_(pids), t.c.day >= w.period.start, t.c.day < w.period.end)
@@ -104,14 +93,14 @@ def _marketplace(conn: Connection, pids: list[str], windows: Sequence[Window]) -
         sa.func.count().label("all"),
         sa.func.sum(r.c.shipping_cost + r.c.handling_cost).label("cost"),
         sa.func.sum(sa.case((r.c.status != "rejected", 1), else_=0)).label("kept"),
-    ).where(r.c.partner_id.in_(pids), _between(r.c.created_at, w.start, w.end))
+    ).where(r.c.partner_id.in_(pids), within(r.c.created_at, w.start, w.end))
      .group_by(r.c.partner_id))
     merchants = _per_period(conn, windows, lambda label, w: sa.select(
         label, m.c.partner_id,
-        *(sa.func.sum(sa.case((_between(m.c[col], w.start, w.end), 1), else_=0)).label(name)
+        *(sa.func.sum(sa.case((within(m.c[col], w.start, w.end), 1), else_=0)).label(name)
           for name, col in STAGE_COUNTS.items()),
         *(sa.func.percentile_cont(0.5).within_group(
-            sa.case((_between(m.c[later], w.start, w.end), _days(m.c[earlier], m.c[later])),
+            sa.case((within(m.c[later], w.start, w.end), elapsed(m.c[earlier], m.c[later], 86400.0)),
                     else_=None)).label(name)
           for name, (earlier, later) in STAGE_DAYS.items()),
     ).where(m.c.partner_id.in_(pids)).group_by(m.c.partner_id))
@@ -145,17 +134,17 @@ def _payments(conn: Connection, pids: list[str], windows: Sequence[Window]) -> V
         label, pay.c.partner_id,
         sa.func.sum(sa.case((pay.c.status == "success", 1), else_=0)).label("ok"),
         sa.func.sum(sa.case((pay.c.status.in_(["success", "failed"]), 1), else_=0)).label("decided"),
-    ).where(pay.c.partner_id.in_(pids), _between(pay.c.created_at, w.start, w.end))
+    ).where(pay.c.partner_id.in_(pids), within(pay.c.created_at, w.start, w.end))
      .group_by(pay.c.partner_id))
     refunds = _per_period(conn, windows, lambda label, w: sa.select(
         label, ref.c.partner_id, sa.func.sum(ref.c.amount).label("amount"),
-    ).where(ref.c.partner_id.in_(pids), _between(ref.c.created_at, w.start, w.end))
+    ).where(ref.c.partner_id.in_(pids), within(ref.c.created_at, w.start, w.end))
      .group_by(ref.c.partner_id))
-    hours = (_epoch(tk.c.first_response_at) - _epoch(tk.c.opened_at)) / 3600.0
+    hours = elapsed(tk.c.opened_at, tk.c.first_response_at, 3600.0)
     first_response = _per_period(conn, windows, lambda label, w: sa.select(
         label, tk.c.partner_id, sa.func.percentile_cont(0.5).within_group(hours).label("median"),
     ).where(tk.c.partner_id.in_(pids), tk.c.first_response_at.is_not(None),
-            _between(tk.c.opened_at, w.start, w.end)).group_by(tk.c.partner_id))
+            within(tk.c.opened_at, w.start, w.end)).group_by(tk.c.partner_id))
     with_payments = set(conn.execute(
         sa.select(pay.c.partner_id).where(pay.c.partner_id.in_(pids)).distinct()).scalars())
     out: Values = {}
@@ -178,10 +167,10 @@ def _api_health(conn: Connection, pids: list[str], windows: Sequence[Window]) ->
     measured = sa.and_(inc.c.partner_id.in_(pids), inc.c.origin == "measured")
     started = _per_period(conn, windows, lambda label, w: sa.select(
         label, inc.c.partner_id, sa.func.count().label("n"),
-    ).where(measured, _between(inc.c.started_at, w.start, w.end)).group_by(inc.c.partner_id))
+    ).where(measured, within(inc.c.started_at, w.start, w.end)).group_by(inc.c.partner_id))
     mttr = _per_period(conn, windows, lambda label, w: sa.select(
         label, inc.c.partner_id, sa.func.avg(inc.c.duration_s).label("mean_s"),
-    ).where(measured, inc.c.resolved_at.is_not(None), _between(inc.c.resolved_at, w.start, w.end))
+    ).where(measured, inc.c.resolved_at.is_not(None), within(inc.c.resolved_at, w.start, w.end))
      .group_by(inc.c.partner_id))
     out: Values = {}
     empty = {"observed_s": 0.0, "down_s": 0.0, "probes": 0, "failed": 0,

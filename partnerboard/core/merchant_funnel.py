@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 
 from partnerboard.core import schema, timeutil
 from partnerboard.core.periods import Period, months_between
+from partnerboard.core.sqltime import elapsed
 
 m = schema.merchants
 
@@ -26,10 +27,6 @@ m = schema.merchants
 STAGES = (("applied", "applied_at"), ("verified", "verified_at"),
           ("integrated", "integrated_at"), ("first_sale", "first_sale_at"))
 ACTIVE_WITHIN = timedelta(days=30)
-
-
-def _epoch(col: sa.ColumnElement) -> sa.ColumnElement:
-    return sa.cast(sa.extract("epoch", col), sa.Float)
 
 
 def _reached(column: str, as_of: datetime) -> sa.ColumnElement:
@@ -59,7 +56,7 @@ def funnel(conn: Connection, partner_id: str, period: Period, tz: Any,
     start, end = period.bounds(tz)
     medians = []
     for (_, earlier), (stage, later) in zip(STAGES, STAGES[1:], strict=False):
-        days = (_epoch(m.c[later]) - _epoch(m.c[earlier])) / 86400.0
+        days = elapsed(m.c[earlier], m.c[later], 86400.0)
         medians.append(sa.func.percentile_cont(0.5).within_group(
             sa.case((_reached(later, as_of), days), else_=None)).label(f"{stage}_days"))
     row = conn.execute(sa.select(*_stage_counts(as_of), *medians).where(

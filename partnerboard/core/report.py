@@ -16,8 +16,8 @@ from typing import Any
 import pandas as pd
 from sqlalchemy.engine import Connection
 
-from partnerboard.core import annotations, health, kpi_engine, sla, timeutil
-from partnerboard.core.config import Config, Partner
+from partnerboard.core import annotations, csv_export, health, kpi_engine, periods, sla, timeutil
+from partnerboard.core.config import Config, Partner, UnknownPartnerError
 from partnerboard.core.periods import Period
 
 COLUMNS = (
@@ -123,6 +123,28 @@ def _local(ts: Any, config: Config) -> str | None:
     if ts is None or pd.isna(ts):
         return None
     return ts.to_pydatetime().astimezone(config.tz).isoformat(timespec="seconds")
+
+
+class ReportRequestError(ValueError):
+    """A report request naming an unreadable period, an unknown partner or bad CSV options."""
+
+
+def check_request(config: Config, period: str, partner_id: str | None = None, *,
+                  sep: str = ",", decimal: str = ".") -> Period:
+    """Everything a report request (URL or CLI) names, checked before any query runs."""
+    try:
+        parsed = periods.parse(period)
+        if partner_id is not None:
+            config.partner(partner_id)
+        csv_export.check_options(sep, decimal)
+    except (periods.PeriodError, csv_export.CsvOptionError, UnknownPartnerError) as exc:
+        raise ReportRequestError(str(exc)) from None
+    return parsed
+
+
+def to_csv(df: pd.DataFrame, *, sep: str = ",", decimal: str = ".") -> bytes:
+    """The report as the CSV file the page, the URL and the CLI hand out."""
+    return csv_export.write(df, list(COLUMNS), sep=sep, decimal=decimal)
 
 
 def filename(period: Period, partner_id: str | None = None) -> str:

@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection
 from partnerboard.core import health, maintenance, schema, timeutil
 from partnerboard.core.config import Config, Partner
 from partnerboard.core.periods import Period
+from partnerboard.core.sqltime import elapsed, within
 
 # (long window, short window, burn-rate threshold): SRE workbook, table 5-8.
 BURN_ALERTS: tuple[tuple[timedelta, timedelta, float], ...] = (
@@ -127,7 +128,7 @@ def verdict(conn: Connection, config: Config, partner: Partner, period: Period,
     p = schema.probe_results
     p95 = conn.execute(sa.select(sa.func.percentile_cont(0.95).within_group(p.c.latency_ms)).where(
         p.c.partner_id == partner.id, p.c.outcome == "ok",
-        p.c.ts >= timeutil.to_db(start), p.c.ts < timeutil.to_db(end))).scalar()
+        within(p.c.ts, start, end))).scalar()
     p95 = None if p95 is None else float(p95)
     checks.append(Check("latency_p95", p95, terms.p95_latency_ms, "ms",
                         None if p95 is None or terms.p95_latency_ms is None
@@ -135,11 +136,10 @@ def verdict(conn: Connection, config: Config, partner: Partner, period: Period,
     breaches: list[dict[str, Any]] = []
     if terms.support_first_response_hours is not None:
         tk = schema.tickets
-        hours = (sa.cast(sa.extract("epoch", tk.c.first_response_at), sa.Float)
-                 - sa.cast(sa.extract("epoch", tk.c.opened_at), sa.Float)) / 3600.0
+        hours = elapsed(tk.c.opened_at, tk.c.first_response_at, 3600.0)
         median = conn.execute(sa.select(sa.func.percentile_cont(0.5).within_group(hours)).where(
             tk.c.partner_id == partner.id, tk.c.first_response_at.is_not(None),
-            tk.c.opened_at >= timeutil.to_db(start), tk.c.opened_at < timeutil.to_db(end))).scalar()
+            within(tk.c.opened_at, start, end))).scalar()
         median = None if median is None else float(median)
         checks.append(Check("support_first_response", median, terms.support_first_response_hours,
                             "h", None if median is None
@@ -150,8 +150,7 @@ def verdict(conn: Connection, config: Config, partner: Partner, period: Period,
         rows = conn.execute(sa.select(inc.c.id, inc.c.title, inc.c.started_at, inc.c.duration_s)
                             .where(inc.c.partner_id == partner.id, inc.c.origin == "measured",
                                    inc.c.resolved_at.is_not(None),
-                                   inc.c.resolved_at >= timeutil.to_db(start),
-                                   inc.c.resolved_at < timeutil.to_db(end))).all()
+                                   within(inc.c.resolved_at, start, end))).all()
         slow = [r for r in rows if (r.duration_s or 0) > limit_s]
         worst = max((r.duration_s or 0 for r in rows), default=None)
         checks.append(Check("incident_resolution", None if worst is None else worst / 3600,
