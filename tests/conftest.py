@@ -141,3 +141,26 @@ def truth(sim: RunningSimulator) -> dict[str, Any]:
 
 def move_clock(sim: RunningSimulator, seconds: float) -> None:
     httpx.post(f"{sim.base_url}/_sim/clock", json={"advance_seconds": seconds}).raise_for_status()
+
+
+APP = str(REPO / "dashboard" / "app.py")
+
+
+def open_page(page: str, *, period: str | None = None, title: str | None = None,
+              timeout: float = 60):
+    """Run the app in AppTest on ``page`` (``"views/board.py"``) and fail on any exception.
+
+    AppTest knows ``st.navigation``'s pages only after a first run, so the app runs once
+    on its default page, then switches. ``title`` checks that the switch really landed."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=timeout)
+    if period:
+        at.query_params["period"] = period
+    at.run()
+    at.switch_page(page)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    if title is not None:
+        assert [t.value for t in at.title][:1] == [title], (page, [t.value for t in at.title])
+    return at

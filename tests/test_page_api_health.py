@@ -9,9 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from collectors.scheduler import run_all_once
-from tests.conftest import REPO, config_toml, set_chaos
-
-APP = str(REPO / "dashboard" / "app.py")
+from tests.conftest import APP, config_toml, open_page, set_chaos
 
 
 @pytest.fixture()
@@ -24,11 +22,7 @@ def page_env(monkeypatch, tmp_path: Path, sim, db_url, env_tokens):
 
 
 def _run() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=30)
-    at.switch_page("pages/api_health.py")
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_page("views/api_health.py", title="API health", timeout=30)
 
 
 def _texts(at: AppTest) -> str:

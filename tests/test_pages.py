@@ -15,11 +15,10 @@ from partnerboard.core import store as store_mod
 from partnerboard.core.config import load_config
 from partnerboard.core.periods import parse
 from simulator.server import SECRET_ENV, start_in_thread
-from tests.conftest import FROZEN_NOW, REPO, config_toml
+from tests.conftest import FROZEN_NOW, config_toml, open_page
 
-APP = str(REPO / "dashboard" / "app.py")
-PAGES = ["pages/board.py", "pages/api_health.py", "pages/sla.py", "pages/reports.py",
-         "pages/annotations.py", "pages/data.py"]
+PAGES = ["views/board.py", "views/api_health.py", "views/sla.py", "views/reports.py",
+         "views/annotations.py", "views/data.py"]
 
 
 @pytest.fixture(scope="module")
@@ -49,13 +48,12 @@ def _env(monkeypatch, url: str, cfg: Path) -> None:
     monkeypatch.setenv("PARTNERBOARD_DATABASE_URL", url)
 
 
+TITLES = {"views/board.py": "Board", "views/api_health.py": "API health", "views/sla.py": "SLA",
+          "views/reports.py": "Reports", "views/annotations.py": "Annotations", "views/data.py": "Data"}
+
+
 def _page(page: str, period: str | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    if period:
-        at.query_params["period"] = period
-    at.switch_page(page)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
+    at = open_page(page, period=period, title=TITLES[page])
     assert not at.error, [e.value for e in at.error]
     return at
 
@@ -68,7 +66,7 @@ def test_every_page_renders_on_an_empty_store(monkeypatch, tmp_path, sim, db_url
     _env(monkeypatch, db_url, cfg)
     at = _page(page)
     assert at.title, "every page has a title"
-    if page == "pages/board.py":
+    if page == "views/board.py":
         assert any("partnerboard collect --once" in i.value for i in at.info)
 
 
@@ -81,7 +79,7 @@ def test_every_page_renders_on_the_demo_store(monkeypatch, demo, page) -> None:
 def test_board_metrics_equal_the_report_csv(monkeypatch, demo) -> None:
     url, cfg = demo
     _env(monkeypatch, url, cfg)
-    at = _page("pages/board.py", "2026-10")
+    at = _page("views/board.py", "2026-10")
     shown = {m.label: m.value for m in at.metric}
     config = load_config(cfg)
     with store_mod.open_store(url).engine.connect() as conn:
@@ -108,16 +106,16 @@ def test_board_metrics_equal_the_report_csv(monkeypatch, demo) -> None:
 
 def test_period_switching_changes_the_numbers(monkeypatch, demo) -> None:
     _env(monkeypatch, *demo)
-    oct_ = {m.label: m.value for m in _page("pages/board.py", "2026-10").metric}
-    sep = {m.label: m.value for m in _page("pages/board.py", "2026-09").metric}
+    oct_ = {m.label: m.value for m in _page("views/board.py", "2026-10").metric}
+    sep = {m.label: m.value for m in _page("views/board.py", "2026-09").metric}
     assert oct_["Gross merchandise value"] != sep["Gross merchandise value"]
-    quarter = _page("pages/board.py", "2026-Q3")
+    quarter = _page("views/board.py", "2026-Q3")
     assert any("2026-Q3" in c.value for c in quarter.caption)
 
 
 def test_annotation_round_trip(monkeypatch, demo) -> None:
     _env(monkeypatch, *demo)
-    at = _page("pages/annotations.py")
+    at = _page("views/annotations.py")
     at.text_input(key="note_text").input("<b>courier strike</b>")
     at.button[0].click()  # the form's submit button
     at.run()
