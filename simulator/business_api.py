@@ -36,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from simulator.world import TZ, Rec, World, since, visible
+from simulator.world import TZ, Rec, World, segment_of, since, visible
 
 PAGE_MAX = 100
 
@@ -163,6 +163,7 @@ def mp_shop(updated: float, state: str, r: Rec, now: float) -> dict:
     stage = {s: t for t, s in r.steps if t <= now}
     sale = r.data.get("last_sale")
     return {"shop_id": r.id, "shop_name": r.data["name"], "shop_state": state.upper(),
+            "shop_segment": segment_of(r.id).upper(),
             "date_created": iso_local(r.created),
             "verified_date": iso_local(stage["verified"]) if "verified" in stage else None,
             "integration_date": iso_local(stage["integrated"]) if "integrated" in stage else None,

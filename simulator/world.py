@@ -29,6 +29,13 @@ CHANNELS = {"organic": (0.45, 1.0), "paid_search": (0.25, 1.25), "social": (0.2,
 RETURN_REASONS = ("damaged", "wrong_size", "not_as_described", "changed_mind", "late_delivery")
 METHODS = (("card", 0.55), ("blik", 0.35), ("transfer", 0.10))
 BAD_MONTH = range(60, 90)
+SEGMENTS = (("small", 0.6), ("mid_market", 0.3), ("enterprise", 0.1))
+
+
+def segment_of(merchant_id: str) -> str:
+    """A shop's segment, a pure function of its id: adding it drew nothing from the
+    world's random streams, so every other number of the history stayed the same."""
+    return _weighted(random.Random(f"segment:{merchant_id}"), SEGMENTS)
 
 
 @dataclass

@@ -17,8 +17,10 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from partnerboard.core import filters as flt
 from partnerboard.core import health, schema
 from partnerboard.core.config import Config, Partner
+from partnerboard.core.filters import Filters
 from partnerboard.core.kpis import BY_ID, VALUE_KPIS, applies_to
 from partnerboard.core.periods import Period, delta
 from partnerboard.core.sqltime import elapsed, within
@@ -70,30 +72,32 @@ def _per_period(conn: Connection, windows: Sequence[Window], build: Builder) -> 
     return {(r.partner_id, r.period): r for r in conn.execute(q)}
 
 
-def _marketplace(conn: Connection, pids: list[str], windows: Sequence[Window]) -> Values:
+def _marketplace(conn: Connection, pids: list[str], windows: Sequence[Window], f: Filters) -> Values:
     kept = o.c.status != "cancelled"
+    by_order, by_return = flt.orders(f), flt.returns(f)
     orders = _per_period(conn, windows, lambda label, w: sa.select(
         label, o.c.partner_id,
         sa.func.count().label("all"),
         sa.func.sum(sa.case((kept, 1), else_=0)).label("kept"),
         sa.func.sum(sa.case((kept, o.c.amount), else_=0)).label("gmv"),
         sa.func.count(sa.distinct(o.c.merchant_id)).label("merchants"),
-    ).where(o.c.partner_id.in_(pids), within(o.c.created_at, w.start, w.end))
+    ).where(o.c.partner_id.in_(pids), within(o.c.created_at, w.start, w.end), *by_order)
      .group_by(o.c.partner_id))
     delivered = _per_period(conn, windows, lambda label, w: sa.select(
         label, o.c.partner_id, sa.func.count().label("n"),
     ).where(o.c.partner_id.in_(pids), o.c.status == "delivered",
-            within(o.c.updated_at, w.start, w.end)).group_by(o.c.partner_id))
+            within(o.c.updated_at, w.start, w.end), *by_order).group_by(o.c.partner_id))
     sessions = _per_period(conn, windows, lambda label, w: sa.select(
         label, t.c.partner_id, sa.func.sum(t.c.sessions).label("n"),
-    ).where(t.c.partner_id.in_(pids), t.c.day >= w.period.start, t.c.day < w.period.end)
+    ).where(t.c.partner_id.in_(pids), t.c.day >= w.period.start, t.c.day < w.period.end,
+            *flt.traffic(f))
      .group_by(t.c.partner_id))
     returns = _per_period(conn, windows, lambda label, w: sa.select(
         label, r.c.partner_id,
         sa.func.count().label("all"),
         sa.func.sum(r.c.shipping_cost + r.c.handling_cost).label("cost"),
         sa.func.sum(sa.case((r.c.status != "rejected", 1), else_=0)).label("kept"),
-    ).where(r.c.partner_id.in_(pids), within(r.c.created_at, w.start, w.end))
+    ).where(r.c.partner_id.in_(pids), within(r.c.created_at, w.start, w.end), *by_return)
      .group_by(r.c.partner_id))
     merchants = _per_period(conn, windows, lambda label, w: sa.select(
         label, m.c.partner_id,
@@ -103,7 +107,7 @@ def _marketplace(conn: Connection, pids: list[str], windows: Sequence[Window]) -
             sa.case((within(m.c[later], w.start, w.end), elapsed(m.c[earlier], m.c[later], 86400.0)),
                     else_=None)).label(name)
           for name, (earlier, later) in STAGE_DAYS.items()),
-    ).where(m.c.partner_id.in_(pids)).group_by(m.c.partner_id))
+    ).where(m.c.partner_id.in_(pids), *flt.merchants(f)).group_by(m.c.partner_id))
     out: Values = {}
     for pid in pids:
         for w in windows:
@@ -129,22 +133,22 @@ def _marketplace(conn: Connection, pids: list[str], windows: Sequence[Window]) -
     return out
 
 
-def _payments(conn: Connection, pids: list[str], windows: Sequence[Window]) -> Values:
+def _payments(conn: Connection, pids: list[str], windows: Sequence[Window], f: Filters) -> Values:
     decided = _per_period(conn, windows, lambda label, w: sa.select(
         label, pay.c.partner_id,
         sa.func.sum(sa.case((pay.c.status == "success", 1), else_=0)).label("ok"),
         sa.func.sum(sa.case((pay.c.status.in_(["success", "failed"]), 1), else_=0)).label("decided"),
-    ).where(pay.c.partner_id.in_(pids), within(pay.c.created_at, w.start, w.end))
+    ).where(pay.c.partner_id.in_(pids), within(pay.c.created_at, w.start, w.end), *flt.payments(f))
      .group_by(pay.c.partner_id))
     refunds = _per_period(conn, windows, lambda label, w: sa.select(
         label, ref.c.partner_id, sa.func.sum(ref.c.amount).label("amount"),
-    ).where(ref.c.partner_id.in_(pids), within(ref.c.created_at, w.start, w.end))
+    ).where(ref.c.partner_id.in_(pids), within(ref.c.created_at, w.start, w.end), *flt.refunds(f))
      .group_by(ref.c.partner_id))
     hours = elapsed(tk.c.opened_at, tk.c.first_response_at, 3600.0)
     first_response = _per_period(conn, windows, lambda label, w: sa.select(
         label, tk.c.partner_id, sa.func.percentile_cont(0.5).within_group(hours).label("median"),
     ).where(tk.c.partner_id.in_(pids), tk.c.first_response_at.is_not(None),
-            within(tk.c.opened_at, w.start, w.end)).group_by(tk.c.partner_id))
+            within(tk.c.opened_at, w.start, w.end), *flt.tickets(f)).group_by(tk.c.partner_id))
     with_payments = set(conn.execute(
         sa.select(pay.c.partner_id).where(pay.c.partner_id.in_(pids)).distinct()).scalars())
     out: Values = {}
@@ -162,7 +166,8 @@ def _payments(conn: Connection, pids: list[str], windows: Sequence[Window]) -> V
     return out
 
 
-def _api_health(conn: Connection, pids: list[str], windows: Sequence[Window]) -> Values:
+def _api_health(conn: Connection, pids: list[str], windows: Sequence[Window], f: Filters) -> Values:
+    """Partner-wide: probes carry no channel or merchant, so ``f`` never applies."""
     probes = health.partner_totals(conn, {w.period.label: (w.start, w.end) for w in windows})
     measured = sa.and_(inc.c.partner_id.in_(pids), inc.c.origin == "measured")
     started = _per_period(conn, windows, lambda label, w: sa.select(
@@ -192,11 +197,23 @@ def _api_health(conn: Connection, pids: list[str], windows: Sequence[Window]) ->
 
 
 def compute_many(conn: Connection, partners: Sequence[Partner], periods: Sequence[Period],
-                 tz: Any) -> Values:
+                 tz: Any, filters: Filters = flt.NONE) -> Values:
     """Every KPI that applies to each partner's role, for each period.
 
     One statement per family for all partners and periods together: the Board's three
-    periods cost one scan of the probes, not six."""
+    periods cost one scan of the probes, not six. Under ``filters``, a KPI that cannot
+    be cut by every active filter (``Filters.covers``) gets the whole partner's value,
+    never a ratio of a filtered numerator over an unfiltered denominator."""
+    found = _compute(conn, partners, periods, tz, filters)
+    if not filters.active:
+        return found
+    whole = _compute(conn, partners, periods, tz, flt.NONE)
+    return {key: {k: v if filters.covers(k) else whole[key][k] for k, v in values.items()}
+            for key, values in found.items()}
+
+
+def _compute(conn: Connection, partners: Sequence[Partner], periods: Sequence[Period],
+             tz: Any, filters: Filters) -> Values:
     windows = [Window(p, *p.bounds(tz)) for p in dict.fromkeys(periods)]
     by_role = {role: [p.id for p in partners if p.role == role] for role in ("marketplace", "payments")}
     values: Values = {(p.id, w.period.label): {} for p in partners for w in windows}
@@ -204,7 +221,7 @@ def compute_many(conn: Connection, partners: Sequence[Partner], periods: Sequenc
                 (_api_health, [p.id for p in partners])]
     for family, pids in families:
         if pids:
-            for key, found in family(conn, pids, windows).items():
+            for key, found in family(conn, pids, windows, filters).items():
                 values[key].update(found)
     roles = {p.id: p.role for p in partners}
     return {key: {k.id: found.get(k.id) for k in VALUE_KPIS if applies_to(k, roles[key[0]])}
@@ -262,14 +279,17 @@ def judge(kpi_id: str, value: float | None, target: tuple[float, float] | None) 
 
 
 def board(conn: Connection, config: Config, period: Period,
-          partners: Sequence[Partner] | None = None) -> pd.DataFrame:
+          partners: Sequence[Partner] | None = None, filters: Filters = flt.NONE) -> pd.DataFrame:
     """All KPIs of all (or the given) partners for a period, with previous period, same
-    period last year, deltas, target and status. One tidy row per partner and KPI."""
+    period last year, deltas, target and status. One tidy row per partner and KPI.
+
+    ``scope`` says what a value covers under ``filters``: the filtered records, or the
+    whole partner when the KPI cannot be cut by an active filter (and which one)."""
     tz = config.tz
     partners = list(config.partners if partners is None else partners)
     compare = {"current": period, "previous": period.previous(),
                "last_year": period.same_period_last_year()}
-    found = compute_many(conn, partners, list(compare.values()), tz) if partners else {}
+    found = compute_many(conn, partners, list(compare.values()), tz, filters) if partners else {}
     rows = []
     for partner in partners:
         values = {name: found[(partner.id, p.label)] for name, p in compare.items()}
@@ -286,8 +306,16 @@ def board(conn: Connection, config: Config, period: Period,
                 "last_year_period": compare["last_year"].label, "last_year": last,
                 "delta_last_year": d_year.absolute, "delta_last_year_pct": _pct(d_year.relative),
                 "target": verdict.target, "status": verdict.status,
+                "scope": _scope(filters, kpi_id),
             })
     return pd.DataFrame(rows)
+
+
+def _scope(filters: Filters, kpi_id: str) -> str:
+    if not filters.active:
+        return "all records"
+    missing = filters.missing(kpi_id)
+    return f"whole partner (not split by {' or '.join(missing)})" if missing else filters.describe()
 
 
 def _pct(fraction: float | None) -> float | None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 Family = Literal["conversion", "returns", "merchant_funnel", "support", "api_health"]
+Dimension = Literal["channel", "segment"]
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,20 @@ KPIS: tuple[Kpi, ...] = (
 )
 
 BY_ID: dict[str, Kpi] = {k.id: k for k in KPIS}
+
+# Which Board filters can cut each KPI (``filters``): a KPI is split by a dimension
+# only when every record behind it carries that dimension. Sessions have a channel but
+# no merchant; merchants have a segment but no channel; probes have neither.
+_BOTH: tuple[Dimension, ...] = ("channel", "segment")
+SPLITS: dict[str, tuple[Dimension, ...]] = {
+    "conversion_rate": ("channel",), "gmv": _BOTH, "aov": _BOTH, "payment_success_rate": _BOTH,
+    "returns_cost_total": _BOTH, "returns_cost_per_order": _BOTH, "return_rate": _BOTH,
+    "refund_amount": _BOTH, "merchants_active": _BOTH, "support_first_response": ("segment",),
+    **{k: ("segment",) for k in ("merchants_applied", "merchants_verified", "merchants_integrated",
+                                  "merchants_onboarded", "days_to_verify", "days_to_integrate",
+                                  "days_integrated_to_first_sale", "days_to_first_sale",
+                                  "merchant_funnel", "merchant_cohorts")},
+}
 KNOWN_KPI_IDS: tuple[str, ...] = tuple(k.id for k in KPIS if k.shape == "value")  # targetable
 
 
@@ -150,17 +165,23 @@ def render_markdown() -> str:
         "Table KPIs (funnel, cohorts) follow the application cohort as of a stated time, "
         "so a report names its as-of time.",
         "",
+        "The *filters* column says which Board filters cut the KPI: `channel` (the order's "
+        "or session's channel; payments and refunds through their order) and `segment` (the "
+        "merchant's segment; orders, payments and tickets through their merchant). Under a "
+        "filter a KPI cannot be cut by, the Board shows the whole partner's value and says so.",
+        "",
     ]
     for family in ("conversion", "returns", "merchant_funnel", "support", "api_health"):
         lines += [f"## {family.replace('_', ' ').capitalize()}", ""]
-        lines += ["| id | name | partner | unit | better | formula | source tables |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += ["| id | name | partner | unit | better | formula | source tables | filters |",
+                  "|---|---|---|---|---|---|---|---|"]
         for k in KPIS:
             if k.family == family:
                 unit = "table" if k.shape == "table" else k.unit
                 lines.append(
                     f"| `{k.id}` | {k.name} | {k.role} | {unit} | {k.direction} | "
-                    f"{k.formula} | {', '.join(k.sources)} |"
+                    f"{k.formula} | {', '.join(k.sources)} | "
+                    f"{', '.join(SPLITS.get(k.id, ())) or '—'} |"
                 )
         lines.append("")
     return "\n".join(lines)

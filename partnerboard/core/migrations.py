@@ -70,12 +70,20 @@ def _v5_annotations(conn: Connection) -> None:
     schema.annotations.create(conn, checkfirst=True)
 
 
+def _v6_merchant_segment(conn: Connection) -> None:
+    """v6: ``merchants.segment``, the dimension the Board's merchant-segment filter cuts by.
+    Rows collected before stay NULL (unknown) until their source re-reads them."""
+    if "segment" not in {c["name"] for c in sa.inspect(conn).get_columns("merchants")}:
+        conn.execute(sa.text("ALTER TABLE merchants ADD COLUMN segment VARCHAR(64)"))
+
+
 # Step N upgrades a database at version N-1 to version N. Append only; never edit.
 STEPS: dict[int, Callable[[Connection], None]] = {
     2: _v2_indexes,
     3: _v3_business_records,
     4: _v4_probe_coverage,
     5: _v5_annotations,
+    6: _v6_merchant_segment,
 }
 LATEST = max(STEPS)
 

@@ -71,6 +71,7 @@ class Merchant(_Record):
     first_sale_at: Aware | None = None
     last_sale_at: Aware | None = None
     updated_at: Aware
+    segment: Annotated[str, Field(min_length=1, max_length=64)] | None = None
 
     @model_validator(mode="after")
     def _stages_in_order(self) -> Merchant:

@@ -231,6 +231,7 @@ merchants = sa.Table(
     sa.Column("last_sale_at", sa.DateTime),
     sa.Column("updated_at", sa.DateTime, nullable=False),
     *_meta(),
+    sa.Column("segment", sa.String(64), comment="the partner's merchant segment (v6); NULL = unknown"),
 )
 
 payments = sa.Table(
