@@ -6,6 +6,8 @@ import math
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+import pandas as pd
+
 
 def pct(value: float | None, digits: int = 2) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -49,3 +51,11 @@ def kpi_value(value: float | None, unit: str) -> str:
 
 def status_badge(status: str) -> str:
     return STATUS_BADGES.get(status, status)
+
+
+def without_attrs(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy without ``attrs`` (as-of times and the like, shown in captions): Arrow cannot
+    serialise them and Streamlit warns on every render."""
+    out = df.copy()
+    out.attrs = {}
+    return out

@@ -14,8 +14,10 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.context import config_for_key
+from partnerboard.core import filters as flt
 from partnerboard.core import health, maintenance, runs
 from partnerboard.core.config import Config
+from partnerboard.core.filters import Filters
 from partnerboard.core.store import open_store
 
 TTL_S = 5
@@ -86,24 +88,26 @@ def review_bucket() -> datetime:
 
 
 @st.cache_data(ttl=REVIEW_TTL_S, show_spinner=False)
-def board(url: str, config_key: str, label: str, as_of: datetime) -> pd.DataFrame:
+def board(url: str, config_key: str, label: str, as_of: datetime,
+          filters: Filters = flt.NONE) -> pd.DataFrame:
     """The Board frame (``kpi_engine.board``) for a period label."""
     from partnerboard.core import kpi_engine, periods
 
     cfg = _config_for(config_key)
     with open_store(url).engine.connect() as conn:
-        return kpi_engine.board(conn, cfg, periods.parse(label))
+        return kpi_engine.board(conn, cfg, periods.parse(label), filters=filters)
 
 
 @st.cache_data(ttl=REVIEW_TTL_S, show_spinner=False)
-def trend(url: str, config_key: str, label: str, n: int, as_of: datetime) -> pd.DataFrame:
+def trend(url: str, config_key: str, label: str, n: int, as_of: datetime,
+          filters: Filters = flt.NONE) -> pd.DataFrame:
     """Every KPI for the ``n`` periods ending with ``label``: partner_id, period, kpi, value."""
     from partnerboard.core import kpi_engine, periods
 
     cfg = _config_for(config_key)
     series = periods.trailing(periods.parse(label), n)
     with open_store(url).engine.connect() as conn:
-        found = kpi_engine.compute_many(conn, cfg.partners, series, cfg.tz)
+        found = kpi_engine.compute_many(conn, cfg.partners, series, cfg.tz, filters)
     rows = [{"partner_id": pid, "period": p, "kpi": k, "value": v}
             for (pid, p), values in found.items() for k, v in values.items()]
     order = {p.label: i for i, p in enumerate(series)}
@@ -132,17 +136,48 @@ def burn_rates(url: str, config_key: str, partner_id: str, as_of: datetime) -> l
 
 
 @st.cache_data(ttl=REVIEW_TTL_S, show_spinner=False)
-def funnel(url: str, config_key: str, partner_id: str, label: str, as_of: datetime
-           ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def funnel(url: str, config_key: str, partner_id: str, label: str, as_of: datetime,
+           filters: Filters = flt.NONE) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The period's application cohort per stage, and the 12 application-month cohorts
+    ending with the period's last month."""
     from partnerboard.core import merchant_funnel, periods
 
     cfg = _config_for(config_key)
     period = periods.parse(label)
-    last = periods.month_of(period.start)
+    last = periods.month_of(period.end - timedelta(days=1))
     first = periods.trailing(last, 12)[0]
     with open_store(url).engine.connect() as conn:
-        return (merchant_funnel.funnel(conn, partner_id, period, cfg.tz, clip(as_of)),
-                merchant_funnel.cohorts(conn, partner_id, first, last, cfg.tz, clip(as_of)))
+        return (merchant_funnel.funnel(conn, partner_id, period, cfg.tz, clip(as_of), filters),
+                merchant_funnel.cohorts(conn, partner_id, first, last, cfg.tz, clip(as_of), filters))
+
+
+@st.cache_data(ttl=REVIEW_TTL_S, show_spinner=False)
+def breakdown(url: str, config_key: str, name: str, partner_id: str, label: str, as_of: datetime,
+              filters: Filters = flt.NONE) -> pd.DataFrame:
+    """``breakdowns.<name>`` (conversion_by_channel, payments_by_method, returns_by_reason)."""
+    from partnerboard.core import breakdowns, periods
+
+    cfg = _config_for(config_key)
+    with open_store(url).engine.connect() as conn:
+        return getattr(breakdowns, name)(conn, partner_id, periods.parse(label), cfg.tz, filters)
+
+
+@st.cache_data(ttl=REVIEW_TTL_S, show_spinner=False)
+def records(url: str, config_key: str, name: str, partner_id: str, label: str, as_of: datetime,
+            filters: Filters = flt.NONE, where: tuple[tuple[str, str], ...] = ()
+            ) -> tuple[pd.DataFrame, int]:
+    """The records behind a chart (``drill.records``): rows and how many match in all."""
+    from partnerboard.core import drill, periods
+
+    cfg = _config_for(config_key)
+    with open_store(url).engine.connect() as conn:
+        return drill.records(conn, name, partner_id, periods.parse(label), cfg.tz, filters, dict(where))
+
+
+@st.cache_data(ttl=REVIEW_TTL_S, show_spinner=False)
+def filter_choices(url: str, as_of: datetime) -> dict[str, list[str]]:
+    with open_store(url).engine.connect() as conn:
+        return dict(flt.choices(conn))
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)

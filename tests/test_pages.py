@@ -17,8 +17,9 @@ from partnerboard.core.periods import parse
 from simulator.server import SECRET_ENV, start_in_thread
 from tests.conftest import FROZEN_NOW, config_toml, open_page
 
-PAGES = ["views/board.py", "views/api_health.py", "views/sla.py", "views/reports.py",
-         "views/annotations.py", "views/data.py"]
+PAGES = ["views/board.py", "views/api_health.py", "views/sla.py", "views/conversion.py",
+         "views/returns.py", "views/funnel.py", "views/reports.py", "views/annotations.py",
+         "views/data.py"]
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,9 @@ def _env(monkeypatch, url: str, cfg: Path) -> None:
 
 
 TITLES = {"views/board.py": "Board", "views/api_health.py": "API health", "views/sla.py": "SLA",
-          "views/reports.py": "Reports", "views/annotations.py": "Annotations", "views/data.py": "Data"}
+          "views/reports.py": "Reports", "views/annotations.py": "Annotations", "views/data.py": "Data",
+          "views/conversion.py": "Conversion", "views/returns.py": "Returns",
+          "views/funnel.py": "Merchant funnel"}
 
 
 def _page(page: str, period: str | None = None) -> AppTest:
@@ -123,3 +126,131 @@ def test_annotation_round_trip(monkeypatch, demo) -> None:
     assert any("Annotation added" in s.value for s in at.success)
     texts = set().union(*(set(df.value["text"]) for df in at.dataframe if "text" in df.value))
     assert "<b>courier strike</b>" in texts  # stored and shown as text, not HTML
+
+
+# --- Conversion, Returns, Merchant funnel, and the Board's filters --------------------
+
+def _charts(at: AppTest) -> dict[str, dict]:
+    """Plotly figures by title (AppTest has no plotly accessor: the spec is JSON)."""
+    import json
+
+    figs = [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
+    return {f["layout"].get("title", {}).get("text", ""): f for f in figs}
+
+
+def _engine(url: str, cfg: Path, period: str = "2026-10", **filters) -> dict:
+    from partnerboard.core import kpi_engine
+    from partnerboard.core.filters import Filters
+
+    config = load_config(cfg)
+    with store_mod.open_store(url).engine.connect() as conn:
+        return kpi_engine.compute_many(conn, config.partners, [parse(period)], config.tz, Filters(**filters))
+
+
+def test_conversion_page_breakdown_and_trend_agree_with_the_engine(monkeypatch, demo) -> None:
+    _env(monkeypatch, *demo)
+    at = _page("views/conversion.py", "2026-10")
+    engine = _engine(*demo)
+    by_channel = next(d.value for d in at.dataframe if "channel" in d.value.columns)
+    assert set(by_channel.channel) == {"organic", "paid_search", "social", "email"}
+    assert 100 * by_channel.orders.sum() / by_channel.sessions.sum() == pytest.approx(
+        engine[("marketplace", "2026-10")]["conversion_rate"])
+    assert by_channel.gmv.sum() == pytest.approx(engine[("marketplace", "2026-10")]["gmv"])
+    charts = _charts(at)
+    trend = charts["Marketplace conversion (%)"]
+    values = dict(zip(trend["data"][0]["x"], trend["data"][0]["y"], strict=True))
+    assert len(values) == 12 and values["2026-10"] == pytest.approx(
+        engine[("marketplace", "2026-10")]["conversion_rate"])
+    target = next(t for t in trend["data"] if t.get("name") == "target")
+    assert set(target["y"]) == {2.5}, "the configured target is drawn for every period"
+    assert "By payment method" in charts and "By channel" in charts
+
+
+def test_drill_down_shows_the_records_behind_a_bar(monkeypatch, demo) -> None:
+    _env(monkeypatch, *demo)
+    at = _page("views/conversion.py", "2026-10")
+    at.selectbox(key="drill-marketplace-orders-channel").select("email").run()
+    assert not at.exception
+    rows = next(d.value for d in at.dataframe if "merchant_id" in d.value.columns and "channel" in d.value)
+    by_channel = next(d.value for d in at.dataframe if "conversion_pct" in d.value.columns)
+    assert set(rows.channel) == {"email"}
+    assert len(rows) == int(by_channel.set_index("channel").loc["email", "orders"])
+    assert rows.collected_by.eq("marketplace_orders").all() and rows.run_id.notna().all()
+
+
+def test_board_filters_cut_what_they_can_and_say_what_they_cannot(monkeypatch, demo) -> None:
+    _env(monkeypatch, *demo)
+    whole = {m.label: m.value for m in _page("views/board.py", "2026-10").metric}
+    at = AppTest.from_file(str(Path(__file__).parent.parent / "dashboard" / "app.py"), default_timeout=60)
+    at.query_params.update(period="2026-10", channel="email")
+    at.run()
+    assert not at.exception and not at.error
+    email = {m.label: m.value for m in at.metric}
+    from dashboard.format import kpi_value
+
+    engine = _engine(*demo, channel="email")[("marketplace", "2026-10")]
+    assert email["Gross merchandise value"] == kpi_value(engine["gmv"], "PLN")
+    assert email["Gross merchandise value"] != whole["Gross merchandise value"]
+    assert email["Uptime"] == whole["Uptime"]
+    captions = [c.value for c in at.caption]
+    assert any("whole partner (not split by channel)" in c for c in captions)
+    assert any("channel = email" in c for c in captions)
+    assert at.selectbox(key="filters_channel").value == "email"
+
+
+def test_returns_page_cost_by_reason_adds_up(monkeypatch, demo) -> None:
+    _env(monkeypatch, *demo)
+    at = _page("views/returns.py", "2026-10")
+    by_reason = next(d.value for d in at.dataframe if "reason" in d.value.columns and "cost" in d.value)
+    engine = _engine(*demo)[("marketplace", "2026-10")]
+    assert by_reason.cost.sum() == pytest.approx(engine["returns_cost_total"])
+    chart = _charts(at)["Cost by return reason"]
+    assert sum(chart["data"][0]["y"]) + sum(chart["data"][1]["y"]) == pytest.approx(by_reason.cost.sum())
+
+
+def test_funnel_page_shows_the_cohort_and_cohort_months(monkeypatch, demo) -> None:
+    from partnerboard.core import merchant_funnel
+
+    _env(monkeypatch, *demo)
+    at = _page("views/funnel.py", "2026-Q3")
+    config = load_config(demo[1])
+    with store_mod.open_store(demo[0]).engine.connect() as conn:
+        expected = merchant_funnel.funnel(conn, "marketplace", parse("2026-Q3"), config.tz)
+    charts = _charts(at)
+    funnel = charts["Application cohort by stage"]["data"][0]
+    assert funnel["x"][:4] == list(expected.merchants[:4]) and funnel["x"][0] > 0
+    cohorts = charts["Cohorts by application month (applied in brackets)"]["data"][0]
+    assert len(cohorts["y"]) == 12 and cohorts["y"][-1].startswith("2026-09")
+
+
+def test_annotations_appear_on_trend_charts_as_text(monkeypatch, demo) -> None:
+    from datetime import date
+
+    from partnerboard.core import annotations
+
+    url, cfg = demo
+    _env(monkeypatch, url, cfg)
+    with store_mod.open_store(url).engine.begin() as conn:
+        annotations.add(conn, load_config(cfg), annotations.NewAnnotation(
+            date(2026, 10, 15), "<img src=x onerror=alert(1)> promo week", "marketplace", "gmv"),
+            author="test")
+    from dashboard import queries
+
+    queries.notes.clear()  # as the Annotations page does after adding a note
+    at = _page("views/conversion.py", "2026-10")
+    gmv = _charts(at)["Gross merchandise value (PLN)"]
+    note = next(t for t in gmv["data"] if t.get("name") == "annotation")
+    assert note["x"] == ["2026-10"]
+    assert note["hovertext"] == ["2026-10-15: &lt;img src=x onerror=alert(1)&gt; promo week"]
+    conv = _charts(at)["Marketplace conversion (%)"]
+    assert not any(t.get("name") == "annotation" for t in conv["data"]), "a GMV note stays on GMV"
+
+
+def test_review_pages_on_an_empty_store_say_what_to_do(monkeypatch, tmp_path, sim, db_url, store) -> None:
+    cfg = tmp_path / "partners.toml"
+    cfg.write_text(config_toml(sim.base_url))
+    _env(monkeypatch, db_url, cfg)
+    for page in ("views/conversion.py", "views/returns.py"):
+        infos = [i.value for i in _page(page, "2026-10").info]
+        assert any("No data for Demo Marketplace" in i and "partnerboard collect --once" in i
+                   for i in infos), (page, infos)

@@ -13,7 +13,7 @@ import math
 import pandas as pd
 import streamlit as st
 
-from dashboard import context, freshness, period_picker, queries
+from dashboard import context, filter_picker, freshness, period_picker, queries
 from dashboard.format import kpi_value, local_time, status_badge
 from partnerboard.core.kpis import BY_ID
 from partnerboard.core.secrets import scrub
@@ -24,20 +24,21 @@ url, key = store.url, context.config_key()
 
 st.title("Board")
 period = period_picker.pick(cfg)
+filters = filter_picker.pick(url)
 as_of = queries.review_bucket()
 st.caption(f"{cfg.partnership.name} · {period.label} ({period.start} – {period.end}, "
            f"{cfg.partnership.timezone}) · compared with {period.previous().label} and "
-           f"{period.same_period_last_year().label} · refreshed "
+           f"{period.same_period_last_year().label} · {filters.describe()} · refreshed "
            f"{local_time(queries.clip(as_of), cfg.tz, seconds=True)}")
 
 try:
-    frame = queries.board(url, key, period.label, as_of)
+    frame = queries.board(url, key, period.label, as_of, filters)
 except Exception as exc:  # a readable message; the rest of the page still renders
     st.error(f"The KPIs for {period.label} could not be computed: {scrub(str(exc))}")
     frame = pd.DataFrame()
 
 try:
-    spark = queries.trend(url, key, period.label, 12, as_of) if period.kind != "custom" else None
+    spark = queries.trend(url, key, period.label, 12, as_of, filters) if period.kind != "custom" else None
 except Exception as exc:
     st.warning(f"Sparklines unavailable: {scrub(str(exc))}")
     spark = None
@@ -99,8 +100,9 @@ for col, partner in zip(columns, cfg.partners, strict=False):
             target = _none(r.target)
             goal = "—" if target is None else kpi_value(target, kpi.unit)
             year = _delta(_none(r.delta_last_year), kpi.unit)
+            scope = f" · {r.scope}" if filters.active else ""
             st.caption(f"{status_badge(r.status)} · target {goal} · "
-                       f"vs {r.last_year_period}: {year or 'no data'}")
+                       f"vs {r.last_year_period}: {year or 'no data'}{scope}")
 
 st.divider()
 left, right = st.columns(2)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import context, period_picker, queries
-from dashboard.format import local_time
+from dashboard.format import local_time, without_attrs
 from partnerboard.core import report as report_mod
 from partnerboard.core.secrets import scrub
 
@@ -38,8 +38,7 @@ st.download_button(
 )
 for section, title in (("kpi", "KPIs"), ("sla", "SLA"), ("incident", "Incidents"),
                        ("annotation", "Annotations")):
-    part = df[df.section == section].dropna(axis=1, how="all")
-    part.attrs = {}  # as_of is shown above; attrs are not part of the table
+    part = without_attrs(df[df.section == section].dropna(axis=1, how="all"))  # as_of: caption
     st.subheader(title)
     if part.empty:
         st.caption(f"No {title.lower()} for {period.label}.")

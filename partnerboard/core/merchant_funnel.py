@@ -17,7 +17,9 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from partnerboard.core import filters as flt
 from partnerboard.core import schema, timeutil
+from partnerboard.core.filters import Filters
 from partnerboard.core.periods import Period, months_between
 from partnerboard.core.sqltime import elapsed
 
@@ -47,7 +49,7 @@ def _stage_counts(as_of: datetime) -> list[sa.ColumnElement]:
 
 
 def funnel(conn: Connection, partner_id: str, period: Period, tz: Any,
-           as_of: datetime | None = None) -> pd.DataFrame:
+           as_of: datetime | None = None, f: Filters = flt.NONE) -> pd.DataFrame:
     """One row per stage for the merchants who applied in ``period``: how many reached it
     by ``as_of`` (default now), conversion from the previous stage and from application
     (%), and the median days from the previous stage among those who reached it.
@@ -62,6 +64,7 @@ def funnel(conn: Connection, partner_id: str, period: Period, tz: Any,
     row = conn.execute(sa.select(*_stage_counts(as_of), *medians).where(
         m.c.partner_id == partner_id,
         m.c.applied_at >= timeutil.to_db(start), m.c.applied_at < timeutil.to_db(min(end, as_of)),
+        *flt.merchants(f),
     )).one()._mapping
     rows, previous, applied = [], None, row["applied"]
     for stage in [s for s, _ in STAGES] + ["active"]:
@@ -80,7 +83,7 @@ def funnel(conn: Connection, partner_id: str, period: Period, tz: Any,
 
 
 def cohorts(conn: Connection, partner_id: str, first: Period, last: Period, tz: Any,
-            as_of: datetime | None = None) -> pd.DataFrame:
+            as_of: datetime | None = None, f: Filters = flt.NONE) -> pd.DataFrame:
     """One row per local application month from ``first`` to ``last`` (month periods):
     merchants applied, how many reached each stage by ``as_of``, and the share (%)."""
     as_of = as_of or timeutil.utcnow()
@@ -90,7 +93,7 @@ def cohorts(conn: Connection, partner_id: str, first: Period, last: Period, tz: 
     lo, hi = months[0].bounds(tz)[0], months[-1].bounds(tz)[1]
     q = sa.select(month.label("month"), *_stage_counts(as_of)).where(
         m.c.partner_id == partner_id, m.c.applied_at >= timeutil.to_db(lo),
-        m.c.applied_at < timeutil.to_db(min(hi, as_of)),
+        m.c.applied_at < timeutil.to_db(min(hi, as_of)), *flt.merchants(f),
     ).group_by(month)
     found = {r.month: r._mapping for r in conn.execute(q)}
     rows = []
