@@ -124,3 +124,19 @@ def drill_table(rv: Review, name: str, partner: Partner, by: str | None = None,
                    "Times in the partnership's zone.")
         # st.dataframe shows partner text (merchant names, reasons) as plain text, never HTML.
         st.dataframe(rows, hide_index=True, width="stretch", height=min(420, 38 + 35 * len(rows)))
+
+
+MONEY_COLUMNS = {"gmv", "aov", "amount", "cost", "refund_amount", "shipping_cost", "handling_cost"}
+
+
+def breakdown_table(df: pd.DataFrame, key: str) -> None:
+    """A breakdown as a table: percentages and PLN amounts with two decimals and their
+    unit in the header, counts as integers."""
+    config = {}
+    for col in df.columns:
+        label = col.replace("_pct", "").replace("_", " ")
+        if col.endswith("_pct"):
+            config[col] = st.column_config.NumberColumn(f"{label} (%)", format="%.2f")
+        elif col in MONEY_COLUMNS:
+            config[col] = st.column_config.NumberColumn(f"{label} (PLN)", format="%.2f")
+    st.dataframe(df, hide_index=True, width="stretch", key=key, column_config=config)

@@ -1,7 +1,7 @@
 """The optional Board filters (channel, merchant segment), shared by the review pages.
 
 Like the period, the choice lives in the URL (``?channel=email&segment=enterprise``), so
-a filtered view can be linked and survives moving between pages. The values offered
+a filtered view can be linked, and in the session, so it survives moving between pages. The values offered
 come from the data (``filters.choices``); a value in the URL that the data does not know
 is ignored with a warning rather than giving an empty board.
 """
@@ -14,6 +14,7 @@ from dashboard import queries
 from partnerboard.core.filters import DIMENSIONS, Filters
 
 ALL = "All"
+CHOSEN = "chosen_filters"  # session key outliving the page's widgets
 
 
 def pick(url: str, key: str = "filters") -> Filters:
@@ -24,7 +25,7 @@ def pick(url: str, key: str = "filters") -> Filters:
     chosen: dict[str, str | None] = {}
     for col, (dim, label) in zip(st.columns(len(DIMENSIONS)), DIMENSIONS.items(), strict=True):
         options = [ALL, *choices.get(dim, [])]
-        wanted = st.query_params.get(dim)
+        wanted = st.query_params.get(dim) or st.session_state.get(CHOSEN, {}).get(dim)
         if wanted and wanted not in options:
             st.warning(f"Ignoring ?{dim}={wanted}: no {label} of that name in the data.")
             wanted = None
@@ -35,4 +36,5 @@ def pick(url: str, key: str = "filters") -> Filters:
             st.query_params.pop(dim, None)
         else:
             st.query_params[dim] = chosen[dim]
+    st.session_state[CHOSEN] = chosen
     return Filters(**chosen)

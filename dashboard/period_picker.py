@@ -1,7 +1,9 @@
 """The period picker every review page shares: month, quarter or custom range.
 
-The choice lives in ``st.session_state`` (and the URL's ``?period=``), so moving
-between pages keeps the period, and a link to ``/board?period=2026-Q3`` opens it.
+The choice lives in the URL's ``?period=`` and in ``st.session_state`` (Streamlit
+drops query parameters and widget state when the reader switches pages), so moving
+between pages keeps the period, and a link to ``/?period=2026-Q3`` (the Board) or
+``/conversion?period=2026-10&channel=email`` opens it.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ from partnerboard.core.config import Config
 from partnerboard.core.periods import Period
 
 KINDS = {"Month": "month", "Quarter": "quarter", "Custom": "custom"}
+CHOSEN = "chosen_period"  # session key outliving the page's widgets
 
 
 def pick(cfg: Config, key: str = "period") -> Period:
     """Render the picker; returns the chosen period (default: the last complete month)."""
     now = datetime.now(cfg.tz)
-    wanted = st.query_params.get("period")
+    wanted = st.query_params.get("period") or st.session_state.get(CHOSEN)
     default = periods.last_complete("month", now, cfg.tz)
     if wanted:
         try:
@@ -50,4 +53,5 @@ def pick(cfg: Config, key: str = "period") -> Period:
         label = col_period.selectbox(kind_label, labels, index=index, key=f"{key}_{kind}")
         chosen = options[labels.index(label)]
     st.query_params["period"] = chosen.label
+    st.session_state[CHOSEN] = chosen.label
     return chosen

@@ -69,7 +69,7 @@ for partner in rv.cfg.partners:
         if dim == "channel" and rv.filters.segment is not None:
             st.caption("Sessions cannot be split by merchant segment: conversion per channel is "
                        "left empty under that filter; orders and GMV are filtered.")
-        st.dataframe(df, hide_index=True, width="stretch", key=f"table-{dim}-{partner.id}")
+        charts.breakdown_table(df, key=f"table-{dim}-{partner.id}")
     charts.drill_table(rv, records, partner, by=dim, values=list(df[dim]))
 if not shown:
     st.info("No marketplace or payments partner in the config: conversion KPIs need one.")

@@ -43,7 +43,8 @@ def cohort_chart(df: pd.DataFrame) -> go.Figure:
     fig = go.Figure(go.Heatmap(
         z=z, x=[STAGE_NAMES[s] for s in stages], y=[f"{m} ({n})" for m, n in zip(df.month, df.applied,
                                                                                  strict=True)],
-        colorscale="Greens", zmin=0, zmax=100, texttemplate="%{z:.0f} %", hoverongaps=False,
+        text=[["" if v is None or pd.isna(v) else f"{v:.0f} %" for v in row] for row in z],
+        texttemplate="%{text}", colorscale="Greens", zmin=0, zmax=100, hoverongaps=False,
         colorbar=dict(title="% of cohort")))
     fig.update_layout(height=80 + 26 * len(df), margin=dict(l=0, r=0, t=28, b=0),
                       title=dict(text="Cohorts by application month (applied in brackets)",
@@ -56,6 +57,9 @@ if not marketplaces:
     st.info("No marketplace partner in the config: the merchant funnel needs one.")
 for partner in marketplaces:
     st.header(partner.name)
+    if rv.filters.channel is not None:
+        st.caption("Merchants have no channel: the funnel and cohorts cover every channel "
+                   "(the merchant-segment filter does cut them).")
     try:
         stages, cohorts = queries.funnel(rv.url, rv.key, partner.id, rv.period.label, rv.as_of, rv.filters)
     except Exception as exc:  # a readable error; the rest of the page still renders

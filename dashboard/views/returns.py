@@ -60,7 +60,7 @@ for partner in rv.cfg.partners:
         st.metric("Returns booked", f"{int(df.returns.sum()):,}",
                   help="rejected returns included here; the return rate leaves them out")
         st.metric("Handling cost", kpi_value(float(df.cost.sum()), "PLN"))
-        st.dataframe(df, hide_index=True, width="stretch", key=f"table-reason-{partner.id}")
+        charts.breakdown_table(df, key=f"table-reason-{partner.id}")
     charts.drill_table(rv, "returns", partner, by="reason", values=list(df.reason))
 if not shown:
     st.info("No marketplace or payments partner in the config: returns KPIs need one.")

@@ -1,0 +1,139 @@
+"""The board in a real browser: `partnerboard serve` on a temporary DuckDB file,
+collecting from the frozen simulator, driven by Playwright in Debian's Chromium.
+
+The expected Board numbers are computed here from the simulator's own records (its
+ground truth), not from our store: the test proves the whole path partner API →
+collector → store → KPI engine → page, and that the CSV a user downloads from the
+Reports page carries the same numbers as the page.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pandas as pd
+import pytest
+
+from dashboard.format import kpi_value
+from partnerboard.core import csv_export
+from partnerboard.core.periods import parse
+from simulator.world import TZ
+from tests.conftest import config_toml, free_port
+from tests.test_server import ARTIFACTS, CHROMIUM, Proc, _start, _stop, _wait_for_source, _wait_healthy
+
+PERIOD = "2026-10"
+PAGES = [("", "Board"), ("api-health", "API health"), ("sla", "SLA"), ("conversion", "Conversion"),
+         ("returns", "Returns"), ("merchant-funnel", "Merchant funnel"), ("reports", "Reports"),
+         ("annotations", "Annotations"), ("data", "Data")]
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync", "--no-first-run"]
+SETTLED = "[data-testid=stApp][data-test-script-state=notRunning]"
+
+
+def expected_from_the_simulator(sim, label: str) -> dict[str, float]:
+    """Board numbers for a month, from the simulator's records as its API shows them now."""
+    start, end = (t.timestamp() for t in parse(label).bounds(TZ))
+    lists = sim.app.state.lists
+    orders = [(state, rec) for _, state, rec in lists.rows("orders") if start <= rec.created < end]
+    sessions = sum(int(state) for _, state, rec in lists.rows("traffic")
+                   if parse(label).start <= datetime.fromisoformat(rec.data["day"]).date() < parse(label).end)
+    gmv = sum(rec.data["amount"] for state, rec in orders if state != "cancelled")
+    settled = [state for _, state, rec in lists.rows("payments") if start <= rec.created < end]
+    return {"gmv": gmv, "conversion_rate": 100 * len(orders) / sessions,
+            "payment_success_rate": 100 * settled.count("success") / (settled.count("success")
+                                                                      + settled.count("failed"))}
+
+
+@pytest.fixture()
+def frozen_server(tmp_path: Path, bsim, tokens) -> Iterator[Proc]:
+    (tmp_path / "partners.toml").write_text(config_toml(bsim.base_url, interval=1.0, timeout=0.8))
+    port, log = free_port(), tmp_path / "serve.log"
+    proc = _start(["serve", "--config", str(tmp_path / "partners.toml"), "--database-url",
+                   f"duckdb:///{tmp_path / 'board.duckdb'}", "--port", str(port)], tokens, log, tmp_path)
+    running = Proc(proc, f"http://127.0.0.1:{port}", log)
+    try:
+        _wait_healthy(running.url, proc, log)
+        for source in ("marketplace_orders", "marketplace_traffic", "payments_charges"):
+            _wait_for_source(running.url, source)
+        yield running
+    finally:
+        _stop(proc)
+
+
+def _settle(page) -> None:
+    page.wait_for_selector(SETTLED, timeout=60_000)
+
+
+def _metric(page, label: str) -> str:
+    metric = page.locator("[data-testid=stMetric]", has_text=label).first
+    metric.wait_for(timeout=30_000)
+    return metric.locator("[data-testid=stMetricValue]").inner_text().strip()
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_board_pages_and_csv_in_chromium(frozen_server: Proc, bsim, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "Chromium missing: `apt-get install -y chromium` (.ci/run does)"
+    expected = expected_from_the_simulator(bsim, PERIOD)
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        page = browser.new_page(viewport={"width": 1600, "height": 2000}, accept_downloads=True)
+
+        # The Board for a fixed month of the seeded data shows the simulator's numbers.
+        page.goto(f"{frozen_server.url}/?period={PERIOD}")  # the Board is the default page
+        _settle(page)
+        shown = {name: _metric(page, name) for name in
+                 ("Gross merchandise value", "Marketplace conversion", "Payment success rate")}
+        assert shown == {
+            "Gross merchandise value": kpi_value(expected["gmv"], "PLN"),
+            "Marketplace conversion": kpi_value(expected["conversion_rate"], "%"),
+            "Payment success rate": kpi_value(expected["payment_success_rate"], "%"),
+        }
+
+        # The sidebar is st.navigation's: page titles, not file names.
+        nav = page.get_by_test_id("stSidebarNav")
+        for _, title in PAGES:
+            assert nav.get_by_text(title, exact=True).count() == 1, title
+        assert nav.get_by_text("app", exact=True).count() == 0
+
+        # Every page, reached through the sidebar, renders without an exception or error.
+        for path, title in PAGES:
+            nav.get_by_text(title, exact=True).click()
+            page.wait_for_url(lambda url, path=path: urlsplit(url).path == f"/{path}", timeout=30_000)
+            _settle(page)
+            page.get_by_role("heading", name=title).first.wait_for(timeout=30_000)
+            _settle(page)
+            assert page.locator("[data-testid=stException]").count() == 0, path
+            assert page.locator("[data-testid=stAlertContentError]").count() == 0, path
+            if path not in ("api-health", "data", "annotations"):  # the pages without a period
+                assert f"period={PERIOD}" in page.url, ("the period follows the reader", path)
+            assert page.get_by_text("Page not found").count() == 0, path
+            page.screenshot(path=str(ARTIFACTS / f"page-{path or 'board'}.png"), full_page=True)
+
+        # The CSV downloaded from the Reports page carries the numbers the Board showed.
+        page.goto(f"{frozen_server.url}/reports?period={PERIOD}")
+        _settle(page)
+        with page.expect_download(timeout=60_000) as download:
+            page.get_by_role("button", name="Download CSV").click()
+        assert download.value.suggested_filename.endswith(".csv")
+        body = Path(download.value.path()).read_bytes()
+        browser.close()
+
+    assert body.startswith(b"\xef\xbb\xbf")
+    csv = pd.read_csv(io.BytesIO(body), encoding="utf-8-sig")
+    kpis = csv[csv.section == "kpi"].set_index(["partner_id", "item"])[csv_export.HEADERS["value"]]
+    assert kpi_value(kpis[("marketplace", "gmv")], "PLN") == shown["Gross merchandise value"]
+    assert kpi_value(kpis[("marketplace", "conversion_rate")], "%") == shown["Marketplace conversion"]
+    assert kpi_value(kpis[("payments", "payment_success_rate")], "%") == shown["Payment success rate"]
+    # ... and the stable URL serves the same file.
+    same = httpx.get(f"{frozen_server.url}/api/reports/{PERIOD}.csv", timeout=60)
+    route = pd.read_csv(io.BytesIO(same.content), encoding="utf-8-sig")
+    assert route[route.section == "kpi"].equals(csv[csv.section == "kpi"])
