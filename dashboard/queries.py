@@ -127,6 +127,19 @@ def report(url: str, config_key: str, label: str, viewer_partner: str | None,
 
 
 @st.cache_data(ttl=REVIEW_TTL_S, show_spinner=False)
+def sla_verdicts(url: str, config_key: str, label: str, as_of: datetime) -> dict[str, tuple[str, str]]:
+    """partner id -> (verdict, breaches in one line): the Board's SLA line, without
+    building the whole report (which recomputes every KPI)."""
+    from partnerboard.core import periods, report, sla
+
+    cfg = _config_for(config_key)
+    period = periods.parse(label)
+    with open_store(url).engine.connect() as conn:
+        verdicts = {p.id: sla.verdict(conn, cfg, p, period, now=clip(as_of)) for p in cfg.partners}
+    return {pid: (v.verdict, report.breaches_text(v)) for pid, v in verdicts.items()}
+
+
+@st.cache_data(ttl=REVIEW_TTL_S, show_spinner=False)
 def burn_rates(url: str, config_key: str, partner_id: str, as_of: datetime) -> list[dict]:
     from partnerboard.core import sla
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -254,3 +255,20 @@ def test_review_pages_on_an_empty_store_say_what_to_do(monkeypatch, tmp_path, si
         infos = [i.value for i in _page(page, "2026-10").info]
         assert any("No data for Demo Marketplace" in i and "partnerboard collect --once" in i
                    for i in infos), (page, infos)
+
+
+def test_sla_page_lists_the_period_incidents_with_links(monkeypatch, demo) -> None:
+    from partnerboard.core import health
+
+    _env(monkeypatch, *demo)
+    at = _page("views/sla.py", "2026-10")
+    tables = [d.value for d in at.dataframe if "breaches SLA" in d.value.columns]
+    assert len(tables) == 2, "one incident table per partner"
+    config = load_config(demo[1])
+    with store_mod.open_store(demo[0]).engine.connect() as conn:
+        found = health.incidents_between(conn, *parse("2026-10").bounds(config.tz))
+    shown = pd.concat(tables)
+    assert len(shown) == len(found) > 0
+    reported = shown[shown.source == "reported by partner"]
+    assert not reported.empty and reported.link.str.startswith("http://127.0.0.1").all()
+    assert set(shown.title) == set(found.title)

@@ -44,10 +44,10 @@ except Exception as exc:
     spark = None
 
 try:
-    report = queries.report(url, key, period.label, None, as_of)
+    verdicts = queries.sla_verdicts(url, key, period.label, as_of)
 except Exception as exc:
     st.warning(f"SLA verdicts unavailable: {scrub(str(exc))}")
-    report = pd.DataFrame(columns=["section", "partner_id", "item", "status", "detail"])
+    verdicts = {}
 
 
 def _delta(value: float | None, unit: str) -> str | None:
@@ -68,15 +68,13 @@ columns = st.columns(len(cfg.partners) or 1)
 for col, partner in zip(columns, cfg.partners, strict=False):
     with col:
         st.subheader(partner.name)
-        verdict = report[(report.section == "sla") & (report.partner_id == partner.id) &
-                         (report.item == "verdict")]
-        if not verdict.empty:
-            v = verdict.iloc[0]
+        if partner.id in verdicts:
+            verdict, breaches = verdicts[partner.id]
             text = {"met": "✅ SLA met", "breached": "❌ SLA breached",
-                    "no data": "⬜ SLA: no data"}.get(v.status, v.status)
+                    "no data": "⬜ SLA: no data"}.get(verdict, verdict)
             st.markdown(f"**{text}** · {period.label}")
-            if isinstance(v.detail, str) and v.detail:
-                st.caption(f"Breaches: {v.detail}")
+            if breaches:
+                st.caption(f"Breaches: {breaches}")
         rows = frame[frame.partner_id == partner.id] if not frame.empty else frame
         if rows.empty or rows["value"].isna().all():
             st.info(f"No data for {partner.name} in {period.label} yet: collectors run on "
@@ -120,9 +118,15 @@ with left:
         st.text(f"{f.source}: {f.text}")
 with right:
     st.subheader(f"Annotations in {period.label}")
-    notes = report[report.section == "annotation"]
+    try:
+        notes = queries.notes(url, period.start, period.end, queries.now_bucket())
+    except Exception as exc:
+        st.warning(f"Annotations unavailable: {scrub(str(exc))}")
+        notes = pd.DataFrame()
     if notes.empty:
         st.caption("No annotations for this period (add them on the Annotations page).")
+    names = {p.id: p.name for p in cfg.partners}
     for n in notes.itertuples():
-        who = n.partner if isinstance(n.partner, str) else "both"
-        st.text(f"{n.started_at} · {who} · {n.item or 'all KPIs'}: {n.name}")
+        who = names.get(n.partner_id, n.partner_id) if isinstance(n.partner_id, str) else "both"
+        kpi_name = BY_ID[n.kpi].name if isinstance(n.kpi, str) and n.kpi in BY_ID else "all KPIs"
+        st.text(f"{n.day} · {who} · {kpi_name}: {n.text}")  # partner text stays text

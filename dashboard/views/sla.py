@@ -18,6 +18,7 @@ key = context.config_key()
 st.title("SLA")
 period = period_picker.pick(cfg)
 as_of = queries.review_bucket()
+start, end = period.bounds(cfg.tz)
 st.caption(f"{period.label} · refreshed {local_time(queries.clip(as_of), cfg.tz, seconds=True)} · "
            "uptime is time-weighted with agreed maintenance excluded; time without probes is "
            "no data")
@@ -43,14 +44,14 @@ for partner in cfg.partners:
         col.metric(c["name"], kpi_value(None if pd.isna(c.value) else c.value, c.unit),
                    help=f"target {goal}")
         col.caption(f"target {goal} · {c.status}")
-    b1, b2, b3, b4 = st.columns(4)
-    for col, item in zip((b1, b2, b3, b4), ("budget_allowed", "budget_used", "budget_left",
-                                             "maintenance"), strict=True):
+    budget_items = ("budget_allowed", "budget_used", "budget_left", "maintenance", "no_data")
+    for col, item in zip(st.columns(len(budget_items)), budget_items, strict=True):
         if item in rows.index:
             col.metric(rows.loc[item, "name"], kpi_value(rows.loc[item, "value"], "min"))
     if isinstance(verdict.detail, str) and verdict.detail:
         st.markdown("**Breaches**")
-        st.text(verdict.detail)
+        for breach in verdict.detail.split("; "):
+            st.text(f"• {breach}")
     try:
         burns = pd.DataFrame(queries.burn_rates(store.url, key, partner.id, queries.now_bucket()))
     except Exception as exc:
@@ -66,11 +67,30 @@ for partner in cfg.partners:
                           title="Burn rate now (× budget pace)")
         st.plotly_chart(fig, key=f"burn_{partner.id}")
         firing = burns[burns.alert]
-        if not firing.empty:
-            st.error(f"Burn-rate alert: {', '.join(firing.window)} window(s) over threshold")
-    incidents = df[(df.section == "incident") & (df.partner_id == partner.id)].copy()
-    incidents.attrs = {}
-    if not incidents.empty:
-        st.dataframe(incidents[["item", "name", "started_at", "ended_at", "value", "detail"]]
-                     .rename(columns={"item": "incident", "name": "title", "value": "minutes"}),
-                     hide_index=True, width="stretch", key=f"inc_{partner.id}")
+        if not firing.empty:  # a finding about the partner, not a failure of the page
+            st.warning(f"Burn-rate alert: {', '.join(firing.window)} window(s) over threshold",
+                       icon=":material/local_fire_department:")
+    st.markdown(f"**Incidents in {period.label}**")
+    try:
+        found = queries.incidents(store.url, start, min(end, queries.clip(as_of)))
+    except Exception as exc:
+        st.warning(f"Incidents unavailable: {scrub(str(exc))}")
+        continue
+    mine = found[found.partner_id == partner.id]
+    if mine.empty:
+        st.caption(f"No incidents of {partner.name} in {period.label}.")
+        continue
+    # Reported incidents link to the partner's status page; measured ones to API health.
+    breached = {b.split(" ")[1] for b in str(verdict.detail or "").split("; ") if b.startswith("incident ")}
+    st.dataframe(pd.DataFrame({
+        "source": mine.origin.map({"measured": "measured by us", "reported": "reported by partner"}),
+        "title": mine.title,
+        "started": mine.started_at.map(lambda t: local_time(t, cfg.tz)),
+        "resolved": mine.resolved_at.map(lambda t: "ongoing" if pd.isna(t) else local_time(t, cfg.tz)),
+        "minutes": mine.duration_s / 60,
+        "breaches SLA": mine.id.isin(breached),
+        "link": [u if isinstance(u, str) and u.startswith(("http://", "https://")) else "/api-health"
+                 for u in mine.url],
+    }), hide_index=True, width="stretch", key=f"inc_{partner.id}", column_config={
+        "minutes": st.column_config.NumberColumn(format="%.1f"),
+        "link": st.column_config.LinkColumn(display_text="open")})

@@ -84,7 +84,7 @@ def _sla_rows(conn: Connection, config: Config, partner: Partner, period: Period
     base = {"section": "sla", "partner_id": partner.id, "partner": partner.name,
             "period": period.label}
     rows = [{**base, "item": "verdict", "name": "SLA verdict", "status": v.verdict,
-             "detail": "; ".join(_breach_text(b) for b in v.breaches)}]
+             "detail": breaches_text(v)}]
     for c in v.checks:
         status = "no target" if c.target is None else "no data" if c.met is None \
             else "met" if c.met else "breached"
@@ -111,6 +111,11 @@ def _sla_rows(conn: Connection, config: Config, partner: Partner, period: Period
 CHECK_NAMES = {"uptime": "SLA uptime (maintenance excluded)", "latency_p95": "Latency p95",
                "support_first_response": "Support first response (median)",
                "incident_resolution": "Longest incident resolution"}
+
+
+def breaches_text(v: sla.Verdict) -> str:
+    """A verdict's breaches in one line, as the Board and the report show them."""
+    return "; ".join(_breach_text(b) for b in v.breaches)
 
 
 def _breach_text(b: dict[str, Any]) -> str:
