@@ -272,3 +272,18 @@ def test_sla_page_lists_the_period_incidents_with_links(monkeypatch, demo) -> No
     reported = shown[shown.source == "reported by partner"]
     assert not reported.empty and reported.link.str.startswith("http://127.0.0.1").all()
     assert set(shown.title) == set(found.title)
+
+
+def test_a_failing_query_shows_a_readable_error_and_the_rest_of_the_page(monkeypatch, tmp_path, sim,
+                                                                          db_url, store) -> None:
+    cfg = tmp_path / "partners.toml"
+    cfg.write_text(config_toml(sim.base_url))
+    _env(monkeypatch, db_url, cfg)
+    with store.engine.begin() as conn:  # a store damaged by hand: the returns table is gone
+        conn.exec_driver_sql("DROP TABLE returns")
+    for page, rest in (("views/board.py", "Data freshness"), ("views/returns.py", "Demo PayGate")):
+        at = open_page(page, period="2026-10")  # no exception: open_page asserts it
+        errors = [e.value for e in at.error]
+        assert errors and all("could not be computed" in e for e in errors), errors
+        assert any("returns" in e.lower() for e in errors), errors
+        assert rest in [h.value for h in (*at.subheader, *at.header)], (page, "rest of the page rendered")
