@@ -2,8 +2,8 @@
 
 Uses the store ``bench/bench_kpis.py`` generates (one year of minute probes for 40
 endpoints, ~21 M rows, 5 M orders, 5 M payments, ...; generated here when missing) and
-renders each page listed in ``dashboard/app.py`` (the ``st.Page(...)`` calls, read from
-the file, so pages added later are measured too) through Streamlit's ``AppTest``:
+renders each page of the app (``dashboard.navigation.PAGES``, the list ``app.py`` builds
+its navigation from, so pages added later are measured too) through Streamlit's ``AppTest``:
 
 - **cold**: the first render of the page in a fresh Python process: empty
   ``st.cache_data`` / ``st.cache_resource``, the store not yet opened, and the store's
@@ -47,7 +47,6 @@ largest peak RSS of the page's processes.
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import resource
@@ -93,41 +92,17 @@ class Result:
 
 # --- the pages, from dashboard/app.py --------------------------------------------------------
 
-def _literal(node: ast.AST, views: Path) -> Any:
-    """A keyword's or path's value: a literal, or ``VIEWS / "x.py"`` as a path."""
-    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
-        return _literal(node.left, views) / _literal(node.right, views)
-    if isinstance(node, ast.Name) and node.id == "VIEWS":
-        return views
-    return ast.literal_eval(node)
-
-
 def discover_pages(app: Path = APP) -> list[PageSpec]:
-    """Every ``st.Page(...)`` of the app file, with the URL path and script hash Streamlit gives it."""
-    from streamlit.source_util import page_icon_and_name
+    """Every page of the app (``dashboard.navigation.PAGES``), with the URL path and script
+    hash Streamlit gives it (the default page is served at ``/``, with an empty hash key)."""
     from streamlit.util import calc_hash
 
-    pages, views = [], app.parent / "views"
-    for node in ast.walk(ast.parse(app.read_text(), str(app))):
-        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                and node.func.attr == "Page" and node.args):
-            continue
-        try:
-            path = Path(_literal(node.args[0], views))
-            kwargs = {k.arg: _literal(k.value, views) for k in node.keywords
-                      if k.arg in ("title", "url_path", "icon", "default")}
-        except (ValueError, TypeError, SyntaxError):
-            print(f"warning: cannot read {ast.unparse(node)} in {app}; page skipped", file=sys.stderr)
-            continue
-        if not path.is_absolute():
-            path = app.parent / path
-        # st.Page's own rules (it needs a running script to be built, so they are applied here)
-        _, name = page_icon_and_name(path)
-        url_path = str(kwargs["url_path"] if kwargs.get("url_path") is not None else name).strip().strip("/")
-        title = kwargs.get("title") or name.replace("_", " ")
-        pages.append(PageSpec(str(path.relative_to(app.parent)), title, url_path, calc_hash(url_path)))
+    from dashboard.navigation import PAGES
+
+    pages = [PageSpec(str(p.path.relative_to(app.parent)), p.title, p.url_path, calc_hash(p.url_path))
+             for p in PAGES]
     if not pages:
-        raise SystemExit(f"no st.Page(...) found in {app}")
+        raise SystemExit("dashboard.navigation.PAGES lists no page")
     return pages
 
 

@@ -99,6 +99,23 @@ def board(url: str, config_key: str, label: str, as_of: datetime,
 
 
 @st.cache_data(ttl=REVIEW_TTL_S, show_spinner=False)
+def board_with_trend(url: str, config_key: str, label: str, n: int, as_of: datetime,
+                     filters: Filters = flt.NONE) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The Board frame and its ``n``-period sparkline series from one computation: the
+    series already holds the period and the previous one, so only last year is added."""
+    from partnerboard.core import kpi_engine, periods
+
+    cfg = _config_for(config_key)
+    period = periods.parse(label)
+    series = periods.trailing(period, n)
+    with open_store(url).engine.connect() as conn:
+        found = kpi_engine.compute_many(conn, cfg.partners, [*series, period.same_period_last_year()],
+                                        cfg.tz, filters)
+        frame = kpi_engine.board(conn, cfg, period, filters=filters, values=found)
+    return frame, _series_frame(found, series)
+
+
+@st.cache_data(ttl=REVIEW_TTL_S, show_spinner=False)
 def trend(url: str, config_key: str, label: str, n: int, as_of: datetime,
           filters: Filters = flt.NONE) -> pd.DataFrame:
     """Every KPI for the ``n`` periods ending with ``label``: partner_id, period, kpi, value."""
@@ -108,10 +125,16 @@ def trend(url: str, config_key: str, label: str, n: int, as_of: datetime,
     series = periods.trailing(periods.parse(label), n)
     with open_store(url).engine.connect() as conn:
         found = kpi_engine.compute_many(conn, cfg.partners, series, cfg.tz, filters)
-    rows = [{"partner_id": pid, "period": p, "kpi": k, "value": v}
-            for (pid, p), values in found.items() for k, v in values.items()]
+    return _series_frame(found, series)
+
+
+def _series_frame(found: dict, series: list) -> pd.DataFrame:
+    """partner_id, period, kpi, value for the periods of ``series``, in their order."""
     order = {p.label: i for i, p in enumerate(series)}
-    return pd.DataFrame(rows).sort_values(by="period", key=lambda s: s.map(order))
+    rows = [{"partner_id": pid, "period": p, "kpi": k, "value": v}
+            for (pid, p), values in found.items() if p in order for k, v in values.items()]
+    return pd.DataFrame(rows, columns=["partner_id", "period", "kpi", "value"]).sort_values(
+        by="period", key=lambda s: s.map(order))
 
 
 @st.cache_data(ttl=REVIEW_TTL_S, show_spinner=False)
@@ -205,3 +228,13 @@ def _config_for(key: str) -> Config:
     """The config a cache entry was computed for (``context.config_key``): the same
     cached object the page holds, not a second read of the file."""
     return config_for_key(key)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def uptime_buckets(url: str, partner_id: str, start: datetime, as_of: datetime, bucket_s: int,
+                   exclude: tuple[tuple[datetime, datetime], ...] = ()) -> pd.DataFrame:
+    """Uptime per endpoint and bucket for one partner (``health.uptime_series``), its agreed
+    maintenance ``exclude``-d; per partner because each has its own windows."""
+    with open_store(url).engine.connect() as conn:
+        return health.uptime_series(conn, start, clip(as_of), timedelta(seconds=bucket_s),
+                                    partner_id, exclude)

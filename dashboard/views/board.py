@@ -31,17 +31,15 @@ st.caption(f"{cfg.partnership.name} · {period.label} ({period.start} – {perio
            f"{period.same_period_last_year().label} · {filters.describe()} · refreshed "
            f"{local_time(queries.clip(as_of), cfg.tz, seconds=True)}")
 
+spark = None  # a custom range has no series of earlier periods to draw
 try:
-    frame = queries.board(url, key, period.label, as_of, filters)
+    if period.kind == "custom":
+        frame = queries.board(url, key, period.label, as_of, filters)
+    else:
+        frame, spark = queries.board_with_trend(url, key, period.label, 12, as_of, filters)
 except Exception as exc:  # a readable message; the rest of the page still renders
     st.error(f"The KPIs for {period.label} could not be computed: {scrub(str(exc))}")
     frame = pd.DataFrame()
-
-try:
-    spark = queries.trend(url, key, period.label, 12, as_of, filters) if period.kind != "custom" else None
-except Exception as exc:
-    st.warning(f"Sparklines unavailable: {scrub(str(exc))}")
-    spark = None
 
 try:
     verdicts = queries.sla_verdicts(url, key, period.label, as_of)

@@ -279,17 +279,23 @@ def judge(kpi_id: str, value: float | None, target: tuple[float, float] | None) 
 
 
 def board(conn: Connection, config: Config, period: Period,
-          partners: Sequence[Partner] | None = None, filters: Filters = flt.NONE) -> pd.DataFrame:
+          partners: Sequence[Partner] | None = None, filters: Filters = flt.NONE,
+          values: Values | None = None) -> pd.DataFrame:
     """All KPIs of all (or the given) partners for a period, with previous period, same
     period last year, deltas, target and status. One tidy row per partner and KPI.
 
     ``scope`` says what a value covers under ``filters``: the filtered records, or the
-    whole partner when the KPI cannot be cut by an active filter (and which one)."""
+    whole partner when the KPI cannot be cut by an active filter (and which one).
+    ``values`` from a ``compute_many`` that covered the three periods (with the same
+    filters) saves computing them again, e.g. when a sparkline series was computed."""
     tz = config.tz
     partners = list(config.partners if partners is None else partners)
     compare = {"current": period, "previous": period.previous(),
                "last_year": period.same_period_last_year()}
-    found = compute_many(conn, partners, list(compare.values()), tz, filters) if partners else {}
+    if values is not None:
+        found = values
+    else:
+        found = compute_many(conn, partners, list(compare.values()), tz, filters) if partners else {}
     rows = []
     for partner in partners:
         values = {name: found[(partner.id, p.label)] for name, p in compare.items()}

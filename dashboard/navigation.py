@@ -1,0 +1,43 @@
+"""The board's pages, as data: ``app.py`` builds ``st.navigation`` from it, and the
+page benchmark and tests read it without running Streamlit.
+
+The Board is the default page and is served at ``/``; the others at their url path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+VIEWS = Path(__file__).parent / "views"
+
+
+@dataclass(frozen=True)
+class PageDef:
+    module: str  # file in views/
+    title: str
+    icon: str  # Material Symbols name
+    url_path: str
+    default: bool = False
+
+    @property
+    def path(self) -> Path:
+        return VIEWS / self.module
+
+
+SECTIONS: dict[str, list[PageDef]] = {
+    "Review": [
+        PageDef("board.py", "Board", "dashboard", "board", default=True),
+        PageDef("sla.py", "SLA", "handshake", "sla"),
+        PageDef("conversion.py", "Conversion", "shopping_cart", "conversion"),
+        PageDef("returns.py", "Returns", "assignment_return", "returns"),
+        PageDef("funnel.py", "Merchant funnel", "storefront", "merchant-funnel"),
+        PageDef("reports.py", "Reports", "download", "reports"),
+        PageDef("annotations.py", "Annotations", "edit_note", "annotations"),
+    ],
+    "Operations": [
+        PageDef("api_health.py", "API health", "monitor_heart", "api-health"),
+        PageDef("data.py", "Data", "database", "data"),
+    ],
+}
+PAGES: list[PageDef] = [p for pages in SECTIONS.values() for p in pages]
