@@ -5,28 +5,103 @@ Every job runs with ``max_instances=1`` (a slow run is never overlapped by the n
 ``misfire_grace_time`` (APScheduler 3's default of 1 s would silently skip runs
 whenever the thread pool is briefly busy). Each job has its own worker thread, so a
 hanging partner holds only its own job.
+
+"Run now" (``SchedulerRunner``, registered in ``partnerboard.core.run_now`` by the
+server) moves a job's next run time to now instead of starting a second copy, so a
+run asked for by a person goes through the same worker thread, the same
+``max_instances=1`` and the same run record as a scheduled one, marked ``manual``.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.triggers.interval import IntervalTrigger
 
 from collectors.jobs import probe_groups, run_probes, run_statuspage
 from collectors.sources import run_source
 from partnerboard.core import timeutil
 from partnerboard.core.config import Config
+from partnerboard.core.run_now import Outcome, RunNowResult, RunNowUnavailable, UnknownSourceError
 from partnerboard.core.store import Store
 
 
+@dataclass(frozen=True)
+class JobSpec:
+    """One collector job: its id (the run's ``source``), interval, and what it calls."""
+
+    id: str
+    interval_seconds: float
+    func: Callable[..., Any]  # called as func(store, config, arg, trigger=...)
+    arg: Any
+
+
+def job_specs(config: Config) -> list[JobSpec]:
+    """Probe groups, then status pages, then business sources, in config order."""
+    specs = [JobSpec(g.source, g.interval_seconds, run_probes, g) for g in probe_groups(config)]
+    specs += [JobSpec(f"statuspage:{p.id}", p.statuspage.interval_seconds, run_statuspage, p.id)
+              for p in config.partners if p.statuspage is not None]
+    specs += [JobSpec(s.id, s.interval_seconds, _run_source, s.id)
+              for p in config.partners for s in p.sources]
+    return specs
+
+
+def job_ids(config: Config) -> list[str]:
+    return [spec.id for spec in job_specs(config)]
+
+
+def _run_source(store: Store, config: Config, source_id: str, trigger: str = "schedule") -> Any:
+    return run_source(store, config, source_id, trigger=trigger)
+
+
+class TrackedJob:
+    """The callable a scheduled job runs: it knows whether a run is in progress and
+    whether the next one was asked for by a person, so run-now can say "already
+    running" (max_instances=1 would otherwise drop the request with only a log line)
+    and the run is recorded with trigger ``manual``."""
+
+    def __init__(self, spec: JobSpec, store: Store, config: Config) -> None:
+        self.spec, self._store, self._config = spec, store, config
+        self._lock = threading.Lock()
+        self._running = False
+        self._manual = False
+
+    def __call__(self) -> Any:
+        with self._lock:
+            trigger = "manual" if self._manual else "schedule"
+            self._manual, self._running = False, True
+        try:
+            return self.spec.func(self._store, self._config, self.spec.arg, trigger=trigger)
+        finally:
+            with self._lock:
+                self._running = False
+
+    def ask(self) -> Outcome:
+        """Mark the next run as manual, unless one is running or already asked for."""
+        with self._lock:
+            if self._running:
+                return "already_running"
+            if self._manual:
+                return "already_queued"
+            self._manual = True
+            return "queued"
+
+    def withdraw(self) -> None:
+        with self._lock:
+            self._manual = False
+
+
 def build_scheduler(store: Store, config: Config) -> BackgroundScheduler:
-    groups = probe_groups(config)
-    pages = [p for p in config.partners if p.statuspage is not None]
-    sources = [s for p in config.partners for s in p.sources]
-    workers = max(2, len(groups) + len(pages) + len(sources) + 1)
+    specs = job_specs(config)
     scheduler = BackgroundScheduler(
-        executors={"default": ThreadPoolExecutor(max_workers=workers)},
+        executors={"default": ThreadPoolExecutor(max_workers=max(2, len(specs) + 1))},
         job_defaults={
             "max_instances": 1,
             "coalesce": True,
@@ -35,44 +110,66 @@ def build_scheduler(store: Store, config: Config) -> BackgroundScheduler:
         timezone="UTC",
     )
     now = timeutil.utcnow()
-    for group in groups:
+    for spec in specs:
         scheduler.add_job(
-            run_probes,
-            IntervalTrigger(seconds=group.interval_seconds),
-            args=[store, config, group],
-            id=group.source,
-            name=group.source,
-            next_run_time=now,
-        )
-    for partner in pages:
-        assert partner.statuspage is not None
-        scheduler.add_job(
-            run_statuspage,
-            IntervalTrigger(seconds=partner.statuspage.interval_seconds),
-            args=[store, config, partner.id],
-            id=f"statuspage:{partner.id}",
-            name=f"statuspage:{partner.id}",
-            next_run_time=now,
-        )
-    for source in sources:
-        scheduler.add_job(
-            run_source,
-            IntervalTrigger(seconds=source.interval_seconds),
-            args=[store, config, source.id],
-            id=source.id,
-            name=source.id,
+            TrackedJob(spec, store, config),
+            IntervalTrigger(seconds=spec.interval_seconds),
+            id=spec.id,
+            name=spec.id,
             next_run_time=now,
         )
     return scheduler
 
 
-def run_all_once(store: Store, config: Config, trigger: str = "manual") -> list:
-    """Every job once, in this thread: for `collect --once` and for tests."""
-    outcomes = [run_probes(store, config, g, trigger) for g in probe_groups(config)]
-    outcomes += [
-        run_statuspage(store, config, p.id, trigger) for p in config.partners if p.statuspage
-    ]
-    outcomes += [
-        run_source(store, config, s.id, trigger=trigger) for p in config.partners for s in p.sources
-    ]
-    return outcomes
+_MESSAGES: dict[Outcome, str] = {
+    "queued": "{source}: queued; the run starts in a moment and is listed under "
+              "collector runs with trigger manual",
+    "already_queued": "{source}: already queued; it starts in a moment",
+    "already_running": "{source}: already running; that run is listed under collector runs "
+                       "(one run per source at a time)",
+}
+
+
+class SchedulerRunner:
+    """``partnerboard.core.run_now.Runner`` over a scheduler from ``build_scheduler``.
+
+    ``run_now`` only moves the job's next run time to now and returns; the interval
+    schedule continues from there on its own grid."""
+
+    def __init__(self, scheduler: BackgroundScheduler) -> None:
+        self._scheduler = scheduler
+
+    def sources(self) -> list[str]:
+        return sorted(j.id for j in self._scheduler.get_jobs() if isinstance(j.func, TrackedJob))
+
+    def run_now(self, source: str) -> RunNowResult:
+        if self._scheduler.state != STATE_RUNNING:
+            raise RunNowUnavailable("the collectors are not running (the board is starting or "
+                                    "stopping); try again in a moment")
+        job = self._scheduler.get_job(source)
+        if job is None or not isinstance(job.func, TrackedJob):
+            raise UnknownSourceError(source, self.sources())
+        tracked: TrackedJob = job.func
+        outcome = tracked.ask()
+        if outcome == "queued":
+            try:
+                self._scheduler.modify_job(source, next_run_time=timeutil.utcnow())
+            except JobLookupError:  # removed in between
+                tracked.withdraw()
+                raise UnknownSourceError(source, self.sources()) from None
+        return RunNowResult(source, outcome, _MESSAGES[outcome].format(source=source))
+
+
+def run_all_once(store: Store, config: Config, trigger: str = "manual",
+                 only: Sequence[str] | None = None) -> list:
+    """Every job once (or the ids in ``only``), in this thread: for `collect --once` and tests.
+
+    An unknown id in ``only`` raises ``UnknownSourceError`` before anything runs."""
+    specs = job_specs(config)
+    if only:
+        known = [s.id for s in specs]
+        for source in only:
+            if source not in known:
+                raise UnknownSourceError(source, known)
+        specs = [s for s in specs if s.id in set(only)]
+    return [spec.func(store, config, spec.arg, trigger=trigger) for spec in specs]

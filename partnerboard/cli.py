@@ -148,14 +148,28 @@ def collect(
     config: ConfigOpt = None,
     database: DbOpt = None,
     once: Annotated[bool, typer.Option("--once", help="Run every source once and exit")] = False,
+    source: Annotated[list[str] | None, typer.Option(
+        "--source", "-s", help="With --once: run only this source (repeatable), e.g. "
+        "marketplace_orders, probe:payments, statuspage:marketplace")] = None,
 ) -> None:
-    """Run the collectors without the board. SIGTERM finishes the running job and exits 0."""
-    from collectors.scheduler import build_scheduler, run_all_once
+    """Run the collectors without the board. SIGTERM finishes the running job and exits 0.
+
+    ``--once --source ID`` is the shell's "Run now" for one source (the Data page's
+    button needs ``partnerboard serve``); its runs are recorded with trigger manual."""
+    from collectors.scheduler import build_scheduler, job_ids, run_all_once
     from partnerboard.core import maintenance, runs
     from partnerboard.core.store import close_all
 
     logs.setup()
     cfg = _load(config)
+    if source and not once:
+        raise _fail("partnerboard collect: --source needs --once (the schedule always runs "
+                    "every source)")
+    known = job_ids(cfg)
+    unknown = [s for s in source or [] if s not in known]
+    if unknown:  # before taking the database: a typo must not wait on, or hold, the file
+        raise _fail(f"partnerboard collect: unknown source {unknown[0]!r}; valid ids: "
+                    f"{', '.join(known)}")
     url = database_url(database)
     _own_database(url, "collect")
     store = _open_store(url, "collect")
@@ -163,7 +177,7 @@ def collect(
         maintenance.sync_windows(conn, cfg)
     runs.abandon_running(store.engine)
     if once:
-        outcomes = run_all_once(store, cfg)
+        outcomes = run_all_once(store, cfg, only=source or None)
         close_all()
         failed = [o for o in outcomes if o.status != "success"]
         typer.echo(f"collected: {len(outcomes) - len(failed)} runs ok, {len(failed)} failed")

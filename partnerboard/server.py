@@ -23,8 +23,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 import dashboard
-from collectors.scheduler import build_scheduler
-from partnerboard.core import maintenance, report, runs
+from collectors.scheduler import SchedulerRunner, build_scheduler
+from partnerboard.core import maintenance, report, run_now, runs
 from partnerboard.core.config import load_config
 from partnerboard.core.store import close_store, display_url, open_store
 
@@ -49,13 +49,18 @@ def create_app(config_path: str, database_url: str, *, collect: bool = True) -> 
         if collect:
             runs.abandon_running(store.engine)
         scheduler = build_scheduler(store, config) if collect else None
+        runner: SchedulerRunner | None = None
         if scheduler is not None:
             scheduler.start()
+            runner = SchedulerRunner(scheduler)
+            run_now.register(runner)  # the Data page's "Run now" buttons
         live.update(config=config, store=store, scheduler=scheduler)
         log.info("board started database=%s collect=%s", display_url(database_url), collect)
         try:
             yield {"store": store, "config": config}
         finally:
+            if runner is not None:
+                run_now.unregister(runner)
             if scheduler is not None:
                 # wait=True lets a running job finish and record its run.
                 await asyncio.to_thread(scheduler.shutdown, True)

@@ -304,3 +304,49 @@ def test_every_page_in_the_browser_and_the_csv_matches_the_board(server: Proc, w
                 assert shown.strip() == expected, (shown, expected)
             page.screenshot(path=str(ARTIFACTS / f"page-{path}.png"), full_page=True)
         browser.close()
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_run_now_on_the_data_page_of_serve_records_a_manual_run(server: Proc, workdir: Path) -> None:
+    """`serve` registers its scheduler for "Run now": a click on the Data page queues one run
+    of the source, recorded with trigger manual beside the scheduled one."""
+    from playwright.sync_api import sync_playwright
+
+    source = "marketplace_orders"
+    _wait_for_source(server.url, source)  # the first scheduled run is done: not "already running"
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1600, "height": 2000})
+        page.goto(f"{server.url}/data")
+        page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
+                               timeout=60_000)
+        assert page.get_by_text("partnerboard collect --once --source").count() == 0
+        page.get_by_role("button", name=f"▶ {source}").click()
+        page.get_by_text(f"{source}: queued").wait_for(timeout=30_000)
+        assert page.locator("[data-testid=stException]").count() == 0
+        page.screenshot(path=str(ARTIFACTS / "page-data-run-now.png"), full_page=True)
+        browser.close()
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = {s["source"]: s for s in httpx.get(f"{server.url}/healthz").json()["sources"]}
+        if found[source]["runs_ok"] >= 2:
+            break
+        time.sleep(0.3)
+    assert _stop(server.proc) == 0
+    url = f"duckdb:///{workdir / 'board.duckdb'}"
+    s = store_mod.open_store(url)
+    try:
+        with s.engine.connect() as conn:
+            rows = conn.execute(sa.select(schema.collector_runs.c.trigger,
+                                          schema.collector_runs.c.status)
+                                .where(schema.collector_runs.c.source == source)
+                                .order_by(schema.collector_runs.c.started_at)).all()
+    finally:
+        store_mod.close_store(url)
+    assert ("manual", "success") in [tuple(r) for r in rows], rows
+    assert tuple(rows[0]) == ("schedule", "success")

@@ -1,5 +1,10 @@
 """Data: are the numbers current? Collector runs, freshness per source (with a warning
-when older than its expected interval), and quarantined records with their reasons."""
+when older than its expected interval), "Run now" per source, and quarantined records
+with their reasons.
+
+"Run now" goes through ``partnerboard.core.run_now``: only a process that owns the
+scheduler (``partnerboard serve``) registers a runner there, so under ``streamlit run``
+or AppTest the page shows the shell command instead of buttons."""
 
 from __future__ import annotations
 
@@ -9,8 +14,13 @@ import streamlit as st
 
 from dashboard import context, freshness, queries
 from dashboard.format import duration, local_time
-from partnerboard.core import schema
+from partnerboard.core import run_now, schema, timeutil
 from partnerboard.core.secrets import scrub
+
+ALL_SOURCES = "all sources (probes left out)"
+CLI_HINT = ("From a shell: `partnerboard collect --once` runs every source once, "
+            "`partnerboard collect --once --source ID` runs one (stop `partnerboard serve` first: "
+            "one process owns the DuckDB file).")
 
 cfg = context.config()
 store = context.store()
@@ -39,18 +49,50 @@ for s, f in zip(sources, freshness.read(cfg, sources, now), strict=True):
 if rows:
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
+
+def _request_run(source: str) -> None:
+    """Queue one run and say what happened; an error is a message, never a stack trace."""
+    try:
+        result = run_now.request(source)
+    except run_now.RunNowError as exc:
+        st.error(str(exc))
+        return
+    except Exception as exc:  # the scheduler misbehaving must not break the page
+        st.error(f"{source}: run now failed: {scrub(f'{type(exc).__name__}: {exc}')}")
+        return
+    (st.success if result.outcome == "queued" else st.info)(result.message)
+
+
+st.subheader("Run now")
+runnable = run_now.sources() if run_now.available() else []
+if not runnable:
+    st.info("Run now needs the collectors in this process (`partnerboard serve`). " + CLI_HINT)
+else:
+    st.caption("Queues one run of a source on the collectors' schedule (one run per source at a "
+               "time); it is listed below with trigger manual.")
+    clicked = None
+    columns = st.columns(4)
+    for i, source_id in enumerate(runnable):
+        if columns[i % 4].button(f"▶ {source_id}", key=f"run_now:{source_id}", width="stretch"):
+            clicked = source_id
+    if clicked is not None:
+        _request_run(clicked)
+
+st.subheader("Collector runs (latest 200)")
+choices = [ALL_SOURCES, *sorted(s["source"] for s in sources)]
+picked = st.selectbox("Source", choices, key="runs_source")
 runs, q = schema.collector_runs, schema.quarantine
+wanted = ~runs.c.source.like("probe:%") if picked == ALL_SOURCES else runs.c.source == picked
 with store.engine.connect() as conn:
     recent = pd.DataFrame(conn.execute(
-        sa.select(runs.c.source, runs.c.started_at, runs.c.finished_at, runs.c.status,
-                  runs.c.rows_read, runs.c.rows_written, runs.c.rows_quarantined, runs.c.requests,
-                  runs.c.retries, runs.c.error)
-        .where(~runs.c.source.like("probe:%")).order_by(runs.c.started_at.desc()).limit(200)
+        sa.select(runs.c.source, runs.c.trigger, runs.c.started_at, runs.c.finished_at,
+                  runs.c.status, runs.c.rows_read, runs.c.rows_written, runs.c.rows_quarantined,
+                  runs.c.requests, runs.c.retries, runs.c.error)
+        .where(wanted).order_by(runs.c.started_at.desc()).limit(200)
     ).mappings().all())
-    bad = pd.DataFrame(conn.execute(
+    bad = conn.execute(
         sa.select(q.c.source, q.c.received_at, q.c.reason, q.c.payload)
-        .order_by(q.c.received_at.desc()).limit(500)).mappings().all())
-st.subheader("Collector runs (latest 200, probes left out)")
+        .order_by(q.c.received_at.desc()).limit(500)).all()
 if recent.empty:
     st.caption("No runs yet.")
 else:
@@ -58,8 +100,17 @@ else:
         .dt.total_seconds().map(duration)
     recent["error"] = recent["error"].fillna("").map(scrub)
     st.dataframe(recent, hide_index=True, width="stretch")
+
 st.subheader("Quarantine")
-if bad.empty:
+if not bad:
     st.caption("No quarantined records.")
 else:
-    st.dataframe(bad, hide_index=True, width="stretch")
+    # received_at is naive UTC in the store; the raw payload is shown as the text it arrived as.
+    received = f"received ({cfg.tz.key})"
+    shown = pd.DataFrame([
+        {"source": r.source,
+         received: local_time(timeutil.from_db(r.received_at) or now, cfg.tz, seconds=True),
+         "reason": scrub(str(r.reason)), "payload": scrub(str(r.payload))}
+        for r in bad])
+    st.dataframe(shown, hide_index=True, width="stretch",
+                 column_config={"payload": st.column_config.TextColumn("payload", width="large")})

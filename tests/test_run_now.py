@@ -1,0 +1,262 @@
+"""Run now for one source: the core registry, the real scheduler, the CLI and the Data page.
+
+All against the frozen simulator on loopback and a real DuckDB file: a run asked for
+by a person goes through the scheduler's own job (one run per source at a time) and is
+recorded with trigger ``manual``; without a scheduler the page names the shell command.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from collectors.scheduler import SchedulerRunner, build_scheduler, job_ids, run_all_once
+from partnerboard.core import run_now, schema, timeutil
+from partnerboard.core import store as store_mod
+from partnerboard.core.config import load_config, parse_config
+from simulator.server import SECRET_ENV
+from tests.conftest import config_dict, open_page, set_chaos, to_toml
+
+SOURCE = "marketplace_orders"
+runs_t = schema.collector_runs
+
+
+@dataclass
+class Scheduled:
+    scheduler: BackgroundScheduler
+    runner: SchedulerRunner
+    config_path: Path
+
+
+@pytest.fixture(autouse=True)
+def _no_runner_left_behind() -> Iterator[None]:
+    """The registry is process-wide: every test starts and ends with nothing registered."""
+    run_now.unregister()
+    yield
+    run_now.unregister()
+
+
+@pytest.fixture()
+def scheduled(bsim, store, env_tokens, tmp_path: Path) -> Iterator[Scheduled]:
+    """The real scheduler on the frozen simulator; probes every 30 s to keep the log quiet."""
+    data = config_dict(bsim.base_url, interval=30.0, timeout=0.8)
+    path = tmp_path / "partners.toml"
+    path.write_text(to_toml(data))
+    scheduler = build_scheduler(store, parse_config(data))
+    scheduler.start()
+    try:
+        yield Scheduled(scheduler, SchedulerRunner(scheduler), path)
+    finally:
+        run_now.unregister()
+        scheduler.shutdown(wait=True)
+
+
+def _runs(store: store_mod.Store, source: str) -> list[Any]:
+    with store.engine.connect() as conn:
+        return conn.execute(
+            sa.select(runs_t.c.trigger, runs_t.c.status, runs_t.c.error)
+            .where(runs_t.c.source == source).order_by(runs_t.c.started_at)).all()
+
+
+def _wait_for(check: Callable[[], Any], what: str, timeout: float = 90) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"{what} within {timeout} s")
+
+
+def _finished(store: store_mod.Store, trigger: str) -> list[Any]:
+    return [r for r in _runs(store, SOURCE) if r.trigger == trigger and r.status != "running"]
+
+
+def _first_scheduled_run_done(store: store_mod.Store) -> None:
+    done = _wait_for(lambda: _finished(store, "schedule"), "the first scheduled run finished")
+    assert [(r.status, r.error) for r in done] == [("success", None)]
+
+
+def test_run_now_queues_a_manual_run_on_the_scheduler(scheduled: Scheduled, store) -> None:
+    _first_scheduled_run_done(store)
+    run_now.register(scheduled.runner)
+    assert run_now.available()
+    assert run_now.sources() == sorted(job_ids(load_config(scheduled.config_path)))
+
+    result = run_now.request(SOURCE)
+    assert (result.source, result.outcome) == (SOURCE, "queued")
+    manual = _wait_for(lambda: _finished(store, "manual"), "a manual run finished")
+    assert [(r.status, r.error) for r in manual] == [("success", None)]
+    assert [r.trigger for r in _runs(store, SOURCE)] == ["schedule", "manual"]
+    # The schedule carries on from there: the next run is a scheduled one, in the future.
+    job = scheduled.scheduler.get_job(SOURCE)
+    assert job.next_run_time > timeutil.utcnow()
+
+
+def test_run_now_while_the_source_runs_says_so_and_starts_no_second_run(
+        scheduled: Scheduled, store, bsim) -> None:
+    _first_scheduled_run_done(store)
+    set_chaos(bsim, partner="marketplace", extra_latency_ms=1500)  # every page takes 1.5 s
+    started = time.monotonic()
+    first = scheduled.runner.run_now(SOURCE)
+    assert first.outcome == "queued"
+    assert time.monotonic() - started < 1.0, "run now returns without waiting for the run"
+    assert scheduled.runner.run_now(SOURCE).outcome in ("already_queued", "already_running")
+    _wait_for(lambda: [r for r in _runs(store, SOURCE) if r.trigger == "manual"],
+              "the manual run started")
+    again = scheduled.runner.run_now(SOURCE)
+    assert again.outcome == "already_running"
+    assert "already running" in again.message
+    manual = _wait_for(lambda: _finished(store, "manual"), "the manual run finished")
+    assert [(r.trigger, r.status) for r in _runs(store, SOURCE)] == [
+        ("schedule", "success"), ("manual", "success")]
+    assert len(manual) == 1
+
+
+def test_unknown_source_and_missing_scheduler_are_named_errors(scheduled: Scheduled, store) -> None:
+    with pytest.raises(run_now.RunNowUnavailable, match="partnerboard collect --once --source"):
+        run_now.request(SOURCE)
+    run_now.register(scheduled.runner)
+    with pytest.raises(run_now.UnknownSourceError) as err:
+        run_now.request("nope")
+    message = str(err.value)
+    assert message.startswith("unknown source 'nope'")
+    for known in (SOURCE, "probe:payments", "statuspage:marketplace", "payments_refunds"):
+        assert known in message
+    with pytest.raises(run_now.UnknownSourceError, match="'nope'"):
+        scheduled.runner.run_now("nope")  # the runner checks too, not only the registry
+    assert _runs(store, "nope") == []
+
+    # A scheduler that is not running (starting, or shut down) cannot queue anything.
+    idle = SchedulerRunner(build_scheduler(store, load_config(scheduled.config_path)))
+    with pytest.raises(run_now.RunNowUnavailable, match="not running"):
+        idle.run_now(SOURCE)
+
+
+def test_unregister_leaves_a_newer_runner_in_place(scheduled: Scheduled) -> None:
+    older, newer = SchedulerRunner(scheduled.scheduler), scheduled.runner
+    run_now.register(older)
+    run_now.register(newer)
+    run_now.unregister(older)  # a server shutting down late must not remove its successor
+    assert run_now.available()
+    run_now.unregister(newer)
+    assert not run_now.available() and run_now.sources() == []
+
+
+# --- partnerboard collect --once --source ------------------------------------------------
+
+
+def _cli_env(tokens: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PARTNERBOARD_")}
+    env.update({name: tokens[key] for key, name in SECRET_ENV.items()})
+    env["PARTNERBOARD_SECRETS_FILE"] = "/nonexistent/secrets.toml"
+    return env
+
+
+def test_collect_once_source_runs_exactly_the_named_sources(tmp_path: Path, bsim, tokens) -> None:
+    cfg = tmp_path / "partners.toml"
+    cfg.write_text(to_toml(config_dict(bsim.base_url)))
+    db = tmp_path / "cli.duckdb"
+    base = [sys.executable, "-m", "partnerboard.cli", "collect", "--once", "--config", str(cfg),
+            "--database-url", f"duckdb:///{db}"]
+
+    def collect(*sources: str) -> subprocess.CompletedProcess:
+        args = [a for s in sources for a in ("--source", s)]
+        return subprocess.run(base + args, capture_output=True, text=True, env=_cli_env(tokens),
+                              timeout=120)
+
+    nope = collect("nope")
+    assert nope.returncode == 1
+    assert "unknown source 'nope'" in nope.stderr
+    for known in job_ids(load_config(cfg)):
+        assert known in nope.stderr, known
+    assert not db.exists(), "a mistyped id is refused before the database is touched"
+
+    one = collect(SOURCE)
+    assert one.returncode == 0, one.stderr
+    assert "collected: 1 runs ok, 0 failed" in one.stdout
+    two = collect(SOURCE, "statuspage:payments")
+    assert two.returncode == 0, two.stderr
+    assert "collected: 2 runs ok, 0 failed" in two.stdout
+
+    url = f"duckdb:///{db}"
+    s = store_mod.open_store(url)
+    try:
+        with s.engine.connect() as conn:
+            rows = conn.execute(sa.select(runs_t.c.source, runs_t.c.trigger, runs_t.c.status)
+                                .order_by(runs_t.c.started_at)).all()
+            orders = conn.execute(sa.select(sa.func.count()).select_from(schema.orders)).scalar()
+    finally:
+        store_mod.close_store(url)
+    assert sorted(tuple(r) for r in rows) == [
+        (SOURCE, "manual", "success"), (SOURCE, "manual", "success"),
+        ("statuspage:payments", "manual", "success")]
+    assert orders > 0
+
+
+# --- the Data page -------------------------------------------------------------------------
+
+
+def _page_env(monkeypatch: pytest.MonkeyPatch, config_path: Path, db_url: str) -> None:
+    monkeypatch.setenv("PARTNERBOARD_CONFIG", str(config_path))
+    monkeypatch.setenv("PARTNERBOARD_DATABASE_URL", db_url)
+
+
+def _run_now_buttons(at) -> list[str]:
+    return [b.key for b in at.button if str(b.key or "").startswith("run_now:")]
+
+
+def test_data_page_without_collectors_shows_the_cli_command(monkeypatch, tmp_path: Path, bsim,
+                                                             db_url, store, env_tokens) -> None:
+    cfg = tmp_path / "partners.toml"
+    cfg.write_text(to_toml(config_dict(bsim.base_url)))
+    set_chaos(bsim, partner="marketplace", corrupt_rate=0.05)  # some orders fail validation
+    [outcome] = run_all_once(store, load_config(cfg), only=[SOURCE])
+    assert outcome.status == "success" and outcome.quarantined > 0
+    _page_env(monkeypatch, cfg, db_url)
+    at = open_page("views/data.py", title="Data")
+    assert any("partnerboard collect --once --source ID" in i.value for i in at.info), \
+        [i.value for i in at.info]
+    assert _run_now_buttons(at) == []
+
+    quarantine = next(d.value for d in at.dataframe if "payload" in d.value.columns)
+    assert list(quarantine.columns) == ["source", "received (Europe/Warsaw)", "reason", "payload"]
+    assert len(quarantine) == outcome.quarantined and set(quarantine.source) == {SOURCE}
+    assert all(isinstance(p, str) and p.startswith("{") for p in quarantine.payload)
+    with store.engine.connect() as conn:
+        stored = conn.execute(sa.select(sa.func.max(schema.quarantine.c.received_at))).scalar()
+    local = timeutil.from_db(stored).astimezone(load_config(cfg).tz).strftime("%Y-%m-%d %H:%M:%S")
+    assert local in set(quarantine["received (Europe/Warsaw)"])
+
+
+def test_data_page_run_now_button_yields_a_manual_run(monkeypatch, scheduled: Scheduled, store,
+                                                     db_url) -> None:
+    _first_scheduled_run_done(store)
+    run_now.register(scheduled.runner)  # what `partnerboard serve` does at startup
+    _page_env(monkeypatch, scheduled.config_path, db_url)
+    at = open_page("views/data.py", title="Data")
+    assert f"run_now:{SOURCE}" in _run_now_buttons(at)
+    assert len(_run_now_buttons(at)) == len(job_ids(load_config(scheduled.config_path)))
+    assert not any("partnerboard collect --once --source" in i.value for i in at.info)
+
+    at.button(key=f"run_now:{SOURCE}").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(f"{SOURCE}: queued" in s.value for s in at.success), [s.value for s in at.success]
+    manual = _wait_for(lambda: _finished(store, "manual"), "the manual run finished")
+    assert [r.status for r in manual] == ["success"]
+
+    at.selectbox(key="runs_source").select(SOURCE).run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = next(d.value for d in at.dataframe if "trigger" in d.value.columns)
+    assert set(table.source) == {SOURCE}
+    assert sorted(table.trigger) == ["manual", "schedule"]
