@@ -99,6 +99,10 @@ else:
     recent["duration"] = (pd.to_datetime(recent.finished_at) - pd.to_datetime(recent.started_at)) \
         .dt.total_seconds().map(duration)
     recent["error"] = recent["error"].fillna("").map(scrub)
+    for col in ("started_at", "finished_at"):  # stored UTC; shown in the partnership's zone
+        recent[col] = recent[col].map(lambda t: "" if pd.isna(t) else local_time(
+            timeutil.from_db(t), cfg.tz, seconds=True))
+    st.caption(f"Times in {cfg.partnership.timezone}.")
     st.dataframe(recent, hide_index=True, width="stretch")
 
 st.subheader("Quarantine")
