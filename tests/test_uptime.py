@@ -202,3 +202,84 @@ def test_percentiles_equal_numpy_on_the_same_samples(shared_store, latencies) ->
         df = health.latency_series(conn, T0, T0 + timedelta(hours=1), timedelta(hours=1))
     for q in (50, 95, 99):
         assert df[f"p{q}_ms"].iloc[0] == pytest.approx(np.percentile(latencies, q), rel=1e-9)
+
+
+# --- uptime per bucket (the API health page's uptime chart) ---------------------------
+
+def series(store, start_s: float, end_s: float, bucket_s: float, exclude=()) -> dict[int, dict]:
+    """``health.uptime_series`` for endpoint "api", keyed by bucket start in seconds after T0."""
+    windows = [(T0 + timedelta(seconds=a), T0 + timedelta(seconds=b)) for a, b in exclude]
+    with store.engine.connect() as conn:
+        df = health.uptime_series(conn, T0 + timedelta(seconds=start_s), T0 + timedelta(seconds=end_s),
+                                  timedelta(seconds=bucket_s), exclude=windows)
+    return {int((r.bucket - T0).total_seconds()): r._asdict() for r in df.itertuples(index=False)}
+
+
+def test_uptime_per_bucket_on_a_hand_computed_case(store) -> None:
+    # Interval 30 s (cap 60 s): 0 up, 30 down, 60 up, then nothing until 300.
+    put(store, [(0, "up"), (30, "down"), (60, "up"), (300, "up")], interval=30.0)
+    got = series(store, 0, 360, 60)
+    assert sorted(got) == [0, 60, 120, 180, 240, 300]
+    assert (got[0]["observed_s"], got[0]["down_s"], got[0]["uptime_pct"]) == (60.0, 30.0, 50.0)
+    assert (got[60]["observed_s"], got[60]["uptime_pct"]) == (60.0, 100.0)  # 60 vouches to 120
+    for empty in (120, 180, 240):  # nobody observed: no value, never 100 %
+        assert got[empty]["observed_s"] == 0.0 and got[empty]["no_data_s"] == 60.0
+        assert np.isnan(got[empty]["uptime_pct"]) and np.isnan(got[empty]["uptime_excl_pct"])
+    assert got[300]["uptime_pct"] == 100.0  # the newest probe vouches for its cap
+
+
+def test_a_probe_vouching_across_bucket_edges_counts_in_each_for_its_part(store) -> None:
+    put(store, [(0, "up"), (50, "down"), (170, "up")], interval=60.0)  # 50 covers 50..170
+    got = series(store, 0, 180, 60)
+    assert [got[b]["down_s"] for b in (0, 60, 120)] == [10.0, 60.0, 50.0]
+    assert [got[b]["observed_s"] for b in (0, 60, 120)] == [60.0, 60.0, 60.0]
+    assert got[0]["uptime_pct"] == pytest.approx(100 * 50 / 60)
+
+
+def test_buckets_are_cut_to_the_range_and_aligned_like_latency(store) -> None:
+    put(store, [(s, "up") for s in range(0, 600, 30)], interval=30.0)
+    got = series(store, 90, 250, 60)  # buckets 60, 120, 180, 240 (epoch multiples of 60 s)
+    assert {b: r["window_s"] for b, r in got.items()} == {60: 30.0, 120: 60.0, 180: 60.0, 240: 10.0}
+    assert all(r["observed_s"] == r["window_s"] for r in got.values())
+
+
+def test_maintenance_is_left_out_of_the_sla_uptime_per_bucket(store) -> None:
+    put(store, [(s, "down" if 60 <= s < 120 else "up") for s in range(0, 240, 30)], interval=30.0)
+    got = series(store, 0, 240, 120, exclude=[(60, 120)])  # the outage was agreed maintenance
+    first = got[0]
+    assert (first["excluded_s"], first["excluded_down_s"]) == (60.0, 60.0)
+    assert first["uptime_pct"] == 50.0  # all observed time
+    assert first["uptime_excl_pct"] == 100.0  # as the SLA counts it
+    only_maintenance = series(store, 60, 120, 60, exclude=[(0, 240)])[60]
+    assert only_maintenance["observed_s"] == 60.0 and np.isnan(only_maintenance["uptime_excl_pct"])
+
+
+def test_no_probes_no_buckets(store) -> None:
+    with store.engine.connect() as conn:
+        df = health.uptime_series(conn, T0, T0 + timedelta(hours=1), timedelta(minutes=1))
+    assert df.empty and {"bucket", "uptime_pct", "no_data_s"} <= set(df.columns)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.integers(-300, 3000), st.sampled_from(["up", "down", "pending"])),
+                min_size=1, max_size=30, unique_by=lambda t: t[0]),
+       st.sampled_from([7, 60, 90, 600]), st.integers(0, 500), st.integers(1, 3000),
+       st.lists(st.tuples(st.integers(-100, 3000), st.integers(1, 600)), max_size=3))
+def test_buckets_add_up_to_the_window(shared_store, probes, bucket_s, start_s, length_s, exclude):
+    """Summed over its buckets, the series equals ``uptime_between`` over the same range
+    (observed, down and maintenance time): one weighting, cut in pieces."""
+    _reset(shared_store)
+    put(shared_store, sorted(probes), interval=45.0)
+    start, end = T0 + timedelta(seconds=start_s), T0 + timedelta(seconds=start_s + length_s)
+    windows = [(T0 + timedelta(seconds=a), T0 + timedelta(seconds=a + n)) for a, n in exclude]
+    with shared_store.engine.connect() as conn:
+        parts = health.uptime_series(conn, start, end, timedelta(seconds=bucket_s), exclude=windows)
+        whole = health.uptime_between(conn, {"w": (start, end)}, exclude=windows)
+    observed = float(whole.w_observed_s.sum()) if not whole.empty else 0.0
+    if parts.empty:
+        assert observed == 0.0
+        return
+    assert parts.window_s.sum() == pytest.approx(length_s)
+    for metric in ("observed_s", "down_s", "excluded_s", "excluded_down_s"):
+        assert parts[metric].sum() == pytest.approx(float(whole[f"w_{metric}"].sum()), abs=1e-6), metric
+    assert ((parts.uptime_pct >= 0) & (parts.uptime_pct <= 100) | parts.uptime_pct.isna()).all()

@@ -1,22 +1,32 @@
 """API health: is each partner's integration up now, and how has it behaved?
 
 Per partner and endpoint: current status, time-weighted uptime over 24 h / 7 d /
-30 d (no-data time shown, never counted as up), latency percentiles over time, a
-status-history bar, and incidents measured by our probes beside those the partner
-reported on its status page. The panels refresh live without reloading the page.
+30 d (no-data time shown, never counted as up), a status-history bar, uptime per time
+bucket against the partner's SLA target, latency percentiles over time, and incidents
+measured by our probes beside those the partner reported on its status page. Both
+time charts carry the same overlay, so an outage can be read against its context:
+measured incidents, agreed maintenance, incidents the partner reported, annotations.
+The panels refresh live without reloading the page.
+
+Partner text (reported incident titles, annotation notes) reaches plotly only through
+``html.escape``: plotly renders a subset of HTML in hover labels and annotations.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import html
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
 
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import context, queries
+from dashboard import context, gate, queries
 from dashboard.format import duration, local_time, pct
+from partnerboard.core import timeutil
 from partnerboard.core.config import Config, Partner
+from partnerboard.core.kpis import KPIS
 from partnerboard.core.secrets import scrub
 
 WINDOWS = {
@@ -30,6 +40,16 @@ STATE_COLOURS = {0: "#d0d7de", 1: "#2da44e", 2: "#d4a72c", 3: "#cf222e"}
 STATE_NAMES = {0: "No data", 1: "Up", 2: "Failing (not yet down)", 3: "Down"}
 STATE_CODE = {"up": 1, "pending": 2, "down": 3}
 STALE_FACTOR = 2.0
+
+INCIDENT_COLOUR, MAINTENANCE_COLOUR = "#cf222e", "#0969da"
+REPORTED_COLOUR, NOTE_COLOUR = "#bc4c00", "#6e7781"
+# Annotations shown here: about no KPI in particular, or about one of this page's numbers.
+API_HEALTH_KPIS = frozenset(k.id for k in KPIS if k.family == "api_health")
+OVERLAY_LEGEND = (
+    "Overlay: red band = incident measured by our probes · blue band = agreed maintenance "
+    "(left out of the uptime line, as for the SLA) · orange ◆ and line = incident reported by "
+    "the partner · grey ▼ and dotted line = annotation · hover a marker for its text"
+)
 
 cfg: Config = context.config()
 store = context.store()
@@ -124,33 +144,173 @@ def history_chart(partner: Partner, hist: pd.DataFrame, start: datetime, bucket_
     return fig
 
 
+@dataclass
+class Overlay:
+    """What both time charts of a partner draw over their data, clipped to the window.
+    Hover texts are escaped here, once, because they carry partner text."""
+    measured: list[tuple[datetime, datetime]] = field(default_factory=list)
+    maintenance: list[tuple[datetime, datetime]] = field(default_factory=list)
+    reported: list[tuple[datetime, str]] = field(default_factory=list)  # (x, hover text)
+    notes: list[tuple[datetime, str]] = field(default_factory=list)  # (x, hover text)
+
+
+def _day_start(day: date) -> datetime:
+    """Local midnight of an annotation's day (days are local dates in the partnership's zone)."""
+    return datetime.combine(day, time(), tzinfo=cfg.tz)
+
+
+def _agreed(window: dict) -> tuple[datetime, datetime]:
+    """A stored maintenance window's bounds, aware UTC (both columns are NOT NULL)."""
+    return (timeutil.from_db(window["starts_at"]),  # type: ignore[return-value]
+            timeutil.from_db(window["ends_at"]))
+
+
+def overlay_for(partner: Partner, start: datetime, end: datetime, incidents: pd.DataFrame,
+                windows: list[dict], notes: pd.DataFrame) -> Overlay:
+    """The partner's incidents, maintenance windows and annotations that touch [start, end)."""
+    ov = Overlay()
+    rows = incidents[incidents.partner_id == partner.id]
+    for inc in rows.itertuples():
+        began = inc.started_at.to_pydatetime()
+        ended = end if pd.isna(inc.resolved_at) else inc.resolved_at.to_pydatetime()
+        if began >= end or ended <= start:
+            continue
+        if inc.origin == "measured":
+            ov.measured.append((max(began, start), min(ended, end)))
+        elif inc.origin == "reported":
+            until = "ongoing" if pd.isna(inc.resolved_at) else f"resolved {local_time(ended, cfg.tz)}"
+            ov.reported.append((max(began, start), (
+                f"Reported by partner: {html.escape(str(inc.title))}<br>"
+                f"{html.escape(str(inc.status))} · started {local_time(began, cfg.tz)} · {until}")))
+    for w in windows:
+        if w["partner_id"] != partner.id:
+            continue
+        w0, w1 = _agreed(w)
+        if w0 < end and w1 > start:
+            ov.maintenance.append((max(w0, start), min(w1, end)))
+    if not notes.empty:
+        mine = notes[(notes.partner_id.isna() | (notes.partner_id == partner.id))
+                     & (notes.kpi.isna() | notes.kpi.isin(API_HEALTH_KPIS))]
+        for n in mine.itertuples():
+            day0 = _day_start(n.day)
+            if day0 < end and _day_start(n.day + timedelta(days=1)) > start:
+                ov.notes.append((max(day0, start), f"Annotation {n.day}: {html.escape(str(n.text))}"))
+    return ov
+
+
+def draw_overlay(fig: go.Figure, ov: Overlay) -> None:
+    """Bands for measured incidents (red) and maintenance (blue), a line and a ◆ marker per
+    incident the partner reported, a dotted line and a ▼ marker per annotation. Markers sit
+    on a hidden 0–1 axis so they stay at the top whatever the data's scale; shapes cannot
+    carry hover text, the markers do."""
+    def local(t: datetime) -> datetime:
+        return t.astimezone(cfg.tz)
+
+    for i, (x0, x1) in enumerate(ov.measured):
+        fig.add_vrect(x0=local(x0), x1=local(x1), fillcolor=INCIDENT_COLOUR, opacity=0.12,
+                      line_width=0, name="measured incident", legendgroup="measured",
+                      showlegend=i == 0)
+    for i, (x0, x1) in enumerate(ov.maintenance):
+        fig.add_vrect(x0=local(x0), x1=local(x1), fillcolor=MAINTENANCE_COLOUR, opacity=0.15,
+                      line_width=0, name="maintenance", legendgroup="maintenance",
+                      showlegend=i == 0, annotation_text="maintenance",
+                      annotation_position="top left", annotation_font_color=MAINTENANCE_COLOUR)
+    for x, _ in ov.reported:
+        fig.add_vline(x=local(x), line=dict(color=REPORTED_COLOUR, width=1), opacity=0.7,
+                      name="reported by partner")
+    for x, _ in ov.notes:
+        fig.add_vline(x=local(x), line=dict(color=NOTE_COLOUR, width=1, dash="dot"),
+                      name="annotation")
+    markers = (("reported by partner", ov.reported, "diamond", REPORTED_COLOUR, 1.0),
+               ("annotation", ov.notes, "triangle-down", NOTE_COLOUR, 0.93))
+    for name, points, symbol, colour, height in markers:
+        if points:
+            fig.add_trace(go.Scatter(
+                x=[local(x) for x, _ in points], y=[height] * len(points), yaxis="y2",
+                mode="markers", name=name, marker=dict(symbol=symbol, size=10, color=colour),
+                hovertext=[text for _, text in points], hoverinfo="text"))
+    if ov.reported or ov.notes:
+        fig.update_layout(yaxis2=dict(overlaying="y", range=[0, 1.05], visible=False,
+                                      fixedrange=True))
+
+
+def _frame(fig: go.Figure, start: datetime, end: datetime, title: str, yaxis_title: str) -> None:
+    fig.update_xaxes(range=[start.astimezone(cfg.tz), end.astimezone(cfg.tz)])
+    fig.update_layout(height=300, margin=dict(l=0, r=0, t=24, b=0), yaxis_title=yaxis_title,
+                      title=dict(text=title, font=dict(size=13)),
+                      legend=dict(orientation="h", y=-0.25))
+
+
+def _with_gaps(buckets: pd.Series, values: pd.Series, bucket_s: int) -> tuple[list, list]:
+    """x and y with a None after every bucket whose successor is missing: the latency
+    series has no rows for buckets without successful probes, and plotly would otherwise
+    draw a straight line across that time (through an outage or a maintenance window)."""
+    xs: list = []
+    ys: list = []
+    step = timedelta(seconds=bucket_s)
+    starts = list(buckets)
+    for b, nxt, v in zip(starts, [*starts[1:], None][:len(starts)], values, strict=True):
+        xs.append(b.astimezone(cfg.tz))
+        ys.append(None if pd.isna(v) else float(v))
+        if nxt is not None and nxt - b > step:
+            xs.append((b + step).astimezone(cfg.tz))
+            ys.append(None)
+    return xs, ys
+
+
 def latency_chart(partner: Partner, lat: pd.DataFrame, start: datetime, end: datetime,
-                  incidents: pd.DataFrame) -> go.Figure:
+                  bucket_s: int, ov: Overlay) -> go.Figure:
     fig = go.Figure()
     rows = lat[lat.partner_id == partner.id]
     for e in partner.endpoints:
-        er = rows[rows.endpoint_id == e.id]
+        er = rows[rows.endpoint_id == e.id].sort_values("bucket")
         for col, dash in (("p50_ms", "dot"), ("p95_ms", "solid"), ("p99_ms", "dash")):
+            xs, ys = _with_gaps(er.bucket, er[col], bucket_s)
             fig.add_trace(go.Scatter(
-                x=[b.astimezone(cfg.tz) for b in er.bucket], y=er[col], mode="lines+markers",
+                x=xs, y=ys, mode="lines+markers",
                 marker=dict(size=3), line=dict(dash=dash),
                 name=f"{e.label} {col[:3]}", connectgaps=False,
             ))
     if partner.sla.p95_latency_ms:
         fig.add_hline(y=partner.sla.p95_latency_ms, line=dict(color="#cf222e", dash="dash"),
                       annotation_text=f"SLA p95 {partner.sla.p95_latency_ms:g} ms")
-    measured = incidents[(incidents.partner_id == partner.id) & (incidents.origin == "measured")]
-    for _, inc in measured.iterrows():
-        x0 = max(inc.started_at.to_pydatetime(), start)
-        x1 = inc.resolved_at.to_pydatetime() if not pd.isna(inc.resolved_at) else end
-        if x1 > start:
-            fig.add_vrect(x0=x0.astimezone(cfg.tz), x1=x1.astimezone(cfg.tz),
-                          fillcolor="#cf222e", opacity=0.12, line_width=0)
-    fig.update_xaxes(range=[start.astimezone(cfg.tz), end.astimezone(cfg.tz)])
-    fig.update_layout(height=300, margin=dict(l=0, r=0, t=24, b=0), yaxis_title="ms",
-                      title=dict(text="Latency of successful probes (p50 / p95 / p99)",
-                                 font=dict(size=13)),
-                      legend=dict(orientation="h", y=-0.25))
+    draw_overlay(fig, ov)
+    _frame(fig, start, end, "Latency of successful probes (p50 / p95 / p99)", "ms")
+    return fig
+
+
+def _uptime_hover(label: str, r: pd.Series, x0: datetime, bucket_s: int) -> str:
+    span = f"{local_time(x0, cfg.tz)}–{local_time(r.bucket + timedelta(seconds=bucket_s), cfg.tz)}"
+    if r.observed_s - r.excluded_s > 0:
+        value = f"uptime {r.uptime_excl_pct:.3f} %"
+    else:
+        value = "maintenance only" if r.excluded_s > 0 else "no data"
+    extra = f" · maintenance {duration(r.excluded_s)}" if r.excluded_s > 0 else ""
+    return (f"{label} · {span} · {value} · observed {duration(r.observed_s)} · "
+            f"no data {duration(r.no_data_s)}{extra}")
+
+
+def uptime_chart(partner: Partner, ups: pd.DataFrame, start: datetime, end: datetime,
+                 bucket_s: int, ov: Overlay) -> go.Figure:
+    """Uptime per endpoint and bucket, agreed maintenance left out as the SLA does, against
+    the SLA target. A bucket nobody observed is a gap in the line (None), never 100 %."""
+    fig = go.Figure()
+    rows = ups[ups.partner_id == partner.id]
+    for e in partner.endpoints:
+        er = rows[rows.endpoint_id == e.id]
+        xs = [max(b.to_pydatetime(), start) for b in er.bucket]
+        fig.add_trace(go.Scatter(
+            x=[x.astimezone(cfg.tz) for x in xs],
+            y=[None if pd.isna(v) else float(v) for v in er.uptime_excl_pct],
+            mode="lines+markers", marker=dict(size=4), name=f"{e.label} uptime", connectgaps=False,
+            hovertext=[_uptime_hover(e.label, r, x, bucket_s) for x, (_, r) in zip(xs, er.iterrows())],
+            hoverinfo="text",
+        ))
+    target = partner.sla.uptime_target
+    fig.add_hline(y=target, line=dict(color="#cf222e", dash="dash"), name="SLA uptime target",
+                  annotation_text=f"SLA uptime {target:g} %")
+    draw_overlay(fig, ov)
+    _frame(fig, start, end, f"Uptime per {duration(bucket_s)}, agreed maintenance excluded", "%")
     return fig
 
 
@@ -168,7 +328,7 @@ def incident_table(partner: Partner, incidents: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def partner_panel(partner: Partner, now: datetime) -> None:
+def partner_panel(partner: Partner, now: datetime, viewer_partner: str | None) -> None:
     length, lat_bucket, hist_bucket = WINDOWS[window_label]
     start = now - length
     hist_start = datetime.fromtimestamp(
@@ -180,6 +340,13 @@ def partner_panel(partner: Partner, now: datetime) -> None:
     lat = queries.latency(url, start, now, lat_bucket)
     hist = queries.history(url, hist_start, now, hist_bucket)
     incidents = queries.incidents(url, now - timedelta(days=90), now)
+    windows = [w for w in queries.maintenance_windows(url) if w["partner_id"] == partner.id]
+    agreed = tuple(_agreed(w) for w in windows)
+    ups_b = queries.uptime_buckets(url, partner.id, start, now, lat_bucket, agreed)
+    # Only the notes the signed-in person may read: internal notes stay with their partner.
+    notes = queries.notes(url, start.astimezone(cfg.tz).date(),
+                          now.astimezone(cfg.tz).date() + timedelta(days=1), now, viewer_partner)
+    ov = overlay_for(partner, start, now, incidents, windows, notes)
 
     st.subheader(f"{partner.name}")
     st.caption(f"{partner.role} · {partner.base_url} · SLA uptime {partner.sla.uptime_target:g} %"
@@ -189,11 +356,17 @@ def partner_panel(partner: Partner, now: datetime) -> None:
                  width="stretch", key=f"endpoints-{partner.id}")
     st.plotly_chart(history_chart(partner, hist, hist_start, hist_bucket, n_buckets),
                     width="stretch", key=f"hist-{partner.id}")
+    if ups_b.empty or not (ups_b.observed_s > 0).any():
+        st.info(f"No probes for {partner.name} in the last {window_label}: no uptime to chart.")
+    else:
+        st.plotly_chart(uptime_chart(partner, ups_b, start, now, lat_bucket, ov), width="stretch",
+                        key=f"up-{partner.id}")
     if lat[lat.partner_id == partner.id].empty:
         st.info(f"No latency samples for {partner.name} in the last {window_label} yet.")
     else:
-        st.plotly_chart(latency_chart(partner, lat, start, now, incidents), width="stretch",
+        st.plotly_chart(latency_chart(partner, lat, start, now, lat_bucket, ov), width="stretch",
                         key=f"lat-{partner.id}")
+    st.caption(OVERLAY_LEGEND)
     rows = incidents[incidents.partner_id == partner.id]
     n_measured = int((rows.origin == "measured").sum())
     n_reported = int((rows.origin == "reported").sum())
@@ -210,6 +383,7 @@ def partner_panel(partner: Partner, now: datetime) -> None:
 @st.fragment(run_every=queries.TTL_S)
 def live_panels() -> None:
     now = queries.now_bucket()
+    viewer_partner = gate.current().partner_id  # whose internal annotations may be shown
     sources = queries.sources(url, now)
     if not any(s["source"].startswith("probe:") for s in sources):
         st.info(
@@ -217,13 +391,15 @@ def live_panels() -> None:
             "`partnerboard serve` (or `partnerboard collect`) runs; the first results appear "
             "within seconds. To take one round now: `partnerboard collect --once`."
         )
-    st.caption(f"Data as of {local_time(datetime.now(cfg.tz), cfg.tz, seconds=True)} · refreshes every "
-               f"{queries.TTL_S} s")
+    # Every read below is cached under ``now`` (rounded up to the TTL), so it happened at or
+    # after now − TTL: the data holds every probe written by then, and maybe a few later.
+    st.caption(f"Data as of {local_time(now - timedelta(seconds=queries.TTL_S), cfg.tz, seconds=True)}"
+               f" · refreshes every {queries.TTL_S} s")
     columns = st.columns(len(cfg.partners), gap="large")
     for column, partner in zip(columns, cfg.partners):
         with column:
             try:
-                partner_panel(partner, now)
+                partner_panel(partner, now, viewer_partner)
             except Exception as exc:  # one failing panel must not take the page down
                 st.error(f"Health data for {partner.name} could not be loaded: "
                          f"{scrub(f'{type(exc).__name__}: {exc}')}")

@@ -22,6 +22,7 @@ DuckDB and PostgreSQL alike (``extract(epoch ...)``, ``lead``, ``least``,
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -68,6 +69,40 @@ def covers_until(t0: sa.ColumnElement) -> sa.ColumnElement:
 
 
 METRICS = ("observed_s", "down_s", "excluded_s", "excluded_down_s", "probes", "failed")
+TIME_METRICS = METRICS[:4]
+
+
+def _vouched_sums(start_e: sa.ColumnElement, end_e: sa.ColumnElement,
+                  excluded: Sequence[tuple[float, float]]) -> list[sa.Label]:
+    """The time-weighting, written once: summed over the probes of a group, the seconds
+    they vouched for inside ``[start_e, end_e)`` (``observed_s``), the part of it in state
+    *down* (``down_s``), and the parts of both inside the ``excluded`` epoch intervals
+    (``excluded_s``, ``excluded_down_s``; agreed maintenance).
+
+    The bounds are SQL expressions so that one window (literals, ``uptime_between``) and
+    many buckets (columns of a joined bucket list, ``uptime_series``) share this code:
+    uptime over a quarter and uptime per bucket of a chart cannot drift apart."""
+    t0 = epoch(p.c.ts)
+    lo = sa.func.greatest(t0, start_e)
+    hi = sa.func.least(covers_until(t0), end_e)
+    covered = sa.func.greatest(sa.literal(0.0, sa.Float), hi - lo)
+    down = p.c.state == "down"
+    in_maintenance: sa.ColumnElement = sa.literal(0.0, sa.Float)
+    for a, b in excluded:
+        in_maintenance = in_maintenance + _overlap(lo, hi, a, b)
+    return [
+        sa.func.sum(covered).label("observed_s"),
+        sa.func.sum(sa.case((down, covered), else_=0.0)).label("down_s"),
+        sa.func.sum(in_maintenance).label("excluded_s"),
+        sa.func.sum(sa.case((down, in_maintenance), else_=0.0)).label("excluded_down_s"),
+    ]
+
+
+def _may_vouch_within(start: datetime, end: datetime) -> sa.ColumnElement:
+    """The probes that can vouch for time in [start, end): those started before the end,
+    and no earlier than the longest possible vouching (twice the longest interval)."""
+    lookback = timedelta(seconds=MAX_INTERVAL_S * COVER_FACTOR)
+    return sa.and_(p.c.ts >= timeutil.to_db(start - lookback), p.c.ts < timeutil.to_db(end))
 
 
 def _window_totals(name: str, start: datetime, end: datetime, partner_id: str | None,
@@ -79,31 +114,18 @@ def _window_totals(name: str, start: datetime, end: datetime, partner_id: str | 
     t0 = epoch(p.c.ts)
     start_e = sa.literal(timeutil.epoch(start), sa.Float)
     end_e = sa.literal(timeutil.epoch(end), sa.Float)
-    lo = sa.func.greatest(t0, start_e)
-    hi = sa.func.least(covers_until(t0), end_e)
-    covered = sa.func.greatest(sa.literal(0.0, sa.Float), hi - lo)
-    down = p.c.state == "down"
     inside = t0 >= start_e  # and before the end, by the WHERE clause
-    in_maintenance: sa.ColumnElement = sa.literal(0.0, sa.Float)
-    for a, b in excluded:
-        in_maintenance = in_maintenance + _overlap(lo, hi, a, b)
-    lookback = timedelta(seconds=MAX_INTERVAL_S * COVER_FACTOR)
     keys = [p.c.partner_id, p.c.endpoint_id] if per_endpoint else [p.c.partner_id]
     extra = [latency_percentiles(sa.case((sa.and_(inside, p.c.outcome == "ok"), p.c.latency_ms),
                                          else_=None)).label("quantiles")] if latency else []
     q = sa.select(
         sa.literal(name, sa.String).label("window"),
         *keys,
-        sa.func.sum(covered).label("observed_s"),
-        sa.func.sum(sa.case((down, covered), else_=0.0)).label("down_s"),
-        sa.func.sum(in_maintenance).label("excluded_s"),
-        sa.func.sum(sa.case((down, in_maintenance), else_=0.0)).label("excluded_down_s"),
+        *_vouched_sums(start_e, end_e, excluded),
         sa.func.sum(sa.case((inside, 1), else_=0)).label("probes"),
         sa.func.sum(sa.case((sa.and_(inside, p.c.outcome == "fail"), 1), else_=0)).label("failed"),
         *extra,
-    ).where(
-        p.c.ts >= timeutil.to_db(start - lookback), p.c.ts < timeutil.to_db(end)
-    ).group_by(*keys)
+    ).where(_may_vouch_within(start, end)).group_by(*keys)
     if partner_id is not None:
         q = q.where(p.c.partner_id == partner_id)
     return q
@@ -218,6 +240,87 @@ def uptime_between(
         df[f"{name}_failed"] = failed.astype(int)
         df[f"{name}_error_rate_pct"] = (100.0 * failed / probes).where(probes > 0)
     return df
+
+
+MAX_BUCKETS = 2000
+
+
+def uptime_series(
+    conn: Connection,
+    start: datetime,
+    end: datetime,
+    bucket: timedelta,
+    partner_id: str | None = None,
+    exclude: Sequence[tuple[datetime, datetime]] = (),
+) -> pd.DataFrame:
+    """Time-weighted uptime per endpoint and time bucket over [start, end), one query.
+
+    Buckets are aligned like ``latency_series`` (multiples of ``bucket`` since the epoch)
+    so the two charts share their x positions; the first and last are cut to the range.
+    A probe that vouches across a bucket edge counts in each bucket for its part there,
+    with the same weighting as ``uptime_between`` (``_vouched_sums``). Every bucket of an
+    endpoint seen in the range is returned; one nobody observed has ``observed_s`` 0 and
+    no uptime (NaN), never 100 %.
+
+    Columns: partner_id, endpoint_id, bucket (aware UTC, the aligned start), window_s
+    (the bucket's length inside the range), observed_s, down_s, excluded_s,
+    excluded_down_s, no_data_s, uptime_pct (all observed time) and uptime_excl_pct (only
+    time outside ``exclude``, as the SLA counts it; equal to uptime_pct without it).
+    """
+    size = bucket.total_seconds()
+    lo_e, hi_e = timeutil.epoch(start), timeutil.epoch(end)
+    first = math.floor(lo_e / size) * size
+    n = max(0, math.ceil((hi_e - first) / size))
+    if n > MAX_BUCKETS:
+        raise ValueError(f"{n} buckets of {size:g} s between {start} and {end}; use a larger bucket")
+    edges = [(first + i * size, max(first + i * size, lo_e), min(first + (i + 1) * size, hi_e))
+             for i in range(n)]
+    columns = ["partner_id", "endpoint_id", "bucket", "window_s", *TIME_METRICS, "no_data_s",
+               "uptime_pct", "uptime_excl_pct"]
+    if not edges:
+        return pd.DataFrame(columns=columns)
+    excluded = [(timeutil.epoch(a), timeutil.epoch(b)) for a, b in merge_intervals(exclude)]
+    # Each probe is spread over the buckets its stretch reaches: bucket k0 (where it, or
+    # the range, starts) plus 0..m more, m bounded by the longest possible stretch. An
+    # join with a tiny list of offsets; a range join of probes against the bucket list
+    # gives the same sums but took DuckDB 1.8 s instead of 0.26 s for 30 days of 5 s probes
+    # on four endpoints (2 M rows).
+    t0 = epoch(p.c.ts)
+    first_e, size_e = sa.literal(first, sa.Float), sa.literal(size, sa.Float)
+    start_e, end_e = sa.literal(lo_e, sa.Float), sa.literal(hi_e, sa.Float)
+    k0 = sa.func.floor((sa.func.greatest(t0, start_e) - first_e) / size_e)
+    k1 = sa.func.floor((sa.func.least(covers_until(t0), end_e) - first_e) / size_e)
+    m = math.ceil(MAX_INTERVAL_S * COVER_FACTOR / size) + 1
+    offsets = sa.values(sa.column("o", sa.Integer), name="offsets").data([(i,) for i in range(m + 1)])
+    k = (k0 + offsets.c.o).label("k")
+    b_lo = sa.func.greatest(first_e + k0 * size_e + offsets.c.o * size_e, start_e)
+    b_hi = sa.func.least(first_e + (k0 + offsets.c.o + 1) * size_e, end_e)
+    keys = [p.c.partner_id, p.c.endpoint_id, k]
+    q = (
+        sa.select(*keys, *_vouched_sums(b_lo, b_hi, excluded))
+        .select_from(p.join(offsets, offsets.c.o <= k1 - k0))
+        .where(_may_vouch_within(start, end), k0 + offsets.c.o < n)
+        .group_by(*keys)
+    )
+    if partner_id is not None:
+        q = q.where(p.c.partner_id == partner_id)
+    found = pd.DataFrame(conn.execute(q).all(), columns=["partner_id", "endpoint_id", "k", *TIME_METRICS])
+    if found.empty:
+        return pd.DataFrame(columns=columns)
+    found["k"] = found["k"].astype(int)
+    grid = pd.DataFrame(edges, columns=["bucket_e", "lo_e", "hi_e"]).rename_axis("k").reset_index()
+    endpoints = found[["partner_id", "endpoint_id"]].drop_duplicates()
+    df = endpoints.merge(grid, how="cross").merge(
+        found, on=["partner_id", "endpoint_id", "k"], how="left")
+    for metric in TIME_METRICS:
+        df[metric] = df[metric].astype(float).fillna(0.0)
+    df["window_s"] = df.pop("hi_e") - df.pop("lo_e")
+    df.pop("k")
+    df["bucket"] = pd.to_datetime(df.pop("bucket_e"), unit="s", utc=True)
+    df["no_data_s"] = df.window_s - df.observed_s
+    df["uptime_pct"] = uptime_pct(df.observed_s, df.down_s)
+    df["uptime_excl_pct"] = uptime_pct(df.observed_s - df.excluded_s, df.down_s - df.excluded_down_s)
+    return df[columns].sort_values(["partner_id", "endpoint_id", "bucket"], ignore_index=True)
 
 
 def partner_totals(conn: Connection, windows: dict[str, tuple[datetime, datetime]]) -> dict[
