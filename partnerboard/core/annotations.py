@@ -16,7 +16,8 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from partnerboard.core import schema, timeutil
+from partnerboard.core import audit, schema, timeutil
+from partnerboard.core.access import User, require
 from partnerboard.core.config import Config, UnknownPartnerError
 from partnerboard.core.kpis import BY_ID
 
@@ -38,9 +39,13 @@ class NewAnnotation:
     visibility: str = "shared"
 
 
-def add(conn: Connection, config: Config, note: NewAnnotation, *, author: str,
-        author_partner: str | None = None) -> str:
-    """Validate and store a note; returns its id."""
+def add(conn: Connection, config: Config, note: NewAnnotation, *, actor: User | None,
+        ip: str | None = None) -> str:
+    """Validate and store a note as ``actor`` (editors and admins); returns its id. An
+    internal note belongs to the actor's partner and only that partner's people see it."""
+    require(actor, "annotate")
+    assert actor is not None
+    author, author_partner = actor.email, actor.partner_id
     text = note.text.strip()
     if not text:
         raise AnnotationError("text is empty: write what happened, e.g. 'checkout redesign released'")
@@ -56,18 +61,30 @@ def add(conn: Connection, config: Config, note: NewAnnotation, *, author: str,
     if note.visibility not in VISIBILITIES:
         raise AnnotationError(f"visibility must be one of {', '.join(VISIBILITIES)}")
     if note.visibility == "internal" and author_partner is None:
-        raise AnnotationError("an internal note needs the author's partner; use shared")
+        raise AnnotationError(f"{author} works for both partners, so an internal note would have no "
+                              "partner to belong to; use shared")
     aid = str(uuid.uuid4())
     conn.execute(an.insert().values(
         id=aid, partner_id=note.partner_id, kpi=note.kpi, day=note.day, text=text,
         visibility=note.visibility, author=author, author_partner=author_partner,
         created_at=timeutil.to_db(timeutil.utcnow()),
     ))
+    audit.record(conn, author, "annotation.add", target=aid,
+                 detail=f"{note.day} {note.partner_id or 'both'} {note.kpi or 'all KPIs'} "
+                        f"{note.visibility}: {text[:200]}", ip=ip)
     return aid
 
 
-def delete(conn: Connection, annotation_id: str) -> bool:
-    return bool(conn.execute(an.delete().where(an.c.id == annotation_id)).rowcount)
+def delete(conn: Connection, annotation_id: str, *, actor: User | None, ip: str | None = None) -> bool:
+    """Delete a note the actor can see (an editor never reaches the other partner's
+    internal notes, not even by id)."""
+    require(actor, "annotate")
+    assert actor is not None
+    gone = conn.execute(an.delete().where(an.c.id == annotation_id,
+                                          visible_to(actor.partner_id))).rowcount
+    if gone:
+        audit.record(conn, actor.email, "annotation.delete", target=annotation_id, ip=ip)
+    return bool(gone)
 
 
 def visible_to(viewer_partner: str | None) -> sa.ColumnElement:

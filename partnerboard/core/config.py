@@ -413,9 +413,31 @@ class Partnership(_Model):
         return v
 
 
+class Access(_Model):
+    """Who may sign in and how (docs/access.md). Nothing of the board is reachable
+    without signing in; there is no anonymous mode."""
+
+    # builtin: users with passwords in the store (`partnerboard users`);
+    # oidc: Streamlit's st.login against the provider in .streamlit/secrets.toml [auth].
+    mode: Literal["builtin", "oidc"] = "builtin"
+    # OIDC: an email domain -> the partner its people belong to ("*" = both partners).
+    domains: dict[str, str] = {}
+    # OIDC: the role of a mapped-domain user the store does not list by email.
+    default_role: Literal["viewer", "editor", "admin"] = "viewer"
+    session_hours: Annotated[float, _between(0.05, 24 * 30)] = 12
+    lockout_after: Annotated[int, Field(ge=1, le=100)] = 5  # consecutive failed sign-ins
+    lockout_minutes: Annotated[float, _between(0.01, 24 * 60)] = 15
+
+    @field_validator("domains")
+    @classmethod
+    def _domains(cls, v: dict[str, str]) -> dict[str, str]:
+        return {d.lower().lstrip("@"): p for d, p in v.items()}
+
+
 class Config(_Model):
     partnership: Partnership
     collection: Collection = Collection()
+    access: Access = Access()
     partners: Annotated[list[Partner], Field(min_length=1)]
     targets: list[Target] = []
 
@@ -429,6 +451,10 @@ class Config(_Model):
         twice = sorted({i for i in source_ids if source_ids.count(i) > 1})
         if twice:
             raise ValueError(f"source id {twice[0]!r} is used twice; source ids must be unique")
+        for domain, pid in self.access.domains.items():
+            if pid != "*" and pid not in ids:
+                raise ValueError(f'access.domains["{domain}"] names partner "{pid}", which is not '
+                                 f'configured (known: {", ".join(ids)}, or "*" for both)')
         for i, t in enumerate(self.targets):
             if t.partner not in ids:
                 raise ValueError(

@@ -77,6 +77,12 @@ def _v6_merchant_segment(conn: Connection) -> None:
         conn.execute(sa.text("ALTER TABLE merchants ADD COLUMN segment VARCHAR(64)"))
 
 
+def _v7_access(conn: Connection) -> None:
+    """v7: users, sessions, the audit log, and targets set on the board."""
+    for table in (schema.users, schema.sessions, schema.audit_log, schema.stored_targets):
+        table.create(conn, checkfirst=True)
+
+
 # Step N upgrades a database at version N-1 to version N. Append only; never edit.
 STEPS: dict[int, Callable[[Connection], None]] = {
     2: _v2_indexes,
@@ -84,6 +90,7 @@ STEPS: dict[int, Callable[[Connection], None]] = {
     4: _v4_probe_coverage,
     5: _v5_annotations,
     6: _v6_merchant_segment,
+    7: _v7_access,
 }
 LATEST = max(STEPS)
 

@@ -19,6 +19,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from sqlalchemy.engine import Connection
+
+from partnerboard.core import audit
+from partnerboard.core.access import User, require
+
 Outcome = Literal["queued", "already_queued", "already_running"]
 
 
@@ -95,14 +100,17 @@ def sources() -> list[str]:
     return runner.sources() if runner is not None else []
 
 
-def request(source: str) -> RunNowResult:
+def request(source: str, *, actor: User | None, conn: Connection | None = None,
+            ip: str | None = None) -> RunNowResult:
     """Queue a run of ``source`` now, recorded with trigger ``manual``.
 
-    This is the one door every caller goes through: when roles arrive, the admin-only
-    permission check belongs here (before the runner is asked), not in the pages.
+    The one door every caller goes through (Data page, ``POST /api/sources/{id}/run``):
+    the admin check is here, before the runner is asked, so a forged request meets it
+    too. With ``conn``, the request is written to the audit log in that transaction.
 
-    Raises :class:`RunNowUnavailable` when nothing is registered and
-    :class:`UnknownSourceError` for an id no job has; both carry a readable message."""
+    Raises :class:`access.Forbidden` below admin, :class:`RunNowUnavailable` when
+    nothing is registered and :class:`UnknownSourceError` for an id no job has."""
+    require(actor, "run_now")
     runner = _runner
     if runner is None:
         raise RunNowUnavailable(
@@ -111,4 +119,7 @@ def request(source: str) -> RunNowResult:
     known = runner.sources()
     if source not in known:
         raise UnknownSourceError(source, known)
-    return runner.run_now(source)
+    result = runner.run_now(source)
+    if conn is not None and actor is not None:
+        audit.record(conn, actor.email, "run_now", target=source, detail=result.outcome, ip=ip)
+    return result

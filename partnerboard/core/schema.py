@@ -165,6 +165,60 @@ quarantine = sa.Table(
 )
 
 
+# --- access (v7): people, their sessions, what they did, and targets set on the board ---
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("email", sa.String(320), primary_key=True, comment="lower-case; the sign-in name"),
+    sa.Column("name", sa.Text),
+    sa.Column("role", sa.String(16), nullable=False, comment="viewer | editor | admin"),
+    sa.Column("partner_id", sa.String(64), comment="the partner the person works for; NULL = both"),
+    sa.Column("password_hash", sa.Text, comment="argon2id; NULL = signs in through OIDC only"),
+    sa.Column("api_token_hash", sa.String(64), comment="sha256 of the personal API token"),
+    sa.Column("failed_attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("locked_until", sa.DateTime),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+)
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True, comment="sha256 of the cookie value"),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("expires_at", sa.DateTime, nullable=False),
+    sa.Column("ip", sa.String(64)),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("at", sa.DateTime, nullable=False),
+    sa.Column("actor", sa.String(320), nullable=False, comment="email, or cli:<os user>"),
+    sa.Column("action", sa.String(64), nullable=False, comment="e.g. sign_in, export, annotation.add"),
+    sa.Column("outcome", sa.String(16), nullable=False, comment="ok | denied | failed"),
+    sa.Column("target", sa.Text, comment="what the action was about"),
+    sa.Column("detail", sa.Text),
+    sa.Column("ip", sa.String(64)),
+    sa.Index("ix_audit_log_at", "at"),
+)
+
+stored_targets = sa.Table(
+    "stored_targets",
+    metadata,
+    sa.Column("partner_id", sa.String(64), primary_key=True),
+    sa.Column("kpi", sa.String(64), primary_key=True),
+    sa.Column("period", sa.String(16), primary_key=True, comment="'' = every period"),
+    sa.Column("value", sa.Float, nullable=False),
+    sa.Column("amber_within_pct", sa.Float, nullable=False),
+    sa.Column("updated_by", sa.String(320), nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+)
+
+
 # --- partner business records (v3) -----------------------------------------------
 # Each table mirrors a model in ``records``; ``partner_id`` is part of every key, and
 # ``run_id``/``collected_at`` say which collector run last changed the row and when.

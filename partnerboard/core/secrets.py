@@ -26,6 +26,8 @@ _AUTH_VALUE = re.compile(
     r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)((?:bearer|basic|token|digest)\s+)?[^\s,'\"}]+"
 )
 REDACTED = "[REDACTED]"
+# Personal API tokens of board users (users.TOKEN_PREFIX): never known in advance, so by shape.
+_BOARD_TOKEN = re.compile(r"pbt_[A-Za-z0-9_-]{16,}")
 
 
 class MissingSecretError(Exception):
@@ -77,6 +79,7 @@ def scrub(text: str) -> str:
     for value in known:
         if value in text:
             text = text.replace(value, REDACTED)
+    text = _BOARD_TOKEN.sub(REDACTED, text)
     return _AUTH_VALUE.sub(lambda m: m.group(1) + REDACTED, text)
 
 

@@ -1,0 +1,130 @@
+"""Users, passwords, sessions, API tokens, roles and the audit log, on a real DuckDB file."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+from argon2 import PasswordHasher
+
+from partnerboard.core import access, audit, schema, timeutil, users
+from partnerboard.core.access import Forbidden, User
+from partnerboard.core.config import parse_config
+from tests.conftest import config_dict
+
+CFG = parse_config(config_dict("http://127.0.0.1:9") | {"access": {
+    "lockout_after": 3, "lockout_minutes": 10, "session_hours": 2,
+    "domains": {"marketplace.example": "marketplace", "partnership.example": "*"}}})
+ADMIN = access.cli_user()
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture()
+def people(store):
+    with store.engine.begin() as conn:
+        users.add(conn, CFG, ADMIN, "Ana@Marketplace.example", "editor", partner_id="marketplace",
+                  password=PASSWORD, name="Ana")
+        users.add(conn, CFG, ADMIN, "viv@paygate.example", "viewer", partner_id="payments",
+                  password=PASSWORD)
+    return store
+
+
+def test_passwords_are_stored_as_argon2_hashes_only(people) -> None:
+    with people.engine.connect() as conn:
+        stored = conn.execute(sa.select(schema.users.c.password_hash)
+                              .where(schema.users.c.email == "ana@marketplace.example")).scalar_one()
+    assert PASSWORD not in stored and stored.startswith("$argon2id$")
+    assert PasswordHasher().verify(stored, PASSWORD)
+
+
+def test_sign_in_makes_a_session_that_expires(people) -> None:
+    with people.engine.begin() as conn:
+        session = users.sign_in(conn, CFG, "ANA@marketplace.example ", PASSWORD, ip="127.0.0.1")
+    assert session.user == User("ana@marketplace.example", "editor", "marketplace", "Ana")
+    with people.engine.begin() as conn:
+        assert users.user_for_session(conn, session.token) == session.user
+        assert users.user_for_session(conn, session.token + "x") is None
+        stored = conn.execute(sa.select(schema.sessions.c.token_hash)).scalars().all()
+        assert session.token not in stored, "only the digest is stored"
+        conn.execute(schema.sessions.update().values(
+            expires_at=timeutil.to_db(timeutil.utcnow() - timedelta(seconds=1))))
+        assert users.user_for_session(conn, session.token) is None
+
+
+def test_wrong_passwords_lock_the_account(people) -> None:
+    for attempt in range(1, 4):
+        with people.engine.begin() as conn, pytest.raises(users.SignInError) as err:
+            users.sign_in(conn, CFG, "ana@marketplace.example", "wrong password!!")
+        expected = "locked for 10 minutes" if attempt == 3 else "wrong email or password"
+        assert expected in str(err.value)
+    with people.engine.begin() as conn, pytest.raises(users.SignInError, match="locked until"):
+        users.sign_in(conn, CFG, "ana@marketplace.example", PASSWORD)  # even the right one
+    with people.engine.begin() as conn:
+        users.reset(conn, ADMIN, "ana@marketplace.example", "a brand new passphrase")
+        assert users.sign_in(conn, CFG, "ana@marketplace.example", "a brand new passphrase").user
+        log = audit.entries(conn, action="sign_in")
+    assert list(log.outcome[::-1]) == ["failed", "failed", "failed", "denied", "ok"]
+    assert "account locked" in log.detail.iloc[2]
+
+
+def test_an_unknown_email_gets_the_same_answer(people) -> None:
+    with people.engine.begin() as conn, pytest.raises(users.SignInError, match="^wrong email or password$"):
+        users.sign_in(conn, CFG, "nobody@marketplace.example", PASSWORD)
+    with people.engine.connect() as conn:
+        assert audit.entries(conn).iloc[0].actor == "nobody@marketplace.example"
+
+
+def test_roles_are_enforced_in_the_core(people) -> None:
+    viewer = User("viv@paygate.example", "viewer", "payments")
+    editor = User("ana@marketplace.example", "editor", "marketplace")
+    with people.engine.begin() as conn:
+        with pytest.raises(Forbidden, match="manage users needs the admin role"):
+            users.add(conn, CFG, editor, "eve@marketplace.example", "admin", password=PASSWORD)
+        with pytest.raises(Forbidden, match="sign in"):
+            access.require(None, "view")
+    assert viewer.can("export") and not viewer.can("annotate")
+    assert editor.can("annotate") and editor.can("edit_targets") and not editor.can("run_now")
+    assert ADMIN.can("run_now") and ADMIN.can("view_audit")
+
+
+def test_user_management_is_validated_and_audited(people) -> None:
+    with people.engine.begin() as conn:
+        with pytest.raises(users.UserError, match="already exists"):
+            users.add(conn, CFG, ADMIN, "ana@marketplace.example", "viewer")
+        with pytest.raises(users.UserError, match="at least 12 characters"):
+            users.add(conn, CFG, ADMIN, "new@marketplace.example", "viewer", password="short")
+        with pytest.raises(users.UserError, match="not one of viewer, editor, admin"):
+            users.add(conn, CFG, ADMIN, "new@marketplace.example", "owner")
+        with pytest.raises(KeyError, match="known: marketplace, payments"):
+            users.add(conn, CFG, ADMIN, "new@marketplace.example", "viewer", partner_id="acme")
+        session = users.sign_in(conn, CFG, "viv@paygate.example", PASSWORD)
+        users.update(conn, CFG, ADMIN, "viv@paygate.example", role="editor")
+        users.remove(conn, ADMIN, "viv@paygate.example")
+        assert users.user_for_session(conn, session.token) is None, "removal signs out at once"
+        actions = list(audit.entries(conn).action[::-1])
+    assert actions == ["user.add", "user.add", "sign_in", "user.update", "user.remove"]
+
+
+def test_api_tokens_are_personal_and_replaceable(people) -> None:
+    viewer = User("viv@paygate.example", "viewer", "payments")
+    with people.engine.begin() as conn:
+        first = users.new_api_token(conn, viewer, "viv@paygate.example")
+        assert users.user_for_token(conn, first).email == "viv@paygate.example"
+        second = users.new_api_token(conn, viewer, "viv@paygate.example")
+        assert users.user_for_token(conn, first) is None and users.user_for_token(conn, second)
+        with pytest.raises(Forbidden):
+            users.new_api_token(conn, viewer, "ana@marketplace.example")
+        assert users.user_for_token(conn, "not-a-token") is None
+    from partnerboard.core.secrets import scrub
+
+    assert second not in scrub(f"GET /api/reports/2026-10.csv token={second}")
+
+
+def test_oidc_identities_map_to_partners_by_domain(people) -> None:
+    with people.engine.connect() as conn:
+        assert users.oidc_user(conn, CFG, "bob@marketplace.example") == \
+            User("bob@marketplace.example", "viewer", "marketplace")
+        assert users.oidc_user(conn, CFG, "ops@partnership.example").partner_id is None
+        assert users.oidc_user(conn, CFG, "Ana@Marketplace.example").role == "editor", "the store wins"
+        assert users.oidc_user(conn, CFG, "mallory@evil.example") is None
