@@ -8,7 +8,7 @@ PB     := $(VENV)/bin/partnerboard
 STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup demo test serve collect simulate check-config chromium lint clean
+.PHONY: setup demo test serve collect simulate check-config chromium oidc-provider lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Partnerboard needs Python 3.11+"'
@@ -25,10 +25,18 @@ chromium:
 	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -q && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
+# The OpenID provider the OIDC sign-in tests run on 127.0.0.1 (npm package oidc-provider).
+oidc-provider: tests/oidc/node_modules/.package-lock.json
+
+tests/oidc/node_modules/.package-lock.json: tests/oidc/package-lock.json
+	@command -v npm >/dev/null || { $(SUDO) apt-get update -q && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm; }
+	npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error
+
 demo: setup          ## simulator + board with collectors, on the shipped partners.toml
 	$(PB) demo
 
-test: setup chromium ## the whole test suite
+test: setup chromium oidc-provider ## the whole test suite
 	$(PY) -m pytest
 
 serve: setup         ## board + collectors against $$PARTNERBOARD_DATABASE_URL

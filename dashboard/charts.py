@@ -76,7 +76,7 @@ def show_trends(rv: Review, partner: Partner, kpi_ids: list[str]) -> None:
     try:
         trend = queries.trend(rv.url, rv.key, anchor.label, TREND_PERIODS, rv.as_of, filters)
         first = periods.trailing(anchor, TREND_PERIODS)[0]
-        notes = queries.notes(rv.url, first.start, anchor.end, queries.now_bucket())
+        notes = queries.notes(rv.url, first.start, anchor.end, queries.now_bucket(), rv.viewer_partner)
     except Exception as exc:
         st.error(f"Trends for {partner.name} could not be computed: {scrub(str(exc))}")
         return

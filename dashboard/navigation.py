@@ -19,6 +19,7 @@ class PageDef:
     icon: str  # Material Symbols name
     url_path: str
     default: bool = False
+    needs: str = "view"  # the access.ACTIONS entry a person needs to see the page
 
     @property
     def path(self) -> Path:

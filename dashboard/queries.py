@@ -217,11 +217,12 @@ def filter_choices(url: str, as_of: datetime) -> dict[str, list[str]]:
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
-def notes(url: str, start: date, end: date, as_of: datetime) -> pd.DataFrame:
+def notes(url: str, start: date, end: date, as_of: datetime, viewer_partner: str | None) -> pd.DataFrame:
+    """Notes dated in [start, end) that a person of ``viewer_partner`` may read (None: both)."""
     from partnerboard.core import annotations
 
     with open_store(url).engine.connect() as conn:
-        return annotations.between(conn, start, end)
+        return annotations.between(conn, start, end, viewer_partner=viewer_partner)
 
 
 def _config_for(key: str) -> Config:

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import streamlit as st
 
-from dashboard import context, filter_picker, period_picker, queries
+from dashboard import context, filter_picker, gate, period_picker, queries
 from dashboard.format import duration, local_time
 from partnerboard.core.config import Config, Partner
 from partnerboard.core.filters import Filters
@@ -22,6 +22,7 @@ class Review:
     period: Period
     filters: Filters
     as_of: datetime  # the cache bucket every query of this render shares
+    viewer_partner: str | None  # the signed-in person's partner: whose internal notes they see
 
 
 def header(title: str, blurb: str) -> Review:
@@ -36,7 +37,7 @@ def header(title: str, blurb: str) -> Review:
                f"{cfg.partnership.timezone}) · {filters.describe()} · data read "
                f"{local_time(queries.clip(as_of), cfg.tz, seconds=True)}, refreshed at most every "
                f"{queries.REVIEW_TTL_S} s")
-    return Review(cfg, store.url, context.config_key(), period, filters, as_of)
+    return Review(cfg, store.url, context.config_key(), period, filters, as_of, gate.current().partner_id)
 
 
 def empty_note(partner: Partner, resource: str, period: Period) -> str:

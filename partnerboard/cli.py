@@ -23,7 +23,7 @@ import typer
 from partnerboard.core import logs
 from partnerboard.core.config import CONFIG_ENV, Config, ConfigError, config_path, load_config
 from partnerboard.core.ownership import Ownership, OwnershipError, acquire
-from partnerboard.core.secrets import missing_secrets
+from partnerboard.core.secrets import missing_secrets, scrub
 from partnerboard.core.store import (
     DATABASE_URL_ENV,
     StoreBusyError,
@@ -38,6 +38,7 @@ app = typer.Typer(
     help="Partnerboard: a shared, trusted board of partnership KPIs, API health and SLAs.",
 )
 log = logging.getLogger("partnerboard.cli")
+TOKEN_ENV = "PARTNERBOARD_API_TOKEN"
 
 ConfigOpt = Annotated[
     str | None,
@@ -265,13 +266,17 @@ def export(
     decimal: Annotated[str, typer.Option(help="Decimal mark: '.' or ','")] = ".",
     server: Annotated[str | None, typer.Option(
         help="Fetch from a running board (e.g. http://127.0.0.1:8501) instead of the store")] = None,
+    token: Annotated[str | None, typer.Option(
+        help=f"Your personal API token, for a running board [env: {TOKEN_ENV}]",
+        envvar=TOKEN_ENV, show_envvar=False)] = None,
     config: ConfigOpt = None,
     database: DbOpt = None,
 ) -> None:
     """Write the review report of a period as CSV: the same file as the Reports page.
 
     While `partnerboard serve` owns the DuckDB file, the report comes from that server's
-    /api/reports route (found through the file's owner record)."""
+    /api/reports route (found through the file's owner record), signed with your
+    personal API token."""
     from partnerboard.core import report
     from partnerboard.core.ownership import current_owner
     from partnerboard.core.store import close_all
@@ -293,20 +298,31 @@ def export(
         server = owner["url"]
     if server is not None:
         params = {"sep": sep, "decimal": decimal} | ({"partner": partner} if partner else {})
+        if not token:
+            raise _fail(
+                f"partnerboard export: the board at {server} owns the store, so the report comes "
+                f"from it and it wants to know who asks: pass your personal API token with --token "
+                f"or {TOKEN_ENV} (make one on the board's Account page, or stop the board and run "
+                "`partnerboard users token EMAIL`)")
         try:
             r = httpx.get(f"{server.rstrip('/')}/api/reports/{wanted.label}.csv", params=params,
-                          timeout=120)
+                          headers={"Authorization": f"Bearer {token}"}, timeout=120)
         except httpx.HTTPError as exc:
             raise _fail(f"partnerboard export: the board at {server} did not answer ({exc}); "
                         "is `partnerboard serve` running?") from None
         if r.status_code != 200:
             raise _fail(f"partnerboard export: the board at {server} answered {r.status_code}: "
-                        f"{r.text[:300]}")
+                        f"{scrub(r.text[:300])}")
         body, source = r.content, server
     else:
+        from partnerboard.core import audit
+        from partnerboard.core.access import cli_user
+
         store = _open_store(url, "export")
-        with store.engine.connect() as conn:
+        with store.engine.begin() as conn:
             df = report.build(conn, cfg, wanted, partner_id=partner)
+            audit.record(conn, cli_user().email, "export", target=f"{wanted.label} report",
+                         detail=f"cli; partner={partner or 'all'} sep={sep}")
         close_all()
         body, source = report.to_csv(df, sep=sep, decimal=decimal), display_url(url)
     if out == "-":
@@ -315,6 +331,143 @@ def export(
         with open(out, "wb") as fh:
             fh.write(body)
         typer.echo(f"{out}: report {wanted.label} from {source}, {len(body):,} bytes", err=True)
+
+
+users_app = typer.Typer(no_args_is_help=True, help="People who may sign in to the board (built-in sign-in, "
+                        "and roles of OIDC users). Works on the store while no board owns it; while "
+                        "one runs, admins use its Users page.")
+app.add_typer(users_app, name="users")
+PartnerOpt = Annotated[str, typer.Option("--partner", help="Partner id the person works for, or 'both'")]
+PasswordOpt = Annotated[bool, typer.Option(
+    "--password-stdin", help="Read the password from stdin (default: generate one and print it once)")]
+
+
+def _users_store(config: str | None, database: str | None, command: str):
+    cfg = _load(config)
+    url = database_url(database)
+    return cfg, _open_store(url, f"users {command}")
+
+
+def _password(from_stdin: bool) -> tuple[str, bool]:
+    """(password, generated?)"""
+    import secrets as _secrets
+
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n"), False
+    return _secrets.token_urlsafe(15), True
+
+
+def _user_change(action) -> None:
+    from partnerboard.core import users
+    from partnerboard.core.config import UnknownPartnerError
+
+    try:
+        action()
+    except (users.UserError, UnknownPartnerError) as exc:
+        raise _fail(f"partnerboard users: {exc}") from None
+
+
+@users_app.command("add")
+def users_add(
+    email: str,
+    role: Annotated[str, typer.Option(help="viewer | editor | admin")] = "viewer",
+    partner: PartnerOpt = "both",
+    name: Annotated[str | None, typer.Option(help="Display name")] = None,
+    oidc: Annotated[bool, typer.Option("--oidc", help="No password: signs in through OIDC only")] = False,
+    password_stdin: PasswordOpt = False,
+    config: ConfigOpt = None,
+    database: DbOpt = None,
+) -> None:
+    """Add a person. Prints a generated password once unless --password-stdin or --oidc."""
+    from partnerboard.core import users
+    from partnerboard.core.access import cli_user
+
+    cfg, store = _users_store(config, database, "add")
+    password, generated = (None, False) if oidc else _password(password_stdin)
+    with store.engine.begin() as conn:
+        _user_change(lambda: users.add(conn, cfg, cli_user(), email, role, name=name, password=password,
+                                       partner_id=None if partner == "both" else partner))
+    typer.echo(f"added {email.strip().lower()} ({role}, {partner})")
+    if generated:
+        typer.echo(f"password (shown once): {password}")
+
+
+@users_app.command("remove")
+def users_remove(email: str, config: ConfigOpt = None, database: DbOpt = None) -> None:
+    """Remove a person; their sessions end at once."""
+    from partnerboard.core import users
+    from partnerboard.core.access import cli_user
+
+    _, store = _users_store(config, database, "remove")
+    with store.engine.begin() as conn:
+        _user_change(lambda: users.remove(conn, cli_user(), email))
+    typer.echo(f"removed {email.strip().lower()}")
+
+
+@users_app.command("reset")
+def users_reset(email: str, password_stdin: PasswordOpt = False, config: ConfigOpt = None,
+                database: DbOpt = None) -> None:
+    """Set a new password (clears a lockout, ends the person's sessions)."""
+    from partnerboard.core import users
+    from partnerboard.core.access import cli_user
+
+    _, store = _users_store(config, database, "reset")
+    password, generated = _password(password_stdin)
+    with store.engine.begin() as conn:
+        _user_change(lambda: users.reset(conn, cli_user(), email, password))
+    typer.echo(f"password of {email.strip().lower()} reset" +
+               (f"; new password (shown once): {password}" if generated else ""))
+
+
+@users_app.command("role")
+def users_role(email: str, role: Annotated[str, typer.Option(help="viewer | editor | admin")],
+               partner: Annotated[str | None, typer.Option(
+                   "--partner", help="Partner id or 'both' (default: unchanged)")] = None,
+               config: ConfigOpt = None, database: DbOpt = None) -> None:
+    """Change a person's role (and partner)."""
+    from partnerboard.core import users
+    from partnerboard.core.access import cli_user
+
+    cfg, store = _users_store(config, database, "role")
+    with store.engine.begin() as conn:
+        _user_change(lambda: users.update(
+            conn, cfg, cli_user(), email, role=role,
+            partner_id=users.KEEP if partner is None else None if partner == "both" else partner))
+    typer.echo(f"{email.strip().lower()} is now {role}")
+
+
+@users_app.command("token")
+def users_token(email: str, config: ConfigOpt = None, database: DbOpt = None) -> None:
+    """Make a personal API token for scripted exports (replaces the previous one)."""
+    from partnerboard.core import users
+    from partnerboard.core.access import cli_user
+
+    _, store = _users_store(config, database, "token")
+    with store.engine.begin() as conn:
+        token = None
+
+        def make() -> None:
+            nonlocal token
+            token = users.new_api_token(conn, cli_user(), email)
+
+        _user_change(make)
+    typer.echo(token)
+
+
+@users_app.command("list")
+def users_list(config: ConfigOpt = None, database: DbOpt = None) -> None:
+    """Everyone who may sign in, with role, partner, and whether they are locked out."""
+    from partnerboard.core import users
+
+    _, store = _users_store(config, database, "list")
+    with store.engine.connect() as conn:
+        df = users.listing(conn)
+    if df.empty:
+        typer.echo("no users yet: partnerboard users add EMAIL --role admin")
+        return
+    for r in df.itertuples():
+        typer.echo(f"{r.email}\t{r.role}\t{r.partner_id or 'both'}\t"
+                   f"{'password' if r.password else 'oidc only'}\t{'LOCKED' if r.locked else ''}")
 
 
 def _when(text: str, cfg: Config, flag: str):

@@ -14,6 +14,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,10 @@ from starlette.routing import Route
 
 import dashboard
 from collectors.scheduler import SchedulerRunner, build_scheduler
-from partnerboard.core import maintenance, report, run_now, runs
+from partnerboard import web_auth
+from partnerboard.core import access, annotations, audit, maintenance, report, run_now, runs
 from partnerboard.core.config import load_config
+from partnerboard.core.secrets import scrub
 from partnerboard.core.store import close_store, display_url, open_store
 
 log = logging.getLogger("partnerboard.server")
@@ -67,23 +70,28 @@ def create_app(config_path: str, database_url: str, *, collect: bool = True) -> 
             await asyncio.to_thread(close_store, database_url)
             log.info("board stopped")
 
-    async def healthz(_request: Request) -> JSONResponse:
+    async def healthz(request: Request) -> JSONResponse:
+        """A bare status for anyone (load balancers, uptime checks); the scheduler, jobs and
+        sources only for a signed-in person or a personal token."""
         scheduler = live.get("scheduler")
         store = live.get("store")
         if store is None:
             return JSONResponse({"status": "starting"}, status_code=503)
+        state = _STATES.get(scheduler.state, "unknown") if scheduler else "disabled"
+        healthy = state in ("running", "disabled")
+        if await web_auth.authenticate(request, store) is None:
+            return JSONResponse({"status": "ok" if healthy else "degraded"},
+                                status_code=200 if healthy else 503)
 
         def read() -> list[dict]:
             with store.engine.connect() as conn:
                 return runs.source_summary(conn)
 
         sources = await asyncio.to_thread(read)
-        state = _STATES.get(scheduler.state, "unknown") if scheduler else "disabled"
         jobs = [
             {"id": j.id, "next_run_at": j.next_run_time.isoformat() if j.next_run_time else None}
             for j in (scheduler.get_jobs() if scheduler else [])
         ]
-        healthy = state in ("running", "disabled")
         return JSONResponse(
             {
                 "status": "ok" if healthy else "degraded",
@@ -101,6 +109,9 @@ def create_app(config_path: str, database_url: str, *, collect: bool = True) -> 
         store, config = live.get("store"), live.get("config")
         if store is None or config is None:
             return PlainTextResponse("the board is starting; retry in a few seconds", 503)
+        user = await web_auth.authenticate(request, store)
+        if user is None:
+            return _unauthorized()
         partner = request.query_params.get("partner") or None
         sep = request.query_params.get("sep", ",")
         decimal = request.query_params.get("decimal", ".")
@@ -111,8 +122,13 @@ def create_app(config_path: str, database_url: str, *, collect: bool = True) -> 
             return PlainTextResponse(str(exc), 400)
 
         def build() -> bytes:
-            with store.engine.connect() as conn:
-                df = report.build(conn, config, period, partner_id=partner)
+            with store.engine.begin() as conn:
+                access.require(user, "export")
+                df = report.build(conn, config, period, partner_id=partner,
+                                  viewer_partner=user.partner_id)
+                audit.record(conn, user.email, "export", target=f"{period.label} report",
+                             detail=f"url; partner={partner or 'all'} sep={sep}",
+                             ip=web_auth.client_ip(request))
             return report.to_csv(df, sep=sep, decimal=decimal)
 
         body = await asyncio.to_thread(build)
@@ -120,7 +136,63 @@ def create_app(config_path: str, database_url: str, *, collect: bool = True) -> 
         return Response(body, media_type="text/csv; charset=utf-8",
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
+    async def add_annotation(request: Request) -> Response:
+        """``POST /api/annotations`` (JSON: day, text, partner_id, kpi, visibility): scripts
+        add notes as the token's owner; the core refuses anyone below editor."""
+        return await _act(request, lambda conn, config, user, body: {"id": annotations.add(
+            conn, config, annotations.NewAnnotation(
+                date.fromisoformat(str(body.get("day"))), str(body.get("text", "")),
+                body.get("partner_id"), body.get("kpi"), str(body.get("visibility", "shared"))),
+            actor=user, ip=web_auth.client_ip(request))})
+
+    async def run_source(request: Request) -> Response:
+        """``POST /api/sources/{source}/run``: run a collector now (admins)."""
+        source = request.path_params["source"]
+        return await _act(request, lambda conn, config, user, body: run_now.request(
+            source, actor=user, conn=conn, ip=web_auth.client_ip(request)).__dict__)
+
+    async def _act(request: Request, action: Any) -> Response:
+        store, config = live.get("store"), live.get("config")
+        if store is None or config is None:
+            return PlainTextResponse("the board is starting; retry in a few seconds", 503)
+        user = await web_auth.authenticate(request, store)
+        if user is None:
+            return _unauthorized()
+        try:
+            body = await request.json() if await request.body() else {}
+        except ValueError:
+            return JSONResponse({"error": "the body is not JSON"}, 400)
+
+        def run() -> Any:
+            with store.engine.begin() as conn:
+                return action(conn, config, user, body if isinstance(body, dict) else {})
+
+        try:
+            return JSONResponse(await asyncio.to_thread(run))
+        except access.Forbidden as exc:
+            reason = str(exc)
+
+            def refuse() -> None:
+                with store.engine.begin() as conn:
+                    audit.record(conn, user.email, request.url.path, outcome="denied", detail=reason,
+                                 ip=web_auth.client_ip(request))
+
+            await asyncio.to_thread(refuse)
+            return JSONResponse({"error": reason}, 403)
+        except (ValueError, KeyError, run_now.RunNowError) as exc:
+            return JSONResponse({"error": scrub(str(exc))}, 400)
+
     return st.App(str(SCRIPT), lifespan=lifespan, routes=[
         Route("/healthz", healthz),
         Route("/api/reports/{period}.csv", report_csv),
+        Route("/api/annotations", add_annotation, methods=["POST"]),
+        Route("/api/sources/{source}/run", run_source, methods=["POST"]),
+        *(Route(path, handler, methods=methods) for path, handler, methods in web_auth.routes(live)),
     ])
+
+
+def _unauthorized() -> Response:
+    return PlainTextResponse(
+        "sign in on the board, or send a personal API token: Authorization: Bearer pbt_... "
+        "(make one on the board's Account page or with `partnerboard users token EMAIL`)", 401,
+        headers={"WWW-Authenticate": 'Bearer realm="partnerboard"'})

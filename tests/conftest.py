@@ -45,13 +45,18 @@ def set_chaos(sim: RunningSimulator, **values: Any) -> None:
     r.raise_for_status()
 
 
-def config_dict(base_url: str, *, interval: float = 1.0, timeout: float = 0.8) -> dict[str, Any]:
+def config_dict(base_url: str, *, interval: float = 1.0, timeout: float = 0.8,
+                access: dict[str, Any] | None = None) -> dict[str, Any]:
     """The shipped partners.toml, pointed at a simulator (or any base URL), with fast probes."""
     import tomllib
 
     text = (REPO / "partners.toml").read_text().replace("http://127.0.0.1:8765", base_url)
     data = tomllib.loads(text)
     data["collection"]["misfire_grace_seconds"] = 5
+    # AppTest can seed st.user but not cookies, so page tests sign in through OIDC mode
+    # (Streamlit's own test path); the built-in form is tested in Chromium.
+    data["access"] = access or {"mode": "oidc", "domains": {"marketplace.example": "marketplace",
+                                                            "paygate.example": "payments"}}
     for partner in data["partners"]:
         for e in partner["endpoints"]:
             e.update(interval_seconds=interval, timeout_seconds=timeout)
@@ -93,15 +98,18 @@ def to_toml(data: dict[str, Any], prefix: str = "") -> str:
             return "[" + ", ".join(scalar(x) for x in v) + "]"
         return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
+    def bare(key: str) -> str:  # a bare key, or a quoted one ("marketplace.example")
+        return key if key.replace("_", "").replace("-", "").isalnum() else scalar(key)
+
     lines, nested = [], []
     for key, value in data.items():
         if isinstance(value, dict):
-            nested.append(f"\n[{prefix}{key}]\n" + to_toml(value, f"{prefix}{key}."))
+            nested.append(f"\n[{prefix}{bare(key)}]\n" + to_toml(value, f"{prefix}{bare(key)}."))
         elif isinstance(value, list) and value and isinstance(value[0], dict):
             for item in value:
                 nested.append(f"\n[[{prefix}{key}]]\n" + to_toml(item, f"{prefix}{key}."))
         else:
-            lines.append(f"{key} = {scalar(value)}")
+            lines.append(f"{bare(key)} = {scalar(value)}")
     return "\n".join(lines) + "\n" + "".join(nested)
 
 
@@ -146,17 +154,46 @@ def move_clock(sim: RunningSimulator, seconds: float) -> None:
 APP = str(REPO / "dashboard" / "app.py")
 
 
+ADMIN_EMAIL = "admin@partnership.example"
+
+
+def ensure_user(email: str, role: str = "admin", partner_id: str | None = None) -> None:
+    """A board user in the store the environment names, added through the core as the
+    CLI would (so page tests sign in as a real, stored person)."""
+    import os
+
+    from partnerboard.core import access, users
+    from partnerboard.core.config import load_config
+
+    config = load_config(os.environ["PARTNERBOARD_CONFIG"])
+    with store_mod.open_store(os.environ["PARTNERBOARD_DATABASE_URL"]).engine.begin() as conn:
+        found = users.get(conn, email)
+        if found is None:
+            users.add(conn, config, access.cli_user(), email, role, partner_id=partner_id)
+        elif (found.role, found.partner_id) != (role, partner_id):
+            users.update(conn, config, access.cli_user(), email, role=role, partner_id=partner_id)
+
+
 def open_page(page: str, *, period: str | None = None, title: str | None = None,
-              timeout: float = 60):
+              timeout: float = 60, user: str | None = ADMIN_EMAIL, role: str = "admin",
+              partner_id: str | None = None, params: dict[str, str] | None = None):
     """Run the app in AppTest on ``page`` (``"views/board.py"``) and fail on any exception.
 
-    AppTest knows ``st.navigation``'s pages only after a first run, so the app runs once
-    on its default page, then switches. ``title`` checks that the switch really landed."""
+    ``user`` signs in through Streamlit's ``st.user`` (OIDC mode) as a stored board user
+    with ``role`` and ``partner_id``; ``user=None`` is a signed-out visitor. AppTest knows
+    ``st.navigation``'s pages only after a first run, so the app runs once on its default
+    page, then switches. ``title`` checks that the switch really landed."""
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(APP, default_timeout=timeout)
+    if user is not None:
+        ensure_user(user, role, partner_id)
+        at.user = {"is_logged_in": True, "email": user}
+    else:
+        at.user = {"is_logged_in": False}
     if period:
         at.query_params["period"] = period
+    at.query_params.update(params or {})
     at.run()
     at.switch_page(page)
     at.run()

@@ -15,7 +15,6 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx
 import pandas as pd
 import pytest
 
@@ -23,8 +22,17 @@ from dashboard.format import kpi_value
 from partnerboard.core import csv_export
 from partnerboard.core.periods import parse
 from simulator.world import TZ
-from tests.conftest import config_toml, free_port
-from tests.test_server import ARTIFACTS, CHROMIUM, Proc, _start, _stop, _wait_for_source, _wait_healthy
+from tests.conftest import config_toml
+from tests.test_server import (
+    ARTIFACTS,
+    BUILTIN,
+    CHROMIUM,
+    Proc,
+    _stop,
+    _wait_for_source,
+    sign_in,
+    start_server,
+)
 
 PERIOD = "2026-10"
 PAGES = [("", "Board"), ("api-health", "API health"), ("sla", "SLA"), ("conversion", "Conversion"),
@@ -51,18 +59,15 @@ def expected_from_the_simulator(sim, label: str) -> dict[str, float]:
 
 @pytest.fixture()
 def frozen_server(tmp_path: Path, bsim, tokens) -> Iterator[Proc]:
-    (tmp_path / "partners.toml").write_text(config_toml(bsim.base_url, interval=1.0, timeout=0.8))
-    port, log = free_port(), tmp_path / "serve.log"
-    proc = _start(["serve", "--config", str(tmp_path / "partners.toml"), "--database-url",
-                   f"duckdb:///{tmp_path / 'board.duckdb'}", "--port", str(port)], tokens, log, tmp_path)
-    running = Proc(proc, f"http://127.0.0.1:{port}", log)
+    (tmp_path / "partners.toml").write_text(config_toml(bsim.base_url, interval=1.0, timeout=0.8,
+                                                        access=BUILTIN))
+    running = start_server(tmp_path, tokens)
     try:
-        _wait_healthy(running.url, proc, log)
         for source in ("marketplace_orders", "marketplace_traffic", "payments_charges"):
-            _wait_for_source(running.url, source)
+            _wait_for_source(running, source)
         yield running
     finally:
-        _stop(proc)
+        _stop(running.proc)
 
 
 def _settle(page) -> None:
@@ -88,6 +93,7 @@ def test_board_pages_and_csv_in_chromium(frozen_server: Proc, bsim, tmp_path: Pa
         page = browser.new_page(viewport={"width": 1600, "height": 2000}, accept_downloads=True)
 
         # The Board for a fixed month of the seeded data shows the simulator's numbers.
+        sign_in(page, frozen_server.url, frozen_server.account)
         page.goto(f"{frozen_server.url}/?period={PERIOD}")  # the Board is the default page
         _settle(page)
         shown = {name: _metric(page, name) for name in
@@ -134,6 +140,6 @@ def test_board_pages_and_csv_in_chromium(frozen_server: Proc, bsim, tmp_path: Pa
     assert kpi_value(kpis[("marketplace", "conversion_rate")], "%") == shown["Marketplace conversion"]
     assert kpi_value(kpis[("payments", "payment_success_rate")], "%") == shown["Payment success rate"]
     # ... and the stable URL serves the same file.
-    same = httpx.get(f"{frozen_server.url}/api/reports/{PERIOD}.csv", timeout=60)
+    same = frozen_server.get(f"/api/reports/{PERIOD}.csv", timeout=60)
     route = pd.read_csv(io.BytesIO(same.content), encoding="utf-8-sig")
     assert route[route.section == "kpi"].equals(csv[csv.section == "kpi"])

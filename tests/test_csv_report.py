@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from partnerboard.core import annotations, csv_export, kpi_engine, report, schema
+from partnerboard.core.access import User
 from partnerboard.core.config import parse_config
 from partnerboard.core.periods import parse
 from tests.conftest import config_dict
@@ -71,10 +72,10 @@ def _seed(store) -> None:
             "run_id": "r", "collected_at": datetime(2026, 10, 4)} for i in range(10)])
         annotations.add(conn, CFG, annotations.NewAnnotation(
             date(2026, 10, 5), "=cmd|' /C calc'!A0 courier strike", "marketplace", "gmv"),
-            author="ann@marketplace.example", author_partner="marketplace")
+            actor=User("ann@marketplace.example", "editor", "marketplace"))
         annotations.add(conn, CFG, annotations.NewAnnotation(
             date(2026, 10, 6), "internal: renegotiate fees", "payments", None, "internal"),
-            author="pay@payments.example", author_partner="payments")
+            actor=User("pay@payments.example", "editor", "payments"))
 
 
 def test_report_kpis_equal_the_engine_and_survive_the_csv(store) -> None:

@@ -23,9 +23,12 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from collectors.scheduler import SchedulerRunner, build_scheduler, job_ids, run_all_once
 from partnerboard.core import run_now, schema, timeutil
 from partnerboard.core import store as store_mod
+from partnerboard.core.access import cli_user
 from partnerboard.core.config import load_config, parse_config
 from simulator.server import SECRET_ENV
 from tests.conftest import config_dict, open_page, set_chaos, to_toml
+
+ADMIN = cli_user()
 
 SOURCE = "marketplace_orders"
 runs_t = schema.collector_runs
@@ -93,7 +96,7 @@ def test_run_now_queues_a_manual_run_on_the_scheduler(scheduled: Scheduled, stor
     assert run_now.available()
     assert run_now.sources() == sorted(job_ids(load_config(scheduled.config_path)))
 
-    result = run_now.request(SOURCE)
+    result = run_now.request(SOURCE, actor=ADMIN)
     assert (result.source, result.outcome) == (SOURCE, "queued")
     manual = _wait_for(lambda: _finished(store, "manual"), "a manual run finished")
     assert [(r.status, r.error) for r in manual] == [("success", None)]
@@ -125,10 +128,10 @@ def test_run_now_while_the_source_runs_says_so_and_starts_no_second_run(
 
 def test_unknown_source_and_missing_scheduler_are_named_errors(scheduled: Scheduled, store) -> None:
     with pytest.raises(run_now.RunNowUnavailable, match="partnerboard collect --once --source"):
-        run_now.request(SOURCE)
+        run_now.request(SOURCE, actor=ADMIN)
     run_now.register(scheduled.runner)
     with pytest.raises(run_now.UnknownSourceError) as err:
-        run_now.request("nope")
+        run_now.request("nope", actor=ADMIN)
     message = str(err.value)
     assert message.startswith("unknown source 'nope'")
     for known in (SOURCE, "probe:payments", "statuspage:marketplace", "payments_refunds"):

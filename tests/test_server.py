@@ -29,14 +29,59 @@ ARTIFACTS = REPO / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 
 
+@dataclass(frozen=True)
+class Account:
+    """A board admin made through the real CLI before the server starts."""
+
+    email: str
+    password: str
+    token: str  # personal API token
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
 @dataclass
 class Proc:
     proc: subprocess.Popen
     url: str
     log: Path
+    account: Account
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def get(self, path: str, **kwargs) -> httpx.Response:
+        """GET as the signed-in admin (personal token)."""
+        return httpx.get(f"{self.url}{path}", headers=self.account.headers, **kwargs)
+
+
+def provision(config: Path, db_url: str, tokens: dict[str, str], cwd: Path,
+              email: str = "admin@partnership.example", role: str = "admin",
+              partner: str = "both") -> Account:
+    """A user with a password and an API token, through `partnerboard users` (the file is
+    not owned yet, as before a board starts)."""
+    password = f"pw-{email}-0123456789"
+    common = ["--config", str(config), "--database-url", db_url]
+    cli = [sys.executable, "-m", "partnerboard.cli", "users"]
+    added = subprocess.run([*cli, "add", email, "--role", role, "--partner", partner, "--password-stdin",
+                            *common], input=password + "\n", capture_output=True, text=True,
+                           env=_env(tokens), cwd=cwd, timeout=60)
+    assert added.returncode == 0, added.stderr
+    token = subprocess.run([*cli, "token", email, *common], capture_output=True, text=True,
+                           env=_env(tokens), cwd=cwd, timeout=60)
+    assert token.returncode == 0 and token.stdout.startswith("pbt_"), token.stderr
+    return Account(email, password, token.stdout.strip())
+
+
+def sign_in(page, url: str, account: Account) -> None:
+    """Through the board's own sign-in form, in the browser."""
+    page.goto(f"{url}/signin")
+    page.fill("input[name=email]", account.email)
+    page.fill("input[name=password]", account.password)
+    page.click("button[type=submit]")
+    page.wait_for_selector("[data-testid=stApp]", timeout=60_000)
 
 
 def _env(tokens: dict[str, str]) -> dict[str, str]:
@@ -64,13 +109,14 @@ def _stop(proc: subprocess.Popen, timeout: float = 20) -> int:
     return proc.returncode
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 60) -> dict:
+def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, account: Account,
+                  timeout: float = 60) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"server exited {proc.returncode}:\n{log.read_text()}")
         try:
-            r = httpx.get(f"{url}/healthz", timeout=2)
+            r = httpx.get(f"{url}/healthz", timeout=2, headers=account.headers)
             if r.status_code == 200:
                 return r.json()
         except httpx.HTTPError:
@@ -83,35 +129,50 @@ def _probe_rows(health: dict) -> int:
     return sum(s["rows_written"] for s in health["sources"] if s["source"].startswith("probe:"))
 
 
-def _wait_for_more_probes(url: str, than: int, timeout: float = 20) -> dict:
+def _wait_for_more_probes(server: Proc, than: int, timeout: float = 20) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        health = httpx.get(f"{url}/healthz").json()
+        health = server.get("/healthz").json()
         if _probe_rows(health) > than:
             return health
         time.sleep(0.25)
     raise AssertionError(f"no new probe rows beyond {than} within {timeout} s")
 
 
+BUILTIN = {"mode": "builtin"}  # the shipped default: the board's own sign-in form
+
+
 @pytest.fixture()
 def workdir(tmp_path: Path, sim) -> Path:
-    (tmp_path / "partners.toml").write_text(config_toml(sim.base_url, interval=1.0, timeout=0.8))
+    (tmp_path / "partners.toml").write_text(config_toml(sim.base_url, interval=1.0, timeout=0.8,
+                                                        access=BUILTIN))
     return tmp_path
+
+
+def start_server(workdir: Path, tokens: dict[str, str]) -> Proc:
+    """`partnerboard serve` on workdir's config and a new DuckDB file, with an admin."""
+    port = free_port()
+    log = workdir / "serve.log"
+    db = f"duckdb:///{workdir / 'board.duckdb'}"
+    account = provision(workdir / "partners.toml", db, tokens, workdir)
+    proc = _start(["serve", "--config", str(workdir / "partners.toml"), "--database-url", db,
+                   "--port", str(port)], tokens, log, workdir)
+    running = Proc(proc, f"http://127.0.0.1:{port}", log, account)
+    try:
+        _wait_healthy(running.url, proc, log, account)
+    except BaseException:
+        _stop(proc)
+        raise
+    return running
 
 
 @pytest.fixture()
 def server(workdir: Path, tokens) -> Iterator[Proc]:
-    port = free_port()
-    log = workdir / "serve.log"
-    db = f"duckdb:///{workdir / 'board.duckdb'}"
-    proc = _start(["serve", "--config", str(workdir / "partners.toml"), "--database-url", db,
-                   "--port", str(port)], tokens, log, workdir)
-    running = Proc(proc, f"http://127.0.0.1:{port}", log)
+    running = start_server(workdir, tokens)
     try:
-        _wait_healthy(running.url, proc, log)
         yield running
     finally:
-        _stop(proc)
+        _stop(running.proc)
 
 
 @pytest.mark.slow
@@ -120,7 +181,7 @@ def test_board_serves_the_page_while_probes_arrive(server: Proc, workdir: Path, 
     from playwright.sync_api import sync_playwright
 
     assert Path(CHROMIUM).exists(), "Chromium missing: `apt-get install -y chromium` (.ci/run does)"
-    before = httpx.get(f"{server.url}/healthz").json()
+    before = server.get("/healthz").json()
     assert before["scheduler"] == "running"
     assert {j["id"] for j in before["jobs"]} == {
         "probe:marketplace", "probe:payments", "statuspage:marketplace", "statuspage:payments",
@@ -132,11 +193,12 @@ def test_board_serves_the_page_while_probes_arrive(server: Proc, workdir: Path, 
             "--no-sandbox", "--disable-gpu", "--disable-background-networking",
             "--disable-component-update", "--disable-sync", "--no-first-run"])
         page = browser.new_page(viewport={"width": 1600, "height": 1800})
+        sign_in(page, server.url, server.account)
         page.goto(f"{server.url}/api-health")
         page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
                                timeout=60_000)
         page.get_by_text("Demo PayGate", exact=True).wait_for(timeout=30_000)
-        during = _wait_for_more_probes(server.url, _probe_rows(before))
+        during = _wait_for_more_probes(server, _probe_rows(before))
         assert page.get_by_role("heading", name="API health").count() == 1
         assert page.get_by_text("Demo Marketplace", exact=True).count() == 1
         assert page.get_by_text("Reported by partner").count() >= 1
@@ -144,7 +206,7 @@ def test_board_serves_the_page_while_probes_arrive(server: Proc, workdir: Path, 
         assert page.locator("[data-testid=stDataFrame]").count() >= 4  # endpoints + incidents
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "api-health.png"), full_page=True)
-        after = _wait_for_more_probes(server.url, _probe_rows(during))
+        after = _wait_for_more_probes(server, _probe_rows(during))
         assert page.locator("[data-testid=stException]").count() == 0
         browser.close()
 
@@ -238,10 +300,10 @@ def test_collect_once_reports_failures_with_exit_code(workdir: Path, tokens) -> 
     assert "secret PARTNERBOARD_PAYMENTS_TOKEN is not set" in res.stderr
 
 
-def _wait_for_source(url: str, source: str, timeout: float = 120) -> None:
+def _wait_for_source(server: Proc, source: str, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        found = {s["source"]: s for s in httpx.get(f"{url}/healthz").json()["sources"]}
+        found = {s["source"]: s for s in server.get("/healthz").json()["sources"]}
         if found.get(source, {}).get("runs_ok"):
             return
         time.sleep(0.5)
@@ -257,9 +319,9 @@ def test_live_board_equals_the_report_route_and_export_goes_through_the_server(s
     from dashboard.format import kpi_value
 
     for source in ("marketplace_orders", "marketplace_traffic"):
-        _wait_for_source(server.url, source)
+        _wait_for_source(server, source)
     period = "2026-10"
-    csv = httpx.get(f"{server.url}/api/reports/{period}.csv", timeout=60)
+    csv = server.get(f"/api/reports/{period}.csv", timeout=60)
     assert csv.status_code == 200 and csv.content.startswith(b"\xef\xbb\xbf")
     assert csv.headers["content-type"].startswith("text/csv")
     import io
@@ -269,15 +331,18 @@ def test_live_board_equals_the_report_route_and_export_goes_through_the_server(s
     df = pd.read_csv(io.BytesIO(csv.content), encoding="utf-8-sig")
     gmv = df[(df.section == "kpi") & (df.partner_id == "marketplace") & (df.item == "gmv")]
     expected = kpi_value(float(gmv.iloc[0, 7]), "PLN")
-    assert httpx.get(f"{server.url}/api/reports/2026-13.csv").status_code == 400
+    assert server.get("/api/reports/2026-13.csv").status_code == 400
 
-    # While serve owns the file, `export` gets the same report from the server.
+    # While serve owns the file, `export` gets the same report from the server, with a token.
     out = workdir / "report.csv"
-    res = subprocess.run(
-        [sys.executable, "-m", "partnerboard.cli", "export", "--period", period, "--out", str(out),
-         "--config", str(workdir / "partners.toml"),
-         "--database-url", f"duckdb:///{workdir / 'board.duckdb'}"],
-        capture_output=True, text=True, env=_env(tokens), timeout=120)
+    export = [sys.executable, "-m", "partnerboard.cli", "export", "--period", period, "--out", str(out),
+              "--config", str(workdir / "partners.toml"),
+              "--database-url", f"duckdb:///{workdir / 'board.duckdb'}"]
+    anonymous = subprocess.run(export, capture_output=True, text=True, env=_env(tokens), timeout=120)
+    assert anonymous.returncode == 1 and "PARTNERBOARD_API_TOKEN" in anonymous.stderr
+    assert "Could not set lock" not in anonymous.stderr and not out.exists()
+    res = subprocess.run(export, capture_output=True, text=True, timeout=120,
+                         env=_env(tokens) | {"PARTNERBOARD_API_TOKEN": server.account.token})
     assert res.returncode == 0, res.stderr
     assert server.url in res.stderr and "Could not set lock" not in res.stderr
     exported = pd.read_csv(out, encoding="utf-8-sig")
@@ -289,6 +354,7 @@ def test_live_board_equals_the_report_route_and_export_goes_through_the_server(s
             "--no-sandbox", "--disable-gpu", "--disable-background-networking",
             "--disable-component-update", "--disable-sync", "--no-first-run"])
         page = browser.new_page(viewport={"width": 1600, "height": 2400})
+        sign_in(page, server.url, server.account)
         page.goto(f"{server.url}/?period={period}")
         page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=60_000)
         metric = page.locator("[data-testid=stMetric]", has_text="Gross merchandise value")
@@ -307,13 +373,14 @@ def test_run_now_on_the_data_page_of_serve_records_a_manual_run(server: Proc, wo
     from playwright.sync_api import sync_playwright
 
     source = "marketplace_orders"
-    _wait_for_source(server.url, source)  # the first scheduled run is done: not "already running"
+    _wait_for_source(server, source)  # the first scheduled run is done: not "already running"
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking",
             "--disable-component-update", "--disable-sync", "--no-first-run"])
         page = browser.new_page(viewport={"width": 1600, "height": 2000})
+        sign_in(page, server.url, server.account)
         page.goto(f"{server.url}/data")
         page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
                                timeout=60_000)
@@ -326,7 +393,7 @@ def test_run_now_on_the_data_page_of_serve_records_a_manual_run(server: Proc, wo
 
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        found = {s["source"]: s for s in httpx.get(f"{server.url}/healthz").json()["sources"]}
+        found = {s["source"]: s for s in server.get("/healthz").json()["sources"]}
         if found[source]["runs_ok"] >= 2:
             break
         time.sleep(0.3)

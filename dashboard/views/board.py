@@ -13,7 +13,7 @@ import math
 import pandas as pd
 import streamlit as st
 
-from dashboard import context, filter_picker, freshness, period_picker, queries
+from dashboard import context, filter_picker, freshness, gate, period_picker, queries
 from dashboard.format import kpi_value, local_time, status_badge
 from partnerboard.core.kpis import BY_ID
 from partnerboard.core.secrets import scrub
@@ -117,7 +117,7 @@ with left:
 with right:
     st.subheader(f"Annotations in {period.label}")
     try:
-        notes = queries.notes(url, period.start, period.end, queries.now_bucket())
+        notes = queries.notes(url, period.start, period.end, queries.now_bucket(), gate.current().partner_id)
     except Exception as exc:
         st.warning(f"Annotations unavailable: {scrub(str(exc))}")
         notes = pd.DataFrame()

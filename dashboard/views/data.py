@@ -12,9 +12,10 @@ import pandas as pd
 import sqlalchemy as sa
 import streamlit as st
 
-from dashboard import context, freshness, queries
+from dashboard import context, freshness, gate, queries
 from dashboard.format import duration, local_time
 from partnerboard.core import run_now, schema, timeutil
+from partnerboard.core.access import Forbidden
 from partnerboard.core.secrets import scrub
 
 ALL_SOURCES = "all sources (probes left out)"
@@ -53,8 +54,9 @@ if rows:
 def _request_run(source: str) -> None:
     """Queue one run and say what happened; an error is a message, never a stack trace."""
     try:
-        result = run_now.request(source)
-    except run_now.RunNowError as exc:
+        with store.engine.begin() as conn:
+            result = run_now.request(source, actor=gate.current(), conn=conn)
+    except (run_now.RunNowError, Forbidden) as exc:
         st.error(str(exc))
         return
     except Exception as exc:  # the scheduler misbehaving must not break the page

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import context, period_picker, queries
+from dashboard import context, gate, period_picker, queries
 from dashboard.format import local_time, without_attrs
 from partnerboard.core import report as report_mod
 from partnerboard.core.secrets import scrub
@@ -23,7 +23,7 @@ locale = st.radio("CSV format", ["Comma, decimal point (en)", "Semicolon, decima
                   horizontal=True, key="report_locale")
 sep, decimal = (",", ".") if locale.startswith("Comma") else (";", ",")
 try:
-    df = queries.report(store.url, context.config_key(), period.label, None, as_of)
+    df = queries.report(store.url, context.config_key(), period.label, gate.current().partner_id, as_of)
 except Exception as exc:
     st.error(f"The report for {period.label} could not be built: {scrub(str(exc))}")
     st.stop()

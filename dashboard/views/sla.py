@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import context, period_picker, queries
+from dashboard import context, gate, period_picker, queries
 from dashboard.format import kpi_value, local_time
 from partnerboard.core.secrets import scrub
 
@@ -23,7 +23,7 @@ st.caption(f"{period.label} · refreshed {local_time(queries.clip(as_of), cfg.tz
            "uptime is time-weighted with agreed maintenance excluded; time without probes is "
            "no data")
 try:
-    df = queries.report(store.url, key, period.label, None, as_of)
+    df = queries.report(store.url, key, period.label, gate.current().partner_id, as_of)
 except Exception as exc:
     st.error(f"SLA numbers for {period.label} could not be computed: {scrub(str(exc))}")
     st.stop()

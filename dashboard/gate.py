@@ -1,0 +1,113 @@
+"""Who is looking: nothing of the board renders before this says someone signed in.
+
+``app.py`` calls :func:`identify` before any page runs and shows only :func:`sign_in`
+to a visitor it does not know, so every page, present and future, is behind it.
+Built-in sign-in: the server's ``/signin`` form sets an HttpOnly session cookie,
+read here from ``st.context.cookies`` and checked against the store on every run (a
+removed user or an expired session is signed out at once). OIDC: Streamlit's
+``st.login``/``st.user``; the email maps to a board user (``users.oidc_user``).
+"""
+
+from __future__ import annotations
+
+import html
+
+import streamlit as st
+
+from dashboard import context
+from partnerboard.core import users
+from partnerboard.core.access import SESSION_COOKIE, User
+from partnerboard.core.config import Config
+
+_USER = "_partnerboard_user"  # session key; no widget carries it, so no client can set it
+
+
+def current() -> User:
+    """The signed-in person (``identify`` has run before any page)."""
+    return st.session_state[_USER]
+
+
+def identify() -> User | None:
+    """The signed-in person, or None. Renders nothing (``app.py`` decides what to show)."""
+    cfg = context.config()
+    store = context.store()
+    if cfg.access.mode == "oidc":
+        if not _logged_in():
+            return None
+        email = str(st.user.get("email") or "")
+        with store.engine.connect() as conn:
+            user = users.oidc_user(conn, cfg, email) if email else None
+    else:
+        with store.engine.connect() as conn:
+            user = users.user_for_session(conn, _cookie(SESSION_COOKIE))
+    if user is not None:
+        st.session_state[_USER] = user
+    else:
+        st.session_state.pop(_USER, None)
+    return user
+
+
+def sign_in() -> None:
+    """What a signed-out visitor sees on every page: the sign-in, and nothing else."""
+    cfg = context.config()
+    if cfg.access.mode == "oidc":
+        _oidc_sign_in(cfg)
+    else:
+        _builtin_sign_in(cfg, expired=_cookie(SESSION_COOKIE) is not None)
+    st.stop()
+
+
+def _logged_in() -> bool:
+    return bool(st.user.get("is_logged_in"))
+
+
+def _cookie(name: str) -> str | None:
+    try:
+        return st.context.cookies.get(name)
+    except Exception:  # no browser context (bare script runs)
+        return None
+
+
+def _builtin_sign_in(cfg: Config, *, expired: bool) -> None:
+    st.title("Partnerboard")
+    st.caption(f"{cfg.partnership.name}: sign in to see the board.")
+    if expired:
+        st.info("Your session has ended. Sign in again.")
+    path = "/" + (st.context.url.split("/", 3)[3] if st.context.url and st.context.url.count("/") >= 3
+                  else "")
+    # A plain HTML form posted to the server (Streamlit pages cannot set cookies).
+    st.html(f"""<form method="post" action="/signin" style="max-width:340px">
+<input type="hidden" name="next" value="{html.escape(path)}">
+<label for="pb-email">Email</label><br>
+<input id="pb-email" name="email" type="email" autocomplete="username" required
+ style="width:100%;padding:6px">
+<br><label for="pb-password">Password</label><br>
+<input id="pb-password" name="password" type="password" autocomplete="current-password" required
+ style="width:100%;padding:6px"><br>
+<button type="submit" style="margin-top:12px;padding:6px 18px">Sign in</button></form>""")
+    st.caption("No account? Ask an admin of the partnership (`partnerboard users add`).")
+
+
+def _oidc_sign_in(cfg: Config) -> None:
+    st.title("Partnerboard")
+    if not _logged_in():
+        st.caption(f"{cfg.partnership.name}: sign in with your company account to see the board.")
+        st.button("Sign in", type="primary", on_click=st.login, icon=":material/login:")
+        return
+    email = str(st.user.get("email") or "your account")
+    st.error(f"{email} is not part of this partnership: its email domain is not listed under "
+             "[access] domains and no admin has added it. Ask an admin of the partnership.")
+    st.button("Sign out", on_click=st.logout)
+
+
+def account(user: User) -> None:
+    """Who is signed in, in the sidebar, with the way out."""
+    cfg = context.config()
+    partner = "both partners" if user.partner_id is None else cfg.partner(user.partner_id).name
+    with st.sidebar:
+        st.caption(f"Signed in as **{user.label}** · {user.role} · {partner}")
+        if cfg.access.mode == "oidc":
+            st.button("Sign out", on_click=st.logout, key="sign_out")
+        else:
+            st.html('<form method="post" action="/signout"><button type="submit" '
+                    'style="padding:4px 12px">Sign out</button></form>')

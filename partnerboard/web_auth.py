@@ -1,0 +1,146 @@
+"""Sign-in over plain HTTP for the board server: the form, the session cookie, and who
+is asking on the API routes.
+
+The Streamlit pages cannot set cookies, so the built-in sign-in is an ordinary HTML
+form posted to ``/signin`` on the same server; the answer sets an HttpOnly,
+SameSite=Lax session cookie that the pages (``dashboard/gate.py``) and the API routes
+read. API routes also take a personal token (``Authorization: Bearer pbt_...``) for
+scripts. Every decision is the core's (``users``); this module only speaks HTTP.
+
+The paths are ``/signin`` and ``/signout``, not ``/auth/...``: ``st.App`` serves
+``st.login``'s own ``/auth/login``, ``/auth/logout`` and ``/oauth2callback``, and a
+route of ours there would shadow them (user routes come first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from partnerboard.core import users
+from partnerboard.core.access import SESSION_COOKIE, User, safe_next
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<title>Sign in · Partnerboard</title>
+<style>
+ body{{font-family:system-ui,sans-serif;background:#f6f8fa;display:flex;justify-content:center;
+      padding-top:12vh;margin:0;color:#1f2328}}
+ form{{background:#fff;border:1px solid #d0d7de;border-radius:8px;padding:28px;width:320px}}
+ h1{{font-size:20px;margin:0 0 4px}} p{{color:#57606a;font-size:14px;margin:0 0 18px}}
+ label{{display:block;font-size:14px;margin:12px 0 4px}}
+ input{{width:100%;box-sizing:border-box;padding:8px;border:1px solid #d0d7de;border-radius:6px}}
+ button{{margin-top:18px;width:100%;padding:9px;border:0;border-radius:6px;background:#cf222e;
+        color:#fff;font-size:15px;cursor:pointer}}
+ .error{{color:#a40e26;background:#ffebe9;border-radius:6px;padding:8px;margin:10px 0;font-size:14px}}
+</style></head>
+<body><form method="post" action="/signin">
+<h1>Partnerboard</h1><p>{partnership}: sign in to see the board.</p>{error}
+<input type="hidden" name="next" value="{next}">
+<label for="email">Email</label><input id="email" name="email" type="email" autocomplete="username"
+ required value="{email}">
+<label for="password">Password</label><input id="password" name="password" type="password"
+ autocomplete="current-password" required>
+<button type="submit">Sign in</button>
+</form></body></html>"""
+
+
+def client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def login_page(partnership: str, next_path: str = "/", *, error: str = "", email: str = "",
+               status: int = 200) -> HTMLResponse:
+    body = PAGE.format(partnership=html.escape(partnership), next=html.escape(safe_next(next_path)),
+                       email=html.escape(email),
+                       error=f'<div class="error" role="alert">{html.escape(error)}</div>' if error else "")
+    return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+def _same_origin(request: Request) -> bool:
+    """A form post from a page of this board, not from another site (login CSRF)."""
+    origin = request.headers.get("origin")
+    if origin is None or origin == "null":
+        return origin is None  # no Origin (curl, old browsers) is allowed; "null" is not
+    return urlsplit(origin).netloc == request.headers.get("host")
+
+
+def routes(live: dict[str, Any]) -> list[tuple[str, Callable, list[str]]]:
+    """(path, handler, methods) for the server; ``live`` holds the store and config once
+    the app has started."""
+
+    async def login_form(request: Request) -> Response:
+        config = live.get("config")
+        if config is None:
+            return Response("the board is starting; retry in a few seconds", 503)
+        if config.access.mode != "builtin":
+            return RedirectResponse("/", 303)  # the pages offer the identity provider's sign-in
+        return login_page(config.partnership.name, request.query_params.get("next", "/"))
+
+    async def login(request: Request) -> Response:
+        store, config = live.get("store"), live.get("config")
+        if store is None or config is None:
+            return Response("the board is starting; retry in a few seconds", 503)
+        if config.access.mode != "builtin":
+            return Response("sign in through the identity provider on the board's pages", 404)
+        form = await request.form()
+        email, password = str(form.get("email", "")), str(form.get("password", ""))
+        next_path = safe_next(str(form.get("next", "/")))
+        if not _same_origin(request):
+            return login_page(config.partnership.name, next_path, error="this form was posted from "
+                              "another site; open the board and sign in there", status=403)
+
+        def attempt() -> users.Session:
+            with store.engine.begin() as conn:
+                return users.sign_in(conn, config, email, password, ip=client_ip(request))
+
+        try:
+            session = await asyncio.to_thread(attempt)
+        except users.SignInError as exc:
+            return login_page(config.partnership.name, next_path, error=str(exc), email=email,
+                              status=401)
+        response = RedirectResponse(next_path, 303)
+        response.set_cookie(SESSION_COOKIE, session.token, max_age=int(config.access.session_hours * 3600),
+                            httponly=True, samesite="lax", path="/",
+                            secure=request.url.scheme == "https")
+        return response
+
+    async def logout(request: Request) -> Response:
+        store = live.get("store")
+        token = request.cookies.get(SESSION_COOKIE)
+        if store is not None and token and _same_origin(request):
+            def end() -> None:
+                with store.engine.begin() as conn:
+                    users.sign_out(conn, token, ip=client_ip(request))
+
+            await asyncio.to_thread(end)
+        response = RedirectResponse("/signin", 303)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    return [("/signin", login_form, ["GET"]), ("/signin", login, ["POST"]),
+            ("/signout", logout, ["POST"])]
+
+
+async def authenticate(request: Request, store: Any) -> User | None:
+    """Who is asking an API route: a personal token (``Authorization: Bearer pbt_...``)
+    or a session cookie from signing in on the board."""
+    header = request.headers.get("authorization", "")
+    token = header[7:].strip() if header.lower().startswith("bearer ") else None
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if token is None and cookie is None:
+        return None
+
+    def find() -> User | None:
+        with store.engine.connect() as conn:
+            if token is not None:
+                return users.user_for_token(conn, token)
+            return users.user_for_session(conn, cookie)
+
+    return await asyncio.to_thread(find)
