@@ -39,6 +39,8 @@ SECTIONS: dict[str, list[PageDef]] = {
     "Operations": [
         PageDef("api_health.py", "API health", "monitor_heart", "api-health"),
         PageDef("data.py", "Data", "database", "data"),
+        PageDef("users.py", "Users", "group", "users", needs="manage_users"),
+        PageDef("account.py", "Account", "person", "account"),
     ],
 }
 PAGES: list[PageDef] = [p for pages in SECTIONS.values() for p in pages]
