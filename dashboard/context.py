@@ -3,15 +3,25 @@
 Inside ``partnerboard serve`` these are the very objects the collectors use (the
 store is shared per URL by ``open_store``); under ``streamlit run`` or AppTest they
 come from the same environment variables.
+
+The config a page gets is the *effective* one (``targets.effective``): the file plus
+the targets editors set on the board. Its cache key, ``config_key()``, names the file,
+its mtime and a cheap version of ``stored_targets`` (re-read at most every
+``TARGETS_TTL_S`` seconds), so every cached query that takes the key (``queries``)
+recomputes after a target changes, and a page's ``cfg`` and the queries it runs always
+judge with the same targets.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
+from partnerboard.core import targets
 from partnerboard.core.config import Config, ConfigError, config_path, load_config
 from partnerboard.core.secrets import scrub
 from partnerboard.core.store import Store, StoreBusyError, database_url, open_store
+
+TARGETS_TTL_S = 3  # how stale another session's view of board-set targets may be
 
 
 @st.cache_resource(show_spinner=False)
@@ -19,26 +29,58 @@ def _config(path: str, mtime: float) -> Config:
     return load_config(path)
 
 
+@st.cache_data(ttl=TARGETS_TTL_S, show_spinner=False)
+def _targets_version(url: str) -> str:
+    with open_store(url).engine.connect() as conn:
+        return targets.version(conn)
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _effective(path: str, mtime: float, url: str, version: str) -> Config:
+    """One effective config object per file version and targets version, shared by every
+    session (``version`` is only the cache key; the rows are read here)."""
+    with open_store(url).engine.connect() as conn:
+        return targets.effective(conn, _config(path, mtime))
+
+
 def config() -> Config:
-    """The config named by the environment; reloaded when the file changes."""
+    """The config named by the environment with the board's targets merged in
+    (``targets.effective``); reloaded when the file or the stored targets change."""
     try:
         return config_for_key(config_key())
     except ConfigError as exc:
-        st.error(f"The partnership config cannot be loaded:\n\n{exc}")
-        st.stop()
+        _config_failed(exc)
         raise  # unreachable: st.stop() raises
 
 
-def config_key() -> str:
-    """A cache key naming the config file and its version (path|mtime)."""
+def _config_failed(exc: ConfigError) -> None:
+    st.error(f"The partnership config cannot be loaded:\n\n{exc}")
+    st.stop()
+
+
+def _file_version() -> tuple[str, float]:
     path = config_path().resolve()
-    return f"{path}|{path.stat().st_mtime if path.exists() else 0.0!r}"
+    return str(path), path.stat().st_mtime if path.exists() else 0.0
+
+
+def config_key() -> str:
+    """A cache key naming the effective config: ``path|mtime|targets version``. Cached
+    queries take it as an argument, so a changed file or target is a new key."""
+    path, mtime = _file_version()
+    return f"{path}|{mtime!r}|{_targets_version(store().url)}"
 
 
 def config_for_key(key: str) -> Config:
-    """The config ``config_key`` names, from the same per-process cache as ``config``."""
-    path, mtime = key.rsplit("|", 1)
-    return _config(path, float(mtime))
+    """The effective config ``config_key`` names, from the same per-process cache as
+    ``config`` (the very object the page holds)."""
+    path, mtime, version = key.rsplit("|", 2)
+    return _effective(path, float(mtime), store().url, version)
+
+
+def targets_changed() -> None:
+    """Call after setting or removing a target: this session's next ``config_key`` reads
+    the new version at once instead of after ``TARGETS_TTL_S``."""
+    _targets_version.clear()
 
 
 def store() -> Store:

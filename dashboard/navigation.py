@@ -34,6 +34,7 @@ SECTIONS: dict[str, list[PageDef]] = {
         PageDef("returns.py", "Returns", "assignment_return", "returns"),
         PageDef("funnel.py", "Merchant funnel", "storefront", "merchant-funnel"),
         PageDef("reports.py", "Reports", "download", "reports"),
+        PageDef("targets.py", "Targets", "flag", "targets"),
         PageDef("annotations.py", "Annotations", "edit_note", "annotations"),
     ],
     "Operations": [

@@ -226,8 +226,9 @@ def notes(url: str, start: date, end: date, as_of: datetime, viewer_partner: str
 
 
 def _config_for(key: str) -> Config:
-    """The config a cache entry was computed for (``context.config_key``): the same
-    cached object the page holds, not a second read of the file."""
+    """The effective config a cache entry was computed for (``context.config_key``: the
+    file and the version of the board's targets), so every number here is judged with
+    board-set targets; the same cached object the page holds, not a second read."""
     return config_for_key(key)
 
 

@@ -6,6 +6,10 @@ between them. Sections, in order: ``kpi`` (each KPI with previous period, same p
 last year, deltas, target and status), ``sla`` (verdict, each check, error budget,
 maintenance and no-data time), ``incident`` (measured and reported incidents that
 overlap the period) and ``annotation`` (notes dated in the period).
+
+Targets are the effective ones (``targets.effective``: the file's plus those set on the
+board), applied here so that every caller, whatever config it holds, reports the targets
+the Board shows.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy.engine import Connection
 
-from partnerboard.core import annotations, csv_export, health, kpi_engine, periods, sla, timeutil
+from partnerboard.core import annotations, csv_export, health, kpi_engine, periods, sla, targets, timeutil
 from partnerboard.core.config import Config, Partner, UnknownPartnerError
 from partnerboard.core.periods import Period
 
@@ -42,6 +46,7 @@ def build(conn: Connection, config: Config, period: Period, *, partner_id: str |
     ``as_of`` in ``frame.attrs``; pass the same value to reproduce a report.
     """
     now = now or timeutil.utcnow()
+    config = targets.effective(conn, config)  # idempotent: an effective config passes unchanged
     partners = _partners(config, partner_id)
     names = {p.id: p.name for p in config.partners}
     rows: list[dict[str, Any]] = []
