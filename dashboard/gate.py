@@ -10,16 +10,19 @@ removed user or an expired session is signed out at once). OIDC: Streamlit's
 
 from __future__ import annotations
 
+import hashlib
 import html
 
+import sqlalchemy as sa
 import streamlit as st
 
 from dashboard import context
-from partnerboard.core import users
+from partnerboard.core import audit, schema, users
 from partnerboard.core.access import SESSION_COOKIE, User
 from partnerboard.core.config import Config
 
 _USER = "_partnerboard_user"  # session key; no widget carries it, so no client can set it
+_AUDITED = "_partnerboard_audited"
 
 
 def current() -> User:
@@ -35,8 +38,9 @@ def identify() -> User | None:
         if not _logged_in():
             return None
         email = str(st.user.get("email") or "")
-        with store.engine.connect() as conn:
+        with store.engine.begin() as conn:
             user = users.oidc_user(conn, cfg, email) if email else None
+            _audit_oidc_once(conn, email, user)
     else:
         with store.engine.connect() as conn:
             user = users.user_for_session(conn, _cookie(SESSION_COOKIE))
@@ -45,6 +49,31 @@ def identify() -> User | None:
     else:
         st.session_state.pop(_USER, None)
     return user
+
+
+def _audit_oidc_once(conn, email: str, user: User | None) -> None:
+    """The provider signs people in; we log each sign-in once (admitted or refused), as
+    the built-in sign-in logs each attempt. Streamlit's identity cookie stays the same
+    for one sign-in across page loads and tabs, so its digest names the sign-in."""
+    cookie = _cookie("_streamlit_user") or ""
+    detail = (f"oidc session {hashlib.sha256(cookie.encode()).hexdigest()[:16]}"
+              + ("" if user else "; email domain not in [access] domains and not a user"))
+    if st.session_state.get(_AUDITED) == detail:
+        return
+    st.session_state[_AUDITED] = detail
+    a = schema.audit_log
+    if conn.execute(sa.select(a.c.id).where(a.c.action == "sign_in", a.c.actor == (email or "(no email)"),
+                                            a.c.detail == detail).limit(1)).first() is None:
+        audit.record(conn, email or "(no email)", "sign_in", outcome="ok" if user else "denied",
+                     detail=detail, ip=client_ip())
+
+
+def client_ip() -> str | None:
+    try:
+        ip = st.context.ip_address
+    except Exception:
+        return None
+    return ip if isinstance(ip, str) else None
 
 
 def sign_in() -> None:
@@ -63,9 +92,10 @@ def _logged_in() -> bool:
 
 def _cookie(name: str) -> str | None:
     try:
-        return st.context.cookies.get(name)
+        value = st.context.cookies.get(name)
     except Exception:  # no browser context (bare script runs)
         return None
+    return value if isinstance(value, str) and value else None
 
 
 def _builtin_sign_in(cfg: Config, *, expired: bool) -> None:

@@ -522,6 +522,7 @@ def demo(
     from simulator.server import tokens_from_env
 
     tokens_from_env(generate_missing=True)  # shared with the child through the environment
+    _demo_account(config, database, port)
     sim = subprocess.Popen(
         [sys.executable, "-m", "partnerboard.cli", "simulate", "--port", str(sim_port),
          "--demo-blips"],
@@ -532,6 +533,33 @@ def demo(
     finally:
         sim.terminate()
         sim.wait(timeout=10)
+
+
+DEMO_EMAIL = "demo@partnership.example"
+
+
+def _demo_account(config: str | None, database: str | None, port: int) -> None:
+    """The demo's admin, with a fresh password each start (printed, since only its hash is
+    kept), or ``PARTNERBOARD_DEMO_PASSWORD`` when set. Done before `serve` owns the file."""
+    import secrets as _secrets
+
+    from partnerboard.core import users
+    from partnerboard.core.access import cli_user
+    from partnerboard.core.store import close_all
+
+    cfg = _load(config)
+    if cfg.access.mode != "builtin":
+        return
+    password = os.environ.get("PARTNERBOARD_DEMO_PASSWORD") or _secrets.token_urlsafe(12)
+    store = _open_store(database_url(database), "demo")
+    with store.engine.begin() as conn:
+        _user_change(lambda: users.add(conn, cfg, cli_user(), DEMO_EMAIL, "admin", name="Demo admin",
+                                       password=password) if users.get(conn, DEMO_EMAIL) is None
+                     else users.reset(conn, cli_user(), DEMO_EMAIL, password))
+    close_all()
+    typer.secho(f"\nSign in at http://127.0.0.1:{port} as {DEMO_EMAIL} with password {password}\n"
+                "(an admin of both partners; add people with `partnerboard users add` or on the "
+                "Users page)\n", fg="green", bold=True)
 
 
 def _wait_for(url: str, proc: subprocess.Popen, timeout: float = 20.0) -> None:

@@ -97,8 +97,7 @@ def routes(live: dict[str, Any]) -> list[tuple[str, Callable, list[str]]]:
                               "another site; open the board and sign in there", status=403)
 
         def attempt() -> users.Session:
-            with store.engine.begin() as conn:
-                return users.sign_in(conn, config, email, password, ip=client_ip(request))
+            return users.sign_in(store.engine, config, email, password, ip=client_ip(request))
 
         try:
             session = await asyncio.to_thread(attempt)

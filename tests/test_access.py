@@ -39,8 +39,7 @@ def test_passwords_are_stored_as_argon2_hashes_only(people) -> None:
 
 
 def test_sign_in_makes_a_session_that_expires(people) -> None:
-    with people.engine.begin() as conn:
-        session = users.sign_in(conn, CFG, "ANA@marketplace.example ", PASSWORD, ip="127.0.0.1")
+    session = users.sign_in(people.engine, CFG, "ANA@marketplace.example ", PASSWORD, ip="127.0.0.1")
     assert session.user == User("ana@marketplace.example", "editor", "marketplace", "Ana")
     with people.engine.begin() as conn:
         assert users.user_for_session(conn, session.token) == session.user
@@ -54,23 +53,24 @@ def test_sign_in_makes_a_session_that_expires(people) -> None:
 
 def test_wrong_passwords_lock_the_account(people) -> None:
     for attempt in range(1, 4):
-        with people.engine.begin() as conn, pytest.raises(users.SignInError) as err:
-            users.sign_in(conn, CFG, "ana@marketplace.example", "wrong password!!")
+        with pytest.raises(users.SignInError) as err:
+            users.sign_in(people.engine, CFG, "ana@marketplace.example", "wrong password!!")
         expected = "locked for 10 minutes" if attempt == 3 else "wrong email or password"
         assert expected in str(err.value)
-    with people.engine.begin() as conn, pytest.raises(users.SignInError, match="locked until"):
-        users.sign_in(conn, CFG, "ana@marketplace.example", PASSWORD)  # even the right one
+    with pytest.raises(users.SignInError, match="locked until"):
+        users.sign_in(people.engine, CFG, "ana@marketplace.example", PASSWORD)  # even the right one
     with people.engine.begin() as conn:
         users.reset(conn, ADMIN, "ana@marketplace.example", "a brand new passphrase")
-        assert users.sign_in(conn, CFG, "ana@marketplace.example", "a brand new passphrase").user
+    assert users.sign_in(people.engine, CFG, "ana@marketplace.example", "a brand new passphrase").user
+    with people.engine.connect() as conn:
         log = audit.entries(conn, action="sign_in")
     assert list(log.outcome[::-1]) == ["failed", "failed", "failed", "denied", "ok"]
     assert "account locked" in log.detail.iloc[2]
 
 
 def test_an_unknown_email_gets_the_same_answer(people) -> None:
-    with people.engine.begin() as conn, pytest.raises(users.SignInError, match="^wrong email or password$"):
-        users.sign_in(conn, CFG, "nobody@marketplace.example", PASSWORD)
+    with pytest.raises(users.SignInError, match="^wrong email or password$"):
+        users.sign_in(people.engine, CFG, "nobody@marketplace.example", PASSWORD)
     with people.engine.connect() as conn:
         assert audit.entries(conn).iloc[0].actor == "nobody@marketplace.example"
 
@@ -89,6 +89,7 @@ def test_roles_are_enforced_in_the_core(people) -> None:
 
 
 def test_user_management_is_validated_and_audited(people) -> None:
+    session = users.sign_in(people.engine, CFG, "viv@paygate.example", PASSWORD)
     with people.engine.begin() as conn:
         with pytest.raises(users.UserError, match="already exists"):
             users.add(conn, CFG, ADMIN, "ana@marketplace.example", "viewer")
@@ -98,7 +99,6 @@ def test_user_management_is_validated_and_audited(people) -> None:
             users.add(conn, CFG, ADMIN, "new@marketplace.example", "owner")
         with pytest.raises(KeyError, match="known: marketplace, payments"):
             users.add(conn, CFG, ADMIN, "new@marketplace.example", "viewer", partner_id="acme")
-        session = users.sign_in(conn, CFG, "viv@paygate.example", PASSWORD)
         users.update(conn, CFG, ADMIN, "viv@paygate.example", role="editor")
         users.remove(conn, ADMIN, "viv@paygate.example")
         assert users.user_for_session(conn, session.token) is None, "removal signs out at once"
@@ -128,3 +128,21 @@ def test_oidc_identities_map_to_partners_by_domain(people) -> None:
         assert users.oidc_user(conn, CFG, "ops@partnership.example").partner_id is None
         assert users.oidc_user(conn, CFG, "Ana@Marketplace.example").role == "editor", "the store wins"
         assert users.oidc_user(conn, CFG, "mallory@evil.example") is None
+
+
+def test_quarantine_is_resolved_by_admins_and_never_deleted(store) -> None:
+    from partnerboard.core import quarantine
+
+    with store.engine.begin() as conn:
+        assert quarantine.put(conn, source="marketplace_orders", run_id="r1", payload={"id": 1},
+                              reason="amount: not a number")
+        qid = conn.execute(sa.select(schema.quarantine.c.id)).scalar_one()
+        with pytest.raises(ValueError, match="say what was done"):
+            quarantine.resolve(conn, ADMIN, [qid], "  ")
+        assert quarantine.resolve(conn, ADMIN, [qid], "partner fixed it upstream") == 1
+        assert quarantine.resolve(conn, ADMIN, [qid], "again") == 0, "resolved once"
+        row = conn.execute(sa.select(schema.quarantine)).one()
+        log = audit.entries(conn, action="quarantine.resolve")
+    assert (row.resolved_by, row.resolution) == (ADMIN.email, "partner fixed it upstream")
+    assert row.payload == '{"id": 1}', "the record itself stays"
+    assert list(log.target) == ["0 record(s)", "1 record(s)"]

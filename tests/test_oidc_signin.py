@@ -286,6 +286,8 @@ def test_oidc_sign_in_of_the_board(oidc_board: tuple[Board, RunningProvider]) ->
     # The admin's run-now is recorded under the identity the provider vouched for.
     assert (BOSS, "run_now", "ok", SOURCE) in rows, log.to_string()
     assert (OPS, "export", "ok", "2026-10 report") in rows, log.to_string()
-    # Known gap (reported, not asserted): OIDC sign-ins, refusals of an unmapped domain
-    # (Mallory) and the Data page's refusal of a viewer's "Run now" write no audit entry;
-    # dashboard/gate.py identify() maps st.user to a User without calling audit.record.
+    # Sign-ins through the provider are logged once per browser session, refusals too.
+    # (Streamlit gives no client address for loopback connections, so ip stays empty here.)
+    signins = sorted((r.actor, r.outcome) for r in log.itertuples() if r.action == "sign_in")
+    assert signins == sorted([(ANA, "ok"), (BOSS, "ok"), (MALLORY, "denied")]), \
+        log[["actor", "action", "outcome", "detail"]].to_string()

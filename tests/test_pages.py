@@ -19,8 +19,8 @@ from simulator.server import SECRET_ENV, start_in_thread
 from tests.conftest import FROZEN_NOW, config_toml, open_page
 
 PAGES = ["views/board.py", "views/api_health.py", "views/sla.py", "views/conversion.py",
-         "views/returns.py", "views/funnel.py", "views/reports.py", "views/annotations.py",
-         "views/data.py"]
+         "views/returns.py", "views/funnel.py", "views/reports.py", "views/targets.py",
+         "views/annotations.py", "views/data.py", "views/users.py", "views/account.py"]
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,8 @@ def _env(monkeypatch, url: str, cfg: Path) -> None:
 TITLES = {"views/board.py": "Board", "views/api_health.py": "API health", "views/sla.py": "SLA",
           "views/reports.py": "Reports", "views/annotations.py": "Annotations", "views/data.py": "Data",
           "views/conversion.py": "Conversion", "views/returns.py": "Returns",
-          "views/funnel.py": "Merchant funnel"}
+          "views/funnel.py": "Merchant funnel", "views/targets.py": "Targets", "views/users.py": "Users",
+          "views/account.py": "Account"}
 
 
 def _page(page: str, period: str | None = None) -> AppTest:
@@ -286,3 +287,9 @@ def test_a_failing_query_shows_a_readable_error_and_the_rest_of_the_page(monkeyp
         assert errors and all("could not be computed" in e for e in errors), errors
         assert any("returns" in e.lower() for e in errors), errors
         assert rest in [h.value for h in (*at.subheader, *at.header)], (page, "rest of the page rendered")
+
+
+def test_the_page_list_is_the_navigation() -> None:
+    from dashboard.navigation import PAGES as NAV
+
+    assert {f"views/{p.module}": p.title for p in NAV} == TITLES and sorted(PAGES) == sorted(TITLES)

@@ -233,7 +233,8 @@ def test_data_page_without_collectors_shows_the_cli_command(monkeypatch, tmp_pat
     assert _run_now_buttons(at) == []
 
     quarantine = next(d.value for d in at.dataframe if "payload" in d.value.columns)
-    assert list(quarantine.columns) == ["source", "received (Europe/Warsaw)", "reason", "payload"]
+    assert list(quarantine.columns) == ["record", "source", "received (Europe/Warsaw)", "reason", "payload",
+                                       "resolved"]
     assert len(quarantine) == outcome.quarantined and set(quarantine.source) == {SOURCE}
     assert all(isinstance(p, str) and p.startswith("{") for p in quarantine.payload)
     with store.engine.connect() as conn:

@@ -271,3 +271,19 @@ def test_a_viewer_sees_the_targets_and_no_form(board_env) -> None:
     assert not at.get("form") and not at.number_input and not at.text_input
     assert not [b for b in at.button if b.key and b.key.startswith("target")]
     assert any("editors and admins change them" in c.value for c in at.caption)
+
+
+def test_an_editor_of_one_partner_sets_only_that_partners_targets(store) -> None:
+    from partnerboard.core import targets as targets_mod
+    from partnerboard.core.access import Forbidden, User
+    from partnerboard.core.config import parse_config
+    from tests.conftest import config_dict
+
+    config = parse_config(config_dict("http://127.0.0.1:9"))
+    ana = User("ana@marketplace.example", "editor", "marketplace")
+    with store.engine.begin() as conn:
+        targets_mod.set_target(conn, config, ana, "marketplace", "conversion_rate", 3.0)
+        with pytest.raises(Forbidden, match="targets of payments are set by its own editors"):
+            targets_mod.set_target(conn, config, ana, "payments", "payment_success_rate", 50.0)
+        ops = User("ops@partnership.example", "editor", None)
+        targets_mod.set_target(conn, config, ops, "payments", "payment_success_rate", 98.0)

@@ -96,14 +96,7 @@ def test_an_admin_adds_a_person_with_a_password_shown_once_and_stored_hashed(boa
 
 
 def _sign_in(store, email: str, password: str) -> users.Session:
-    """``users.sign_in`` is moving from a caller's connection to its own transaction on the
-    engine (so a refusal's lockout count is committed); accept either while that lands."""
-    import inspect
-
-    if next(iter(inspect.signature(users.sign_in).parameters)) == "engine":
-        return users.sign_in(store.engine, _config(), email, password)
-    with store.engine.begin() as conn:
-        return users.sign_in(conn, _config(), email, password)
+    return users.sign_in(store.engine, _config(), email, password)
 
 
 def _config():

@@ -23,15 +23,6 @@ st.title("Account")
 user = gate.current()
 
 
-def _ip() -> str | None:
-    """The browser's address for the audit log, when Streamlit knows it."""
-    try:
-        ip = st.context.ip_address
-    except Exception:
-        return None
-    return ip if isinstance(ip, str) else None  # AppTest's mocked runtime answers with a mock
-
-
 def _board() -> str:
     """This board's address as the browser sees it, for commands to copy; a placeholder when unknown."""
     try:
@@ -75,7 +66,7 @@ else:
     if st.button("Make a personal API token", key="account_token", type="primary"):
         try:
             with store.engine.begin() as conn:
-                token = users.new_api_token(conn, user, user.email, ip=_ip())
+                token = users.new_api_token(conn, user, user.email, ip=gate.client_ip())
         except Exception as exc:  # a reason on screen, never a stack trace
             st.error("No token made:")
             st.text(scrub(str(exc)))

@@ -1,6 +1,6 @@
 """Data: are the numbers current? Collector runs, freshness per source (with a warning
-when older than its expected interval), "Run now" per source, and quarantined records
-with their reasons.
+when older than its expected interval), "Run now" per source, quarantined records with
+their reasons, and (for admins) the audit log.
 
 "Run now" goes through ``partnerboard.core.run_now``: only a process that owns the
 scheduler (``partnerboard serve``) registers a runner there, so under ``streamlit run``
@@ -14,11 +14,14 @@ import streamlit as st
 
 from dashboard import context, freshness, gate, queries
 from dashboard.format import duration, local_time
-from partnerboard.core import run_now, schema, timeutil
+from partnerboard.core import audit, csv_export, quarantine, run_now, schema, timeutil
 from partnerboard.core.access import Forbidden
 from partnerboard.core.secrets import scrub
 
 ALL_SOURCES = "all sources (probes left out)"
+AUDITED = ["sign_in", "sign_out", "export", "annotation.add", "annotation.delete", "target.set",
+           "target.remove", "run_now", "quarantine.resolve", "user.add", "user.update", "user.remove",
+           "user.reset", "user.token"]
 CLI_HINT = ("From a shell: `partnerboard collect --once` runs every source once, "
             "`partnerboard collect --once --source ID` runs one (stop `partnerboard serve` first: "
             "one process owns the DuckDB file).")
@@ -55,7 +58,7 @@ def _request_run(source: str) -> None:
     """Queue one run and say what happened; an error is a message, never a stack trace."""
     try:
         with store.engine.begin() as conn:
-            result = run_now.request(source, actor=gate.current(), conn=conn)
+            result = run_now.request(source, actor=gate.current(), conn=conn, ip=gate.client_ip())
     except (run_now.RunNowError, Forbidden) as exc:
         st.error(str(exc))
         return
@@ -65,9 +68,12 @@ def _request_run(source: str) -> None:
     (st.success if result.outcome == "queued" else st.info)(result.message)
 
 
+user = gate.current()
 st.subheader("Run now")
 runnable = run_now.sources() if run_now.available() else []
-if not runnable:
+if not user.can("run_now"):
+    st.caption(f"You are a {user.role}: admins can run a source now.")
+elif not runnable:
     st.info("Run now needs the collectors in this process (`partnerboard serve`). " + CLI_HINT)
 else:
     st.caption("Queues one run of a source on the collectors' schedule (one run per source at a "
@@ -93,8 +99,9 @@ with store.engine.connect() as conn:
         .where(wanted).order_by(runs.c.started_at.desc()).limit(200)
     ).mappings().all())
     bad = conn.execute(
-        sa.select(q.c.source, q.c.received_at, q.c.reason, q.c.payload)
-        .order_by(q.c.received_at.desc()).limit(500)).all()
+        sa.select(q.c.id, q.c.source, q.c.received_at, q.c.reason, q.c.payload, q.c.resolved_at,
+                  q.c.resolved_by, q.c.resolution)
+        .order_by(q.c.resolved_at.is_not(None), q.c.received_at.desc()).limit(500)).all()
 if recent.empty:
     st.caption("No runs yet.")
 else:
@@ -114,9 +121,49 @@ else:
     # received_at is naive UTC in the store; the raw payload is shown as the text it arrived as.
     received = f"received ({cfg.tz.key})"
     shown = pd.DataFrame([
-        {"source": r.source,
+        {"record": r.id[:8], "source": r.source,
          received: local_time(timeutil.from_db(r.received_at) or now, cfg.tz, seconds=True),
-         "reason": scrub(str(r.reason)), "payload": scrub(str(r.payload))}
+         "reason": scrub(str(r.reason)), "payload": scrub(str(r.payload)),
+         "resolved": "" if r.resolved_at is None else
+         f"{local_time(timeutil.from_db(r.resolved_at), cfg.tz)} by {r.resolved_by}: {r.resolution}"}
         for r in bad])
-    st.dataframe(shown, hide_index=True, width="stretch",
+    st.dataframe(shown, hide_index=True, width="stretch", key="quarantine_table",
                  column_config={"payload": st.column_config.TextColumn("payload", width="large")})
+    open_ids = {r.id[:8]: r.id for r in bad if r.resolved_at is None}
+    if user.can("quarantine") and open_ids:
+        with st.form("resolve_quarantine", clear_on_submit=True):
+            picked_ids = st.multiselect("Mark as dealt with", list(open_ids), key="quarantine_pick",
+                                        help="The records stay here, marked with who, when and why.")
+            note = st.text_input("What was done", key="quarantine_note",
+                                 placeholder="e.g. partner fixed the record; re-read on next run")
+            if st.form_submit_button("Mark resolved"):
+                try:
+                    with store.engine.begin() as conn:
+                        n = quarantine.resolve(conn, user, [open_ids[i] for i in picked_ids], note)
+                    st.success(f"{n} record(s) marked resolved.")
+                    st.rerun()
+                except (ValueError, Forbidden) as exc:
+                    st.error(str(exc))
+
+if user.can("view_audit"):
+    st.subheader("Audit log")
+    st.caption("Sign-ins, exports, changes to annotations, targets and users, run-now and "
+               "quarantine actions: who, when, what, from where. Visible to admins.")
+    c1, c2 = st.columns(2)
+    action = c1.selectbox("Action", ["all", *AUDITED], key="audit_action")
+    actor = c2.text_input("Who (email)", key="audit_actor").strip().lower()
+    with store.engine.connect() as conn:
+        log = audit.entries(conn, action=None if action == "all" else action, actor=actor or None)
+    if log.empty:
+        st.caption("Nothing logged for this selection.")
+    else:
+        log["at"] = log["at"].map(lambda t: local_time(t, cfg.tz, seconds=True))
+        st.dataframe(log, hide_index=True, width="stretch", key="audit_table")
+
+        def _exported() -> None:
+            with store.engine.begin() as conn:
+                audit.record(conn, user.email, "export", target="audit log",
+                             detail=f"action={action} actor={actor or 'all'} rows={len(log)}")
+
+        st.download_button("Download audit log (CSV)", csv_export.write(log), file_name="audit-log.csv",
+                           mime="text/csv", on_click=_exported, key="audit_download")

@@ -10,6 +10,7 @@ import streamlit as st
 
 from dashboard import context, gate, period_picker, queries
 from dashboard.format import local_time, without_attrs
+from partnerboard.core import audit
 from partnerboard.core import report as report_mod
 from partnerboard.core.secrets import scrub
 
@@ -31,10 +32,20 @@ except Exception as exc:
 st.caption(f"{period.label} · as of {local_time(df.attrs.get('as_of', as_of), cfg.tz, seconds=True)} "
            f"({cfg.partnership.timezone}) · {len(df)} rows · also at "
            f"`/api/reports/{period.label}.csv` and `partnerboard export --period {period.label}`")
+user = gate.current()
+
+
+def _exported() -> None:
+    """The download happens in the browser; the click is what we can log."""
+    with store.engine.begin() as conn:
+        audit.record(conn, user.email, "export", target=f"{period.label} report",
+                     detail=f"page; sep={sep}")
+
+
 st.download_button(
     "Download CSV", report_mod.to_csv(df, sep=sep, decimal=decimal),
     file_name=report_mod.filename(period), mime="text/csv", type="primary", icon=":material/download:",
-    key="report_download",
+    key="report_download", on_click=_exported,
 )
 for section, title in (("kpi", "KPIs"), ("sla", "SLA"), ("incident", "Incidents"),
                        ("annotation", "Annotations")):

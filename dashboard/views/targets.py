@@ -63,7 +63,8 @@ if not user.can("edit_targets"):
     st.stop()
 
 st.subheader("Set a target")
-ids = list(names)
+# An editor who works for one partner sets that partner's targets (the core insists too).
+ids = list(names) if user.role == "admin" or user.partner_id is None else [user.partner_id]
 partner_id = st.selectbox("Partner", ids, format_func=names.get, key="target_partner",
                           index=ids.index(user.partner_id) if user.partner_id in ids else 0)
 partner = cfg.partner(partner_id)

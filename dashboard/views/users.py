@@ -46,15 +46,6 @@ except Forbidden as exc:
 partner_names = {BOTH: "Both partners", **{p.id: p.name for p in cfg.partners}}
 
 
-def _ip() -> str | None:
-    """The browser's address for the audit log, when Streamlit knows it."""
-    try:
-        ip = st.context.ip_address
-    except Exception:
-        return None
-    return ip if isinstance(ip, str) else None  # AppTest's mocked runtime answers with a mock
-
-
 def _partner_label(partner_id: str | None) -> str:
     """A partner's name; a partner the config no longer lists keeps its id, so its rows stay readable."""
     if partner_id is None:
@@ -118,7 +109,7 @@ gone = st.session_state.pop(_GO, None)
 if gone:
     try:
         with store.engine.begin() as conn:
-            users.remove(conn, user, gone, ip=_ip())
+            users.remove(conn, user, gone, ip=gate.client_ip())
     except Exception as exc:  # a reason on screen, never a stack trace
         _say(outcome, False, "Not removed:", _failure(exc))
     else:
@@ -153,7 +144,7 @@ with add_tab, st.form("users_add"):  # kept filled after a refusal, to fix a typ
         try:
             with store.engine.begin() as conn:
                 added = users.add(conn, cfg, user, email, role, partner_id=partner or None,
-                                  password=password, name=name.strip() or None, ip=_ip())
+                                  password=password, name=name.strip() or None, ip=gate.client_ip())
         except Exception as exc:  # a reason on screen, never a stack trace
             _say(outcome, False, "Not added:", _failure(exc))
         else:
@@ -180,7 +171,7 @@ with edit_tab, st.form("users_edit"):
                     changed = users.update(
                         conn, cfg, user, who, role=None if new_role == UNCHANGED else new_role,
                         partner_id=users.KEEP if new_partner == UNCHANGED else (new_partner or None),
-                        ip=_ip())
+                        ip=gate.client_ip())
             except Exception as exc:  # a reason on screen, never a stack trace
                 _say(outcome, False, "Not changed:", _failure(exc))
             else:
@@ -199,7 +190,7 @@ with reset_tab, st.form("users_reset"):
             password = _new_password()
             try:
                 with store.engine.begin() as conn:
-                    users.reset(conn, user, who, password, ip=_ip())
+                    users.reset(conn, user, who, password, ip=gate.client_ip())
             except Exception as exc:  # a reason on screen, never a stack trace
                 _say(outcome, False, "Not reset:", _failure(exc))
             else:

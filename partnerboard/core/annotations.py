@@ -20,6 +20,7 @@ from partnerboard.core import audit, schema, timeutil
 from partnerboard.core.access import User, require
 from partnerboard.core.config import Config, UnknownPartnerError
 from partnerboard.core.kpis import BY_ID
+from partnerboard.core.secrets import scrub
 
 an = schema.annotations
 MAX_TEXT = 2000
@@ -46,7 +47,8 @@ def add(conn: Connection, config: Config, note: NewAnnotation, *, actor: User | 
     require(actor, "annotate")
     assert actor is not None
     author, author_partner = actor.email, actor.partner_id
-    text = note.text.strip()
+    # A token pasted into a note by mistake must not travel on into reports and exports.
+    text = scrub(note.text.strip())
     if not text:
         raise AnnotationError("text is empty: write what happened, e.g. 'checkout redesign released'")
     if len(text) > MAX_TEXT:

@@ -83,6 +83,22 @@ def _v7_access(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def _v8_quarantine_resolution(conn: Connection) -> None:
+    """v8: an admin can mark a quarantined record as dealt with (kept, never deleted).
+    DuckDB cannot add a column to a table with an index: drop and recreate it around."""
+    have = {c["name"] for c in sa.inspect(conn).get_columns("quarantine")}
+    missing = [c for c in ("resolved_at", "resolved_by", "resolution") if c not in have]
+    if not missing:
+        return
+    for index in schema.quarantine.indexes:
+        index.drop(conn, checkfirst=True)
+    kinds = {"resolved_at": "TIMESTAMP", "resolved_by": "VARCHAR(320)", "resolution": "TEXT"}
+    for column in missing:
+        conn.execute(sa.text(f"ALTER TABLE quarantine ADD COLUMN {column} {kinds[column]}"))
+    for index in schema.quarantine.indexes:
+        index.create(conn, checkfirst=True)
+
+
 # Step N upgrades a database at version N-1 to version N. Append only; never edit.
 STEPS: dict[int, Callable[[Connection], None]] = {
     2: _v2_indexes,
@@ -91,6 +107,7 @@ STEPS: dict[int, Callable[[Connection], None]] = {
     5: _v5_annotations,
     6: _v6_merchant_segment,
     7: _v7_access,
+    8: _v8_quarantine_resolution,
 }
 LATEST = max(STEPS)
 

@@ -16,7 +16,8 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlalchemy.engine import Connection
 
-from partnerboard.core import schema, timeutil
+from partnerboard.core import audit, schema, timeutil
+from partnerboard.core.access import User, require
 from partnerboard.core.secrets import scrub
 
 
@@ -50,3 +51,21 @@ def put(conn: Connection, *, source: str, run_id: str, payload: Any, reason: str
         digest=digest,
     ))
     return True
+
+
+def resolve(conn: Connection, actor: User | None, ids: list[str], note: str, *,
+            ip: str | None = None) -> int:
+    """Mark quarantined records as dealt with (admins). The records stay, with who marked
+    them, when and why: quarantine never loses what a partner sent."""
+    require(actor, "quarantine")
+    assert actor is not None
+    note = note.strip()
+    if not note:
+        raise ValueError("say what was done, e.g. 'partner fixed the record; re-read on next run'")
+    q = schema.quarantine
+    done = conn.execute(q.update().where(q.c.id.in_(ids), q.c.resolved_at.is_(None)).values(
+        resolved_at=timeutil.to_db(timeutil.utcnow()), resolved_by=actor.email,
+        resolution=note[:2000])).rowcount
+    audit.record(conn, actor.email, "quarantine.resolve", target=f"{done} record(s)",
+                 detail=f"{', '.join(ids)[:500]}: {note}", ip=ip)
+    return done

@@ -161,6 +161,9 @@ quarantine = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("payload", sa.Text, nullable=False),
     sa.Column("digest", sa.String(64), comment="sha256 of source + payload (v3)"),
+    sa.Column("resolved_at", sa.DateTime, comment="v8: when an admin marked it dealt with"),
+    sa.Column("resolved_by", sa.String(320)),
+    sa.Column("resolution", sa.Text, comment="what was done, in the admin's words"),
     sa.Index("ix_quarantine_digest", "digest"),
 )
 

@@ -36,7 +36,7 @@ from pydantic import ValidationError
 from sqlalchemy.engine import Connection
 
 from partnerboard.core import audit, periods, schema, timeutil
-from partnerboard.core.access import User, require
+from partnerboard.core.access import Forbidden, User, require
 from partnerboard.core.config import Config, Target, UnknownPartnerError, _describe
 from partnerboard.core.kpis import BY_ID, applies_to
 
@@ -155,6 +155,17 @@ def _describe_key(partner_id: str, kpi: str, period: str | None) -> str:
     return f"{partner_id} {kpi} {period or 'every period'}"
 
 
+def _may_edit(actor: User | None, partner_id: str) -> None:
+    """Editors change targets; one who works for a partner changes only that partner's
+    (a target is a commitment the other company signs off too). Admins and editors of
+    both partners change any."""
+    require(actor, "edit_targets")
+    assert actor is not None
+    if actor.role != "admin" and actor.partner_id not in (None, partner_id):
+        raise Forbidden(f"{actor.email} works for {actor.partner_id}; targets of {partner_id} are "
+                        f"set by its own editors or an admin")
+
+
 def set_target(conn: Connection, config: Config, actor: User | None, partner_id: str, kpi: str,
                value: float | None, period: str | None = None, amber_within_pct: float | None = 5.0,
                ip: str | None = None) -> Target:
@@ -165,6 +176,7 @@ def set_target(conn: Connection, config: Config, actor: User | None, partner_id:
     require(actor, "edit_targets")
     assert actor is not None
     target = _validated(config, partner_id, kpi, value, _period(period), amber_within_pct)
+    _may_edit(actor, partner_id)  # after validation: an unknown partner is named as such
     old = _row(conn, partner_id, kpi, target.period)
     if old is not None and (old.value, old.amber_within_pct) == (target.value, target.amber_within_pct):
         return stored_one(conn, partner_id, kpi, target.period) or target
@@ -197,7 +209,7 @@ def remove_target(conn: Connection, actor: User | None, partner_id: str, kpi: st
     ``target.remove``. Returns False when the board has no target for the key: a target
     from the config file is not the board's to remove (edit ``partners.toml``); once
     the board's is gone, the file's target for the same key applies again."""
-    require(actor, "edit_targets")
+    _may_edit(actor, partner_id)
     assert actor is not None
     period = _period(period)
     old = _row(conn, partner_id, kpi, period)

@@ -22,7 +22,7 @@ import pandas as pd
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from partnerboard.core import audit, schema, timeutil
 from partnerboard.core.access import ROLES, User, require
@@ -190,10 +190,24 @@ class Session:
     expires_at: datetime
 
 
-def sign_in(conn: Connection, config: Config, email: str, password: str, *,
+def sign_in(engine: Engine, config: Config, email: str, password: str, *,
             ip: str | None = None) -> Session:
-    """A new session for a correct password. Wrong passwords count towards the lockout;
-    a locked account is refused without looking at the password."""
+    """A new session for a correct password, or ``SignInError``. Wrong passwords count
+    towards the lockout; a locked account is refused without looking at the password.
+
+    Runs its own transaction and raises only after it committed: a refusal must still
+    store the failed attempt and its audit entry, which a caller's transaction would
+    roll back as the error passed through it."""
+    with engine.begin() as conn:
+        outcome = _attempt(conn, config, email, password, ip)
+    if isinstance(outcome, str):
+        raise SignInError(outcome)
+    return outcome
+
+
+def _attempt(conn: Connection, config: Config, email: str, password: str,
+             ip: str | None) -> Session | str:
+    """The session, or the refusal to show."""
     email = email.strip().lower()
     row = conn.execute(sa.select(u).where(u.c.email == email)).first()
     now = _now()
@@ -201,12 +215,12 @@ def sign_in(conn: Connection, config: Config, email: str, password: str, *,
         _verify(_DUMMY_HASH, password)
         audit.record(conn, email or "(empty)", "sign_in", outcome="failed", detail="unknown user "
                      "or no password (OIDC only)", ip=ip)
-        raise SignInError("wrong email or password")
+        return "wrong email or password"
     if row.locked_until is not None and timeutil.from_db(row.locked_until) > now:
         audit.record(conn, email, "sign_in", outcome="denied", detail="account locked", ip=ip)
         until = timeutil.from_db(row.locked_until).astimezone(config.tz).strftime("%H:%M")
-        raise SignInError(f"too many failed sign-ins: this account is locked until {until} "
-                          f"({config.partnership.timezone}); an admin can unlock it with `users reset`")
+        return (f"too many failed sign-ins: this account is locked until {until} "
+                f"({config.partnership.timezone}); an admin can unlock it with `users reset`")
     if not _verify(row.password_hash, password):
         failed = (row.failed_attempts or 0) + 1
         locked = failed >= config.access.lockout_after
@@ -218,9 +232,9 @@ def sign_in(conn: Connection, config: Config, email: str, password: str, *,
                      detail=f"wrong password ({failed} in a row{', account locked' if locked else ''})",
                      ip=ip)
         if locked:
-            raise SignInError(f"too many failed sign-ins: this account is locked for "
-                              f"{config.access.lockout_minutes:g} minutes")
-        raise SignInError("wrong email or password")
+            return (f"too many failed sign-ins: this account is locked for "
+                    f"{config.access.lockout_minutes:g} minutes")
+        return "wrong email or password"
     if _hasher.check_needs_rehash(row.password_hash):
         conn.execute(u.update().where(u.c.email == email).values(password_hash=_hasher.hash(password)))
     conn.execute(u.update().where(u.c.email == email).values(failed_attempts=0, locked_until=None))
