@@ -65,6 +65,7 @@ from bench_kpis import DATA, DB, NOW, QUARTER, ROOT, generate
 
 APP = ROOT / "dashboard" / "app.py"
 CONFIG = DATA / "partners-bench.toml"
+BENCH_DOMAIN = "bench.example"
 URL = f"duckdb:///{DB}"
 ENDPOINTS_PER_PARTNER = 20  # bench_kpis: endpoint e of 40 -> partner e < 20, id 'ep' + e % 20
 REVIEW_TTL_S = 60  # dashboard.queries.REVIEW_TTL_S, read from there when it exists
@@ -139,6 +140,9 @@ def write_config(path: Path = CONFIG) -> Path:
     ids = [p["id"] for p in data["partners"]]
     if ids != ["marketplace", "payments"]:
         raise SystemExit(f"partners.toml has partners {ids}; the bench store has marketplace, payments")
+    # AppTest cannot send the built-in sign-in's cookie; it signs in through st.user, so the
+    # bench board uses OIDC mode with a domain that makes the bench reader an admin of both.
+    data["access"] = {"mode": "oidc", "domains": {BENCH_DOMAIN: "*"}, "default_role": "admin"}
     for partner in data["partners"]:
         partner["endpoints"] = [
             {"id": f"ep{i:02d}", "name": f"Bench endpoint {i:02d}", "path": f"/bench/ep{i:02d}",
@@ -227,6 +231,7 @@ def render_page(spec: PageSpec, period: str, timeout: float) -> Result:
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(str(APP), default_timeout=timeout)
+    at.user = {"is_logged_in": True, "email": f"reader@{BENCH_DOMAIN}"}
     at.query_params["period"] = period
     bootstrap, notes = None, []
     _discover_components(at)

@@ -106,12 +106,10 @@ def create_app(config_path: str, database_url: str, *, collect: bool = True) -> 
 
     async def report_csv(request: Request) -> Response:
         """``/api/reports/2026-Q3.csv?partner=&sep=;&decimal=,``: the Reports page's CSV."""
-        store, config = live.get("store"), live.get("config")
-        if store is None or config is None:
-            return PlainTextResponse("the board is starting; retry in a few seconds", 503)
-        user = await web_auth.authenticate(request, store)
-        if user is None:
-            return _unauthorized()
+        who = await _signed_in(request)
+        if isinstance(who, Response):
+            return who
+        store, config, user = who
         partner = request.query_params.get("partner") or None
         sep = request.query_params.get("sep", ",")
         decimal = request.query_params.get("decimal", ".")
@@ -151,13 +149,20 @@ def create_app(config_path: str, database_url: str, *, collect: bool = True) -> 
         return await _act(request, lambda conn, config, user, body: run_now.request(
             source, actor=user, conn=conn, ip=web_auth.client_ip(request)).__dict__)
 
-    async def _act(request: Request, action: Any) -> Response:
+    async def _signed_in(request: Request) -> tuple[Any, Any, access.User] | Response:
+        """(store, config, user) for an API route, or the answer when there is none yet:
+        503 while the board starts, 401 without a session or personal token."""
         store, config = live.get("store"), live.get("config")
         if store is None or config is None:
             return PlainTextResponse("the board is starting; retry in a few seconds", 503)
         user = await web_auth.authenticate(request, store)
-        if user is None:
-            return _unauthorized()
+        return _unauthorized() if user is None else (store, config, user)
+
+    async def _act(request: Request, action: Any) -> Response:
+        who = await _signed_in(request)
+        if isinstance(who, Response):
+            return who
+        store, config, user = who
         try:
             body = await request.json() if await request.body() else {}
         except ValueError:

@@ -147,3 +147,14 @@ def write_auth_secrets(directory: Path, provider: RunningProvider, *, cookie_sec
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n" + extra_toml)
     return path
+
+
+def diagnosis(page, app_output: str, provider: RunningProvider) -> str:
+    """What a failed browser step needs: where the browser ended up, what it shows, and
+    both servers' output."""
+    try:
+        body = page.inner_text("body", timeout=2_000)
+    except Exception as exc:  # noqa: BLE001 - the page itself may be the problem
+        body = f"<unreadable: {exc}>"
+    return (f"\nbrowser at {page.url}\n--- page ---\n{body}\n--- app ---\n{app_output}"
+            f"\n--- provider ---\n{provider.output()}")

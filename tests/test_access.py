@@ -142,7 +142,9 @@ def test_quarantine_is_resolved_by_admins_and_never_deleted(store) -> None:
         assert quarantine.resolve(conn, ADMIN, [qid], "partner fixed it upstream") == 1
         assert quarantine.resolve(conn, ADMIN, [qid], "again") == 0, "resolved once"
         row = conn.execute(sa.select(schema.quarantine)).one()
+        mark = conn.execute(sa.select(schema.quarantine_resolutions)).one()
         log = audit.entries(conn, action="quarantine.resolve")
-    assert (row.resolved_by, row.resolution) == (ADMIN.email, "partner fixed it upstream")
+    assert (mark.quarantine_id, mark.resolved_by, mark.resolution) == (
+        qid, ADMIN.email, "partner fixed it upstream")
     assert row.payload == '{"id": 1}', "the record itself stays"
     assert list(log.target) == ["0 record(s)", "1 record(s)"]

@@ -24,7 +24,13 @@ import httpx
 import pytest
 
 from tests.conftest import free_port
-from tests.oidc_provider import ProviderNotInstalled, RunningProvider, start_provider, write_auth_secrets
+from tests.oidc_provider import (
+    ProviderNotInstalled,
+    RunningProvider,
+    diagnosis,
+    start_provider,
+    write_auth_secrets,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -116,13 +122,7 @@ def signed_in_setup(tmp_path: Path) -> Iterator[tuple[App, RunningProvider]]:
 
 
 def _diagnosis(page, app: App, provider: RunningProvider) -> str:
-    """What a failure needs: where the browser ended up, what it shows, and both servers' output."""
-    try:
-        body = page.inner_text("body", timeout=2_000)
-    except Exception as exc:  # noqa: BLE001 - the page itself may be the problem
-        body = f"<unreadable: {exc}>"
-    return (f"\nbrowser at {page.url}\n--- page ---\n{body}\n--- app ---\n{app.output()}"
-            f"\n--- provider ---\n{provider.output()}")
+    return diagnosis(page, app.output(), provider)
 
 
 @pytest.mark.slow

@@ -24,7 +24,13 @@ import pytest
 from partnerboard.core import audit
 from partnerboard.core import store as store_mod
 from tests.conftest import config_toml, free_port
-from tests.oidc_provider import ProviderNotInstalled, RunningProvider, start_provider, write_auth_secrets
+from tests.oidc_provider import (
+    ProviderNotInstalled,
+    RunningProvider,
+    diagnosis,
+    start_provider,
+    write_auth_secrets,
+)
 from tests.test_server import CHROMIUM, _env, _stop
 
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -128,12 +134,7 @@ def oidc_board(tmp_path: Path, sim, tokens: dict[str, str]) -> Iterator[tuple[Bo
 
 
 def _diagnosis(page, board: Board, provider: RunningProvider) -> str:
-    try:
-        body = page.inner_text("body", timeout=2_000)
-    except Exception as exc:  # noqa: BLE001 - the page itself may be the problem
-        body = f"<unreadable: {exc}>"
-    return (f"\nbrowser at {page.url}\n--- page ---\n{body}\n--- serve ---\n{board.output()}"
-            f"\n--- provider ---\n{provider.output()}")
+    return diagnosis(page, board.output(), provider)
 
 
 def _settled(page, timeout: float = 90_000) -> None:

@@ -318,3 +318,22 @@ def test_a_planted_token_appears_in_no_output(tmp_path: Path, sim, tokens) -> No
     assert leaks == []
     assert "[REDACTED]" in outputs["annotations"] + outputs["audit"], "the planted API token was caught"
     assert io.StringIO(outputs["report"]).read().count("\n") > 10
+
+
+def test_an_admin_resolves_quarantine_on_the_data_page(board_env, store) -> None:
+    with store.engine.begin() as conn:
+        quarantine.put(conn, source="marketplace_orders", run_id="r1", payload={"order_id": "O1"},
+                       reason="amount: not a number")
+    at = open_page("views/data.py", title="Data")
+    record = at.multiselect(key="quarantine_pick").options[0]
+    at.multiselect(key="quarantine_pick").select(record)
+    at.text_input(key="quarantine_note").input("partner fixed the amount upstream")
+    next(b for b in at.button if b.label == "Mark resolved").click()
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    table = next(d.value for d in at.dataframe if "resolved" in d.value.columns)
+    assert table.resolved.iloc[0].endswith("by admin@partnership.example: partner fixed the amount upstream")
+    assert table.payload.iloc[0] == '{"order_id": "O1"}', "the record stays"
+    with store.engine.connect() as conn:
+        log = audit.entries(conn, action="quarantine.resolve")
+    assert log.actor.tolist() == ["admin@partnership.example"]

@@ -98,10 +98,12 @@ with store.engine.connect() as conn:
                   runs.c.requests, runs.c.retries, runs.c.error)
         .where(wanted).order_by(runs.c.started_at.desc()).limit(200)
     ).mappings().all())
+    done = schema.quarantine_resolutions
     bad = conn.execute(
-        sa.select(q.c.id, q.c.source, q.c.received_at, q.c.reason, q.c.payload, q.c.resolved_at,
-                  q.c.resolved_by, q.c.resolution)
-        .order_by(q.c.resolved_at.is_not(None), q.c.received_at.desc()).limit(500)).all()
+        sa.select(q.c.id, q.c.source, q.c.received_at, q.c.reason, q.c.payload, done.c.resolved_at,
+                  done.c.resolved_by, done.c.resolution)
+        .select_from(q.outerjoin(done, done.c.quarantine_id == q.c.id))
+        .order_by(done.c.resolved_at.is_not(None), q.c.received_at.desc()).limit(500)).all()
 if recent.empty:
     st.caption("No runs yet.")
 else:

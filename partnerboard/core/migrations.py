@@ -84,19 +84,11 @@ def _v7_access(conn: Connection) -> None:
 
 
 def _v8_quarantine_resolution(conn: Connection) -> None:
-    """v8: an admin can mark a quarantined record as dealt with (kept, never deleted).
-    DuckDB cannot add a column to a table with an index: drop and recreate it around."""
-    have = {c["name"] for c in sa.inspect(conn).get_columns("quarantine")}
-    missing = [c for c in ("resolved_at", "resolved_by", "resolution") if c not in have]
-    if not missing:
-        return
-    for index in schema.quarantine.indexes:
-        index.drop(conn, checkfirst=True)
-    kinds = {"resolved_at": "TIMESTAMP", "resolved_by": "VARCHAR(320)", "resolution": "TEXT"}
-    for column in missing:
-        conn.execute(sa.text(f"ALTER TABLE quarantine ADD COLUMN {column} {kinds[column]}"))
-    for index in schema.quarantine.indexes:
-        index.create(conn, checkfirst=True)
+    """v8: an admin can mark a quarantined record as dealt with (it is kept, never deleted).
+    A table of its own, not columns on ``quarantine``: DuckDB 1.5 aborts the process when
+    a transaction adds columns to a table and re-creates its index (seen upgrading the
+    bench store), and a column cannot be added while the index exists."""
+    schema.quarantine_resolutions.create(conn, checkfirst=True)
 
 
 # Step N upgrades a database at version N-1 to version N. Append only; never edit.

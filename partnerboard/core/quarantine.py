@@ -62,10 +62,13 @@ def resolve(conn: Connection, actor: User | None, ids: list[str], note: str, *,
     note = note.strip()
     if not note:
         raise ValueError("say what was done, e.g. 'partner fixed the record; re-read on next run'")
-    q = schema.quarantine
-    done = conn.execute(q.update().where(q.c.id.in_(ids), q.c.resolved_at.is_(None)).values(
-        resolved_at=timeutil.to_db(timeutil.utcnow()), resolved_by=actor.email,
-        resolution=note[:2000])).rowcount
-    audit.record(conn, actor.email, "quarantine.resolve", target=f"{done} record(s)",
+    q, done = schema.quarantine, schema.quarantine_resolutions
+    open_ids = conn.execute(sa.select(q.c.id).where(
+        q.c.id.in_(ids), q.c.id.not_in(sa.select(done.c.quarantine_id)))).scalars().all()
+    now = timeutil.to_db(timeutil.utcnow())
+    for qid in open_ids:
+        conn.execute(done.insert().values(quarantine_id=qid, resolved_at=now, resolved_by=actor.email,
+                                          resolution=note[:2000]))
+    audit.record(conn, actor.email, "quarantine.resolve", target=f"{len(open_ids)} record(s)",
                  detail=f"{', '.join(ids)[:500]}: {note}", ip=ip)
-    return done
+    return len(open_ids)

@@ -142,6 +142,15 @@ collector_runs = sa.Table(
     sa.Index("ix_collector_runs_source_started", "source", "started_at"),
 )
 
+quarantine_resolutions = sa.Table(
+    "quarantine_resolutions",
+    metadata,
+    sa.Column("quarantine_id", sa.String(36), primary_key=True),
+    sa.Column("resolved_at", sa.DateTime, nullable=False),
+    sa.Column("resolved_by", sa.String(320), nullable=False),
+    sa.Column("resolution", sa.Text, nullable=False, comment="what was done, in the admin's words"),
+)
+
 watermarks = sa.Table(
     "watermarks",
     metadata,
@@ -161,9 +170,6 @@ quarantine = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("payload", sa.Text, nullable=False),
     sa.Column("digest", sa.String(64), comment="sha256 of source + payload (v3)"),
-    sa.Column("resolved_at", sa.DateTime, comment="v8: when an admin marked it dealt with"),
-    sa.Column("resolved_by", sa.String(320)),
-    sa.Column("resolution", sa.Text, comment="what was done, in the admin's words"),
     sa.Index("ix_quarantine_digest", "digest"),
 )
 
