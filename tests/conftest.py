@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import json
 import secrets
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -87,16 +89,19 @@ def store(db_url: str) -> Iterator[store_mod.Store]:
 
 
 def to_toml(data: dict[str, Any], prefix: str = "") -> str:
-    """A small TOML writer for test configs (scalars, inline lists, tables, arrays of tables)."""
+    """A small TOML writer for test and bench configs (scalars, dates, inline lists, tables,
+    arrays of tables; keys quoted when they are not bare)."""
 
     def scalar(v: Any) -> str:
         if isinstance(v, bool):
             return "true" if v else "false"
+        if isinstance(v, date):  # datetime too: TOML's own date and date-time values
+            return v.isoformat()
         if isinstance(v, (int, float)):
             return repr(v)
         if isinstance(v, list):
             return "[" + ", ".join(scalar(x) for x in v) + "]"
-        return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return json.dumps(str(v), ensure_ascii=False)  # a valid TOML basic string
 
     def bare(key: str) -> str:  # a bare key, or a quoted one ("marketplace.example")
         return key if key.replace("_", "").replace("-", "").isalnum() else scalar(key)

@@ -75,8 +75,11 @@ for partner in marketplaces:
             table = stages.assign(stage=stages.stage.map(STAGE_NAMES)).rename(columns={
                 "conversion_pct": "from previous stage %", "of_applied_pct": "of applied %",
                 "median_days_from_previous": "median days from previous stage"})
+            one_decimal = st.column_config.NumberColumn(format="%.1f")
             st.dataframe(without_attrs(table), hide_index=True, width="stretch",
-                         key=f"funnel-table-{partner.id}")
+                         key=f"funnel-table-{partner.id}", column_config={
+                             c: one_decimal for c in ("from previous stage %", "of applied %",
+                                                      "median days from previous stage")})
     elif not cohorts.empty and cohorts.applied.sum() > 0:
         st.info(f"No shop applied to {partner.name} in {rv.period.label} ({rv.filters.describe()}); "
                 "the cohorts below show the months around it.")
