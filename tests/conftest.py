@@ -66,6 +66,32 @@ def config_dict(base_url: str, *, interval: float = 1.0, timeout: float = 0.8,
 
 
 @pytest.fixture()
+def page_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sim: RunningSimulator,
+             store: store_mod.Store, env_tokens: dict[str, str]) -> Path:
+    """The environment a page test runs the app in: a config pointed at the simulator
+    (OIDC mode, see ``config_dict``), a DuckDB file (closed after the test), the partners'
+    tokens. Returns the config's path."""
+    cfg = tmp_path / "partners.toml"
+    cfg.write_text(config_toml(sim.base_url))
+    monkeypatch.setenv("PARTNERBOARD_CONFIG", str(cfg))
+    monkeypatch.setenv("PARTNERBOARD_DATABASE_URL", store.url)
+    return cfg
+
+
+CHROMIUM = "/usr/bin/chromium"
+# Debian's Chromium as root, offline: without the background-networking flags it keeps
+# trying (and failing) to reach Google's hosts.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def launch_chromium(pw: Any) -> Any:
+    """Playwright's Chromium, the Debian one (Playwright cannot download its own here)."""
+    assert Path(CHROMIUM).exists(), "Chromium missing: `apt-get install -y chromium` (.ci/run does)"
+    return pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+@pytest.fixture()
 def config(sim: RunningSimulator) -> Config:
     return parse_config(config_dict(sim.base_url))
 

@@ -22,11 +22,10 @@ from dashboard.format import kpi_value
 from partnerboard.core import csv_export
 from partnerboard.core.periods import parse
 from simulator.world import TZ
-from tests.conftest import config_toml
+from tests.conftest import config_toml, launch_chromium
 from tests.test_server import (
     ARTIFACTS,
     BUILTIN,
-    CHROMIUM,
     Proc,
     _stop,
     _wait_for_source,
@@ -38,8 +37,6 @@ PERIOD = "2026-10"
 PAGES = [("", "Board"), ("api-health", "API health"), ("sla", "SLA"), ("conversion", "Conversion"),
          ("returns", "Returns"), ("merchant-funnel", "Merchant funnel"), ("reports", "Reports"),
          ("annotations", "Annotations"), ("data", "Data")]
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run"]
 SETTLED = "[data-testid=stApp][data-test-script-state=notRunning]"
 
 
@@ -85,11 +82,10 @@ def _metric(page, label: str) -> str:
 def test_board_pages_and_csv_in_chromium(frozen_server: Proc, bsim, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
-    assert Path(CHROMIUM).exists(), "Chromium missing: `apt-get install -y chromium` (.ci/run does)"
     expected = expected_from_the_simulator(bsim, PERIOD)
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        browser = launch_chromium(pw)
         page = browser.new_page(viewport={"width": 1600, "height": 2000}, accept_downloads=True)
 
         # The Board for a fixed month of the seeded data shows the simulator's numbers.

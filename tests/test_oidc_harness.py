@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, launch_chromium
 from tests.oidc_provider import (
     ProviderNotInstalled,
     RunningProvider,
@@ -32,9 +32,6 @@ from tests.oidc_provider import (
     write_auth_secrets,
 )
 
-CHROMIUM = "/usr/bin/chromium"
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run"]
 SETTLED = "[data-testid=stApp][data-test-script-state=notRunning]"
 
 APP = """\
@@ -131,9 +128,8 @@ def test_st_login_against_a_real_provider(signed_in_setup: tuple[App, RunningPro
     from playwright.sync_api import sync_playwright
 
     app, provider = signed_in_setup
-    assert Path(CHROMIUM).exists(), "Chromium missing: `apt-get install -y chromium` (.ci/run does)"
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        browser = launch_chromium(pw)
         page = browser.new_page()
         try:
             page.goto(app.url)

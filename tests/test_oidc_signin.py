@@ -23,7 +23,7 @@ import pytest
 
 from partnerboard.core import audit
 from partnerboard.core import store as store_mod
-from tests.conftest import config_toml, free_port
+from tests.conftest import config_toml, free_port, launch_chromium
 from tests.oidc_provider import (
     ProviderNotInstalled,
     RunningProvider,
@@ -31,10 +31,8 @@ from tests.oidc_provider import (
     start_provider,
     write_auth_secrets,
 )
-from tests.test_server import CHROMIUM, _env, _stop
+from tests.test_server import _env, _stop
 
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run"]
 SETTLED = "[data-testid=stApp][data-test-script-state=notRunning]"
 ACCESS = {"mode": "oidc", "domains": {"marketplace.example": "marketplace", "paygate.example": "payments"},
           "default_role": "viewer"}
@@ -189,10 +187,9 @@ def test_oidc_sign_in_of_the_board(oidc_board: tuple[Board, RunningProvider]) ->
     from playwright.sync_api import sync_playwright
 
     board, provider = oidc_board
-    assert Path(CHROMIUM).exists(), "Chromium missing: `apt-get install -y chromium` (.ci/run does)"
     _wait_for_first_run(board)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        browser = launch_chromium(pw)
         try:
             # --- Ana: a stranger sees the sign-in only; her domain lets her in as a viewer.
             ana = browser.new_context(viewport={"width": 1600, "height": 1800})

@@ -12,16 +12,7 @@ from streamlit.testing.v1 import AppTest
 from collectors.scheduler import run_all_once
 from dashboard.queries import TTL_S
 from partnerboard.core import health, schema, timeutil
-from tests.conftest import APP, config_dict, config_toml, open_page, set_chaos, to_toml
-
-
-@pytest.fixture()
-def page_env(monkeypatch, tmp_path: Path, sim, db_url, env_tokens):
-    cfg = tmp_path / "partners.toml"
-    cfg.write_text(config_toml(sim.base_url))
-    monkeypatch.setenv("PARTNERBOARD_CONFIG", str(cfg))
-    monkeypatch.setenv("PARTNERBOARD_DATABASE_URL", db_url)
-    return cfg
+from tests.conftest import APP, config_dict, open_page, set_chaos, to_toml
 
 
 def _run() -> AppTest:

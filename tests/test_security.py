@@ -21,10 +21,9 @@ from partnerboard.core import store as store_mod
 from partnerboard.core.access import Forbidden, User
 from partnerboard.core.config import load_config
 from partnerboard.core.periods import parse
-from tests.conftest import REPO, config_toml, open_page
+from tests.conftest import REPO, config_toml, launch_chromium, open_page
 from tests.test_server import (
     BUILTIN,
-    CHROMIUM,
     _env,
     _stop,
     provision,
@@ -34,24 +33,15 @@ from tests.test_server import (
 VIEWS = [f"views/{p.module}" for p in PAGES]
 
 
-@pytest.fixture()
-def board_env(monkeypatch, tmp_path: Path, sim, db_url, store) -> Path:
-    cfg = tmp_path / "partners.toml"
-    cfg.write_text(config_toml(sim.base_url))
-    monkeypatch.setenv("PARTNERBOARD_CONFIG", str(cfg))
-    monkeypatch.setenv("PARTNERBOARD_DATABASE_URL", db_url)
-    return cfg
-
-
 @pytest.mark.parametrize("page", VIEWS)
-def test_a_signed_out_visitor_sees_only_the_sign_in(board_env, page) -> None:
+def test_a_signed_out_visitor_sees_only_the_sign_in(page_env, page) -> None:
     at = open_page(page, user=None, title="Partnerboard")
     assert [b.label for b in at.button] == ["Sign in"]
     assert not at.metric and not at.dataframe and not at.get("plotly_chart")
     assert not at.selectbox and not at.text_input, "no page widget before signing in"
 
 
-def test_the_builtin_sign_in_is_a_form_posted_to_the_server(board_env, monkeypatch, tmp_path, sim) -> None:
+def test_the_builtin_sign_in_is_a_form_posted_to_the_server(page_env, monkeypatch, tmp_path, sim) -> None:
     cfg = tmp_path / "builtin.toml"
     cfg.write_text(config_toml(sim.base_url, access=BUILTIN))
     monkeypatch.setenv("PARTNERBOARD_CONFIG", str(cfg))
@@ -61,7 +51,7 @@ def test_the_builtin_sign_in_is_a_form_posted_to_the_server(board_env, monkeypat
     assert not at.metric and not at.dataframe
 
 
-def test_an_unknown_email_domain_is_refused(board_env) -> None:
+def test_an_unknown_email_domain_is_refused(page_env) -> None:
     from streamlit.testing.v1 import AppTest
 
     from tests.conftest import APP
@@ -74,7 +64,7 @@ def test_an_unknown_email_domain_is_refused(board_env) -> None:
     assert not at.metric and [b.label for b in at.button] == ["Sign out"]
 
 
-def test_a_viewer_sees_no_editor_or_admin_controls(board_env) -> None:
+def test_a_viewer_sees_no_editor_or_admin_controls(page_env) -> None:
     viewer = dict(user="viv@paygate.example", role="viewer", partner_id="payments")
     notes = open_page("views/annotations.py", title="Annotations", **viewer)
     assert not [b for b in notes.button if "Add annotation" in b.label]
@@ -91,8 +81,8 @@ def test_a_viewer_sees_no_editor_or_admin_controls(board_env) -> None:
     assert [s for s in admin.subheader if s.value == "Audit log"]
 
 
-def test_the_core_refuses_a_forged_action_whatever_the_page_showed(board_env, store) -> None:
-    config = load_config(board_env)
+def test_the_core_refuses_a_forged_action_whatever_the_page_showed(page_env, store) -> None:
+    config = load_config(page_env)
     viewer = User("viv@paygate.example", "viewer", "payments")
     with store.engine.begin() as conn:
         with pytest.raises(Forbidden, match="annotate needs the editor role"):
@@ -103,8 +93,8 @@ def test_the_core_refuses_a_forged_action_whatever_the_page_showed(board_env, st
             annotations.add(conn, config, annotations.NewAnnotation(date(2026, 10, 1), "x"), actor=None)
 
 
-def test_partner_internal_notes_stay_with_their_partner(board_env, store) -> None:
-    config = load_config(board_env)
+def test_partner_internal_notes_stay_with_their_partner(page_env, store) -> None:
+    config = load_config(page_env)
     ana = User("ana@marketplace.example", "editor", "marketplace")
     with store.engine.begin() as conn:
         annotations.add(conn, config, annotations.NewAnnotation(
@@ -209,9 +199,7 @@ def test_in_the_browser_signed_out_sees_only_the_form_and_a_viewer_no_controls(s
 
     server, viewer, _ = secured
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        browser = launch_chromium(pw)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         for p in PAGES:
             page.goto(f"{server.url}/{'' if p.default else p.url_path}")
@@ -320,7 +308,7 @@ def test_a_planted_token_appears_in_no_output(tmp_path: Path, sim, tokens) -> No
     assert io.StringIO(outputs["report"]).read().count("\n") > 10
 
 
-def test_an_admin_resolves_quarantine_on_the_data_page(board_env, store) -> None:
+def test_an_admin_resolves_quarantine_on_the_data_page(page_env, store) -> None:
     with store.engine.begin() as conn:
         quarantine.put(conn, source="marketplace_orders", run_id="r1", payload={"order_id": "O1"},
                        reason="amount: not a number")

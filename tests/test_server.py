@@ -23,10 +23,9 @@ import sqlalchemy as sa
 from partnerboard.core import schema
 from partnerboard.core import store as store_mod
 from simulator.server import SECRET_ENV
-from tests.conftest import REPO, config_toml, free_port
+from tests.conftest import REPO, config_toml, free_port, launch_chromium
 
 ARTIFACTS = REPO / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
 
 
 @dataclass(frozen=True)
@@ -180,7 +179,6 @@ def server(workdir: Path, tokens) -> Iterator[Proc]:
 def test_board_serves_the_page_while_probes_arrive(server: Proc, workdir: Path, tokens) -> None:
     from playwright.sync_api import sync_playwright
 
-    assert Path(CHROMIUM).exists(), "Chromium missing: `apt-get install -y chromium` (.ci/run does)"
     before = server.get("/healthz").json()
     assert before["scheduler"] == "running"
     assert {j["id"] for j in before["jobs"]} == {
@@ -189,9 +187,7 @@ def test_board_serves_the_page_while_probes_arrive(server: Proc, workdir: Path, 
         "payments_charges", "payments_refunds", "payments_tickets"}
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        browser = launch_chromium(pw)
         page = browser.new_page(viewport={"width": 1600, "height": 1800})
         sign_in(page, server.url, server.account)
         page.goto(f"{server.url}/api-health")
@@ -350,9 +346,7 @@ def test_live_board_equals_the_report_route_and_export_goes_through_the_server(s
 
     # Every page in the browser is tests/test_browser.py; here the live Board against the route.
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        browser = launch_chromium(pw)
         page = browser.new_page(viewport={"width": 1600, "height": 2400})
         sign_in(page, server.url, server.account)
         page.goto(f"{server.url}/?period={period}")
@@ -376,9 +370,7 @@ def test_run_now_on_the_data_page_of_serve_records_a_manual_run(server: Proc, wo
     _wait_for_source(server, source)  # the first scheduled run is done: not "already running"
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        browser = launch_chromium(pw)
         page = browser.new_page(viewport={"width": 1600, "height": 2000})
         sign_in(page, server.url, server.account)
         page.goto(f"{server.url}/data")

@@ -12,16 +12,12 @@ from streamlit.testing.v1 import AppTest
 
 from partnerboard.core import audit, schema, users
 from partnerboard.core.access import User
-from tests.conftest import ADMIN_EMAIL, APP, config_toml, open_page
+from tests.conftest import ADMIN_EMAIL, APP, open_page
 
 
 @pytest.fixture()
-def board(monkeypatch, tmp_path: Path, sim, db_url, store):
-    """As tests/test_pages.py::test_every_page_renders_on_an_empty_store sets up."""
-    cfg = tmp_path / "partners.toml"
-    cfg.write_text(config_toml(sim.base_url))
-    monkeypatch.setenv("PARTNERBOARD_CONFIG", str(cfg))
-    monkeypatch.setenv("PARTNERBOARD_DATABASE_URL", db_url)
+def board(page_env, store):
+    """The page environment (``page_env``) and its store."""
     return store
 
 
