@@ -103,7 +103,9 @@ def test_user_management_is_validated_and_audited(people) -> None:
         users.remove(conn, ADMIN, "viv@paygate.example")
         assert users.user_for_session(conn, session.token) is None, "removal signs out at once"
         actions = list(audit.entries(conn).action[::-1])
+        offered = audit.actions(conn)
     assert actions == ["user.add", "user.add", "sign_in", "user.update", "user.remove"]
+    assert offered == ["sign_in", "user.add", "user.remove", "user.update"], "the Data page's filter"
 
 
 def test_api_tokens_are_personal_and_replaceable(people) -> None:

@@ -19,9 +19,6 @@ from partnerboard.core.access import Forbidden
 from partnerboard.core.secrets import scrub
 
 ALL_SOURCES = "all sources (probes left out)"
-AUDITED = ["sign_in", "sign_out", "export", "annotation.add", "annotation.delete", "target.set",
-           "target.remove", "run_now", "quarantine.resolve", "user.add", "user.update", "user.remove",
-           "user.reset", "user.token"]
 CLI_HINT = ("From a shell: `partnerboard collect --once` runs every source once, "
             "`partnerboard collect --once --source ID` runs one (stop `partnerboard serve` first: "
             "one process owns the DuckDB file).")
@@ -152,7 +149,9 @@ if user.can("view_audit"):
     st.caption("Sign-ins, exports, changes to annotations, targets and users, run-now and "
                "quarantine actions: who, when, what, from where. Visible to admins.")
     c1, c2 = st.columns(2)
-    action = c1.selectbox("Action", ["all", *AUDITED], key="audit_action")
+    with store.engine.connect() as conn:
+        logged = audit.actions(conn)
+    action = c1.selectbox("Action", ["all", *logged], key="audit_action")
     actor = c2.text_input("Who (email)", key="audit_actor").strip().lower()
     with store.engine.connect() as conn:
         log = audit.entries(conn, action=None if action == "all" else action, actor=actor or None)

@@ -44,3 +44,9 @@ def entries(conn: Connection, *, since: datetime | None = None, action: str | No
     if not df.empty:
         df["at"] = pd.to_datetime(df["at"]).dt.tz_localize("UTC")
     return df
+
+
+def actions(conn: Connection) -> list[str]:
+    """The actions the log holds, for a filter: read from the log, so a new kind of entry
+    (or a refused API route) is offered without a list to keep in step."""
+    return sorted(conn.execute(sa.select(a.c.action).distinct()).scalars())
