@@ -64,9 +64,25 @@ def require(user: User | None, action: str) -> User:
     if user is None:
         raise Forbidden(f"sign in to {action.replace('_', ' ')}")
     if not user.can(action):
-        raise Forbidden(f"{user.email} is a {user.role}; {action.replace('_', ' ')} needs the "
-                        f"{ACTIONS[action]} role (ask an admin)")
+        raise Forbidden(f"{user.email} is {article(user.role)} {user.role}; {action.replace('_', ' ')} "
+                        f"needs the {ACTIONS[action]} role (ask an admin)")
     return user
+
+
+def article(word: str) -> str:
+    """"an" before a vowel ("an admin", "an editor"), else "a" ("a viewer")."""
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
+def require_partner(user: User, partner_id: str | None, what: str) -> None:
+    """The partner boundary for changes: a person of one partner acts only on that partner's
+    things (``partner_id``); things of both partners (``None``) and of the other partner
+    are for people of both partners. Applies to every role, admins included."""
+    if user.partner_id is None or user.partner_id == partner_id:
+        return
+    whose = "both partners" if partner_id is None else f"partner {partner_id}"
+    raise Forbidden(f"{user.email} works for {user.partner_id}, so they cannot {what} of {whose}; "
+                    "ask an admin of both partners")
 
 
 SESSION_COOKIE = "partnerboard_session"  # set by the server's /auth/login, read by the pages

@@ -71,9 +71,14 @@ def add(conn: Connection, config: Config, note: NewAnnotation, *, actor: User | 
         visibility=note.visibility, author=author, author_partner=author_partner,
         created_at=timeutil.to_db(timeutil.utcnow()),
     ))
-    audit.record(conn, author, "annotation.add", target=aid,
-                 detail=f"{note.day} {note.partner_id or 'both'} {note.kpi or 'all KPIs'} "
-                        f"{note.visibility}: {text[:200]}", ip=ip)
+    where = f"{note.day} {note.partner_id or 'both'} {note.kpi or 'all KPIs'}"
+    if note.visibility == "internal":
+        # Only the author's partner may read it, and the log names the note, not its text.
+        audit.record(conn, author, "annotation.add", partner=author_partner, target=aid,
+                     detail=f"{where} internal (text not logged)", ip=ip)
+    else:
+        audit.record(conn, author, "annotation.add", partner=audit.SHARED, target=aid,
+                     detail=f"{where} shared: {text[:200]}", ip=ip)
     return aid
 
 
@@ -82,11 +87,14 @@ def delete(conn: Connection, annotation_id: str, *, actor: User | None, ip: str 
     internal notes, not even by id)."""
     require(actor, "annotate")
     assert actor is not None
-    gone = conn.execute(an.delete().where(an.c.id == annotation_id,
-                                          visible_to(actor.partner_id))).rowcount
-    if gone:
-        audit.record(conn, actor.email, "annotation.delete", target=annotation_id, ip=ip)
-    return bool(gone)
+    note = conn.execute(sa.select(an.c.visibility, an.c.author_partner).where(
+        an.c.id == annotation_id, visible_to(actor.partner_id))).first()
+    if note is None:
+        return False
+    conn.execute(an.delete().where(an.c.id == annotation_id))
+    audit.record(conn, actor.email, "annotation.delete", target=annotation_id, ip=ip,
+                 partner=note.author_partner if note.visibility == "internal" else audit.SHARED)
+    return True
 
 
 def visible_to(viewer_partner: str | None) -> sa.ColumnElement:

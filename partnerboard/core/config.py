@@ -427,6 +427,10 @@ class Access(_Model):
     session_hours: Annotated[float, _between(0.05, 24 * 30)] = 12
     lockout_after: Annotated[int, Field(ge=1, le=100)] = 5  # consecutive failed sign-ins
     lockout_minutes: Annotated[float, _between(0.01, 24 * 60)] = 15
+    # Failed sign-ins from one client address within address_window_minutes, over every
+    # account, before that address is refused with 429 (beside the per-account lockout).
+    max_failures_per_address: Annotated[int, Field(ge=1, le=100_000)] = 20
+    address_window_minutes: Annotated[float, _between(0.01, 24 * 60)] = 15
 
     @field_validator("domains")
     @classmethod
@@ -434,10 +438,31 @@ class Access(_Model):
         return {d.lower().lstrip("@"): p for d, p in v.items()}
 
 
+class Server(_Model):
+    """How the board is reached (docs/access.md#behind-a-reverse-proxy)."""
+
+    # The address people open, e.g. "https://board.example.com": cross-site checks accept
+    # requests from this origin beside the Host the request names.
+    public_url: str | None = None
+    # Addresses of reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed
+    # (the client address in the audit log and the per-address sign-in limit). Empty: none,
+    # the connection's own address counts. "*" trusts every peer (only behind a proxy that
+    # is the sole way in).
+    trusted_proxies: list[str] = []
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_origin(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError(f'"{v}" is not an http(s) URL such as "https://board.example.com"')
+        return v.rstrip("/") if v else v
+
+
 class Config(_Model):
     partnership: Partnership
     collection: Collection = Collection()
     access: Access = Access()
+    server: Server = Server()
     partners: Annotated[list[Partner], Field(min_length=1)]
     targets: list[Target] = []
 

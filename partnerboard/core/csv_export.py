@@ -79,8 +79,11 @@ def check_options(sep: str, decimal: str) -> None:
 
 
 def write(rows: Iterable[dict[str, Any]] | pd.DataFrame, columns: list[str] | None = None, *,
-          sep: str = ",", decimal: str = ".", bom: bool = True) -> bytes:
-    """Rows as CSV bytes."""
+          sep: str = ",", decimal: str = ".", bom: bool = True,
+          headers: dict[str, str] | None = None) -> bytes:
+    """Rows as CSV bytes. ``headers`` renames columns (default: the report's ``HEADERS``,
+    units spelled out); ``{}`` keeps every column's own name."""
+    headers = HEADERS if headers is None else headers
     check_options(sep, decimal)
     if isinstance(rows, pd.DataFrame):
         columns = columns or list(rows.columns)
@@ -90,7 +93,7 @@ def write(rows: Iterable[dict[str, Any]] | pd.DataFrame, columns: list[str] | No
         columns = columns or (list(records[0]) if records else [])
     out = io.StringIO()
     w = csv.writer(out, delimiter=sep, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
-    w.writerow([HEADERS.get(c, c) for c in columns])
+    w.writerow([headers.get(c, c) for c in columns])
     for r in records:
         w.writerow([cell(r.get(c), decimal) for c in columns])
     return ((BOM if bom else "") + out.getvalue()).encode("utf-8")

@@ -1,29 +1,81 @@
-"""Logging for every process: key=value lines, with secrets scrubbed on the way out."""
+"""Logging for every process: key=value lines, with secrets scrubbed on the way out.
+
+Scrubbing has to cover every logger, not only ours: Streamlit gives each of its loggers
+a handler of its own (``propagate = False``), uvicorn configures its own handlers, and
+tracebacks of uncaught exceptions are printed straight to ``sys.stderr``. So the scrub
+happens where no handler can bypass it:
+
+- a **log record factory** renders each record's message once and scrubs it (and its
+  traceback and stack) as the record is made, for every logger and handler there is;
+- ``sys.stdout`` and ``sys.stderr`` are wrapped so that whatever is written to them
+  (uncaught exceptions, warnings, a library's ``print``) is scrubbed too.
+"""
 
 from __future__ import annotations
 
 import logging
+import sys
+import traceback
+from typing import Any, TextIO
 
 from partnerboard.core.secrets import scrub
 
+_base_factory = logging.getLogRecordFactory()
+
+
+def _scrubbed_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    record = _base_factory(*args, **kwargs)
+    try:
+        message = record.getMessage()
+    except Exception:  # a message whose args do not fit it: keep what there is
+        message = f"{record.msg} {record.args}"
+    record.msg, record.args = scrub(message), None
+    if record.exc_info and record.exc_info[0] is not None and not record.exc_text:
+        record.exc_text = scrub("".join(traceback.format_exception(*record.exc_info)).rstrip("\n"))
+    if record.stack_info:
+        record.stack_info = scrub(record.stack_info)
+    return record
+
+
+class ScrubbingStream:
+    """A text stream that scrubs what is written to it, and is otherwise the stream it wraps."""
+
+    def __init__(self, inner: TextIO) -> None:
+        self._inner = inner
+
+    def write(self, text: str) -> int:
+        self._inner.write(scrub(text) if isinstance(text, str) else text)
+        return len(text)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
 
 class ScrubFilter(logging.Filter):
-    """Render the message once, scrub tokens and Authorization values, keep the record."""
+    """Kept for handlers configured elsewhere; the record factory already scrubbed."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        cleaned = scrub(message)
-        if record.exc_info:
-            # Tracebacks can carry headers too; render and scrub them here.
-            text = logging.Formatter().formatException(record.exc_info)
-            cleaned += "\n" + scrub(text)
-            record.exc_info = None
-            record.exc_text = None
-        record.msg, record.args = cleaned, None
+        record.msg, record.args = scrub(record.getMessage()), None
         return True
 
 
+def install_scrubbing() -> None:
+    """Scrub every log record and everything written to stdout/stderr (idempotent)."""
+    if logging.getLogRecordFactory() is not _scrubbed_record:
+        logging.setLogRecordFactory(_scrubbed_record)
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if not isinstance(stream, ScrubbingStream):
+            setattr(sys, name, ScrubbingStream(stream))
+    logging.captureWarnings(True)  # warnings.warn(...) as log records, scrubbed like the rest
+
+
 def setup(level: str = "INFO") -> None:
+    install_scrubbing()
     handler = logging.StreamHandler()
     handler.setFormatter(
         logging.Formatter("%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")

@@ -91,6 +91,41 @@ def _v8_quarantine_resolution(conn: Connection) -> None:
     schema.quarantine_resolutions.create(conn, checkfirst=True)
 
 
+def _v9_audit_scope(conn: Connection) -> None:
+    """v9: audit entries say which partner they concern and count repeated refusals.
+
+    Entries written before: ``partner_id`` from the actor's partner as the users table
+    has it now (unknown actors stay shared); an ``annotation.add`` entry of an internal
+    note loses the note's text (it named the note's id already), so no reader of the
+    other partner meets it. DuckDB cannot add a column while an index is on the table,
+    and aborts when one transaction adds columns and re-creates the index, so the index
+    is dropped here and re-created by v10 in its own transaction."""
+    have = {c["name"] for c in sa.inspect(conn).get_columns("audit_log")}
+    if have >= {"partner_id", "attempts", "last_at"}:
+        return
+    conn.execute(sa.text("DROP INDEX IF EXISTS ix_audit_log_at"))
+    for column, kind in (("partner_id", "VARCHAR(64)"), ("attempts", "INTEGER"), ("last_at", "TIMESTAMP")):
+        if column not in have:
+            conn.execute(sa.text(f"ALTER TABLE audit_log ADD COLUMN {column} {kind}"))
+    a, u, an = schema.audit_log, schema.users, schema.annotations
+    conn.execute(a.update().values(attempts=1, last_at=a.c.at))
+    conn.execute(a.update().values(partner_id=sa.select(u.c.partner_id).where(u.c.email == a.c.actor)
+                                   .scalar_subquery()))
+    internal = conn.execute(sa.select(a.c.id, a.c.target, a.c.detail).where(
+        a.c.action == "annotation.add", a.c.detail.like("% internal: %"))).all()
+    for entry in internal:
+        owner = conn.execute(sa.select(an.c.author_partner).where(an.c.id == entry.target)).scalar()
+        conn.execute(a.update().where(a.c.id == entry.id).values(
+            detail=entry.detail.split(" internal: ", 1)[0] + " internal (text not logged)",
+            partner_id=owner))
+
+
+def _v10_audit_index(conn: Connection) -> None:
+    """v10: the audit log's time index, back after v9 (see there why apart)."""
+    for index in schema.audit_log.indexes:
+        index.create(conn, checkfirst=True)
+
+
 # Step N upgrades a database at version N-1 to version N. Append only; never edit.
 STEPS: dict[int, Callable[[Connection], None]] = {
     2: _v2_indexes,
@@ -100,6 +135,8 @@ STEPS: dict[int, Callable[[Connection], None]] = {
     6: _v6_merchant_segment,
     7: _v7_access,
     8: _v8_quarantine_resolution,
+    9: _v9_audit_scope,
+    10: _v10_audit_index,
 }
 LATEST = max(STEPS)
 

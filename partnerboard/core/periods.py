@@ -19,11 +19,16 @@ from zoneinfo import ZoneInfo
 
 Kind = Literal["day", "week", "month", "quarter", "custom"]
 
-_DAY = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
-_WEEK = re.compile(r"^(\d{4})-W(\d{2})$")
-_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
-_QUARTER = re.compile(r"^(\d{4})-Q([1-4])$")
-_CUSTOM = re.compile(r"^(\d{4}-\d{2}-\d{2})\.\.(\d{4}-\d{2}-\d{2})$")
+# ASCII digits only: ``\d`` would also take "２０２６-１０" (full-width) and other scripts' digits.
+_DAY = re.compile(r"^([0-9]{4})-([0-9]{2})-([0-9]{2})$")
+_WEEK = re.compile(r"^([0-9]{4})-W([0-9]{2})$")
+_MONTH = re.compile(r"^([0-9]{4})-([0-9]{2})$")
+_QUARTER = re.compile(r"^([0-9]{4})-Q([1-4])$")
+_CUSTOM = re.compile(r"^([0-9]{4}-[0-9]{2}-[0-9]{2})\.\.([0-9]{4}-[0-9]{2}-[0-9]{2})$")
+# Periods a partnership can have data for. Beyond this, comparisons (the previous period,
+# the same period last year) would step outside what ``date`` can hold.
+EARLIEST, LATEST = date(1970, 1, 1), date(2100, 1, 1)
+MAX_LABEL = 32
 
 
 class PeriodError(ValueError):
@@ -174,8 +179,23 @@ def months_between(first: Period, last: Period) -> list[Period]:
 
 
 def parse(text: str) -> Period:
-    """A period from its label."""
+    """A period from its label, within ``EARLIEST``..``LATEST``."""
+    if len(text) > MAX_LABEL:
+        raise PeriodError(f"period {text[:MAX_LABEL]!r}… is too long to be a period; use a form such as "
+                          "2026-10 or 2026-Q3")
     text = text.strip()
+    years = [int(y) for y in re.findall(r"(?:^|\.\.)([0-9]{4})", text)]
+    if any(not EARLIEST.year <= y < LATEST.year for y in years):
+        raise PeriodError(f"period {text!r} is outside the years the board covers "
+                          f"({EARLIEST.year}–{LATEST.year - 1})")
+    period = _parse(text)
+    if period.start < EARLIEST or period.end > LATEST:
+        raise PeriodError(f"period {text!r} is outside the years the board covers "
+                          f"({EARLIEST.year}–{LATEST.year - 1})")
+    return period
+
+
+def _parse(text: str) -> Period:
     try:
         if m := _QUARTER.match(text):
             return quarter_of(date(int(m[1]), (int(m[2]) - 1) * 3 + 1, 1))
@@ -192,6 +212,9 @@ def parse(text: str) -> Period:
             return Period(start, end, "custom")
     except PeriodError:
         raise
+    except OverflowError:
+        raise PeriodError(f"period {text!r} is outside the years the board covers "
+                          f"({EARLIEST.year}–{LATEST.year - 1})") from None
     except ValueError as exc:
         raise PeriodError(f"period {text!r} is not a real date: {exc}") from None
     raise PeriodError(

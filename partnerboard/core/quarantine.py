@@ -69,6 +69,7 @@ def resolve(conn: Connection, actor: User | None, ids: list[str], note: str, *,
     for qid in open_ids:
         conn.execute(done.insert().values(quarantine_id=qid, resolved_at=now, resolved_by=actor.email,
                                           resolution=note[:2000]))
-    audit.record(conn, actor.email, "quarantine.resolve", target=f"{len(open_ids)} record(s)",
+    audit.record(conn, actor.email, "quarantine.resolve", partner=audit.SHARED,
+                 target=f"{len(open_ids)} record(s)",
                  detail=f"{', '.join(ids)[:500]}: {note}", ip=ip)
     return len(open_ids)

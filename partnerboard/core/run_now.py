@@ -121,5 +121,6 @@ def request(source: str, *, actor: User | None, conn: Connection | None = None,
         raise UnknownSourceError(source, known)
     result = runner.run_now(source)
     if conn is not None and actor is not None:
-        audit.record(conn, actor.email, "run_now", target=source, detail=result.outcome, ip=ip)
+        audit.record(conn, actor.email, "run_now", partner=audit.SHARED, target=source,
+                     detail=result.outcome, ip=ip)
     return result

@@ -212,6 +212,10 @@ audit_log = sa.Table(
     sa.Column("target", sa.Text, comment="what the action was about"),
     sa.Column("detail", sa.Text),
     sa.Column("ip", sa.String(64)),
+    sa.Column("partner_id", sa.String(64),
+              comment="the partner the entry concerns; NULL = the partnership (both see it) (v9)"),
+    sa.Column("attempts", sa.Integer, comment="repeated refusals counted on one entry (v9)"),
+    sa.Column("last_at", sa.DateTime, comment="the latest of the counted attempts (v9)"),
     sa.Index("ix_audit_log_at", "at"),
 )
 

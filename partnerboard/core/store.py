@@ -12,15 +12,20 @@ way without the one-process rule.
 from __future__ import annotations
 
 import os
+import random
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 
 from partnerboard.core import migrations
 
+T = TypeVar("T")
 DATABASE_URL_ENV = "PARTNERBOARD_DATABASE_URL"
 DEFAULT_DATABASE_URL = "duckdb:///data/partnerboard.duckdb"
 
@@ -123,3 +128,38 @@ def busy_message(path: Path) -> str:
         "file; stop that process, or use the board it serves (its /healthz and report "
         f"routes), or point this command at another database with {DATABASE_URL_ENV}"
     )
+
+
+# --- writes that touch the same rows ---------------------------------------------------
+
+_write_locks: dict[str, threading.Lock] = {}
+
+
+def is_write_conflict(exc: BaseException) -> bool:
+    """Two transactions changed one row: DuckDB's optimistic "Conflict on update", or
+    PostgreSQL's serialization failure / deadlock. Safe to retry from the start."""
+    orig = getattr(exc, "orig", exc)
+    if getattr(orig, "sqlstate", None) in ("40001", "40P01"):
+        return True
+    text = str(orig)
+    return "Conflict on" in text or "conflict" in type(orig).__name__.lower()
+
+
+def write_serially(engine: Engine, work: Callable[[Connection], T], *, attempts: int = 8) -> T:
+    """``work(conn)`` in a transaction of its own, one such transaction at a time per
+    database in this process, retried from the start when another writer (a page, another
+    process on PostgreSQL) changed the same row first.
+
+    For writes many requests make to the same rows at once: sign-in counters and their
+    audit entries, outbox claims. DuckDB raises "Conflict on update" for the second of two
+    concurrent transactions updating a row, which would otherwise surface as a 500."""
+    lock = _write_locks.setdefault(str(engine.url), threading.Lock())
+    for attempt in range(1, attempts + 1):
+        try:
+            with lock, engine.begin() as conn:
+                return work(conn)
+        except sa.exc.DBAPIError as exc:
+            if attempt == attempts or not is_write_conflict(exc):
+                raise
+        time.sleep(min(0.5, 0.01 * 2 ** attempt) * (0.5 + random.random()))
+    raise AssertionError("unreachable")

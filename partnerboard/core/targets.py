@@ -192,7 +192,7 @@ def set_target(conn: Connection, config: Config, actor: User | None, partner_id:
                                         tt.c.period == (target.period or "")).values(**values))
         was = f"{old.value:g} (board, amber {old.amber_within_pct:g} %)"
     where = _describe_key(partner_id, kpi, target.period)
-    audit.record(conn, actor.email, "target.set", target=where,
+    audit.record(conn, actor.email, "target.set", partner=audit.SHARED, target=where,
                  detail=f"{where}: {was} → {target.value:g} (amber {target.amber_within_pct:g} %)", ip=ip)
     return StoredTarget(**target.model_dump(), updated_by=actor.email, updated_at=now)
 
@@ -218,6 +218,6 @@ def remove_target(conn: Connection, actor: User | None, partner_id: str, kpi: st
     conn.execute(tt.delete().where(tt.c.partner_id == partner_id, tt.c.kpi == kpi,
                                     tt.c.period == (period or "")))
     where = _describe_key(partner_id, kpi, period)
-    audit.record(conn, actor.email, "target.remove", target=where,
+    audit.record(conn, actor.email, "target.remove", partner=audit.SHARED, target=where,
                  detail=f"{where}: {old.value:g} (amber {old.amber_within_pct:g} %) → removed", ip=ip)
     return True

@@ -6,8 +6,11 @@ SHA-256, so a copy of the database file signs nobody in. Repeated wrong password
 the account for a while (``[access] lockout_after`` / ``lockout_minutes``), and every
 sign-in, good or bad, lands in the audit log.
 
-Every change takes the acting ``User`` and checks it (``access.require``) here, so the
-CLI, the Users page and any forged request meet the same rule.
+Every change takes the acting ``User`` and checks it here, so the CLI, the Users page
+and any forged request meet the same rule: the role (``access.require``) and the partner
+boundary (``access.require_partner``): an admin of one partner manages only that
+partner's people, cannot grant both partners or the other one, and cannot widen their
+own partner; only an admin of both partners can. The CLI acts as an admin of both.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -25,8 +29,10 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.engine import Connection, Engine
 
 from partnerboard.core import audit, schema, timeutil
-from partnerboard.core.access import ROLES, User, require
+from partnerboard.core.access import ROLES, Forbidden, User, require, require_partner
 from partnerboard.core.config import Config
+from partnerboard.core.store import write_serially
+from partnerboard.core.throttle import AddressThrottle
 
 u, s = schema.users, schema.sessions
 _hasher = PasswordHasher()
@@ -79,17 +85,31 @@ def get(conn: Connection, email: str) -> User | None:
     return _row_user(row) if row else None
 
 
-def listing(conn: Connection) -> pd.DataFrame:
-    """Everyone, without secrets: what the Users page and `users list` show."""
+def _manageable(actor: User, partner_id: str | None, what: str) -> None:
+    """An admin of one partner manages only that partner's people (and may not grant both
+    partners or the other one); an admin of both partners manages everyone."""
+    require_partner(actor, partner_id, what)
+
+
+def listing(conn: Connection, *, reader: User) -> pd.DataFrame:
+    """Everyone ``reader`` may see, without secrets: what the Users page and `users list`
+    show. A reader of one partner sees that partner's people and the partnership's own
+    (both partners), not the other partner's staff."""
     now = timeutil.to_db(_now())
-    rows = conn.execute(sa.select(
+    q = sa.select(
         u.c.email, u.c.name, u.c.role, u.c.partner_id,
         (u.c.password_hash.is_not(None)).label("password"),
         (u.c.api_token_hash.is_not(None)).label("api_token"),
         u.c.failed_attempts, (u.c.locked_until > now).label("locked"), u.c.created_at,
-    ).order_by(u.c.email)).mappings().all()
-    return pd.DataFrame(rows, columns=["email", "name", "role", "partner_id", "password", "api_token",
-                                       "failed_attempts", "locked", "created_at"])
+    ).order_by(u.c.email)
+    if reader.partner_id is not None:
+        q = q.where(sa.or_(u.c.partner_id.is_(None), u.c.partner_id == reader.partner_id))
+    rows = conn.execute(q).mappings().all()
+    df = pd.DataFrame(rows, columns=["email", "name", "role", "partner_id", "password", "api_token",
+                                     "failed_attempts", "locked", "created_at"])
+    for col in ("name", "partner_id"):  # None stays None (not NaN): "both partners", "no name"
+        df[col] = df[col].astype(object).where(df[col].notna(), None)
+    return df
 
 
 def add(conn: Connection, config: Config, actor: User, email: str, role: str, *,
@@ -98,6 +118,7 @@ def add(conn: Connection, config: Config, actor: User, email: str, role: str, *,
     """A new person. Without a password they can sign in only through OIDC."""
     require(actor, "manage_users")
     email = _check(config, email, role, partner_id)
+    _manageable(actor, partner_id, "add a person")
     if password is not None:
         _check_password(password)
     if get(conn, email) is not None:
@@ -107,7 +128,7 @@ def add(conn: Connection, config: Config, actor: User, email: str, role: str, *,
         email=email, name=name, role=role, partner_id=partner_id,
         password_hash=_hasher.hash(password) if password else None, failed_attempts=0,
         created_at=now, updated_at=now))
-    audit.record(conn, actor.email, "user.add", target=email,
+    audit.record(conn, actor.email, "user.add", partner=partner_id, target=email,
                  detail=f"role={role} partner={partner_id or 'both'}", ip=ip)
     return User(email, role, partner_id, name)  # type: ignore[arg-type]
 
@@ -115,22 +136,41 @@ def add(conn: Connection, config: Config, actor: User, email: str, role: str, *,
 KEEP = "<keep>"  # update(): leave the partner as it is
 
 
+def _target(conn: Connection, actor: User, email: str, what: str) -> User:
+    """The person an admin acts on, if the admin may manage them. For an admin of one
+    partner, an unknown email and one of the other partner's staff get the same refusal,
+    so it confirms nothing about the other partner's people."""
+    email = email.strip().lower()
+    found = get(conn, email)
+    mine = found is not None and (found.email == actor.email or actor.partner_id is None
+                                  or found.partner_id in (None, actor.partner_id))
+    if not mine:
+        if actor.partner_id is None:
+            raise UserError(f"no user {email}")
+        raise Forbidden(f"{actor.email} manages only people of {actor.partner_id} (and sees those of "
+                        f"both partners); {email} is not one of them; ask an admin of both partners")
+    assert found is not None
+    if found.email != actor.email:
+        _manageable(actor, found.partner_id, what)  # a person of both partners: refused, with why
+    return found
+
+
 def update(conn: Connection, config: Config, actor: User, email: str, *, role: str | None = None,
            partner_id: str | None = KEEP, ip: str | None = None) -> User:
     """Change a person's role and/or partner (``partner_id=None``: both partners)."""
     require(actor, "manage_users")
-    found = get(conn, email)
-    if found is None:
-        raise UserError(f"no user {email.strip().lower()}")
+    found = _target(conn, actor, email, "change a person")
     new_role = role or found.role
     new_partner = found.partner_id if partner_id == KEEP else partner_id
     _check(config, found.email, new_role, new_partner)  # type: ignore[arg-type]
     if found.email == actor.email and new_role != "admin":
         raise UserError("you cannot take the admin role from yourself; ask another admin")
+    _manageable(actor, new_partner, "give a person the partner")
     conn.execute(u.update().where(u.c.email == found.email).values(
         role=new_role, partner_id=new_partner, updated_at=timeutil.to_db(_now())))
-    audit.record(conn, actor.email, "user.update", target=found.email,
-                 detail=f"role={new_role} partner={new_partner or 'both'}", ip=ip)
+    audit.record(conn, actor.email, "user.update",
+                 partner=new_partner if new_partner == found.partner_id else audit.SHARED,
+                 target=found.email, detail=f"role={new_role} partner={new_partner or 'both'}", ip=ip)
     return User(found.email, new_role, new_partner, found.name)  # type: ignore[arg-type]
 
 
@@ -139,24 +179,22 @@ def remove(conn: Connection, actor: User, email: str, *, ip: str | None = None) 
     email = email.strip().lower()
     if email == actor.email:
         raise UserError("you cannot remove yourself; ask another admin")
-    if conn.execute(u.delete().where(u.c.email == email)).rowcount == 0:
-        raise UserError(f"no user {email}")
-    conn.execute(s.delete().where(s.c.email == email))  # signed out everywhere, at once
-    audit.record(conn, actor.email, "user.remove", target=email, ip=ip)
+    found = _target(conn, actor, email, "remove a person")
+    conn.execute(u.delete().where(u.c.email == found.email))
+    conn.execute(s.delete().where(s.c.email == found.email))  # signed out everywhere, at once
+    audit.record(conn, actor.email, "user.remove", partner=found.partner_id, target=found.email, ip=ip)
 
 
 def reset(conn: Connection, actor: User, email: str, password: str, *, ip: str | None = None) -> None:
     """A new password; clears the lockout and ends the person's sessions."""
     require(actor, "manage_users")
     _check_password(password)
-    email = email.strip().lower()
-    done = conn.execute(u.update().where(u.c.email == email).values(
+    found = _target(conn, actor, email, "reset the password of a person")
+    conn.execute(u.update().where(u.c.email == found.email).values(
         password_hash=_hasher.hash(password), failed_attempts=0, locked_until=None,
-        updated_at=timeutil.to_db(_now()))).rowcount
-    if not done:
-        raise UserError(f"no user {email}")
-    conn.execute(s.delete().where(s.c.email == email))
-    audit.record(conn, actor.email, "user.reset", target=email, ip=ip)
+        updated_at=timeutil.to_db(_now())))
+    conn.execute(s.delete().where(s.c.email == found.email))
+    audit.record(conn, actor.email, "user.reset", partner=found.partner_id, target=found.email, ip=ip)
 
 
 def new_api_token(conn: Connection, actor: User, email: str, *, ip: str | None = None) -> str:
@@ -165,12 +203,15 @@ def new_api_token(conn: Connection, actor: User, email: str, *, ip: str | None =
     email = email.strip().lower()
     if email != actor.email:
         require(actor, "manage_users")
+        found = _target(conn, actor, email, "make an API token for a person")
+    else:
+        found = get(conn, email)
+        if found is None:
+            raise UserError(f"no user {email}")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    done = conn.execute(u.update().where(u.c.email == email).values(
-        api_token_hash=_digest(token), updated_at=timeutil.to_db(_now()))).rowcount
-    if not done:
-        raise UserError(f"no user {email}")
-    audit.record(conn, actor.email, "user.token", target=email, ip=ip)
+    conn.execute(u.update().where(u.c.email == found.email).values(
+        api_token_hash=_digest(token), updated_at=timeutil.to_db(_now())))
+    audit.record(conn, actor.email, "user.token", partner=found.partner_id, target=found.email, ip=ip)
     return token
 
 
@@ -190,51 +231,98 @@ class Session:
     expires_at: datetime
 
 
+REFUSED = ("wrong email or password, or the account is locked for a while after too many failed "
+           "sign-ins; try again later, or ask an admin to reset the password")
+
+
+class SignInThrottled(SignInError):
+    """Too many failed sign-ins from one client address; ``retry_after`` seconds to wait."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many failed sign-ins from your address; try again in {retry_after} s")
+        self.retry_after = retry_after
+
+
+_throttles: dict[tuple[int, float], AddressThrottle] = {}
+_throttles_lock = threading.Lock()
+
+
+def _throttle(config: Config) -> AddressThrottle:
+    key = (config.access.max_failures_per_address, config.access.address_window_minutes * 60)
+    with _throttles_lock:
+        return _throttles.setdefault(key, AddressThrottle(*key))
+
+
+def _audit_partner(config: Config, email: str, row) -> str | None:
+    """Whose entry a sign-in attempt is: the account's partner, else the partner its email
+    domain maps to (OIDC domains), else the partnership's."""
+    if row is not None:
+        return row.partner_id
+    mapped = config.access.domains.get(email.rsplit("@", 1)[-1])
+    return None if mapped in (None, "*") else mapped
+
+
 def sign_in(engine: Engine, config: Config, email: str, password: str, *,
             ip: str | None = None) -> Session:
-    """A new session for a correct password, or ``SignInError``. Wrong passwords count
-    towards the lockout; a locked account is refused without looking at the password.
+    """A new session for a correct password, or ``SignInError``.
 
-    Runs its own transaction and raises only after it committed: a refusal must still
-    store the failed attempt and its audit entry, which a caller's transaction would
-    roll back as the error passed through it."""
-    with engine.begin() as conn:
-        outcome = _attempt(conn, config, email, password, ip)
+    Every refusal gives the same answer (``REFUSED``) after the same work (one argon2
+    verification), whether the email is unknown, the password wrong or the account
+    locked, so neither the message nor its timing tells an attacker which accounts exist
+    or which are locked. Wrong passwords count towards the account's lockout; failures
+    from one address count towards ``SignInThrottled`` (checked first, without hashing).
+
+    The hash is verified outside any lock (it is the slow part); the bookkeeping after it
+    (counters, session, audit entry) runs in its own serialised transaction
+    (``write_serially``), so concurrent sign-ins never fail on DuckDB's write conflicts,
+    and a refusal's failed attempt and audit entry are committed before it is raised."""
+    email = email.strip().lower()
+    throttle = _throttle(config)
+    wait = throttle.retry_after(ip)
+    if wait is not None:
+        write_serially(engine, lambda conn: audit.record_attempt(
+            conn, email or "(empty)", "sign_in", partner=_audit_partner(config, email, None),
+            outcome="throttled", detail=f"too many failed sign-ins from this address; {wait} s to wait",
+            ip=ip))
+        raise SignInThrottled(wait)
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(u.c.password_hash).where(u.c.email == email)).first()
+    hashed = row.password_hash if row is not None and row.password_hash else None
+    verified = _verify(hashed or _DUMMY_HASH, password) and hashed is not None
+    outcome = write_serially(engine, lambda conn: _settle(conn, config, email, password, hashed,
+                                                          verified, ip))
     if isinstance(outcome, str):
+        throttle.failed(ip)
         raise SignInError(outcome)
     return outcome
 
 
-def _attempt(conn: Connection, config: Config, email: str, password: str,
-             ip: str | None) -> Session | str:
-    """The session, or the refusal to show."""
-    email = email.strip().lower()
+def _settle(conn: Connection, config: Config, email: str, password: str, hashed: str | None,
+            verified: bool, ip: str | None) -> Session | str:
+    """Record the attempt whose password was checked against ``hashed``; the session, or
+    the refusal to show. Re-reads the account: another attempt may have locked it."""
     row = conn.execute(sa.select(u).where(u.c.email == email)).first()
     now = _now()
+    partner = _audit_partner(config, email, row)
     if row is None or row.password_hash is None:
-        _verify(_DUMMY_HASH, password)
-        audit.record(conn, email or "(empty)", "sign_in", outcome="failed", detail="unknown user "
-                     "or no password (OIDC only)", ip=ip)
-        return "wrong email or password"
+        audit.record_attempt(conn, email or "(empty)", "sign_in", partner=partner, outcome="failed",
+                             detail="unknown user or no password (OIDC only)", ip=ip)
+        return REFUSED
     if row.locked_until is not None and timeutil.from_db(row.locked_until) > now:
-        audit.record(conn, email, "sign_in", outcome="denied", detail="account locked", ip=ip)
-        until = timeutil.from_db(row.locked_until).astimezone(config.tz).strftime("%H:%M")
-        return (f"too many failed sign-ins: this account is locked until {until} "
-                f"({config.partnership.timezone}); an admin can unlock it with `users reset`")
-    if not _verify(row.password_hash, password):
+        audit.record_attempt(conn, email, "sign_in", partner=partner, outcome="denied",
+                             detail="account locked", ip=ip)
+        return REFUSED
+    if not verified or row.password_hash != hashed:  # a reset in between: the old one no longer counts
         failed = (row.failed_attempts or 0) + 1
         locked = failed >= config.access.lockout_after
         conn.execute(u.update().where(u.c.email == email).values(
             failed_attempts=failed,
             locked_until=timeutil.to_db(now + timedelta(minutes=config.access.lockout_minutes))
             if locked else row.locked_until))
-        audit.record(conn, email, "sign_in", outcome="failed",
-                     detail=f"wrong password ({failed} in a row{', account locked' if locked else ''})",
-                     ip=ip)
-        if locked:
-            return (f"too many failed sign-ins: this account is locked for "
-                    f"{config.access.lockout_minutes:g} minutes")
-        return "wrong email or password"
+        audit.record_attempt(conn, email, "sign_in", partner=partner, outcome="failed",
+                             detail=f"wrong password ({failed} in a row"
+                                    f"{', account locked' if locked else ''})", ip=ip)
+        return REFUSED
     if _hasher.check_needs_rehash(row.password_hash):
         conn.execute(u.update().where(u.c.email == email).values(password_hash=_hasher.hash(password)))
     conn.execute(u.update().where(u.c.email == email).values(failed_attempts=0, locked_until=None))
@@ -243,7 +331,7 @@ def _attempt(conn: Connection, config: Config, email: str, password: str,
     conn.execute(s.insert().values(token_hash=_digest(token), email=email,
                                    created_at=timeutil.to_db(now), expires_at=timeutil.to_db(expires),
                                    ip=ip))
-    audit.record(conn, email, "sign_in", ip=ip)
+    audit.record(conn, email, "sign_in", partner=partner, ip=ip)
     return Session(token, _row_user(row), expires)
 
 
@@ -267,7 +355,9 @@ def sign_out(conn: Connection, token: str, *, ip: str | None = None) -> None:
     row = conn.execute(sa.select(s.c.email).where(s.c.token_hash == _digest(token))).first()
     conn.execute(s.delete().where(s.c.token_hash == _digest(token)))
     if row:
-        audit.record(conn, row.email, "sign_out", ip=ip)
+        found = get(conn, row.email)
+        audit.record(conn, row.email, "sign_out", partner=found.partner_id if found else audit.SHARED,
+                     ip=ip)
 
 
 def oidc_user(conn: Connection, config: Config, email: str) -> User | None:
