@@ -16,12 +16,16 @@ from dashboard.navigation import SECTIONS
 st.set_page_config(page_title="Partnerboard", page_icon=":material/handshake:", layout="wide")
 
 user = gate.identify()
+if user is None:
+    # The sign-in and nothing else, on whatever page was asked for. Its navigation has no
+    # other page, so the session start does not tell a stranger what the board holds.
+    st.navigation([st.Page(gate.sign_in, title="Sign in", icon=":material/login:", default=True)],
+                  position="hidden").run()
+    st.stop()
 navigation = st.navigation({
     section: [st.Page(p.path, title=p.title, icon=f":material/{p.icon}:", url_path=p.url_path,
-                      default=p.default) for p in pages if user is None or user.can(p.needs)]
+                      default=p.default) for p in pages if user.can(p.needs)]
     for section, pages in SECTIONS.items()
-}, position="sidebar" if user else "hidden")
-if user is None:
-    gate.sign_in()  # the sign-in and nothing else, on whatever page was asked for
+}, position="sidebar")
 gate.account(user)
 navigation.run()

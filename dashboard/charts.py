@@ -15,12 +15,12 @@ import streamlit as st
 
 from dashboard import queries
 from dashboard.format import kpi_value
+from dashboard.literal import failure, md
 from dashboard.review_page import Review
 from partnerboard.core import kpi_engine, periods
 from partnerboard.core.config import Config, Partner
 from partnerboard.core.kpis import BY_ID
 from partnerboard.core.periods import Period
-from partnerboard.core.secrets import scrub
 
 TREND_PERIODS = 12
 TARGET_COLOUR, NOTE_COLOUR = "#cf222e", "#6e7781"
@@ -78,7 +78,7 @@ def show_trends(rv: Review, partner: Partner, kpi_ids: list[str]) -> None:
         first = periods.trailing(anchor, TREND_PERIODS)[0]
         notes = queries.notes(rv.url, first.start, anchor.end, queries.now_bucket(), rv.viewer_partner)
     except Exception as exc:
-        st.error(f"Trends for {partner.name} could not be computed: {scrub(str(exc))}")
+        st.error(f"Trends for {partner.name} could not be computed: {failure(exc)}")
         return
     columns = st.columns(2)
     for i, kpi_id in enumerate(kpi_ids):
@@ -90,7 +90,7 @@ def show_trends(rv: Review, partner: Partner, kpi_ids: list[str]) -> None:
             value = None if current.empty or pd.isna(current.value.iloc[0]) else float(current.value.iloc[0])
             scope = "" if filters.covers(kpi_id) else " · whole partner: not split by " + \
                 " or ".join(filters.missing(kpi_id))
-            st.caption(f"{anchor.label}: {kpi_value(value, BY_ID[kpi_id].unit)}{scope}")
+            st.caption(f"{anchor.label}: {kpi_value(value, BY_ID[kpi_id].unit)}{md(scope)}")
 
 
 def drill_table(rv: Review, name: str, partner: Partner, by: str | None = None,
@@ -109,7 +109,7 @@ def drill_table(rv: Review, name: str, partner: Partner, by: str | None = None,
             rows, total = queries.records(rv.url, rv.key, name, partner.id, period.label, rv.as_of,
                                           filters, where)
         except Exception as exc:
-            st.error(f"The records could not be read: {scrub(str(exc))}")
+            st.error(f"The records could not be read: {failure(exc)}")
             return
         if rows.empty:
             st.caption(f"No {name} in {period.label} for this selection.")
@@ -118,7 +118,7 @@ def drill_table(rv: Review, name: str, partner: Partner, by: str | None = None,
             if col.endswith("_at"):
                 rows[col] = pd.to_datetime(rows[col]).dt.tz_localize("UTC").dt.tz_convert(rv.cfg.tz) \
                     .dt.strftime("%Y-%m-%d %H:%M")
-        st.caption(f"{len(rows):,} of {total:,} {name} in {period.label} ({filters.describe()}"
+        st.caption(f"{len(rows):,} of {total:,} {name} in {period.label} ({md(filters.describe())}"
                    f"{', ' + where[0][0] + ' = ' + where[0][1] if where else ''}), newest first; "
                    "`run_id` / `collected_by` name the collector run that brought each row. "
                    "Times in the partnership's zone.")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from dashboard.literal import failure
 from partnerboard.core import targets
 from partnerboard.core.config import Config, ConfigError, config_path, load_config
 from partnerboard.core.secrets import scrub
@@ -54,7 +55,8 @@ def config() -> Config:
 
 
 def _config_failed(exc: ConfigError) -> None:
-    st.error(f"The partnership config cannot be loaded:\n\n{exc}")
+    st.error("The partnership config cannot be loaded:")
+    st.text(scrub(str(exc)))
     st.stop()
 
 
@@ -91,6 +93,6 @@ def store() -> Store:
         st.stop()
         raise
     except Exception as exc:  # a readable message instead of a stack trace
-        st.error(f"The store at {database_url()} cannot be opened: {scrub(str(exc))}")
+        st.error(f"The store at {database_url()} cannot be opened: {failure(exc)}")
         st.stop()
         raise

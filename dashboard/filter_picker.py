@@ -11,6 +11,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import queries
+from dashboard.literal import md
 from partnerboard.core.filters import DIMENSIONS, Filters
 
 ALL = "All"
@@ -27,7 +28,7 @@ def pick(url: str, key: str = "filters") -> Filters:
         options = [ALL, *choices.get(dim, [])]
         wanted = st.query_params.get(dim) or st.session_state.get(CHOSEN, {}).get(dim)
         if wanted and wanted not in options:
-            st.warning(f"Ignoring ?{dim}={wanted}: no {label} of that name in the data.")
+            st.warning(f"Ignoring ?{dim}={md(wanted[:80])}: no {label} of that name in the data.")
             wanted = None
         value = col.selectbox(label.capitalize(), options, index=options.index(wanted or ALL),
                               key=f"{key}_{dim}")

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 import streamlit as st
 
 from dashboard import context
+from dashboard.literal import md
 from partnerboard.core import audit, schema, users
 from partnerboard.core.access import SESSION_COOKIE, User
 from partnerboard.core.config import Config
@@ -65,7 +66,7 @@ def _audit_oidc_once(conn, email: str, user: User | None) -> None:
     if conn.execute(sa.select(a.c.id).where(a.c.action == "sign_in", a.c.actor == (email or "(no email)"),
                                             a.c.detail == detail).limit(1)).first() is None:
         audit.record(conn, email or "(no email)", "sign_in", outcome="ok" if user else "denied",
-                     detail=detail, ip=client_ip())
+                     partner=user.partner_id if user else audit.SHARED, detail=detail, ip=client_ip())
 
 
 def client_ip() -> str | None:
@@ -100,7 +101,7 @@ def _cookie(name: str) -> str | None:
 
 def _builtin_sign_in(cfg: Config, *, expired: bool) -> None:
     st.title("Partnerboard")
-    st.caption(f"{cfg.partnership.name}: sign in to see the board.")
+    st.caption(f"{md(cfg.partnership.name)}: sign in to see the board.")
     if expired:
         st.info("Your session has ended. Sign in again.")
     path = "/" + (st.context.url.split("/", 3)[3] if st.context.url and st.context.url.count("/") >= 3
@@ -121,12 +122,13 @@ def _builtin_sign_in(cfg: Config, *, expired: bool) -> None:
 def _oidc_sign_in(cfg: Config) -> None:
     st.title("Partnerboard")
     if not _logged_in():
-        st.caption(f"{cfg.partnership.name}: sign in with your company account to see the board.")
+        st.caption(f"{md(cfg.partnership.name)}: sign in with your company account to see the board.")
         st.button("Sign in", type="primary", on_click=st.login, icon=":material/login:")
         return
     email = str(st.user.get("email") or "your account")
-    st.error(f"{email} is not part of this partnership: its email domain is not listed under "
-             "[access] domains and no admin has added it. Ask an admin of the partnership.")
+    st.error("This account is not part of this partnership: its email domain is not listed under "
+             "\\[access\\] domains and no admin has added it. Ask an admin of the partnership.")
+    st.text(email)  # the person's own text, never markdown
     st.button("Sign out", on_click=st.logout)
 
 
@@ -135,7 +137,8 @@ def account(user: User) -> None:
     cfg = context.config()
     partner = "both partners" if user.partner_id is None else cfg.partner(user.partner_id).name
     with st.sidebar:
-        st.caption(f"Signed in as **{user.label}** · {user.role} · {partner}")
+        st.caption("Signed in as")
+        st.text(f"{user.label} · {user.role} · {partner}")  # people's own text: never markdown
         if cfg.access.mode == "oidc":
             st.button("Sign out", on_click=st.logout, key="sign_out")
         else:

@@ -12,6 +12,7 @@ from datetime import date, datetime, timedelta
 
 import streamlit as st
 
+from dashboard.literal import failure, md
 from partnerboard.core import periods
 from partnerboard.core.config import Config
 from partnerboard.core.periods import Period
@@ -29,7 +30,7 @@ def pick(cfg: Config, key: str = "period") -> Period:
         try:
             default = periods.parse(wanted)
         except periods.PeriodError as exc:
-            st.warning(f"Ignoring ?period={wanted}: {exc}")
+            st.warning(f"Ignoring ?period={md(wanted[:80])}: {failure(exc)}")
     kinds = list(KINDS)
     col_kind, col_period = st.columns([1, 3])
     kind_label = col_kind.segmented_control(
@@ -37,13 +38,21 @@ def pick(cfg: Config, key: str = "period") -> Period:
         key=f"{key}_kind") or "Month"
     kind = KINDS[kind_label]
     if kind == "custom":
+        # A range from a link may end after today (a running period): the picker must take
+        # it rather than fail, and refuses nothing the period parser accepted.
+        last_day = default.end - timedelta(days=1)
         start, end = col_period.date_input(
-            "From – to (inclusive)", value=(default.start, default.end - timedelta(days=1)),
-            max_value=now.date(), key=f"{key}_range", format="YYYY-MM-DD") or (None, None)
+            "From – to (inclusive)", value=(default.start, last_day),
+            min_value=periods.EARLIEST, max_value=max(now.date(), last_day), key=f"{key}_range",
+            format="YYYY-MM-DD") or (None, None)
         if not isinstance(start, date) or not isinstance(end, date):
             st.info("Pick the last day of the range.")
             st.stop()
-        chosen = periods.parse(f"{start.isoformat()}..{(end + timedelta(days=1)).isoformat()}")
+        try:
+            chosen = periods.parse(f"{start.isoformat()}..{(end + timedelta(days=1)).isoformat()}")
+        except periods.PeriodError as exc:
+            st.warning(failure(exc))
+            st.stop()
     else:
         options = periods.trailing(periods.last_complete(kind, now, cfg.tz), 24)[::-1]
         current = periods.containing(kind, now, cfg.tz)

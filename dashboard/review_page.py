@@ -9,6 +9,7 @@ import streamlit as st
 
 from dashboard import context, filter_picker, gate, period_picker, queries
 from dashboard.format import duration, local_time
+from dashboard.literal import md
 from partnerboard.core.config import Config, Partner
 from partnerboard.core.filters import Filters
 from partnerboard.core.periods import Period
@@ -33,7 +34,7 @@ def header(title: str, blurb: str) -> Review:
     period = period_picker.pick(cfg)
     filters = filter_picker.pick(store.url)
     as_of = queries.review_bucket()
-    st.caption(f"{cfg.partnership.name} · {period.label} ({period.start} – {period.end}, "
+    st.caption(f"{md(cfg.partnership.name)} · {period.label} ({period.start} – {period.end}, "
                f"{cfg.partnership.timezone}) · {filters.describe()} · data read "
                f"{local_time(queries.clip(as_of), cfg.tz, seconds=True)}, refreshed at most every "
                f"{queries.REVIEW_TTL_S} s")

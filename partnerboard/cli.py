@@ -137,8 +137,10 @@ def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: sys.exit(0))
     try:
+        # proxy_headers off: uvicorn would believe X-Forwarded-For from any loopback client;
+        # the board's guard believes it only from [server] trusted_proxies (web_guard.py).
         uvicorn.run(create_app(path, url, collect=collect), host=host, port=port,
-                    log_level="warning", access_log=False,
+                    log_level="warning", access_log=False, proxy_headers=False, server_header=False,
                     timeout_graceful_shutdown=5)
     except StoreBusyError as exc:
         raise _fail(f"partnerboard serve: {exc}") from None
@@ -321,7 +323,7 @@ def export(
         store = _open_store(url, "export")
         with store.engine.begin() as conn:
             df = report.build(conn, cfg, wanted, partner_id=partner)
-            audit.record(conn, cli_user().email, "export", target=f"{wanted.label} report",
+            audit.record(conn, cli_user().email, "export", partner=partner, target=f"{wanted.label} report",
                          detail=f"cli; partner={partner or 'all'} sep={sep}")
         close_all()
         body, source = report.to_csv(df, sep=sep, decimal=decimal), display_url(url)
@@ -359,11 +361,12 @@ def _password(from_stdin: bool) -> tuple[str, bool]:
 
 def _user_change(action) -> None:
     from partnerboard.core import users
+    from partnerboard.core.access import Forbidden
     from partnerboard.core.config import UnknownPartnerError
 
     try:
         action()
-    except (users.UserError, UnknownPartnerError) as exc:
+    except (users.UserError, UnknownPartnerError, Forbidden) as exc:
         raise _fail(f"partnerboard users: {exc}") from None
 
 
@@ -458,10 +461,11 @@ def users_token(email: str, config: ConfigOpt = None, database: DbOpt = None) ->
 def users_list(config: ConfigOpt = None, database: DbOpt = None) -> None:
     """Everyone who may sign in, with role, partner, and whether they are locked out."""
     from partnerboard.core import users
+    from partnerboard.core.access import cli_user
 
     _, store = _users_store(config, database, "list")
     with store.engine.connect() as conn:
-        df = users.listing(conn)
+        df = users.listing(conn, reader=cli_user())
     if df.empty:
         typer.echo("no users yet: partnerboard users add EMAIL --role admin")
         return

@@ -11,7 +11,9 @@ file.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import date
@@ -19,14 +21,25 @@ from pathlib import Path
 from typing import Any
 
 import streamlit as st
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 import dashboard
 from collectors.scheduler import SchedulerRunner, build_scheduler
-from partnerboard import web_auth
-from partnerboard.core import access, annotations, audit, maintenance, report, run_now, runs
+from partnerboard import web_auth, web_guard
+from partnerboard.core import (
+    access,
+    annotations,
+    audit,
+    csv_export,
+    maintenance,
+    periods,
+    report,
+    run_now,
+    runs,
+)
 from partnerboard.core.config import load_config
 from partnerboard.core.secrets import scrub
 from partnerboard.core.store import close_store, display_url, open_store
@@ -79,7 +92,7 @@ def create_app(config_path: str, database_url: str, *, collect: bool = True) -> 
             return JSONResponse({"status": "starting"}, status_code=503)
         state = _STATES.get(scheduler.state, "unknown") if scheduler else "disabled"
         healthy = state in ("running", "disabled")
-        if await web_auth.authenticate(request, store) is None:
+        if await web_auth.authenticate(request, store, live["config"]) is None:
             return JSONResponse({"status": "ok" if healthy else "degraded"},
                                 status_code=200 if healthy else 503)
 
@@ -119,29 +132,56 @@ def create_app(config_path: str, database_url: str, *, collect: bool = True) -> 
         except report.ReportRequestError as exc:
             return PlainTextResponse(str(exc), 400)
 
+        how = "page" if request.query_params.get("via") == "page" else "url"
+
         def build() -> bytes:
             with store.engine.begin() as conn:
                 access.require(user, "export")
                 df = report.build(conn, config, period, partner_id=partner,
                                   viewer_partner=user.partner_id)
-                audit.record(conn, user.email, "export", target=f"{period.label} report",
-                             detail=f"url; partner={partner or 'all'} sep={sep}",
+                audit.record(conn, user.email, "export", partner=user.partner_id,
+                             target=f"{period.label} report",
+                             detail=f"{how}; partner={partner or 'all'} sep={sep}",
                              ip=web_auth.client_ip(request))
             return report.to_csv(df, sep=sep, decimal=decimal)
 
         body = await asyncio.to_thread(build)
-        name = report.filename(period, partner)
-        return Response(body, media_type="text/csv; charset=utf-8",
-                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+        return _csv(body, report.filename(period, partner))
+
+    async def audit_csv(request: Request) -> Response:
+        """``/api/audit.csv?action=&actor=``: the audit log as its reader may see it (admins),
+        the Data page's download. Served here, not as a Streamlit download, so the file goes
+        only to a signed-in admin and the download is audited when it happens."""
+        who = await _signed_in(request)
+        if isinstance(who, Response):
+            return who
+        store, _config, user = who
+        action = request.query_params.get("action") or None
+        actor = (request.query_params.get("actor") or "").strip().lower() or None
+        if (action and len(action) > 64) or (actor and len(actor) > 320):
+            return PlainTextResponse("action is at most 64 characters and actor (an email) 320", 400)
+
+        def build() -> bytes:
+            with store.engine.begin() as conn:
+                access.require(user, "view_audit")
+                log = audit.entries(conn, reader=user, action=action, actor=actor)
+                audit.record(conn, user.email, "export", partner=user.partner_id, target="audit log",
+                             detail=f"action={action or 'all'} actor={actor or 'all'} rows={len(log)}",
+                             ip=web_auth.client_ip(request))
+            return csv_export.write(log, headers={})  # the log's own column names
+
+        try:
+            body = await asyncio.to_thread(build)
+        except access.Forbidden as exc:
+            await _refused(request, store, user, str(exc))
+            return PlainTextResponse(str(exc), 403)
+        return _csv(body, "audit-log.csv")
 
     async def add_annotation(request: Request) -> Response:
         """``POST /api/annotations`` (JSON: day, text, partner_id, kpi, visibility): scripts
         add notes as the token's owner; the core refuses anyone below editor."""
         return await _act(request, lambda conn, config, user, body: {"id": annotations.add(
-            conn, config, annotations.NewAnnotation(
-                date.fromisoformat(str(body.get("day"))), str(body.get("text", "")),
-                body.get("partner_id"), body.get("kpi"), str(body.get("visibility", "shared"))),
-            actor=user, ip=web_auth.client_ip(request))})
+            conn, config, _annotation(body), actor=user, ip=web_auth.client_ip(request))})
 
     async def run_source(request: Request) -> Response:
         """``POST /api/sources/{source}/run``: run a collector now (admins)."""
@@ -155,7 +195,7 @@ def create_app(config_path: str, database_url: str, *, collect: bool = True) -> 
         store, config = live.get("store"), live.get("config")
         if store is None or config is None:
             return PlainTextResponse("the board is starting; retry in a few seconds", 503)
-        user = await web_auth.authenticate(request, store)
+        user = await web_auth.authenticate(request, store, config)
         return _unauthorized() if user is None else (store, config, user)
 
     async def _act(request: Request, action: Any) -> Response:
@@ -163,37 +203,100 @@ def create_app(config_path: str, database_url: str, *, collect: bool = True) -> 
         if isinstance(who, Response):
             return who
         store, config, user = who
+        raw = await request.body()  # at most web_guard.MAX_BODY: the guard read it first
         try:
-            body = await request.json() if await request.body() else {}
-        except ValueError:
-            return JSONResponse({"error": "the body is not JSON"}, 400)
+            body = json.loads(raw) if raw.strip() else {}
+        except (ValueError, RecursionError):
+            return JSONResponse({"error": "the body is not JSON (send one JSON object)"}, 400)
+        if not isinstance(body, dict):
+            return JSONResponse({"error": f"the body must be a JSON object, not {_json_kind(body)}"}, 400)
 
         def run() -> Any:
             with store.engine.begin() as conn:
-                return action(conn, config, user, body if isinstance(body, dict) else {})
+                return action(conn, config, user, body)
 
         try:
             return JSONResponse(await asyncio.to_thread(run))
         except access.Forbidden as exc:
-            reason = str(exc)
-
-            def refuse() -> None:
-                with store.engine.begin() as conn:
-                    audit.record(conn, user.email, request.url.path, outcome="denied", detail=reason,
-                                 ip=web_auth.client_ip(request))
-
-            await asyncio.to_thread(refuse)
-            return JSONResponse({"error": reason}, 403)
+            await _refused(request, store, user, str(exc))
+            return JSONResponse({"error": str(exc)}, 403)
         except (ValueError, KeyError, run_now.RunNowError) as exc:
             return JSONResponse({"error": scrub(str(exc))}, 400)
 
-    return st.App(str(SCRIPT), lifespan=lifespan, routes=[
+    _streamlit_options()
+    return st.App(str(SCRIPT), lifespan=lifespan, middleware=[
+        Middleware(web_guard.Guard, live=live, script_path=str(SCRIPT)),
+    ], routes=[
         Route("/healthz", healthz),
         Route("/api/reports/{period}.csv", report_csv),
+        Route("/api/audit.csv", audit_csv),
         Route("/api/annotations", add_annotation, methods=["POST"]),
         Route("/api/sources/{source}/run", run_source, methods=["POST"]),
         *(Route(path, handler, methods=methods) for path, handler, methods in web_auth.routes(live)),
     ])
+
+
+async def _refused(request: Request, store: Any, user: access.User, reason: str) -> None:
+    """A refused request in the audit log, under the route it tried."""
+    def write() -> None:
+        with store.engine.begin() as conn:
+            audit.record(conn, user.email, request.url.path, partner=user.partner_id, outcome="denied",
+                         detail=reason, ip=web_auth.client_ip(request))
+
+    await asyncio.to_thread(write)
+
+
+def _streamlit_options() -> None:
+    """Streamlit settings the board depends on, whatever a config.toml in the working
+    directory says: no error details (tracebacks with server paths) on the pages, the
+    viewer's toolbar (no "Clear cache" or "Rerun" developer items), XSRF protection of
+    Streamlit's own upload route, no static file serving from the working directory."""
+    from streamlit import config as st_config
+
+    for key, value in (("client.showErrorDetails", "none"), ("client.toolbarMode", "viewer"),
+                       ("server.enableXsrfProtection", True), ("server.enableStaticServing", False),
+                       ("global.developmentMode", False), ("browser.gatherUsageStats", False)):
+        st_config.set_option(key, value, where_defined="partnerboard.server")
+
+
+def _annotation(body: dict[str, Any]) -> annotations.NewAnnotation:
+    """The JSON body of ``POST /api/annotations``, every field checked for its type, so a
+    wrong one is answered 400 with its name instead of failing deeper down."""
+    known = {"day", "text", "partner_id", "kpi", "visibility"}
+    extra = sorted(set(body) - known)
+    if extra:
+        raise ValueError(f"unknown field {extra[0]!r}; the fields are {', '.join(sorted(known))}")
+    for name, optional in (("day", False), ("text", False), ("partner_id", True), ("kpi", True),
+                           ("visibility", True)):
+        value = body.get(name)
+        if value is None and optional:
+            continue
+        if not isinstance(value, str):
+            raise ValueError(f"{name} must be a string{' or null' if optional else ''}, not "
+                             f"{_json_kind(value)}")
+    try:
+        day = date.fromisoformat(body["day"]) if _ISO_DAY.match(body["day"]) else None
+    except ValueError:
+        day = None
+    if day is None or not periods.EARLIEST <= day < periods.LATEST:
+        raise ValueError(f"day {body['day'][:40]!r} is not a date such as 2026-10-09 "
+                         f"({periods.EARLIEST.year}–{periods.LATEST.year - 1})")
+    return annotations.NewAnnotation(day, body["text"], body.get("partner_id"), body.get("kpi"),
+                                     body.get("visibility") or "shared")
+
+
+_ISO_DAY = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+
+
+def _json_kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", bool: "true/false", int: "a number", float: "a number",
+            type(None): "null"}.get(type(value), "a string")
+
+
+def _csv(body: bytes, name: str) -> Response:
+    return Response(body, media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"',
+                             "Cache-Control": "no-store"})
 
 
 def _unauthorized() -> Response:

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import html
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -101,6 +102,10 @@ def routes(live: dict[str, Any]) -> list[tuple[str, Callable, list[str]]]:
 
         try:
             session = await asyncio.to_thread(attempt)
+        except users.SignInThrottled as exc:
+            page = login_page(config.partnership.name, next_path, error=str(exc), email=email, status=429)
+            page.headers["Retry-After"] = str(exc.retry_after)
+            return page
         except users.SignInError as exc:
             return login_page(config.partnership.name, next_path, error=str(exc), email=email,
                               status=401)
@@ -127,19 +132,60 @@ def routes(live: dict[str, Any]) -> list[tuple[str, Callable, list[str]]]:
             ("/signout", logout, ["POST"])]
 
 
-async def authenticate(request: Request, store: Any) -> User | None:
-    """Who is asking an API route: a personal token (``Authorization: Bearer pbt_...``)
-    or a session cookie from signing in on the board."""
+async def authenticate(request: Request, store: Any, config: Any) -> User | None:
+    """Who is asking an API route: a personal token (``Authorization: Bearer pbt_...``),
+    else the browser's sign-in (the built-in session cookie, or Streamlit's OIDC identity
+    cookie), so a link on a page (a CSV download) works for the person who clicked it."""
     header = request.headers.get("authorization", "")
     token = header[7:].strip() if header.lower().startswith("bearer ") else None
-    cookie = request.cookies.get(SESSION_COOKIE)
-    if token is None and cookie is None:
+    if token is not None:
+        def find() -> User | None:
+            with store.engine.connect() as conn:
+                return users.user_for_token(conn, token)
+
+        return await asyncio.to_thread(find)
+    return await from_cookies(request.cookies, store, config)
+
+
+async def from_cookies(cookies: Mapping[str, str], store: Any, config: Any) -> User | None:
+    """The signed-in person behind a browser's cookies, or None."""
+    if config.access.mode == "oidc":
+        email = oidc_email(cookies)
+        if not email:
+            return None
+
+        def mapped() -> User | None:
+            with store.engine.connect() as conn:
+                return users.oidc_user(conn, config, email)
+
+        return await asyncio.to_thread(mapped)
+    cookie = cookies.get(SESSION_COOKIE)
+    if not cookie:
         return None
 
-    def find() -> User | None:
+    def session() -> User | None:
         with store.engine.connect() as conn:
-            if token is not None:
-                return users.user_for_token(conn, token)
             return users.user_for_session(conn, cookie)
 
-    return await asyncio.to_thread(find)
+    return await asyncio.to_thread(session)
+
+
+def oidc_email(cookies: Mapping[str, str]) -> str | None:
+    """The email in Streamlit's signed OIDC identity cookie (``_streamlit_user``), if the
+    signature holds and it says signed in. Streamlit sets the cookie after the provider's
+    callback; reading it here uses Streamlit's own decoder (pinned version, see
+    docs/access.md), so the routes trust exactly what the pages trust."""
+    from streamlit.web.server.starlette.starlette_server_config import USER_COOKIE_NAME
+    from streamlit.web.server.starlette.starlette_websocket import _get_signed_cookie_with_chunks
+
+    if not any(name.startswith(USER_COOKIE_NAME) for name in cookies):
+        return None
+    try:
+        raw = _get_signed_cookie_with_chunks(dict(cookies), USER_COOKIE_NAME)
+        payload = json.loads(raw) if raw else None
+    except Exception:  # a forged or stale cookie is nobody
+        return None
+    if not isinstance(payload, dict) or not payload.get("is_logged_in"):
+        return None
+    email = payload.get("email")
+    return email if isinstance(email, str) and email else None

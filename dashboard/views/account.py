@@ -13,7 +13,7 @@ import streamlit as st
 
 from dashboard import context, gate
 from partnerboard.core import users
-from partnerboard.core.access import ACTIONS, RANK
+from partnerboard.core.access import ACTIONS, RANK, article
 from partnerboard.core.secrets import scrub
 
 cfg = context.config()
@@ -45,10 +45,11 @@ else:
 st.subheader("You")
 st.text(f"Email:   {user.email}\nName:    {user.name or '—'}\nRole:    {user.role}\nPartner: {partner}")
 allowed = [a.replace("_", " ") for a, least in ACTIONS.items() if RANK[user.role] >= RANK[least]]
-st.caption(f"As a {user.role} you can: {', '.join(allowed)}. Roles are changed by an admin.")
+st.caption(f"As {article(user.role)} {user.role} you can: {', '.join(allowed)}. "
+           "Roles are changed by an admin.")
 
 with store.engine.connect() as conn:
-    row = users.listing(conn).set_index("email").to_dict("index").get(user.email)
+    row = users.listing(conn, reader=user).set_index("email").to_dict("index").get(user.email)
 
 st.subheader("Personal API token")
 st.caption("For scripts that download reports without a browser. The token acts as you, with your "

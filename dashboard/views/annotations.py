@@ -11,10 +11,10 @@ from datetime import date, timedelta
 import streamlit as st
 
 from dashboard import context, gate, queries
+from dashboard.literal import failure
 from partnerboard.core import annotations
-from partnerboard.core.access import Forbidden
+from partnerboard.core.access import Forbidden, article
 from partnerboard.core.kpis import VALUE_KPIS
-from partnerboard.core.secrets import scrub
 
 cfg = context.config()
 store = context.store()
@@ -25,7 +25,8 @@ st.caption("Notes give the numbers their context in reviews. Shared notes are vi
 
 user = gate.current()
 if not user.can("annotate"):
-    st.caption(f"You are a {user.role}: you can read the notes; editors and admins add them.")
+    st.caption(f"You are {article(user.role)} {user.role}: you can read the notes; "
+               "editors and admins add them.")
 else:
     with st.form("add_annotation", clear_on_submit=True):
         c1, c2, c3, c4 = st.columns(4)
@@ -49,9 +50,9 @@ else:
                 queries.report.clear()
                 st.success("Annotation added.")
             except (annotations.AnnotationError, Forbidden) as exc:
-                st.error(f"Not added: {exc}")
+                st.error(f"Not added: {failure(exc)}")
             except Exception as exc:
-                st.error(f"Not added: {scrub(str(exc))}")
+                st.error(f"Not added: {failure(exc)}")
 
 since = date.today() - timedelta(days=365)
 notes = queries.notes(store.url, since, date.today() + timedelta(days=366), queries.now_bucket(),

@@ -24,6 +24,7 @@ import streamlit as st
 
 from dashboard import context, gate, queries
 from dashboard.format import duration, local_time, pct
+from dashboard.literal import md
 from partnerboard.core import timeutil
 from partnerboard.core.config import Config, Partner
 from partnerboard.core.kpis import KPIS
@@ -348,7 +349,7 @@ def partner_panel(partner: Partner, now: datetime, viewer_partner: str | None) -
                           now.astimezone(cfg.tz).date() + timedelta(days=1), now, viewer_partner)
     ov = overlay_for(partner, start, now, incidents, windows, notes)
 
-    st.subheader(f"{partner.name}")
+    st.subheader(partner.name, anchor=False)
     st.caption(f"{partner.role} · {partner.base_url} · SLA uptime {partner.sla.uptime_target:g} %"
                " · uptime excludes no-data time, shown beside it")
     table = endpoint_table(partner, ups, state, lat, now)
@@ -357,12 +358,12 @@ def partner_panel(partner: Partner, now: datetime, viewer_partner: str | None) -
     st.plotly_chart(history_chart(partner, hist, hist_start, hist_bucket, n_buckets),
                     width="stretch", key=f"hist-{partner.id}")
     if ups_b.empty or not (ups_b.observed_s > 0).any():
-        st.info(f"No probes for {partner.name} in the last {window_label}: no uptime to chart.")
+        st.info(f"No probes for {md(partner.name)} in the last {window_label}: no uptime to chart.")
     else:
         st.plotly_chart(uptime_chart(partner, ups_b, start, now, lat_bucket, ov), width="stretch",
                         key=f"up-{partner.id}")
     if lat[lat.partner_id == partner.id].empty:
-        st.info(f"No latency samples for {partner.name} in the last {window_label} yet.")
+        st.info(f"No latency samples for {md(partner.name)} in the last {window_label} yet.")
     else:
         st.plotly_chart(latency_chart(partner, lat, start, now, lat_bucket, ov), width="stretch",
                         key=f"lat-{partner.id}")
@@ -401,8 +402,8 @@ def live_panels() -> None:
             try:
                 partner_panel(partner, now, viewer_partner)
             except Exception as exc:  # one failing panel must not take the page down
-                st.error(f"Health data for {partner.name} could not be loaded: "
-                         f"{scrub(f'{type(exc).__name__}: {exc}')}")
+                st.error(f"Health data for {md(partner.name)} could not be loaded: "
+                         f"{md(scrub(f'{type(exc).__name__}: {exc}'))}")
 
 
 live_panels()

@@ -15,8 +15,8 @@ import streamlit as st
 
 from dashboard import context, filter_picker, freshness, gate, period_picker, queries
 from dashboard.format import kpi_value, local_time, status_badge
+from dashboard.literal import failure, md
 from partnerboard.core.kpis import BY_ID
-from partnerboard.core.secrets import scrub
 
 cfg = context.config()
 store = context.store()
@@ -26,7 +26,7 @@ st.title("Board")
 period = period_picker.pick(cfg)
 filters = filter_picker.pick(url)
 as_of = queries.review_bucket()
-st.caption(f"{cfg.partnership.name} · {period.label} ({period.start} – {period.end}, "
+st.caption(f"{md(cfg.partnership.name)} · {period.label} ({period.start} – {period.end}, "
            f"{cfg.partnership.timezone}) · compared with {period.previous().label} and "
            f"{period.same_period_last_year().label} · {filters.describe()} · refreshed "
            f"{local_time(queries.clip(as_of), cfg.tz, seconds=True)}")
@@ -38,13 +38,13 @@ try:
     else:
         frame, spark = queries.board_with_trend(url, key, period.label, 12, as_of, filters)
 except Exception as exc:  # a readable message; the rest of the page still renders
-    st.error(f"The KPIs for {period.label} could not be computed: {scrub(str(exc))}")
+    st.error(f"The KPIs for {period.label} could not be computed: {failure(exc)}")
     frame = pd.DataFrame()
 
 try:
     verdicts = queries.sla_verdicts(url, key, period.label, as_of)
 except Exception as exc:
-    st.warning(f"SLA verdicts unavailable: {scrub(str(exc))}")
+    st.warning(f"SLA verdicts unavailable: {failure(exc)}")
     verdicts = {}
 
 
@@ -75,7 +75,7 @@ for col, partner in zip(columns, cfg.partners, strict=False):
                 st.caption(f"Breaches: {breaches}")
         rows = frame[frame.partner_id == partner.id] if not frame.empty else frame
         if rows.empty or rows["value"].isna().all():
-            st.info(f"No data for {partner.name} in {period.label} yet: collectors run on "
+            st.info(f"No data for {md(partner.name)} in {period.label} yet: collectors run on "
                     "their schedule, or run `partnerboard collect --once`.")
         for r in rows.itertuples():
             kpi = BY_ID[r.kpi]
@@ -96,7 +96,7 @@ for col, partner in zip(columns, cfg.partners, strict=False):
             target = _none(r.target)
             goal = "—" if target is None else kpi_value(target, kpi.unit)
             year = _delta(_none(r.delta_last_year), kpi.unit)
-            scope = f" · {r.scope}" if filters.active else ""
+            scope = f" · {md(r.scope)}" if filters.active else ""
             st.caption(f"{status_badge(r.status)} · target {goal} · "
                        f"vs {r.last_year_period}: {year or 'no data'}{scope}")
 
@@ -107,7 +107,7 @@ with left:
     try:
         sources = queries.sources(url, queries.now_bucket())
     except Exception as exc:
-        st.error(f"Collector runs unavailable: {scrub(str(exc))}")
+        st.error(f"Collector runs unavailable: {failure(exc)}")
         sources = []
     now = queries.clip(queries.now_bucket())
     if not sources:
@@ -119,7 +119,7 @@ with right:
     try:
         notes = queries.notes(url, period.start, period.end, queries.now_bucket(), gate.current().partner_id)
     except Exception as exc:
-        st.warning(f"Annotations unavailable: {scrub(str(exc))}")
+        st.warning(f"Annotations unavailable: {failure(exc)}")
         notes = pd.DataFrame()
     if notes.empty:
         st.caption("No annotations for this period (add them on the Annotations page).")

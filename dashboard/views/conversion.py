@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import charts, queries, review_page
-from partnerboard.core.secrets import scrub
+from dashboard.literal import failure
 
 rv = review_page.header("Conversion", "Ratios are ratios of sums over the period (Σ orders ÷ Σ "
                         "sessions), never averages of daily ratios. Definitions: docs/kpis.md.")
@@ -56,7 +56,7 @@ for partner in rv.cfg.partners:
     try:
         df = queries.breakdown(rv.url, rv.key, name, partner.id, rv.period.label, rv.as_of, rv.filters)
     except Exception as exc:  # a readable error; the rest of the page still renders
-        st.error(f"The {dim} breakdown for {partner.name} could not be computed: {scrub(str(exc))}")
+        st.error(f"The {dim} breakdown for {partner.name} could not be computed: {failure(exc)}")
         continue
     if df.empty:
         st.info(review_page.empty_note(partner, records, rv.period))

@@ -8,14 +8,17 @@ or AppTest the page shows the shell command instead of buttons."""
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 import pandas as pd
 import sqlalchemy as sa
 import streamlit as st
 
 from dashboard import context, freshness, gate, queries
 from dashboard.format import duration, local_time
-from partnerboard.core import audit, csv_export, quarantine, run_now, schema, timeutil
-from partnerboard.core.access import Forbidden
+from dashboard.literal import failure, md
+from partnerboard.core import audit, quarantine, run_now, schema, timeutil
+from partnerboard.core.access import Forbidden, article
 from partnerboard.core.secrets import scrub
 
 ALL_SOURCES = "all sources (probes left out)"
@@ -33,7 +36,7 @@ st.caption(f"refreshed {local_time(now, cfg.tz, seconds=True)}")
 try:
     sources = queries.sources(store.url, queries.now_bucket())
 except Exception as exc:
-    st.error(f"Collector runs unavailable: {scrub(str(exc))}")
+    st.error(f"Collector runs unavailable: {failure(exc)}")
     sources = []
 st.subheader("Freshness")
 if not sources:
@@ -57,10 +60,10 @@ def _request_run(source: str) -> None:
         with store.engine.begin() as conn:
             result = run_now.request(source, actor=gate.current(), conn=conn, ip=gate.client_ip())
     except (run_now.RunNowError, Forbidden) as exc:
-        st.error(str(exc))
+        st.error(failure(exc))
         return
     except Exception as exc:  # the scheduler misbehaving must not break the page
-        st.error(f"{source}: run now failed: {scrub(f'{type(exc).__name__}: {exc}')}")
+        st.error(f"{md(source)}: run now failed: {md(scrub(f'{type(exc).__name__}: {exc}'))}")
         return
     (st.success if result.outcome == "queued" else st.info)(result.message)
 
@@ -69,7 +72,7 @@ user = gate.current()
 st.subheader("Run now")
 runnable = run_now.sources() if run_now.available() else []
 if not user.can("run_now"):
-    st.caption(f"You are a {user.role}: admins can run a source now.")
+    st.caption(f"You are {article(user.role)} {user.role}: admins can run a source now.")
 elif not runnable:
     st.info("Run now needs the collectors in this process (`partnerboard serve`). " + CLI_HINT)
 else:
@@ -147,24 +150,27 @@ else:
 if user.can("view_audit"):
     st.subheader("Audit log")
     st.caption("Sign-ins, exports, changes to annotations, targets and users, run-now and "
-               "quarantine actions: who, when, what, from where. Visible to admins.")
+               "quarantine actions: who, when, what, from where. Visible to admins"
+               + ("" if user.partner_id is None else f" (of {md(cfg.partner(user.partner_id).name)}: "
+                  "its own entries and the partnership's, not the other partner's)") + ". "
+               "Repeated refused sign-ins are counted on one entry (attempts, last at).")
     c1, c2 = st.columns(2)
     with store.engine.connect() as conn:
-        logged = audit.actions(conn)
+        logged = audit.actions(conn, reader=user)
     action = c1.selectbox("Action", ["all", *logged], key="audit_action")
-    actor = c2.text_input("Who (email)", key="audit_actor").strip().lower()
+    actor = c2.text_input("Who (email)", key="audit_actor", max_chars=320).strip().lower()
     with store.engine.connect() as conn:
-        log = audit.entries(conn, action=None if action == "all" else action, actor=actor or None)
+        log = audit.entries(conn, reader=user, action=None if action == "all" else action,
+                            actor=actor or None)
     if log.empty:
         st.caption("Nothing logged for this selection.")
     else:
-        log["at"] = log["at"].map(lambda t: local_time(t, cfg.tz, seconds=True))
+        for col in ("at", "last_at"):
+            log[col] = log[col].map(lambda t: local_time(t, cfg.tz, seconds=True))
         st.dataframe(log, hide_index=True, width="stretch", key="audit_table")
-
-        def _exported() -> None:
-            with store.engine.begin() as conn:
-                audit.record(conn, user.email, "export", target="audit log",
-                             detail=f"action={action} actor={actor or 'all'} rows={len(log)}")
-
-        st.download_button("Download audit log (CSV)", csv_export.write(log), file_name="audit-log.csv",
-                           mime="text/csv", on_click=_exported, key="audit_download")
+        # Served by the board's /api/audit.csv, not a Streamlit download: the file goes only
+        # to a signed-in admin, and the download is audited when it happens.
+        query = urlencode({k: v for k, v in (("action", None if action == "all" else action),
+                                              ("actor", actor or None)) if v})
+        st.link_button("Download audit log (CSV)", f"/api/audit.csv{'?' + query if query else ''}",
+                       icon=":material/download:")

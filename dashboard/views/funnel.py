@@ -16,7 +16,7 @@ import streamlit as st
 
 from dashboard import charts, queries, review_page
 from dashboard.format import local_time, without_attrs
-from partnerboard.core.secrets import scrub
+from dashboard.literal import failure, md
 
 rv = review_page.header("Merchant funnel", "A cohort is the shops that applied in a period; each "
                         "stage counts those of them that reached it by the as-of time, so numbers "
@@ -63,7 +63,7 @@ for partner in marketplaces:
     try:
         stages, cohorts = queries.funnel(rv.url, rv.key, partner.id, rv.period.label, rv.as_of, rv.filters)
     except Exception as exc:  # a readable error; the rest of the page still renders
-        st.error(f"The funnel for {partner.name} could not be computed: {scrub(str(exc))}")
+        st.error(f"The funnel for {partner.name} could not be computed: {failure(exc)}")
         stages = cohorts = pd.DataFrame()
     if not stages.empty and stages.merchants.iloc[0] > 0:
         st.caption(f"Cohort: shops that applied in {rv.period.label} · as of "
@@ -81,7 +81,7 @@ for partner in marketplaces:
                              c: one_decimal for c in ("from previous stage %", "of applied %",
                                                       "median days from previous stage")})
     elif not cohorts.empty and cohorts.applied.sum() > 0:
-        st.info(f"No shop applied to {partner.name} in {rv.period.label} ({rv.filters.describe()}); "
+        st.info(f"No shop applied to {partner.name} in {rv.period.label} ({md(rv.filters.describe())}); "
                 "the cohorts below show the months around it.")
     elif not stages.empty:
         st.info(review_page.empty_note(partner, "merchants", rv.period))

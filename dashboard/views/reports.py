@@ -6,13 +6,13 @@ at ``/api/reports/<period>.csv`` and written by ``partnerboard export``.
 
 from __future__ import annotations
 
+from urllib.parse import quote, urlencode
+
 import streamlit as st
 
 from dashboard import context, gate, period_picker, queries
 from dashboard.format import local_time, without_attrs
-from partnerboard.core import audit
-from partnerboard.core import report as report_mod
-from partnerboard.core.secrets import scrub
+from dashboard.literal import failure
 
 cfg = context.config()
 store = context.store()
@@ -26,27 +26,18 @@ sep, decimal = (",", ".") if locale.startswith("Comma") else (";", ",")
 try:
     df = queries.report(store.url, context.config_key(), period.label, gate.current().partner_id, as_of)
 except Exception as exc:
-    st.error(f"The report for {period.label} could not be built: {scrub(str(exc))}")
+    st.error(f"The report for {period.label} could not be built: {failure(exc)}")
     st.stop()
 
 st.caption(f"{period.label} · as of {local_time(df.attrs.get('as_of', as_of), cfg.tz, seconds=True)} "
            f"({cfg.partnership.timezone}) · {len(df)} rows · also at "
            f"`/api/reports/{period.label}.csv` and `partnerboard export --period {period.label}`")
-user = gate.current()
-
-
-def _exported() -> None:
-    """The download happens in the browser; the click is what we can log."""
-    with store.engine.begin() as conn:
-        audit.record(conn, user.email, "export", target=f"{period.label} report",
-                     detail=f"page; sep={sep}")
-
-
-st.download_button(
-    "Download CSV", report_mod.to_csv(df, sep=sep, decimal=decimal),
-    file_name=report_mod.filename(period), mime="text/csv", type="primary", icon=":material/download:",
-    key="report_download", on_click=_exported,
-)
+# The download is served by the board's report route, not st.download_button: a Streamlit
+# download URL (/media/...) would hand the file to anyone holding the link, and the route
+# audits the download when it happens, as for the URL and the CLI.
+query = urlencode({"sep": sep, "decimal": decimal, "via": "page"})
+st.link_button("Download CSV", f"/api/reports/{quote(period.label)}.csv?{query}", type="primary",
+               icon=":material/download:")
 for section, title in (("kpi", "KPIs"), ("sla", "SLA"), ("incident", "Incidents"),
                        ("annotation", "Annotations")):
     part = without_attrs(df[df.section == section].dropna(axis=1, how="all"))  # as_of: caption

@@ -12,7 +12,7 @@ import streamlit as st
 
 from dashboard import charts, queries, review_page
 from dashboard.format import kpi_value
-from partnerboard.core.secrets import scrub
+from dashboard.literal import failure
 
 rv = review_page.header("Returns", "A return counts in the period it was booked, not in its "
                         "order's; cost = shipping + handling. Definitions: docs/kpis.md.")
@@ -48,7 +48,7 @@ for partner in rv.cfg.partners:
         df = queries.breakdown(rv.url, rv.key, "returns_by_reason", partner.id, rv.period.label,
                                rv.as_of, rv.filters)
     except Exception as exc:  # a readable error; the rest of the page still renders
-        st.error(f"Returns by reason for {partner.name} could not be computed: {scrub(str(exc))}")
+        st.error(f"Returns by reason for {partner.name} could not be computed: {failure(exc)}")
         continue
     if df.empty:
         st.info(review_page.empty_note(partner, "returns", rv.period))

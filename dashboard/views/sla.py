@@ -9,7 +9,7 @@ import streamlit as st
 
 from dashboard import context, gate, period_picker, queries
 from dashboard.format import kpi_value, local_time
-from partnerboard.core.secrets import scrub
+from dashboard.literal import failure, md
 
 cfg = context.config()
 store = context.store()
@@ -25,7 +25,7 @@ st.caption(f"{period.label} · refreshed {local_time(queries.clip(as_of), cfg.tz
 try:
     df = queries.report(store.url, key, period.label, gate.current().partner_id, as_of)
 except Exception as exc:
-    st.error(f"SLA numbers for {period.label} could not be computed: {scrub(str(exc))}")
+    st.error(f"SLA numbers for {period.label} could not be computed: {failure(exc)}")
     st.stop()
 
 for partner in cfg.partners:
@@ -55,7 +55,7 @@ for partner in cfg.partners:
     try:
         burns = pd.DataFrame(queries.burn_rates(store.url, key, partner.id, queries.now_bucket()))
     except Exception as exc:
-        st.warning(f"Burn rates unavailable: {scrub(str(exc))}")
+        st.warning(f"Burn rates unavailable: {failure(exc)}")
         burns = pd.DataFrame()
     if not burns.empty:
         fig = go.Figure()
@@ -74,11 +74,11 @@ for partner in cfg.partners:
     try:
         found = queries.incidents(store.url, start, min(end, queries.clip(as_of)))
     except Exception as exc:
-        st.warning(f"Incidents unavailable: {scrub(str(exc))}")
+        st.warning(f"Incidents unavailable: {failure(exc)}")
         continue
     mine = found[found.partner_id == partner.id]
     if mine.empty:
-        st.caption(f"No incidents of {partner.name} in {period.label}.")
+        st.caption(f"No incidents of {md(partner.name)} in {period.label}.")
         continue
     # Reported incidents link to the partner's status page; measured ones to API health.
     breached = {b.split(" ")[1] for b in str(verdict.detail or "").split("; ") if b.startswith("incident ")}

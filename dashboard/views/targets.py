@@ -12,10 +12,10 @@ import streamlit as st
 
 from dashboard import context, gate
 from dashboard.format import kpi_value, local_time
+from dashboard.literal import failure
 from partnerboard.core import targets
-from partnerboard.core.access import Forbidden
+from partnerboard.core.access import Forbidden, article
 from partnerboard.core.kpis import BY_ID, VALUE_KPIS, applies_to
-from partnerboard.core.secrets import scrub
 
 _FLASH = "_targets_flash"  # a success message that survives the rerun after a change
 
@@ -59,7 +59,8 @@ else:
     } for t in shown]), hide_index=True, width="stretch")
 
 if not user.can("edit_targets"):
-    st.caption(f"You are a {user.role}: you can read the targets; editors and admins change them.")
+    st.caption(f"You are {article(user.role)} {user.role}: you can read the targets; "
+               "editors and admins change them.")
     st.stop()
 
 st.subheader("Set a target")
@@ -86,9 +87,9 @@ with st.form("set_target"):
             with store.engine.begin() as conn:
                 saved = targets.set_target(conn, cfg, user, partner_id, kpi, value, period, amber)
         except (targets.TargetError, Forbidden) as exc:
-            st.error(f"Not set: {exc}")
+            st.error(f"Not set: {failure(exc)}")
         except Exception as exc:
-            st.error(f"Not set: {scrub(str(exc))}")
+            st.error(f"Not set: {failure(exc)}")
         else:
             context.targets_changed()
             st.session_state[_FLASH] = (
@@ -115,9 +116,9 @@ else:
             with store.engine.begin() as conn:
                 removed = targets.remove_target(conn, user, t.partner, t.kpi, t.period)
         except Forbidden as exc:
-            st.error(f"Not removed: {exc}")
+            st.error(f"Not removed: {failure(exc)}")
         except Exception as exc:
-            st.error(f"Not removed: {scrub(str(exc))}")
+            st.error(f"Not removed: {failure(exc)}")
         else:
             context.targets_changed()
             st.session_state[_FLASH] = (f"Removed: {_label(gone)}." if removed

@@ -18,8 +18,9 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from dashboard import context, gate
+from dashboard.literal import md
 from partnerboard.core import access, users
-from partnerboard.core.access import ROLES, Forbidden
+from partnerboard.core.access import ROLES, Forbidden, article
 from partnerboard.core.config import UnknownPartnerError
 from partnerboard.core.secrets import scrub
 
@@ -44,6 +45,9 @@ except Forbidden as exc:
     st.stop()
 
 partner_names = {BOTH: "Both partners", **{p.id: p.name for p in cfg.partners}}
+# What this admin may grant: an admin of one partner only that partner (the core refuses
+# the rest anyway; offering it would only lead to a refusal).
+grantable = list(partner_names) if user.partner_id is None else [user.partner_id]
 
 
 def _partner_label(partner_id: str | None) -> str:
@@ -56,7 +60,7 @@ def _partner_label(partner_id: str | None) -> str:
 def _failure(exc: Exception) -> str:
     """A readable reason for a refused change; anything unexpected is scrubbed of secrets."""
     if isinstance(exc, (users.UserError, Forbidden)):
-        return str(exc)
+        return str(exc)  # shown with st.text
     if isinstance(exc, UnknownPartnerError):
         return str(exc.args[0]) if exc.args else "unknown partner"  # KeyError's str() adds quotes
     return scrub(str(exc))
@@ -116,8 +120,11 @@ if gone:
         _say(outcome, True, "Removed (signed out everywhere):", gone)
 
 with store.engine.connect() as conn:
-    email_choices = list(users.listing(conn).email)
+    email_choices = list(users.listing(conn, reader=user).email)
 
+if user.partner_id is not None:
+    st.caption(f"You are an admin of {md(_partner_label(user.partner_id))}: you manage its people and "
+               "see the partnership's own (both partners); the other partner's admins manage theirs.")
 if cfg.access.mode == "oidc":
     st.caption("People whose email domain is listed under [access] domains sign in with the "
                f"{cfg.access.default_role} role without being listed here; add them to give them "
@@ -135,8 +142,7 @@ with add_tab, st.form("users_add"):  # kept filled after a refusal, to fix a typ
     name = c2.text_input("Name (optional)", key="users_add_name")
     c3, c4 = st.columns(2)
     role = c3.selectbox("Role", ROLES, key="users_add_role")
-    partner = c4.selectbox("Partner", list(partner_names), format_func=partner_names.get,
-                           key="users_add_partner")
+    partner = c4.selectbox("Partner", grantable, format_func=partner_names.get, key="users_add_partner")
     how = st.radio("Sign-in", [GENERATED, OIDC_ONLY], key="users_add_signin",
                    index=1 if cfg.access.mode == "oidc" else 0)
     if st.form_submit_button("Add person"):
@@ -160,7 +166,7 @@ with edit_tab, st.form("users_edit"):
     new_role = c1.selectbox("New role", [UNCHANGED, *ROLES], key="users_edit_role",
                             format_func=lambda r: "(keep the role)" if r == UNCHANGED else r)
     new_partner = c2.selectbox(
-        "New partner", [UNCHANGED, *partner_names], key="users_edit_partner",
+        "New partner", [UNCHANGED, *grantable], key="users_edit_partner",
         format_func=lambda p: "(keep the partner)" if p == UNCHANGED else partner_names[p])
     if st.form_submit_button("Save"):
         if not who:
@@ -175,7 +181,8 @@ with edit_tab, st.form("users_edit"):
             except Exception as exc:  # a reason on screen, never a stack trace
                 _say(outcome, False, "Not changed:", _failure(exc))
             else:
-                _say(outcome, True, f"Now a {changed.role} for {_partner_label(changed.partner_id)}:",
+                _say(outcome, True, f"Now {article(changed.role)} {changed.role} for "
+                     f"{md(_partner_label(changed.partner_id))}:",
                      changed.email)
 
 with reset_tab, st.form("users_reset"):
@@ -212,7 +219,7 @@ with remove_tab:
         c2.button("Cancel", key="users_remove_cancel", on_click=_cancel_remove)
 
 with store.engine.connect() as conn:
-    people = users.listing(conn)
+    people = users.listing(conn, reader=user)
 with table:
     st.subheader(f"People ({len(people)})")
     if people.empty:
