@@ -232,3 +232,11 @@ def open_page(page: str, *, period: str | None = None, title: str | None = None,
     if title is not None:
         assert [t.value for t in at.title][:1] == [title], (page, [t.value for t in at.title])
     return at
+
+
+def shown(markdown: str) -> str:
+    """What a reader sees of markdown that ``dashboard.literal.md`` escaped: without the
+    backslashes and the zero-width spaces (AppTest hands out the markdown source)."""
+    import re
+
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown).replace("\u200b", "")

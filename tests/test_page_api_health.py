@@ -92,7 +92,8 @@ def test_broken_config_shows_the_problem_not_a_stack_trace(page_env, monkeypatch
     at = AppTest.from_file(APP, default_timeout=30)
     at.run()
     assert not at.exception
-    assert "uptime_target must be between 0 and 100, got 999" in at.error[0].value
+    assert at.error[0].value == "The partnership config cannot be loaded:"
+    assert "uptime_target must be between 0 and 100, got 999" in at.text[0].value
 
 
 # --- the uptime chart and its overlay ---------------------------------------------------

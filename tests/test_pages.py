@@ -16,7 +16,7 @@ from partnerboard.core import store as store_mod
 from partnerboard.core.config import load_config
 from partnerboard.core.periods import parse
 from simulator.server import SECRET_ENV, start_in_thread
-from tests.conftest import FROZEN_NOW, config_toml, open_page
+from tests.conftest import FROZEN_NOW, config_toml, open_page, shown
 
 PAGES = ["views/board.py", "views/api_health.py", "views/sla.py", "views/conversion.py",
          "views/returns.py", "views/funnel.py", "views/reports.py", "views/targets.py",
@@ -192,7 +192,7 @@ def test_board_filters_cut_what_they_can_and_say_what_they_cannot(monkeypatch, d
     assert email["Gross merchandise value"] == kpi_value(engine["gmv"], "PLN")
     assert email["Gross merchandise value"] != whole["Gross merchandise value"]
     assert email["Uptime"] == whole["Uptime"]
-    captions = [c.value for c in at.caption]
+    captions = [shown(c.value) for c in at.caption]
     assert any("whole partner (not split by channel)" in c for c in captions)
     assert any("channel = email" in c for c in captions)
     assert at.selectbox(key="filters_channel").value == "email"

@@ -71,6 +71,52 @@ def test_older_file_is_upgraded_without_losing_rows(db_url: str) -> None:
         store_mod.close_store(db_url)
 
 
+def test_a_v8_audit_log_is_scoped_by_partner_and_loses_internal_note_text(db_url: str) -> None:
+    """v9/v10 on a store written before them: entries tagged with their actor's partner,
+    an internal note's text removed from its entry, the time index back."""
+    s = store_mod.open_store(db_url)
+    now = timeutil.to_db(timeutil.utcnow())
+    with s.engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE audit_log"))
+        conn.execute(sa.text(
+            'CREATE TABLE audit_log (id VARCHAR(36) PRIMARY KEY, "at" TIMESTAMP NOT NULL, actor VARCHAR(320) '
+            "NOT NULL, action VARCHAR(64) NOT NULL, outcome VARCHAR(16) NOT NULL, target TEXT, detail TEXT, "
+            "ip VARCHAR(64))"))
+        conn.execute(sa.text('CREATE INDEX ix_audit_log_at ON audit_log ("at")'))
+        conn.execute(schema.users.insert().values(
+            email="pe@paygate.example", role="editor", partner_id="payments", failed_attempts=0,
+            created_at=now, updated_at=now))
+        conn.execute(schema.annotations.insert().values(
+            id="n1", day=now.date(), text="fee renegotiation", visibility="internal",
+            author="pe@paygate.example", author_partner="payments", created_at=now))
+        for i, (action, detail) in enumerate((
+                ("annotation.add", "2026-10-07 payments all KPIs internal: fee renegotiation"),
+                ("annotation.add", "2026-10-08 both all KPIs shared: courier strike"),
+                ("sign_in", None))):
+            conn.execute(sa.text('INSERT INTO audit_log VALUES (:id, :at, :actor, :action, \'ok\', :target, '
+                                 ':detail, NULL)'), {"id": f"e{i}", "at": now, "actor": "pe@paygate.example",
+                                                      "action": action, "target": "n1" if i == 0 else None,
+                                                      "detail": detail})
+        conn.execute(schema.schema_version.delete())
+        conn.execute(schema.schema_version.insert().values(version=8, applied_at=now))
+    store_mod.close_store(db_url)
+
+    s = store_mod.open_store(db_url)
+    try:
+        assert (s.schema_before, s.schema_after) == (8, migrations.LATEST)
+        with s.engine.connect() as conn:
+            rows = {r.id: r for r in conn.execute(sa.select(schema.audit_log))}
+            indexes = {i["name"] for i in sa.inspect(conn).get_indexes("audit_log")}
+    finally:
+        store_mod.close_store(db_url)
+    assert "fee renegotiation" not in rows["e0"].detail and rows["e0"].detail.endswith(
+        "internal (text not logged)")
+    assert "courier strike" in rows["e1"].detail, "shared notes keep their text"
+    assert {r.partner_id for r in rows.values()} == {"payments"}
+    assert {(r.attempts, r.last_at) for r in rows.values()} == {(1, now)}
+    assert "ix_audit_log_at" in indexes
+
+
 def test_newer_schema_is_refused_with_a_clear_message(db_url: str) -> None:
     s = store_mod.open_store(db_url)
     with s.engine.begin() as conn:

@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
 
 from partnerboard.core import audit, schema, users
-from partnerboard.core.access import User
-from tests.conftest import ADMIN_EMAIL, APP, open_page
+from partnerboard.core.access import User, cli_user
+from tests.conftest import ADMIN_EMAIL, APP, open_page, shown
 
 
 @pytest.fixture()
@@ -50,7 +50,7 @@ def _row(store, email: str):
 
 def _audit(store, action: str):
     with store.engine.connect() as conn:
-        return audit.entries(conn, action=action)
+        return audit.entries(conn, reader=cli_user(), action=action)
 
 
 def test_an_admin_adds_a_person_with_a_password_shown_once_and_stored_hashed(board) -> None:
@@ -122,7 +122,7 @@ def test_an_admin_changes_a_role_and_partner_and_removes_a_person_after_confirmi
     at.selectbox(key="users_edit_partner").select("")  # both partners
     _button(at, "Save").click()
     _ok(at.run())
-    assert any("Now a editor for Both partners" in s.value for s in at.success)
+    assert any("Now an editor for Both partners" in shown(s.value) for s in at.success)
     assert _people(at).loc["mo@marketplace.example", "partner"] == "Both partners"
     row = _row(board, "mo@marketplace.example")
     assert (row.role, row.partner_id) == ("editor", None)
