@@ -8,7 +8,7 @@ PB     := $(VENV)/bin/partnerboard
 STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup demo test serve collect simulate check-config chromium oidc-provider lint clean
+.PHONY: setup demo test serve collect simulate check-config chromium oidc-provider lint bench-smoke clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Partnerboard needs Python 3.11+"'
@@ -53,6 +53,15 @@ check-config: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
+
+# Every benchmark once at a tiny scale, so a change that breaks one is seen in CI (the
+# figures themselves come from full-scale runs: see each bench's --help).
+bench-smoke: setup
+	d=$${BENCH_DATA:-$$(mktemp -d)} && \
+	$(PY) bench/bench_kpis.py --scale 0.001 --data $$d && \
+	$(PY) bench/bench_pages.py --scale 0.001 --data $$d --repeat 1 && \
+	$(PY) bench/bench_collectors.py --scale 0.01 --data $$d/collectors && \
+	$(PY) bench/bench_sign_in.py --scale 0.1 --data $$d/sign-in
 
 clean:
 	rm -rf $(VENV) test-artifacts .pytest_cache

@@ -8,6 +8,7 @@ per second, HTTP requests, retries, and whether the store equals the simulator's
 
     .venv/bin/python bench/bench_collectors.py            # scale 1.0, ~145 k records
     .venv/bin/python bench/bench_collectors.py --scale 0.2
+    .venv/bin/python bench/bench_collectors.py --scale 0.01 --data /tmp/b   # smoke run
 """
 
 from __future__ import annotations
@@ -124,7 +125,10 @@ def check_truth(store, sim) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="the simulator's business volume (1.0: ~145 k records over 180 days)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="where the collected stores are written (default: a temporary directory)")
     args = parser.parse_args()
     tokens = {k: secrets.token_urlsafe(16) for k in SECRET_ENV}
     for key, env in SECRET_ENV.items():
@@ -135,7 +139,12 @@ def main() -> None:
     httpx.post(f"{sim.base_url}/_sim/chaos", json={"schedule": False})
     httpx.get(f"{sim.base_url}/_sim/truth", timeout=120)  # build the world before timing
     print(f"simulator world built in {time.perf_counter() - t0:.1f} s (scale {args.scale})")
-    with tempfile.TemporaryDirectory() as tmp:
+    if args.data is not None:
+        args.data.mkdir(parents=True, exist_ok=True)
+        for old in ("bench.duckdb", "chaos.duckdb"):
+            (args.data / old).unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = str(args.data.resolve()) if args.data is not None else scratch
         url = f"duckdb:///{tmp}/bench.duckdb"
         store = open_store(url)
         full = collect_all(store, config, "Full backfill (180 days, both partners)")

@@ -13,6 +13,10 @@ payments, 500 k returns and 20 k merchants, then measures:
 
     .venv/bin/python bench/bench_kpis.py            # first run generates the store (minutes)
     .venv/bin/python bench/bench_kpis.py --fresh    # regenerate
+    .venv/bin/python bench/bench_kpis.py --scale 0.001 --data /tmp/b   # a smoke run (seconds)
+
+``--scale`` multiplies every row count (``BenchStore``); ``--data`` says where the store
+is kept (default ``bench/.data``; one file per scale).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -34,18 +39,59 @@ sys.path.insert(0, str(ROOT))
 import duckdb  # noqa: E402
 
 DATA = ROOT / "bench" / ".data"
-DB = DATA / "kpi-bench.duckdb"
 YEAR_START = datetime(2025, 10, 1, tzinfo=UTC)
 NOW = datetime(2026, 10, 1, tzinfo=UTC)
 QUARTER = "2026-Q3"
+YEAR_S = 365 * 24 * 3600
 
 
-def generate() -> None:
+@dataclass(frozen=True)
+class BenchStore:
+    """The generated store: at ``scale`` 1, 40 endpoints probed once a minute for a year
+    (~21 M rows), 5 M orders, 5 M payments, 500 k returns and refunds, 50 k tickets, 20 k
+    merchants; row counts scale linearly (endpoints too, at least 2 of them; below 0.05
+    the probes thin out instead, so a smoke run stays small)."""
+
+    data: Path = DATA
+    scale: float = 1.0
+
+    @property
+    def db(self) -> Path:
+        suffix = "" if self.scale == 1 else f"-x{self.scale:g}"
+        return self.data / f"kpi-bench{suffix}.duckdb"
+
+    @property
+    def url(self) -> str:
+        return f"duckdb:///{self.db}"
+
+    @property
+    def endpoints(self) -> int:
+        """Probed endpoints, half per partner."""
+        return max(2, 2 * round(20 * self.scale))
+
+    @property
+    def probe_interval_s(self) -> float:
+        return 60.0 * max(1.0, 0.05 / self.scale)
+
+    def rows(self, at_scale_1: int, least: int = 10) -> int:
+        return max(least, int(at_scale_1 * self.scale))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="row counts relative to the default store (e.g. 0.001 for a smoke run)")
+    parser.add_argument("--data", type=Path, default=DATA,
+                        help=f"where the generated store is kept (default {DATA.relative_to(ROOT)})")
+
+
+def generate(bench: BenchStore) -> None:
+    """The store, with the project's own schema; every insert names its columns, so a column
+    added by a later schema version cannot shift the values (schema v6 once did)."""
     from partnerboard.core.store import close_store, open_store
 
-    DATA.mkdir(parents=True, exist_ok=True)
-    building = DB.with_name(DB.name + ".building")  # renamed only once complete
-    for stale in (DB, building):
+    bench.data.mkdir(parents=True, exist_ok=True)
+    building = bench.db.with_name(bench.db.name + ".building")  # renamed only once complete
+    for stale in (bench.db, building):
         stale.unlink(missing_ok=True)
     url = f"duckdb:///{building}"
     open_store(url)  # the real schema, via the project's migrations
@@ -53,94 +99,116 @@ def generate() -> None:
     con = duckdb.connect(str(building))
     t0 = time.perf_counter()
     start = YEAR_START.replace(tzinfo=None)
-    minutes = 365 * 24 * 60
-    print("generating probes (40 endpoints x 1 year x 1/min)...", flush=True)
+    n_ep, interval = bench.endpoints, bench.probe_interval_s
+    half, rounds = n_ep // 2, int(YEAR_S // interval)
+    print(f"generating probes ({n_ep} endpoints x 1 year, every {interval:g} s)...", flush=True)
     con.execute(f"""
-        INSERT INTO probe_results
-        SELECT CASE WHEN e < 20 THEN 'marketplace' ELSE 'payments' END,
-               'ep' || lpad(CAST(e % 20 AS VARCHAR), 2, '0'),
-               TIMESTAMP '{start}' + to_seconds(m * 60 + e),
+        INSERT INTO probe_results (partner_id, endpoint_id, ts, status_code, latency_ms, outcome,
+                                   reason, detail, state, interval_s, run_id, covers_s)
+        SELECT CASE WHEN e < {half} THEN 'marketplace' ELSE 'payments' END,
+               'ep' || lpad(CAST(e % {half} AS VARCHAR), 2, '0'),
+               TIMESTAMP '{start}' + to_seconds(CAST(m * {interval} AS BIGINT) + e),
                CASE WHEN down THEN 503 ELSE 200 END,
                40 + (hash(e, m) % 1000) / 10.0 + CASE WHEN hash(m, e) % 100 = 0 THEN 400 ELSE 0 END,
                CASE WHEN down THEN 'fail' ELSE 'ok' END,
                CASE WHEN down THEN 'unexpected_status' END, NULL,
-               CASE WHEN down THEN 'down' ELSE 'up' END, 60.0, 'bench',
-               CASE WHEN m < {minutes - 1} THEN 60.0 END  -- covers_s: as link_probes sets it
+               CASE WHEN down THEN 'down' ELSE 'up' END, {interval}, 'bench',
+               CASE WHEN m < {rounds - 1} THEN {interval} END  -- covers_s: as link_probes sets it
         FROM (SELECT e, m, (hash(e, m // 30) % 2000 = 0) AS down
-              FROM range(40) t(e), range({minutes}) s(m))
+              FROM range({n_ep}) t(e), range({rounds}) s(m))
         ORDER BY 1, 2, 3
     """)
     print(f"  {con.execute('SELECT count(*) FROM probe_results').fetchone()[0]:,} probe rows")
     print("generating business data...", flush=True)
+    shops, orders = bench.rows(20_000), bench.rows(5_000_000)
+    returns, tickets = bench.rows(500_000), bench.rows(50_000)
+    step, r_step, t_step = YEAR_S / orders, YEAR_S / returns, YEAR_S / tickets
     con.execute(f"""
-        INSERT INTO traffic
-        SELECT 'marketplace', DATE '{start.date()}' + CAST(d AS INTEGER), ch, 40000 + hash(d, ch) % 8000,
+        INSERT INTO traffic (partner_id, day, channel, sessions, updated_at, run_id, collected_at)
+        SELECT 'marketplace', DATE '{start.date()}' + CAST(d AS INTEGER), ch,
+               CAST((40000 + hash(d, ch) % 8000) * {bench.scale} AS INTEGER) + 1,
                TIMESTAMP '{start}' + to_days(d + 1), 'bench', now()
         FROM range(366) t(d), (VALUES ('organic'), ('paid_search'), ('social'), ('email')) c(ch)
     """)
     con.execute(f"""
-        INSERT INTO merchants
+        INSERT INTO merchants (partner_id, id, name, status, applied_at, verified_at, integrated_at,
+                               first_sale_at, last_sale_at, updated_at, run_id, collected_at, segment)
         SELECT 'marketplace', 'S' || i, 'Shop ' || i,
                CASE WHEN i % 5 = 0 THEN 'applied' ELSE 'active' END,
-               TIMESTAMP '{start}' - to_days(200) + to_seconds(i * 1577),
-               TIMESTAMP '{start}' - to_days(200) + to_seconds(i * 1577) + to_days(1 + i % 4),
+               TIMESTAMP '{start}' - to_days(200) + to_seconds(CAST(i * {31536000 / shops} AS BIGINT)),
+               TIMESTAMP '{start}' - to_days(200) + to_seconds(CAST(i * {31536000 / shops} AS BIGINT))
+                   + to_days(1 + i % 4),
                CASE WHEN i % 5 = 0 THEN NULL
-                    ELSE TIMESTAMP '{start}' - to_days(200) + to_seconds(i * 1577) + to_days(3 + i % 13) END,
+                    ELSE TIMESTAMP '{start}' - to_days(200)
+                         + to_seconds(CAST(i * {31536000 / shops} AS BIGINT)) + to_days(3 + i % 13) END,
                CASE WHEN i % 5 = 0 THEN NULL
-                    ELSE TIMESTAMP '{start}' - to_days(200) + to_seconds(i * 1577) + to_days(5 + i % 40) END,
-               NULL, TIMESTAMP '{start}', 'bench', now()
-        FROM range(20000) t(i)
+                    ELSE TIMESTAMP '{start}' - to_days(200)
+                         + to_seconds(CAST(i * {31536000 / shops} AS BIGINT)) + to_days(5 + i % 40) END,
+               NULL, TIMESTAMP '{start}', 'bench', now(),
+               CASE i % 3 WHEN 0 THEN 'enterprise' WHEN 1 THEN 'smb' ELSE 'long_tail' END
+        FROM range({shops}) t(i)
     """)
     con.execute(f"""
-        INSERT INTO orders
-        SELECT 'marketplace', 'O' || i, 'S' || (hash(i) % 20000),
+        INSERT INTO orders (partner_id, id, merchant_id, channel, status, amount, currency, created_at,
+                            updated_at, run_id, collected_at)
+        SELECT 'marketplace', 'O' || i, 'S' || (hash(i) % {shops}),
                CASE hash(i, 1) % 4 WHEN 0 THEN 'organic' WHEN 1 THEN 'paid_search'
                     WHEN 2 THEN 'social' ELSE 'email' END,
                CASE WHEN i % 25 = 0 THEN 'cancelled' WHEN i % 3 = 0 THEN 'shipped' ELSE 'delivered' END,
                CAST(20 + (hash(i, 2) % 30000) / 100.0 AS DECIMAL(18, 4)), 'PLN',
-               TIMESTAMP '{start}' + to_seconds(CAST(i * 6.3072 AS BIGINT)),
-               TIMESTAMP '{start}' + to_seconds(CAST(i * 6.3072 AS BIGINT)) + to_days(3),
+               TIMESTAMP '{start}' + to_seconds(CAST(i * {step} AS BIGINT)),
+               TIMESTAMP '{start}' + to_seconds(CAST(i * {step} AS BIGINT)) + to_days(3),
                'bench', now()
-        FROM range(5000000) t(i)
+        FROM range({orders}) t(i)
     """)
     con.execute(f"""
-        INSERT INTO payments
-        SELECT 'payments', 'ch' || i, 'S' || (hash(i) % 20000), 'O' || i,
+        INSERT INTO payments (partner_id, id, merchant_id, order_id, status, amount, currency, method,
+                              created_at, updated_at, run_id, collected_at)
+        SELECT 'payments', 'ch' || i, 'S' || (hash(i) % {shops}), 'O' || i,
                CASE WHEN hash(i, 3) % 100 < 96 THEN 'success'
                     WHEN hash(i, 3) % 100 < 99 THEN 'failed' ELSE 'pending' END,
                CAST(20 + (hash(i, 2) % 30000) / 100.0 AS DECIMAL(18, 4)), 'PLN', 'card',
-               TIMESTAMP '{start}' + to_seconds(CAST(i * 6.3072 AS BIGINT)),
-               TIMESTAMP '{start}' + to_seconds(CAST(i * 6.3072 AS BIGINT) + 60), 'bench', now()
-        FROM range(5000000) t(i)
+               TIMESTAMP '{start}' + to_seconds(CAST(i * {step} AS BIGINT)),
+               TIMESTAMP '{start}' + to_seconds(CAST(i * {step} AS BIGINT) + 60), 'bench', now()
+        FROM range({orders}) t(i)
     """)
     con.execute(f"""
-        INSERT INTO returns
+        INSERT INTO returns (partner_id, id, order_id, reason, status, refund_amount, shipping_cost,
+                             handling_cost, currency, created_at, updated_at, run_id, collected_at)
         SELECT 'marketplace', 'R' || i, 'O' || (i * 10), 'damaged',
                CASE WHEN i % 20 = 0 THEN 'rejected' ELSE 'refunded' END,
                CAST(50 AS DECIMAL(18, 4)), CAST(15 AS DECIMAL(18, 4)), CAST(8 AS DECIMAL(18, 4)), 'PLN',
-               TIMESTAMP '{start}' + to_seconds(CAST(i * 63.072 AS BIGINT)) + to_days(10),
-               TIMESTAMP '{start}' + to_seconds(CAST(i * 63.072 AS BIGINT)) + to_days(14), 'bench', now()
-        FROM range(500000) t(i)
+               TIMESTAMP '{start}' + to_seconds(CAST(i * {r_step} AS BIGINT)) + to_days(10),
+               TIMESTAMP '{start}' + to_seconds(CAST(i * {r_step} AS BIGINT)) + to_days(14), 'bench', now()
+        FROM range({returns}) t(i)
     """)
     con.execute(f"""
-        INSERT INTO refunds
+        INSERT INTO refunds (partner_id, id, payment_id, amount, currency, status, created_at, run_id,
+                             collected_at)
         SELECT 'payments', 're' || i, 'ch' || (i * 10), CAST(50 AS DECIMAL(18, 4)), 'PLN', 'succeeded',
-               TIMESTAMP '{start}' + to_seconds(CAST(i * 63.072 AS BIGINT)) + to_days(14), 'bench', now()
-        FROM range(500000) t(i)
+               TIMESTAMP '{start}' + to_seconds(CAST(i * {r_step} AS BIGINT)) + to_days(14), 'bench', now()
+        FROM range({returns}) t(i)
     """)
     con.execute(f"""
-        INSERT INTO tickets
+        INSERT INTO tickets (partner_id, id, merchant_id, priority, status, opened_at, first_response_at,
+                             resolved_at, updated_at, run_id, collected_at)
         SELECT 'payments', 'T' || i, NULL, 'normal', 'solved',
-               TIMESTAMP '{start}' + to_seconds(i * 630),
-               TIMESTAMP '{start}' + to_seconds(i * 630 + 600 + hash(i) % 20000),
-               NULL, TIMESTAMP '{start}' + to_seconds(i * 630 + 90000), 'bench', now()
-        FROM range(50000) t(i)
+               TIMESTAMP '{start}' + to_seconds(CAST(i * {t_step} AS BIGINT)),
+               TIMESTAMP '{start}' + to_seconds(CAST(i * {t_step} AS BIGINT) + 600 + hash(i) % 20000),
+               NULL, TIMESTAMP '{start}' + to_seconds(CAST(i * {t_step} AS BIGINT) + 90000), 'bench', now()
+        FROM range({tickets}) t(i)
     """)
+    seed_coverage(con, start)
     con.execute("CHECKPOINT")
     con.close()
-    building.rename(DB)
-    size = DB.stat().st_size / 2**30
+    building.rename(bench.db)
+    size = bench.db.stat().st_size / 2**30
     print(f"generated in {time.perf_counter() - t0:.0f} s, {size:.2f} GiB on disk", flush=True)
+
+
+def seed_coverage(con, start: datetime) -> None:
+    """What the collectors would have recorded about their sources: nothing yet (the
+    store's coverage table arrives with a later schema version, which fills this in)."""
 
 
 # Probe numbers per period: constant bounds per branch (so DuckDB prunes row groups by
@@ -281,7 +349,7 @@ def measure(label: str, fn, repeat: int = 3) -> tuple[float, float, object]:
     return cold, warm[len(warm) // 2], result
 
 
-def run() -> None:
+def run(bench: BenchStore) -> None:
     import tomllib
 
     from partnerboard.core import health, kpi_engine
@@ -291,7 +359,7 @@ def run() -> None:
 
     data = tomllib.loads((ROOT / "partners.toml").read_text())
     config = parse_config(data)
-    store = open_store(f"duckdb:///{DB}")
+    store = open_store(bench.url)
     period = parse(QUARTER)
 
     def board():
@@ -340,17 +408,20 @@ def main() -> None:
     parser.add_argument("--fresh", action="store_true", help="regenerate the store")
     parser.add_argument("--generate-only", action="store_true")
     parser.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
+    add_arguments(parser)
     args = parser.parse_args()
-    if args.fresh or not DB.exists():
-        generate()
+    bench = BenchStore(args.data.resolve(), args.scale)
+    if args.fresh or not bench.db.exists():
+        generate(bench)
     if args.generate_only:
         return
     if args.in_process:
-        run()
+        run(bench)
         return
     # A fresh process for the measurement: "cold" means nothing cached in this process.
-    subprocess.run([sys.executable, __file__, "--in-process"], check=True)
-    shutil.disk_usage(DATA)
+    subprocess.run([sys.executable, __file__, "--in-process", "--scale", str(args.scale),
+                    "--data", str(bench.data)], check=True)
+    shutil.disk_usage(bench.data)
 
 
 if __name__ == "__main__":

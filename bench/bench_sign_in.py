@@ -10,6 +10,7 @@ wall time and the correct sign-ins' latency.
 
     .venv/bin/python bench/bench_sign_in.py                 # 30 wrong + 10 right, 40 clients
     .venv/bin/python bench/bench_sign_in.py --wrong 100 --right 20 --clients 60
+    .venv/bin/python bench/bench_sign_in.py --scale 0.1 --data /tmp/b   # smoke run
 """
 
 from __future__ import annotations
@@ -73,7 +74,10 @@ def main() -> None:
                              "shipped default of 20 would answer 429 after 20 failures)")
     parser.add_argument("--data", type=Path, default=None,
                         help="directory for the store (default: a temporary one)")
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="multiplies --wrong and --right (e.g. 0.1 for a smoke run)")
     args = parser.parse_args()
+    args.wrong, args.right = max(1, round(args.wrong * args.scale)), max(1, round(args.right * args.scale))
 
     work = args.data or Path(tempfile.mkdtemp(prefix="pb-bench-signin-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -85,6 +89,7 @@ def main() -> None:
     text = (ROOT / "partners.toml").read_text().replace("127.0.0.1:8765", f"127.0.0.1:{sim_port}")
     config.write_text(text.replace("\n[collection]", f"\n[access]\nmax_failures_per_address = "
                                                      f"{args.per_address}\n\n[collection]", 1))
+    (work / "bench.duckdb").unlink(missing_ok=True)  # a fresh store each run
     db = f"duckdb:///{work / 'bench.duckdb'}"
     cfg = load_config(config)
     people = ["target@marketplace.example", *(f"reviewer{i}@marketplace.example" for i in range(args.right))]

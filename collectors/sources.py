@@ -93,9 +93,13 @@ def run_source(
     until: datetime | None = None,
     trigger: str = "schedule",
     make_client: Callable[..., PartnerClient] = PartnerClient,
+    on_started: Callable[[str], None] | None = None,
 ) -> SourceRun:
+    """One run of a source. ``on_started`` hears the run's id once its record is written."""
     partner, source = config.source(source_id)
     run = runs.start_run(store.engine, source.id, partner.id, trigger)
+    if on_started is not None:
+        on_started(run.id)
     result = SourceRun(run.id, source.id)
     notes = WalkNotes()
     client: PartnerClient | None = None
@@ -208,17 +212,21 @@ def run_backfill(
     since: datetime,
     until: datetime | None = None,
     on_window: Callable[[int, int, SourceRun], None] | None = None,
+    on_window_started: Callable[[int, int, str], None] | None = None,
 ) -> list[SourceRun]:
     """Re-read history window by window; each window is its own atomic run, so a killed
-    backfill keeps the windows it finished and a rerun converges on the same store."""
+    backfill keeps the windows it finished and a rerun converges on the same store.
+    ``on_window_started(i, n, run_id)`` / ``on_window(i, n, result)`` follow its progress."""
     _, source = config.source(source_id)
     end = until or timeutil.utcnow()
     windows = backfill_windows(source, since, end)
     results = []
     for i, (start, stop) in enumerate(windows, 1):
         last = i == len(windows) and until is None
+        started = None if on_window_started is None else (
+            lambda run_id, i=i: on_window_started(i, len(windows), run_id))
         result = run_source(store, config, source_id, since=start,
-                            until=None if last else stop, trigger="backfill")
+                            until=None if last else stop, trigger="backfill", on_started=started)
         results.append(result)
         if on_window:
             on_window(i, len(windows), result)

@@ -244,8 +244,16 @@ def backfill(
             totals["requests"] += r.requests
             totals["retries"] += r.retries
             bar.update(task, completed=i, records=totals["read"])
+            # One line per committed window: the bar is for people, this is for logs and
+            # for whoever waits on the backfill (the bar draws nothing when not a terminal).
+            bar.console.print(f"window {i}/{n} {r.status}: {r.read} read, {r.written} written, "
+                              f"{r.quarantined} quarantined (run {r.run_id})", highlight=False)
 
-        results = run_backfill(store, cfg, source, start, end, on_window=on_window)
+        def on_start(i: int, n: int, run_id: str) -> None:
+            bar.console.print(f"window {i}/{n} started (run {run_id})", highlight=False)
+
+        results = run_backfill(store, cfg, source, start, end, on_window=on_window,
+                               on_window_started=on_start)
     close_all()
     failed = [r for r in results if r.status != "success"]
     typer.echo(

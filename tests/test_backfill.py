@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import queue
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -41,6 +44,36 @@ def _orders(url: str) -> tuple[int, int, list[tuple[str, str | None]]]:
         store_mod.close_store(url)
 
 
+def _lines(proc: subprocess.Popen) -> queue.Queue[str | None]:
+    """``proc``'s output, line by line as it is written (None at the end)."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
+def _wait_for_line(lines: queue.Queue[str | None], pattern: str, timeout: float) -> str:
+    """The next line matching ``pattern``: waits for the event, not a guessed duration."""
+    deadline, seen = time.monotonic() + timeout, []
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        if line is None:
+            break
+        seen.append(line)
+        if re.search(pattern, line):
+            return line
+    raise AssertionError(f"no line matching {pattern!r} within {timeout} s:\n{''.join(seen)}")
+
+
 @pytest.mark.slow
 def test_sigkill_mid_backfill_then_rerun_equals_truth(bsim, tokens, tmp_path: Path) -> None:
     cfg = tmp_path / "partners.toml"
@@ -51,7 +84,12 @@ def test_sigkill_mid_backfill_then_rerun_equals_truth(bsim, tokens, tmp_path: Pa
             "--since", "2026-05-01", "--config", str(cfg), "--database-url", url]
     proc = subprocess.Popen(args, env=_env(tokens), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
-    time.sleep(3.0)
+    # Kill it as soon as it says a window was committed: the event, not a guess of how long
+    # that takes (a loaded machine took longer than a fixed 3 s).
+    lines = _lines(proc)
+    said = _wait_for_line(lines, r"window (\d+)/\d+ success: [1-9]\d* read", timeout=240)
+    following = int(re.search(r"window (\d+)/", said).group(1)) + 1
+    _wait_for_line(lines, rf"window {following}/\d+ started", timeout=60)  # its run is recorded
     assert proc.poll() is None, "the backfill finished before it could be killed; slow it down"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
