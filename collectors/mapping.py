@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from collectors.pagination import dig
+from collectors.record_paths import dig
 from partnerboard.core import records
 from partnerboard.core.config import FieldSpec, Source
 from partnerboard.core.quarantine import describe

@@ -24,8 +24,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from collectors.cursors import parse_cursor
 from collectors.http import FetchError, PartnerClient, Response
+from collectors.record_paths import dig
 from partnerboard.core.config import Source
+
+__all__ = ["Page", "WalkNotes", "dig", "walk"]
 
 # A stale page is asked for again this many times before the server counts as stuck.
 MAX_REPEATS = 5
@@ -44,17 +48,6 @@ class WalkNotes:
     repeated_pages: int = 0
     stopped_early: str | None = None
     notes: list[str] = field(default_factory=list)
-
-
-def dig(obj: Any, path: str) -> Any:
-    """``a.b.c`` into nested dicts; '' is the object itself; None when absent."""
-    if not path:
-        return obj
-    for part in path.split("."):
-        if not isinstance(obj, dict) or part not in obj:
-            return None
-        obj = obj[part]
-    return obj
 
 
 def _records(source: Source, response: Response) -> list[Any]:
@@ -79,7 +72,10 @@ def walk(
     state: dict[str, Any] = {"offset": 0, "page": pg.first_page, "cursor": None,
                              "after": None, "url": None}
     inc = source.incremental
-    window = pg.style in ("offset", "page") and inc is not None and inc.param in params
+    # The sliding window needs a list sorted oldest first; a newest-first list pages by
+    # plain offsets (its watermark rule is in ``sources``).
+    window = (pg.style in ("offset", "page") and inc is not None and inc.param in params
+              and inc.order == "ascending")
     if window:
         state["lower"] = params[inc.param]
 
@@ -138,14 +134,19 @@ def _advance(source: Source, state: dict[str, Any], response: Response, records:
         return False
     if pg.style in ("offset", "page"):
         if window:
-            assert source.incremental is not None
-            last = dig(records[-1], source.incremental.cursor_field)
-            if last is None or str(last) == str(state["lower"]):
-                # A whole page of one cursor value: step past it within that value.
+            inc = source.incremental
+            assert inc is not None
+            raw_last = dig(records[-1], inc.cursor_field)
+            last = parse_cursor(raw_last, inc.format)
+            first = parse_cursor(dig(records[0], inc.cursor_field), inc.format)
+            if last is None or last == first:
+                # A page of one cursor value (compared as instants: "…Z" and "…+00:00" are
+                # the same moment): sliding the window up to it would serve this very page
+                # again, so step past it within the current window instead.
                 state["offset"] += len(records)
                 state["page"] += 1
             else:
-                state["lower"], state["offset"], state["page"] = last, 0, pg.first_page
+                state["lower"], state["offset"], state["page"] = raw_last, 0, pg.first_page
         else:
             state["offset"] += len(records)
             state["page"] += 1

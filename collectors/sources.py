@@ -16,13 +16,14 @@ import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from collectors.auth import build_auth
+from collectors.cursors import cursor_value, format_cursor
 from collectors.http import PartnerClient
-from collectors.mapping import BadRecord, map_record, parse_datetime, used_top_level_fields
-from collectors.pagination import WalkNotes, dig, walk
+from collectors.mapping import BadRecord, map_record, used_top_level_fields
+from collectors.pagination import WalkNotes, walk
 from partnerboard.core import quarantine, runs, schema, timeutil
 from partnerboard.core.config import Config, Incremental, Source
 from partnerboard.core.secrets import scrub
@@ -53,27 +54,6 @@ class SourceRun:
     @property
     def written(self) -> int:
         return self.counts.inserted + self.counts.updated
-
-
-def cursor_value(raw: Any, inc: Incremental) -> datetime | None:
-    """A record's cursor as an aware UTC datetime (ISO with offset, epoch or date)."""
-    value = dig(raw, inc.cursor_field)
-    if value is None:
-        return None
-    try:
-        if inc.format == "date":
-            return datetime.combine(date.fromisoformat(str(value)), datetime.min.time(), UTC)
-        return parse_datetime(value)
-    except (ValueError, OverflowError):
-        return None
-
-
-def format_cursor(value: datetime, fmt: str) -> str | int:
-    if fmt == "epoch":
-        return int(value.timestamp())
-    if fmt == "date":
-        return value.astimezone(UTC).date().isoformat()
-    return value.astimezone(UTC).isoformat()
 
 
 def _lower_bound(inc: Incremental, watermark: str | None, since: datetime | None) -> datetime:
@@ -178,6 +158,12 @@ def _collect(conn, partner_id: str, source: Source, client: PartnerClient, run_i
         counts = upsert(conn, table, list(rows.values()), key=source.key,
                         scope={"partner_id": partner_id}, stamp=stamp)
         result.counts.add(counts)
+    if inc is not None and inc.order == "newest_first" and notes.stopped_early:
+        # A newest-first walk that stopped early read the newest records and not the older
+        # ones behind them: moving the watermark to the newest would skip those for good.
+        # The next run starts from the old watermark again (re-reads are deduplicated).
+        result.notes.append("watermark not advanced: a newest-first list was not read to its end")
+        return watermark
     if highest is not None and (watermark is None or highest.isoformat() != watermark):
         runs.set_watermark(conn, source.id, highest.isoformat(), run_id)
     return highest.isoformat() if highest else watermark

@@ -52,6 +52,10 @@ class Chaos:
     duplicate_page_rate: float = 0.0
     corrupt_rate: float = 0.0
     repeat_last_page: bool = False
+    # partner shapes seen in the wild
+    time_format: str = "local"  # marketplace times: "local" (+01:00/+02:00) or "utc_z" (…Z)
+    same_update_burst: int = 0  # orders: the oldest N share one update time (a bulk edit)
+    newest_first: bool = False  # charges: newest first, as Stripe lists by default
 
     def update(self, values: dict[str, Any]) -> None:
         for key, value in values.items():
@@ -59,6 +63,8 @@ class Chaos:
                 raise ValueError(f"unknown chaos setting {key!r}")
             if key == "mode" and value not in ("normal", "down", "hang", "bad_body"):
                 raise ValueError(f"mode must be normal, down, hang or bad_body, got {value!r}")
+            if key == "time_format" and value not in ("local", "utc_z"):
+                raise ValueError(f"time_format must be local or utc_z, got {value!r}")
             if key.endswith("_rate") and not 0 <= float(value) <= 1:
                 raise ValueError(f"{key} must be between 0 and 1, got {value!r}")
             current = getattr(self, key)

@@ -41,8 +41,22 @@ from simulator.world import TZ, Rec, World, segment_of, since, visible
 PAGE_MAX = 100
 
 
-def iso_local(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).astimezone(TZ).isoformat(timespec="seconds")
+def iso_local(ts: float, fmt: str = "local") -> str:
+    """Marketplace times: Warsaw's offset (``+01:00``), or UTC with ``Z`` (``utc_z``)."""
+    moment = datetime.fromtimestamp(ts, UTC)
+    if fmt == "utc_z":
+        return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+    return moment.astimezone(TZ).isoformat(timespec="seconds")
+
+
+def burst(rows: list[tuple[float, str, Rec]], n: int) -> list[tuple[float, str, Rec]]:
+    """The list after a bulk edit: its oldest ``n`` rows share one update time (the first's),
+    ordered by id as a database would tie-break them."""
+    if n <= 0 or not rows:
+        return rows
+    when = rows[0][0]
+    head = sorted(((when, state, r) for _, state, r in rows[:n]), key=lambda x: x[2].id)
+    return head + rows[n:]
 
 
 def parse_iso(text: str | None, default: float) -> float:
@@ -144,19 +158,19 @@ class Lists:
 
 # --- record shapes ---------------------------------------------------------------
 
-def mp_order(updated: float, state: str, r: Rec) -> dict:
+def mp_order(updated: float, state: str, r: Rec, fmt: str = "local") -> dict:
     return {"order_id": r.id, "shop_id": r.data["merchant"], "channel": r.data["channel"],
             "order_state": state.upper(), "total_price": f"{r.data['amount']:.2f}",
-            "currency_iso_code": "PLN", "created_date": iso_local(r.created),
-            "last_updated_date": iso_local(updated)}
+            "currency_iso_code": "PLN", "created_date": iso_local(r.created, fmt),
+            "last_updated_date": iso_local(updated, fmt)}
 
 
-def mp_return(updated: float, state: str, r: Rec) -> dict:
+def mp_return(updated: float, state: str, r: Rec, fmt: str = "local") -> dict:
     return {"return_id": r.id, "order_id": r.data["order"], "reason_code": r.data["reason"],
             "state": state.upper(), "refund_amount": f"{r.data['refund']:.2f}",
             "shipping_cost": f"{r.data['shipping']:.2f}",
             "handling_cost": f"{r.data['handling']:.2f}", "currency_iso_code": "PLN",
-            "date_created": iso_local(r.created), "last_updated_date": iso_local(updated)}
+            "date_created": iso_local(r.created, fmt), "last_updated_date": iso_local(updated, fmt)}
 
 
 def mp_shop(updated: float, state: str, r: Rec, now: float) -> dict:
@@ -298,11 +312,13 @@ def business_routes(lists: Lists, partner: str) -> list[Route]:
         q = request.query_params
         limit = min(int(q.get("limit", 50)), PAGE_MAX)
         offset = int(q.get("offset", 0))
+        if shape is mp_order:
+            rows = burst(rows, spec.chaos.same_update_burst)
         lo, hi = window(request, rows)
         page = rows[min(hi, lo + offset):min(hi, lo + offset + limit)]
         if not page and spec.chaos.repeat_last_page and hi > lo:
             page = rows[max(lo, hi - limit):hi]
-        items = [shape(*r) for r in page]
+        items = [shape(*r, spec.chaos.time_format) for r in page]
         return items, (lambda shown: {name_of[shape]: shown, "total_count": hi - lo}), {}
 
     name_of = {mp_order: "orders", mp_return: "returns"}
@@ -347,16 +363,21 @@ def business_routes(lists: Lists, partner: str) -> list[Route]:
         lo = bisect.bisect_left(created, float(q.get("created[gte]") or 0))
         hi = bisect.bisect_left(created, float(q.get("created[lt]") or "inf"))
         after = q.get("starting_after")
-        start = lo
-        if after:
-            if after not in position or not lo <= position[after] < hi:
-                raise ValueError(f"starting_after {after!r} is not in this list")
-            start = position[after] + 1
-        page = ordered[start:min(hi, start + limit)]
-        more = start + limit < hi
-        after_self = spec.chaos.repeat_last_page and not more and hi > lo
-        if after_self:
-            page, more = ordered[max(lo, hi - limit):hi], True
+        if after and (after not in position or not lo <= position[after] < hi):
+            raise ValueError(f"starting_after {after!r} is not in this list")
+        after_self = False
+        if spec.chaos.newest_first:
+            # Newest first: starting_after=<id> continues with the ones created before it.
+            end = position[after] if after else hi
+            page = ordered[max(lo, end - limit):end][::-1]
+            more = end - limit > lo
+        else:
+            start = position[after] + 1 if after else lo
+            page = ordered[start:min(hi, start + limit)]
+            more = start + limit < hi
+            after_self = spec.chaos.repeat_last_page and not more and hi > lo
+            if after_self:
+                page, more = ordered[max(lo, hi - limit):hi], True
         items = [pg_charge(*r) for r in page]
         url = "/v1/charges"
         return items, (lambda shown: {"object": "list", "data": shown, "has_more": more,

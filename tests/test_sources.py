@@ -389,3 +389,58 @@ def test_code_level_source_keeps_mapping_validation_and_watermark(bsim, store, e
     broken = with_source(bsim, "marketplace_orders", fetcher="tests.test_sources:nothing_here")
     failed = run_source(store, broken, "marketplace_orders")
     assert failed.status == "failed" and "cannot be loaded" in failed.error
+
+
+# --- cursors written as "…Z", bulk edits, newest-first lists (issue 12, items 7 and 8) -------
+
+def test_a_first_page_of_one_update_time_with_z_cursors_is_not_taken_for_a_repeat(
+        bsim, store, env_tokens) -> None:
+    """150 orders share one update time (a bulk edit) and every time ends in "Z": the
+    sliding window of offset paging stepped over the page of one value instead of asking
+    for the same page again until it gave up ("the server kept repeating page 2")."""
+    set_chaos(bsim, partner="marketplace", time_format="utc_z", same_update_burst=150)
+    config = with_source(bsim, "marketplace_orders", pagination={"style": "offset", "page_size": 100})
+    result = run_source(store, config, "marketplace_orders")
+    assert result.status == "success", result.error
+    record = run_record(store, result.run_id)
+    assert "repeat" not in (record["notes"] or ""), record["notes"]
+    assert count(store, "orders") == expected(bsim, "marketplace_orders")["count"]
+    with store.engine.connect() as conn:
+        stamps = conn.execute(sa.select(schema.orders.c.updated_at).order_by(schema.orders.c.updated_at)
+                              .limit(151)).scalars().all()
+    assert len(set(stamps[:150])) == 1 and stamps[150] > stamps[0], "the burst was really there"
+
+
+def test_newest_first_lists_are_collected_and_an_early_stop_keeps_the_watermark(
+        bsim, store, env_tokens) -> None:
+    """Stripe lists newest first. A complete walk ends on the highest cursor; a walk cut
+    short (max_pages) must not advance the watermark past the older records it never
+    read, or the next run would start after them and lose them for good."""
+    set_chaos(bsim, partner="payments", newest_first=True)
+    want = expected(bsim, "payments_charges")["count"]
+    newest = {"order": "newest_first"}
+    short = with_source(bsim, "payments_charges", incremental=newest,
+                        pagination={"style": "starting_after", "page_size": 50, "max_pages": 2})
+    first = run_source(store, short, "payments_charges")
+    assert first.status == "success", first.error
+    assert count(store, "payments") == 100 < want, "two pages of the newest"
+    assert first.watermark is None, "nothing older was read: no watermark yet"
+    assert "watermark not advanced" in run_record(store, first.run_id)["notes"]
+
+    full = with_source(bsim, "payments_charges", incremental=newest,
+                       pagination={"style": "starting_after", "page_size": 50})
+    second = run_source(store, full, "payments_charges")
+    assert second.status == "success", second.error
+    assert count(store, "payments") == want
+    with store.engine.connect() as conn:
+        newest_created = conn.execute(sa.select(sa.func.max(schema.payments.c.created_at))).scalar()
+    assert second.watermark is not None
+    assert datetime.fromisoformat(second.watermark).replace(tzinfo=None) == newest_created
+
+    # The same list read ascending with the same early stop: there the watermark moves
+    # (what is unread is newer), and a later complete run still ends with the truth.
+    set_chaos(bsim, partner="payments", newest_first=False)
+    move_clock(bsim, 3600)
+    third = run_source(store, full, "payments_charges")
+    assert third.status == "success"
+    assert count(store, "payments") == expected(bsim, "payments_charges")["count"]

@@ -269,12 +269,19 @@ class Pagination(_Model):
 
 class Incremental(_Model):
     """Read only what changed: a cursor field, the request parameter that filters on it,
-    and a look-back window re-read every run for late corrections."""
+    and a look-back window re-read every run for late corrections.
+
+    ``order`` is how the partner sorts the list: ``ascending`` (oldest first, the usual
+    for "updated since" feeds) or ``newest_first`` (Stripe's default). The watermark is the
+    highest cursor read either way; a newest-first walk that stops early (``max_pages``, a
+    repeating server) keeps the previous watermark, since what it did not read is older
+    than what it did."""
 
     cursor_field: str
     param: str
     end_param: str | None = None
     format: Literal["iso", "epoch", "date"] = "iso"
+    order: Literal["ascending", "newest_first"] = "ascending"
     lookback_seconds: Annotated[float, Field(ge=0)] = 3600
     start: datetime | None = None
     chunk_days: Annotated[float, Field(gt=0)] = 7
