@@ -63,7 +63,7 @@ def parse_datetime(value: Any) -> datetime:
 
 
 def used_top_level_fields(source: Source) -> set[str]:
-    used = {source.field(c).path.split(".")[0] for c in source.fields}
+    used = {spec.path.split(".")[0] for spec in map(source.field, source.fields) if spec.path}
     if source.incremental:
         used.add(source.incremental.cursor_field.split(".")[0])
     return used
@@ -77,7 +77,12 @@ def map_record(source: Source, raw: Any) -> dict[str, Any]:
     required = records.columns(source.resource)
     for column in source.fields:
         spec = source.field(column)
-        value = dig(raw, spec.path) if "." in spec.path else raw.get(spec.path, _MISSING)
+        if spec.path is None:
+            value = spec.const
+        else:
+            value = dig(raw, spec.path) if "." in spec.path else raw.get(spec.path, _MISSING)
+            if (value is _MISSING or value is None) and spec.default is not None:
+                value = spec.default
         if value is _MISSING or value is None:
             if required[column]:
                 raise BadRecord(f"missing field `{spec.path}` (needed for {column})")
@@ -89,7 +94,8 @@ def map_record(source: Source, raw: Any) -> dict[str, Any]:
                 converted = spec.values.get(str(converted), converted)
             values[column] = converted
         except (ValueError, TypeError, InvalidOperation, OverflowError) as exc:
-            raise BadRecord(f"field `{spec.path}` ({column}, {spec.type}): {exc}") from None
+            where = f"`{spec.path}`" if spec.path else f"const {spec.const!r}"
+            raise BadRecord(f"field {where} ({column}, {spec.type}): {exc}") from None
     model = records.RESOURCES[source.resource][0]
     try:
         return model.model_validate(values).model_dump()

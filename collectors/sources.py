@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -38,11 +40,16 @@ BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
 
 @dataclass
 class SourceRun:
+    """What one run did. ``status``: success, degraded (committed, but more than the
+    allowed share of the records went to quarantine), or failed (nothing kept)."""
+
     run_id: str
     source: str
     status: str = "running"
     read: int = 0
-    quarantined: int = 0
+    quarantined: int = 0  # new quarantine entries (a bad record re-read is not a new one)
+    rejected: int = 0  # records of this run that failed validation, new or not
+    reasons: Counter[str] = field(default_factory=Counter)
     counts: UpsertCounts = field(default_factory=UpsertCounts)
     pages: int = 0
     requests: int = 0
@@ -54,6 +61,18 @@ class SourceRun:
     @property
     def written(self) -> int:
         return self.counts.inserted + self.counts.updated
+
+    @property
+    def kept(self) -> bool:
+        """The run committed what it read (success or degraded)."""
+        return self.status in ("success", "degraded")
+
+    @property
+    def rejected_pct(self) -> float:
+        return 100.0 * self.rejected / self.read if self.read else 0.0
+
+    def top_reasons(self, n: int = 3) -> str:
+        return "; ".join(f"{reason} ({count})" for reason, count in self.reasons.most_common(n))
 
 
 def _lower_bound(inc: Incremental, watermark: str | None, since: datetime | None) -> datetime:
@@ -90,7 +109,17 @@ def run_source(
         with store.engine.begin() as conn:
             result.watermark = _collect(conn, partner.id, source, client, run.id, result, notes,
                                         drift, since, until)
-        result.status = "success"
+        allowed = source.degraded_quarantine_pct
+        allowed = config.collection.degraded_quarantine_pct if allowed is None else allowed
+        if result.rejected_pct > allowed:
+            result.status = "degraded"
+            result.notes.insert(0, f"degraded: {result.rejected} of {result.read} records "
+                                   f"({result.rejected_pct:.1f} %, allowed {allowed:g} %) went to "
+                                   f"quarantine; top reasons: {result.top_reasons()}")
+            log.warning("run degraded source=%s run=%s rejected=%d read=%d", source.id, run.id,
+                        result.rejected, result.read)
+        else:
+            result.status = "success"
     except Exception as exc:  # recorded on the run, never raised into the scheduler
         result.status = "failed"
         result.error = scrub(f"{type(exc).__name__}: {exc}")
@@ -113,9 +142,9 @@ def run_source(
             result.notes.append("rolled back: nothing from this run was kept")
         runs.finish_run(
             store.engine, run, status=result.status, rows_read=result.read,
-            rows_written=result.written if result.status == "success" else 0,
+            rows_written=result.written if result.kept else 0,
             error=result.error, pages=result.pages,
-            rows_quarantined=result.quarantined if result.status == "success" else 0,
+            rows_quarantined=result.quarantined if result.kept else 0,
             requests=result.requests, retries=result.retries,
             notes="; ".join(result.notes) or None,
         )
@@ -146,6 +175,8 @@ def _collect(conn, partner_id: str, source: Source, client: PartnerClient, run_i
             try:
                 row = map_record(source, raw)
             except BadRecord as exc:
+                result.rejected += 1
+                result.reasons[_reason_kind(str(exc))] += 1
                 if quarantine.put(conn, source=source.id, run_id=run_id, payload=raw,
                                   reason=str(exc)):
                     result.quarantined += 1
@@ -167,6 +198,12 @@ def _collect(conn, partner_id: str, source: Source, client: PartnerClient, run_i
     if highest is not None and (watermark is None or highest.isoformat() != watermark):
         runs.set_watermark(conn, source.id, highest.isoformat(), run_id)
     return highest.isoformat() if highest else watermark
+
+
+def _reason_kind(reason: str) -> str:
+    """A quarantine reason without what varies per record (ids, amounts), so that 900
+    records with the same unmapped status count as one reason."""
+    return re.sub(r"(\(map the partner's values.*\))", "", reason).strip()[:160]
 
 
 def load_fetcher(spec: str) -> Callable[..., Any]:
@@ -216,6 +253,6 @@ def run_backfill(
         results.append(result)
         if on_window:
             on_window(i, len(windows), result)
-        if result.status != "success":
+        if not result.kept:
             break
     return results

@@ -19,6 +19,7 @@ from dashboard.literal import failure, md
 from dashboard.review_page import Review
 from partnerboard.core import kpi_engine, periods
 from partnerboard.core.config import Config, Partner
+from partnerboard.core.filters import unsplittable
 from partnerboard.core.kpis import BY_ID
 from partnerboard.core.periods import Period
 
@@ -88,8 +89,9 @@ def show_trends(rv: Review, partner: Partner, kpi_ids: list[str]) -> None:
             current = trend[(trend.partner_id == partner.id) & (trend.kpi == kpi_id)
                             & (trend.period == anchor.label)]
             value = None if current.empty or pd.isna(current.value.iloc[0]) else float(current.value.iloc[0])
-            scope = "" if filters.covers(kpi_id) else " · whole partner: not split by " + \
-                " or ".join(filters.missing(kpi_id))
+            blocked = unsplittable([partner]).get((partner.id, kpi_id), frozenset())
+            scope = "" if filters.covers(kpi_id, blocked) else " · whole partner: not split by " + \
+                " or ".join(filters.missing(kpi_id, blocked))
             st.caption(f"{anchor.label}: {kpi_value(value, BY_ID[kpi_id].unit)}{md(scope)}")
 
 

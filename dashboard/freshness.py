@@ -28,7 +28,16 @@ class Freshness:
     @property
     def text(self) -> str:
         text = "no successful run yet" if self.age_s is None else f"updated {duration(self.age_s)} ago"
+        if self.last_status == "degraded":
+            return text + " · last run degraded (records quarantined)"
         return text + (" · last run failed" if self.last_status == "failed" else "")
+
+    @property
+    def state(self) -> str:
+        """One word for a table: ok, stale, degraded (the last run quarantined too much)."""
+        if self.stale:
+            return "stale"
+        return "degraded" if self.last_status == "degraded" else "ok"
 
 
 def read(cfg: Config, sources: list[dict], now: datetime) -> list[Freshness]:

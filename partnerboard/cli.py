@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from typing import Annotated
 
 import httpx
@@ -182,11 +183,17 @@ def collect(
     if once:
         outcomes = run_all_once(store, cfg, only=source or None)
         close_all()
-        failed = [o for o in outcomes if o.status != "success"]
-        typer.echo(f"collected: {len(outcomes) - len(failed)} runs ok, {len(failed)} failed")
+        failed = [o for o in outcomes if o.status == "failed"]
+        degraded = [o for o in outcomes if o.status == "degraded"]
+        typer.echo(f"collected: {len(outcomes) - len(failed) - len(degraded)} runs ok, "
+                   f"{len(degraded)} degraded, {len(failed)} failed")
+        for o in degraded:  # committed, but too much went to quarantine
+            typer.secho(f"  {o.source} degraded (run {o.run_id}): {o.rejected} of {o.read} records "
+                        f"({o.rejected_pct:.1f} %) quarantined; top reasons: {o.top_reasons()}",
+                        err=True, fg="yellow")
         for o in failed:
             typer.secho(f"  run {o.run_id}: {o.error}", err=True, fg="red")
-        raise typer.Exit(1 if failed else 0)
+        raise typer.Exit(1 if failed or degraded else 0)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -255,15 +262,24 @@ def backfill(
         results = run_backfill(store, cfg, source, start, end, on_window=on_window,
                                on_window_started=on_start)
     close_all()
-    failed = [r for r in results if r.status != "success"]
+    failed = [r for r in results if r.status == "failed"]
+    degraded = [r for r in results if r.status == "degraded"]
     typer.echo(
         f"backfill {source}: {len(results)} window(s), {totals['read']} records read, "
         f"{totals['written']} written, {totals['quarantined']} quarantined, "
         f"{totals['requests']} requests, {totals['retries']} retries"
+        + (f"; {len(degraded)} window(s) degraded" if degraded else "")
     )
+    if degraded:
+        rejected, read = sum(r.rejected for r in degraded), sum(r.read for r in degraded)
+        reasons = sum((r.reasons for r in degraded), Counter())
+        typer.secho(f"  degraded windows quarantined {rejected} of {read} records; top reasons: "
+                    + "; ".join(f"{k} ({v})" for k, v in reasons.most_common(3)), err=True, fg="yellow")
     if failed:
         raise _fail(f"window failed (run {failed[0].run_id}): {failed[0].error}; run the same "
                     "command again to resume: finished windows are kept")
+    if degraded:
+        raise typer.Exit(1)
 
 
 @app.command()

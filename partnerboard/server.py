@@ -110,6 +110,8 @@ def create_app(config_path: str, database_url: str, *, collect: bool = True) -> 
                 "status": "ok" if healthy else "degraded",
                 "scheduler": state,
                 "jobs": jobs,
+                # Sources whose last run committed, but quarantined more than allowed.
+                "degraded_sources": [s["source"] for s in sources if s["last_status"] == "degraded"],
                 "sources": sources,
                 "database": display_url(store.url),
                 "schema_version": store.schema_after,

@@ -278,16 +278,36 @@ def test_collect_once_reports_failures_with_exit_code(workdir: Path, tokens) -> 
             str(workdir / "partners.toml"), "--database-url", url]
     ok = subprocess.run(args, capture_output=True, text=True, env=_env(tokens), timeout=120)
     assert ok.returncode == 0, ok.stderr
-    assert "collected: 11 runs ok, 0 failed" in ok.stdout
+    assert "collected: 11 runs ok, 0 degraded, 0 failed" in ok.stdout
 
     # A refused key fails the sources that need it (4xx fails fast, body in the error),
     # while probes of the same endpoints still succeed at recording a failed probe.
     wrong = subprocess.run(args, capture_output=True, text=True,
                            env=_env({**tokens, "payments": "wrong-key-0000"}), timeout=120)
     assert wrong.returncode == 1
-    assert "collected: 9 runs ok, 2 failed" in wrong.stdout
+    assert "collected: 9 runs ok, 0 degraded, 2 failed" in wrong.stdout
     assert 'answered HTTP 401: {"error":"unauthorized"}' in wrong.stderr
     assert "wrong-key-0000" not in wrong.stderr + wrong.stdout
+
+    # A mapping that rejects most orders: committed, but degraded, named with its reason.
+    import tomllib
+
+    from tests.conftest import to_toml
+
+    data = tomllib.loads((workdir / "partners.toml").read_text())
+    orders = next(x for p in data["partners"] for x in p.get("sources", [])
+                  if x["id"] == "marketplace_orders")
+    orders["fields"]["status"] = "order_state"  # the partner's upper-case states, unmapped
+    naive = workdir / "naive.toml"
+    naive.write_text(to_toml(data))
+    degraded = subprocess.run([sys.executable, "-m", "partnerboard.cli", "collect", "--once", "--source",
+                               "marketplace_orders", "--config", str(naive),
+                               "--database-url", f"duckdb:///{workdir / 'naive.duckdb'}"],
+                              capture_output=True, text=True, env=_env(tokens), timeout=120)
+    assert degraded.returncode == 1, degraded.stdout + degraded.stderr
+    assert "collected: 0 runs ok, 1 degraded, 0 failed" in degraded.stdout
+    assert "marketplace_orders degraded" in degraded.stderr
+    assert "is not one of created|paid|shipped|delivered|cancelled" in degraded.stderr
 
     env = _env(tokens)
     del env["PARTNERBOARD_PAYMENTS_TOKEN"]

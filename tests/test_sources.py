@@ -444,3 +444,80 @@ def test_newest_first_lists_are_collected_and_an_early_stop_keeps_the_watermark(
     third = run_source(store, full, "payments_charges")
     assert third.status == "success"
     assert count(store, "payments") == expected(bsim, "payments_charges")["count"]
+
+
+# --- constants, defaults and optional columns (issue 12, item 5) ---------------------------
+
+def test_a_gateway_without_merchant_method_or_update_time_is_collected_honestly(
+        bsim, store, env_tokens) -> None:
+    """No made-up merchant for every payment: the columns stay empty, a default fills the
+    method, and the segment filter says it cannot cut this partner's payment KPIs."""
+    from partnerboard.core import kpi_engine
+    from partnerboard.core.filters import Filters
+    from partnerboard.core.periods import parse
+
+    data = config_dict(bsim.base_url)
+    charges = next(s for p in data["partners"] for s in p.get("sources", []) if s["id"] == "payments_charges")
+    for column in ("merchant_id", "updated_at"):
+        del charges["fields"][column]
+    charges["fields"]["method"] = {"path": "payment_method", "default": "card"}  # not in these records
+    charges["fields"]["currency"] = {"const": "PLN"}
+    config = parse_config(data)
+    result = run_source(store, config, "payments_charges")
+    assert result.status == "success", result.error
+    p = schema.payments
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(p.c.merchant_id, p.c.method, p.c.updated_at, p.c.currency)).all()
+        board = kpi_engine.board(conn, config, parse("2026-10"), filters=Filters(segment="small"))
+        whole = kpi_engine.board(conn, config, parse("2026-10"))
+    assert len(rows) == expected(bsim, "payments_charges")["count"]
+    found = {(r.merchant_id, r.method, r.updated_at, r.currency) for r in rows}
+    assert found == {(None, "card", None, "PLN")}
+    cut = board.set_index(["partner_id", "kpi"])
+    assert cut.loc[("payments", "payment_success_rate"), "scope"] == \
+        "whole partner (not split by merchant segment)"
+    assert cut.loc[("payments", "payment_success_rate"), "value"] == \
+        whole.set_index(["partner_id", "kpi"]).loc[("payments", "payment_success_rate"), "value"]
+
+
+def test_a_field_is_a_path_or_a_constant() -> None:
+    from partnerboard.core.config import ConfigError
+
+    data = config_dict("http://127.0.0.1:9")
+    charges = next(s for p in data["partners"] for s in p.get("sources", []) if s["id"] == "payments_charges")
+    for spec, message in (({"type": "str"}, "give either path"),
+                          ({"path": "x", "const": "y"}, "not both"),
+                          ({"const": "y", "default": "z"}, "default applies to a path")):
+        charges["fields"]["method"] = spec
+        with pytest.raises(ConfigError, match=message):
+            parse_config(data)
+
+
+# --- a run that loses most of its records is not a success (issue 12, item 3) ---------------
+
+def test_a_naive_mapping_makes_a_degraded_run_with_the_reasons(bsim, store, env_tokens) -> None:
+    """The marketplace sends upper-case order states; a mapping without `type = "lower"`
+    (or a values map) rejects nearly every order. The run keeps what it could read, but
+    says it is degraded, with the share and the top reason naming value and allowed ones."""
+    from partnerboard.core import runs
+
+    config = with_source(bsim, "marketplace_orders", fields={"status": "order_state"})
+    result = run_source(store, config, "marketplace_orders")
+    assert result.status == "degraded", (result.status, result.error)
+    record = run_record(store, result.run_id)
+    assert record["status"] == "degraded"
+    assert record["notes"].startswith(f"degraded: {result.rejected} of {result.read} records")
+    assert "status: 'DELIVERED' is not one of created|paid|shipped|delivered|cancelled" in record["notes"]
+    assert result.rejected_pct > 90
+    with store.engine.connect() as conn:
+        reasons = conn.execute(sa.select(schema.quarantine.c.reason).limit(1)).scalar()
+        summary = {s["source"]: s for s in runs.source_summary(conn)}
+    assert "is not one of created|paid|shipped|delivered|cancelled" in reasons
+    assert summary["marketplace_orders"]["last_status"] == "degraded"
+    assert summary["marketplace_orders"]["runs_degraded"] == 1
+
+    # The right mapping, or a threshold that allows it: a success again.
+    fine = run_source(store, with_source(bsim, "marketplace_orders",
+                                         fields={"status": {"path": "order_state", "type": "lower"}}),
+                      "marketplace_orders")
+    assert fine.status == "success" and fine.rejected == 0

@@ -47,9 +47,11 @@ for s, f in zip(sources, freshness.read(cfg, sources, now), strict=True):
     rows.append({"source": f.source,
                  "last success": local_time(f.last_success, cfg.tz) if f.last_success else "never",
                  "age": duration(f.age_s), "expected every": duration(f.expected_s),
-                 "state": "⚠️ stale" if f.stale else "ok", "last run": f.last_status,
-                 "runs ok": s["runs_ok"], "runs failed": s["runs_failed"],
-                 "last error": scrub(s["last_error"] or "")})
+                 "state": f.state, "last run": f.last_status,
+                 "runs ok": s["runs_ok"], "runs degraded": s.get("runs_degraded", 0),
+                 "runs failed": s["runs_failed"],
+                 "last error or note": scrub(s["last_error"] or (s.get("last_notes") or "")
+                                             if f.last_status in ("failed", "degraded") else "")})
 if rows:
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 

@@ -70,7 +70,8 @@ def payments_by_method(conn: Connection, partner_id: str, period: Period, tz: An
         sa.func.sum(sa.case((ok, pay.c.amount), else_=0)).label("amount"),
     ).where(pay.c.partner_id == partner_id, within(pay.c.created_at, start, end), *flt.payments(f)
             ).group_by(pay.c.method).order_by(pay.c.method)
-    rows = [{"method": x.method, "attempts": int(x.attempts), "decided": int(x.decided),
+    rows = [{"method": "unknown" if x.method is None else x.method,  # the gateway did not say
+             "attempts": int(x.attempts), "decided": int(x.decided),
              "successful": int(x.successful), "success_rate_pct": ratio(x.successful, x.decided, 100),
              "amount": _num(x.amount)} for x in conn.execute(q)]
     return pd.DataFrame(rows, columns=["method", "attempts", "decided", "successful",

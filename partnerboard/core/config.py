@@ -231,12 +231,28 @@ class FieldSpec(_Model):
     (integer cents, divided by 100), ``datetime`` (ISO-8601 with offset, or epoch
     seconds), ``date`` (``YYYY-MM-DD``), ``upper``/``lower`` (case-folded text).
     ``values`` translates a partner's enumeration into ours after conversion.
+
+    A column the partner's records do not carry can be a constant (``{ const = "card" }``:
+    every record gets it), or a path with a ``default`` for records that lack the field.
+    A column the table does not require can also be left out of ``fields`` entirely: it
+    is stored as empty, and what needs it says so (a filter that cannot cut, *no data*).
     """
 
-    path: str
+    path: str | None = None
     type: Literal["str", "int", "decimal", "minor_units", "datetime", "date", "upper",
                   "lower"] = "str"
     values: dict[str, str] | None = None  # partner's value -> ours, e.g. succeeded = "success"
+    const: str | int | float | bool | None = None
+    default: str | int | float | bool | None = None
+
+    @model_validator(mode="after")
+    def _path_or_const(self) -> FieldSpec:
+        if (self.path is None) == (self.const is None):
+            raise ValueError('give either path = "field.in.the.record" or const = <value>, not '
+                             + ("both" if self.path is not None else "neither"))
+        if self.const is not None and self.default is not None:
+            raise ValueError("default applies to a path; a const is already every record's value")
+        return self
 
 
 class Pagination(_Model):
@@ -310,6 +326,7 @@ class Source(_Model):
     pagination: Pagination = Pagination(style="none")
     incremental: Incremental | None = None
     retry: Retry = Retry()
+    degraded_quarantine_pct: Percent | None = None
     # For an API no declaration fits: "package.module:function", called as
     # function(client, source, params, notes) and yielding pages instead of the
     # built-in paginator; mapping, validation, upserts and watermarks stay the same.
@@ -337,6 +354,10 @@ class Source(_Model):
     def field(self, column: str) -> FieldSpec:
         spec = self.fields[column]
         return FieldSpec(path=spec) if isinstance(spec, str) else spec
+
+    def provides(self, column: str) -> bool:
+        """Whether the source fills ``column`` (a path, a constant or a default)."""
+        return column in self.fields
 
     @property
     def key(self) -> tuple[str, ...]:
@@ -404,6 +425,7 @@ class Collection(_Model):
 
     down_after_failures: Annotated[int, Field(ge=1, le=100)] = 3
     misfire_grace_seconds: Seconds = 30
+    degraded_quarantine_pct: Percent = 1.0
 
 
 class Partnership(_Model):

@@ -12,12 +12,14 @@ filter is shown for the whole partner and says so, never silently mixed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from partnerboard.core import schema
+from partnerboard.core.config import Partner
 from partnerboard.core.kpis import SPLITS, Dimension
 
 DIMENSIONS: dict[Dimension, str] = {"channel": "channel", "segment": "merchant segment"}
@@ -35,19 +37,61 @@ class Filters:
     def active(self) -> tuple[Dimension, ...]:
         return tuple(d for d in DIMENSIONS if getattr(self, d) is not None)
 
-    def covers(self, kpi_id: str) -> bool:
-        """Whether the KPI can be cut by every active filter."""
-        return all(d in SPLITS.get(kpi_id, ()) for d in self.active)
+    def covers(self, kpi_id: str, blocked: frozenset[Dimension] = frozenset()) -> bool:
+        """Whether the KPI can be cut by every active filter; ``blocked``: dimensions this
+        partner's records do not carry (``unsplittable``)."""
+        return all(d in SPLITS.get(kpi_id, ()) and d not in blocked for d in self.active)
 
-    def missing(self, kpi_id: str) -> list[str]:
+    def missing(self, kpi_id: str, blocked: frozenset[Dimension] = frozenset()) -> list[str]:
         """The active filters the KPI cannot be cut by, as people name them."""
-        return [DIMENSIONS[d] for d in self.active if d not in SPLITS.get(kpi_id, ())]
+        return [DIMENSIONS[d] for d in self.active if d not in SPLITS.get(kpi_id, ()) or d in blocked]
 
     def describe(self) -> str:
         return " · ".join(f"{DIMENSIONS[d]} = {getattr(self, d)}" for d in self.active) or "no filters"
 
 
 NONE = Filters()
+
+# The column of each table that carries a dimension, or leads to it (a merchant id to the
+# merchant's segment, an order id to the order's channel).
+CARRIERS: dict[str, dict[Dimension, str]] = {
+    "orders": {"channel": "channel", "segment": "merchant_id"},
+    "traffic": {"channel": "channel"},
+    "merchants": {"segment": "segment"},
+    "payments": {"channel": "order_id", "segment": "merchant_id"},
+    "tickets": {"segment": "merchant_id"},
+}
+# Tables that reach the dimensions through another table's records.
+THROUGH: dict[str, str] = {"returns": "orders", "refunds": "payments"}
+
+
+def unsplittable(partners: Sequence[Partner]) -> dict[tuple[str, str], frozenset[Dimension]]:
+    """(partner id, KPI id) -> the dimensions the partner's records cannot carry for that
+    KPI, because no source of a table behind it fills the carrying column (an optional
+    column left out of ``fields``, such as a gateway's payments without a merchant id).
+    Such a KPI shows the whole partner under that filter, and says so."""
+    from partnerboard.core.kpis import VALUE_KPIS
+
+    out: dict[tuple[str, str], frozenset[Dimension]] = {}
+    for partner in partners:
+        by_table: dict[str, list] = {}
+        for source in partner.sources:
+            by_table.setdefault(source.resource, []).append(source)
+
+        for kpi in VALUE_KPIS:
+            blocked = {dim for table in kpi.sources for dim in DIMENSIONS
+                       if _lacks(by_table, table, dim)
+                       or (table in THROUGH and _lacks(by_table, THROUGH[table], dim))}
+            if blocked:
+                out[(partner.id, kpi.id)] = frozenset(blocked)
+    return out
+
+
+def _lacks(by_table: dict[str, list], table: str, dim: Dimension) -> bool:
+    """The partner collects ``table`` but none of its sources fills the column carrying ``dim``."""
+    column = CARRIERS.get(table, {}).get(dim)
+    sources = by_table.get(table, [])
+    return bool(sources) and column is not None and not any(s.provides(column) for s in sources)
 
 
 def _in_segment(merchant_id: sa.ColumnElement, segment: str) -> sa.ColumnElement:

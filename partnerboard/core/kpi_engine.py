@@ -208,7 +208,9 @@ def compute_many(conn: Connection, partners: Sequence[Partner], periods: Sequenc
     if not filters.active:
         return found
     whole = _compute(conn, partners, periods, tz, flt.NONE)
-    return {key: {k: v if filters.covers(k) else whole[key][k] for k, v in values.items()}
+    blocked = flt.unsplittable(partners)
+    return {key: {k: v if filters.covers(k, blocked.get((key[0], k), frozenset())) else whole[key][k]
+                  for k, v in values.items()}
             for key, values in found.items()}
 
 
@@ -297,6 +299,7 @@ def board(conn: Connection, config: Config, period: Period,
     else:
         found = compute_many(conn, partners, list(compare.values()), tz, filters) if partners else {}
     rows = []
+    blocked = flt.unsplittable(partners)
     for partner in partners:
         values = {name: found[(partner.id, p.label)] for name, p in compare.items()}
         for kpi_id, value in values["current"].items():
@@ -312,15 +315,15 @@ def board(conn: Connection, config: Config, period: Period,
                 "last_year_period": compare["last_year"].label, "last_year": last,
                 "delta_last_year": d_year.absolute, "delta_last_year_pct": _pct(d_year.relative),
                 "target": verdict.target, "status": verdict.status,
-                "scope": _scope(filters, kpi_id),
+                "scope": _scope(filters, kpi_id, blocked.get((partner.id, kpi_id), frozenset())),
             })
     return pd.DataFrame(rows)
 
 
-def _scope(filters: Filters, kpi_id: str) -> str:
+def _scope(filters: Filters, kpi_id: str, blocked: frozenset = frozenset()) -> str:
     if not filters.active:
         return "all records"
-    missing = filters.missing(kpi_id)
+    missing = filters.missing(kpi_id, blocked)
     return f"whole partner (not split by {' or '.join(missing)})" if missing else filters.describe()
 
 

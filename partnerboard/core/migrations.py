@@ -126,6 +126,13 @@ def _v10_audit_index(conn: Connection) -> None:
         index.create(conn, checkfirst=True)
 
 
+def _v11_optional_payment_columns(conn: Connection) -> None:
+    """v11: payments.merchant_id, method and updated_at may be empty, for gateways whose
+    records do not carry them (instead of a made-up value that makes filters lie)."""
+    for column in ("merchant_id", "method", "updated_at"):
+        conn.execute(sa.text(f"ALTER TABLE payments ALTER COLUMN {column} DROP NOT NULL"))
+
+
 # Step N upgrades a database at version N-1 to version N. Append only; never edit.
 STEPS: dict[int, Callable[[Connection], None]] = {
     2: _v2_indexes,
@@ -137,6 +144,7 @@ STEPS: dict[int, Callable[[Connection], None]] = {
     8: _v8_quarantine_resolution,
     9: _v9_audit_scope,
     10: _v10_audit_index,
+    11: _v11_optional_payment_columns,
 }
 LATEST = max(STEPS)
 

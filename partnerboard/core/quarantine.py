@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from typing import Any
 
@@ -22,10 +23,18 @@ from partnerboard.core.secrets import scrub
 
 
 def describe(exc: ValidationError) -> str:
+    """A validation failure as a reason a person can act on. For an enumerated column it
+    names the rejected value and the allowed ones:
+    ``status: 'received' is not one of created|paid|shipped|delivered|cancelled``."""
     parts = []
     for err in exc.errors(include_url=False):
         where = ".".join(str(p) for p in err["loc"]) or "(record)"
-        parts.append(f"{where}: {err['msg']}")
+        if err["type"] == "literal_error":
+            allowed = "|".join(re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", ""))))
+            parts.append(f"{where}: {err['input']!r} is not one of {allowed} (map the partner's "
+                         f"values with fields.{where}.values)")
+        else:
+            parts.append(f"{where}: {err['msg']}")
     return "; ".join(parts)
 
 

@@ -84,15 +84,19 @@ class Merchant(_Record):
 
 
 class Payment(_Record):
+    """A payment attempt. Gateways that do not know the merchant, the method or an update
+    time leave them empty (v11): the segment filter then cannot cut this partner's
+    payment KPIs, and the breakdown by method says *unknown*."""
+
     id: Id
-    merchant_id: Id
+    merchant_id: Id | None = None
     order_id: Id | None = None
     status: Literal["success", "failed", "pending"]
     amount: Money
     currency: Currency
-    method: str
+    method: str | None = None
     created_at: Aware
-    updated_at: Aware
+    updated_at: Aware | None = None
 
 
 class Refund(_Record):

@@ -119,9 +119,8 @@ def get_watermark(conn: Connection, source: str) -> str | None:
 
 def source_summary(conn: Connection) -> list[dict]:
     """Per source: last run, last success, counts. One grouped query, for /healthz and pages."""
-    last_success = sa.func.max(
-        sa.case((runs.c.status == "success", runs.c.finished_at), else_=None)
-    )
+    kept = runs.c.status.in_(["success", "degraded"])  # a degraded run committed its rows too
+    last_success = sa.func.max(sa.case((kept, runs.c.finished_at), else_=None))
     q = (
         sa.select(
             runs.c.source,
@@ -129,6 +128,7 @@ def source_summary(conn: Connection) -> list[dict]:
             last_success.label("last_success_at"),
             sa.func.sum(sa.case((runs.c.status == "success", 1), else_=0)).label("runs_ok"),
             sa.func.sum(sa.case((runs.c.status == "failed", 1), else_=0)).label("runs_failed"),
+            sa.func.sum(sa.case((runs.c.status == "degraded", 1), else_=0)).label("runs_degraded"),
             sa.func.sum(runs.c.rows_written).label("rows_written"),
         )
         .group_by(runs.c.source)
@@ -137,7 +137,7 @@ def source_summary(conn: Connection) -> list[dict]:
     out = []
     for row in conn.execute(q).mappings():
         last = conn.execute(
-            sa.select(runs.c.status, runs.c.error)
+            sa.select(runs.c.status, runs.c.error, runs.c.notes)
             .where(runs.c.source == row["source"])
             .order_by(runs.c.started_at.desc())
             .limit(1)
@@ -149,7 +149,9 @@ def source_summary(conn: Connection) -> list[dict]:
                 "last_success_at": _iso(row["last_success_at"]),
                 "last_status": last.status,
                 "last_error": last.error,
+                "last_notes": last.notes,
                 "runs_ok": int(row["runs_ok"] or 0),
+                "runs_degraded": int(row["runs_degraded"] or 0),
                 "runs_failed": int(row["runs_failed"] or 0),
                 "rows_written": int(row["rows_written"] or 0),
             }

@@ -305,14 +305,14 @@ payments = sa.Table(
     "payments", metadata,
     sa.Column("partner_id", sa.String(64), primary_key=True),
     sa.Column("id", sa.String(128), primary_key=True),
-    sa.Column("merchant_id", sa.String(128), nullable=False),
+    sa.Column("merchant_id", sa.String(128), comment="NULL: the gateway does not say (v11)"),
     sa.Column("order_id", sa.String(128)),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("amount", MONEY, nullable=False),
     sa.Column("currency", sa.String(3), nullable=False),
-    sa.Column("method", sa.String(32), nullable=False),
+    sa.Column("method", sa.String(32), comment="NULL: the gateway does not say (v11)"),
     sa.Column("created_at", sa.DateTime, nullable=False),
-    sa.Column("updated_at", sa.DateTime, nullable=False),
+    sa.Column("updated_at", sa.DateTime, comment="NULL: the gateway does not say (v11)"),
     *_meta(),
 )
 
