@@ -197,3 +197,20 @@ def test_endpoint_and_source_paths_must_be_relative() -> None:
         parse_config(data)
     assert 'partners[0].endpoints[0].path must start with "/", got "health"' in str(err.value)
     assert 'partners[1].sources[0].path must start with "/", got "x"' in str(err.value)
+
+
+def test_the_configuration_reference_is_generated_from_the_models() -> None:
+    """Every key documented, with type, default and description; regenerated, not edited."""
+    from partnerboard.core import config_reference
+    from tests.conftest import REPO
+
+    assert config_reference.missing_descriptions() == [], "write a docstring under each setting"
+    doc = (REPO / "docs" / "configuration-reference.md").read_text()
+    assert doc == config_reference.render_markdown(), \
+        "regenerate: python -m partnerboard.core.config_reference > docs/configuration-reference.md"
+    for key in ("size_param", "offset_param", "has_more_path", "id_field", "max_pages", "end_param",
+                "fetcher", "order", "const", "default", "degraded_quarantine_pct", "trusted_proxies"):
+        assert f"| `{key}` |" in doc, key
+    # Enumerated columns list their values, so a mapping can be checked against them.
+    assert "`created` \\| `paid` \\| `shipped` \\| `delivered` \\| `cancelled`" in doc
+    assert "| `size_param` | string | `\"limit\"` |" in doc

@@ -55,6 +55,7 @@ def _between(lo: float, hi: float):
             raise ValueError(f"must be between {lo:g} and {hi:g}, got {v:g}")
         return v
 
+    check.bounds = (lo, hi)  # type: ignore[attr-defined]  # read by config_reference
     return AfterValidator(check)
 
 
@@ -99,7 +100,9 @@ SecretName = Annotated[str, AfterValidator(_secret_name)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Each setting's docstring is its description: docs/configuration-reference.md is
+    # generated from them (``config_reference``), and a test fails when it is missing.
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class Auth(_Model):
@@ -115,15 +118,26 @@ class Auth(_Model):
     """
 
     type: Literal["none", "bearer", "api_key", "basic", "oauth2_client_credentials"] = "bearer"
+    """How to authenticate (see the table above). Example: `"api_key"`"""
     token_env: SecretName | None = None
+    """Name of the variable holding the token (bearer, api_key). Example:
+    `"PARTNERBOARD_MARKETPLACE_TOKEN"`"""
     header: str = "Authorization"
+    """api_key: the header that carries the key."""
     prefix: str = ""
+    """api_key: text before the key in the header, e.g. `"Token "`; empty sends the raw key."""
     username_env: SecretName | None = None
+    """basic: name of the variable holding the user name (a Stripe-style secret key)."""
     password_env: SecretName | None = None
+    """basic: name of the variable holding the password; none sends an empty one."""
     token_url: str | None = None
+    """oauth2_client_credentials: the token endpoint. Example: `"https://api.example.com/oauth/token"`"""
     client_id_env: SecretName | None = None
+    """oauth2_client_credentials: name of the variable holding the client id."""
     client_secret_env: SecretName | None = None
+    """oauth2_client_credentials: name of the variable holding the client secret."""
     scope: str | None = None
+    """oauth2_client_credentials: the scope to ask for, if the provider wants one."""
 
     @model_validator(mode="before")
     @classmethod
@@ -165,15 +179,24 @@ class Endpoint(_Model):
     """One partner URL we probe to judge whether the integration is healthy."""
 
     id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+    """Unique within the partner; names the endpoint on the API health page. Example: `"health"`"""
     name: str | None = None
+    """Shown instead of the id."""
     path: ApiPath
+    """Below the partner's base_url. Example: `"/v1/balance"`"""
     method: Literal["GET", "HEAD"] = "GET"
+    """HTTP method of the probe."""
     # At most an hour: health.MAX_INTERVAL_S relies on it to bound its look-back.
     interval_seconds: Annotated[float, _between(0.1, 3600)] = 60
+    """Seconds between probes (at most an hour)."""
     timeout_seconds: Seconds = 10
+    """The probe's whole deadline; at most interval_seconds."""
     expected_status: Annotated[int, _between(100, 599)] = 200
+    """The HTTP status that counts as up."""
     expect_body_contains: str | None = None
+    """Text the body must contain to count as up. Example: `"ok"`"""
     auth: bool = True
+    """Send the partner's credentials with the probe."""
 
     @model_validator(mode="after")
     def _timeout_below_interval(self) -> Endpoint:
@@ -193,8 +216,11 @@ class MaintenanceWindow(_Model):
     """A window both partners agreed on; excluded from SLA uptime, shown separately."""
 
     start: datetime
+    """Start, with a UTC offset. Example: `2026-11-08T02:00:00+01:00`"""
     end: datetime
+    """End, with a UTC offset; after start."""
     title: str = "Scheduled maintenance"
+    """Shown on the API health and SLA pages."""
 
     @model_validator(mode="after")
     def _ordered(self) -> MaintenanceWindow:
@@ -210,18 +236,26 @@ class MaintenanceWindow(_Model):
 
 class SLA(_Model):
     uptime_target: Percent = 99.9
+    """Committed uptime in % (time-weighted, maintenance excluded)."""
     p95_latency_ms: Seconds | None = None
-    support_first_response_hours: Seconds | None = None  # median over tickets opened
-    incident_resolution_hours: Seconds | None = None  # every measured incident
+    """Committed p95 latency of successful probes, ms; none: not part of the SLA."""
+    support_first_response_hours: Seconds | None = None
+    """Committed median first response to support tickets, hours."""
+    incident_resolution_hours: Seconds | None = None
+    """Committed resolution time of every measured incident, hours."""
     maintenance_windows: list[MaintenanceWindow] = []
+    """Agreed maintenance, excluded from SLA uptime and shown separately."""
 
 
 class StatusPage(_Model):
     """A partner's public status page in Atlassian Statuspage v2 JSON shape."""
 
     url: str
+    """The partner's Statuspage v2 base URL (`…/api/v2/incidents.json` is read)."""
     interval_seconds: Seconds = 300
+    """Seconds between reads."""
     timeout_seconds: Seconds = 10
+    """Deadline of one read."""
 
 
 class FieldSpec(_Model):
@@ -239,11 +273,16 @@ class FieldSpec(_Model):
     """
 
     path: str | None = None
+    """Dotted path of the field in the partner's record. Example: `"metadata.merchant_id"`"""
     type: Literal["str", "int", "decimal", "minor_units", "datetime", "date", "upper",
                   "lower"] = "str"
+    """How to read the value (see the list above)."""
     values: dict[str, str] | None = None  # partner's value -> ours, e.g. succeeded = "success"
+    """The partner's values mapped to ours, after type conversion. Example: `{ succeeded = "success" }`"""
     const: str | int | float | bool | None = None
+    """A constant instead of a path: every record gets it. Example: `"card"`"""
     default: str | int | float | bool | None = None
+    """With a path: the value for records that lack the field or send null."""
 
     @model_validator(mode="after")
     def _path_or_const(self) -> FieldSpec:
@@ -270,17 +309,30 @@ class Pagination(_Model):
     """
 
     style: Literal["offset", "page", "cursor", "starting_after", "link_header", "next_url", "none"]
+    """How the list is paged (see the table in collectors.md)."""
     page_size: Annotated[int, Field(ge=1, le=10000)] = 100
+    """Records asked for per page (servers may send fewer)."""
     size_param: str | None = "limit"
+    """Query parameter carrying page_size; none sends no size (the server's default, often small). Example:
+    `"max"`"""
     offset_param: str = "offset"
+    """offset: the query parameter carrying the offset."""
     page_param: str = "page"
+    """page: the query parameter carrying the page number."""
     first_page: int = 1
+    """page: the number of the first page."""
     cursor_param: str = "cursor"
+    """cursor: the query parameter the cursor is sent back in."""
     cursor_path: str = "next_cursor"
+    """cursor: where the next cursor is in the body."""
     has_more_path: str = "has_more"
+    """starting_after: where the has-more flag is in the body."""
     next_url_path: str = "next"
+    """next_url: where the next page's URL is in the body."""
     id_field: str = "id"
+    """starting_after: the record field sent as starting_after."""
     max_pages: Annotated[int, Field(ge=1)] = 100_000
+    """The last guard against a server that never stops paging."""
 
 
 class Incremental(_Model):
@@ -294,43 +346,70 @@ class Incremental(_Model):
     than what it did."""
 
     cursor_field: str
+    """The record field the watermark follows (an update or creation time). Example: `"last_updated_date"`"""
     param: str
+    """Query parameter carrying the lower bound. Example: `"updated_since"`"""
     end_param: str | None = None
+    """Query parameter carrying an upper bound; enables backfill windows. Example: `"updated_before"`"""
     format: Literal["iso", "epoch", "date"] = "iso"
+    """How bounds are written: ISO-8601 UTC, epoch seconds, or a date."""
     order: Literal["ascending", "newest_first"] = "ascending"
+    """How the partner sorts the list (see collectors.md)."""
     lookback_seconds: Annotated[float, Field(ge=0)] = 3600
+    """Each run re-reads this far behind the watermark, for late corrections."""
     start: datetime | None = None
+    """Where the first run starts; none reads everything the partner offers."""
     chunk_days: Annotated[float, Field(gt=0)] = 7
+    """Backfill window length in days (with end_param)."""
 
 
 class Retry(_Model):
     max_attempts: Annotated[int, Field(ge=1, le=50)] = 6
+    """Attempts per request, the first included."""
     base_delay_seconds: Annotated[float, Field(ge=0)] = 0.5
+    """Backoff base: the n-th retry waits half to all of base × 2^(n-1)."""
     max_delay_seconds: Annotated[float, Field(ge=0)] = 30
+    """Cap of one backoff wait."""
     max_total_seconds: Annotated[float, Field(gt=0)] = 300
+    """Cap of all the waits of one request."""
 
 
 class Source(_Model):
     """A partner API list declared in config: no code needed for a common shape."""
 
     id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+    """Unique; names the runs, the watermark and the Data page's rows. Example: `"marketplace_orders"`"""
     resource: records.ResourceName
+    """The store table the records go to (columns listed below)."""
     path: ApiPath
+    """Below the partner's base_url. Example: `"/api/orders"`"""
     records_path: str = ""
+    """Where the list is in the body; empty: the body is the list. Example: `"data"`"""
     primary_key: list[str] | None = None
+    """Columns that identify a record; default: the table's key."""
     fields: dict[str, str | FieldSpec]
+    """Column -> a path string, or a table (path/type/values/const/default)."""
     params: dict[str, str | int | float | bool] = {}
+    """Query parameters sent with every request."""
     interval_seconds: Seconds = 900
+    """Seconds between runs."""
     timeout_seconds: Seconds = 30
+    """Deadline of one request."""
     auth: Auth | None = None
+    """Credentials for this source, when they differ from the partner's."""
     pagination: Pagination = Pagination(style="none")
+    """How the list is paged."""
     incremental: Incremental | None = None
+    """Read only what changed; none reads the whole list each run."""
     retry: Retry = Retry()
+    """Retries of one request."""
     degraded_quarantine_pct: Percent | None = None
+    """Overrides [collection] degraded_quarantine_pct for this source."""
     # For an API no declaration fits: "package.module:function", called as
     # function(client, source, params, notes) and yielding pages instead of the
     # built-in paginator; mapping, validation, upserts and watermarks stay the same.
     fetcher: Annotated[str, Field(pattern=r"^[\w.]+:\w+$")] | None = None
+    """`package.module:function` yielding pages, for an API no declaration fits."""
 
     @model_validator(mode="after")
     def _fields_fit_the_table(self) -> Source:
@@ -373,14 +452,24 @@ class UnknownPartnerError(KeyError):
 
 class Partner(_Model):
     id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+    """Unique, lower case; used in URLs, tokens and targets. Example: `"marketplace"`"""
     name: str
+    """Shown on every page. Example: `"Demo Marketplace"`"""
     role: Literal["marketplace", "payments", "logistics", "other"] = "other"
+    """Which KPI families apply: marketplace (conversion, returns, funnel), payments (payments, refunds,
+    support)."""
     base_url: str
+    """Where the partner's APIs live. Example: `"https://api.partner.example"`"""
     auth: Auth = Auth(type="none")
+    """Credentials for probes and sources."""
     endpoints: list[Endpoint] = []
+    """Probed endpoints."""
     sources: list[Source] = []
+    """Business-data lists (orders, payments, ...)."""
     statuspage: StatusPage | None = None
+    """The partner's public status page. Example: `{ url = "https://status.partner.example" }`"""
     sla: SLA = SLA()
+    """What the partner committed to."""
 
     @field_validator("base_url")
     @classmethod
@@ -404,11 +493,16 @@ class Target(_Model):
     """A KPI target for a partner, optionally for one period only (e.g. 2026-Q4)."""
 
     partner: str
+    """Partner id."""
     kpi: str
+    """KPI id (docs/kpis.md). Example: `"conversion_rate"`"""
     value: float
+    """The target, in the KPI's unit."""
     period: Annotated[str, Field(pattern=r"^\d{4}(-\d{2}|-Q[1-4]|-W\d{2})?$")] | None = None
+    """A period (`2026-Q4`, `2026-10`), a year (`2026`), or none for every period."""
     # Worse than the target but within this many percent of it is amber, beyond is red.
     amber_within_pct: Percent = 5.0
+    """Worse than the target but within this many percent of it is amber; beyond is red."""
 
     @field_validator("kpi")
     @classmethod
@@ -424,13 +518,18 @@ class Collection(_Model):
     """How collectors behave, shared by every source."""
 
     down_after_failures: Annotated[int, Field(ge=1, le=100)] = 3
+    """Consecutive failed probes before an endpoint is down."""
     misfire_grace_seconds: Seconds = 30
+    """How late a scheduled run may start and still run."""
     degraded_quarantine_pct: Percent = 1.0
+    """A run quarantining more than this share of its records is degraded."""
 
 
 class Partnership(_Model):
     name: str
+    """Shown on every page. Example: `"Demo Marketplace × Demo PayGate"`"""
     timezone: str = "UTC"
+    """IANA zone months and quarters are cut in. Example: `"Europe/Warsaw"`"""
 
     @field_validator("timezone")
     @classmethod
@@ -449,17 +548,26 @@ class Access(_Model):
     # builtin: users with passwords in the store (`partnerboard users`);
     # oidc: Streamlit's st.login against the provider in .streamlit/secrets.toml [auth].
     mode: Literal["builtin", "oidc"] = "builtin"
+    """The board's own sign-in, or Streamlit's st.login (OIDC)."""
     # OIDC: an email domain -> the partner its people belong to ("*" = both partners).
     domains: dict[str, str] = {}
+    """OIDC: email domain -> partner id, or `"*"` for both. Example: `{ "marketplace.example" =
+    "marketplace" }`"""
     # OIDC: the role of a mapped-domain user the store does not list by email.
     default_role: Literal["viewer", "editor", "admin"] = "viewer"
+    """OIDC: the role of a mapped-domain account that is not listed as a user."""
     session_hours: Annotated[float, _between(0.05, 24 * 30)] = 12
-    lockout_after: Annotated[int, Field(ge=1, le=100)] = 5  # consecutive failed sign-ins
+    """Built-in sessions end after this long."""
+    lockout_after: Annotated[int, Field(ge=1, le=100)] = 5
+    """Consecutive wrong passwords before an account locks."""
     lockout_minutes: Annotated[float, _between(0.01, 24 * 60)] = 15
+    """How long a locked account stays locked."""
     # Failed sign-ins from one client address within address_window_minutes, over every
     # account, before that address is refused with 429 (beside the per-account lockout).
     max_failures_per_address: Annotated[int, Field(ge=1, le=100_000)] = 20
+    """Failed sign-ins from one client address (any account) before it is answered 429."""
     address_window_minutes: Annotated[float, _between(0.01, 24 * 60)] = 15
+    """The window those failures are counted in."""
 
     @field_validator("domains")
     @classmethod
@@ -473,11 +581,15 @@ class Server(_Model):
     # The address people open, e.g. "https://board.example.com": cross-site checks accept
     # requests from this origin beside the Host the request names.
     public_url: str | None = None
+    """The origin people open; cross-site checks accept it beside the request's Host. Example:
+    `"https://board.example.com"`"""
     # Addresses of reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed
     # (the client address in the audit log and the per-address sign-in limit). Empty: none,
     # the connection's own address counts. "*" trusts every peer (only behind a proxy that
     # is the sole way in).
     trusted_proxies: list[str] = []
+    """Reverse proxies (addresses or networks, or `"*"`) whose X-Forwarded-For is believed. Example:
+    `["10.0.0.5"]`"""
 
     @field_validator("public_url")
     @classmethod
@@ -489,11 +601,17 @@ class Server(_Model):
 
 class Config(_Model):
     partnership: Partnership
+    """Who the partnership is."""
     collection: Collection = Collection()
+    """How collectors behave."""
     access: Access = Access()
+    """Who may sign in and how."""
     server: Server = Server()
+    """How the board is reached."""
     partners: Annotated[list[Partner], Field(min_length=1)]
+    """The partners (two is the common case)."""
     targets: list[Target] = []
+    """KPI targets (the board's own targets page can set more)."""
 
     @model_validator(mode="after")
     def _references(self) -> Config:
