@@ -89,7 +89,10 @@ class PartnerClient:
         *,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        observe: Callable[[httpx.Response], None] | None = None,
     ) -> None:
+        """``observe`` sees every response (with its request) as it arrives: ``check-source``
+        prints the requests it sent from there."""
         self.base_url = base_url.rstrip("/")
         self.retry = retry
         self.stats = FetchStats()
@@ -101,6 +104,7 @@ class PartnerClient:
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
             follow_redirects=True,
             trust_env=False,
+            event_hooks={"response": [observe]} if observe else None,
         )
 
     def close(self) -> None:

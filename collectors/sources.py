@@ -75,6 +75,19 @@ class SourceRun:
         return "; ".join(f"{reason} ({count})" for reason, count in self.reasons.most_common(n))
 
 
+def request_params(source: Source, watermark: str | None, since: datetime | None = None,
+                   until: datetime | None = None) -> dict[str, Any]:
+    """The query parameters of a run's first request: the source's own, and the incremental
+    bounds (from ``watermark - lookback``, or ``since``, up to ``until``)."""
+    params: dict[str, Any] = dict(source.params)
+    inc = source.incremental
+    if inc is not None:
+        params[inc.param] = format_cursor(_lower_bound(inc, watermark, since), inc.format)
+        if until is not None and inc.end_param:
+            params[inc.end_param] = format_cursor(until, inc.format)
+    return params
+
+
 def _lower_bound(inc: Incremental, watermark: str | None, since: datetime | None) -> datetime:
     if since is not None:
         return since
@@ -157,13 +170,9 @@ def _collect(conn, partner_id: str, source: Source, client: PartnerClient, run_i
     inc = source.incremental
     table = schema.RESOURCE_TABLES[source.resource]
     used = used_top_level_fields(source)
-    params: dict[str, Any] = dict(source.params)
     watermark = runs.get_watermark(conn, source.id)
     highest = datetime.fromisoformat(watermark) if watermark else None
-    if inc is not None:
-        params[inc.param] = format_cursor(_lower_bound(inc, watermark, since), inc.format)
-        if until is not None and inc.end_param:
-            params[inc.end_param] = format_cursor(until, inc.format)
+    params = request_params(source, watermark, since, until)
     stamp = {"run_id": run_id, "collected_at": timeutil.to_db(timeutil.utcnow())}
     pages = load_fetcher(source.fetcher) if source.fetcher else walk
     for page in pages(client, source, params, notes):

@@ -109,6 +109,72 @@ def check_config(config: ConfigOpt = None) -> None:
     )
     for warning in missing_secrets(_secret_names(cfg)):
         typer.secho(f"{path.name}: warning: {warning}", err=True, fg="yellow")
+    if sources:
+        typer.echo("A valid file can still map a partner's records wrongly: try each source with "
+                   "`partnerboard check-source ID` (read-only) before trusting it.")
+
+
+@app.command("check-source")
+def check_source(
+    source: Annotated[str, typer.Argument(help="Source id from the config, e.g. marketplace_orders")],
+    pages: Annotated[int, typer.Option(min=1, max=50, help="Pages to fetch")] = 1,
+    since: Annotated[str | None, typer.Option(
+        help="Incremental lower bound (default: the source's start, as a first run)")] = None,
+    rows: Annotated[int, typer.Option(min=0, help="Mapped records to print")] = 10,
+    config: ConfigOpt = None,
+) -> None:
+    """Fetch a source's first page(s) with its real auth, paging and mapping, and show what
+    would be stored, what would be quarantined and why, unused fields and the requests
+    sent (secrets scrubbed). Writes nothing; runs beside a board that owns the store.
+    Exit 0 when the mapping holds, 1 when a request failed or records would be quarantined
+    beyond the degraded threshold."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from collectors.check_source import check_source as run_check
+
+    logs.setup("WARNING")
+    cfg = _load(config)
+    try:
+        partner, src = cfg.source(source)
+    except KeyError as exc:
+        raise _fail(f"partnerboard check-source: {exc.args[0]}") from None
+    start = _when(since, cfg, "--since") if since else None
+    out = Console(highlight=False, soft_wrap=True, width=160)
+    out.print(f"check-source {src.id}: {partner.name}, table {src.resource}; nothing is written")
+    found = run_check(cfg, src.id, pages=pages, since=start)
+    for i, r in enumerate(found.requests, 1):
+        out.print(f"request {i}: {r.method} {r.url} -> HTTP {r.status}", markup=False)
+        out.print("  headers: " + ", ".join(f"{k}: {v}" for k, v in r.headers.items()), markup=False)
+    if found.error:
+        typer.secho(f"check-source {src.id}: {found.error}", err=True, fg="red")
+        raise typer.Exit(1)
+    out.print(f"read {found.read} records on {len(found.page_sizes)} page(s): {len(found.mapped)} map "
+              f"cleanly, {len(found.rejected)} would go to quarantine ({found.rejected_pct:.1f} %)")
+    if found.mapped and rows:
+        columns = list(found.mapped[0])
+        table = Table(*columns, title=f"the first {min(rows, len(found.mapped))} records as stored")
+        for row in found.mapped[:rows]:
+            table.add_row(*("" if row[c] is None else scrub(str(row[c])) for c in columns))
+        out.print(table)
+    if found.rejected:
+        out.print("would be quarantined:")
+        examples = {}
+        for reason, raw in found.rejected:
+            examples.setdefault(reason, raw)
+        for reason, count in found.reasons().most_common(10):
+            out.print(f"  {count} × {reason}", markup=False)
+            out.print("      e.g. " + scrub(json.dumps(examples[reason], default=str))[:300], markup=False)
+    if found.drift:
+        out.print("fields the mapping does not use (drift; map them if they matter): "
+                  + ", ".join(sorted(found.drift)), markup=False)
+    for note in found.notes:
+        out.print(f"note: {note}", markup=False)
+    allowed = src.degraded_quarantine_pct
+    allowed = cfg.collection.degraded_quarantine_pct if allowed is None else allowed
+    raise typer.Exit(1 if found.rejected_pct > allowed else 0)
 
 
 @app.command()

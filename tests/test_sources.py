@@ -521,3 +521,49 @@ def test_a_naive_mapping_makes_a_degraded_run_with_the_reasons(bsim, store, env_
                                          fields={"status": {"path": "order_state", "type": "lower"}}),
                       "marketplace_orders")
     assert fine.status == "success" and fine.rejected == 0
+
+
+# --- check-source: try a source before trusting it (issue 12, item 4) ----------------------
+
+def test_check_source_shows_mapping_quarantine_drift_and_requests_and_writes_nothing(
+        bsim, tokens, tmp_path) -> None:
+    """The naive first try of a Mirakl-style list: upper-case states left unmapped, the page
+    size sent under a name the partner ignores. check-source says both, with the requests it
+    sent and without a secret or a store."""
+    import subprocess
+    import sys
+    import tomllib
+
+    from tests.conftest import config_toml, to_toml
+    from tests.test_server import _env
+
+    data = tomllib.loads(config_toml(bsim.base_url))
+    orders = next(x for p in data["partners"] for x in p.get("sources", [])
+                  if x["id"] == "marketplace_orders")
+    orders["fields"]["status"] = "order_state"
+    orders["pagination"]["size_param"] = "max"  # this partner reads `limit`: it sends its default 50
+    cfg = tmp_path / "partners.toml"
+    cfg.write_text(to_toml(data))
+    run = subprocess.run([sys.executable, "-m", "partnerboard.cli", "check-source", "marketplace_orders",
+                          "--pages", "2", "--rows", "3", "--config", str(cfg)], cwd=tmp_path,
+                         capture_output=True, text=True, env=_env(tokens), timeout=120)
+    out = run.stdout + run.stderr
+    assert run.returncode == 1, out
+    assert "request 1: GET " in out and "max=100" in out and "authorization: [REDACTED]" in out
+    assert "read 100 records on 2 page(s): 0 map cleanly, 100 would go to quarantine" in out
+    assert "status: 'DELIVERED' is not one of created|paid|shipped|delivered|cancelled" in out
+    assert "pages of 50 records while more follow, though page_size is 100 (sent as `max`)" in out
+    for secret in tokens.values():
+        assert secret not in out
+    assert not list(tmp_path.glob("**/*.duckdb")), "nothing was written"
+
+    # The fixed mapping: clean, exit 0, the records shown as they would be stored.
+    orders["fields"]["status"] = {"path": "order_state", "type": "lower"}
+    orders["pagination"]["size_param"] = "limit"
+    cfg.write_text(to_toml(data))
+    fixed = subprocess.run([sys.executable, "-m", "partnerboard.cli", "check-source", "marketplace_orders",
+                            "--config", str(cfg)], cwd=tmp_path, capture_output=True, text=True,
+                           env=_env(tokens), timeout=120)
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert "100 map cleanly, 0 would go to quarantine" in fixed.stdout
+    assert "the first 10 records as stored" in fixed.stdout
