@@ -207,8 +207,18 @@ def generate(bench: BenchStore) -> None:
 
 
 def seed_coverage(con, start: datetime) -> None:
-    """What the collectors would have recorded about their sources: nothing yet (the
-    store's coverage table arrives with a later schema version, which fills this in)."""
+    """What the collectors' runs would have recorded about their sources: each table is
+    covered from its earliest record (``partnerboard.core.coverage``), so the KPI engine
+    finds the coverage instead of scanning for it, and says *no data* before it."""
+    for table, column in (("orders", "created_at"), ("returns", "created_at"),
+                          ("merchants", "applied_at"), ("payments", "created_at"),
+                          ("refunds", "created_at"), ("tickets", "opened_at"),
+                          ("traffic", "CAST(day AS TIMESTAMP) - INTERVAL 2 HOUR")):
+        con.execute(f"""
+            INSERT INTO source_coverage (source, partner_id, resource, covered_from, run_id, updated_at)
+            SELECT partner_id || '_{table}', partner_id, '{table}', min({column}), 'bench', now()
+            FROM {table} GROUP BY partner_id
+        """)
 
 
 # Probe numbers per period: constant bounds per branch (so DuckDB prunes row groups by
@@ -266,7 +276,8 @@ ic AS (SELECT p.name, partner_id, count(*) n FROM periods p JOIN incidents
 mt AS (SELECT p.name, partner_id, avg(duration_s) / 60 mttr FROM periods p JOIN incidents
        ON origin = 'measured' AND resolved_at >= p.s AND resolved_at < p.e GROUP BY ALL)
 SELECT name, partner_id, k, v FROM (
-    SELECT name, partner_id, o.n * 100.0 / tr.sessions conversion_rate, o.gmv, o.gmv / o.kept aov,
+    SELECT name, partner_id, o.n * 100.0 / tr.sessions conversion_rate, o.n order_count,
+           (o.n - o.kept) * 100.0 / o.n cancellation_rate, o.gmv, o.gmv / o.kept aov,
            rt.cost returns_cost_total, rt.cost / o.kept returns_cost_per_order,
            rt.kept * 100.0 / dl.delivered return_rate, o.merchants merchants_active
     FROM o LEFT JOIN tr USING (name, partner_id) LEFT JOIN rt USING (name, partner_id)
@@ -283,10 +294,11 @@ UNION ALL SELECT name, partner_id, k, v FROM (
            tk.median_h support_first_response
     FROM pm LEFT JOIN tk USING (name, partner_id)
 ) UNPIVOT (v FOR k IN (COLUMNS(* EXCLUDE (name, partner_id))))
-UNION ALL  -- refunds: 0, not unknown, for a partner that has payments at all
+UNION ALL  -- refunds: 0, not unknown, in periods the refunds were collected for
 SELECT p.name, pp.partner_id, 'refund_amount', coalesce(rf.amount, 0)
-FROM periods p CROSS JOIN (SELECT DISTINCT partner_id FROM payments) pp
+FROM periods p CROSS JOIN (SELECT partner_id, min(created_at) first_refund FROM refunds GROUP BY ALL) pp
 LEFT JOIN rf ON rf.name = p.name AND rf.partner_id = pp.partner_id
+WHERE p.s >= pp.first_refund
 UNION ALL SELECT name, partner_id, k, v FROM (
     SELECT name, partner_id, least(100, (observed - coalesce(down, 0)) * 100 / observed) uptime,
            q[1] latency_p50, q[2] latency_p95, q[3] latency_p99,

@@ -20,13 +20,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from collectors.auth import build_auth
 from collectors.cursors import cursor_value, format_cursor
 from collectors.http import PartnerClient
 from collectors.mapping import BadRecord, map_record, used_top_level_fields
 from collectors.pagination import WalkNotes, walk
-from partnerboard.core import quarantine, runs, schema, timeutil
+from partnerboard.core import coverage, quarantine, runs, schema, timeutil
 from partnerboard.core.config import Config, Incremental, Source
 from partnerboard.core.secrets import scrub
 from partnerboard.core.store import Store
@@ -121,7 +122,7 @@ def run_source(
         client = make_client(partner.base_url, auth, source.retry, source.timeout_seconds)
         with store.engine.begin() as conn:
             result.watermark = _collect(conn, partner.id, source, client, run.id, result, notes,
-                                        drift, since, until)
+                                        drift, since, until, config.tz)
         allowed = source.degraded_quarantine_pct
         allowed = config.collection.degraded_quarantine_pct if allowed is None else allowed
         if result.rejected_pct > allowed:
@@ -166,13 +167,19 @@ def run_source(
 
 def _collect(conn, partner_id: str, source: Source, client: PartnerClient, run_id: str,
              result: SourceRun, notes: WalkNotes, drift: set[str], since: datetime | None,
-             until: datetime | None) -> str | None:
+             until: datetime | None, tz: ZoneInfo) -> str | None:
+    started = timeutil.utcnow()
     inc = source.incremental
     table = schema.RESOURCE_TABLES[source.resource]
     used = used_top_level_fields(source)
     watermark = runs.get_watermark(conn, source.id)
     highest = datetime.fromisoformat(watermark) if watermark else None
     params = request_params(source, watermark, since, until)
+    # Asked from a stated start (a backfill's --since, or incremental.start on a first run):
+    # the source covers from there even where the partner had nothing.
+    explicit_from = since if since is not None else (
+        inc.start if inc is not None and watermark is None and inc.start is not None else None)
+    earliest: datetime | None = None
     stamp = {"run_id": run_id, "collected_at": timeutil.to_db(timeutil.utcnow())}
     pages = load_fetcher(source.fetcher) if source.fetcher else walk
     for page in pages(client, source, params, notes):
@@ -191,6 +198,9 @@ def _collect(conn, partner_id: str, source: Source, client: PartnerClient, run_i
                     result.quarantined += 1
                 continue
             rows[tuple(row[k] for k in source.key)] = row  # last (newest) copy wins
+            when = coverage.record_time(source.resource, row, tz)
+            if when is not None and (earliest is None or when < earliest):
+                earliest = when
             if inc is not None:
                 cursor = cursor_value(raw, inc)
                 if cursor is not None and (highest is None or cursor > highest):
@@ -198,6 +208,8 @@ def _collect(conn, partner_id: str, source: Source, client: PartnerClient, run_i
         counts = upsert(conn, table, list(rows.values()), key=source.key,
                         scope={"partner_id": partner_id}, stamp=stamp)
         result.counts.add(counts)
+    coverage.extend(conn, source=source.id, partner_id=partner_id, resource=source.resource,
+                    run_id=run_id, explicit_from=explicit_from, earliest=earliest, started=started)
     if inc is not None and inc.order == "newest_first" and notes.stopped_early:
         # A newest-first walk that stopped early read the newest records and not the older
         # ones behind them: moving the watermark to the newest would skip those for good.

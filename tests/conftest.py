@@ -240,3 +240,21 @@ def shown(markdown: str) -> str:
     import re
 
     return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown).replace("\u200b", "")
+
+
+def cover(conn: Any, partner_id: str, resource: str, since: Any = None) -> None:
+    """Record that a source of ``partner_id`` has covered ``resource`` since ``since``
+    (default 2024-01-01 UTC), as a collector's successful runs would: hand-made fixtures
+    stand for collected data, and the KPI engine says *no data* before coverage."""
+    from datetime import datetime
+
+    import sqlalchemy as sa
+
+    from partnerboard.core import schema
+
+    c = schema.source_coverage
+    source = f"{partner_id}_{resource} (test fixture)"
+    if conn.execute(sa.select(c.c.source).where(c.c.source == source)).first() is None:
+        conn.execute(c.insert().values(source=source, partner_id=partner_id, resource=resource,
+                                       covered_from=since or datetime(2024, 1, 1), run_id="fixture",
+                                       updated_at=datetime(2026, 11, 1)))

@@ -12,7 +12,7 @@ from partnerboard.core import annotations, csv_export, kpi_engine, report, schem
 from partnerboard.core.access import User
 from partnerboard.core.config import parse_config
 from partnerboard.core.periods import parse
-from tests.conftest import config_dict
+from tests.conftest import config_dict, cover
 
 CFG = parse_config(config_dict("http://127.0.0.1:9"))
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
@@ -70,6 +70,8 @@ def _seed(store) -> None:
             "status": "paid", "amount": 100 + i, "currency": "PLN",
             "created_at": datetime(2026, 10, 3, 10), "updated_at": datetime(2026, 10, 3, 10),
             "run_id": "r", "collected_at": datetime(2026, 10, 4)} for i in range(10)])
+        for table in ("traffic", "orders"):
+            cover(conn, "marketplace", table)
         annotations.add(conn, CFG, annotations.NewAnnotation(
             date(2026, 10, 5), "=cmd|' /C calc'!A0 courier strike", "marketplace", "gmv"),
             actor=User("ann@marketplace.example", "editor", "marketplace"))

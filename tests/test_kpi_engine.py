@@ -13,7 +13,7 @@ from partnerboard.core import health, kpi_engine, merchant_funnel, schema, timeu
 from partnerboard.core.config import parse_config
 from partnerboard.core.kpis import KPIS, VALUE_KPIS, render_markdown
 from partnerboard.core.periods import parse
-from tests.conftest import REPO, config_dict
+from tests.conftest import REPO, config_dict, cover
 
 CFG = parse_config(config_dict("http://127.0.0.1:9") | {"targets": [
     {"partner": "marketplace", "kpi": "conversion_rate", "value": 2.5},
@@ -29,11 +29,15 @@ def utc(*args: int) -> datetime:
 
 
 def insert(store, table, rows: list[dict]) -> None:
+    """Rows as a collector would have stored them, with the coverage its runs record."""
     def db(v):
         return timeutil.to_db(v) if isinstance(v, datetime) and v.tzinfo else v
 
     with store.engine.begin() as conn:
         conn.execute(table.insert(), [{k: db(v) for k, v in row.items()} | STAMP for row in rows])
+        if table.name in schema.RESOURCE_TABLES:
+            for partner_id in {row["partner_id"] for row in rows}:
+                cover(conn, partner_id, table.name)
 
 
 def order(i: int, created: datetime, *, status: str = "paid", amount: str = "100.00",

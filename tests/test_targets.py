@@ -18,7 +18,7 @@ from partnerboard.core import store as store_mod
 from partnerboard.core.access import Forbidden, User, cli_user
 from partnerboard.core.config import load_config, parse_config
 from partnerboard.core.periods import parse
-from tests.conftest import config_dict, config_toml, open_page, shown
+from tests.conftest import config_dict, config_toml, cover, open_page, shown
 
 CFG = parse_config(config_dict("http://127.0.0.1:9") | {"targets": [
     {"partner": "marketplace", "kpi": "conversion_rate", "value": 2.5},
@@ -42,6 +42,8 @@ def _sales(store: store_mod.Store, sessions: int = 100, orders: int = 5) -> None
             "partner_id": "marketplace", "id": f"O{i}", "merchant_id": "S1", "channel": "organic",
             "status": "paid", "amount": Decimal("100.00"), "currency": "PLN", "created_at": created,
             "updated_at": created} | STAMP for i in range(orders)])
+        for table in ("traffic", "orders"):
+            cover(conn, "marketplace", table)
 
 
 def _row(conn, config, kpi: str, label: str = "2026-10") -> pd.Series:

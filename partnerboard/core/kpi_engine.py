@@ -17,8 +17,8 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from partnerboard.core import coverage, health, schema
 from partnerboard.core import filters as flt
-from partnerboard.core import health, schema
 from partnerboard.core.config import Config, Partner
 from partnerboard.core.filters import Filters
 from partnerboard.core.kpis import BY_ID, VALUE_KPIS, applies_to
@@ -121,6 +121,8 @@ def _marketplace(conn: Connection, pids: list[str], windows: Sequence[Window], f
             m_ = merchants.get(key)
             out[key] = {
                 "conversion_rate": ratio(n_orders, sessions[key].n if key in sessions else None, 100),
+                "order_count": float(n_orders),
+                "cancellation_rate": ratio(n_orders - n_kept, n_orders, 100),
                 "gmv": gmv,
                 "aov": ratio(o_.gmv if o_ else None, n_kept),
                 "returns_cost_total": cost,
@@ -226,8 +228,33 @@ def _compute(conn: Connection, partners: Sequence[Partner], periods: Sequence[Pe
             for key, found in family(conn, pids, windows, filters).items():
                 values[key].update(found)
     roles = {p.id: p.role for p in partners}
-    return {key: {k.id: found.get(k.id) for k in VALUE_KPIS if applies_to(k, roles[key[0]])}
+    missing = _uncovered(conn, partners, windows, tz)
+    return {key: {k.id: None if (key[0], key[1], k.id) in missing else found.get(k.id)
+                  for k in VALUE_KPIS if applies_to(k, roles[key[0]])}
             for key, found in values.items()}
+
+
+BUSINESS_TABLES = frozenset(schema.RESOURCE_TABLES)
+
+
+def _uncovered(conn: Connection, partners: Sequence[Partner], windows: Sequence[Window],
+               tz: Any) -> set[tuple[str, str, str]]:
+    """(partner, period label, KPI) that must be *no data*: a table the KPI needs has no
+    configured source for the partner, or the period starts before what the sources of
+    that table have covered (``coverage``). Not 0: nobody has read those records."""
+    reach = coverage.covered_from(conn, [p.id for p in partners], tz)
+    out = set()
+    for partner in partners:
+        collected = {s.resource for s in partner.sources}
+        for kpi in VALUE_KPIS:
+            needed = [t for t in kpi.sources if t in BUSINESS_TABLES]
+            if not needed or not applies_to(kpi, partner.role):
+                continue
+            for w in windows:
+                if any(t not in collected or (partner.id, t) not in reach or w.start < reach[(partner.id, t)]
+                       for t in needed):
+                    out.add((partner.id, w.period.label, kpi.id))
+    return out
 
 
 def compute(conn: Connection, partner: Partner, period: Period, tz: Any) -> dict[str, float | None]:

@@ -38,6 +38,12 @@ KPIS: tuple[Kpi, ...] = (
     Kpi("conversion_rate", "Marketplace conversion", "conversion", "marketplace", "%", "higher",
         "100 × Σ orders created in the period ÷ Σ sessions of the period's days",
         ("orders", "traffic")),
+    Kpi("order_count", "Orders", "conversion", "marketplace", "count", "higher",
+        "number of orders created in the period, cancelled orders included (what partners "
+        "call \"orders\")", ("orders",)),
+    Kpi("cancellation_rate", "Cancellation rate", "conversion", "marketplace", "%", "lower",
+        "100 × orders created in the period whose status is cancelled ÷ all orders created in "
+        "the period", ("orders",)),
     Kpi("gmv", "Gross merchandise value", "conversion", "marketplace", "PLN", "higher",
         "Σ amount of orders created in the period, cancelled orders excluded", ("orders",)),
     Kpi("aov", "Average order value", "conversion", "marketplace", "PLN", "higher",
@@ -126,7 +132,8 @@ BY_ID: dict[str, Kpi] = {k.id: k for k in KPIS}
 # no merchant; merchants have a segment but no channel; probes have neither.
 _BOTH: tuple[Dimension, ...] = ("channel", "segment")
 SPLITS: dict[str, tuple[Dimension, ...]] = {
-    "conversion_rate": ("channel",), "gmv": _BOTH, "aov": _BOTH, "payment_success_rate": _BOTH,
+    "conversion_rate": ("channel",), "order_count": _BOTH, "cancellation_rate": _BOTH,
+    "gmv": _BOTH, "aov": _BOTH, "payment_success_rate": _BOTH,
     "returns_cost_total": _BOTH, "returns_cost_per_order": _BOTH, "return_rate": _BOTH,
     "refund_amount": _BOTH, "merchants_active": _BOTH, "support_first_response": ("segment",),
     **{k: ("segment",) for k in ("merchants_applied", "merchants_verified", "merchants_integrated",

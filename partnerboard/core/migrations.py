@@ -133,6 +133,26 @@ def _v11_optional_payment_columns(conn: Connection) -> None:
         conn.execute(sa.text(f"ALTER TABLE payments ALTER COLUMN {column} DROP NOT NULL"))
 
 
+def _v12_source_coverage(conn: Connection) -> None:
+    """v12: what each source has covered, so a KPI is *no data* before it (not 0). A store
+    collected before is seeded from its data: per partner and table, the earliest record,
+    under a source named after the table (the next successful run of the real source sets
+    its own row)."""
+    schema.source_coverage.create(conn, checkfirst=True)
+    now = timeutil.to_db(timeutil.utcnow())
+    for resource, table in schema.RESOURCE_TABLES.items():
+        if resource == "traffic":
+            continue  # local days: coverage.covered_from derives it with the partnership's zone
+        column = table.c[schema.RECORD_TIME[resource]]
+        for partner_id, earliest in conn.execute(
+                sa.select(table.c.partner_id, sa.func.min(column)).group_by(table.c.partner_id)).all():
+            if earliest is None:
+                continue
+            conn.execute(schema.source_coverage.insert().values(
+                source=f"{partner_id}:{resource} (before v12)", partner_id=partner_id, resource=resource,
+                covered_from=earliest, run_id="v12", updated_at=now))
+
+
 # Step N upgrades a database at version N-1 to version N. Append only; never edit.
 STEPS: dict[int, Callable[[Connection], None]] = {
     2: _v2_indexes,
@@ -145,6 +165,7 @@ STEPS: dict[int, Callable[[Connection], None]] = {
     9: _v9_audit_scope,
     10: _v10_audit_index,
     11: _v11_optional_payment_columns,
+    12: _v12_source_coverage,
 }
 LATEST = max(STEPS)
 

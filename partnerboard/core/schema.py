@@ -346,3 +346,20 @@ RESOURCE_TABLES: dict[str, sa.Table] = {
     "orders": orders, "traffic": traffic, "returns": returns, "merchants": merchants,
     "payments": payments, "refunds": refunds, "tickets": tickets,
 }
+# The time that places a record in a period (what "covered from" is measured in).
+RECORD_TIME: dict[str, str] = {
+    "orders": "created_at", "traffic": "day", "returns": "created_at", "merchants": "applied_at",
+    "payments": "created_at", "refunds": "created_at", "tickets": "opened_at",
+}
+
+source_coverage = sa.Table(
+    "source_coverage",
+    metadata,
+    sa.Column("source", sa.String(128), primary_key=True),
+    sa.Column("partner_id", sa.String(64), nullable=False),
+    sa.Column("resource", sa.String(32), nullable=False),
+    sa.Column("covered_from", sa.DateTime, nullable=False,
+              comment="UTC: from here on the source has delivered what the partner has (v12)"),
+    sa.Column("run_id", sa.String(36), nullable=False, comment="the run that set covered_from"),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+)
