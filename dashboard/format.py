@@ -34,8 +34,13 @@ def local_time(ts: datetime, tz: ZoneInfo, *, seconds: bool = False) -> str:
 
 
 UNIT_DIGITS = {"%": 2, "PLN": 2, "count": 0, "ms": 0, "min": 1, "h": 1, "d": 1}
-STATUS_BADGES = {"green": "🟢 on target", "amber": "🟡 near target", "red": "🔴 off target",
-                 "no data": "⬜ no data", "no target": "◻️ no target"}
+# Streamlit's own badges (markdown directives): colour and words, no emoji, which Debian's
+# Chromium (and any machine without an emoji font) shows as empty boxes.
+STATUS_BADGES = {"green": ":green-badge[on target]", "amber": ":orange-badge[near target]",
+                 "red": ":red-badge[off target]", "no data": ":gray-badge[no data]",
+                 "no target": ":gray-badge[no target]"}
+VERDICT_BADGES = {"met": ":green-badge[SLA met]", "breached": ":red-badge[SLA breached]",
+                  "no data": ":gray-badge[SLA: no data]"}
 
 
 def kpi_value(value: float | None, unit: str) -> str:
@@ -50,7 +55,13 @@ def kpi_value(value: float | None, unit: str) -> str:
 
 
 def status_badge(status: str) -> str:
+    """A KPI status as a badge for markdown (captions, markdown), in words and colour."""
     return STATUS_BADGES.get(status, status)
+
+
+def verdict_badge(verdict: str) -> str:
+    """An SLA verdict as a badge for markdown."""
+    return VERDICT_BADGES.get(verdict, verdict)
 
 
 def without_attrs(df: pd.DataFrame) -> pd.DataFrame:

@@ -617,6 +617,7 @@ def demo(
 
     tokens_from_env(generate_missing=True)  # shared with the child through the environment
     _demo_account(config, database, port)
+    _demo_history(config, database)
     sim = subprocess.Popen(
         [sys.executable, "-m", "partnerboard.cli", "simulate", "--port", str(sim_port),
          "--demo-blips"],
@@ -654,6 +655,22 @@ def _demo_account(config: str | None, database: str | None, port: int) -> None:
     typer.secho(f"\nSign in at http://127.0.0.1:{port} as {DEMO_EMAIL} with password {password}\n"
                 "(an admin of both partners; add people with `partnerboard users add` or on the "
                 "Users page)\n", fg="green", bold=True)
+
+
+def _demo_history(config: str | None, database: str | None, days: int = 90) -> None:
+    """90 days of simulated probe history, so the SLA pages have past months (once: a
+    restart finds the history and imports nothing)."""
+    from partnerboard.core.store import close_all
+    from partnerboard.demo import import_probe_history
+
+    cfg = _load(config)
+    store = _open_store(database_url(database), "demo")
+    typer.echo(f"Probe history for the SLA pages: {days} days from the simulator's outage schedule "
+               "(the first start takes about a minute)...")
+    written = import_probe_history(store, cfg, days=days)
+    close_all()
+    if any(written.values()):
+        typer.echo("  imported " + ", ".join(f"{p}: {n:,} probes" for p, n in written.items()))
 
 
 def _wait_for(url: str, proc: subprocess.Popen, timeout: float = 20.0) -> None:

@@ -193,7 +193,7 @@ def _conversion_caption(at) -> str:
 def test_an_editor_sets_a_target_and_the_board_the_trend_and_the_csv_use_it(board_env) -> None:
     url, cfg = board_env
     board = open_page("views/board.py", period="2026-10", title="Board")
-    assert _conversion_caption(board).startswith("🟢 on target · target 2.50 %")
+    assert _conversion_caption(board).startswith(":green-badge[on target] · target 2.50 %")
 
     at = open_page("views/targets.py", title="Targets", user="editor@marketplace.example", role="editor",
                    partner_id="marketplace")
@@ -214,7 +214,7 @@ def test_an_editor_sets_a_target_and_the_board_the_trend_and_the_csv_use_it(boar
     assert mine.Source.startswith("board · editor@marketplace.example · ")
 
     board = open_page("views/board.py", period="2026-10", title="Board")
-    assert _conversion_caption(board).startswith("🔴 off target · target 97.50 %")
+    assert _conversion_caption(board).startswith(":red-badge[off target] · target 97.50 %")
     september = open_page("views/board.py", period="2026-09", title="Board")
     assert " · target 2.50 %" in _conversion_caption(september), "other periods keep the file's target"
 

@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import context, filter_picker, freshness, gate, period_picker, queries
-from dashboard.format import kpi_value, local_time, status_badge
+from dashboard.format import kpi_value, local_time, status_badge, verdict_badge
 from dashboard.literal import failure, md
 from partnerboard.core.kpis import BY_ID
 
@@ -68,9 +68,7 @@ for col, partner in zip(columns, cfg.partners, strict=False):
         st.subheader(partner.name)
         if partner.id in verdicts:
             verdict, breaches = verdicts[partner.id]
-            text = {"met": "✅ SLA met", "breached": "❌ SLA breached",
-                    "no data": "⬜ SLA: no data"}.get(verdict, verdict)
-            st.markdown(f"**{text}** · {period.label}")
+            st.markdown(f"{verdict_badge(verdict)} · {period.label}")
             if breaches:
                 st.caption(f"Breaches: {breaches}")
         rows = frame[frame.partner_id == partner.id] if not frame.empty else frame

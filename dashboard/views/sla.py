@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import context, gate, period_picker, queries
-from dashboard.format import kpi_value, local_time
+from dashboard.format import kpi_value, local_time, verdict_badge
 from dashboard.literal import failure, md
 
 cfg = context.config()
@@ -35,7 +35,7 @@ for partner in cfg.partners:
         st.info("No SLA numbers yet.")
         continue
     verdict = rows.loc["verdict"]
-    st.markdown(f"**Verdict: {verdict.status}**")
+    st.markdown(f"**Verdict:** {verdict_badge(verdict.status)}")
     checks = rows[rows.index.isin(["uptime", "latency_p95", "support_first_response",
                                    "incident_resolution"])]
     cols = st.columns(max(1, len(checks)))

@@ -1,0 +1,63 @@
+"""Issue 12, item 10: the demo starts with SLA history, derived from the simulator's own
+seeded outage schedule (the one its status page reports), through the real probe writer."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+
+from partnerboard.core import schema, sla
+from partnerboard.core.config import parse_config
+from partnerboard.core.periods import parse
+from partnerboard.demo import import_probe_history
+from simulator.schedule import BACKGROUND, disruptions
+from tests.conftest import config_dict
+
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+DAYS = 14
+
+
+def test_imported_history_follows_the_outage_schedule_and_gives_sla_verdicts(store) -> None:
+    config = parse_config(config_dict("http://127.0.0.1:9"))
+    written = import_probe_history(store, config, days=DAYS, now=NOW)
+    per_endpoint = DAYS * 24 * 60
+    assert written == {"marketplace": 2 * per_endpoint, "payments": 2 * per_endpoint}
+    assert import_probe_history(store, config, days=DAYS, now=NOW) == {"marketplace": 0, "payments": 0}, \
+        "a restart imports nothing twice"
+
+    r, inc = schema.collector_runs, schema.incidents
+    with store.engine.connect() as conn:
+        history = conn.execute(sa.select(r.c.source, r.c.trigger, r.c.status, r.c.notes)).all()
+        measured = conn.execute(sa.select(inc.c.partner_id, inc.c.endpoint_id, inc.c.started_at,
+                                          inc.c.resolved_at).where(inc.c.origin == "measured")).all()
+        verdict = sla.verdict(conn, config, config.partner("payments"), parse("2026-11-09..2026-11-20"))
+    assert {(h.source, h.trigger, h.status) for h in history} == {
+        ("probe:marketplace", "simulated", "success"), ("probe:payments", "simulated", "success")}
+    assert all("simulated history" in h.notes for h in history)
+
+    # Every scheduled outage long enough for three failed one-minute probes is a measured
+    # incident of each endpoint, starting at the first failed probe and ending at recovery.
+    start = NOW.replace(second=0, microsecond=0) - timedelta(days=DAYS)
+    for partner in ("marketplace", "payments"):
+        long_ones = [d for d in disruptions(42, partner, start, NOW, (BACKGROUND,))
+                     if d.kind == "outage" and d.start >= start and d.end < NOW
+                     and _minutes_inside(d) >= config.collection.down_after_failures]
+        found = [m for m in measured if m.partner_id == partner and m.endpoint_id == "health"]
+        assert len(long_ones) >= 1, "the schedule has outages in two weeks"
+        assert len(found) == len(long_ones), (partner, len(found), len(long_ones))
+        for d, m in zip(sorted(long_ones, key=lambda d: d.start), sorted(found, key=lambda m: m.started_at),
+                        strict=True):
+            assert abs((m.started_at.replace(tzinfo=UTC) - d.start).total_seconds()) <= 60
+            assert abs((m.resolved_at.replace(tzinfo=UTC) - d.end).total_seconds()) <= 60
+    assert verdict.verdict in ("met", "breached"), "history gives the SLA page a verdict, not no data"
+    assert verdict.uptime_pct is not None and verdict.no_data_s < 120
+
+
+def _minutes_inside(d) -> int:
+    """One-minute probes (on the minute) that fall inside a disruption."""
+    first = d.start.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    n, at = 0, first
+    while at < d.end:
+        n, at = n + 1, at + timedelta(minutes=1)
+    return n
