@@ -15,6 +15,7 @@ import httpx
 
 from collectors import probe_writer, statuspage
 from collectors.auth import build_auth
+from collectors.probe_process import ProbeProcess
 from collectors.probes import probe_all
 from partnerboard.core import runs
 from partnerboard.core.config import Config, Endpoint
@@ -56,15 +57,22 @@ class RunOutcome:
     error: str | None = None
 
 
-def run_probes(store: Store, config: Config, group: ProbeGroup, trigger: str = "schedule") -> RunOutcome:
+def run_probes(store: Store, config: Config, group: ProbeGroup, trigger: str = "schedule",
+               prober: ProbeProcess | None = None) -> RunOutcome:
+    """One round of a probe group. With ``prober`` (the scheduler's), the requests are sent
+    and timed in the probe worker process, so our own load does not inflate the latency;
+    without it (``collect --once``, tests), in this thread."""
     partner = config.partner(group.partner_id)
     run = runs.start_run(store.engine, group.source, partner.id, trigger)
     try:
         endpoints: dict[str, Endpoint] = {e.id: e for e in partner.endpoints}
         targets = [endpoints[i] for i in group.endpoint_ids]
-        auth = build_auth(partner.auth, f"partner {partner.id}") if any(
-            e.auth for e in targets) else None
-        results = asyncio.run(probe_all(partner, targets, auth))
+        if prober is not None:
+            results = prober.probe(partner.id, group.endpoint_ids)
+        else:
+            auth = build_auth(partner.auth, f"partner {partner.id}") if any(
+                e.auth for e in targets) else None
+            results = asyncio.run(probe_all(partner, targets, auth))
         with store.engine.begin() as conn:
             counts = probe_writer.write_results(
                 conn, results, endpoints,

@@ -98,12 +98,20 @@ async def probe_endpoint(
     return ProbeResult(partner.id, endpoint.id, ts, status, elapsed, True, None, None)
 
 
+def new_client() -> httpx.AsyncClient:
+    """A client that opens a fresh connection for every probe, as a user's client would.
+    Making one costs an SSL context (milliseconds of CPU), so a long-lived prober keeps it."""
+    return httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=0), follow_redirects=False,
+                             trust_env=False)
+
+
 async def probe_all(
-    partner: Partner, endpoints: list[Endpoint], auth: httpx.Auth | None
+    partner: Partner, endpoints: list[Endpoint], auth: httpx.Auth | None,
+    client: httpx.AsyncClient | None = None,
 ) -> list[ProbeResult]:
-    """Probe endpoints concurrently, each on a fresh connection as a user's client would."""
-    limits = httpx.Limits(max_keepalive_connections=0)
-    async with httpx.AsyncClient(limits=limits, follow_redirects=False, trust_env=False) as client:
-        return list(
-            await asyncio.gather(*(probe_endpoint(client, partner, e, auth) for e in endpoints))
-        )
+    """Probe endpoints concurrently, each on a fresh connection. With ``client`` (kept by
+    the probe worker) no client is set up inside the timed part of a round."""
+    if client is not None:
+        return list(await asyncio.gather(*(probe_endpoint(client, partner, e, auth) for e in endpoints)))
+    async with new_client() as own:
+        return list(await asyncio.gather(*(probe_endpoint(own, partner, e, auth) for e in endpoints)))

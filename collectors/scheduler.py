@@ -14,6 +14,8 @@ run asked for by a person goes through the same worker thread, the same
 
 from __future__ import annotations
 
+import functools
+import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.triggers.interval import IntervalTrigger
 
 from collectors.jobs import probe_groups, run_probes, run_statuspage
+from collectors.probe_process import ProbeProcess
 from collectors.sources import run_source
 from partnerboard.core import timeutil
 from partnerboard.core.config import Config
@@ -41,12 +44,16 @@ class JobSpec:
     interval_seconds: float
     func: Callable[..., Any]  # called as func(store, config, arg, trigger=...)
     arg: Any
+    kind: str = "source"  # probe | statuspage | source
 
 
-def job_specs(config: Config) -> list[JobSpec]:
-    """Probe groups, then status pages, then business sources, in config order."""
-    specs = [JobSpec(g.source, g.interval_seconds, run_probes, g) for g in probe_groups(config)]
-    specs += [JobSpec(f"statuspage:{p.id}", p.statuspage.interval_seconds, run_statuspage, p.id)
+def job_specs(config: Config, prober: ProbeProcess | None = None) -> list[JobSpec]:
+    """Probe groups, then status pages, then business sources, in config order. With
+    ``prober``, probe rounds are measured in that worker process."""
+    probe = run_probes if prober is None else functools.partial(run_probes, prober=prober)
+    specs = [JobSpec(g.source, g.interval_seconds, probe, g, "probe") for g in probe_groups(config)]
+    specs += [JobSpec(f"statuspage:{p.id}", p.statuspage.interval_seconds, run_statuspage, p.id,
+                      "statuspage")
               for p in config.partners if p.statuspage is not None]
     specs += [JobSpec(s.id, s.interval_seconds, _run_source, s.id)
               for p in config.partners for s in p.sources]
@@ -59,6 +66,23 @@ def job_ids(config: Config) -> list[str]:
 
 def _run_source(store: Store, config: Config, source_id: str, trigger: str = "schedule") -> Any:
     return run_source(store, config, source_id, trigger=trigger)
+
+
+def yield_cpu(step: int = 5) -> None:
+    """Lower this thread's CPU priority (Linux: nice is per thread), once per thread: data
+    collection can wait a moment; what the probes and the pages measure and show cannot.
+    Raising one's nice value needs no privilege; elsewhere this does nothing."""
+    if getattr(_lowered, "done", False):
+        return
+    _lowered.done = True
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(
+            os.PRIO_PROCESS, threading.get_native_id()) + step)
+    except (OSError, AttributeError):
+        pass
+
+
+_lowered = threading.local()
 
 
 class TrackedJob:
@@ -74,6 +98,8 @@ class TrackedJob:
         self._manual = False
 
     def __call__(self) -> Any:
+        if self.spec.kind == "source":
+            yield_cpu()
         with self._lock:
             trigger = "manual" if self._manual else "schedule"
             self._manual, self._running = False, True
@@ -98,8 +124,11 @@ class TrackedJob:
             self._manual = False
 
 
-def build_scheduler(store: Store, config: Config) -> BackgroundScheduler:
-    specs = job_specs(config)
+def build_scheduler(store: Store, config: Config, *, probe_process: bool = True) -> BackgroundScheduler:
+    """The schedule of every job. Probes are measured in a worker process of their own
+    (``probe_process``; ``stop`` ends it with the scheduler)."""
+    prober = ProbeProcess(config) if probe_process and any(p.endpoints for p in config.partners) else None
+    specs = job_specs(config, prober)
     scheduler = BackgroundScheduler(
         executors={"default": ThreadPoolExecutor(max_workers=max(2, len(specs) + 1))},
         job_defaults={
@@ -118,7 +147,17 @@ def build_scheduler(store: Store, config: Config) -> BackgroundScheduler:
             name=spec.id,
             next_run_time=now,
         )
+    scheduler.partnerboard_prober = prober  # type: ignore[attr-defined]
     return scheduler
+
+
+def stop(scheduler: BackgroundScheduler, wait: bool = True) -> None:
+    """Shut the scheduler down (``wait``: let running jobs finish and record their runs),
+    then its probe worker."""
+    scheduler.shutdown(wait=wait)
+    prober = getattr(scheduler, "partnerboard_prober", None)
+    if prober is not None:
+        prober.close()
 
 
 _MESSAGES: dict[Outcome, str] = {

@@ -227,6 +227,7 @@ def collect(
     ``--once --source ID`` is the shell's "Run now" for one source (the Data page's
     button needs ``partnerboard serve``); its runs are recorded with trigger manual."""
     from collectors.scheduler import build_scheduler, job_ids, run_all_once
+    from collectors.scheduler import stop as stop_scheduler
     from partnerboard.core import maintenance, runs
     from partnerboard.core.store import close_all
 
@@ -268,7 +269,7 @@ def collect(
     log.info("collecting database=%s jobs=%d", display_url(url), len(scheduler.get_jobs()))
     stop.wait()
     log.info("stopping: waiting for running jobs to finish")
-    scheduler.shutdown(wait=True)
+    stop_scheduler(scheduler, wait=True)
     close_all()
     log.info("stopped")
 

@@ -28,6 +28,7 @@ from starlette.routing import Route
 
 import dashboard
 from collectors.scheduler import SchedulerRunner, build_scheduler
+from collectors.scheduler import stop as stop_scheduler
 from partnerboard import web_auth, web_guard
 from partnerboard.core import (
     access,
@@ -79,7 +80,7 @@ def create_app(config_path: str, database_url: str, *, collect: bool = True) -> 
                 run_now.unregister(runner)
             if scheduler is not None:
                 # wait=True lets a running job finish and record its run.
-                await asyncio.to_thread(scheduler.shutdown, True)
+                await asyncio.to_thread(stop_scheduler, scheduler, True)
             await asyncio.to_thread(close_store, database_url)
             log.info("board stopped")
 

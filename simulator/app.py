@@ -42,6 +42,7 @@ class Chaos:
     error_rate: float = 0.0
     timeout_rate: float = 0.0
     extra_latency_ms: float = 0.0
+    fixed_latency_ms: float = 0.0  # > 0: health and API endpoints answer after exactly this
     mode: Mode = "normal"
     hang_seconds: float = 30.0
     schedule: bool = True
@@ -217,7 +218,9 @@ def _partner_routes(state: SimState, spec: PartnerSpec, rng: random.Random) -> l
             extra = sum(d.extra_latency_ms for d in disruptions) + chaos.extra_latency_ms
             if chaos.mode == "hang" or rng.random() < chaos.timeout_rate:
                 await asyncio.sleep(chaos.hang_seconds)
-            await asyncio.sleep(_latency_s(rng, spec.median_latency_ms) + extra / 1000.0)
+            base = chaos.fixed_latency_ms / 1000.0 if chaos.fixed_latency_ms > 0 else \
+                _latency_s(rng, spec.median_latency_ms)
+            await asyncio.sleep(base + extra / 1000.0)
             if chaos.mode == "down" or outage:
                 return JSONResponse({"status": "down", "error": "service unavailable"}, 503,
                                     headers={"Retry-After": "30"})

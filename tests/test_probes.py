@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from collectors.jobs import ProbeGroup, probe_groups, run_probes
 from collectors.scheduler import build_scheduler
+from collectors.scheduler import stop as stop_scheduler
 from partnerboard.core import schema, timeutil
 from partnerboard.core.config import parse_config
 from partnerboard.core.store import Store
@@ -161,7 +162,7 @@ def test_hanging_partner_does_not_delay_the_other(sim, store, env_tokens) -> Non
     try:
         hung_run = _first_run(store, "probe:marketplace")
     finally:
-        scheduler.shutdown(wait=True)
+        stop_scheduler(scheduler)
     pay = _probes(store, "payments", "balance")
     assert (pay.outcome == "ok").all()
     during = pay[(pay.ts >= hung_run.started_at) & (pay.ts <= hung_run.finished_at)]
@@ -198,3 +199,43 @@ def test_probe_windows_in_the_store_are_utc(sim, config, store, env_tokens) -> N
     ts = _probes(store, "payments").ts.iloc[0].to_pydatetime()
     assert ts.tzinfo is None
     assert abs(timeutil.from_db(ts) - before) < timedelta(seconds=2)
+
+
+def test_scheduled_probes_are_measured_in_a_worker_process_that_is_replaced_if_it_dies(
+        sim, store, env_tokens) -> None:
+    """Issue 12, item 9: the scheduler's probes are sent and timed in a process of their own
+    (so a backfill in the board process cannot inflate them); a killed worker is replaced
+    and its unanswered round recorded as failed, not lost."""
+    import os
+    import signal
+
+    set_chaos(sim, fixed_latency_ms=80)
+    config = parse_config(config_dict(sim.base_url, interval=1.0, timeout=0.8))
+    scheduler = build_scheduler(store, config)
+    prober = scheduler.partnerboard_prober
+    scheduler.start()
+    try:
+        first = _first_run(store, "probe:payments")
+        assert first.status == "success"
+        pid = prober._proc.pid
+        assert pid != os.getpid() and prober._proc.is_alive()
+        os.kill(pid, signal.SIGKILL)
+        killed_at = timeutil.to_db(timeutil.utcnow())
+        r = schema.collector_runs
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with store.engine.connect() as conn:
+                later = conn.execute(sa.select(sa.func.count()).select_from(r).where(
+                    r.c.source == "probe:payments", r.c.started_at > killed_at,
+                    r.c.status == "success")).scalar()
+            if later >= 2:
+                break
+            time.sleep(0.1)
+        assert later >= 2, "probing went on after the worker was killed"
+        assert prober._proc.pid != pid and prober._proc.is_alive(), "a new worker took over"
+    finally:
+        stop_scheduler(scheduler)
+    ok = _probes(store, "payments")
+    ok = ok[ok.outcome == "ok"]
+    assert (ok.latency_ms >= 80).all(), "the partner's own latency is measured"
+    assert not prober._proc or not prober._proc.is_alive(), "stopping the scheduler ends the worker"
