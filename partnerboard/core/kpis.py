@@ -165,6 +165,12 @@ def render_markdown() -> str:
         "empty denominator is *no data*, never 0 or 100 %. Percentiles (p50/p95/p99, "
         "medians) are linear-interpolation percentiles of all samples in the period.",
         "",
+        "*No data*, never 0, also when nothing was collected: a KPI is *no data* when its "
+        "partner has no source for a table it reads, or when the period starts before that "
+        "table's sources have covered it (their earliest record, or the explicit start of a "
+        "backfill or of `incremental.start`; `partnerboard/core/coverage.py`). Every delta "
+        "against *no data* is *no data*.",
+        "",
         "Each value is shown with the previous period and the same period last year "
         "(ISO week 53 compares with the previous year's last week), as an absolute and a "
         "relative delta. Status against a target: see "
