@@ -41,7 +41,7 @@ from partnerboard.core.config import load_config  # noqa: E402
 from partnerboard.core.store import close_store, open_store  # noqa: E402
 from simulator.server import SECRET_ENV  # noqa: E402
 
-PASSWORD = "bench password 0123456789"
+PASSWORD = secrets.token_urlsafe(18)  # made up per run
 
 
 def _port() -> int:

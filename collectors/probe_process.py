@@ -7,12 +7,14 @@ then rises with our own load, not the partner's. So the scheduler's probe jobs h
 their work to one probe worker process (``ProbeProcess``) and write what it measured:
 the worker only sends requests and times them, on its own interpreter.
 
-The worker is a ``spawn``-ed child (a clean interpreter: no inherited threads or
-locks) running one asyncio loop; every request from a probe job becomes a task there,
-so a hanging partner never holds another partner's probes, as before. Requests and
-results travel over a ``multiprocessing`` pipe. If the worker dies, the next request
-starts a new one, and a probe that got no answer is recorded as failed with the
-reason, never lost silently. The worker exits when the pipe closes (the parent went).
+The worker is a fresh interpreter (``python -m collectors.probe_process FD``: no
+inherited threads or locks, and none of ``multiprocessing``'s re-import of the parent's
+``__main__``, which under Streamlit is whatever page script ran last) running one asyncio
+loop; every request from a probe job becomes a task there, so a hanging partner never
+holds another partner's probes, as before. Requests and results travel as pickled
+messages over a socket pair (``multiprocessing.connection``). If the worker dies, the
+next request starts a new one, and a probe that got no answer is recorded as failed with
+the reason, never lost silently. The worker exits when the socket closes (the parent went).
 """
 
 from __future__ import annotations
@@ -20,11 +22,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import multiprocessing
 import os
+import socket
+import subprocess
+import sys
 import threading
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from multiprocessing.connection import Connection
 from typing import Any
 
 from collectors.probes import ProbeResult
@@ -48,14 +53,14 @@ class ProbeProcess:
         self._start()
 
     def _start(self) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_serve, args=(child, self._config), name="partnerboard-probes",
-                           daemon=True)
-        proc.start()
-        child.close()
-        self._conn, self._proc = parent, proc
-        threading.Thread(target=self._read, args=(parent,), name="probe-answers", daemon=True).start()
+        ours, theirs = socket.socketpair()
+        proc = subprocess.Popen([sys.executable, "-m", __name__, str(theirs.fileno())],
+                                pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
+        theirs.close()
+        conn = Connection(ours.detach())
+        conn.send(self._config)  # the first message: what to probe
+        self._conn, self._proc = conn, _Worker(proc)
+        threading.Thread(target=self._read, args=(conn,), name="probe-answers", daemon=True).start()
         log.info("probe worker started pid=%s", proc.pid)
 
     def _read(self, conn: Any) -> None:
@@ -104,6 +109,33 @@ class ProbeProcess:
                 proc.kill()
 
 
+class _Worker:
+    """The worker's process, with the two questions the parent asks of it."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
+        self.pid = proc.pid
+
+    def is_alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def join(self, timeout: float) -> None:
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+def main() -> None:
+    """``python -m collectors.probe_process FD``: serve probe requests on socket FD."""
+    conn = Connection(int(sys.argv[1]))
+    _serve(conn, conn.recv())
+
+
 def _serve(conn: Any, config: Config) -> None:
     """The worker: read requests, probe each on the event loop, send results back."""
     from collectors.auth import build_auth
@@ -145,3 +177,7 @@ def _serve(conn: Any, config: Config) -> None:
 
     threading.Thread(target=read, name="probe-requests", daemon=True).start()
     loop.run_forever()
+
+
+if __name__ == "__main__":
+    main()
