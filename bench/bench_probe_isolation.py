@@ -9,7 +9,7 @@ beside it. That is done twice: with probes measured in this process (the old way
 in the probe worker process (``collectors.probe_process``). The table gives p50/p95/p99
 of the measured latency per case and the p95 difference each backfill causes.
 
-    .venv/bin/python bench/bench_probe_isolation.py                  # 40 s per case, scale 1
+    .venv/bin/python bench/bench_probe_isolation.py                  # 60 s per case, scale 1
     .venv/bin/python bench/bench_probe_isolation.py --seconds 10 --scale 0.02 --data /tmp/b   # smoke
 """
 
@@ -46,6 +46,13 @@ from simulator.server import SECRET_ENV  # noqa: E402
 FROZEN = "2026-11-20T12:00:00+00:00"
 
 
+def _ahead() -> None:
+    try:
+        os.nice(-5)
+    except OSError:
+        pass
+
+
 def _port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -53,14 +60,16 @@ def _port() -> int:
 
 
 class Sim:
-    """`partnerboard simulate` in a child process."""
+    """`partnerboard simulate` in a child process. ``remote``: it stands for a partner on
+    another machine, so it is asked to go ahead of this machine's other work for the CPU
+    (where the OS allows it) and its answers are not delayed by our own load."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, remote: bool = False) -> None:
         self.port = _port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen([sys.executable, "-m", "partnerboard.cli", "simulate", "--port",
                                       str(self.port), *args], cwd=ROOT, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+                                     stderr=subprocess.DEVNULL, preexec_fn=_ahead if remote else None)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -157,7 +166,7 @@ def main() -> None:
                         help="business volume of the backfilled simulator")
     parser.add_argument("--data", type=Path, default=None,
                         help="where the stores go (default: temporary)")
-    parser.add_argument("--seconds", type=float, default=40.0, help="measured seconds per case")
+    parser.add_argument("--seconds", type=float, default=60.0, help="measured seconds per case")
     parser.add_argument("--interval", type=float, default=1.0, help="probe interval, seconds")
     parser.add_argument("--latency-ms", type=float, default=50.0,
                         help="the probed endpoints' fixed latency")
@@ -167,7 +176,7 @@ def main() -> None:
     work = args.data.resolve() if args.data else Path(tempfile.mkdtemp(prefix="pb-bench-probes-"))
     work.mkdir(parents=True, exist_ok=True)
     data_sim = Sim("--scale", str(args.scale), "--now", FROZEN)
-    probe_sim = Sim("--scale", "0.01")
+    probe_sim = Sim("--scale", "0.01", remote=True)
     try:
         data_sim.chaos(schedule=False)
         probe_sim.chaos(schedule=False, fixed_latency_ms=args.latency_ms)
