@@ -82,3 +82,12 @@ def test_periods_tile_the_calendar(d: date, kind: str) -> None:
     start, end = p.bounds(WAW)
     assert start < end
     assert abs(p.hours(WAW) - p.days * 24) <= 1  # at most one DST shift inside
+
+
+def test_periods_at_the_edges_of_the_range() -> None:
+    """The last periods of 2099 parse (a week may end in 2100); 2100 and 1969 do not."""
+    for label in ("2099-12-31", "2099-W53", "2099-Q4", "2099-12", "1970-01", "1970-W01"):
+        assert parse(label).label == label
+    for label in ("2100-01", "1969-12", "2099-12-01..2100-01-02"):
+        with pytest.raises(PeriodError, match="outside the years"):
+            parse(label)
