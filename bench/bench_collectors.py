@@ -29,11 +29,12 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from collectors.sources import run_source  # noqa: E402
+from partnerboard.collectors.sources import run_source  # noqa: E402
+from partnerboard.simulator.server import SECRET_ENV  # noqa: E402
+
 from partnerboard.core import schema  # noqa: E402
 from partnerboard.core.config import parse_config  # noqa: E402
 from partnerboard.core.store import close_store, open_store  # noqa: E402
-from simulator.server import SECRET_ENV  # noqa: E402
 
 FROZEN = datetime.fromisoformat("2026-11-20T12:00:00+00:00")
 TRUTH_KEY = {"marketplace_orders": ("marketplace", "orders"),

@@ -2,7 +2,7 @@
 
 Uses the store ``bench/bench_kpis.py`` generates (one year of minute probes for 40
 endpoints, ~21 M rows, 5 M orders, 5 M payments, ...; generated here when missing) and
-renders each page of the app (``dashboard.navigation.PAGES``, the list ``app.py`` builds
+renders each page of the app (``partnerboard.dashboard.navigation.PAGES``, the list ``app.py`` builds
 its navigation from, so pages added later are measured too) through Streamlit's ``AppTest``:
 
 - **cold**: the first render of the page in a fresh Python process: empty
@@ -96,16 +96,15 @@ class Result:
 # --- the pages, from dashboard/app.py --------------------------------------------------------
 
 def discover_pages(app: Path = APP) -> list[PageSpec]:
-    """Every page of the app (``dashboard.navigation.PAGES``), with the URL path and script
+    """Every page of the app (``partnerboard.dashboard.navigation.PAGES``), with the URL path and script
     hash Streamlit gives it (the default page is served at ``/``, with an empty hash key)."""
+    from partnerboard.dashboard.navigation import PAGES
     from streamlit.util import calc_hash
-
-    from dashboard.navigation import PAGES
 
     pages = [PageSpec(str(p.path.relative_to(app.parent)), p.title, p.url_path, calc_hash(p.url_path))
              for p in PAGES]
     if not pages:
-        raise SystemExit("dashboard.navigation.PAGES lists no page")
+        raise SystemExit("partnerboard.dashboard.navigation.PAGES lists no page")
     return pages
 
 
@@ -249,7 +248,7 @@ def render_page(spec: PageSpec, period: str, timeout: float) -> Result:
 
 
 def child(spec_json: str, period: str, timeout: float) -> None:
-    import dashboard.queries as queries
+    import partnerboard.dashboard.queries as queries
 
     global REVIEW_TTL_S
     REVIEW_TTL_S = getattr(queries, "REVIEW_TTL_S", REVIEW_TTL_S)

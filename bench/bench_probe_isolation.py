@@ -6,7 +6,7 @@ data for a full backfill of every source. In this process, as in ``partnerboard 
 the scheduler probes both partners' endpoints every ``--interval`` seconds for
 ``--seconds``, first alone, then while backfills of every source run in a thread
 beside it. That is done twice: with probes measured in this process (the old way) and
-in the probe worker process (``collectors.probe_process``). The table gives p50/p95/p99
+in the probe worker process (``partnerboard.collectors.probe_process``). The table gives p50/p95/p99
 of the measured latency per case and the p95 difference each backfill causes.
 
     .venv/bin/python bench/bench_probe_isolation.py                  # 60 s per case, scale 1
@@ -35,13 +35,14 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from collectors.scheduler import build_scheduler, yield_cpu  # noqa: E402
-from collectors.scheduler import stop as stop_scheduler  # noqa: E402
-from collectors.sources import run_backfill  # noqa: E402
+from partnerboard.collectors.scheduler import build_scheduler, yield_cpu  # noqa: E402
+from partnerboard.collectors.scheduler import stop as stop_scheduler  # noqa: E402
+from partnerboard.collectors.sources import run_backfill  # noqa: E402
+from partnerboard.simulator.server import SECRET_ENV  # noqa: E402
+
 from partnerboard.core import schema  # noqa: E402
 from partnerboard.core.config import parse_config  # noqa: E402
 from partnerboard.core.store import close_store, open_store  # noqa: E402
-from simulator.server import SECRET_ENV  # noqa: E402
 
 FROZEN = "2026-11-20T12:00:00+00:00"
 

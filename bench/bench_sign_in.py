@@ -35,11 +35,12 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from partnerboard.simulator.server import SECRET_ENV  # noqa: E402
+
 from partnerboard.core import users  # noqa: E402
 from partnerboard.core.access import cli_user  # noqa: E402
 from partnerboard.core.config import load_config  # noqa: E402
 from partnerboard.core.store import close_store, open_store  # noqa: E402
-from simulator.server import SECRET_ENV  # noqa: E402
 
 PASSWORD = secrets.token_urlsafe(18)  # made up per run
 

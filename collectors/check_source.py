@@ -25,12 +25,12 @@ from datetime import datetime
 from typing import Any
 
 import httpx
+from partnerboard.collectors.auth import build_auth
+from partnerboard.collectors.http import FetchError, PartnerClient
+from partnerboard.collectors.mapping import BadRecord, map_record, used_top_level_fields
+from partnerboard.collectors.pagination import WalkNotes, walk
+from partnerboard.collectors.sources import load_fetcher, request_params
 
-from collectors.auth import build_auth
-from collectors.http import FetchError, PartnerClient
-from collectors.mapping import BadRecord, map_record, used_top_level_fields
-from collectors.pagination import WalkNotes, walk
-from collectors.sources import load_fetcher, request_params
 from partnerboard.core.config import Config
 from partnerboard.core.secrets import scrub
 

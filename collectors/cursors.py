@@ -12,8 +12,9 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
-from collectors.mapping import parse_datetime
-from collectors.record_paths import dig
+from partnerboard.collectors.mapping import parse_datetime
+from partnerboard.collectors.record_paths import dig
+
 from partnerboard.core.config import Incremental
 
 

@@ -12,11 +12,11 @@ import logging
 from dataclasses import dataclass
 
 import httpx
+from partnerboard.collectors import probe_writer, statuspage
+from partnerboard.collectors.auth import build_auth
+from partnerboard.collectors.probe_process import ProbeProcess
+from partnerboard.collectors.probes import probe_all
 
-from collectors import probe_writer, statuspage
-from collectors.auth import build_auth
-from collectors.probe_process import ProbeProcess
-from collectors.probes import probe_all
 from partnerboard.core import runs
 from partnerboard.core.config import Config, Endpoint
 from partnerboard.core.secrets import scrub

@@ -13,9 +13,9 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from partnerboard.collectors.record_paths import dig
 from pydantic import ValidationError
 
-from collectors.record_paths import dig
 from partnerboard.core import records
 from partnerboard.core.config import FieldSpec, Source
 from partnerboard.core.quarantine import describe

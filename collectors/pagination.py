@@ -24,9 +24,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from collectors.cursors import parse_cursor
-from collectors.http import FetchError, PartnerClient, Response
-from collectors.record_paths import dig
+from partnerboard.collectors.cursors import parse_cursor
+from partnerboard.collectors.http import FetchError, PartnerClient, Response
+from partnerboard.collectors.record_paths import dig
+
 from partnerboard.core.config import Source
 
 __all__ = ["Page", "WalkNotes", "dig", "walk"]

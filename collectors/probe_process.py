@@ -32,7 +32,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from multiprocessing.connection import Connection
 from typing import Any
 
-from collectors.probes import ProbeResult
+from partnerboard.collectors.probes import ProbeResult
+
 from partnerboard.core import timeutil
 from partnerboard.core.config import Config
 
@@ -138,8 +139,9 @@ def main() -> None:
 
 def _serve(conn: Any, config: Config) -> None:
     """The worker: read requests, probe each on the event loop, send results back."""
-    from collectors.auth import build_auth
-    from collectors.probes import new_client, probe_all
+    from partnerboard.collectors.auth import build_auth
+    from partnerboard.collectors.probes import new_client, probe_all
+
     from partnerboard.core import logs
     from partnerboard.core.secrets import scrub
 

@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 import sqlalchemy as sa
+from partnerboard.collectors.endpoint_status import EndpointStatus, advance
+from partnerboard.collectors.probes import ProbeResult
 from sqlalchemy.engine import Connection
 
-from collectors.endpoint_status import EndpointStatus, advance
-from collectors.probes import ProbeResult
 from partnerboard.core import health, runs, schema, timeutil
 from partnerboard.core.config import Endpoint
 

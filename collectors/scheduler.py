@@ -26,10 +26,10 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.triggers.interval import IntervalTrigger
+from partnerboard.collectors.jobs import probe_groups, run_probes, run_statuspage
+from partnerboard.collectors.probe_process import ProbeProcess
+from partnerboard.collectors.sources import run_source
 
-from collectors.jobs import probe_groups, run_probes, run_statuspage
-from collectors.probe_process import ProbeProcess
-from collectors.sources import run_source
 from partnerboard.core import timeutil
 from partnerboard.core.config import Config
 from partnerboard.core.run_now import Outcome, RunNowResult, RunNowUnavailable, UnknownSourceError

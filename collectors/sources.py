@@ -22,11 +22,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from collectors.auth import build_auth
-from collectors.cursors import cursor_value, format_cursor
-from collectors.http import PartnerClient
-from collectors.mapping import BadRecord, map_record, used_top_level_fields
-from collectors.pagination import WalkNotes, walk
+from partnerboard.collectors.auth import build_auth
+from partnerboard.collectors.cursors import cursor_value, format_cursor
+from partnerboard.collectors.http import PartnerClient
+from partnerboard.collectors.mapping import BadRecord, map_record, used_top_level_fields
+from partnerboard.collectors.pagination import WalkNotes, walk
+
 from partnerboard.core import coverage, quarantine, runs, schema, timeutil
 from partnerboard.core.config import Config, Incremental, Source
 from partnerboard.core.secrets import scrub

@@ -9,9 +9,8 @@ The list of pages is ``navigation.SECTIONS``. Nothing of a page runs before
 from __future__ import annotations
 
 import streamlit as st
-
-from dashboard import gate
-from dashboard.navigation import SECTIONS
+from partnerboard.dashboard import gate
+from partnerboard.dashboard.navigation import SECTIONS
 
 st.set_page_config(page_title="Partnerboard", page_icon=":material/handshake:", layout="wide")
 

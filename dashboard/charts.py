@@ -12,11 +12,11 @@ import html
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
+from partnerboard.dashboard import queries
+from partnerboard.dashboard.format import kpi_value
+from partnerboard.dashboard.literal import failure, md
+from partnerboard.dashboard.review_page import Review
 
-from dashboard import queries
-from dashboard.format import kpi_value
-from dashboard.literal import failure, md
-from dashboard.review_page import Review
 from partnerboard.core import kpi_engine, periods
 from partnerboard.core.config import Config, Partner
 from partnerboard.core.filters import unsplittable

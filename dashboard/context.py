@@ -15,8 +15,8 @@ judge with the same targets.
 from __future__ import annotations
 
 import streamlit as st
+from partnerboard.dashboard.literal import failure
 
-from dashboard.literal import failure
 from partnerboard.core import targets
 from partnerboard.core.config import Config, ConfigError, config_path, load_config
 from partnerboard.core.secrets import scrub

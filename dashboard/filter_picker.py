@@ -9,9 +9,9 @@ is ignored with a warning rather than giving an empty board.
 from __future__ import annotations
 
 import streamlit as st
+from partnerboard.dashboard import queries
+from partnerboard.dashboard.literal import md
 
-from dashboard import queries
-from dashboard.literal import md
 from partnerboard.core.filters import DIMENSIONS, Filters
 
 ALL = "All"

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from dashboard.format import duration
+from partnerboard.dashboard.format import duration
+
 from partnerboard.core.config import Config
 
 STALE_AFTER_INTERVALS = 2.0

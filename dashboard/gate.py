@@ -15,9 +15,9 @@ import html
 
 import sqlalchemy as sa
 import streamlit as st
+from partnerboard.dashboard import context
+from partnerboard.dashboard.literal import md
 
-from dashboard import context
-from dashboard.literal import md
 from partnerboard.core import audit, schema, users
 from partnerboard.core.access import SESSION_COOKIE, User
 from partnerboard.core.config import Config

@@ -11,8 +11,8 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 
 import streamlit as st
+from partnerboard.dashboard.literal import failure, md
 
-from dashboard.literal import failure, md
 from partnerboard.core import periods
 from partnerboard.core.config import Config
 from partnerboard.core.periods import Period

@@ -12,8 +12,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
 import streamlit as st
+from partnerboard.dashboard.context import config_for_key
 
-from dashboard.context import config_for_key
 from partnerboard.core import filters as flt
 from partnerboard.core import health, maintenance, runs
 from partnerboard.core.config import Config

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import streamlit as st
+from partnerboard.dashboard import context, filter_picker, gate, period_picker, queries
+from partnerboard.dashboard.format import duration, local_time
+from partnerboard.dashboard.literal import md
 
-from dashboard import context, filter_picker, gate, period_picker, queries
-from dashboard.format import duration, local_time
-from dashboard.literal import md
 from partnerboard.core.config import Config, Partner
 from partnerboard.core.filters import Filters
 from partnerboard.core.periods import Period

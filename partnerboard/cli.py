@@ -133,7 +133,7 @@ def check_source(
     from rich.console import Console
     from rich.table import Table
 
-    from collectors.check_source import check_source as run_check
+    from partnerboard.collectors.check_source import check_source as run_check
 
     logs.setup("WARNING")
     cfg = _load(config)
@@ -226,8 +226,8 @@ def collect(
 
     ``--once --source ID`` is the shell's "Run now" for one source (the Data page's
     button needs ``partnerboard serve``); its runs are recorded with trigger manual."""
-    from collectors.scheduler import build_scheduler, job_ids, run_all_once
-    from collectors.scheduler import stop as stop_scheduler
+    from partnerboard.collectors.scheduler import build_scheduler, job_ids, run_all_once
+    from partnerboard.collectors.scheduler import stop as stop_scheduler
     from partnerboard.core import maintenance, runs
     from partnerboard.core.store import close_all
 
@@ -288,7 +288,7 @@ def backfill(
     running it again converges on the same store (writes are idempotent)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from collectors.sources import backfill_windows, run_backfill
+    from partnerboard.collectors.sources import backfill_windows, run_backfill
     from partnerboard.core import runs
     from partnerboard.core.store import close_all
 
@@ -595,7 +595,7 @@ def simulate(
     """Serve the stand-in partner APIs on loopback. Secrets come from the environment."""
     from datetime import datetime
 
-    from simulator.server import serve_forever, tokens_from_env
+    from partnerboard.simulator.server import serve_forever, tokens_from_env
 
     tokens = tokens_from_env()
     chaos = {"error_rate": error_rate, "timeout_rate": timeout_rate,
@@ -614,7 +614,7 @@ def demo(
     database: DbOpt = None,
 ) -> None:
     """Start the simulator and the board (with collectors) on the demo config."""
-    from simulator.server import tokens_from_env
+    from partnerboard.simulator.server import tokens_from_env
 
     tokens_from_env(generate_missing=True)  # shared with the child through the environment
     _demo_account(config, database, port)

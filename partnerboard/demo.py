@@ -4,7 +4,7 @@
 probes only begin with the demo, so the SLA page, error budgets and "measured vs
 reported" would be *no data* for every past month. This imports ``days`` of one-a-minute
 probes per endpoint derived from the simulator's seeded outage schedule
-(``simulator.history``), through the real probe writer (endpoint state, measured
+(``partnerboard.simulator.history``), through the real probe writer (endpoint state, measured
 incidents, time-weighted coverage), under a collector run per partner whose trigger is
 ``simulated`` and whose notes say it is simulated history. Only the demo does this;
 nothing else imports simulator data into a store.
@@ -16,12 +16,12 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from collectors import probe_writer
-from collectors.probes import ProbeResult
+from partnerboard.collectors import probe_writer
+from partnerboard.collectors.probes import ProbeResult
 from partnerboard.core import runs, schema, timeutil
 from partnerboard.core.config import Config
 from partnerboard.core.store import Store
-from simulator.history import probe_history
+from partnerboard.simulator.history import probe_history
 
 HISTORY_EVERY = timedelta(minutes=1)
 NOTE = ("simulated history: {days} days of one probe a minute per endpoint, derived from the "

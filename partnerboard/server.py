@@ -26,10 +26,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-import dashboard
-from collectors.scheduler import SchedulerRunner, build_scheduler
-from collectors.scheduler import stop as stop_scheduler
-from partnerboard import web_auth, web_guard
+from partnerboard import dashboard, web_auth, web_guard
+from partnerboard.collectors.scheduler import SchedulerRunner, build_scheduler
+from partnerboard.collectors.scheduler import stop as stop_scheduler
 from partnerboard.core import (
     access,
     annotations,

@@ -22,15 +22,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from partnerboard.simulator.business_api import Lists, authorised, business_routes
+from partnerboard.simulator.schedule import BACKGROUND, DEMO, Profile, active
+from partnerboard.simulator.statuspage import StatusPage
+from partnerboard.simulator.world import TZ, World
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
-
-from simulator.business_api import Lists, authorised, business_routes
-from simulator.schedule import BACKGROUND, DEMO, Profile, active
-from simulator.statuspage import StatusPage
-from simulator.world import TZ, World
 
 Mode = Literal["normal", "down", "hang", "bad_body"]
 

@@ -32,11 +32,10 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
+from partnerboard.simulator.world import TZ, Rec, World, segment_of, since, visible
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-
-from simulator.world import TZ, Rec, World, segment_of, since, visible
 
 PAGE_MAX = 100
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from simulator.schedule import BACKGROUND, Profile, disruptions
+from partnerboard.simulator.schedule import BACKGROUND, Profile, disruptions
 
 # The partners' usual latency (as ``app.default_partners`` serves it), ms.
 MEDIAN_LATENCY_MS = {"marketplace": 35.0, "payments": 60.0}

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
-
-from simulator.app import create_app
+from partnerboard.simulator.app import create_app
 
 # token key -> environment variable shared by the simulator and the collectors
 SECRET_ENV = {

@@ -12,7 +12,7 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from simulator.schedule import BACKGROUND, Disruption, disruptions
+from partnerboard.simulator.schedule import BACKGROUND, Disruption, disruptions
 
 HISTORY_DAYS = 180
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
+from partnerboard.simulator.server import SECRET_ENV, RunningSimulator, start_in_thread
 
 from partnerboard.core import store as store_mod
 from partnerboard.core.config import Config, parse_config
-from simulator.server import SECRET_ENV, RunningSimulator, start_in_thread
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -235,7 +235,7 @@ def open_page(page: str, *, period: str | None = None, title: str | None = None,
 
 
 def shown(markdown: str) -> str:
-    """What a reader sees of markdown that ``dashboard.literal.md`` escaped: without the
+    """What a reader sees of markdown that ``partnerboard.dashboard.literal.md`` escaped: without the
     backslashes and the zero-width spaces (AppTest hands out the markdown source)."""
     import re
 

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from partnerboard.collectors.http import parse_retry_after
+from partnerboard.simulator.server import SECRET_ENV
 
-from collectors.http import parse_retry_after
 from partnerboard.core import schema
 from partnerboard.core import store as store_mod
-from simulator.server import SECRET_ENV
 from tests.conftest import config_toml, set_chaos, truth
 
 

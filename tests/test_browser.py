@@ -18,11 +18,11 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 import pytest
+from partnerboard.dashboard.format import kpi_value
+from partnerboard.simulator.world import TZ
 
-from dashboard.format import kpi_value
 from partnerboard.core import csv_export
 from partnerboard.core.periods import parse
-from simulator.world import TZ
 from tests.conftest import config_toml, launch_chromium
 from tests.test_server import (
     ARTIFACTS,

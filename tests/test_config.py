@@ -156,7 +156,7 @@ def _cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProce
 
 
 def test_check_config_exit_codes(tmp_path: Path) -> None:
-    from simulator.server import SECRET_ENV
+    from partnerboard.simulator.server import SECRET_ENV
 
     ok = _cli("check-config", "--config", str(REPO / "partners.toml"),
               env_extra={env: "x" * 20 for env in SECRET_ENV.values()})

@@ -6,12 +6,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
+from partnerboard.simulator.schedule import BACKGROUND, disruptions
 
 from partnerboard.core import schema, sla
 from partnerboard.core.config import parse_config
 from partnerboard.core.periods import parse
 from partnerboard.demo import import_probe_history
-from simulator.schedule import BACKGROUND, disruptions
 from tests.conftest import config_dict
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)

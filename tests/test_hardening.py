@@ -18,12 +18,12 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
+from partnerboard.simulator.server import RunningSimulator, start_in_thread
 
 from partnerboard.core import annotations, audit, users
 from partnerboard.core import store as store_mod
 from partnerboard.core.access import Forbidden, User, cli_user
 from partnerboard.core.config import load_config
-from simulator.server import RunningSimulator, start_in_thread
 from tests.conftest import (
     ADMIN_EMAIL,
     REPO,

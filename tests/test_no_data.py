@@ -13,8 +13,8 @@ import io
 import httpx
 import pandas as pd
 import pytest
+from partnerboard.collectors.sources import run_source
 
-from collectors.sources import run_source
 from partnerboard.core import coverage, kpi_engine, report
 from partnerboard.core import store as store_mod
 from partnerboard.core.config import load_config

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from partnerboard.collectors.scheduler import run_all_once
+from partnerboard.dashboard.queries import TTL_S
 from streamlit.testing.v1 import AppTest
 
-from collectors.scheduler import run_all_once
-from dashboard.queries import TTL_S
 from partnerboard.core import health, schema, timeutil
 from tests.conftest import APP, config_dict, open_page, set_chaos, to_toml
 
@@ -180,7 +180,8 @@ def test_maintenance_window_is_shaded_on_uptime_and_latency_charts(overlay_env) 
 
 
 def test_reported_incident_and_annotations_are_marked_and_escaped(overlay_env, store) -> None:
-    from collectors import statuspage
+    from partnerboard.collectors import statuspage
+
     from partnerboard.core import annotations
     from partnerboard.core.access import User
 

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from partnerboard.collectors.scheduler import run_all_once
+from partnerboard.simulator.server import SECRET_ENV, start_in_thread
 from streamlit.testing.v1 import AppTest
 
-from collectors.scheduler import run_all_once
 from partnerboard.core import csv_export, report
 from partnerboard.core import store as store_mod
 from partnerboard.core.config import load_config
 from partnerboard.core.periods import parse
-from simulator.server import SECRET_ENV, start_in_thread
 from tests.conftest import FROZEN_NOW, config_toml, open_page, shown
 
 PAGES = ["views/board.py", "views/api_health.py", "views/sla.py", "views/conversion.py",
@@ -99,7 +99,8 @@ def test_board_metrics_equal_the_report_csv(monkeypatch, demo) -> None:
     config = load_config(cfg)
     with store_mod.open_store(url).engine.connect() as conn:
         df = report.build(conn, config, parse("2026-10"))
-    from dashboard.format import kpi_value
+    from partnerboard.dashboard.format import kpi_value
+
     from partnerboard.core.kpis import BY_ID
 
     back = report.to_csv(df)
@@ -196,7 +197,7 @@ def test_board_filters_cut_what_they_can_and_say_what_they_cannot(monkeypatch, d
     at = open_page("views/board.py", period="2026-10", params={"channel": "email"}, title="Board")
     assert not at.error
     email = {m.label: m.value for m in at.metric}
-    from dashboard.format import kpi_value
+    from partnerboard.dashboard.format import kpi_value
 
     engine = _engine(*demo, channel="email")[("marketplace", "2026-10")]
     assert email["Gross merchandise value"] == kpi_value(engine["gmv"], "PLN")
@@ -245,7 +246,7 @@ def test_annotations_appear_on_trend_charts_as_text(monkeypatch, demo) -> None:
         annotations.add(conn, load_config(cfg), annotations.NewAnnotation(
             date(2026, 10, 15), "<img src=x onerror=alert(1)> promo week", "marketplace", "gmv"),
             actor=cli_user())
-    from dashboard import queries
+    from partnerboard.dashboard import queries
 
     queries.notes.clear()  # as the Annotations page does after adding a note
     at = _page("views/conversion.py", "2026-10")
@@ -300,6 +301,6 @@ def test_a_failing_query_shows_a_readable_error_and_the_rest_of_the_page(monkeyp
 
 
 def test_the_page_list_is_the_navigation() -> None:
-    from dashboard.navigation import PAGES as NAV
+    from partnerboard.dashboard.navigation import PAGES as NAV
 
     assert {f"views/{p.module}": p.title for p in NAV} == TITLES and sorted(PAGES) == sorted(TITLES)

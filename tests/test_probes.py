@@ -9,10 +9,10 @@ from datetime import timedelta
 
 import pandas as pd
 import sqlalchemy as sa
+from partnerboard.collectors.jobs import ProbeGroup, probe_groups, run_probes
+from partnerboard.collectors.scheduler import build_scheduler
+from partnerboard.collectors.scheduler import stop as stop_scheduler
 
-from collectors.jobs import ProbeGroup, probe_groups, run_probes
-from collectors.scheduler import build_scheduler
-from collectors.scheduler import stop as stop_scheduler
 from partnerboard.core import schema, timeutil
 from partnerboard.core.config import parse_config
 from partnerboard.core.store import Store

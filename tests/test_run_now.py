@@ -19,14 +19,14 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from apscheduler.schedulers.background import BackgroundScheduler
+from partnerboard.collectors.scheduler import SchedulerRunner, build_scheduler, job_ids, run_all_once
+from partnerboard.collectors.scheduler import stop as stop_scheduler
+from partnerboard.simulator.server import SECRET_ENV
 
-from collectors.scheduler import SchedulerRunner, build_scheduler, job_ids, run_all_once
-from collectors.scheduler import stop as stop_scheduler
 from partnerboard.core import run_now, schema, timeutil
 from partnerboard.core import store as store_mod
 from partnerboard.core.access import cli_user
 from partnerboard.core.config import load_config, parse_config
-from simulator.server import SECRET_ENV
 from tests.conftest import config_dict, open_page, set_chaos, to_toml
 
 ADMIN = cli_user()

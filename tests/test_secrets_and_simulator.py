@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from partnerboard.simulator.schedule import BACKGROUND, DEMO, active, disruptions
 
 from partnerboard.core import secrets
-from simulator.schedule import BACKGROUND, DEMO, active, disruptions
 
 
 def test_secret_from_env_then_secrets_file(monkeypatch, tmp_path) -> None:

@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 import httpx
 import pandas as pd
 import pytest
+from partnerboard.dashboard.navigation import PAGES
 
-from dashboard.navigation import PAGES
 from partnerboard.core import annotations, audit, quarantine, report
 from partnerboard.core import store as store_mod
 from partnerboard.core.access import Forbidden, User, cli_user

@@ -19,10 +19,10 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
+from partnerboard.simulator.server import SECRET_ENV
 
 from partnerboard.core import schema
 from partnerboard.core import store as store_mod
-from simulator.server import SECRET_ENV
 from tests.conftest import REPO, config_toml, free_port, launch_chromium
 
 ARTIFACTS = REPO / "test-artifacts"
@@ -330,9 +330,8 @@ def _wait_for_source(server: Proc, source: str, timeout: float = 120) -> None:
 @pytest.mark.browser
 def test_live_board_equals_the_report_route_and_export_goes_through_the_server(server: Proc, workdir: Path,
                                                                    tokens) -> None:
+    from partnerboard.dashboard.format import kpi_value
     from playwright.sync_api import sync_playwright
-
-    from dashboard.format import kpi_value
 
     for source in ("marketplace_orders", "marketplace_traffic"):
         _wait_for_source(server, source)

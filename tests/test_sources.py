@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from partnerboard.collectors.http import PartnerClient
+from partnerboard.collectors.sources import run_source
 
-from collectors.http import PartnerClient
-from collectors.sources import run_source
 from partnerboard.core import schema
 from partnerboard.core.config import parse_config
 from tests.conftest import FROZEN_NOW, config_dict, move_clock, set_chaos, truth
@@ -368,7 +368,7 @@ def test_tokens_never_reach_logs_run_records_or_quarantine(bsim, bconfig, store,
 
 def orders_by_hand(client, source, params, notes):
     """A code-level fetcher: walks the orders list its own way (offset, no window)."""
-    from collectors.pagination import Page
+    from partnerboard.collectors.pagination import Page
 
     offset = 0
     while True:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pandas as pd
 import sqlalchemy as sa
+from partnerboard.collectors.jobs import run_statuspage
 
-from collectors.jobs import run_statuspage
 from partnerboard.core import schema
 from partnerboard.core.config import parse_config
 from tests.conftest import config_dict

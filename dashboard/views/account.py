@@ -10,8 +10,8 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 import streamlit as st
+from partnerboard.dashboard import context, gate
 
-from dashboard import context, gate
 from partnerboard.core import users
 from partnerboard.core.access import ACTIONS, RANK, article
 from partnerboard.core.secrets import scrub

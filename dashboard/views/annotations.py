@@ -9,9 +9,9 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import streamlit as st
+from partnerboard.dashboard import context, gate, queries
+from partnerboard.dashboard.literal import failure
 
-from dashboard import context, gate, queries
-from dashboard.literal import failure
 from partnerboard.core import annotations
 from partnerboard.core.access import Forbidden, article
 from partnerboard.core.kpis import VALUE_KPIS

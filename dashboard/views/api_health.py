@@ -21,10 +21,10 @@ from datetime import date, datetime, time, timedelta
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
+from partnerboard.dashboard import context, gate, queries
+from partnerboard.dashboard.format import duration, local_time, pct
+from partnerboard.dashboard.literal import md
 
-from dashboard import context, gate, queries
-from dashboard.format import duration, local_time, pct
-from dashboard.literal import md
 from partnerboard.core import timeutil
 from partnerboard.core.config import Config, Partner
 from partnerboard.core.kpis import KPIS

@@ -12,10 +12,10 @@ import math
 
 import pandas as pd
 import streamlit as st
+from partnerboard.dashboard import context, filter_picker, freshness, gate, period_picker, queries
+from partnerboard.dashboard.format import kpi_value, local_time, status_badge, verdict_badge
+from partnerboard.dashboard.literal import failure, md
 
-from dashboard import context, filter_picker, freshness, gate, period_picker, queries
-from dashboard.format import kpi_value, local_time, status_badge, verdict_badge
-from dashboard.literal import failure, md
 from partnerboard.core.kpis import BY_ID
 
 cfg = context.config()

@@ -10,9 +10,8 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
-
-from dashboard import charts, queries, review_page
-from dashboard.literal import failure
+from partnerboard.dashboard import charts, queries, review_page
+from partnerboard.dashboard.literal import failure
 
 rv = review_page.header("Conversion", "Ratios are ratios of sums over the period (Σ orders ÷ Σ "
                         "sessions), never averages of daily ratios. Definitions: docs/kpis.md.")

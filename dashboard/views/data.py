@@ -13,10 +13,10 @@ from urllib.parse import urlencode
 import pandas as pd
 import sqlalchemy as sa
 import streamlit as st
+from partnerboard.dashboard import context, freshness, gate, queries
+from partnerboard.dashboard.format import duration, local_time
+from partnerboard.dashboard.literal import failure, md
 
-from dashboard import context, freshness, gate, queries
-from dashboard.format import duration, local_time
-from dashboard.literal import failure, md
 from partnerboard.core import audit, quarantine, run_now, schema, timeutil
 from partnerboard.core.access import Forbidden, article
 from partnerboard.core.secrets import scrub

@@ -13,10 +13,9 @@ import html
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
-
-from dashboard import charts, queries, review_page
-from dashboard.format import local_time, without_attrs
-from dashboard.literal import failure, md
+from partnerboard.dashboard import charts, queries, review_page
+from partnerboard.dashboard.format import local_time, without_attrs
+from partnerboard.dashboard.literal import failure, md
 
 rv = review_page.header("Merchant funnel", "A cohort is the shops that applied in a period; each "
                         "stage counts those of them that reached it by the as-of time, so numbers "

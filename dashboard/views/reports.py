@@ -9,10 +9,9 @@ from __future__ import annotations
 from urllib.parse import quote, urlencode
 
 import streamlit as st
-
-from dashboard import context, gate, period_picker, queries
-from dashboard.format import local_time, without_attrs
-from dashboard.literal import failure
+from partnerboard.dashboard import context, gate, period_picker, queries
+from partnerboard.dashboard.format import local_time, without_attrs
+from partnerboard.dashboard.literal import failure
 
 cfg = context.config()
 store = context.store()

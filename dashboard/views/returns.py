@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 import streamlit as st
-
-from dashboard import charts, queries, review_page
-from dashboard.format import kpi_value
-from dashboard.literal import failure
+from partnerboard.dashboard import charts, queries, review_page
+from partnerboard.dashboard.format import kpi_value
+from partnerboard.dashboard.literal import failure
 
 rv = review_page.header("Returns", "A return counts in the period it was booked, not in its "
                         "order's; cost = shipping + handling. Definitions: docs/kpis.md.")

@@ -6,10 +6,9 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
-
-from dashboard import context, gate, period_picker, queries
-from dashboard.format import kpi_value, local_time, verdict_badge
-from dashboard.literal import failure, md
+from partnerboard.dashboard import context, gate, period_picker, queries
+from partnerboard.dashboard.format import kpi_value, local_time, verdict_badge
+from partnerboard.dashboard.literal import failure, md
 
 cfg = context.config()
 store = context.store()

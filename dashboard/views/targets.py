@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
+from partnerboard.dashboard import context, gate
+from partnerboard.dashboard.format import kpi_value, local_time
+from partnerboard.dashboard.literal import failure
 
-from dashboard import context, gate
-from dashboard.format import kpi_value, local_time
-from dashboard.literal import failure
 from partnerboard.core import targets
 from partnerboard.core.access import Forbidden, article
 from partnerboard.core.kpis import BY_ID, VALUE_KPIS, applies_to

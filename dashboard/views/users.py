@@ -15,10 +15,10 @@ import secrets
 
 import pandas as pd
 import streamlit as st
+from partnerboard.dashboard import context, gate
+from partnerboard.dashboard.literal import md
 from streamlit.delta_generator import DeltaGenerator
 
-from dashboard import context, gate
-from dashboard.literal import md
 from partnerboard.core import access, users
 from partnerboard.core.access import ROLES, Forbidden, article
 from partnerboard.core.config import UnknownPartnerError

@@ -1,7 +1,7 @@
 """What a partner record must look like once mapped to our columns.
 
 One pydantic model per store table. A collector maps a partner's raw record onto
-these columns (``collectors.mapping``) and validates it here; a record that fails
+these columns (``partnerboard.collectors.mapping``) and validates it here; a record that fails
 goes to quarantine with the reason, never half into the store.
 """
 

@@ -58,7 +58,7 @@ class RunNowResult:
 
 
 class Runner(Protocol):
-    """What a process with a scheduler registers (``collectors.scheduler.SchedulerRunner``)."""
+    """What a process with a scheduler registers (``partnerboard.collectors.scheduler.SchedulerRunner``)."""
 
     def sources(self) -> list[str]:
         """Ids that can be run now: probe groups, status pages, business sources."""

@@ -16,7 +16,7 @@ a file target for ``2026-Q4`` still wins over a board target for every period, a
 board target for ``2026-Q4`` wins over both.
 
 **One source of truth.** Nothing else merges targets. Every number is judged with an
-effective config: the pages get it from ``dashboard.context.config()`` (cached, keyed
+effective config: the pages get it from ``partnerboard.dashboard.context.config()`` (cached, keyed
 on the config file and ``version`` of this table, so an edit reaches every page and every
 cached query within seconds), and ``report.build`` applies ``effective`` itself, so the
 Reports page, ``/api/reports/<period>.csv`` and ``partnerboard export`` carry the same
