@@ -1,0 +1,5 @@
+"""The review report of a period (``report``: one frame for the page, the URL and the
+CLI) and CSV that opens correctly in Excel and cannot run formulas (``csv_export``).
+
+May import: ``vocabulary``, ``config``, ``store``, ``metrics``, ``changes``.
+"""
