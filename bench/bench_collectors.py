@@ -32,9 +32,12 @@ sys.path.insert(0, str(ROOT))
 from partnerboard.collectors.sources import run_source  # noqa: E402
 from partnerboard.simulator.server import SECRET_ENV  # noqa: E402
 
-from partnerboard.core import schema  # noqa: E402
 from partnerboard.core.config import parse_config  # noqa: E402
-from partnerboard.core.store import close_store, open_store  # noqa: E402
+from partnerboard.core.store import (  # noqa: E402
+    close_store,
+    open_store,
+    schema,  # noqa: E402
+)
 
 FROZEN = datetime.fromisoformat("2026-11-20T12:00:00+00:00")
 TRUTH_KEY = {"marketplace_orders": ("marketplace", "orders"),

@@ -208,7 +208,7 @@ def generate(bench: BenchStore) -> None:
 
 def seed_coverage(con, start: datetime) -> None:
     """What the collectors' runs would have recorded about their sources: each table is
-    covered from its earliest record (``partnerboard.core.coverage``), so the KPI engine
+    covered from its earliest record (``partnerboard.core.store.coverage``), so the KPI engine
     finds the coverage instead of scanning for it, and says *no data* before it."""
     for table, column in (("orders", "created_at"), ("returns", "created_at"),
                           ("merchants", "applied_at"), ("payments", "created_at"),
@@ -311,7 +311,7 @@ UNION ALL SELECT name, partner_id, k, v FROM (
 
 def floor_query(con, tz) -> tuple[float, dict]:
     """Every Board number straight from DuckDB: {(period label, partner, kpi): value}."""
-    from partnerboard.core.periods import parse
+    from partnerboard.core.vocabulary.periods import parse
 
     current = parse(QUARTER)
     rows, probes = [], []
@@ -364,10 +364,10 @@ def measure(label: str, fn, repeat: int = 3) -> tuple[float, float, object]:
 def run(bench: BenchStore) -> None:
     import tomllib
 
-    from partnerboard.core import health, kpi_engine
     from partnerboard.core.config import parse_config
-    from partnerboard.core.periods import parse
+    from partnerboard.core.metrics import health, kpi_engine
     from partnerboard.core.store import open_store
+    from partnerboard.core.vocabulary.periods import parse
 
     data = tomllib.loads((ROOT / "partners.toml").read_text())
     config = parse_config(data)

@@ -40,9 +40,12 @@ from partnerboard.collectors.scheduler import stop as stop_scheduler  # noqa: E4
 from partnerboard.collectors.sources import run_backfill  # noqa: E402
 from partnerboard.simulator.server import SECRET_ENV  # noqa: E402
 
-from partnerboard.core import schema  # noqa: E402
 from partnerboard.core.config import parse_config  # noqa: E402
-from partnerboard.core.store import close_store, open_store  # noqa: E402
+from partnerboard.core.store import (  # noqa: E402
+    close_store,
+    open_store,
+    schema,  # noqa: E402
+)
 
 FROZEN = "2026-11-20T12:00:00+00:00"
 

@@ -37,8 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from partnerboard.simulator.server import SECRET_ENV  # noqa: E402
 
-from partnerboard.core import users  # noqa: E402
-from partnerboard.core.access import cli_user  # noqa: E402
+from partnerboard.core.access import cli_user, users  # noqa: E402
 from partnerboard.core.config import load_config  # noqa: E402
 from partnerboard.core.store import close_store, open_store  # noqa: E402
 

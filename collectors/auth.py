@@ -15,7 +15,7 @@ from collections.abc import Generator
 import httpx
 
 from partnerboard.core.config import Auth
-from partnerboard.core.secrets import remember, resolve_secret
+from partnerboard.core.config.secrets import remember, resolve_secret
 
 
 class ApiKeyAuth(httpx.Auth):

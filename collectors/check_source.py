@@ -32,7 +32,7 @@ from partnerboard.collectors.pagination import WalkNotes, walk
 from partnerboard.collectors.sources import load_fetcher, request_params
 
 from partnerboard.core.config import Config
-from partnerboard.core.secrets import scrub
+from partnerboard.core.config.secrets import scrub
 
 SHOWN_HEADERS = ("authorization", "x-api-key", "accept", "user-agent")
 

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 
 from partnerboard.core.config import Retry
-from partnerboard.core.secrets import scrub
+from partnerboard.core.config.secrets import scrub
 
 log = logging.getLogger("partnerboard.http")
 USER_AGENT = "partnerboard-collector/0.1"

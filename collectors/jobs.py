@@ -17,10 +17,9 @@ from partnerboard.collectors.auth import build_auth
 from partnerboard.collectors.probe_process import ProbeProcess
 from partnerboard.collectors.probes import probe_all
 
-from partnerboard.core import runs
 from partnerboard.core.config import Config, Endpoint
-from partnerboard.core.secrets import scrub
-from partnerboard.core.store import Store
+from partnerboard.core.config.secrets import scrub
+from partnerboard.core.store import Store, runs
 
 log = logging.getLogger("partnerboard.collectors")
 

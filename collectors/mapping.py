@@ -16,9 +16,9 @@ from typing import Any
 from partnerboard.collectors.record_paths import dig
 from pydantic import ValidationError
 
-from partnerboard.core import records
 from partnerboard.core.config import FieldSpec, Source
-from partnerboard.core.quarantine import describe
+from partnerboard.core.store.quarantine import describe
+from partnerboard.core.vocabulary import records
 
 _MISSING = object()
 

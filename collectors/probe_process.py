@@ -34,8 +34,8 @@ from typing import Any
 
 from partnerboard.collectors.probes import ProbeResult
 
-from partnerboard.core import timeutil
 from partnerboard.core.config import Config
+from partnerboard.core.vocabulary import timeutil
 
 log = logging.getLogger("partnerboard.probes")
 ANSWER_MARGIN_S = 10.0  # beyond the slowest probe deadline before a request counts as lost
@@ -142,8 +142,8 @@ def _serve(conn: Any, config: Config) -> None:
     from partnerboard.collectors.auth import build_auth
     from partnerboard.collectors.probes import new_client, probe_all
 
-    from partnerboard.core import logs
-    from partnerboard.core.secrets import scrub
+    from partnerboard.core.config import logs
+    from partnerboard.core.config.secrets import scrub
 
     logs.install_scrubbing()
     try:  # ahead of the collectors for the CPU, where the OS lets us (root, or CAP_SYS_NICE)

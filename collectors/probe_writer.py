@@ -15,8 +15,9 @@ from partnerboard.collectors.endpoint_status import EndpointStatus, advance
 from partnerboard.collectors.probes import ProbeResult
 from sqlalchemy.engine import Connection
 
-from partnerboard.core import health, runs, schema, timeutil
 from partnerboard.core.config import Endpoint
+from partnerboard.core.store import probe_links, runs, schema
+from partnerboard.core.vocabulary import timeutil
 
 es = schema.endpoint_state
 pr = schema.probe_results
@@ -128,10 +129,10 @@ def write_results(
     if rows:
         conn.execute(pr.insert(), rows)
         # Link only the batch's endpoints, from the earliest probe that could precede it.
-        lookback = timedelta(seconds=health.MAX_INTERVAL_S * health.COVER_FACTOR)
+        lookback = timedelta(seconds=probe_links.MAX_INTERVAL_S * probe_links.COVER_FACTOR)
         since = min(r.ts for r in results) - lookback
         for partner_id, endpoint_id in by_endpoint:
-            health.link_probes(conn, since=since, partner_id=partner_id, endpoint_id=endpoint_id)
+            probe_links.link_probes(conn, since=since, partner_id=partner_id, endpoint_id=endpoint_id)
         runs.set_watermark(conn, source, max(r["ts"] for r in rows).isoformat(), run_id)
     counts["probes"] = len(rows)
     return counts

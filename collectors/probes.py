@@ -17,9 +17,9 @@ from datetime import datetime
 
 import httpx
 
-from partnerboard.core import timeutil
 from partnerboard.core.config import Endpoint, Partner
-from partnerboard.core.secrets import scrub
+from partnerboard.core.config.secrets import scrub
+from partnerboard.core.vocabulary import timeutil
 
 USER_AGENT = "partnerboard-probe/0.1 (+https://github.com/partnerboard)"
 

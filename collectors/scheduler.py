@@ -6,7 +6,7 @@ Every job runs with ``max_instances=1`` (a slow run is never overlapped by the n
 whenever the thread pool is briefly busy). Each job has its own worker thread, so a
 hanging partner holds only its own job.
 
-"Run now" (``SchedulerRunner``, registered in ``partnerboard.core.run_now`` by the
+"Run now" (``SchedulerRunner``, registered in ``partnerboard.core.changes.run_now`` by the
 server) moves a job's next run time to now instead of starting a second copy, so a
 run asked for by a person goes through the same worker thread, the same
 ``max_instances=1`` and the same run record as a scheduled one, marked ``manual``.
@@ -30,10 +30,10 @@ from partnerboard.collectors.jobs import probe_groups, run_probes, run_statuspag
 from partnerboard.collectors.probe_process import ProbeProcess
 from partnerboard.collectors.sources import run_source
 
-from partnerboard.core import timeutil
+from partnerboard.core.changes.run_now import Outcome, RunNowResult, RunNowUnavailable, UnknownSourceError
 from partnerboard.core.config import Config
-from partnerboard.core.run_now import Outcome, RunNowResult, RunNowUnavailable, UnknownSourceError
 from partnerboard.core.store import Store
+from partnerboard.core.vocabulary import timeutil
 
 
 @dataclass(frozen=True)

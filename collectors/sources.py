@@ -28,11 +28,11 @@ from partnerboard.collectors.http import PartnerClient
 from partnerboard.collectors.mapping import BadRecord, map_record, used_top_level_fields
 from partnerboard.collectors.pagination import WalkNotes, walk
 
-from partnerboard.core import coverage, quarantine, runs, schema, timeutil
 from partnerboard.core.config import Config, Incremental, Source
-from partnerboard.core.secrets import scrub
-from partnerboard.core.store import Store
-from partnerboard.core.upsert import UpsertCounts, upsert
+from partnerboard.core.config.secrets import scrub
+from partnerboard.core.store import Store, coverage, quarantine, runs, schema
+from partnerboard.core.store.upsert import UpsertCounts, upsert
+from partnerboard.core.vocabulary import timeutil
 
 log = logging.getLogger("partnerboard.sources")
 

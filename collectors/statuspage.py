@@ -19,8 +19,9 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy.engine import Connection
 
-from partnerboard.core import quarantine, runs, schema, timeutil
 from partnerboard.core.config import Partner
+from partnerboard.core.store import quarantine, runs, schema
+from partnerboard.core.vocabulary import timeutil
 
 inc = schema.incidents
 

@@ -17,11 +17,12 @@ from partnerboard.dashboard.format import kpi_value
 from partnerboard.dashboard.literal import failure, md
 from partnerboard.dashboard.review_page import Review
 
-from partnerboard.core import kpi_engine, periods
 from partnerboard.core.config import Config, Partner
-from partnerboard.core.filters import unsplittable
-from partnerboard.core.kpis import BY_ID
-from partnerboard.core.periods import Period
+from partnerboard.core.metrics import kpi_engine
+from partnerboard.core.metrics.filters import unsplittable
+from partnerboard.core.vocabulary import periods
+from partnerboard.core.vocabulary.kpis import BY_ID
+from partnerboard.core.vocabulary.periods import Period
 
 TREND_PERIODS = 12
 TARGET_COLOUR, NOTE_COLOUR = "#cf222e", "#6e7781"

@@ -17,9 +17,9 @@ from __future__ import annotations
 import streamlit as st
 from partnerboard.dashboard.literal import failure
 
-from partnerboard.core import targets
+from partnerboard.core.changes import targets
 from partnerboard.core.config import Config, ConfigError, config_path, load_config
-from partnerboard.core.secrets import scrub
+from partnerboard.core.config.secrets import scrub
 from partnerboard.core.store import Store, StoreBusyError, database_url, open_store
 
 TARGETS_TTL_S = 3  # how stale another session's view of board-set targets may be

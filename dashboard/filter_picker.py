@@ -12,7 +12,7 @@ import streamlit as st
 from partnerboard.dashboard import queries
 from partnerboard.dashboard.literal import md
 
-from partnerboard.core.filters import DIMENSIONS, Filters
+from partnerboard.core.metrics.filters import DIMENSIONS, Filters
 
 ALL = "All"
 CHOSEN = "chosen_filters"  # session key outliving the page's widgets

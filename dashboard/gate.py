@@ -18,9 +18,9 @@ import streamlit as st
 from partnerboard.dashboard import context
 from partnerboard.dashboard.literal import md
 
-from partnerboard.core import audit, schema, users
-from partnerboard.core.access import SESSION_COOKIE, User
+from partnerboard.core.access import SESSION_COOKIE, User, audit, users
 from partnerboard.core.config import Config
+from partnerboard.core.store import schema
 
 _USER = "_partnerboard_user"  # session key; no widget carries it, so no client can set it
 _AUDITED = "_partnerboard_audited"

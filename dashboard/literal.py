@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 
-from partnerboard.core.secrets import scrub
+from partnerboard.core.config.secrets import scrub
 
 _PUNCTUATION = re.compile(r"([!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~])")
 _AUTOLINK = re.compile(r"(?i)(://|www(?=\.)|@)")

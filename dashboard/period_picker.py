@@ -13,9 +13,9 @@ from datetime import date, datetime, timedelta
 import streamlit as st
 from partnerboard.dashboard.literal import failure, md
 
-from partnerboard.core import periods
 from partnerboard.core.config import Config
-from partnerboard.core.periods import Period
+from partnerboard.core.vocabulary import periods
+from partnerboard.core.vocabulary.periods import Period
 
 KINDS = {"Month": "month", "Quarter": "quarter", "Custom": "custom"}
 CHOSEN = "chosen_period"  # session key outliving the page's widgets

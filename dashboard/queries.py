@@ -14,11 +14,11 @@ import pandas as pd
 import streamlit as st
 from partnerboard.dashboard.context import config_for_key
 
-from partnerboard.core import filters as flt
-from partnerboard.core import health, maintenance, runs
 from partnerboard.core.config import Config
-from partnerboard.core.filters import Filters
-from partnerboard.core.store import open_store
+from partnerboard.core.metrics import filters as flt
+from partnerboard.core.metrics import health, maintenance
+from partnerboard.core.metrics.filters import Filters
+from partnerboard.core.store import open_store, runs
 
 TTL_S = 5
 
@@ -91,7 +91,8 @@ def review_bucket() -> datetime:
 def board(url: str, config_key: str, label: str, as_of: datetime,
           filters: Filters = flt.NONE) -> pd.DataFrame:
     """The Board frame (``kpi_engine.board``) for a period label."""
-    from partnerboard.core import kpi_engine, periods
+    from partnerboard.core.metrics import kpi_engine
+    from partnerboard.core.vocabulary import periods
 
     cfg = _config_for(config_key)
     with open_store(url).engine.connect() as conn:
@@ -103,7 +104,8 @@ def board_with_trend(url: str, config_key: str, label: str, n: int, as_of: datet
                      filters: Filters = flt.NONE) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The Board frame and its ``n``-period sparkline series from one computation: the
     series already holds the period and the previous one, so only last year is added."""
-    from partnerboard.core import kpi_engine, periods
+    from partnerboard.core.metrics import kpi_engine
+    from partnerboard.core.vocabulary import periods
 
     cfg = _config_for(config_key)
     period = periods.parse(label)
@@ -119,7 +121,8 @@ def board_with_trend(url: str, config_key: str, label: str, n: int, as_of: datet
 def trend(url: str, config_key: str, label: str, n: int, as_of: datetime,
           filters: Filters = flt.NONE) -> pd.DataFrame:
     """Every KPI for the ``n`` periods ending with ``label``: partner_id, period, kpi, value."""
-    from partnerboard.core import kpi_engine, periods
+    from partnerboard.core.metrics import kpi_engine
+    from partnerboard.core.vocabulary import periods
 
     cfg = _config_for(config_key)
     series = periods.trailing(periods.parse(label), n)
@@ -140,8 +143,8 @@ def _series_frame(found: dict, series: list) -> pd.DataFrame:
 @st.cache_data(ttl=REVIEW_TTL_S, show_spinner=False)
 def report(url: str, config_key: str, label: str, viewer_partner: str | None,
            as_of: datetime) -> pd.DataFrame:
-    from partnerboard.core import periods
-    from partnerboard.core import report as report_mod
+    from partnerboard.core.reports import report as report_mod
+    from partnerboard.core.vocabulary import periods
 
     cfg = _config_for(config_key)
     with open_store(url).engine.connect() as conn:
@@ -153,7 +156,9 @@ def report(url: str, config_key: str, label: str, viewer_partner: str | None,
 def sla_verdicts(url: str, config_key: str, label: str, as_of: datetime) -> dict[str, tuple[str, str]]:
     """partner id -> (verdict, breaches in one line): the Board's SLA line, without
     building the whole report (which recomputes every KPI)."""
-    from partnerboard.core import periods, report, sla
+    from partnerboard.core.metrics import sla
+    from partnerboard.core.reports import report
+    from partnerboard.core.vocabulary import periods
 
     cfg = _config_for(config_key)
     period = periods.parse(label)
@@ -164,7 +169,7 @@ def sla_verdicts(url: str, config_key: str, label: str, as_of: datetime) -> dict
 
 @st.cache_data(ttl=REVIEW_TTL_S, show_spinner=False)
 def burn_rates(url: str, config_key: str, partner_id: str, as_of: datetime) -> list[dict]:
-    from partnerboard.core import sla
+    from partnerboard.core.metrics import sla
 
     cfg = _config_for(config_key)
     with open_store(url).engine.connect() as conn:
@@ -176,7 +181,8 @@ def funnel(url: str, config_key: str, partner_id: str, label: str, as_of: dateti
            filters: Filters = flt.NONE) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The period's application cohort per stage, and the 12 application-month cohorts
     ending with the period's last month."""
-    from partnerboard.core import merchant_funnel, periods
+    from partnerboard.core.metrics import merchant_funnel
+    from partnerboard.core.vocabulary import periods
 
     cfg = _config_for(config_key)
     period = periods.parse(label)
@@ -191,7 +197,8 @@ def funnel(url: str, config_key: str, partner_id: str, label: str, as_of: dateti
 def breakdown(url: str, config_key: str, name: str, partner_id: str, label: str, as_of: datetime,
               filters: Filters = flt.NONE) -> pd.DataFrame:
     """``breakdowns.<name>`` (conversion_by_channel, payments_by_method, returns_by_reason)."""
-    from partnerboard.core import breakdowns, periods
+    from partnerboard.core.metrics import breakdowns
+    from partnerboard.core.vocabulary import periods
 
     cfg = _config_for(config_key)
     with open_store(url).engine.connect() as conn:
@@ -203,7 +210,8 @@ def records(url: str, config_key: str, name: str, partner_id: str, label: str, a
             filters: Filters = flt.NONE, where: tuple[tuple[str, str], ...] = ()
             ) -> tuple[pd.DataFrame, int]:
     """The records behind a chart (``drill.records``): rows and how many match in all."""
-    from partnerboard.core import drill, periods
+    from partnerboard.core.metrics import drill
+    from partnerboard.core.vocabulary import periods
 
     cfg = _config_for(config_key)
     with open_store(url).engine.connect() as conn:
@@ -219,7 +227,7 @@ def filter_choices(url: str, as_of: datetime) -> dict[str, list[str]]:
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def notes(url: str, start: date, end: date, as_of: datetime, viewer_partner: str | None) -> pd.DataFrame:
     """Notes dated in [start, end) that a person of ``viewer_partner`` may read (None: both)."""
-    from partnerboard.core import annotations
+    from partnerboard.core.changes import annotations
 
     with open_store(url).engine.connect() as conn:
         return annotations.between(conn, start, end, viewer_partner=viewer_partner)

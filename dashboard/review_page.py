@@ -11,8 +11,8 @@ from partnerboard.dashboard.format import duration, local_time
 from partnerboard.dashboard.literal import md
 
 from partnerboard.core.config import Config, Partner
-from partnerboard.core.filters import Filters
-from partnerboard.core.periods import Period
+from partnerboard.core.metrics.filters import Filters
+from partnerboard.core.vocabulary.periods import Period
 
 
 @dataclass(frozen=True)

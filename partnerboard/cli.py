@@ -16,22 +16,16 @@ import sys
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Annotated
 
 import httpx
 import typer
 
-from partnerboard.core import logs
-from partnerboard.core.config import CONFIG_ENV, Config, ConfigError, config_path, load_config
-from partnerboard.core.ownership import Ownership, OwnershipError, acquire
-from partnerboard.core.secrets import missing_secrets, scrub
-from partnerboard.core.store import (
-    DATABASE_URL_ENV,
-    StoreBusyError,
-    database_url,
-    display_url,
-    duckdb_path,
-)
+from partnerboard.core.config import CONFIG_ENV, Config, ConfigError, config_path, load_config, logs
+from partnerboard.core.config.secrets import missing_secrets, scrub
+from partnerboard.core.store import DATABASE_URL_ENV, StoreBusyError, database_url, display_url, duckdb_path
+from partnerboard.core.store.ownership import Ownership, OwnershipError, acquire
 
 app = typer.Typer(
     add_completion=False,
@@ -123,11 +117,13 @@ def check_source(
     rows: Annotated[int, typer.Option(min=0, help="Mapped records to print")] = 10,
     config: ConfigOpt = None,
 ) -> None:
-    """Fetch a source's first page(s) with its real auth, paging and mapping, and show what
-    would be stored, what would be quarantined and why, unused fields and the requests
-    sent (secrets scrubbed). Writes nothing; runs beside a board that owns the store.
-    Exit 0 when the mapping holds, 1 when a request failed or records would be quarantined
-    beyond the degraded threshold."""
+    """Try a source before trusting it: fetch its first page(s), show what would be stored.
+
+    Uses the source's real auth, paging and mapping, and prints the requests sent (secrets
+    scrubbed), the mapped records, what would be quarantined and why, and unused fields.
+    Writes nothing, so it runs beside a board that owns the store. Exit 0 when the mapping
+    holds, 1 when a request failed or records would be quarantined beyond the degraded
+    threshold."""
     import json
 
     from rich.console import Console
@@ -228,8 +224,8 @@ def collect(
     button needs ``partnerboard serve``); its runs are recorded with trigger manual."""
     from partnerboard.collectors.scheduler import build_scheduler, job_ids, run_all_once
     from partnerboard.collectors.scheduler import stop as stop_scheduler
-    from partnerboard.core import maintenance, runs
-    from partnerboard.core.store import close_all
+    from partnerboard.core.metrics import maintenance
+    from partnerboard.core.store import close_all, runs
 
     logs.setup()
     cfg = _load(config)
@@ -289,8 +285,7 @@ def backfill(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from partnerboard.collectors.sources import backfill_windows, run_backfill
-    from partnerboard.core import runs
-    from partnerboard.core.store import close_all
+    from partnerboard.core.store import close_all, runs
 
     logs.setup("WARNING")
     cfg = _load(config)
@@ -303,7 +298,7 @@ def backfill(
     _own_database(url, "backfill")
     store = _open_store(url, "backfill")
     runs.abandon_running(store.engine)
-    from partnerboard.core import timeutil
+    from partnerboard.core.vocabulary import timeutil
 
     total = len(backfill_windows(src, start, end or timeutil.utcnow()))
     totals = {"read": 0, "written": 0, "quarantined": 0, "requests": 0, "retries": 0}
@@ -370,9 +365,9 @@ def export(
     While `partnerboard serve` owns the DuckDB file, the report comes from that server's
     /api/reports route (found through the file's owner record), signed with your
     personal API token."""
-    from partnerboard.core import report
-    from partnerboard.core.ownership import current_owner
+    from partnerboard.core.reports import report
     from partnerboard.core.store import close_all
+    from partnerboard.core.store.ownership import current_owner
 
     cfg = _load(config)
     try:
@@ -408,8 +403,7 @@ def export(
                         f"{scrub(r.text[:300])}")
         body, source = r.content, server
     else:
-        from partnerboard.core import audit
-        from partnerboard.core.access import cli_user
+        from partnerboard.core.access import audit, cli_user
 
         store = _open_store(url, "export")
         with store.engine.begin() as conn:
@@ -451,8 +445,7 @@ def _password(from_stdin: bool) -> tuple[str, bool]:
 
 
 def _user_change(action) -> None:
-    from partnerboard.core import users
-    from partnerboard.core.access import Forbidden
+    from partnerboard.core.access import Forbidden, users
     from partnerboard.core.config import UnknownPartnerError
 
     try:
@@ -473,8 +466,7 @@ def users_add(
     database: DbOpt = None,
 ) -> None:
     """Add a person. Prints a generated password once unless --password-stdin or --oidc."""
-    from partnerboard.core import users
-    from partnerboard.core.access import cli_user
+    from partnerboard.core.access import cli_user, users
 
     cfg, store = _users_store(config, database, "add")
     password, generated = (None, False) if oidc else _password(password_stdin)
@@ -489,8 +481,7 @@ def users_add(
 @users_app.command("remove")
 def users_remove(email: str, config: ConfigOpt = None, database: DbOpt = None) -> None:
     """Remove a person; their sessions end at once."""
-    from partnerboard.core import users
-    from partnerboard.core.access import cli_user
+    from partnerboard.core.access import cli_user, users
 
     _, store = _users_store(config, database, "remove")
     with store.engine.begin() as conn:
@@ -502,8 +493,7 @@ def users_remove(email: str, config: ConfigOpt = None, database: DbOpt = None) -
 def users_reset(email: str, password_stdin: PasswordOpt = False, config: ConfigOpt = None,
                 database: DbOpt = None) -> None:
     """Set a new password (clears a lockout, ends the person's sessions)."""
-    from partnerboard.core import users
-    from partnerboard.core.access import cli_user
+    from partnerboard.core.access import cli_user, users
 
     _, store = _users_store(config, database, "reset")
     password, generated = _password(password_stdin)
@@ -519,8 +509,7 @@ def users_role(email: str, role: Annotated[str, typer.Option(help="viewer | edit
                    "--partner", help="Partner id or 'both' (default: unchanged)")] = None,
                config: ConfigOpt = None, database: DbOpt = None) -> None:
     """Change a person's role (and partner)."""
-    from partnerboard.core import users
-    from partnerboard.core.access import cli_user
+    from partnerboard.core.access import cli_user, users
 
     cfg, store = _users_store(config, database, "role")
     with store.engine.begin() as conn:
@@ -533,8 +522,7 @@ def users_role(email: str, role: Annotated[str, typer.Option(help="viewer | edit
 @users_app.command("token")
 def users_token(email: str, config: ConfigOpt = None, database: DbOpt = None) -> None:
     """Make a personal API token for scripted exports (replaces the previous one)."""
-    from partnerboard.core import users
-    from partnerboard.core.access import cli_user
+    from partnerboard.core.access import cli_user, users
 
     _, store = _users_store(config, database, "token")
     with store.engine.begin() as conn:
@@ -551,8 +539,7 @@ def users_token(email: str, config: ConfigOpt = None, database: DbOpt = None) ->
 @users_app.command("list")
 def users_list(config: ConfigOpt = None, database: DbOpt = None) -> None:
     """Everyone who may sign in, with role, partner, and whether they are locked out."""
-    from partnerboard.core import users
-    from partnerboard.core.access import cli_user
+    from partnerboard.core.access import cli_user, users
 
     _, store = _users_store(config, database, "list")
     with store.engine.connect() as conn:
@@ -613,9 +600,14 @@ def demo(
     config: ConfigOpt = None,
     database: DbOpt = None,
 ) -> None:
-    """Start the simulator and the board (with collectors) on the demo config."""
+    """Start the simulator and the board (with collectors) on the demo config.
+
+    The config is --config, else $PARTNERBOARD_CONFIG, else ./partners.toml, else the demo
+    partnership installed with Partnerboard (so a wheel install runs the demo anywhere)."""
     from partnerboard.simulator.server import tokens_from_env
 
+    if config is None and not os.environ.get(CONFIG_ENV) and not config_path().exists():
+        config = str(_packaged_demo_config())
     tokens_from_env(generate_missing=True)  # shared with the child through the environment
     _demo_account(config, database, port)
     _demo_history(config, database)
@@ -634,13 +626,20 @@ def demo(
 DEMO_EMAIL = "demo@partnership.example"
 
 
+def _packaged_demo_config() -> Path:
+    """The demo partnership shipped inside the package (a copy of the repository's
+    partners.toml; a test keeps the two equal)."""
+    from importlib.resources import files
+
+    return Path(str(files("partnerboard") / "demo_partners.toml"))
+
+
 def _demo_account(config: str | None, database: str | None, port: int) -> None:
     """The demo's admin, with a fresh password each start (printed, since only its hash is
     kept), or ``PARTNERBOARD_DEMO_PASSWORD`` when set. Done before `serve` owns the file."""
     import secrets as _secrets
 
-    from partnerboard.core import users
-    from partnerboard.core.access import cli_user
+    from partnerboard.core.access import cli_user, users
     from partnerboard.core.store import close_all
 
     cfg = _load(config)

@@ -18,9 +18,9 @@ import sqlalchemy as sa
 
 from partnerboard.collectors import probe_writer
 from partnerboard.collectors.probes import ProbeResult
-from partnerboard.core import runs, schema, timeutil
 from partnerboard.core.config import Config
-from partnerboard.core.store import Store
+from partnerboard.core.store import Store, runs, schema
+from partnerboard.core.vocabulary import timeutil
 from partnerboard.simulator.history import probe_history
 
 HISTORY_EVERY = timedelta(minutes=1)

@@ -29,20 +29,15 @@ from starlette.routing import Route
 from partnerboard import dashboard, web_auth, web_guard
 from partnerboard.collectors.scheduler import SchedulerRunner, build_scheduler
 from partnerboard.collectors.scheduler import stop as stop_scheduler
-from partnerboard.core import (
-    access,
-    annotations,
-    audit,
-    csv_export,
-    maintenance,
-    periods,
-    report,
-    run_now,
-    runs,
-)
+from partnerboard.core import access
+from partnerboard.core.access import audit
+from partnerboard.core.changes import annotations, run_now
 from partnerboard.core.config import load_config
-from partnerboard.core.secrets import scrub
-from partnerboard.core.store import close_store, display_url, open_store
+from partnerboard.core.config.secrets import scrub
+from partnerboard.core.metrics import maintenance
+from partnerboard.core.reports import csv_export, report
+from partnerboard.core.store import close_store, display_url, open_store, runs
+from partnerboard.core.vocabulary import periods
 
 log = logging.getLogger("partnerboard.server")
 

@@ -24,8 +24,7 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from partnerboard.core import users
-from partnerboard.core.access import SESSION_COOKIE, User, safe_next
+from partnerboard.core.access import SESSION_COOKIE, User, safe_next, users
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">

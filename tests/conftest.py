@@ -193,7 +193,8 @@ def ensure_user(email: str, role: str = "admin", partner_id: str | None = None) 
     CLI would (so page tests sign in as a real, stored person)."""
     import os
 
-    from partnerboard.core import access, users
+    from partnerboard.core import access
+    from partnerboard.core.access import users
     from partnerboard.core.config import load_config
 
     config = load_config(os.environ["PARTNERBOARD_CONFIG"])
@@ -250,7 +251,7 @@ def cover(conn: Any, partner_id: str, resource: str, since: Any = None) -> None:
 
     import sqlalchemy as sa
 
-    from partnerboard.core import schema
+    from partnerboard.core.store import schema
 
     c = schema.source_coverage
     source = f"{partner_id}_{resource} (test fixture)"

@@ -8,9 +8,11 @@ import pytest
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 
-from partnerboard.core import access, audit, schema, timeutil, users
-from partnerboard.core.access import Forbidden, User
+from partnerboard.core import access
+from partnerboard.core.access import Forbidden, User, audit, users
 from partnerboard.core.config import parse_config
+from partnerboard.core.store import schema
+from partnerboard.core.vocabulary import timeutil
 from tests.conftest import config_dict
 
 CFG = parse_config(config_dict("http://127.0.0.1:9") | {"access": {
@@ -173,7 +175,7 @@ def test_api_tokens_are_personal_and_replaceable(people) -> None:
         with pytest.raises(Forbidden):
             users.new_api_token(conn, viewer, "ana@marketplace.example")
         assert users.user_for_token(conn, "not-a-token") is None
-    from partnerboard.core.secrets import scrub
+    from partnerboard.core.config.secrets import scrub
 
     assert second not in scrub(f"GET /api/reports/2026-10.csv token={second}")
 
@@ -188,16 +190,17 @@ def test_oidc_identities_map_to_partners_by_domain(people) -> None:
 
 
 def test_quarantine_is_resolved_by_admins_and_never_deleted(store) -> None:
-    from partnerboard.core import quarantine
+    from partnerboard.core.changes import quarantine_resolutions
+    from partnerboard.core.store import quarantine
 
     with store.engine.begin() as conn:
         assert quarantine.put(conn, source="marketplace_orders", run_id="r1", payload={"id": 1},
                               reason="amount: not a number")
         qid = conn.execute(sa.select(schema.quarantine.c.id)).scalar_one()
         with pytest.raises(ValueError, match="say what was done"):
-            quarantine.resolve(conn, ADMIN, [qid], "  ")
-        assert quarantine.resolve(conn, ADMIN, [qid], "partner fixed it upstream") == 1
-        assert quarantine.resolve(conn, ADMIN, [qid], "again") == 0, "resolved once"
+            quarantine_resolutions.resolve(conn, ADMIN, [qid], "  ")
+        assert quarantine_resolutions.resolve(conn, ADMIN, [qid], "partner fixed it upstream") == 1
+        assert quarantine_resolutions.resolve(conn, ADMIN, [qid], "again") == 0, "resolved once"
         row = conn.execute(sa.select(schema.quarantine)).one()
         mark = conn.execute(sa.select(schema.quarantine_resolutions)).one()
         log = audit.entries(conn, reader=ADMIN, action="quarantine.resolve")

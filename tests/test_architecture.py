@@ -30,6 +30,41 @@ def _imports(path: Path) -> set[str]:
 
 OWN = {"collectors": C, "dashboard": D, "simulator": S}
 
+# The core's rooms, and which of them each may import (partnerboard/core/__init__.py).
+CORE = "partnerboard.core"
+ROOMS = ("vocabulary", "config", "store", "access", "metrics", "changes", "reports")
+MAY_IMPORT = {
+    "vocabulary": set(),
+    "config": {"vocabulary"},
+    "store": {"vocabulary", "config"},
+    "access": {"vocabulary", "config", "store"},
+    "metrics": {"vocabulary", "config", "store"},
+    "changes": {"vocabulary", "config", "store", "access", "metrics"},
+    "reports": {"vocabulary", "config", "store", "metrics", "changes"},
+}
+
+
+def test_the_core_rooms_import_one_way() -> None:
+    """Each room of the core imports only the rooms below it: metrics never asks who is
+    looking (access), the store knows nothing above it."""
+    violations = []
+    for room in ROOMS:
+        allowed = MAY_IMPORT[room] | {room}
+        files = list((REPO / "partnerboard" / "core" / room).rglob("*.py"))
+        assert files, room
+        for f in files:
+            for name in _imports(f):
+                if name == CORE or not name.startswith(CORE + "."):
+                    if name == CORE:
+                        violations.append(f"{f.relative_to(REPO)} imports the core as a whole")
+                    continue
+                target = name[len(CORE) + 1:].split(".")[0]
+                if target not in allowed:
+                    violations.append(f"{f.relative_to(REPO)} imports {name} ({room} may not use {target})")
+    assert violations == []
+    assert [p.name for p in (REPO / "partnerboard" / "core").glob("*.py")] == ["__init__.py"], \
+        "every module of the core lives in a room"
+
 
 def test_import_direction() -> None:
     violations = []

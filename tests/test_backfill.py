@@ -19,8 +19,8 @@ import sqlalchemy as sa
 from partnerboard.collectors.http import parse_retry_after
 from partnerboard.simulator.server import SECRET_ENV
 
-from partnerboard.core import schema
 from partnerboard.core import store as store_mod
+from partnerboard.core.store import schema
 from tests.conftest import config_toml, set_chaos, truth
 
 

@@ -21,8 +21,8 @@ import pytest
 from partnerboard.dashboard.format import kpi_value
 from partnerboard.simulator.world import TZ
 
-from partnerboard.core import csv_export
-from partnerboard.core.periods import parse
+from partnerboard.core.reports import csv_export
+from partnerboard.core.vocabulary.periods import parse
 from tests.conftest import config_toml, launch_chromium
 from tests.test_server import (
     ARTIFACTS,

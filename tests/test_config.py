@@ -201,16 +201,24 @@ def test_endpoint_and_source_paths_must_be_relative() -> None:
 
 def test_the_configuration_reference_is_generated_from_the_models() -> None:
     """Every key documented, with type, default and description; regenerated, not edited."""
-    from partnerboard.core import config_reference
+    from partnerboard.core.config import reference as config_reference
     from tests.conftest import REPO
 
     assert config_reference.missing_descriptions() == [], "write a docstring under each setting"
     doc = (REPO / "docs" / "configuration-reference.md").read_text()
     assert doc == config_reference.render_markdown(), \
-        "regenerate: python -m partnerboard.core.config_reference > docs/configuration-reference.md"
+        "regenerate: python -m partnerboard.core.config.reference > docs/configuration-reference.md"
     for key in ("size_param", "offset_param", "has_more_path", "id_field", "max_pages", "end_param",
                 "fetcher", "order", "const", "default", "degraded_quarantine_pct", "trusted_proxies"):
         assert f"| `{key}` |" in doc, key
     # Enumerated columns list their values, so a mapping can be checked against them.
     assert "`created` \\| `paid` \\| `shipped` \\| `delivered` \\| `cancelled`" in doc
     assert "| `size_param` | string | `\"limit\"` |" in doc
+
+
+def test_the_packaged_demo_config_is_partners_toml() -> None:
+    """`partnerboard demo` outside a checkout uses the copy inside the package."""
+    from tests.conftest import REPO
+
+    packaged = (REPO / "partnerboard" / "demo_partners.toml").read_bytes()
+    assert packaged == (REPO / "partners.toml").read_bytes(), "copy partners.toml to partnerboard/"

@@ -8,10 +8,13 @@ from datetime import UTC, date, datetime
 import pandas as pd
 import pytest
 
-from partnerboard.core import annotations, csv_export, kpi_engine, report, schema
 from partnerboard.core.access import User
+from partnerboard.core.changes import annotations
 from partnerboard.core.config import parse_config
-from partnerboard.core.periods import parse
+from partnerboard.core.metrics import kpi_engine
+from partnerboard.core.reports import csv_export, report
+from partnerboard.core.store import schema
+from partnerboard.core.vocabulary.periods import parse
 from tests.conftest import config_dict, cover
 
 CFG = parse_config(config_dict("http://127.0.0.1:9"))

@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from partnerboard.simulator.schedule import BACKGROUND, disruptions
 
-from partnerboard.core import schema, sla
 from partnerboard.core.config import parse_config
-from partnerboard.core.periods import parse
+from partnerboard.core.metrics import sla
+from partnerboard.core.store import schema
+from partnerboard.core.vocabulary.periods import parse
 from partnerboard.demo import import_probe_history
 from tests.conftest import config_dict
 

@@ -7,10 +7,11 @@ from decimal import Decimal
 
 import pytest
 
-from partnerboard.core import breakdowns, drill, kpi_engine, schema
-from partnerboard.core import filters as flt
-from partnerboard.core.filters import Filters
-from partnerboard.core.periods import parse
+from partnerboard.core.metrics import breakdowns, drill, kpi_engine
+from partnerboard.core.metrics import filters as flt
+from partnerboard.core.metrics.filters import Filters
+from partnerboard.core.store import schema
+from partnerboard.core.vocabulary.periods import parse
 from tests.test_kpi_engine import CFG, MKT, PAY, insert, order, utc
 
 OCT = parse("2026-10")

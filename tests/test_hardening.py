@@ -20,9 +20,9 @@ import pandas as pd
 import pytest
 from partnerboard.simulator.server import RunningSimulator, start_in_thread
 
-from partnerboard.core import annotations, audit, users
 from partnerboard.core import store as store_mod
-from partnerboard.core.access import Forbidden, User, cli_user
+from partnerboard.core.access import Forbidden, User, audit, cli_user, users
+from partnerboard.core.changes import annotations
 from partnerboard.core.config import load_config
 from tests.conftest import (
     ADMIN_EMAIL,
@@ -517,7 +517,7 @@ import streamlit.logger, uvicorn.config
 # before our setup, and uvicorn configures its own handlers after it.
 ws_log = streamlit.logger.get_logger("streamlit.web.server.starlette.starlette_websocket")
 runtime_log = streamlit.logger.get_logger("streamlit.runtime")
-from partnerboard.core import logs, secrets
+from partnerboard.core.config import logs, secrets
 logs.setup()
 logging.config.dictConfig(uvicorn.config.LOGGING_CONFIG)
 token = sys.argv[1]

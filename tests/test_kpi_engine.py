@@ -9,10 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from partnerboard.core import health, kpi_engine, merchant_funnel, schema, timeutil
 from partnerboard.core.config import parse_config
-from partnerboard.core.kpis import KPIS, VALUE_KPIS, render_markdown
-from partnerboard.core.periods import parse
+from partnerboard.core.metrics import health, kpi_engine, merchant_funnel
+from partnerboard.core.store import schema
+from partnerboard.core.vocabulary import timeutil
+from partnerboard.core.vocabulary.kpis import KPIS, VALUE_KPIS, render_markdown
+from partnerboard.core.vocabulary.periods import parse
 from tests.conftest import REPO, config_dict, cover
 
 CFG = parse_config(config_dict("http://127.0.0.1:9") | {"targets": [
@@ -306,7 +308,7 @@ def test_the_most_specific_target_wins() -> None:
 
 def test_docs_match_the_catalog() -> None:
     doc = (REPO / "docs" / "kpis.md").read_text()
-    assert doc == render_markdown(), "regenerate: python -m partnerboard.core.kpis > docs/kpis.md"
+    assert doc == render_markdown(), "regenerate: python -m partnerboard.core.vocabulary.kpis > docs/kpis.md"
     for kpi in KPIS:
         assert f"`{kpi.id}`" in doc and kpi.formula in doc
 

@@ -15,10 +15,12 @@ import pandas as pd
 import pytest
 from partnerboard.collectors.sources import run_source
 
-from partnerboard.core import coverage, kpi_engine, report
 from partnerboard.core import store as store_mod
 from partnerboard.core.config import load_config
-from partnerboard.core.periods import parse
+from partnerboard.core.metrics import kpi_engine
+from partnerboard.core.reports import report
+from partnerboard.core.store import coverage
+from partnerboard.core.vocabulary.periods import parse
 from tests.conftest import config_dict, free_port, open_page, to_toml
 from tests.test_server import _start, _stop, _wait_healthy, provision
 

@@ -21,9 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from partnerboard.core import audit
 from partnerboard.core import store as store_mod
-from partnerboard.core.access import cli_user
+from partnerboard.core.access import audit, cli_user
 from tests.conftest import config_toml, free_port, launch_chromium
 from tests.oidc_provider import (
     ProviderNotInstalled,

@@ -11,7 +11,9 @@ from partnerboard.collectors.scheduler import run_all_once
 from partnerboard.dashboard.queries import TTL_S
 from streamlit.testing.v1 import AppTest
 
-from partnerboard.core import health, schema, timeutil
+from partnerboard.core.metrics import health
+from partnerboard.core.store import schema
+from partnerboard.core.vocabulary import timeutil
 from tests.conftest import APP, config_dict, open_page, set_chaos, to_toml
 
 
@@ -129,8 +131,8 @@ def overlay_env(monkeypatch, tmp_path: Path, sim, db_url, env_tokens, store):
     """The demo config with a maintenance window for the marketplace 40 to 20 minutes ago
     (inside the page's default 1 h window), synced into the store as ``serve`` does, and
     one round of real probes, status pages and sources against the simulator."""
-    from partnerboard.core import maintenance
     from partnerboard.core.config import load_config
+    from partnerboard.core.metrics import maintenance
 
     now = datetime.now(UTC).replace(microsecond=0)
     window = (now - timedelta(minutes=40), now - timedelta(minutes=20))
@@ -182,8 +184,8 @@ def test_maintenance_window_is_shaded_on_uptime_and_latency_charts(overlay_env) 
 def test_reported_incident_and_annotations_are_marked_and_escaped(overlay_env, store) -> None:
     from partnerboard.collectors import statuspage
 
-    from partnerboard.core import annotations
     from partnerboard.core.access import User
+    from partnerboard.core.changes import annotations
 
     config, now, _ = overlay_env
     began = now - timedelta(minutes=30)
@@ -275,8 +277,8 @@ def test_uptime_bucket_is_time_weighted_and_a_bucket_without_probes_is_a_gap(pag
 
 
 def test_the_other_partners_internal_note_stays_off_the_charts(overlay_env, store) -> None:
-    from partnerboard.core import annotations
     from partnerboard.core.access import User
+    from partnerboard.core.changes import annotations
 
     config, now, _ = overlay_env
     today = now.astimezone(config.tz).date()

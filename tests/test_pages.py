@@ -13,10 +13,10 @@ from partnerboard.collectors.scheduler import run_all_once
 from partnerboard.simulator.server import SECRET_ENV, start_in_thread
 from streamlit.testing.v1 import AppTest
 
-from partnerboard.core import csv_export, report
 from partnerboard.core import store as store_mod
 from partnerboard.core.config import load_config
-from partnerboard.core.periods import parse
+from partnerboard.core.reports import csv_export, report
+from partnerboard.core.vocabulary.periods import parse
 from tests.conftest import FROZEN_NOW, config_toml, open_page, shown
 
 PAGES = ["views/board.py", "views/api_health.py", "views/sla.py", "views/conversion.py",
@@ -101,7 +101,7 @@ def test_board_metrics_equal_the_report_csv(monkeypatch, demo) -> None:
         df = report.build(conn, config, parse("2026-10"))
     from partnerboard.dashboard.format import kpi_value
 
-    from partnerboard.core.kpis import BY_ID
+    from partnerboard.core.vocabulary.kpis import BY_ID
 
     back = report.to_csv(df)
     import io
@@ -152,8 +152,8 @@ def _charts(at: AppTest) -> dict[str, dict]:
 
 
 def _engine(url: str, cfg: Path, period: str = "2026-10", **filters) -> dict:
-    from partnerboard.core import kpi_engine
-    from partnerboard.core.filters import Filters
+    from partnerboard.core.metrics import kpi_engine
+    from partnerboard.core.metrics.filters import Filters
 
     config = load_config(cfg)
     with store_mod.open_store(url).engine.connect() as conn:
@@ -220,7 +220,7 @@ def test_returns_page_cost_by_reason_adds_up(monkeypatch, demo) -> None:
 
 
 def test_funnel_page_shows_the_cohort_and_cohort_months(monkeypatch, demo) -> None:
-    from partnerboard.core import merchant_funnel
+    from partnerboard.core.metrics import merchant_funnel
 
     _env(monkeypatch, *demo)
     at = _page("views/funnel.py", "2026-Q3")
@@ -237,8 +237,8 @@ def test_funnel_page_shows_the_cohort_and_cohort_months(monkeypatch, demo) -> No
 def test_annotations_appear_on_trend_charts_as_text(monkeypatch, demo) -> None:
     from datetime import date
 
-    from partnerboard.core import annotations
     from partnerboard.core.access import cli_user
+    from partnerboard.core.changes import annotations
 
     url, cfg = demo
     _env(monkeypatch, url, cfg)
@@ -269,7 +269,7 @@ def test_review_pages_on_an_empty_store_say_what_to_do(monkeypatch, tmp_path, si
 
 
 def test_sla_page_lists_the_period_incidents_with_links(monkeypatch, demo) -> None:
-    from partnerboard.core import health
+    from partnerboard.core.metrics import health
 
     _env(monkeypatch, *demo)
     at = _page("views/sla.py", "2026-10")

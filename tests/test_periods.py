@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from partnerboard.core import periods
-from partnerboard.core.periods import PeriodError, delta, parse
+from partnerboard.core.vocabulary import periods
+from partnerboard.core.vocabulary.periods import PeriodError, delta, parse
 
 WAW = ZoneInfo("Europe/Warsaw")
 

@@ -13,9 +13,9 @@ from partnerboard.collectors.jobs import ProbeGroup, probe_groups, run_probes
 from partnerboard.collectors.scheduler import build_scheduler
 from partnerboard.collectors.scheduler import stop as stop_scheduler
 
-from partnerboard.core import schema, timeutil
 from partnerboard.core.config import parse_config
-from partnerboard.core.store import Store
+from partnerboard.core.store import Store, schema
+from partnerboard.core.vocabulary import timeutil
 from tests.conftest import config_dict, set_chaos
 
 

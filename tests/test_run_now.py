@@ -23,10 +23,12 @@ from partnerboard.collectors.scheduler import SchedulerRunner, build_scheduler, 
 from partnerboard.collectors.scheduler import stop as stop_scheduler
 from partnerboard.simulator.server import SECRET_ENV
 
-from partnerboard.core import run_now, schema, timeutil
 from partnerboard.core import store as store_mod
 from partnerboard.core.access import cli_user
+from partnerboard.core.changes import run_now
 from partnerboard.core.config import load_config, parse_config
+from partnerboard.core.store import schema
+from partnerboard.core.vocabulary import timeutil
 from tests.conftest import config_dict, open_page, set_chaos, to_toml
 
 ADMIN = cli_user()

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from partnerboard.simulator.schedule import BACKGROUND, DEMO, active, disruptions
 
-from partnerboard.core import secrets
+from partnerboard.core.config import secrets
 
 
 def test_secret_from_env_then_secrets_file(monkeypatch, tmp_path) -> None:

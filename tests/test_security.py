@@ -17,11 +17,13 @@ import pandas as pd
 import pytest
 from partnerboard.dashboard.navigation import PAGES
 
-from partnerboard.core import annotations, audit, quarantine, report
 from partnerboard.core import store as store_mod
-from partnerboard.core.access import Forbidden, User, cli_user
+from partnerboard.core.access import Forbidden, User, audit, cli_user
+from partnerboard.core.changes import annotations, quarantine_resolutions
 from partnerboard.core.config import load_config
-from partnerboard.core.periods import parse
+from partnerboard.core.reports import report
+from partnerboard.core.store import quarantine
+from partnerboard.core.vocabulary.periods import parse
 from tests.conftest import REPO, config_toml, launch_chromium, open_page
 from tests.test_server import (
     BUILTIN,
@@ -105,7 +107,7 @@ def test_the_core_refuses_a_forged_action_whatever_the_page_showed(page_env, sto
         with pytest.raises(Forbidden, match="annotate needs the editor role"):
             annotations.add(conn, config, annotations.NewAnnotation(date(2026, 10, 1), "x"), actor=viewer)
         with pytest.raises(Forbidden, match="quarantine needs the admin role"):
-            quarantine.resolve(conn, viewer, ["any"], "dismissed")
+            quarantine_resolutions.resolve(conn, viewer, ["any"], "dismissed")
         with pytest.raises(Forbidden, match="sign in"):
             annotations.add(conn, config, annotations.NewAnnotation(date(2026, 10, 1), "x"), actor=None)
 

@@ -21,8 +21,8 @@ import pytest
 import sqlalchemy as sa
 from partnerboard.simulator.server import SECRET_ENV
 
-from partnerboard.core import schema
 from partnerboard.core import store as store_mod
+from partnerboard.core.store import schema
 from tests.conftest import REPO, config_toml, free_port, launch_chromium
 
 ARTIFACTS = REPO / "test-artifacts"

@@ -8,9 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from partnerboard.core import health, maintenance, schema, sla, timeutil
 from partnerboard.core.config import parse_config
-from partnerboard.core.periods import parse
+from partnerboard.core.metrics import health, maintenance, sla
+from partnerboard.core.store import schema
+from partnerboard.core.vocabulary import timeutil
+from partnerboard.core.vocabulary.periods import parse
 from tests.conftest import config_dict
 
 THIRTY_DAYS = 30 * 86400

@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from partnerboard.collectors.http import PartnerClient
 from partnerboard.collectors.sources import run_source
 
-from partnerboard.core import schema
 from partnerboard.core.config import parse_config
+from partnerboard.core.store import schema
 from tests.conftest import FROZEN_NOW, config_dict, move_clock, set_chaos, truth
 
 # source id -> (partner, truth key, table)
@@ -452,9 +452,9 @@ def test_a_gateway_without_merchant_method_or_update_time_is_collected_honestly(
         bsim, store, env_tokens) -> None:
     """No made-up merchant for every payment: the columns stay empty, a default fills the
     method, and the segment filter says it cannot cut this partner's payment KPIs."""
-    from partnerboard.core import kpi_engine
-    from partnerboard.core.filters import Filters
-    from partnerboard.core.periods import parse
+    from partnerboard.core.metrics import kpi_engine
+    from partnerboard.core.metrics.filters import Filters
+    from partnerboard.core.vocabulary.periods import parse
 
     data = config_dict(bsim.base_url)
     charges = next(s for p in data["partners"] for s in p.get("sources", []) if s["id"] == "payments_charges")
@@ -499,7 +499,7 @@ def test_a_naive_mapping_makes_a_degraded_run_with_the_reasons(bsim, store, env_
     """The marketplace sends upper-case order states; a mapping without `type = "lower"`
     (or a values map) rejects nearly every order. The run keeps what it could read, but
     says it is degraded, with the share and the top reason naming value and allowed ones."""
-    from partnerboard.core import runs
+    from partnerboard.core.store import runs
 
     config = with_source(bsim, "marketplace_orders", fields={"status": "order_state"})
     result = run_source(store, config, "marketplace_orders")

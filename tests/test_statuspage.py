@@ -7,8 +7,8 @@ import pandas as pd
 import sqlalchemy as sa
 from partnerboard.collectors.jobs import run_statuspage
 
-from partnerboard.core import schema
 from partnerboard.core.config import parse_config
+from partnerboard.core.store import schema
 from tests.conftest import config_dict
 
 

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from partnerboard.core import migrations, schema, timeutil
 from partnerboard.core import store as store_mod
-from partnerboard.core.ownership import acquire
+from partnerboard.core.store import migrations, schema
+from partnerboard.core.store.ownership import acquire
+from partnerboard.core.vocabulary import timeutil
 
 
 def test_new_store_is_created_at_the_latest_version(store) -> None:
@@ -134,7 +135,7 @@ def test_second_owner_is_refused_naming_the_first(tmp_path: Path) -> None:
     try:
         code = textwrap.dedent(f"""
             from pathlib import Path
-            from partnerboard.core.ownership import acquire, OwnershipError
+            from partnerboard.core.store.ownership import acquire, OwnershipError
             try:
                 acquire(Path({str(db)!r}), "collect")
             except OwnershipError as exc:

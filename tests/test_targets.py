@@ -13,11 +13,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from partnerboard.core import audit, csv_export, kpi_engine, report, schema, targets, timeutil
 from partnerboard.core import store as store_mod
-from partnerboard.core.access import Forbidden, User, cli_user
+from partnerboard.core.access import Forbidden, User, audit, cli_user
+from partnerboard.core.changes import targets
 from partnerboard.core.config import load_config, parse_config
-from partnerboard.core.periods import parse
+from partnerboard.core.metrics import kpi_engine
+from partnerboard.core.reports import csv_export, report
+from partnerboard.core.store import schema
+from partnerboard.core.vocabulary import timeutil
+from partnerboard.core.vocabulary.periods import parse
 from tests.conftest import config_dict, config_toml, cover, open_page, shown
 
 CFG = parse_config(config_dict("http://127.0.0.1:9") | {"targets": [
@@ -276,8 +280,8 @@ def test_a_viewer_sees_the_targets_and_no_form(board_env) -> None:
 
 
 def test_an_editor_of_one_partner_sets_only_that_partners_targets(store) -> None:
-    from partnerboard.core import targets as targets_mod
     from partnerboard.core.access import Forbidden, User
+    from partnerboard.core.changes import targets as targets_mod
     from partnerboard.core.config import parse_config
     from tests.conftest import config_dict
 

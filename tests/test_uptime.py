@@ -10,8 +10,10 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from partnerboard.core import health, schema, timeutil
 from partnerboard.core import store as store_mod
+from partnerboard.core.metrics import health
+from partnerboard.core.store import schema
+from partnerboard.core.vocabulary import timeutil
 
 T0 = datetime(2026, 3, 29, 0, 0, tzinfo=UTC)  # a DST-change day in Europe; storage is UTC
 

@@ -10,8 +10,8 @@ import pytest
 import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
 
-from partnerboard.core import audit, schema, users
-from partnerboard.core.access import User, cli_user
+from partnerboard.core.access import User, audit, cli_user, users
+from partnerboard.core.store import schema
 from tests.conftest import ADMIN_EMAIL, APP, open_page, shown
 
 

@@ -12,9 +12,8 @@ from urllib.parse import urlsplit
 import streamlit as st
 from partnerboard.dashboard import context, gate
 
-from partnerboard.core import users
-from partnerboard.core.access import ACTIONS, RANK, article
-from partnerboard.core.secrets import scrub
+from partnerboard.core.access import ACTIONS, RANK, article, users
+from partnerboard.core.config.secrets import scrub
 
 cfg = context.config()
 store = context.store()

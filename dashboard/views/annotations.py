@@ -12,9 +12,9 @@ import streamlit as st
 from partnerboard.dashboard import context, gate, queries
 from partnerboard.dashboard.literal import failure
 
-from partnerboard.core import annotations
 from partnerboard.core.access import Forbidden, article
-from partnerboard.core.kpis import VALUE_KPIS
+from partnerboard.core.changes import annotations
+from partnerboard.core.vocabulary.kpis import VALUE_KPIS
 
 cfg = context.config()
 store = context.store()

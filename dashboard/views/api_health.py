@@ -25,10 +25,10 @@ from partnerboard.dashboard import context, gate, queries
 from partnerboard.dashboard.format import duration, local_time, pct
 from partnerboard.dashboard.literal import md
 
-from partnerboard.core import timeutil
 from partnerboard.core.config import Config, Partner
-from partnerboard.core.kpis import KPIS
-from partnerboard.core.secrets import scrub
+from partnerboard.core.config.secrets import scrub
+from partnerboard.core.vocabulary import timeutil
+from partnerboard.core.vocabulary.kpis import KPIS
 
 WINDOWS = {
     "1 h": (timedelta(hours=1), 60, 60),

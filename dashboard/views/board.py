@@ -16,7 +16,7 @@ from partnerboard.dashboard import context, filter_picker, freshness, gate, peri
 from partnerboard.dashboard.format import kpi_value, local_time, status_badge, verdict_badge
 from partnerboard.dashboard.literal import failure, md
 
-from partnerboard.core.kpis import BY_ID
+from partnerboard.core.vocabulary.kpis import BY_ID
 
 cfg = context.config()
 store = context.store()

@@ -2,7 +2,7 @@
 when older than its expected interval), "Run now" per source, quarantined records with
 their reasons, and (for admins) the audit log.
 
-"Run now" goes through ``partnerboard.core.run_now``: only a process that owns the
+"Run now" goes through ``partnerboard.core.changes.run_now``: only a process that owns the
 scheduler (``partnerboard serve``) registers a runner there, so under ``streamlit run``
 or AppTest the page shows the shell command instead of buttons."""
 
@@ -17,9 +17,11 @@ from partnerboard.dashboard import context, freshness, gate, queries
 from partnerboard.dashboard.format import duration, local_time
 from partnerboard.dashboard.literal import failure, md
 
-from partnerboard.core import audit, quarantine, run_now, schema, timeutil
-from partnerboard.core.access import Forbidden, article
-from partnerboard.core.secrets import scrub
+from partnerboard.core.access import Forbidden, article, audit
+from partnerboard.core.changes import quarantine_resolutions, run_now
+from partnerboard.core.config.secrets import scrub
+from partnerboard.core.store import schema
+from partnerboard.core.vocabulary import timeutil
 
 ALL_SOURCES = "all sources (probes left out)"
 CLI_HINT = ("From a shell: `partnerboard collect --once` runs every source once, "
@@ -143,7 +145,8 @@ else:
             if st.form_submit_button("Mark resolved"):
                 try:
                     with store.engine.begin() as conn:
-                        n = quarantine.resolve(conn, user, [open_ids[i] for i in picked_ids], note)
+                        n = quarantine_resolutions.resolve(conn, user, [open_ids[i] for i in picked_ids],
+                                                           note)
                     st.success(f"{n} record(s) marked resolved.")
                     st.rerun()
                 except (ValueError, Forbidden) as exc:

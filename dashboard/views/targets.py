@@ -1,6 +1,6 @@
 """Targets: what each KPI is judged against, and (for editors and admins) changing them.
 
-Targets come from ``partners.toml`` and from the board (``partnerboard.core.targets``);
+Targets come from ``partners.toml`` and from the board (``partnerboard.core.changes.targets``);
 a board target replaces the file's for the same partner, KPI and period. The table shows
 the effective targets, the very ones the Board, the trend charts and the report use.
 """
@@ -13,9 +13,9 @@ from partnerboard.dashboard import context, gate
 from partnerboard.dashboard.format import kpi_value, local_time
 from partnerboard.dashboard.literal import failure
 
-from partnerboard.core import targets
 from partnerboard.core.access import Forbidden, article
-from partnerboard.core.kpis import BY_ID, VALUE_KPIS, applies_to
+from partnerboard.core.changes import targets
+from partnerboard.core.vocabulary.kpis import BY_ID, VALUE_KPIS, applies_to
 
 _FLASH = "_targets_flash"  # a success message that survives the rerun after a change
 

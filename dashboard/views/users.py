@@ -1,6 +1,6 @@
 """Users: who may sign in, with which role and for which partner (admins only).
 
-Every change goes through ``partnerboard.core.users`` with the signed-in person, so the
+Every change goes through ``partnerboard.core.access.users`` with the signed-in person, so the
 core refuses a non-admin here exactly as it refuses a forged request; the page checks
 the role first only to show a refusal instead of controls that would all fail.
 Generated passwords are rendered in the run that made them and kept nowhere else (the
@@ -19,10 +19,10 @@ from partnerboard.dashboard import context, gate
 from partnerboard.dashboard.literal import md
 from streamlit.delta_generator import DeltaGenerator
 
-from partnerboard.core import access, users
-from partnerboard.core.access import ROLES, Forbidden, article
+from partnerboard.core import access
+from partnerboard.core.access import ROLES, Forbidden, article, users
 from partnerboard.core.config import UnknownPartnerError
-from partnerboard.core.secrets import scrub
+from partnerboard.core.config.secrets import scrub
 
 BOTH = ""  # partner choice: works for both partners (partner_id None)
 UNCHANGED = "<unchanged>"  # edit choice: leave as it is

@@ -24,9 +24,10 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from partnerboard.core import schema, timeutil
 from partnerboard.core.access import User
-from partnerboard.core.secrets import scrub
+from partnerboard.core.config.secrets import scrub
+from partnerboard.core.store import schema
+from partnerboard.core.vocabulary import timeutil
 
 a = schema.audit_log
 SHARED: None = None  # partner_id of an entry about the partnership as a whole

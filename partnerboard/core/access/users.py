@@ -28,11 +28,11 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.engine import Connection, Engine
 
-from partnerboard.core import audit, schema, timeutil
-from partnerboard.core.access import ROLES, Forbidden, User, require, require_partner
+from partnerboard.core.access import ROLES, Forbidden, User, audit, require, require_partner
+from partnerboard.core.access.throttle import AddressThrottle
 from partnerboard.core.config import Config
-from partnerboard.core.store import write_serially
-from partnerboard.core.throttle import AddressThrottle
+from partnerboard.core.store import schema, write_serially
+from partnerboard.core.vocabulary import timeutil
 
 u, s = schema.users, schema.sessions
 _hasher = PasswordHasher()

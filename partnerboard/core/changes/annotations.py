@@ -16,11 +16,12 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from partnerboard.core import audit, schema, timeutil
-from partnerboard.core.access import User, require
+from partnerboard.core.access import User, audit, require
 from partnerboard.core.config import Config, UnknownPartnerError
-from partnerboard.core.kpis import BY_ID
-from partnerboard.core.secrets import scrub
+from partnerboard.core.config.secrets import scrub
+from partnerboard.core.store import schema
+from partnerboard.core.vocabulary import timeutil
+from partnerboard.core.vocabulary.kpis import BY_ID
 
 an = schema.annotations
 MAX_TEXT = 2000

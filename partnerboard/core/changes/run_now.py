@@ -21,8 +21,7 @@ from typing import Literal, Protocol
 
 from sqlalchemy.engine import Connection
 
-from partnerboard.core import audit
-from partnerboard.core.access import User, require
+from partnerboard.core.access import User, audit, require
 
 Outcome = Literal["queued", "already_queued", "already_running"]
 

@@ -35,10 +35,12 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlalchemy.engine import Connection
 
-from partnerboard.core import audit, periods, schema, timeutil
-from partnerboard.core.access import Forbidden, User, require
-from partnerboard.core.config import Config, Target, UnknownPartnerError, _describe
-from partnerboard.core.kpis import BY_ID, applies_to
+from partnerboard.core.access import Forbidden, User, audit, require
+from partnerboard.core.config import Config, Target, UnknownPartnerError
+from partnerboard.core.config.settings import _describe
+from partnerboard.core.store import schema
+from partnerboard.core.vocabulary import periods, timeutil
+from partnerboard.core.vocabulary.kpis import BY_ID, applies_to
 
 tt = schema.stored_targets
 Key = tuple[str, str, str | None]  # (partner, kpi, period or None = every period)

@@ -18,7 +18,7 @@ import sys
 import traceback
 from typing import Any, TextIO
 
-from partnerboard.core.secrets import scrub
+from partnerboard.core.config.secrets import scrub
 
 _base_factory = logging.getLogRecordFactory()
 

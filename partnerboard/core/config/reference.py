@@ -7,7 +7,7 @@ whether they are required and their allowed values come from ``records``. So the
 reference cannot fall behind the code: ``tests/test_config.py`` fails when the file
 differs from what this renders, and when a setting has no description.
 
-    python -m partnerboard.core.config_reference > docs/configuration-reference.md
+    python -m partnerboard.core.config.reference > docs/configuration-reference.md
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from partnerboard.core import config as c
-from partnerboard.core import records
+from partnerboard.core.config import settings as c
+from partnerboard.core.vocabulary import records
 
 # (TOML table, model, what it is), in the order a file is usually written.
 SECTIONS: list[tuple[str, type[BaseModel], str]] = [
@@ -152,9 +152,9 @@ def render_markdown() -> str:
     out = [
         "# Configuration reference",
         "",
-        "Generated from the configuration's models (`partnerboard/core/config.py`, "
-        "`partnerboard/core/records.py`) by "
-        "`python -m partnerboard.core.config_reference > docs/configuration-reference.md`; "
+        "Generated from the configuration's models (`partnerboard/core/config/settings.py`, "
+        "`partnerboard/core/vocabulary/records.py`) by "
+        "`python -m partnerboard.core.config.reference > docs/configuration-reference.md`; "
         "a test fails when they differ. How to write a config, with examples: "
         "[configuration.md](configuration.md).",
         "",

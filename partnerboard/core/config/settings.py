@@ -27,8 +27,15 @@ from pydantic import (
     model_validator,
 )
 
-from partnerboard.core import records
-from partnerboard.core.kpis import KNOWN_KPI_IDS
+from partnerboard.core.vocabulary import records
+from partnerboard.core.vocabulary.kpis import KNOWN_KPI_IDS
+
+__all__ = [
+    "CONFIG_ENV", "DEFAULT_CONFIG_PATH", "SLA", "Access", "ApiPath", "Auth", "Collection", "Config",
+    "ConfigError", "Endpoint", "FieldSpec", "Incremental", "MaintenanceWindow", "Pagination", "Partner",
+    "Partnership", "Percent", "Retry", "Seconds", "SecretName", "Server", "Source", "StatusPage", "Target",
+    "UnknownPartnerError", "config_path", "load_config", "parse_config",
+]
 
 DEFAULT_CONFIG_PATH = "partners.toml"
 CONFIG_ENV = "PARTNERBOARD_CONFIG"

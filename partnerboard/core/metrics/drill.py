@@ -15,11 +15,11 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from partnerboard.core import filters as flt
-from partnerboard.core import schema
-from partnerboard.core.filters import Filters
-from partnerboard.core.periods import Period
-from partnerboard.core.sqltime import within
+from partnerboard.core.metrics import filters as flt
+from partnerboard.core.metrics.filters import Filters
+from partnerboard.core.store import schema
+from partnerboard.core.store.sqltime import within
+from partnerboard.core.vocabulary.periods import Period
 
 DEFAULT_LIMIT = 1000
 

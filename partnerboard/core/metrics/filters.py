@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from partnerboard.core import schema
 from partnerboard.core.config import Partner
-from partnerboard.core.kpis import SPLITS, Dimension
+from partnerboard.core.store import schema
+from partnerboard.core.vocabulary.kpis import SPLITS, Dimension
 
 DIMENSIONS: dict[Dimension, str] = {"channel": "channel", "segment": "merchant segment"}
 
@@ -70,7 +70,7 @@ def unsplittable(partners: Sequence[Partner]) -> dict[tuple[str, str], frozenset
     KPI, because no source of a table behind it fills the carrying column (an optional
     column left out of ``fields``, such as a gateway's payments without a merchant id).
     Such a KPI shows the whole partner under that filter, and says so."""
-    from partnerboard.core.kpis import VALUE_KPIS
+    from partnerboard.core.vocabulary.kpis import VALUE_KPIS
 
     out: dict[tuple[str, str], frozenset[Dimension]] = {}
     for partner in partners:

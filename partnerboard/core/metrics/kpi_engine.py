@@ -17,13 +17,14 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from partnerboard.core import coverage, health, schema
-from partnerboard.core import filters as flt
 from partnerboard.core.config import Config, Partner
-from partnerboard.core.filters import Filters
-from partnerboard.core.kpis import BY_ID, VALUE_KPIS, applies_to
-from partnerboard.core.periods import Period, delta
-from partnerboard.core.sqltime import elapsed, within
+from partnerboard.core.metrics import filters as flt
+from partnerboard.core.metrics import health
+from partnerboard.core.metrics.filters import Filters
+from partnerboard.core.store import coverage, schema
+from partnerboard.core.store.sqltime import elapsed, within
+from partnerboard.core.vocabulary.kpis import BY_ID, VALUE_KPIS, applies_to
+from partnerboard.core.vocabulary.periods import Period, delta
 
 o, t, r, m = schema.orders, schema.traffic, schema.returns, schema.merchants
 pay, ref, tk, inc = schema.payments, schema.refunds, schema.tickets, schema.incidents

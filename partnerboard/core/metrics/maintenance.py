@@ -11,8 +11,9 @@ import hashlib
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from partnerboard.core import schema, timeutil
 from partnerboard.core.config import Config
+from partnerboard.core.store import schema
+from partnerboard.core.vocabulary import timeutil
 
 mw = schema.maintenance_windows
 

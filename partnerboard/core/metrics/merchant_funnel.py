@@ -17,11 +17,12 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from partnerboard.core import filters as flt
-from partnerboard.core import schema, timeutil
-from partnerboard.core.filters import Filters
-from partnerboard.core.periods import Period, months_between
-from partnerboard.core.sqltime import elapsed
+from partnerboard.core.metrics import filters as flt
+from partnerboard.core.metrics.filters import Filters
+from partnerboard.core.store import schema
+from partnerboard.core.store.sqltime import elapsed
+from partnerboard.core.vocabulary import timeutil
+from partnerboard.core.vocabulary.periods import Period, months_between
 
 m = schema.merchants
 

@@ -19,10 +19,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from partnerboard.core import health, maintenance, schema, timeutil
 from partnerboard.core.config import Config, Partner
-from partnerboard.core.periods import Period
-from partnerboard.core.sqltime import elapsed, within
+from partnerboard.core.metrics import health, maintenance
+from partnerboard.core.store import schema
+from partnerboard.core.store.sqltime import elapsed, within
+from partnerboard.core.vocabulary import timeutil
+from partnerboard.core.vocabulary.periods import Period
 
 # (long window, short window, burn-rate threshold): SRE workbook, table 5-8.
 BURN_ALERTS: tuple[tuple[timedelta, timedelta, float], ...] = (

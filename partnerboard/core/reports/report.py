@@ -20,9 +20,12 @@ from typing import Any
 import pandas as pd
 from sqlalchemy.engine import Connection
 
-from partnerboard.core import annotations, csv_export, health, kpi_engine, periods, sla, targets, timeutil
+from partnerboard.core.changes import annotations, targets
 from partnerboard.core.config import Config, Partner, UnknownPartnerError
-from partnerboard.core.periods import Period
+from partnerboard.core.metrics import health, kpi_engine, sla
+from partnerboard.core.reports import csv_export
+from partnerboard.core.vocabulary import periods, timeutil
+from partnerboard.core.vocabulary.periods import Period
 
 COLUMNS = (
     "section", "partner_id", "partner", "period", "item", "name", "unit", "value",

@@ -23,7 +23,8 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from partnerboard.core import schema, timeutil
+from partnerboard.core.store import schema
+from partnerboard.core.vocabulary import timeutil
 
 cov = schema.source_coverage
 

@@ -23,7 +23,7 @@ from typing import TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, make_url
 
-from partnerboard.core import migrations
+from partnerboard.core.store import migrations
 
 T = TypeVar("T")
 DATABASE_URL_ENV = "PARTNERBOARD_DATABASE_URL"
@@ -120,7 +120,7 @@ def _connect(url: str) -> Store:
 
 
 def busy_message(path: Path) -> str:
-    from partnerboard.core.ownership import describe_owner
+    from partnerboard.core.store.ownership import describe_owner
 
     owner = describe_owner(path)
     return (

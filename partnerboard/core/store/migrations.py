@@ -14,7 +14,8 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from partnerboard.core import health, schema, timeutil
+from partnerboard.core.store import probe_links, schema
+from partnerboard.core.vocabulary import timeutil
 
 
 class SchemaTooNewError(Exception):
@@ -45,7 +46,7 @@ def _v3_business_records(conn: Connection) -> None:
 
 def _v4_probe_coverage(conn: Connection) -> None:
     """v4: ``probe_results.covers_s``, each probe linked to its successor (see
-    ``health.link_probes``), so time-weighted uptime is a scan instead of a sort.
+    ``probe_links.link_probes``), so time-weighted uptime is a scan instead of a sort.
 
     DuckDB cannot add a column to a table that has an index, so the index is dropped
     and recreated around the change (inside the same transaction)."""
@@ -60,7 +61,7 @@ def _v4_probe_coverage(conn: Connection) -> None:
         sa.select(schema.probe_results.c.partner_id, schema.probe_results.c.endpoint_id).distinct()
     ).all()
     for partner_id, endpoint_id in endpoints:
-        health.link_probes(conn, partner_id=partner_id, endpoint_id=endpoint_id)
+        probe_links.link_probes(conn, partner_id=partner_id, endpoint_id=endpoint_id)
     for index in schema.probe_results.indexes:
         index.create(conn, checkfirst=True)
 

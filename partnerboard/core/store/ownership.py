@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from partnerboard.core import timeutil
+from partnerboard.core.vocabulary import timeutil
 
 
 class OwnershipError(Exception):

@@ -17,9 +17,9 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlalchemy.engine import Connection
 
-from partnerboard.core import audit, schema, timeutil
-from partnerboard.core.access import User, require
-from partnerboard.core.secrets import scrub
+from partnerboard.core.config.secrets import scrub
+from partnerboard.core.store import schema
+from partnerboard.core.vocabulary import timeutil
 
 
 def describe(exc: ValidationError) -> str:
@@ -60,25 +60,3 @@ def put(conn: Connection, *, source: str, run_id: str, payload: Any, reason: str
         digest=digest,
     ))
     return True
-
-
-def resolve(conn: Connection, actor: User | None, ids: list[str], note: str, *,
-            ip: str | None = None) -> int:
-    """Mark quarantined records as dealt with (admins). The records stay, with who marked
-    them, when and why: quarantine never loses what a partner sent."""
-    require(actor, "quarantine")
-    assert actor is not None
-    note = note.strip()
-    if not note:
-        raise ValueError("say what was done, e.g. 'partner fixed the record; re-read on next run'")
-    q, done = schema.quarantine, schema.quarantine_resolutions
-    open_ids = conn.execute(sa.select(q.c.id).where(
-        q.c.id.in_(ids), q.c.id.not_in(sa.select(done.c.quarantine_id)))).scalars().all()
-    now = timeutil.to_db(timeutil.utcnow())
-    for qid in open_ids:
-        conn.execute(done.insert().values(quarantine_id=qid, resolved_at=now, resolved_by=actor.email,
-                                          resolution=note[:2000]))
-    audit.record(conn, actor.email, "quarantine.resolve", partner=audit.SHARED,
-                 target=f"{len(open_ids)} record(s)",
-                 detail=f"{', '.join(ids)[:500]}: {note}", ip=ip)
-    return len(open_ids)

@@ -15,8 +15,9 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from partnerboard.core import schema, timeutil
-from partnerboard.core.secrets import scrub
+from partnerboard.core.config.secrets import scrub
+from partnerboard.core.store import schema
+from partnerboard.core.vocabulary import timeutil
 
 runs = schema.collector_runs
 

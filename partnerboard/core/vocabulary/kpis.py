@@ -2,7 +2,7 @@
 
 Each KPI says what it measures, for which partner role, in which unit, which
 direction is good, its exact formula and the tables it reads. ``docs/kpis.md`` is
-generated from this catalog (``python -m partnerboard.core.kpis > docs/kpis.md``)
+generated from this catalog (``python -m partnerboard.core.vocabulary.kpis > docs/kpis.md``)
 and a test fails when the two disagree. The SQL behind each formula lives in
 ``kpi_engine``.
 
@@ -156,8 +156,8 @@ def render_markdown() -> str:
     lines = [
         "# KPI definitions",
         "",
-        "Generated from `partnerboard/core/kpis.py` "
-        "(`python -m partnerboard.core.kpis > docs/kpis.md`); a test fails when they differ.",
+        "Generated from `partnerboard/core/vocabulary/kpis.py` "
+        "(`python -m partnerboard.core.vocabulary.kpis > docs/kpis.md`); a test fails when they differ.",
         "",
         "Rules for every KPI: ratios over a period are ratios of sums (never averages of "
         "daily ratios); a period is the partnership's local calendar days (months and "
@@ -168,7 +168,7 @@ def render_markdown() -> str:
         "*No data*, never 0, also when nothing was collected: a KPI is *no data* when its "
         "partner has no source for a table it reads, or when the period starts before that "
         "table's sources have covered it (their earliest record, or the explicit start of a "
-        "backfill or of `incremental.start`; `partnerboard/core/coverage.py`). Every delta "
+        "backfill or of `incremental.start`; `partnerboard/core/store/coverage.py`). Every delta "
         "against *no data* is *no data*.",
         "",
         "Each value is shown with the previous period and the same period last year "

@@ -11,7 +11,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from partnerboard.core import timeutil
+from partnerboard.core.vocabulary import timeutil
 
 
 def epoch(col: sa.ColumnElement) -> sa.ColumnElement:
