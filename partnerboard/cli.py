@@ -57,6 +57,14 @@ def _load(config: str | None) -> Config:
         raise _fail(str(exc)) from None
 
 
+def _source(cfg: Config, source_id: str, command: str):
+    """(partner, source) of a source id, or the command's refusal naming the known ids."""
+    try:
+        return cfg.source(source_id)
+    except KeyError as exc:
+        raise _fail(f"partnerboard {command}: {exc.args[0]}") from None
+
+
 def _secret_names(cfg: Config) -> list[tuple[str, str]]:
     names = [(n, f"partner {p.id}") for p in cfg.partners for n in p.auth.secret_names()]
     names += [(n, f"source {s.id}") for p in cfg.partners for s in p.sources if s.auth
@@ -133,10 +141,7 @@ def check_source(
 
     logs.setup("WARNING")
     cfg = _load(config)
-    try:
-        partner, src = cfg.source(source)
-    except KeyError as exc:
-        raise _fail(f"partnerboard check-source: {exc.args[0]}") from None
+    partner, src = _source(cfg, source, "check-source")
     start = _when(since, cfg, "--since") if since else None
     out = Console(highlight=False, soft_wrap=True, width=160)
     out.print(f"check-source {src.id}: {partner.name}, table {src.resource}; nothing is written")
@@ -289,10 +294,7 @@ def backfill(
 
     logs.setup("WARNING")
     cfg = _load(config)
-    try:
-        _, src = cfg.source(source)
-    except KeyError as exc:
-        raise _fail(f"partnerboard backfill: {exc.args[0]}") from None
+    _, src = _source(cfg, source, "backfill")
     start, end = _when(since, cfg, "--since"), _when(until, cfg, "--until") if until else None
     url = database_url(database)
     _own_database(url, "backfill")
