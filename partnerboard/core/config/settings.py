@@ -27,11 +27,13 @@ from pydantic import (
     model_validator,
 )
 
+from partnerboard.core.config.alerts import Alerts
 from partnerboard.core.vocabulary import records
 from partnerboard.core.vocabulary.kpis import KNOWN_KPI_IDS
 
 __all__ = [
-    "CONFIG_ENV", "DEFAULT_CONFIG_PATH", "SLA", "Access", "ApiPath", "Auth", "Collection", "Config",
+    "CONFIG_ENV", "DEFAULT_CONFIG_PATH", "SLA", "Access", "Alerts", "ApiPath", "Auth", "Collection",
+    "Config", "Contact",
     "ConfigError", "Endpoint", "FieldSpec", "Incremental", "MaintenanceWindow", "Pagination", "Partner",
     "Partnership", "Percent", "Retry", "Seconds", "SecretName", "Server", "Source", "StatusPage", "Target",
     "UnknownPartnerError", "config_path", "load_config", "parse_config",
@@ -450,6 +452,22 @@ class Source(_Model):
         return tuple(self.primary_key) if self.primary_key else records.RESOURCES[self.resource][1]
 
 
+class Contact(_Model):
+    """Who picks up the phone at a partner: shown in notifications and on the API health
+    and SLA pages. An internal contact reaches only that partner's own people."""
+
+    name: str
+    """Example: `"Ana Nowak"`"""
+    role: str | None = None
+    """Example: `"on-call integration engineer"`"""
+    phone: str | None = None
+    """Example: `"+48 600 000 000"`"""
+    email: str | None = None
+    """Example: `"oncall@paygate.example"`"""
+    internal: bool = False
+    """Only for the partner's own people and receivers (never the other partner's)."""
+
+
 class UnknownPartnerError(KeyError):
     """A partner id that is not in the config; the message lists the known ones."""
 
@@ -477,6 +495,15 @@ class Partner(_Model):
     """The partner's public status page. Example: `{ url = "https://status.partner.example" }`"""
     sla: SLA = SLA()
     """What the partner committed to."""
+    contacts: list[Contact] = []
+    """Escalation contacts, in the order to call them."""
+
+    def contacts_for(self, reader_partner: str | None, *, shared_reader: bool = False) -> list[Contact]:
+        """The contacts a reader may see: the internal ones only for this partner's own
+        people (``reader_partner == self.id``); a shared reader (both partners' channel)
+        gets none of them."""
+        own = reader_partner == self.id and not shared_reader
+        return [c for c in self.contacts if own or not c.internal]
 
     @field_validator("base_url")
     @classmethod
@@ -619,6 +646,8 @@ class Config(_Model):
     """The partners (two is the common case)."""
     targets: list[Target] = []
     """KPI targets (the board's own targets page can set more)."""
+    alerts: Alerts = Alerts()
+    """Who is told what, and how (docs/alerts.md)."""
 
     @model_validator(mode="after")
     def _references(self) -> Config:
@@ -634,6 +663,15 @@ class Config(_Model):
             if pid != "*" and pid not in ids:
                 raise ValueError(f'access.domains["{domain}"] names partner "{pid}", which is not '
                                  f'configured (known: {", ".join(ids)}, or "*" for both)')
+        for r in self.alerts.receivers:
+            if r.partner is not None and r.partner not in ids:
+                raise ValueError(f'alerts.receivers "{r.id}" partner "{r.partner}" is not a configured '
+                                 f"partner (known: {', '.join(ids)})")
+        for i, route in enumerate(self.alerts.routes):
+            for pid in route.partners or []:
+                if pid not in ids:
+                    raise ValueError(f'alerts.routes[{i}].partners names "{pid}", which is not a '
+                                     f"configured partner (known: {', '.join(ids)})")
         for i, t in enumerate(self.targets):
             if t.partner not in ids:
                 raise ValueError(

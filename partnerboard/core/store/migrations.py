@@ -154,6 +154,12 @@ def _v12_source_coverage(conn: Connection) -> None:
                 covered_from=earliest, run_id="v12", updated_at=now))
 
 
+def _v13_alerts(conn: Connection) -> None:
+    """v13: alert state, its history, the outbox of notifications, and silences."""
+    for table in (schema.alerts, schema.alert_events, schema.notifications, schema.silences):
+        table.create(conn, checkfirst=True)
+
+
 # Step N upgrades a database at version N-1 to version N. Append only; never edit.
 STEPS: dict[int, Callable[[Connection], None]] = {
     2: _v2_indexes,
@@ -167,6 +173,7 @@ STEPS: dict[int, Callable[[Connection], None]] = {
     10: _v10_audit_index,
     11: _v11_optional_payment_columns,
     12: _v12_source_coverage,
+    13: _v13_alerts,
 }
 LATEST = max(STEPS)
 

@@ -363,3 +363,80 @@ source_coverage = sa.Table(
     sa.Column("run_id", sa.String(36), nullable=False, comment="the run that set covered_from"),
     sa.Column("updated_at", sa.DateTime, nullable=False),
 )
+
+
+# --- alerts (v13) ----------------------------------------------------------------------
+# State first, then sending: an alert's transition and the notifications it causes are
+# written in one transaction before anything is sent (the outbox), so a restart finds
+# what is still to be delivered.
+
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("fingerprint", sa.String(300), primary_key=True,
+              comment="rule:partner:subject[:instance], e.g. endpoint_down:payments:balance:<incident>"),
+    sa.Column("rule", sa.String(32), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False, comment="critical | warning | info"),
+    sa.Column("partner_id", sa.String(64)),
+    sa.Column("subject", sa.String(128), comment="endpoint, source, KPI or window the alert is about"),
+    sa.Column("summary", sa.Text, nullable=False),
+    sa.Column("labels", sa.Text, nullable=False, comment="JSON: what a message shows"),
+    sa.Column("status", sa.String(16), nullable=False, comment="firing | resolved"),
+    sa.Column("started_at", sa.DateTime, nullable=False),
+    sa.Column("resolved_at", sa.DateTime),
+    sa.Column("muted", sa.String(200), comment="why no one is told now: a silence or maintenance"),
+    sa.Column("notified_at", sa.DateTime, comment="last firing or reminder message; NULL: never told"),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+)
+
+alert_events = sa.Table(
+    "alert_events",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("fingerprint", sa.String(300), nullable=False),
+    sa.Column("at", sa.DateTime, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False,
+              comment="fired | resolved | muted | unmuted | reminder"),
+    sa.Column("detail", sa.Text),
+    sa.Index("ix_alert_events_at", "at"),
+)
+
+notifications = sa.Table(
+    "notifications",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("receiver_id", sa.String(64), nullable=False),
+    sa.Column("idempotency_key", sa.String(80), nullable=False, unique=True,
+              comment="sent with every attempt, so a receiver can drop repeats"),
+    sa.Column("kind", sa.String(16), nullable=False, comment="firing | resolved | reminder | test"),
+    sa.Column("group_key", sa.String(200), nullable=False,
+              comment="partner:rule; alerts grouped into one message"),
+    sa.Column("alerts", sa.Text, nullable=False, comment="JSON list of the alerts as they were"),
+    sa.Column("status", sa.String(16), nullable=False,
+              comment="pending | sending | delivered | undeliverable"),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("due_at", sa.DateTime, nullable=False, comment="created_at + group_wait, then each retry"),
+    sa.Column("claimed_until", sa.DateTime, comment="a sender holds it until then, then it is free"),
+    sa.Column("claimed_by", sa.String(80)),
+    sa.Column("delivered_at", sa.DateTime),
+    sa.Column("last_status", sa.Integer, comment="the receiver's last HTTP status (0: no answer)"),
+    sa.Column("last_error", sa.Text),
+    sa.Index("ix_notifications_due", "status", "due_at"),
+)
+
+silences = sa.Table(
+    "silences",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("rule", sa.String(32), comment="NULL: every rule"),
+    sa.Column("partner_id", sa.String(64), comment="NULL: both partners"),
+    sa.Column("subject", sa.String(128), comment="endpoint, source or KPI; NULL: all of them"),
+    sa.Column("starts_at", sa.DateTime, nullable=False),
+    sa.Column("ends_at", sa.DateTime, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("created_by", sa.String(320), nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("expired_at", sa.DateTime, comment="ended early, by expired_by"),
+    sa.Column("expired_by", sa.String(320)),
+)

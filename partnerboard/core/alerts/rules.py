@@ -1,0 +1,206 @@
+"""What is firing now, by rule, read from the store: the only place alerts look at data.
+
+Each rule returns ``Firing`` instances, one per thing that is wrong, with a stable
+fingerprint (the same outage stays the same alert from one evaluation to the next) and
+what a message needs (``labels``). Nothing here writes or sends; ``state`` does.
+
+- ``endpoint_down`` (critical): a measured incident is open (``down_after_failures``
+  failed probes in a row).
+- ``partner_incident`` (critical for major/critical impact, else warning): the partner's
+  status page reports an unresolved incident.
+- ``burn_rate``: the SLA error budget burns 14.4× over 1 h and 5 min (page, critical),
+  or 6× over 6 h and 30 min (ticket, warning).
+- ``freshness`` (warning): a source's last success is older than ``max_age_intervals``
+  × its interval, its last run was degraded, or ``failed_runs`` runs failed in a row.
+- ``kpi_status`` (warning for red, info for amber): a KPI is off target in the running
+  or the last complete month.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from partnerboard.core.changes import targets
+from partnerboard.core.config import Config
+from partnerboard.core.metrics import kpi_engine, sla
+from partnerboard.core.store import runs, schema
+from partnerboard.core.vocabulary import periods, timeutil
+from partnerboard.core.vocabulary.kpis import BY_ID
+
+inc = schema.incidents
+cr = schema.collector_runs
+
+
+@dataclass(frozen=True)
+class Firing:
+    fingerprint: str
+    rule: str
+    severity: str
+    partner_id: str | None
+    subject: str | None
+    summary: str
+    started_at: datetime
+    labels: dict[str, Any] = field(default_factory=dict)
+
+    def labels_json(self) -> str:
+        return json.dumps(self.labels, default=str, sort_keys=True)
+
+
+def _severity(config: Config, rule: str, default: str) -> str:
+    return getattr(config.alerts.rules, rule).severity or default
+
+
+def endpoint_down(conn: Connection, config: Config, now: datetime) -> list[Firing]:
+    names = {(p.id, e.id): e.label for p in config.partners for e in p.endpoints}
+    rows = conn.execute(sa.select(inc).where(inc.c.origin == "measured", inc.c.resolved_at.is_(None))).all()
+    out = []
+    for r in rows:
+        endpoint = names.get((r.partner_id, r.endpoint_id), r.endpoint_id)
+        out.append(Firing(
+            f"endpoint_down:{r.partner_id}:{r.endpoint_id}:{r.id}", "endpoint_down",
+            _severity(config, "endpoint_down", "critical"), r.partner_id, r.endpoint_id,
+            r.title, timeutil.from_db(r.started_at),
+            {"endpoint": r.endpoint_id, "endpoint_name": endpoint, "incident_id": r.id}))
+    return out
+
+
+def partner_incident(conn: Connection, config: Config, now: datetime) -> list[Firing]:
+    rows = conn.execute(sa.select(inc).where(inc.c.origin == "reported", inc.c.resolved_at.is_(None),
+                                             inc.c.status.not_in(["resolved", "postmortem"]))).all()
+    out = []
+    for r in rows:
+        major = (r.impact or "").lower() in ("major", "critical")
+        out.append(Firing(
+            f"partner_incident:{r.partner_id}:{r.external_id}", "partner_incident",
+            _severity(config, "partner_incident", "critical" if major else "warning"), r.partner_id,
+            r.external_id, f"Reported by the partner: {r.title}", timeutil.from_db(r.started_at),
+            {"title": r.title, "status": r.status, "impact": r.impact, "url": r.url, "incident_id": r.id}))
+    return out
+
+
+def burn_rate(conn: Connection, config: Config, now: datetime) -> list[Firing]:
+    out = []
+    kinds = {"1 h": ("page", "critical"), "6 h": ("ticket", "warning")}
+    for partner in config.partners:
+        if not partner.endpoints:
+            continue
+        for b in sla.burn_rates(conn, partner, now):
+            if not b["alert"] or b["window"] not in kinds:
+                continue
+            kind, severity = kinds[b["window"]]
+            out.append(Firing(
+                f"burn_rate:{partner.id}:{kind}", "burn_rate", _severity(config, "burn_rate", severity),
+                partner.id, kind,
+                f"Error budget burning {b['burn_rate']:.1f}× over {b['window']} and "
+                f"{b['short_burn_rate']:.1f}× over {b['short_window']} (threshold {b['threshold']:g}×; "
+                f"uptime target {partner.sla.uptime_target:g} %)", now,
+                {"window": b["window"], "short_window": b["short_window"], "threshold": b["threshold"],
+                 "burn_rate": b["burn_rate"], "short_burn_rate": b["short_burn_rate"], "kind": kind}))
+    return out
+
+
+def _intervals(config: Config) -> dict[str, tuple[str, float]]:
+    """Source id -> (partner, expected interval in seconds) for every scheduled job."""
+    out: dict[str, tuple[str, float]] = {}
+    for p in config.partners:
+        for s in p.sources:
+            out[s.id] = (p.id, s.interval_seconds)
+        if p.statuspage is not None:
+            out[f"statuspage:{p.id}"] = (p.id, p.statuspage.interval_seconds)
+        by_interval: dict[float, int] = {}
+        for e in p.endpoints:
+            by_interval[e.interval_seconds] = by_interval.get(e.interval_seconds, 0) + 1
+        for interval in by_interval:
+            name = f"probe:{p.id}" + (f"@{interval:g}s" if len(by_interval) > 1 else "")
+            out[name] = (p.id, interval)
+    return out
+
+
+def freshness(conn: Connection, config: Config, now: datetime) -> list[Firing]:
+    rule = config.alerts.rules.freshness
+    expected = _intervals(config)
+    summary = {s["source"]: s for s in runs.source_summary(conn)}
+    out = []
+    severity = _severity(config, "freshness", "warning")
+    for source, (partner_id, interval) in expected.items():
+        s = summary.get(source)
+        if s is None:
+            continue  # never ran yet: nothing to judge (the first run is on its way)
+        last = datetime.fromisoformat(s["last_success_at"]) if s["last_success_at"] else None
+        started = datetime.fromisoformat(s["last_started_at"]) if s["last_started_at"] else now
+        allowed = rule.max_age_intervals * interval
+        if (last is None and (now - started).total_seconds() > allowed) or (
+                last is not None and (now - last).total_seconds() > allowed):
+            age = "never succeeded" if last is None else f"last success {_ago(now - last)} ago"
+            out.append(Firing(f"freshness:{source}:stale", "freshness", severity, partner_id, source,
+                              f"{source} is stale: {age} "
+                              f"(expected every {_ago(timedelta(seconds=interval))})",
+                              last or started, {"source": source, "problem": "stale",
+                                                "last_success_at": s["last_success_at"]}))
+        if rule.degraded and s["last_status"] == "degraded":
+            out.append(Firing(f"freshness:{source}:degraded", "freshness", severity, partner_id, source,
+                              f"{source}: the last run was degraded ({(s.get('last_notes') or '')[:300]})",
+                              started, {"source": source, "problem": "degraded"}))
+        statuses = conn.execute(sa.select(cr.c.status, cr.c.error, cr.c.started_at).where(
+            cr.c.source == source, cr.c.status != "running").order_by(cr.c.started_at.desc())
+            .limit(rule.failed_runs)).all()
+        if len(statuses) == rule.failed_runs and all(r.status == "failed" for r in statuses):
+            out.append(Firing(f"freshness:{source}:failing", "freshness", severity, partner_id, source,
+                              f"{source}: the last {rule.failed_runs} runs failed "
+                              f"({(statuses[0].error or '')[:300]})",
+                              timeutil.from_db(statuses[-1].started_at),
+                              {"source": source, "problem": "failing"}))
+    return out
+
+
+def kpi_status(conn: Connection, config: Config, now: datetime) -> list[Firing]:
+    rule = config.alerts.rules.kpi_status
+    effective = targets.effective(conn, config)
+    out = []
+    wanted = set(rule.statuses)
+    current = periods.containing("month", now, config.tz)
+    for period in (current, periods.last_complete("month", now, config.tz)):
+        frame = kpi_engine.board(conn, effective, period)
+        for r in frame.itertuples():
+            if r.status not in wanted:
+                continue
+            kpi = BY_ID[r.kpi]
+            severity = rule.severity or ("warning" if r.status == "red" else "info")
+            running = " (running)" if period == current else ""
+            out.append(Firing(
+                f"kpi_status:{r.partner_id}:{r.kpi}:{period.label}:{r.status}", "kpi_status", severity,
+                r.partner_id, r.kpi,
+                f"{kpi.name} is {r.status} in {period.label}{running}: {r.value:,.2f} {kpi.unit} against a "
+                f"target of {r.target:,.2f} {kpi.unit}", now,
+                {"kpi": r.kpi, "kpi_name": kpi.name, "period": period.label, "status": r.status,
+                 "value": r.value, "target": r.target, "unit": kpi.unit}))
+    return out
+
+
+RULES = {"endpoint_down": endpoint_down, "partner_incident": partner_incident, "burn_rate": burn_rate,
+         "freshness": freshness, "kpi_status": kpi_status}
+
+
+def evaluate(conn: Connection, config: Config, now: datetime | None = None,
+             rules: tuple[str, ...] | None = None) -> dict[str, list[Firing]]:
+    """rule -> what fires now, for the rules named (all by default). A disabled rule
+    fires nothing, so what it had fired resolves."""
+    now = now or timeutil.utcnow()
+    names = rules or tuple(RULES)
+    return {name: RULES[name](conn, config, now) if getattr(config.alerts.rules, name).enabled else []
+            for name in names}
+
+
+def _ago(delta: timedelta) -> str:
+    s = int(delta.total_seconds())
+    if s < 120:
+        return f"{s} s"
+    if s < 7200:
+        return f"{s // 60} min"
+    return f"{s // 3600} h" if s < 172800 else f"{s // 86400} d"

@@ -1,0 +1,178 @@
+"""``[alerts]``: who is told what, and how (docs/alerts.md).
+
+Receivers say where a message goes (a webhook, a Slack or Teams channel, email, any
+Apprise URL) and whose side they are on; routes say which alerts reach which receivers;
+rules say when something is worth telling. Every rule is on by default, and a receiver
+with only ``id``, ``type = "webhook"`` and ``url`` gets every alert when no route is
+configured. Secrets (webhook URLs with tokens, SMTP passwords, HMAC keys) are named by
+environment variable, never written here.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Severity = Literal["critical", "warning", "info"]
+RuleName = Literal["endpoint_down", "partner_incident", "burn_rate", "freshness", "kpi_status"]
+RULES: tuple[str, ...] = ("endpoint_down", "partner_incident", "burn_rate", "freshness", "kpi_status")
+_ID = r"^[a-z0-9][a-z0-9_-]*$"
+_ENV = r"^[A-Za-z_][A-Za-z0-9_.]*$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+class Receiver(_Model):
+    """Where a notification goes.
+
+    - ``webhook``: a JSON POST (schema ``partnerboard.alert/1``) with an ``Idempotency-Key``
+      header, and an ``X-Partnerboard-Signature: sha256=<hex>`` HMAC of the body when
+      ``hmac_secret_env`` is set
+    - ``slack``: a Slack incoming webhook (Block Kit message)
+    - ``teams``: a Teams workflow webhook (Adaptive Card)
+    - ``email``: SMTP with STARTTLS and login, plain-text and HTML parts
+    - ``apprise``: any Apprise URL (Discord, Telegram, PagerDuty, ntfy, ...), plain text
+    """
+
+    id: Annotated[str, Field(pattern=_ID)]
+    """Unique; routes and `partnerboard alerts test ID` name it. Example: `"payments-oncall"`"""
+    type: Literal["webhook", "slack", "teams", "email", "apprise"]
+    """How to send (see the list above)."""
+    partner: str | None = None
+    """Whose side the receiver is on: it may carry that partner's internal data (internal
+    contacts and notes). None: the partnership's, seen by both, so no internal data at all."""
+    url: str | None = None
+    """webhook, slack, teams: the URL, when it holds no secret. Example:
+    `"https://oncall.example.com/hooks/partnerboard"`"""
+    url_env: Annotated[str, Field(pattern=_ENV)] | None = None
+    """Name of the variable holding the URL, when the URL is itself a secret (Slack and
+    Teams webhooks are; Apprise URLs usually are). Example: `"PARTNERBOARD_SLACK_WEBHOOK"`"""
+    hmac_secret_env: Annotated[str, Field(pattern=_ENV)] | None = None
+    """webhook: name of the variable holding the HMAC-SHA256 signing key."""
+    smtp_host: str | None = None
+    """email: the SMTP server. Example: `"smtp.example.com"`"""
+    smtp_port: Annotated[int, Field(ge=1, le=65535)] = 587
+    """email: its port (587 for STARTTLS)."""
+    starttls: bool = True
+    """email: upgrade the connection with STARTTLS before logging in."""
+    smtp_ca_file: str | None = None
+    """email: a CA bundle to trust for the server's certificate (a private mail relay);
+    none: the system's."""
+    username_env: Annotated[str, Field(pattern=_ENV)] | None = None
+    """email: name of the variable holding the SMTP user name (none: no login)."""
+    password_env: Annotated[str, Field(pattern=_ENV)] | None = None
+    """email: name of the variable holding the SMTP password."""
+    sender: str | None = None
+    """email: the From address. Example: `"partnerboard@marketplace.example"`"""
+    to: list[str] = []
+    """email: recipients. Example: `["oncall@marketplace.example"]`"""
+    timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 10
+    """How long one delivery attempt may take."""
+
+    @model_validator(mode="after")
+    def _complete(self) -> Receiver:
+        if self.type in ("webhook", "slack", "teams", "apprise") and not (self.url or self.url_env):
+            raise ValueError(f'type = "{self.type}" needs url (or url_env naming a variable that holds it)')
+        if self.url and self.url_env:
+            raise ValueError("give url or url_env, not both")
+        if self.url and ("hooks.slack.com/services/" in self.url or self.type == "apprise"):
+            raise ValueError("this URL carries a secret: put it in an environment variable and set "
+                             'url_env = "VARIABLE_NAME" instead')
+        if self.type == "email" and not (self.smtp_host and self.sender and self.to):
+            raise ValueError('type = "email" needs smtp_host, sender and to')
+        if self.hmac_secret_env and self.type != "webhook":
+            raise ValueError("hmac_secret_env applies to webhooks only")
+        return self
+
+    def secret_names(self) -> list[str]:
+        return [n for n in (self.url_env, self.hmac_secret_env, self.username_env, self.password_env) if n]
+
+
+class Route(_Model):
+    """Which alerts reach which receivers: every route that matches an alert sends it
+    to its receivers (each receiver once). No routes: every alert to every receiver."""
+
+    receivers: Annotated[list[str], Field(min_length=1)]
+    """Receiver ids. Example: `["payments-oncall"]`"""
+    partners: list[str] | None = None
+    """Alerts about these partners (and the partnership's own, about no one partner); none: any."""
+    severities: list[Severity] | None = None
+    """Alerts of these severities only (none: any). Example: `["critical"]`"""
+    rules: list[RuleName] | None = None
+    """Alerts of these rules only (none: any)."""
+
+
+class RuleSetting(_Model):
+    enabled: bool = True
+    """Evaluate this rule at all."""
+    severity: Severity | None = None
+    """Override the rule's own severity (see docs/alerts.md)."""
+
+
+class FreshnessRule(RuleSetting):
+    max_age_intervals: Annotated[float, Field(gt=1, le=1000)] = 2.0
+    """A source is stale when its last success is older than this many of its intervals."""
+    failed_runs: Annotated[int, Field(ge=1, le=100)] = 3
+    """Consecutive failed runs of a source that alert."""
+    degraded: bool = True
+    """Alert when a source's last run was degraded (too much quarantined)."""
+
+
+class KpiRule(RuleSetting):
+    statuses: list[Literal["red", "amber"]] = ["red"]
+    """Which statuses alert (amber alerts at info severity unless `severity` says otherwise)."""
+    every_minutes: Annotated[float, Field(gt=0, le=24 * 60)] = 10
+    """How often KPIs are judged (on a schedule, never on page views)."""
+
+
+class Rules(_Model):
+    endpoint_down: RuleSetting = RuleSetting()
+    """A measured incident opens (after `down_after_failures` failed probes) and resolves."""
+    partner_incident: RuleSetting = RuleSetting()
+    """The partner's status page reports an incident, and resolves it."""
+    burn_rate: RuleSetting = RuleSetting()
+    """SLA error budget burning: 14.4× over 1 h and 5 min pages, 6× over 6 h and 30 min tickets."""
+    freshness: FreshnessRule = FreshnessRule()
+    """A source stale, degraded, or failing run after run."""
+    kpi_status: KpiRule = KpiRule()
+    """A KPI red (or amber) against its target, in the running or the last complete month."""
+
+
+class Alerts(_Model):
+    receivers: list[Receiver] = []
+    """Where notifications go."""
+    routes: list[Route] = []
+    """Which alerts go where (none: all to every receiver)."""
+    rules: Rules = Rules()
+    """What is worth telling."""
+    group_wait_seconds: Annotated[float, Field(ge=0, le=600)] = 2
+    """Alerts of one partner and rule that start within this long are sent as one message."""
+    repeat_interval_hours: Annotated[float, Field(gt=0, le=24 * 7)] = 4
+    """A reminder while an alert is still firing, this often."""
+    evaluate_every_seconds: Annotated[float, Field(ge=1, le=3600)] = 15
+    """How often the rules are evaluated (probe rounds also evaluate at once)."""
+    give_up_after_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 24
+    """A notification no receiver accepted for this long is marked undeliverable."""
+
+    @model_validator(mode="after")
+    def _known_receivers(self) -> Alerts:
+        ids = [r.id for r in self.receivers]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            raise ValueError(f"receiver id {twice[0]!r} is used twice")
+        for i, route in enumerate(self.routes):
+            for name in route.receivers:
+                if name not in ids:
+                    raise ValueError(f'routes[{i}].receivers names "{name}", which is not a receiver '
+                                     f"(known: {', '.join(ids) or 'none'})")
+        return self
+
+    def receiver(self, receiver_id: str) -> Receiver:
+        for r in self.receivers:
+            if r.id == receiver_id:
+                return r
+        known = ", ".join(r.id for r in self.receivers) or "none configured"
+        raise KeyError(f"unknown receiver {receiver_id!r} (known: {known})")
