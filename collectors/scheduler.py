@@ -91,8 +91,9 @@ class TrackedJob:
     running" (max_instances=1 would otherwise drop the request with only a log line)
     and the run is recorded with trigger ``manual``."""
 
-    def __init__(self, spec: JobSpec, store: Store, config: Config) -> None:
-        self.spec, self._store, self._config = spec, store, config
+    def __init__(self, spec: JobSpec, store: Store, config: Config,
+                 after: Callable[[], None] | None = None) -> None:
+        self.spec, self._store, self._config, self._after = spec, store, config, after
         self._lock = threading.Lock()
         self._running = False
         self._manual = False
@@ -108,6 +109,8 @@ class TrackedJob:
         finally:
             with self._lock:
                 self._running = False
+            if self._after is not None:
+                self._after()
 
     def ask(self) -> Outcome:
         """Mark the next run as manual, unless one is running or already asked for."""
@@ -124,13 +127,18 @@ class TrackedJob:
             self._manual = False
 
 
-def build_scheduler(store: Store, config: Config, *, probe_process: bool = True) -> BackgroundScheduler:
+def build_scheduler(store: Store, config: Config, *, probe_process: bool = True,
+                    after_probe_round: Callable[[], None] | None = None,
+                    extra_workers: int = 0) -> BackgroundScheduler:
     """The schedule of every job. Probes are measured in a worker process of their own
-    (``probe_process``; ``stop`` ends it with the scheduler)."""
+    (``probe_process``; ``stop`` ends it with the scheduler). ``after_probe_round`` is
+    called when each probe round has been written (the alerts evaluate then, so an
+    endpoint declared down is told at once); ``extra_workers`` makes room in the thread
+    pool for jobs the caller adds (the alerts')."""
     prober = ProbeProcess(config) if probe_process and any(p.endpoints for p in config.partners) else None
     specs = job_specs(config, prober)
     scheduler = BackgroundScheduler(
-        executors={"default": ThreadPoolExecutor(max_workers=max(2, len(specs) + 1))},
+        executors={"default": ThreadPoolExecutor(max_workers=max(2, len(specs) + 1) + extra_workers)},
         job_defaults={
             "max_instances": 1,
             "coalesce": True,
@@ -141,7 +149,7 @@ def build_scheduler(store: Store, config: Config, *, probe_process: bool = True)
     now = timeutil.utcnow()
     for spec in specs:
         scheduler.add_job(
-            TrackedJob(spec, store, config),
+            TrackedJob(spec, store, config, after_probe_round if spec.kind == "probe" else None),
             IntervalTrigger(seconds=spec.interval_seconds),
             id=spec.id,
             name=spec.id,

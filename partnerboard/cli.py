@@ -69,6 +69,7 @@ def _secret_names(cfg: Config) -> list[tuple[str, str]]:
     names = [(n, f"partner {p.id}") for p in cfg.partners for n in p.auth.secret_names()]
     names += [(n, f"source {s.id}") for p in cfg.partners for s in p.sources if s.auth
               for n in s.auth.secret_names()]
+    names += [(n, f"alerts receiver {r.id}") for r in cfg.alerts.receivers for n in r.secret_names()]
     return list(dict.fromkeys(names))
 
 
@@ -107,7 +108,7 @@ def check_config(config: ConfigOpt = None) -> None:
     typer.echo(
         f"{path.name}: OK: {cfg.partnership.name} ({cfg.partnership.timezone}), "
         f"{len(cfg.partners)} partners, {endpoints} endpoints, {pages} status pages, "
-        f"{sources} data sources"
+        f"{sources} data sources, {len(cfg.alerts.receivers)} alert receivers"
     )
     for warning in missing_secrets(_secret_names(cfg)):
         typer.secho(f"{path.name}: warning: {warning}", err=True, fg="yellow")
@@ -207,7 +208,7 @@ def serve(
     try:
         # proxy_headers off: uvicorn would believe X-Forwarded-For from any loopback client;
         # the board's guard believes it only from [server] trusted_proxies (web_guard.py).
-        uvicorn.run(create_app(path, url, collect=collect), host=host, port=port,
+        uvicorn.run(create_app(path, url, collect=collect, served_at=board), host=host, port=port,
                     log_level="warning", access_log=False, proxy_headers=False, server_header=False,
                     timeout_graceful_shutdown=5)
     except StoreBusyError as exc:
@@ -227,8 +228,8 @@ def collect(
 
     ``--once --source ID`` is the shell's "Run now" for one source (the Data page's
     button needs ``partnerboard serve``); its runs are recorded with trigger manual."""
-    from partnerboard.collectors.scheduler import build_scheduler, job_ids, run_all_once
-    from partnerboard.collectors.scheduler import stop as stop_scheduler
+    from partnerboard import background
+    from partnerboard.collectors.scheduler import job_ids, run_all_once
     from partnerboard.core.metrics import maintenance
     from partnerboard.core.store import close_all, runs
 
@@ -265,12 +266,12 @@ def collect(
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    scheduler = build_scheduler(store, cfg)
-    scheduler.start()
-    log.info("collecting database=%s jobs=%d", display_url(url), len(scheduler.get_jobs()))
+    jobs = background.build(store, cfg)
+    jobs.start()
+    log.info("collecting database=%s jobs=%d", display_url(url), len(jobs.scheduler.get_jobs()))
     stop.wait()
     log.info("stopping: waiting for running jobs to finish")
-    stop_scheduler(scheduler, wait=True)
+    jobs.stop(wait=True)
     close_all()
     log.info("stopped")
 
@@ -566,6 +567,64 @@ def _when(text: str, cfg: Config, flag: str):
         raise _fail(f"{flag} {text!r} is not a date (2026-01-01) or date-time "
                     "(2026-01-01T00:00:00+01:00)") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=cfg.tz)
+
+
+alerts_app = typer.Typer(no_args_is_help=True, help="Alerts: try a receiver, see what fires and what "
+                         "is silenced. Receivers, routes and rules live in [alerts] of the config.")
+app.add_typer(alerts_app, name="alerts")
+
+
+@alerts_app.command("test")
+def alerts_test(
+    receiver: Annotated[str, typer.Argument(help="Receiver id from [[alerts.receivers]]")],
+    config: ConfigOpt = None,
+) -> None:
+    """Send a test message to RECEIVER now and print its answer. Exit 1 if it refused.
+
+    The message is what a real alert looks like (an endpoint of the first partner, a
+    link to the board); it bypasses the outbox, so it is neither recorded nor retried."""
+    from partnerboard.notifiers.delivery import board_link, send_test_message
+
+    logs.setup()
+    cfg = _load(config)
+    try:
+        found, answer = send_test_message(cfg, receiver, board_url=board_link(cfg, None))
+    except KeyError as exc:
+        raise _fail(f"partnerboard alerts test: {exc.args[0]}") from None
+    line = f"{found.id} ({found.type}): {answer.describe()}"
+    if not answer.accepted:
+        raise _fail(line)
+    typer.echo(line)
+
+
+@alerts_app.command("list")
+def alerts_list(config: ConfigOpt = None, database: DbOpt = None) -> None:
+    """Alerts firing now (muted ones say why) and the silences active or scheduled."""
+    from partnerboard.core.alerts import silences, state
+    from partnerboard.core.vocabulary import timeutil
+
+    cfg = _load(config)
+    store = _open_store(database_url(database), "alerts list")
+    now = timeutil.utcnow()
+    with store.engine.connect() as conn:
+        firing = state.firing(conn)
+        quiet = silences.listing(conn, now=now)
+
+    def when(value) -> str:
+        return timeutil.from_db(value).astimezone(cfg.tz).strftime("%Y-%m-%d %H:%M %Z")
+
+    typer.echo(f"Firing: {len(firing)}")
+    for a in firing:
+        partner = a.partner_id or "partnership"
+        muted = f"  [muted: {a.muted}]" if a.muted else ""
+        typer.echo(f"  {a.severity:<8} {a.rule:<16} {partner:<12} since {when(a.started_at)}  "
+                   f"{a.summary}{muted}")
+    live = quiet[quiet.state != "ended"] if not quiet.empty else quiet
+    typer.echo(f"Silences: {len(live)}")
+    for s in live.itertuples():
+        typer.echo(f"  {s.id}  {s.state:<9} until {when(s.ends_at)}  rule={s.rule or 'any'} "
+                   f"partner={s.partner_id or 'any'} subject={s.subject or 'any'}  by {s.created_by}: "
+                   f"{s.reason}")
 
 
 @app.command()

@@ -26,9 +26,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from partnerboard import dashboard, web_auth, web_guard
-from partnerboard.collectors.scheduler import SchedulerRunner, build_scheduler
-from partnerboard.collectors.scheduler import stop as stop_scheduler
+from partnerboard import background, dashboard, web_auth, web_guard
+from partnerboard.collectors.scheduler import SchedulerRunner
 from partnerboard.core import access
 from partnerboard.core.access import audit
 from partnerboard.core.changes import annotations, run_now
@@ -45,8 +44,11 @@ SCRIPT = Path(dashboard.__file__).parent / "app.py"
 _STATES = {0: "stopped", 1: "running", 2: "paused"}
 
 
-def create_app(config_path: str, database_url: str, *, collect: bool = True) -> Any:
-    """An ASGI app (``st.App``) serving the board, /healthz, and running the collectors."""
+def create_app(config_path: str, database_url: str, *, collect: bool = True,
+               served_at: str | None = None) -> Any:
+    """An ASGI app (``st.App``) serving the board, /healthz, and running the collectors and
+    the alerts (``collect``). ``served_at``: the address messages link to when
+    ``[server] public_url`` is not set."""
     live: dict[str, Any] = {}
 
     @asynccontextmanager
@@ -59,11 +61,12 @@ def create_app(config_path: str, database_url: str, *, collect: bool = True) -> 
             maintenance.sync_windows(conn, config)
         if collect:
             runs.abandon_running(store.engine)
-        scheduler = build_scheduler(store, config) if collect else None
+        jobs = background.build(store, config, served_at=served_at) if collect else None
+        scheduler = jobs.scheduler if jobs is not None else None
         runner: SchedulerRunner | None = None
-        if scheduler is not None:
-            scheduler.start()
-            runner = SchedulerRunner(scheduler)
+        if jobs is not None:
+            jobs.start()
+            runner = SchedulerRunner(jobs.scheduler)
             run_now.register(runner)  # the Data page's "Run now" buttons
         live.update(config=config, store=store, scheduler=scheduler)
         log.info("board started database=%s collect=%s", display_url(database_url), collect)
@@ -72,9 +75,9 @@ def create_app(config_path: str, database_url: str, *, collect: bool = True) -> 
         finally:
             if runner is not None:
                 run_now.unregister(runner)
-            if scheduler is not None:
+            if jobs is not None:
                 # wait=True lets a running job finish and record its run.
-                await asyncio.to_thread(stop_scheduler, scheduler, True)
+                await asyncio.to_thread(jobs.stop, True)
             await asyncio.to_thread(close_store, database_url)
             log.info("board stopped")
 

@@ -259,3 +259,19 @@ def cover(conn: Any, partner_id: str, resource: str, since: Any = None) -> None:
         conn.execute(c.insert().values(source=source, partner_id=partner_id, resource=resource,
                                        covered_from=since or datetime(2024, 1, 1), run_id="fixture",
                                        updated_at=datetime(2026, 11, 1)))
+
+
+def wait_until(predicate: Any, timeout: float = 60.0, what: str = "the condition") -> Any:
+    """Poll ``predicate`` (every 0.1 s) until it returns something truthy, and return that;
+    fail naming ``what`` after ``timeout``. For state with no event to wait on (a row in
+    the store); where a part can signal (a receiver, a server's log), wait on that."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        found = predicate()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.1)

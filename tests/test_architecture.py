@@ -1,4 +1,4 @@
-"""Imports point one way: collectors and dashboard use the core, never each other."""
+"""Imports point one way: collectors, notifiers and dashboard use the core, never each other."""
 
 from __future__ import annotations
 
@@ -7,13 +7,15 @@ from pathlib import Path
 
 from tests.conftest import REPO
 
-C, D, S = "partnerboard.collectors", "partnerboard.dashboard", "partnerboard.simulator"
+C, D, S, N = ("partnerboard.collectors", "partnerboard.dashboard", "partnerboard.simulator",
+              "partnerboard.notifiers")
 TOP = {"partnerboard.cli", "partnerboard.server", "partnerboard.demo", "partnerboard.web_auth",
-       "partnerboard.web_guard"}
+       "partnerboard.web_guard", "partnerboard.background"}
 FORBIDDEN = {
-    "partnerboard/core": {C, D, S, *TOP},
-    "collectors": {D, S, *TOP},
-    "dashboard": {C, S, *TOP},
+    "partnerboard/core": {C, D, S, N, *TOP},
+    "collectors": {D, S, N, *TOP},
+    "dashboard": {C, S, N, *TOP},
+    "notifiers": {C, D, S, *TOP},
     "simulator": {"partnerboard"},
 }
 
@@ -28,11 +30,11 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
-OWN = {"collectors": C, "dashboard": D, "simulator": S}
+OWN = {"collectors": C, "dashboard": D, "simulator": S, "notifiers": N}
 
 # The core's rooms, and which of them each may import (partnerboard/core/__init__.py).
 CORE = "partnerboard.core"
-ROOMS = ("vocabulary", "config", "store", "access", "metrics", "changes", "reports")
+ROOMS = ("vocabulary", "config", "store", "access", "metrics", "changes", "reports", "alerts")
 MAY_IMPORT = {
     "vocabulary": set(),
     "config": {"vocabulary"},
@@ -41,6 +43,7 @@ MAY_IMPORT = {
     "metrics": {"vocabulary", "config", "store"},
     "changes": {"vocabulary", "config", "store", "access", "metrics"},
     "reports": {"vocabulary", "config", "store", "metrics", "changes"},
+    "alerts": {"vocabulary", "config", "store", "access", "metrics", "changes"},
 }
 
 
@@ -83,22 +86,23 @@ def test_import_direction() -> None:
 
 def test_one_import_name() -> None:
     """Everything installs under partnerboard: no module imports the old top-level names."""
-    old = ("collectors", "dashboard", "simulator")
+    old = ("collectors", "dashboard", "simulator", "notifiers")
     found = [f"{f.relative_to(REPO)} imports {name}"
-             for folder in ("partnerboard", "collectors", "dashboard", "simulator", "tests", "bench")
+             for folder in ("partnerboard", "collectors", "dashboard", "simulator", "notifiers", "tests",
+                            "bench")
              for f in (REPO / folder).rglob("*.py")
              for name in _imports(f) if name.split(".")[0] in old]
     assert found == []
 
 
 def test_every_package_folder_is_installed() -> None:
-    """pyproject lists packages one by one (three are mapped from top-level folders): a new
+    """pyproject lists packages one by one (four are mapped from top-level folders): a new
     sub-package missing from the list would be absent from the wheel."""
     import tomllib
 
     listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     mapped = {"collectors": "partnerboard.collectors", "dashboard": "partnerboard.dashboard",
-              "simulator": "partnerboard.simulator"}
+              "simulator": "partnerboard.simulator", "notifiers": "partnerboard.notifiers"}
     found = set()
     for init in REPO.glob("**/__init__.py"):
         rel = init.parent.relative_to(REPO)

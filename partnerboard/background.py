@@ -1,0 +1,82 @@
+"""What a process runs in the background: the collectors' schedule, and the alerts on it.
+
+The collectors (``partnerboard.collectors``) and the senders (``partnerboard.notifiers``)
+never import each other; this module, like the server and the CLI above them, puts
+them on one APScheduler: every probe round is followed at once by an evaluation of
+the endpoint and burn-rate rules (an endpoint declared down is told within seconds,
+not at the next tick); all rules but the KPIs are evaluated every
+``evaluate_every_seconds``, the KPIs every ``kpi_status.every_minutes``; and the outbox
+is looked at every second. Each job has ``max_instances=1``: evaluations of one cadence
+never overlap, and ``write_serially`` keeps different cadences from racing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from partnerboard.collectors.scheduler import build_scheduler
+from partnerboard.collectors.scheduler import stop as stop_scheduler
+from partnerboard.core.alerts import evaluation
+from partnerboard.core.config import Config
+from partnerboard.core.config.secrets import scrub
+from partnerboard.core.store import Store
+from partnerboard.core.vocabulary import timeutil
+from partnerboard.notifiers.delivery import Deliverer, board_link
+
+log = logging.getLogger("partnerboard.alerts")
+DELIVER_EVERY_S = 1.0
+
+
+@dataclass
+class Background:
+    scheduler: BackgroundScheduler
+    deliverer: Deliverer
+
+    def start(self) -> None:
+        self.deliverer.recover()
+        self.scheduler.start()
+
+    def stop(self, wait: bool = True) -> None:
+        """Stop scheduling, let running jobs finish (``wait``), then the senders."""
+        stop_scheduler(self.scheduler, wait=wait)
+        self.deliverer.close(wait=wait)
+
+
+def _guarded(name: str, work: Callable[[], object]) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            work()
+        except Exception as exc:  # noqa: BLE001 - a failed evaluation must not stop the next
+            log.error("%s failed: %s: %s", name, type(exc).__name__, scrub(str(exc)))
+
+    return run
+
+
+def build(store: Store, config: Config, *, served_at: str | None = None,
+          probe_process: bool = True) -> Background:
+    """The collectors' schedule with the alert jobs on it (not started)."""
+    engine = store.engine
+    after_probes = _guarded("alert evaluation after a probe round",
+                            lambda: evaluation.run(engine, config, evaluation.AFTER_PROBES))
+    scheduler = build_scheduler(store, config, probe_process=probe_process,
+                                after_probe_round=after_probes, extra_workers=3)
+    deliverer = Deliverer(store, config, board_url=board_link(config, served_at))
+    now = timeutil.utcnow()
+    rules = config.alerts.rules
+    jobs = [
+        ("alerts:evaluate", config.alerts.evaluate_every_seconds,
+         _guarded("alert evaluation", lambda: evaluation.run(engine, config, evaluation.REGULAR)), now),
+        ("alerts:kpis", rules.kpi_status.every_minutes * 60,
+         _guarded("KPI alert evaluation", lambda: evaluation.run(engine, config, evaluation.KPIS)),
+         now + timedelta(seconds=20)),  # after the first collection round, not before it
+        ("alerts:deliver", DELIVER_EVERY_S, _guarded("alert delivery", deliverer.tick), now),
+    ]
+    for job_id, seconds, func, first in jobs:
+        scheduler.add_job(func, IntervalTrigger(seconds=seconds), id=job_id, name=job_id, next_run_time=first)
+    return Background(scheduler, deliverer)

@@ -1,0 +1,304 @@
+"""Alerts end to end, with real parts on loopback: the simulator takes a partner's
+endpoints down and back, the probes and the background evaluation notice, the outbox
+delivers to a real HTTP receiver and a real SMTP server (STARTTLS, login). Also: a
+receiver down for a while, Slack/Teams/Apprise shapes, a SIGKILL of the board
+mid-delivery, and no secret anywhere.
+
+Slack's and Teams' real endpoints cannot be reached from here (no internet): their
+payloads go to the local HTTP receiver and are checked against the documented shapes
+(Block Kit, Adaptive Card in a Teams workflow "message").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+
+import pytest
+import sqlalchemy as sa
+from apscheduler.schedulers.background import BackgroundScheduler
+from partnerboard.notifiers import transports
+from partnerboard.notifiers.delivery import Deliverer, send_test_message
+
+from partnerboard import background
+from partnerboard.core.alerts import outbox
+from partnerboard.core.config import parse_config
+from partnerboard.core.store import open_store, schema
+from tests.conftest import config_dict, free_port, set_chaos, to_toml, wait_until
+from tests.receivers import start_http_receiver, start_smtp_receiver
+from tests.test_server import _env
+
+BOARD = "http://board.partnership.example"
+HMAC_KEY = "hmac-key-" + "k3y" * 8
+SMTP_PASSWORD = "smtp-pass-" + "s3cret" * 4
+HOOK_TOKEN = "T0KEN" * 6
+
+
+def _quiet(data: dict) -> dict:
+    """The test config without business sources and status pages: only probes run."""
+    for p in data["partners"]:
+        p["sources"] = []
+        p.pop("statuspage", None)
+    return data
+
+
+@contextmanager
+def running(store, cfg) -> Iterator[background.Background]:
+    bg = background.build(store, cfg, served_at=BOARD, probe_process=False)
+    bg.start()
+    try:
+        yield bg
+    finally:
+        bg.stop()
+
+
+def _rows(store) -> list[dict]:
+    with store.engine.connect() as conn:
+        df = outbox.recent(conn)
+    return [dict(r._asdict()) for r in df.sort_values("created_at").itertuples()]
+
+
+def test_down_and_back_is_one_firing_and_one_resolved_per_receiver(sim, store, tmp_path, monkeypatch,
+                                                                    env_tokens, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    hook = start_http_receiver()
+    mail = start_smtp_receiver(tmp_path, username="alerts@partnership.example", password=SMTP_PASSWORD)
+    monkeypatch.setenv("PB_TEST_HMAC", HMAC_KEY)
+    monkeypatch.setenv("PB_TEST_SMTP_USER", "alerts@partnership.example")
+    monkeypatch.setenv("PB_TEST_SMTP_PASSWORD", SMTP_PASSWORD)
+    data = _quiet(config_dict(sim.base_url))
+    data["partners"][1]["contacts"] = [{"name": "Pay Desk", "role": "on call", "phone": "+48 22 111"}]
+    data["alerts"] = {
+        "receivers": [
+            {"id": "hook", "type": "webhook", "url": f"{hook.url}/alerts", "hmac_secret_env": "PB_TEST_HMAC"},
+            {"id": "mail", "type": "email", "smtp_host": "127.0.0.1", "smtp_port": mail.port,
+             "smtp_ca_file": str(mail.ca_file), "username_env": "PB_TEST_SMTP_USER",
+             "password_env": "PB_TEST_SMTP_PASSWORD", "sender": "partnerboard@partnership.example",
+             "to": ["oncall@paygate.example"]}],
+        "routes": [{"rules": ["endpoint_down"], "receivers": ["hook", "mail"]}]}
+    cfg = parse_config(data)
+    with running(store, cfg):
+        set_chaos(sim, partner="payments", mode="down")
+        firing = hook.wait_for(lambda rs: len(rs) >= 1, 60)[0]
+        set_chaos(sim, partner="payments", mode="normal")
+        resolved = hook.wait_for(lambda rs: len(rs) >= 2, 60)[1]
+        mail.wait_for(2, 60)
+        # nothing else is due: every notification is delivered
+        wait_until(lambda: all(r["status"] == "delivered" for r in _rows(store)), 30, "every delivery")
+    assert [r.json["kind"] for r in hook.requests] == ["firing", "resolved"]
+    assert firing.at < resolved.at
+    fired, ended = firing.json, resolved.json
+    assert fired["schema"] == "partnerboard.alert/1" and fired["partnership"] == cfg.partnership.name
+    assert {a["partner"]["id"] for a in fired["alerts"]} == {"payments"}
+    endpoints = sorted(e.id for e in cfg.partner("payments").endpoints)
+    assert sorted(a["subject"] for a in fired["alerts"]) == endpoints
+    assert all(a["link"] == f"{BOARD}/api-health" for a in fired["alerts"])
+    assert fired["contacts"]["payments"][0]["name"] == "Pay Desk"
+    with store.engine.connect() as conn:
+        incidents = {r.endpoint_id: r for r in conn.execute(sa.select(schema.incidents)).all()}
+    for a in ended["alerts"]:
+        inc = incidents[a["subject"]]
+        assert datetime.fromisoformat(a["started_at"]).replace(tzinfo=None) == inc.started_at
+        assert a["duration_s"] == pytest.approx(inc.duration_s) and a["duration_s"] > 0
+        assert a["resolved_at"] is not None
+    # idempotency key and signature, as a receiver verifies them
+    for r in hook.requests:
+        assert r.headers["idempotency-key"] == r.json["idempotency_key"]
+        expected = "sha256=" + hmac.new(HMAC_KEY.encode(), r.body, hashlib.sha256).hexdigest()
+        assert hmac.compare_digest(r.headers["x-partnerboard-signature"], expected)
+    assert fired["idempotency_key"] != ended["idempotency_key"]
+    # email: two messages, plain text and HTML, STARTTLS and a login were required
+    subjects = [m["Subject"] for m in mail.messages]
+    assert subjects[0].startswith("[FIRING") and subjects[1].startswith("[RESOLVED"), subjects
+    for m in mail.messages:
+        types = {part.get_content_type() for part in m.walk()}
+        assert {"text/plain", "text/html"} <= types
+        plain = m.get_body(("plain",)).get_content()
+        assert cfg.partner("payments").name in plain and "Pay Desk" in plain
+        assert f"{BOARD}/api-health" in plain
+    assert mail.logins == ["alerts@partnership.example"] * 2
+    # no secret in the logs, the outbox or the audit log
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    with store.engine.connect() as conn:
+        stored = json.dumps([dict(r._mapping) for r in conn.execute(sa.select(schema.notifications))],
+                            default=str)
+        stored += json.dumps([dict(r._mapping) for r in conn.execute(sa.select(schema.audit_log))],
+                             default=str)
+    for secret in (HMAC_KEY, SMTP_PASSWORD):
+        assert secret not in logged and secret not in stored
+        assert all(secret not in r.body.decode() for r in hook.requests)
+
+
+def test_a_receiver_down_for_a_while_gets_the_message_once_it_recovers(store) -> None:
+    hook = start_http_receiver()
+    hook.answers = [503, 500]
+    data = config_dict("http://127.0.0.1:9")
+    data["alerts"] = {"receivers": [{"id": "hook", "type": "webhook", "url": f"{hook.url}/a"}]}
+    cfg = parse_config(data)
+    deliverer = Deliverer(store, cfg, board_url=BOARD)
+    with store.engine.begin() as conn:
+        outbox.enqueue(conn, cfg, receiver_id="hook", kind="firing", group_key="payments:endpoint_down",
+                       alert=_alert(), now=datetime.now().astimezone())
+    sched = BackgroundScheduler()
+    sched.add_job(deliverer.tick, "interval", seconds=0.5)
+    sched.start()
+    try:
+        hook.wait_for(lambda rs: len(rs) >= 3, 90)
+        wait_until(lambda: _rows(store)[0]["status"] == "delivered", 30, "the delivery recorded")
+    finally:
+        sched.shutdown()
+        deliverer.close()
+    row = _rows(store)[0]
+    assert (row["status"], row["attempts"], row["last_status"]) == ("delivered", 3, 200)
+    assert len({r.headers["idempotency-key"] for r in hook.requests}) == 1  # one key for every attempt
+    gaps = [b.at - a.at for a, b in zip(hook.requests, hook.requests[1:], strict=False)]
+    assert gaps[0] >= 1 and gaps[1] > gaps[0] * 1.1, f"backoff grows: {gaps}"  # 5 s then 10 s, jittered
+
+
+def _alert(**changes) -> dict:
+    return {"fingerprint": "endpoint_down:payments:balance:i1", "rule": "endpoint_down",
+            "severity": "critical",
+            "partner_id": "payments", "subject": "balance", "summary": "Balance API is down",
+            "started_at": "2026-11-20T09:00:00+00:00", "resolved_at": None, "duration_s": None,
+            "labels": {"endpoint": "balance", "endpoint_name": "Balance API", "incident_id": "i1"}} | changes
+
+
+def _send(receiver: dict, *, alert: dict | None = None) -> transports.Answer:
+    data = config_dict("http://127.0.0.1:9")
+    data["alerts"] = {"receivers": [receiver]}
+    cfg = parse_config(data)
+    from partnerboard.core.alerts import messages
+
+    n = {"id": "n1", "idempotency_key": "pb-key-1", "kind": "firing", "group_key": "payments:endpoint_down",
+         "alerts": [alert or _alert()]}
+    r = cfg.alerts.receivers[0]
+    return transports.send(r, messages.render(cfg, r, n, BOARD), "pb-key-1")
+
+
+def test_slack_gets_block_kit_and_teams_an_adaptive_card() -> None:
+    hook = start_http_receiver()
+    title = "Cards <!channel> *delayed* :fire: [x](http://evil.example)"
+    assert _send({"id": "s", "type": "slack", "url": f"{hook.url}/slack"},
+                 alert=_alert(summary=title)).accepted
+    assert _send({"id": "t", "type": "teams", "url": f"{hook.url}/teams"},
+                 alert=_alert(summary=title)).accepted
+    slack, teams = (r.json for r in hook.requests)
+    assert slack["text"].startswith("[FIRING")
+    assert slack["blocks"][0]["type"] == "header"
+    section = slack["blocks"][1]
+    assert section["type"] == "section" and section["text"]["type"] == "plain_text"
+    assert title in section["text"]["text"]  # as written: no mention, no bold, no link
+    assert section["accessory"]["url"] == f"{BOARD}/api-health"
+    attachment = teams["attachments"][0]
+    assert teams["type"] == "message"
+    assert attachment["contentType"] == "application/vnd.microsoft.card.adaptive"
+    card = attachment["content"]
+    assert card["type"] == "AdaptiveCard" and card["actions"][0]["url"] == f"{BOARD}/api-health"
+    texts = [b.get("text", "") for b in card["body"]]
+    assert any("\\*delayed\\*" in t and "\\[x\\]\\(http://evil.example\\)" in t for t in texts), texts
+
+
+def test_apprise_sends_through_its_json_plugin_to_a_real_receiver(monkeypatch) -> None:
+    hook = start_http_receiver()
+    host, port = hook.server.server_address[:2]
+    monkeypatch.setenv("PB_TEST_APPRISE", f"json://{host}:{port}/apprise")
+    answer = _send({"id": "a", "type": "apprise", "url_env": "PB_TEST_APPRISE"})
+    assert answer.accepted, answer.describe()
+    got = hook.wait_for(lambda rs: len(rs) >= 1, 30)[0]
+    assert got.path == "/apprise" and "Balance API is down" in got.json["message"]
+    assert got.json["title"].startswith("[FIRING")
+    hook.answers = [500]
+    refused = _send({"id": "a", "type": "apprise", "url_env": "PB_TEST_APPRISE"})
+    assert not refused.accepted
+
+
+def test_a_secret_webhook_url_never_shows_in_answers_logs_or_the_outbox(store, caplog, monkeypatch) -> None:
+    caplog.set_level(logging.DEBUG)
+    port = free_port()  # nothing listens: connection refused, retried
+    monkeypatch.setenv("PB_TEST_HOOK", f"http://127.0.0.1:{port}/hooks/{HOOK_TOKEN}?key={HOOK_TOKEN}")
+    data = config_dict("http://127.0.0.1:9")
+    data["alerts"] = {"receivers": [{"id": "hook", "type": "webhook", "url_env": "PB_TEST_HOOK"}],
+                      "group_wait_seconds": 0}
+    cfg = parse_config(data)
+    with store.engine.begin() as conn:
+        outbox.enqueue(conn, cfg, receiver_id="hook", kind="firing", group_key="g", alert=_alert(),
+                       now=datetime.now().astimezone())
+    deliverer = Deliverer(store, cfg, board_url=BOARD)
+    try:
+        attempts = deliverer.drain()
+    finally:
+        deliverer.close()
+    assert [a.status for a in attempts] == ["pending"] and attempts[0].answer.status == 0
+    _, answer = send_test_message(cfg, "hook", board_url=BOARD)
+    assert not answer.accepted
+    with store.engine.connect() as conn:
+        stored = json.dumps([dict(r._mapping) for r in conn.execute(sa.select(schema.notifications))],
+                            default=str)
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    for where in (stored, logged, answer.describe(), attempts[0].answer.detail):
+        assert HOOK_TOKEN not in where
+
+
+def test_a_sigkill_mid_delivery_then_a_restart_delivers_and_the_resolved_one_follows(sim, tmp_path,
+                                                                                      tokens) -> None:
+    hook = start_http_receiver()
+    hook.hang.set()  # the first request is held: the board is killed while it waits for the answer
+    data = _quiet(config_dict(sim.base_url))
+    data["partners"][1]["endpoints"] = data["partners"][1]["endpoints"][:1]
+    data["alerts"] = {"receivers": [{"id": "hook", "type": "webhook", "url": f"{hook.url}/a"}],
+                      "routes": [{"rules": ["endpoint_down"], "receivers": ["hook"]}]}
+    config = tmp_path / "partners.toml"
+    config.write_text(to_toml(data))
+    url = f"duckdb:///{tmp_path / 'store.duckdb'}"
+    port = free_port()
+    args = [sys.executable, "-m", "partnerboard.cli", "serve", "--config", str(config), "--database-url", url,
+            "--port", str(port)]
+
+    def start(name: str) -> subprocess.Popen:
+        log = open(tmp_path / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
+        return subprocess.Popen(args, cwd=tmp_path, env=_env(tokens), stdout=log, stderr=subprocess.STDOUT)
+
+    board = start("first")
+    try:
+        set_chaos(sim, partner="payments", mode="down")
+        first = hook.wait_for(lambda rs: len(rs) >= 1, 90)[0]
+        os.kill(board.pid, signal.SIGKILL)
+        board.wait(30)
+    finally:
+        if board.poll() is None:
+            board.kill()
+    hook.release()
+    board = start("second")
+    try:
+        again = hook.wait_for(lambda rs: len(rs) >= 2, 90)[1]
+        set_chaos(sim, partner="payments", mode="normal")
+        resolved = hook.wait_for(lambda rs: len(rs) >= 3, 90)[2]
+    finally:
+        board.send_signal(signal.SIGTERM)
+        try:
+            board.wait(30)
+        except subprocess.TimeoutExpired:
+            board.kill()
+    assert first.json["kind"] == again.json["kind"] == "firing"
+    assert first.headers["idempotency-key"] == again.headers["idempotency-key"]  # the same notification
+    assert resolved.json["kind"] == "resolved"
+    assert resolved.headers["idempotency-key"] != first.headers["idempotency-key"]
+    store = open_store(url)
+    try:
+        with store.engine.connect() as conn:
+            rows = outbox.recent(conn)
+    finally:
+        store.engine.dispose()
+    assert sorted(zip(rows.kind, rows.status, strict=True)) == [("firing", "delivered"),
+                                                                ("resolved", "delivered")]
+    log = (tmp_path / "second.log").read_text()
+    assert "Traceback" not in log, log
