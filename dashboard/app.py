@@ -25,6 +25,6 @@ navigation = st.navigation({
     section: [st.Page(p.path, title=p.title, icon=f":material/{p.icon}:", url_path=p.url_path,
                       default=p.default) for p in pages if user.can(p.needs)]
     for section, pages in SECTIONS.items()
-}, position="sidebar")
+}, position="sidebar", expanded=True)  # all pages in view, none behind "View more"
 gate.account(user)
 navigation.run()

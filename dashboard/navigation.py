@@ -39,6 +39,7 @@ SECTIONS: dict[str, list[PageDef]] = {
     ],
     "Operations": [
         PageDef("api_health.py", "API health", "monitor_heart", "api-health"),
+        PageDef("alerts.py", "Alerts", "notifications_active", "alerts"),
         PageDef("data.py", "Data", "database", "data"),
         PageDef("users.py", "Users", "group", "users", needs="manage_users"),
         PageDef("account.py", "Account", "person", "account"),

@@ -248,3 +248,31 @@ def uptime_buckets(url: str, partner_id: str, start: datetime, as_of: datetime, 
     with open_store(url).engine.connect() as conn:
         return health.uptime_series(conn, start, clip(as_of), timedelta(seconds=bucket_s),
                                     partner_id, exclude)
+
+
+# --- alerts: state written by the background evaluation, read here -----------------
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def alerts_now(url: str, as_of: datetime) -> dict[str, pd.DataFrame]:
+    """Firing alerts, their recent events, the outbox's recent notifications and the
+    silences, as frames (the page filters notifications by receiver)."""
+    from partnerboard.core.alerts import outbox, silences, state
+
+    with open_store(url).engine.connect() as conn:
+        firing = pd.DataFrame([r._asdict() for r in state.firing(conn)])
+        history = pd.DataFrame([r._asdict() for r in state.history(conn)])
+        return {"firing": firing, "history": history, "notifications": outbox.recent(conn, limit=300),
+                "silences": silences.listing(conn, now=clip(as_of))}
+
+
+@st.cache_data(ttl=REVIEW_TTL_S, show_spinner=False)
+def alert_rules(url: str, config_key: str, as_of: datetime) -> dict[str, list[dict]]:
+    """What each rule finds right now, read-only (the scheduled evaluation is what records
+    and notifies; this is the page's look at the same rules)."""
+    from partnerboard.core.alerts import rules
+
+    cfg = _config_for(config_key)
+    with open_store(url).engine.connect() as conn:
+        found = rules.evaluate(conn, cfg, clip(as_of))
+    return {name: [{"partner_id": f.partner_id, "subject": f.subject, "severity": f.severity,
+                    "summary": f.summary} for f in firings] for name, firings in found.items()}

@@ -37,7 +37,8 @@ from tests.test_server import (
 PERIOD = "2026-10"
 PAGES = [("", "Board"), ("api-health", "API health"), ("sla", "SLA"), ("conversion", "Conversion"),
          ("returns", "Returns"), ("merchant-funnel", "Merchant funnel"), ("reports", "Reports"),
-         ("annotations", "Annotations"), ("data", "Data")]
+         ("annotations", "Annotations"), ("data", "Data"),
+         ("alerts", "Alerts")]
 SETTLED = "[data-testid=stApp][data-test-script-state=notRunning]"
 
 
@@ -116,7 +117,7 @@ def test_board_pages_and_csv_in_chromium(frozen_server: Proc, bsim, tmp_path: Pa
             _settle(page)
             assert page.locator("[data-testid=stException]").count() == 0, path
             assert page.locator("[data-testid=stAlertContentError]").count() == 0, path
-            if path not in ("api-health", "data", "annotations"):  # the pages without a period
+            if path not in ("api-health", "data", "annotations", "alerts"):  # the pages without a period
                 assert f"period={PERIOD}" in page.url, ("the period follows the reader", path)
             assert page.get_by_text("Page not found").count() == 0, path
             page.screenshot(path=str(ARTIFACTS / f"page-{path or 'board'}.png"), full_page=True)

@@ -21,7 +21,8 @@ from tests.conftest import FROZEN_NOW, config_toml, open_page, shown
 
 PAGES = ["views/board.py", "views/api_health.py", "views/sla.py", "views/conversion.py",
          "views/returns.py", "views/funnel.py", "views/reports.py", "views/targets.py",
-         "views/annotations.py", "views/data.py", "views/users.py", "views/account.py"]
+         "views/annotations.py", "views/data.py", "views/users.py", "views/account.py",
+         "views/alerts.py"]
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,7 @@ TITLES = {"views/board.py": "Board", "views/api_health.py": "API health", "views
           "views/reports.py": "Reports", "views/annotations.py": "Annotations", "views/data.py": "Data",
           "views/conversion.py": "Conversion", "views/returns.py": "Returns",
           "views/funnel.py": "Merchant funnel", "views/targets.py": "Targets", "views/users.py": "Users",
-          "views/account.py": "Account"}
+          "views/account.py": "Account", "views/alerts.py": "Alerts"}
 
 
 def _page(page: str, period: str | None = None) -> AppTest:

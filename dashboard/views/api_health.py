@@ -21,7 +21,7 @@ from datetime import date, datetime, time, timedelta
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
-from partnerboard.dashboard import context, gate, queries
+from partnerboard.dashboard import contacts, context, gate, queries
 from partnerboard.dashboard.format import duration, local_time, pct
 from partnerboard.dashboard.literal import md
 
@@ -62,6 +62,7 @@ st.caption(
     "time without probes is *no data*, never up · an endpoint is down after "
     f"{cfg.collection.down_after_failures} consecutive failed probes"
 )
+contacts.show(cfg, gate.current())
 
 window_label = st.segmented_control(
     "Chart window", list(WINDOWS), default="1 h", key="health_window"

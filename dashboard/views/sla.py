@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
-from partnerboard.dashboard import context, gate, period_picker, queries
+from partnerboard.dashboard import contacts, context, gate, period_picker, queries
 from partnerboard.dashboard.format import kpi_value, local_time, verdict_badge
 from partnerboard.dashboard.literal import failure, md
 
@@ -21,6 +21,7 @@ start, end = period.bounds(cfg.tz)
 st.caption(f"{period.label} · refreshed {local_time(queries.clip(as_of), cfg.tz, seconds=True)} · "
            "uptime is time-weighted with agreed maintenance excluded; time without probes is "
            "no data")
+contacts.show(cfg, gate.current())
 try:
     df = queries.report(store.url, key, period.label, gate.current().partner_id, as_of)
 except Exception as exc:

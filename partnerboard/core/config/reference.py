@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from partnerboard.core.config import alerts as al
 from partnerboard.core.config import settings as c
 from partnerboard.core.vocabulary import records
 
@@ -46,6 +47,15 @@ SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("partners.sources.incremental", c.Incremental, "Read only what changed."),
     ("partners.sources.retry", c.Retry, "Retries of one request."),
     ("[[targets]]", c.Target, "KPI targets ([configuration.md](configuration.md#targets))."),
+    ("[[partners.contacts]]", c.Contact, "Escalation contacts: who picks up the phone "
+     "([alerts.md](alerts.md#escalation-contacts))."),
+    ("[alerts]", al.Alerts, "Alerting ([alerts.md](alerts.md))."),
+    ("[[alerts.receivers]]", al.Receiver, "Where notifications go."),
+    ("[[alerts.routes]]", al.Route, "Which alerts reach which receivers."),
+    ("[alerts.rules.*]", al.RuleSetting, "Each rule: endpoint_down, partner_incident, burn_rate, "
+     "freshness, kpi_status."),
+    ("[alerts.rules.freshness]", al.FreshnessRule, "Also the common keys above."),
+    ("[alerts.rules.kpi_status]", al.KpiRule, "Also the common keys above."),
 ]
 _OR = " | "  # table cells escape it (_cell)
 _EXAMPLE = re.compile(r"\s*Example:\s*(`[^`]*`)\s*$", re.S)
