@@ -197,3 +197,38 @@ def test_alerts_list_shows_firing_alerts_and_silences(tmp_path, tokens) -> None:
     assert "endpoint_down" in lines[1] and "payments" in lines[1] and "Balance API down" in lines[1]
     assert lines[2] == "Silences: 1"
     assert "rule=freshness partner=payments" in lines[3] and "PSP migration" in lines[3]
+
+
+def test_a_failing_secret_receiver_shows_its_error_on_the_page_without_the_secret(page_env, sim, store,
+                                                                                 monkeypatch) -> None:
+    from partnerboard.notifiers.delivery import Deliverer
+
+    from partnerboard.core.alerts import outbox
+    from tests.conftest import free_port
+
+    token = "WEBHOOKTOKEN" * 3
+    monkeypatch.setenv("PB_PAGE_HOOK", f"http://127.0.0.1:{free_port()}/hooks/{token}")
+    data = _alerting(sim.base_url)
+    data["alerts"]["receivers"].append({"id": "secret-hook", "type": "webhook", "url_env": "PB_PAGE_HOOK"})
+    data["alerts"]["routes"] = []
+    data["alerts"]["group_wait_seconds"] = 0
+    page_env.write_text(to_toml(data))
+    cfg = load_config(page_env)
+    with store.engine.begin() as conn:
+        outbox.enqueue(conn, cfg, receiver_id="secret-hook", kind="firing", group_key="g",
+                       alert={"fingerprint": "f", "rule": "endpoint_down", "severity": "critical",
+                              "partner_id": "payments", "subject": "balance", "summary": "down",
+                              "started_at": timeutil.utcnow().isoformat(), "labels": {}},
+                       now=timeutil.utcnow())
+    deliverer = Deliverer(store, cfg, board_url="http://board.example")
+    try:
+        assert [a.status for a in deliverer.drain()] == ["pending"]
+    finally:
+        deliverer.close()
+    at = open_page("views/alerts.py", title="Alerts")
+    sent = _frame(at, "idempotency key")
+    row = sent[sent.receiver == "secret-hook"].iloc[0]
+    assert row.status == "pending" and row.attempts == 1 and row["last error"]  # the reason is shown
+    everything = " ".join(str(v) for d in at.dataframe for v in d.value.to_numpy().ravel())
+    everything += " ".join(str(e.value) for e in [*at.markdown, *at.caption, *at.info, *at.error, *at.text])
+    assert token not in everything
