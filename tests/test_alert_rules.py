@@ -350,6 +350,15 @@ def test_freshness_stale_degraded_and_failing(store) -> None:
     with store.engine.connect() as conn:
         stale = {(f.subject, f.labels["problem"]): f for f in rules.freshness(conn, cfg, late)}
     assert (source, "stale") in stale and stale[(source, "stale")].partner_id == cfg.partners[0].id
+    with store.engine.begin() as conn:  # a first pass still running is not stale yet
+        conn.execute(schema.collector_runs.insert().values(
+            id="first-pass", source="payments_charges", partner_id=None, trigger="schedule",
+            started_at=timeutil.to_db(T0), status="running", rows_read=0, rows_written=0))
+        assert "payments_charges" not in {f.subject for f in rules.freshness(conn, cfg, late)}
+        conn.execute(schema.collector_runs.update().where(schema.collector_runs.c.id == "first-pass")
+                     .values(status="failed", finished_at=timeutil.to_db(T0), error="HTTP 500"))
+        assert ("payments_charges", "stale") in {(f.subject, f.labels["problem"])
+                                                  for f in rules.freshness(conn, cfg, late)}
     with store.engine.begin() as conn:  # a success after the failures ends "failing"
         _run(conn, "statuspage:marketplace", "success", T0 + timedelta(minutes=4))
         assert ("statuspage:marketplace", "failing") not in {

@@ -133,6 +133,10 @@ def recent(conn: Connection, *, receiver_ids: list[str] | None = None, limit: in
 
 
 def next_due(conn: Connection) -> datetime | None:
-    """When the earliest pending notification is due (for a sender to wake up then)."""
-    at = conn.execute(sa.select(sa.func.min(nt.c.due_at)).where(nt.c.status == "pending")).scalar()
-    return timeutil.from_db(at) if at is not None else None
+    """When a sender next has something to claim: the earliest pending notification's due
+    time, or the earliest lease of one being sent running out. A read: a sender asks this
+    first and takes the write lock only when something is due."""
+    pending = conn.execute(sa.select(sa.func.min(nt.c.due_at)).where(nt.c.status == "pending")).scalar()
+    held = conn.execute(sa.select(sa.func.min(nt.c.claimed_until)).where(nt.c.status == "sending")).scalar()
+    found = [timeutil.from_db(t) for t in (pending, held) if t is not None]
+    return min(found) if found else None

@@ -135,7 +135,8 @@ def freshness(conn: Connection, config: Config, now: datetime) -> list[Firing]:
         last = datetime.fromisoformat(s["last_success_at"]) if s["last_success_at"] else None
         started = datetime.fromisoformat(s["last_started_at"]) if s["last_started_at"] else now
         allowed = rule.max_age_intervals * interval
-        if (last is None and (now - started).total_seconds() > allowed) or (
+        first_pass = last is None and s["last_status"] == "running"  # a first backfill takes its time
+        if (last is None and not first_pass and (now - started).total_seconds() > allowed) or (
                 last is not None and (now - last).total_seconds() > allowed):
             age = "never succeeded" if last is None else f"last success {_ago(now - last)} ago"
             out.append(Firing(f"freshness:{source}:stale", "freshness", severity, partner_id, source,
