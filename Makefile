@@ -8,7 +8,7 @@ PB     := $(VENV)/bin/partnerboard
 STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup demo test serve collect simulate check-config chromium oidc-provider lint bench-smoke clean
+.PHONY: setup demo test serve collect simulate check-config chromium pack-tools oidc-provider lint bench-smoke clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Partnerboard needs Python 3.11+"'
@@ -25,6 +25,13 @@ chromium:
 	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -q && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
+# The review pack: WeasyPrint writes its PDF with Pango and fonts from Debian; the tests
+# read it back with Poppler (pdftotext, pdftoppm).
+pack-tools:
+	@{ ldconfig -p | grep -q libpangoft2-1.0 && fc-list | grep -qi dejavu && command -v pdftotext >/dev/null; } || \
+		{ $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+		libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core poppler-utils; }
+
 # The OpenID provider the OIDC sign-in tests run on 127.0.0.1 (npm package oidc-provider).
 oidc-provider: tests/oidc/node_modules/.package-lock.json
 
@@ -33,10 +40,10 @@ tests/oidc/node_modules/.package-lock.json: tests/oidc/package-lock.json
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm; }
 	npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error
 
-demo: setup          ## simulator + board with collectors, on the shipped partners.toml
+demo: setup pack-tools  ## simulator + board with collectors, on the shipped partners.toml
 	$(PB) demo
 
-test: setup chromium oidc-provider ## the whole test suite
+test: setup chromium pack-tools oidc-provider ## the whole test suite
 	$(PY) -m pytest
 
 serve: setup         ## board + collectors against $$PARTNERBOARD_DATABASE_URL

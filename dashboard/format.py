@@ -8,6 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
+from partnerboard.core.reports.numbers import kpi_value  # noqa: F401 - the one formatter
+
 
 def pct(value: float | None, digits: int = 2) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -33,7 +35,6 @@ def local_time(ts: datetime, tz: ZoneInfo, *, seconds: bool = False) -> str:
     return ts.astimezone(tz).strftime(fmt)
 
 
-UNIT_DIGITS = {"%": 2, "PLN": 2, "count": 0, "ms": 0, "min": 1, "h": 1, "d": 1}
 # Streamlit's own badges (markdown directives): colour and words, no emoji, which Debian's
 # Chromium (and any machine without an emoji font) shows as empty boxes.
 STATUS_BADGES = {"green": ":green-badge[on target]", "amber": ":orange-badge[near target]",
@@ -41,17 +42,6 @@ STATUS_BADGES = {"green": ":green-badge[on target]", "amber": ":orange-badge[nea
                  "no target": ":gray-badge[no target]"}
 VERDICT_BADGES = {"met": ":green-badge[SLA met]", "breached": ":red-badge[SLA breached]",
                   "no data": ":gray-badge[SLA: no data]"}
-
-
-def kpi_value(value: float | None, unit: str) -> str:
-    """A KPI value as the board and the report preview show it (unit-specific digits)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "no data"
-    digits = UNIT_DIGITS.get(unit, 2)
-    text = f"{value:,.{digits}f}".replace(",", "\u202f")
-    if unit == "count":
-        return text
-    return f"{text} {unit}" if unit != "%" else f"{text} %"
 
 
 def status_badge(status: str) -> str:

@@ -143,13 +143,24 @@ def _series_frame(found: dict, series: list) -> pd.DataFrame:
 @st.cache_data(ttl=REVIEW_TTL_S, show_spinner=False)
 def report(url: str, config_key: str, label: str, viewer_partner: str | None,
            as_of: datetime) -> pd.DataFrame:
-    from partnerboard.core.reports import report as report_mod
+    """The period's report as the reader may see it: the signed numbers (with their
+    restatements) where the period is signed, today's otherwise (``reading.report_for``)."""
+    from partnerboard.core.review import reading
     from partnerboard.core.vocabulary import periods
 
     cfg = _config_for(config_key)
     with open_store(url).engine.connect() as conn:
-        return report_mod.build(conn, cfg, periods.parse(label), viewer_partner=viewer_partner,
-                                now=clip(as_of))
+        return reading.report_for(conn, cfg, periods.parse(label), viewer_partner=viewer_partner,
+                                  now=clip(as_of))
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def closes(url: str, label: str, as_of: datetime) -> list:
+    """Every close (version) of a period, newest first."""
+    from partnerboard.core.review import closes as closes_mod
+
+    with open_store(url).engine.connect() as conn:
+        return closes_mod.versions(conn, label)
 
 
 @st.cache_data(ttl=REVIEW_TTL_S, show_spinner=False)

@@ -6,8 +6,10 @@ them on one APScheduler: every probe round is followed at once by an evaluation 
 the endpoint and burn-rate rules (an endpoint declared down is told within seconds,
 not at the next tick); all rules but the KPIs are evaluated every
 ``evaluate_every_seconds``, the KPIs every ``kpi_status.every_minutes``; and the outbox
-is looked at every second. Each job has ``max_instances=1``: evaluations of one cadence
-never overlap, and ``write_serially`` keeps different cadences from racing.
+is looked at every second. Every 10 minutes the signed periods are recomputed and what
+late data changed is stored as restatements (``core.review.restatements``). Each job has
+``max_instances=1``: evaluations of one cadence never overlap, and ``write_serially``
+keeps different cadences from racing.
 """
 
 from __future__ import annotations
@@ -25,12 +27,14 @@ from partnerboard.collectors.scheduler import stop as stop_scheduler
 from partnerboard.core.alerts import evaluation
 from partnerboard.core.config import Config
 from partnerboard.core.config.secrets import scrub
-from partnerboard.core.store import Store
+from partnerboard.core.review import restatements
+from partnerboard.core.store import Store, write_serially
 from partnerboard.core.vocabulary import timeutil
 from partnerboard.notifiers.delivery import Deliverer, board_link
 
 log = logging.getLogger("partnerboard.alerts")
 DELIVER_EVERY_S = 1.0
+RESTATEMENTS_EVERY_S = 600.0  # signed periods recomputed: late data shows as a restatement
 
 
 @dataclass
@@ -76,6 +80,10 @@ def build(store: Store, config: Config, *, served_at: str | None = None,
          _guarded("KPI alert evaluation", lambda: evaluation.run(engine, config, evaluation.KPIS)),
          now + timedelta(seconds=20)),  # after the first collection round, not before it
         ("alerts:deliver", DELIVER_EVERY_S, _guarded("alert delivery", deliverer.tick), now),
+        ("review:restatements", RESTATEMENTS_EVERY_S,
+         _guarded("restatement check",
+                  lambda: write_serially(engine, lambda c: restatements.check(c, config))),
+         now + timedelta(seconds=60)),
     ]
     for job_id, seconds, func, first in jobs:
         scheduler.add_job(func, IntervalTrigger(seconds=seconds), id=job_id, name=job_id, next_run_time=first)

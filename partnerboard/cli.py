@@ -351,7 +351,9 @@ def backfill(
 def export(
     period: Annotated[str, typer.Option("--period", "-p",
                                         help="2026-10, 2026-Q3, 2026-W44, or 2026-07-01..2026-10-01")],
-    out: Annotated[str, typer.Option("--out", "-o", help="CSV file to write ('-' for stdout)")],
+    out: Annotated[str, typer.Option("--out", "-o", help="File to write ('-' for stdout)")],
+    fmt: Annotated[str, typer.Option(
+        "--format", "-f", help="csv (the report), pdf or html (the review pack)")] = "csv",
     partner: Annotated[str | None, typer.Option(help="One partner only (default: both)")] = None,
     sep: Annotated[str, typer.Option(help="Separator: ',' or ';' (Excel in pl-PL etc.)")] = ",",
     decimal: Annotated[str, typer.Option(help="Decimal mark: '.' or ','")] = ".",
@@ -363,7 +365,8 @@ def export(
     config: ConfigOpt = None,
     database: DbOpt = None,
 ) -> None:
-    """Write the review report of a period as CSV: the same file as the Reports page.
+    """Write the review report of a period as CSV, or its review pack as PDF or HTML: the
+    same files as the Reports page.
 
     While `partnerboard serve` owns the DuckDB file, the report comes from that server's
     /api/reports route (found through the file's owner record), signed with your
@@ -373,6 +376,11 @@ def export(
     from partnerboard.core.store.ownership import current_owner
 
     cfg = _load(config)
+    if fmt not in ("csv", "pdf", "html"):
+        raise _fail(f"partnerboard export: --format {fmt!r} is not one of csv, pdf, html")
+    if fmt != "csv" and partner:
+        raise _fail("partnerboard export: the review pack covers both partners; --partner is for "
+                    "--format csv")
     try:
         wanted = report.check_request(cfg, period, partner, sep=sep, decimal=decimal)
     except report.ReportRequestError as exc:
@@ -396,7 +404,7 @@ def export(
                 f"or {TOKEN_ENV} (make one on the board's Account page, or stop the board and run "
                 "`partnerboard users token EMAIL`)")
         try:
-            r = httpx.get(f"{server.rstrip('/')}/api/reports/{wanted.label}.csv", params=params,
+            r = httpx.get(f"{server.rstrip('/')}/api/reports/{wanted.label}.{fmt}", params=params,
                           headers={"Authorization": f"Bearer {token}"}, timeout=120)
         except httpx.HTTPError as exc:
             raise _fail(f"partnerboard export: the board at {server} did not answer ({exc}); "
@@ -407,20 +415,32 @@ def export(
         body, source = r.content, server
     else:
         from partnerboard.core.access import audit, cli_user
+        from partnerboard.core.review import pack, pdf, reading
 
         store = _open_store(url, "export")
         with store.engine.begin() as conn:
-            df = report.build(conn, cfg, wanted, partner_id=partner)
-            audit.record(conn, cli_user().email, "export", partner=partner, target=f"{wanted.label} report",
+            if fmt == "csv":
+                df = reading.report_for(conn, cfg, wanted, partner_id=partner)
+                what = f"{wanted.label} report"
+            else:
+                made = pack.build(conn, cfg, wanted)
+                what = f"{wanted.label} review pack ({fmt})"
+            audit.record(conn, cli_user().email, "export", partner=partner, target=what,
                          detail=f"cli; partner={partner or 'all'} sep={sep}")
         close_all()
-        body, source = report.to_csv(df, sep=sep, decimal=decimal), display_url(url)
+        if fmt == "csv":
+            body = report.to_csv(df, sep=sep, decimal=decimal)
+        else:
+            document = pack.render(made)
+            body = pdf.render(document) if fmt == "pdf" else document.encode()
+        source = display_url(url)
     if out == "-":
         sys.stdout.buffer.write(body)
     else:
         with open(out, "wb") as fh:
             fh.write(body)
-        typer.echo(f"{out}: report {wanted.label} from {source}, {len(body):,} bytes", err=True)
+        kind = "report" if fmt == "csv" else f"review pack ({fmt})"
+        typer.echo(f"{out}: {kind} {wanted.label} from {source}, {len(body):,} bytes", err=True)
 
 
 users_app = typer.Typer(no_args_is_help=True, help="People who may sign in to the board (built-in sign-in, "

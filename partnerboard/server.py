@@ -35,6 +35,7 @@ from partnerboard.core.config import load_config
 from partnerboard.core.config.secrets import scrub
 from partnerboard.core.metrics import maintenance
 from partnerboard.core.reports import csv_export, report
+from partnerboard.core.review import pack, pdf, reading
 from partnerboard.core.store import close_store, display_url, open_store, runs
 from partnerboard.core.vocabulary import periods
 
@@ -137,8 +138,8 @@ def create_app(config_path: str, database_url: str, *, collect: bool = True,
         def build() -> bytes:
             with store.engine.begin() as conn:
                 access.require(user, "export")
-                df = report.build(conn, config, period, partner_id=partner,
-                                  viewer_partner=user.partner_id)
+                df = reading.report_for(conn, config, period, partner_id=partner,
+                                        viewer_partner=user.partner_id)
                 audit.record(conn, user.email, "export", partner=user.partner_id,
                              target=f"{period.label} report",
                              detail=f"{how}; partner={partner or 'all'} sep={sep}",
@@ -147,6 +148,41 @@ def create_app(config_path: str, database_url: str, *, collect: bool = True,
 
         body = await asyncio.to_thread(build)
         return _csv(body, report.filename(period, partner))
+
+    async def report_pack(request: Request) -> Response:
+        """``/api/reports/2026-Q3.pdf`` (or ``.html``): the review pack, as the reader may
+        see it; same sign-in and audit as the CSV."""
+        who = await _signed_in(request)
+        if isinstance(who, Response):
+            return who
+        store, config, user = who
+        kind = request.path_params["kind"]
+        if kind not in ("pdf", "html"):
+            return PlainTextResponse(f"a report is .csv, .pdf or .html, not .{kind[:10]}", 404)
+        try:
+            period = report.check_request(config, request.path_params["period"])
+        except report.ReportRequestError as exc:
+            return PlainTextResponse(str(exc), 400)
+        how = "page" if request.query_params.get("via") == "page" else "url"
+
+        def build() -> bytes:
+            with store.engine.begin() as conn:
+                access.require(user, "export")
+                made = pack.build(conn, config, period, viewer_partner=user.partner_id)
+                audit.record(conn, user.email, "export", partner=user.partner_id,
+                             target=f"{period.label} review pack ({kind})", detail=how,
+                             ip=web_auth.client_ip(request))
+            document = pack.render(made)
+            return pdf.render(document) if kind == "pdf" else document.encode()
+
+        body = await asyncio.to_thread(build)
+        media = "application/pdf" if kind == "pdf" else "text/html; charset=utf-8"
+        return Response(body, media_type=media, headers={
+            "Content-Disposition": f'{"attachment" if kind == "pdf" else "inline"}; '
+                                   f'filename="{pack.filename(period, kind)}"',
+            "Cache-Control": "no-store",
+            # the HTML pack is a document, not an app: nothing in it may run or load
+            "Content-Security-Policy": "default-src 'none'; img-src data:; style-src 'unsafe-inline'"})
 
     async def audit_csv(request: Request) -> Response:
         """``/api/audit.csv?action=&actor=``: the audit log as its reader may see it (admins),
@@ -229,6 +265,7 @@ def create_app(config_path: str, database_url: str, *, collect: bool = True,
     ], routes=[
         Route("/healthz", healthz),
         Route("/api/reports/{period}.csv", report_csv),
+        Route("/api/reports/{period}.{kind:str}", report_pack),
         Route("/api/audit.csv", audit_csv),
         Route("/api/annotations", add_annotation, methods=["POST"]),
         Route("/api/sources/{source}/run", run_source, methods=["POST"]),

@@ -275,3 +275,30 @@ def wait_until(predicate: Any, timeout: float = 60.0, what: str = "the condition
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def collected_demo(tmp_path_factory, tokens) -> Iterator[tuple[str, Path]]:
+    """A store collected once per session from the frozen simulator (the shipped config):
+    (database URL, config path). Shared, so tests must not write to it."""
+    from datetime import datetime
+
+    from partnerboard.collectors.scheduler import run_all_once
+
+    from partnerboard.core.config import load_config
+
+    tmp = tmp_path_factory.mktemp("demo")
+    sim = start_in_thread(tokens, chaos={"schedule": False}, scale=0.02,
+                          now=datetime.fromisoformat(FROZEN_NOW))
+    cfg = tmp / "partners.toml"
+    cfg.write_text(config_toml(sim.base_url))
+    url = f"duckdb:///{tmp / 'demo.duckdb'}"
+    with pytest.MonkeyPatch.context() as mp:
+        for key, env in SECRET_ENV.items():
+            mp.setenv(env, tokens[key])
+        s = store_mod.open_store(url)
+        outcomes = run_all_once(s, load_config(cfg))
+        assert all(o.status == "success" for o in outcomes), [o.error for o in outcomes]
+    sim.stop()
+    yield url, cfg
+    store_mod.close_store(url)

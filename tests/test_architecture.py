@@ -34,7 +34,7 @@ OWN = {"collectors": C, "dashboard": D, "simulator": S, "notifiers": N}
 
 # The core's rooms, and which of them each may import (partnerboard/core/__init__.py).
 CORE = "partnerboard.core"
-ROOMS = ("vocabulary", "config", "store", "access", "metrics", "changes", "reports", "alerts")
+ROOMS = ("vocabulary", "config", "store", "access", "metrics", "changes", "reports", "alerts", "review")
 MAY_IMPORT = {
     "vocabulary": set(),
     "config": {"vocabulary"},
@@ -44,6 +44,7 @@ MAY_IMPORT = {
     "changes": {"vocabulary", "config", "store", "access", "metrics"},
     "reports": {"vocabulary", "config", "store", "metrics", "changes"},
     "alerts": {"vocabulary", "config", "store", "access", "metrics", "changes"},
+    "review": {"vocabulary", "config", "store", "access", "metrics", "changes", "reports"},
 }
 
 

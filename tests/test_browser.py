@@ -16,11 +16,13 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import httpx
 import pandas as pd
 import pytest
 from partnerboard.dashboard.format import kpi_value
 from partnerboard.simulator.world import TZ
 
+from partnerboard.core.config import load_config
 from partnerboard.core.reports import csv_export
 from partnerboard.core.vocabulary.periods import parse
 from tests.conftest import config_toml, launch_chromium
@@ -144,3 +146,15 @@ def test_board_pages_and_csv_in_chromium(frozen_server: Proc, bsim, tmp_path: Pa
     same = frozen_server.get(f"/api/reports/{PERIOD}.csv", timeout=60)
     route = pd.read_csv(io.BytesIO(same.content), encoding="utf-8-sig")
     assert route[route.section == "kpi"].equals(csv[csv.section == "kpi"])
+    # ... and the review pack from the same route family carries the numbers the Board showed
+    from tests.test_review_pack import pdf_text, scorecard_rows
+
+    packed = frozen_server.get(f"/api/reports/{PERIOD}.pdf", timeout=120)
+    assert packed.status_code == 200 and packed.headers["content-type"] == "application/pdf"
+    assert packed.content.startswith(b"%PDF-")
+    rows = scorecard_rows(pdf_text(packed.content), load_config(tmp_path / "partners.toml"))
+    line = rows[("Demo Marketplace", "Gross merchandise value")]
+    cells = [c.strip() for c in line.split("  ") if c.strip()]
+    assert cells[1] == shown["Gross merchandise value"].replace("\u202f", " ")
+    assert httpx.get(f"{frozen_server.url}/api/reports/{PERIOD}.pdf", timeout=30).status_code == 401
+    assert frozen_server.get(f"/api/reports/{PERIOD}.docx", timeout=30).status_code == 404

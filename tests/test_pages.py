@@ -4,20 +4,17 @@ collected from the simulator (frozen clock, so the numbers are fixed)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from partnerboard.collectors.scheduler import run_all_once
-from partnerboard.simulator.server import SECRET_ENV, start_in_thread
 from streamlit.testing.v1 import AppTest
 
 from partnerboard.core import store as store_mod
 from partnerboard.core.config import load_config
 from partnerboard.core.reports import csv_export, report
 from partnerboard.core.vocabulary.periods import parse
-from tests.conftest import FROZEN_NOW, config_toml, open_page, shown
+from tests.conftest import config_toml, open_page, shown
 
 PAGES = ["views/board.py", "views/api_health.py", "views/sla.py", "views/conversion.py",
          "views/returns.py", "views/funnel.py", "views/reports.py", "views/targets.py",
@@ -26,25 +23,9 @@ PAGES = ["views/board.py", "views/api_health.py", "views/sla.py", "views/convers
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory, tokens) -> Iterator[tuple[str, Path]]:
+def demo(collected_demo) -> tuple[str, Path]:
     """A store collected once from the frozen simulator: (database URL, config path)."""
-    from datetime import datetime
-
-    tmp = tmp_path_factory.mktemp("demo")
-    sim = start_in_thread(tokens, chaos={"schedule": False}, scale=0.02,
-                          now=datetime.fromisoformat(FROZEN_NOW))
-    cfg = tmp / "partners.toml"
-    cfg.write_text(config_toml(sim.base_url))
-    url = f"duckdb:///{tmp / 'demo.duckdb'}"
-    with pytest.MonkeyPatch.context() as mp:
-        for key, env in SECRET_ENV.items():
-            mp.setenv(env, tokens[key])
-        s = store_mod.open_store(url)
-        outcomes = run_all_once(s, load_config(cfg))
-        assert all(o.status == "success" for o in outcomes), [o.error for o in outcomes]
-    sim.stop()
-    yield url, cfg
-    store_mod.close_store(url)
+    return collected_demo
 
 
 def _env(monkeypatch, url: str, cfg: Path) -> None:

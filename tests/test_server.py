@@ -185,7 +185,7 @@ def test_board_serves_the_page_while_probes_arrive(server: Proc, workdir: Path, 
         "probe:marketplace", "probe:payments", "statuspage:marketplace", "statuspage:payments",
         "marketplace_orders", "marketplace_returns", "marketplace_shops", "marketplace_traffic",
         "payments_charges", "payments_refunds", "payments_tickets",
-        "alerts:evaluate", "alerts:kpis", "alerts:deliver"}
+        "alerts:evaluate", "alerts:kpis", "alerts:deliver", "review:restatements"}
 
     with sync_playwright() as pw:
         browser = launch_chromium(pw)

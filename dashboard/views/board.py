@@ -41,6 +41,19 @@ except Exception as exc:  # a readable message; the rest of the page still rende
     st.error(f"The KPIs for {period.label} could not be computed: {failure(exc)}")
     frame = pd.DataFrame()
 
+# A signed period shows the numbers both companies signed (unfiltered: a signature is
+# of the whole partnership), with today's value beside any that late data changed.
+signed: dict[tuple[str, str], object] = {}
+try:
+    report_frame = queries.report(url, key, period.label, gate.current().partner_id, as_of)
+    if report_frame.attrs.get("signoff") == "signed" and not filters.active:
+        st.success(md(f"Signed numbers: {report_frame.attrs.get('signoff_detail', '')}"))
+        signed = {(r.partner_id, r.item): r for r in report_frame[report_frame.section == "kpi"].itertuples()}
+    elif report_frame.attrs.get("signoff") == "signed":
+        st.info("Signed numbers are shown without filters; with filters these are today's numbers.")
+except Exception as exc:
+    st.warning(f"Sign-off state unavailable: {failure(exc)}")
+
 try:
     verdicts = queries.sla_verdicts(url, key, period.label, as_of)
 except Exception as exc:
@@ -77,6 +90,14 @@ for col, partner in zip(columns, cfg.partners, strict=False):
                     "their schedule, or run `partnerboard collect --once`.")
         for r in rows.itertuples():
             kpi = BY_ID[r.kpi]
+            mark = ""
+            if (partner.id, r.kpi) in signed:
+                s = signed[(partner.id, r.kpi)]
+                r = r._replace(value=s.value, delta_previous=s.delta_previous,
+                               delta_last_year=s.delta_last_year, target=s.target, status=s.status)
+                if _none(s.restated_value) is not None or _none(s.restatement) is not None:
+                    mark = (f" · restated: today {kpi_value(_none(s.restated_value), kpi.unit)} "
+                            f"({_delta(_none(s.restatement), kpi.unit) or 'no data'})")
             value = _none(r.value)
             # Periods without data are left out of the sparkline (it takes numbers only).
             points = [] if spark is None else spark[
@@ -96,7 +117,7 @@ for col, partner in zip(columns, cfg.partners, strict=False):
             year = _delta(_none(r.delta_last_year), kpi.unit)
             scope = f" · {md(r.scope)}" if filters.active else ""
             st.caption(f"{status_badge(r.status)} · target {goal} · "
-                       f"vs {r.last_year_period}: {year or 'no data'}{scope}")
+                       f"vs {r.last_year_period}: {year or 'no data'}{scope}{mark}")
 
 st.divider()
 left, right = st.columns(2)

@@ -1,7 +1,11 @@
-"""Reports: the review report of a month or quarter, previewed and downloaded as CSV.
+"""Reports: the review report of a month or quarter, its sign-off, and its files.
 
-The preview and the file are the same frame (``report.build``); the CSV is also served
-at ``/api/reports/<period>.csv`` and written by ``partnerboard export``.
+The preview and the files are the same frame (``reading.report_for``: the signed numbers
+with their restatements where the period is signed, today's otherwise); the CSV is also
+served at ``/api/reports/<period>.csv``, the review pack at ``.pdf`` and ``.html``, and
+``partnerboard export`` writes either. Editors of each partner approve a period that has
+ended (``closes.approve``); the second approval signs it; either side withdraws its
+approval until then.
 """
 
 from __future__ import annotations
@@ -11,7 +15,12 @@ from urllib.parse import quote, urlencode
 import streamlit as st
 from partnerboard.dashboard import context, gate, period_picker, queries
 from partnerboard.dashboard.format import local_time, without_attrs
-from partnerboard.dashboard.literal import failure
+from partnerboard.dashboard.literal import failure, md
+
+from partnerboard.core.access import Forbidden, article
+from partnerboard.core.review import closes, restatements
+from partnerboard.core.store import write_serially
+from partnerboard.core.vocabulary import timeutil
 
 cfg = context.config()
 store = context.store()
@@ -35,8 +44,70 @@ st.caption(f"{period.label} · as of {local_time(df.attrs.get('as_of', as_of), c
 # download URL (/media/...) would hand the file to anyone holding the link, and the route
 # audits the download when it happens, as for the URL and the CLI.
 query = urlencode({"sep": sep, "decimal": decimal, "via": "page"})
-st.link_button("Download CSV", f"/api/reports/{quote(period.label)}.csv?{query}", type="primary",
-               icon=":material/download:")
+left, middle, right = st.columns(3)
+left.link_button("Download CSV", f"/api/reports/{quote(period.label)}.csv?{query}", type="primary",
+                 icon=":material/download:")
+middle.link_button("Review pack (PDF)", f"/api/reports/{quote(period.label)}.pdf?via=page",
+                   icon=":material/picture_as_pdf:")
+right.link_button("Review pack (HTML)", f"/api/reports/{quote(period.label)}.html?via=page",
+                  icon=":material/description:")
+
+# --- sign-off ------------------------------------------------------------------------
+user = gate.current()
+st.subheader("Sign-off")
+status, detail = df.attrs.get("signoff", "open"), df.attrs.get("signoff_detail", "")
+(st.success if status == "signed" else st.info)(md(f"{status.capitalize()}: {detail}" if detail else status))
+FLASH = "_reports_signoff_flash"
+if FLASH in st.session_state:
+    st.success(st.session_state.pop(FLASH))
+history = queries.closes(store.url, period.label, queries.now_bucket())
+if history:
+    st.dataframe([{"version": c.version, "status": c.status, "numbers as of": local_time(c.as_of, cfg.tz),
+                   "frozen by": c.created_by, "approvals": c.describe(cfg)} for c in history],
+                 hide_index=True, width="stretch")
+if period.kind not in closes.CLOSABLE:
+    st.caption("Months and quarters are closed and signed; pick one to sign it.")
+elif not user.can("close_period"):
+    st.caption(f"You are {article(user.role)} {user.role}: editors of each partner approve a period.")
+elif user.partner_id is None:
+    st.caption("People of both partners represent neither side: an editor of each partner approves.")
+else:
+    draft = next((c for c in history if c.status == "draft"), None)
+    mine = bool(draft and any(a.partner_id == user.partner_id for a in draft.approvals))
+    signed = next((c for c in history if c.status == "signed"), None)
+
+    def signing(**options):
+        """Approve, and when that signs the period, look for restatements at once."""
+        def work(conn):
+            done = closes.approve(conn, cfg, user, period.label, now=timeutil.utcnow(), **options)
+            if done.status == "signed":
+                restatements.check(conn, cfg)
+            return done
+        return work
+
+    def act(what: str, work) -> None:
+        try:
+            done = write_serially(store.engine, work)
+            queries.closes.clear()
+            queries.report.clear()
+            st.session_state[FLASH] = f"{what}: {done.describe(cfg)}"
+            st.rerun()
+        except (closes.SignoffError, Forbidden) as exc:
+            st.error(f"Not done: {failure(exc)}")
+
+    if mine:
+        if st.button(f"Withdraw {cfg.partner(user.partner_id).name}'s approval", key="signoff_withdraw"):
+            act("Withdrawn", lambda conn: closes.withdraw(conn, cfg, user, period.label))
+    elif draft is not None or signed is None:
+        label = "Approve (countersign)" if draft else "Close and approve"
+        if st.button(f"{label} {period.label} for {cfg.partner(user.partner_id).name}", key="signoff_approve",
+                     type="primary"):
+            act("Approved", signing())
+    else:
+        if st.button(f"Close again as version {signed.version + 1}", key="signoff_reclose"):
+            act("Re-closed", signing(new_version=True))
+    st.caption("Closing freezes today's numbers as the draft; the other partner's editor countersigns "
+               "them. Signed numbers never change: late data shows as a restatement beside them.")
 for section, title in (("kpi", "KPIs"), ("sla", "SLA"), ("incident", "Incidents"),
                        ("annotation", "Annotations")):
     part = without_attrs(df[df.section == section].dropna(axis=1, how="all"))  # as_of: caption

@@ -28,6 +28,8 @@ except Exception as exc:
     st.error(f"SLA numbers for {period.label} could not be computed: {failure(exc)}")
     st.stop()
 
+if df.attrs.get("signoff") == "signed":
+    st.success(md(f"Signed numbers of {period.label}: {df.attrs.get('signoff_detail', '')}"))
 for partner in cfg.partners:
     st.subheader(partner.name)
     rows = df[(df.section == "sla") & (df.partner_id == partner.id)].set_index("item")
@@ -48,6 +50,18 @@ for partner in cfg.partners:
     for col, item in zip(st.columns(len(budget_items)), budget_items, strict=True):
         if item in rows.index:
             col.metric(rows.loc[item, "name"], kpi_value(rows.loc[item, "value"], "min"))
+    if "credit" in rows.index:
+        owed = rows.loc["credit"]
+        amount = None if pd.isna(owed.value) else owed.value
+        st.metric("SLA credit owed", kpi_value(amount, owed.unit), help="From the contract's credit tiers")
+        st.caption(md(owed.detail))
+    changed = rows[rows.restated_value.notna()] if "restated_value" in rows else rows.iloc[0:0]
+    for _, r in changed.iterrows():
+        st.warning(md(f"Restated since sign-off: {r['name']} signed {kpi_value(r.value, r.unit)}, "
+                      f"today {kpi_value(r.restated_value, r.unit)}"))
+    if "method" in rows.index:
+        with st.expander("Accounting method: how these figures were measured"):
+            st.caption(md(rows.loc["method", "detail"]))
     if isinstance(verdict.detail, str) and verdict.detail:
         st.markdown("**Breaches**")
         for breach in verdict.detail.split("; "):

@@ -22,6 +22,7 @@ ACTIONS: dict[str, Role] = {
     "export": "viewer",
     "annotate": "editor",
     "edit_targets": "editor",
+    "close_period": "editor",
     "run_now": "admin",
     "manage_users": "admin",
     "quarantine": "admin",

@@ -39,6 +39,7 @@ SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("[[partners.endpoints]]", c.Endpoint, "What the probes call ([api-health.md](api-health.md))."),
     ("[partners.sla]", c.SLA, "What the partner committed to ([sla.md](sla.md))."),
     ("[[partners.sla.maintenance_windows]]", c.MaintenanceWindow, "Agreed maintenance."),
+    ("[[partners.sla.credits]]", c.CreditTier, "Service-credit tiers ([review.md](review.md#sla-credits))."),
     ("partners.statuspage", c.StatusPage, "The partner's status page (Statuspage v2)."),
     ("[[partners.sources]]", c.Source, "A business-data list ([collectors.md](collectors.md))."),
     ("[partners.sources.fields] (each column)", c.FieldSpec,

@@ -243,6 +243,16 @@ class MaintenanceWindow(_Model):
         return self
 
 
+class CreditTier(_Model):
+    """One service-credit tier: a month whose SLA uptime is below `below` % earns
+    `percent` % of the monthly fee back."""
+
+    below: Percent
+    """Uptime threshold in %, exclusive: 99.95 means 99.949… earns it and 99.95 does not."""
+    percent: Percent
+    """Credit, % of the monthly fee."""
+
+
 class SLA(_Model):
     uptime_target: Percent = 99.9
     """Committed uptime in % (time-weighted, maintenance excluded)."""
@@ -254,6 +264,23 @@ class SLA(_Model):
     """Committed resolution time of every measured incident, hours."""
     maintenance_windows: list[MaintenanceWindow] = []
     """Agreed maintenance, excluded from SLA uptime and shown separately."""
+    monthly_fee: Annotated[float, Field(ge=0)] | None = None
+    """What the partnership pays this partner per month, the base of SLA credits. Example: `12000`"""
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "PLN"
+    """ISO 4217 code of `monthly_fee` and the credits."""
+    credits: list[CreditTier] = []
+    """Service credits by monthly uptime, as the contract sets them: of the tiers whose
+    `below` a month's uptime is under, the highest percentage applies.
+    Example: `[{ below = 99.95, percent = 10 }, { below = 99.9, percent = 25 }]`"""
+
+    @model_validator(mode="after")
+    def _credit_tiers(self) -> SLA:
+        if self.credits and self.monthly_fee is None:
+            raise ValueError("credits need monthly_fee (the amount the percentages are of)")
+        belows = [t.below for t in self.credits]
+        if len(set(belows)) != len(belows):
+            raise ValueError("two credit tiers have the same `below`; each uptime threshold once")
+        return self
 
 
 class StatusPage(_Model):
@@ -497,6 +524,9 @@ class Partner(_Model):
     """What the partner committed to."""
     contacts: list[Contact] = []
     """Escalation contacts, in the order to call them."""
+    logo: str | None = None
+    """A PNG, JPEG or SVG file shown on the review pack's cover (absolute, or relative to
+    the directory the board runs in). Example: `"logos/marketplace.svg"`"""
 
     def contacts_for(self, reader_partner: str | None, *, shared_reader: bool = False) -> list[Contact]:
         """The contacts a reader may see: the internal ones only for this partner's own

@@ -189,3 +189,39 @@ def burn_rates(conn: Connection, partner: Partner, now: datetime) -> list[dict[s
 def _label(window: timedelta) -> str:
     s = int(window.total_seconds())
     return f"{s // 86400} d" if s >= 86400 else f"{s // 3600} h" if s >= 3600 else f"{s // 60} min"
+
+
+def method(config: Config, partner: Partner, period: Period, v: Verdict) -> str:
+    """How every SLA figure of ``partner`` for ``period`` was measured, in one text: the
+    same words on the SLA page, in the CSV and in the review pack, generated from the
+    config and the engine's own numbers (so it cannot drift from what was computed)."""
+    terms = partner.sla
+    probes = "; ".join(f"{e.label}: every {e.interval_seconds:g} s, timeout {e.timeout_seconds:g} s"
+                       for e in partner.endpoints) or "no endpoints probed"
+    start, end = period.bounds(config.tz)
+    windows = [w for w in terms.maintenance_windows if w.start < end and w.end > start]
+    excluded = ("; ".join(f"{w.title} {w.start.astimezone(config.tz):%Y-%m-%d %H:%M}–"
+                          f"{w.end.astimezone(config.tz):%Y-%m-%d %H:%M}" for w in windows)
+                or "none in this period")
+    parts = [
+        f"Down: an endpoint is down after {config.collection.down_after_failures} consecutive failed "
+        f"probes ({probes}); down time runs from the first failed probe of the streak to the next "
+        "successful one.",
+        f"Uptime: time-weighted over {len(partner.endpoints)} endpoint(s); each probe vouches for its "
+        "endpoint until the next probe, at most twice its interval.",
+        f"Agreed maintenance excluded ({v.maintenance_s / 60:,.1f} min): {excluded}.",
+        f"No data: {v.no_data_s / 60:,.1f} min of endpoint time without probes, counted neither up nor "
+        "down (never as up).",
+        "Latency p95: the continuous 95th percentile (percentile_cont) of successful probes' latency "
+        "in the period.",
+        "Incidents: those measured by our probes count toward the SLA; those the partner reported on "
+        "its status page are shown beside them and do not count.",
+        f"Error budget: (100 % − {terms.uptime_target:g} %) × the period's length.",
+    ]
+    if terms.credits and terms.monthly_fee is not None:
+        tiers = ", ".join(f"below {t.below:g} % → {t.percent:g} %"
+                          for t in sorted(terms.credits, key=lambda t: -t.below))
+        parts.append(f"Credits per calendar month ({config.partnership.timezone}), of the monthly fee "
+                     f"{terms.monthly_fee:,.2f} {terms.currency}: {tiers} (the highest that applies); "
+                     "a quarter is the sum of its months; a month with no data has no credit.")
+    return " ".join(parts)

@@ -4,7 +4,8 @@ The Reports page previews it, the CSV download, the ``/api/reports/<period>.csv`
 and ``partnerboard export`` all serialise this same frame, so a number cannot differ
 between them. Sections, in order: ``kpi`` (each KPI with previous period, same period
 last year, deltas, target and status), ``sla`` (verdict, each check, error budget,
-maintenance and no-data time), ``incident`` (measured and reported incidents that
+maintenance and no-data time, the SLA credit owed where the contract sets credits, and
+the accounting method in words), ``incident`` (measured and reported incidents that
 overlap the period) and ``annotation`` (notes dated in the period).
 
 Targets are the effective ones (``targets.effective``: the file's plus those set on the
@@ -22,7 +23,7 @@ from sqlalchemy.engine import Connection
 
 from partnerboard.core.changes import annotations, targets
 from partnerboard.core.config import Config, Partner, UnknownPartnerError
-from partnerboard.core.metrics import health, kpi_engine, sla
+from partnerboard.core.metrics import credits, health, kpi_engine, sla
 from partnerboard.core.reports import csv_export
 from partnerboard.core.vocabulary import periods, timeutil
 from partnerboard.core.vocabulary.periods import Period
@@ -31,7 +32,7 @@ COLUMNS = (
     "section", "partner_id", "partner", "period", "item", "name", "unit", "value",
     "previous_period", "previous", "delta_previous", "delta_previous_pct",
     "last_year_period", "last_year", "delta_last_year", "delta_last_year_pct",
-    "target", "status", "started_at", "ended_at", "detail",
+    "target", "status", "started_at", "ended_at", "detail", "restated_value", "restatement",
 )
 
 
@@ -113,6 +114,14 @@ def _sla_rows(conn: Connection, config: Config, partner: Partner, period: Period
         {**base, "item": "no_data", "name": "Endpoint time without probes", "unit": "min",
          "value": v.no_data_s / 60},
     ]
+    owed = credits.credit(conn, config, partner, period, now)
+    if owed is not None:
+        amount = owed.amount
+        rows.append({**base, "item": "credit", "name": "SLA credit owed", "unit": owed.currency,
+                     "value": amount, "status": "no data" if amount is None else
+                     "owed" if amount > 0 else "none", "detail": owed.describe()})
+    rows.append({**base, "item": "method", "name": "Accounting method",
+                 "detail": sla.method(config, partner, period, v)})
     return rows
 
 

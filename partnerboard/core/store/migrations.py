@@ -160,6 +160,12 @@ def _v13_alerts(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def _v14_period_close(conn: Connection) -> None:
+    """v14: signed period snapshots, each partner's approval, and restatements found since."""
+    for table in (schema.period_closes, schema.period_approvals, schema.restatements):
+        table.create(conn, checkfirst=True)
+
+
 # Step N upgrades a database at version N-1 to version N. Append only; never edit.
 STEPS: dict[int, Callable[[Connection], None]] = {
     2: _v2_indexes,
@@ -174,6 +180,7 @@ STEPS: dict[int, Callable[[Connection], None]] = {
     11: _v11_optional_payment_columns,
     12: _v12_source_coverage,
     13: _v13_alerts,
+    14: _v14_period_close,
 }
 LATEST = max(STEPS)
 

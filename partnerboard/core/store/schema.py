@@ -440,3 +440,41 @@ silences = sa.Table(
     sa.Column("expired_at", sa.DateTime, comment="ended early, by expired_by"),
     sa.Column("expired_by", sa.String(320)),
 )
+
+# Period close and sign-off (v14): a period's numbers frozen as a snapshot, one version
+# per close; signed once every partner approved it.
+period_closes = sa.Table(
+    "period_closes",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("period", sa.String(32), nullable=False, comment="the period's label, e.g. 2026-Q3"),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, comment="draft | signed | withdrawn"),
+    sa.Column("as_of", sa.DateTime, nullable=False, comment="the engine's numbers as of this time (UTC)"),
+    sa.Column("snapshot", sa.Text, nullable=False, comment="JSON: the report rows and trends frozen"),
+    sa.Column("created_by", sa.String(320), nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("signed_at", sa.DateTime),
+    sa.UniqueConstraint("period", "version", name="uq_period_closes_period_version"),
+)
+
+period_approvals = sa.Table(
+    "period_approvals",
+    metadata,
+    sa.Column("close_id", sa.String(36), primary_key=True),
+    sa.Column("partner_id", sa.String(64), primary_key=True),
+    sa.Column("approved_by", sa.String(320), nullable=False),
+    sa.Column("approved_at", sa.DateTime, nullable=False),
+)
+
+restatements = sa.Table(
+    "restatements",
+    metadata,
+    sa.Column("close_id", sa.String(36), primary_key=True),
+    sa.Column("partner_id", sa.String(64), primary_key=True),
+    sa.Column("section", sa.String(16), primary_key=True),
+    sa.Column("item", sa.String(64), primary_key=True),
+    sa.Column("signed", sa.Float),
+    sa.Column("now", sa.Float),
+    sa.Column("checked_at", sa.DateTime, nullable=False),
+)

@@ -1,0 +1,220 @@
+"""Approving, withdrawing and reading the closes of a period.
+
+A close is one version of a period's frozen numbers. ``approve`` by an editor (or admin)
+of a partner either starts a draft (freezing the report now) or adds that partner's
+approval to the open draft; when every partner of the config has approved, the draft is
+signed. ``withdraw`` takes a partner's approval back while the draft is unsigned (a
+draft nobody approves any more is withdrawn). Once signed, a version never changes;
+``approve(new_version=True)`` starts the next version's draft, whose numbers are frozen
+again at that moment. A person of both partners represents neither side, so only people
+of one partner approve.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from partnerboard.core.access import User, audit, require
+from partnerboard.core.config import Config
+from partnerboard.core.metrics import kpi_engine
+from partnerboard.core.reports import report
+from partnerboard.core.store import schema
+from partnerboard.core.vocabulary import periods, timeutil
+from partnerboard.core.vocabulary.periods import Period
+
+pc, pa = schema.period_closes, schema.period_approvals
+CLOSABLE = ("month", "quarter")
+TREND_PERIODS = 6
+
+
+class SignoffError(ValueError):
+    """A close that cannot be made; the message names the reason and the fix."""
+
+
+@dataclass(frozen=True)
+class Approval:
+    partner_id: str
+    approved_by: str
+    approved_at: datetime
+
+
+@dataclass(frozen=True)
+class Close:
+    id: str
+    period: str
+    version: int
+    status: str  # draft | signed | withdrawn
+    as_of: datetime
+    created_by: str
+    created_at: datetime
+    signed_at: datetime | None
+    approvals: tuple[Approval, ...]
+
+    def describe(self, config: Config) -> str:
+        """"signed v2 by A (Marketplace, 2026-10-03) and B (PayGate, 2026-10-04)" or
+        "draft v1, approved by A (Marketplace); waiting for PayGate"."""
+        names = {p.id: p.name for p in config.partners}
+        who = " and ".join(f"{a.approved_by} ({names.get(a.partner_id, a.partner_id)}, "
+                           f"{a.approved_at.astimezone(config.tz):%Y-%m-%d})" for a in self.approvals)
+        if self.status == "signed":
+            return f"signed v{self.version} by {who}"
+        waiting = [names[p.id] for p in config.partners if p.id not in {a.partner_id for a in self.approvals}]
+        head = f"{self.status} v{self.version}" + (f", approved by {who}" if who else "")
+        return head + (f"; waiting for {', '.join(waiting)}" if waiting and self.status == "draft" else "")
+
+
+def _close(conn: Connection, row: Any) -> Close:
+    approvals = tuple(Approval(a.partner_id, a.approved_by, timeutil.from_db(a.approved_at))
+                      for a in conn.execute(sa.select(pa).where(pa.c.close_id == row.id)
+                                            .order_by(pa.c.approved_at)).all())
+    return Close(row.id, row.period, row.version, row.status, timeutil.from_db(row.as_of), row.created_by,
+                 timeutil.from_db(row.created_at), timeutil.from_db(row.signed_at) if row.signed_at else None,
+                 approvals)
+
+
+def versions(conn: Connection, label: str) -> list[Close]:
+    """Every close of a period, newest version first."""
+    rows = conn.execute(sa.select(pc).where(pc.c.period == label).order_by(pc.c.version.desc())).all()
+    return [_close(conn, r) for r in rows]
+
+
+def latest_signed(conn: Connection, label: str) -> Close | None:
+    row = conn.execute(sa.select(pc).where(pc.c.period == label, pc.c.status == "signed")
+                       .order_by(pc.c.version.desc()).limit(1)).first()
+    return _close(conn, row) if row is not None else None
+
+
+def open_draft(conn: Connection, label: str) -> Close | None:
+    row = conn.execute(sa.select(pc).where(pc.c.period == label, pc.c.status == "draft")).first()
+    return _close(conn, row) if row is not None else None
+
+
+def snapshot(conn: Connection, close_id: str) -> dict[str, Any]:
+    """The frozen numbers: ``report`` (the report's rows) and ``trend`` (key KPIs)."""
+    text = conn.execute(sa.select(pc.c.snapshot).where(pc.c.id == close_id)).scalar_one()
+    return json.loads(text)
+
+
+def signed_periods(conn: Connection) -> list[str]:
+    return list(conn.execute(sa.select(pc.c.period).where(pc.c.status == "signed").distinct()).scalars())
+
+
+def _closable(config: Config, label: str, now: datetime) -> Period:
+    try:
+        period = periods.parse(label)
+    except periods.PeriodError as exc:
+        raise SignoffError(str(exc)) from None
+    if period.kind not in CLOSABLE:
+        raise SignoffError(f"{label} is a {period.kind}; a review closes a month or a quarter "
+                           "(e.g. 2026-10 or 2026-Q3)")
+    end = period.bounds(config.tz)[1]
+    if end > now:
+        raise SignoffError(f"{label} has not ended yet (it ends {end.astimezone(config.tz):%Y-%m-%d %H:%M}); "
+                           "close it after its last day")
+    return period
+
+
+def _freeze(conn: Connection, config: Config, period: Period, now: datetime) -> dict[str, Any]:
+    """The report as both companies sign it: shared annotations only (internal notes are
+    no part of a joint signature; each side still sees its own beside the snapshot)."""
+    frame = report.build(conn, config, period, now=now)
+    frame = frame[~((frame.section == "annotation") & (frame.status == "internal"))]
+    trend = live_trend(conn, config, period)
+    return {"as_of": now.isoformat(), "period": period.label,
+            "report": json.loads(frame.to_json(orient="records", date_format="iso")), "trend": trend}
+
+
+def live_trend(conn: Connection, config: Config, period: Period, n: int = TREND_PERIODS) -> list[dict]:
+    """Today's value of every KPI for the ``n`` periods ending with ``period``, oldest
+    first: the pack's trend charts (frozen into a snapshot at close)."""
+    series = periods.trailing(period, n)
+    found = kpi_engine.compute_many(conn, config.partners, series, config.tz)
+    order = [p.label for p in series]
+    return [{"partner_id": pid, "period": label, "kpi": kpi, "value": value}
+            for (pid, label), values in sorted(found.items(), key=lambda kv: order.index(kv[0][1]))
+            for kpi, value in values.items()]
+
+
+def approve(conn: Connection, config: Config, actor: User | None, label: str, *,
+            now: datetime | None = None, new_version: bool = False, ip: str | None = None) -> Close:
+    """Approve ``label`` for the actor's partner: start a draft (freezing the numbers
+    now) or add to the open one; sign it when every partner has approved."""
+    require(actor, "close_period")
+    assert actor is not None
+    now = now or timeutil.utcnow()
+    if actor.partner_id is None:
+        raise SignoffError(f"{actor.email} works for both partners, so they represent neither side; "
+                           "an editor of each partner approves the period")
+    period = _closable(config, label, now)
+    label = period.label
+    draft = open_draft(conn, label)
+    if draft is None:
+        signed = latest_signed(conn, label)
+        if signed is not None and not new_version:
+            raise SignoffError(f"{label} is already {signed.describe(config)}; close it again as "
+                               f"version {signed.version + 1} to re-sign today's numbers")
+        version = (conn.execute(sa.select(sa.func.max(pc.c.version)).where(pc.c.period == label)).scalar()
+                   or 0) + 1
+        close_id = str(uuid.uuid4())
+        frozen = _freeze(conn, config, period, now)
+        conn.execute(pc.insert().values(
+            id=close_id, period=label, version=version, status="draft", as_of=timeutil.to_db(now),
+            snapshot=json.dumps(frozen, default=str), created_by=actor.email, created_at=timeutil.to_db(now)))
+        audit.record(conn, actor.email, "period.close", partner=audit.SHARED, target=f"{label} v{version}",
+                     detail=f"numbers frozen as of {now.isoformat()}", ip=ip)
+    else:
+        close_id, version = draft.id, draft.version
+        if any(a.partner_id == actor.partner_id for a in draft.approvals):
+            raise SignoffError(f"{label} v{version} is already approved for {actor.partner_id}; the other "
+                               "partner's editor countersigns it")
+    conn.execute(pa.insert().values(close_id=close_id, partner_id=actor.partner_id, approved_by=actor.email,
+                                    approved_at=timeutil.to_db(now)))
+    audit.record(conn, actor.email, "period.approve", partner=audit.SHARED, target=f"{label} v{version}",
+                 detail=f"approved for {actor.partner_id}", ip=ip)
+    approved = set(conn.execute(sa.select(pa.c.partner_id).where(pa.c.close_id == close_id)).scalars())
+    if approved >= {p.id for p in config.partners}:
+        conn.execute(pc.update().where(pc.c.id == close_id).values(status="signed",
+                                                                   signed_at=timeutil.to_db(now)))
+        audit.record(conn, actor.email, "period.sign", partner=audit.SHARED, target=f"{label} v{version}",
+                     detail="approved by every partner", ip=ip)
+    return _close(conn, conn.execute(sa.select(pc).where(pc.c.id == close_id)).one())
+
+
+def withdraw(conn: Connection, config: Config, actor: User | None, label: str, *,
+             now: datetime | None = None, ip: str | None = None) -> Close:
+    """Take back the actor's partner's approval of the unsigned draft of ``label``."""
+    require(actor, "close_period")
+    assert actor is not None
+    draft = open_draft(conn, label)
+    if draft is None:
+        signed = latest_signed(conn, label)
+        if signed is not None:
+            raise SignoffError(f"{label} is {signed.describe(config)}: a signed version stays as signed; "
+                               f"close it again as version {signed.version + 1} to correct it")
+        raise SignoffError(f"{label} has no draft to withdraw from")
+    mine = [a for a in draft.approvals if a.partner_id == actor.partner_id]
+    if not mine:
+        raise SignoffError(f"{label} v{draft.version} has no approval of "
+                           f"{actor.partner_id or 'both partners'} to withdraw")
+    conn.execute(pa.delete().where(pa.c.close_id == draft.id, pa.c.partner_id == actor.partner_id))
+    left = conn.execute(sa.select(sa.func.count()).select_from(pa).where(pa.c.close_id == draft.id)).scalar()
+    if not left:
+        conn.execute(pc.update().where(pc.c.id == draft.id).values(status="withdrawn"))
+    audit.record(conn, actor.email, "period.withdraw", partner=audit.SHARED,
+                 target=f"{label} v{draft.version}", detail=f"approval of {actor.partner_id} withdrawn",
+                 ip=ip)
+    return _close(conn, conn.execute(sa.select(pc).where(pc.c.id == draft.id)).one())
+
+
+def signed_frame(conn: Connection, close: Close) -> pd.DataFrame:
+    """The signed report rows as a frame with the report's columns."""
+    rows = snapshot(conn, close.id)["report"]
+    return pd.DataFrame(rows, columns=list(report.COLUMNS))

@@ -1,0 +1,313 @@
+"""The review pack: one document per period for the MBR/QBR, as HTML (``render``) and,
+from the very same HTML, as PDF (``pdf.render``).
+
+Made from ``reading.report_for`` (signed numbers where signed, with restatements; the
+reader's visibility for notes) and ``reading.trend_for``, so every number equals the
+CSV's and the page's; values are formatted by the one formatter the pages use
+(``reports.numbers``). Sections, in order: cover (partnership, period, both partners,
+signed or draft with approvers, data as of), executive summary (KPIs off target, SLA
+verdicts, credits owed, restatements), the KPI scorecard, trend charts of the key KPIs,
+SLA per partner (uptime, p95, error budget, credit, the accounting method), incidents
+measured and reported, annotations. ``SECTIONS`` lists them: a later section (decisions
+and actions, satisfaction) is one more function there. Status is colour *and* words.
+Every value from partners and people is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy.engine import Connection
+
+from partnerboard.core.config import Config
+from partnerboard.core.reports.numbers import NO_DATA, kpi_value
+from partnerboard.core.review import charts, reading
+from partnerboard.core.vocabulary import timeutil
+from partnerboard.core.vocabulary.kpis import BY_ID
+from partnerboard.core.vocabulary.periods import Period
+
+KEY_KPIS = ("conversion_rate", "gmv", "payment_success_rate", "uptime", "latency_p95", "return_rate")
+STATUS_WORDS = {"green": "on target", "amber": "near target", "red": "off target", "no data": "no data",
+                "no target": "no target", "met": "SLA met", "breached": "SLA breached"}
+STATUS_COLOURS = {"green": "#1a7f37", "amber": "#9a6700", "red": "#cf222e", "met": "#1a7f37",
+                  "breached": "#cf222e"}
+
+
+@dataclass(frozen=True)
+class Pack:
+    config: Config
+    period: Period
+    report: pd.DataFrame
+    trend: pd.DataFrame
+    made_at: datetime
+
+
+def build(conn: Connection, config: Config, period: Period, *, viewer_partner: str | None = None,
+          now: datetime | None = None) -> Pack:
+    now = now or timeutil.utcnow()
+    frame = reading.report_for(conn, config, period, viewer_partner=viewer_partner, now=now)
+    return Pack(config, period, frame, reading.trend_for(conn, config, period), now)
+
+
+def _e(value: object) -> str:
+    return html.escape("" if value is None or (isinstance(value, float) and math.isnan(value))
+                       else str(value))
+
+
+def _num(value: object) -> float | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return float(value)  # type: ignore[arg-type]
+
+
+def _status(status: object) -> str:
+    key = str(status) if isinstance(status, str) else "no data"
+    colour = STATUS_COLOURS.get(key, "#57606a")
+    return (f'<span class="status" style="color:{colour};border-color:{colour}">'
+            f'{_e(STATUS_WORDS.get(key, key))}</span>')
+
+
+def _delta(value: object, unit: str) -> str:
+    v = _num(value)
+    if v is None:
+        return NO_DATA
+    return ("+" if v > 0 else "") + kpi_value(v, unit)
+
+
+def _local(pack: Pack, when: datetime) -> str:
+    return when.astimezone(pack.config.tz).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def _as_of(pack: Pack) -> datetime:
+    found = pack.report.attrs.get("as_of")
+    return found if isinstance(found, datetime) else pack.made_at
+
+
+def _logo(path: str | None) -> str:
+    if not path:
+        return ""
+    p = Path(path)
+    kind = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml"}.get(
+        p.suffix.lower())
+    if kind is None or not p.is_file():
+        return ""
+    return f'<img class="logo" alt="" src="data:{kind};base64,{base64.b64encode(p.read_bytes()).decode()}">'
+
+
+def _section(df: pd.DataFrame, name: str) -> pd.DataFrame:
+    return df[df.section == name]
+
+
+def cover(pack: Pack) -> str:
+    c, df = pack.config, pack.report
+    start, end = pack.period.start, pack.period.end - timedelta(days=1)
+    head = _section(df, "signoff")
+    status = head.status.iloc[0] if not head.empty else "open"
+    detail = head.detail.iloc[0] if not head.empty else ""
+    partners = "".join(f'<div class="partner">{_logo(p.logo)}<div>{_e(p.name)}</div></div>'
+                       for p in c.partners)
+    label = {"signed": "Signed", "draft": "Draft, not yet signed by both partners",
+             "open": "Draft: not closed"}.get(status, status)
+    return f"""<section class="cover">
+<h1>{_e(c.partnership.name)}</h1>
+<p class="sub">Review pack · {_e(pack.period.label)} ({_e(start)} to {_e(end)}, \
+days in {_e(c.partnership.timezone)})</p>
+<div class="partners">{partners}</div>
+<p class="signoff {'signed' if status == 'signed' else 'draft'}"><b>{_e(label)}</b><br>{_e(detail)}</p>
+<p>Data as of {_e(_local(pack, _as_of(pack)))} · pack made {_e(_local(pack, pack.made_at))}</p>
+</section>"""
+
+
+def summary(pack: Pack) -> str:
+    df, names = pack.report, {p.id: p.name for p in pack.config.partners}
+    kpis = _section(df, "kpi")
+    off = kpis[kpis.status.isin(["red", "amber"])]
+    items = [f"<li>{_e(names.get(r.partner_id, r.partner_id))}: {_e(r.name)} "
+             f"{kpi_value(_num(r.value), r.unit)} "
+             f"against {kpi_value(_num(r.target), r.unit)} {_status(r.status)}</li>"
+             for r in off.itertuples()]
+    sla = _section(df, "sla")
+    verdicts = [f"<li>{_e(names.get(r.partner_id))}: {_status(r.status)}"
+                + (f" ({_e(r.detail)})" if isinstance(r.detail, str) and r.detail else "") + "</li>"
+                for r in sla[sla.item == "verdict"].itertuples()]
+    owed = [f"<li>{_e(names.get(r.partner_id))}: {kpi_value(_num(r.value), r.unit)}"
+            f" ({_e(r.detail)})</li>" for r in sla[sla.item == "credit"].itertuples()]
+    restated = df[df.restatement.notna() | df.restated_value.notna()]
+    changes = [f"<li>{_e(names.get(r.partner_id, r.partner_id))}: {_e(r.name)} signed "
+               f"{kpi_value(_num(r.value), r.unit)}, today {kpi_value(_num(r.restated_value), r.unit)} "
+               f"({_delta(r.restatement, r.unit)})</li>" for r in restated.itertuples()]
+
+    def block(title: str, lines: list[str], empty: str) -> str:
+        return f"<h3>{title}</h3>" + (f"<ul>{''.join(lines)}</ul>" if lines else f"<p>{empty}</p>")
+
+    return ('<section><h2>Executive summary</h2><div class="columns">'
+            + block("KPIs off target", items, "Every KPI with a target is on target (or has no data).")
+            + block("SLA verdicts", verdicts, "No SLA figures.")
+            + block("Credits owed", owed, "No credit terms configured.")
+            + block("Restatements since sign-off", changes,
+                    "None: today's recomputation equals the signed numbers."
+                    if not _section(df, "signoff").empty
+                    and _section(df, "signoff").status.iloc[0] == "signed"
+                    else "Not signed yet: nothing to restate.")
+            + "</div></section>")
+
+
+def scorecard(pack: Pack) -> str:
+    df = _section(pack.report, "kpi")
+    restated = df.restated_value.notna().any()
+    out = ["<section><h2>KPI scorecard</h2>"]
+    for partner in pack.config.partners:
+        rows = df[df.partner_id == partner.id]
+        if rows.empty:
+            continue
+        head = ("<tr><th>KPI</th><th>value</th><th>target</th><th>status</th><th>vs previous</th>"
+                "<th>vs last year</th>" + ("<th>today (restated)</th>" if restated else "") + "</tr>")
+        body = []
+        for r in rows.itertuples():
+            body.append(
+                f'<tr data-kpi="{_e(r.item)}"><td>{_e(r.name)}</td>'
+                f'<td class="n">{kpi_value(_num(r.value), r.unit)}</td>'
+                f'<td class="n">'
+                f'{kpi_value(_num(r.target), r.unit) if _num(r.target) is not None else "none"}</td>'
+                f"<td>{_status(r.status)}</td>"
+                f'<td class="n">{_delta(r.delta_previous, r.unit)} '
+                f'<small>vs {_e(r.previous_period)}</small></td>'
+                f'<td class="n">{_delta(r.delta_last_year, r.unit)} '
+                f'<small>vs {_e(r.last_year_period)}</small></td>' +
+                (f'<td class="n">'
+                 f'{kpi_value(_num(r.restated_value), r.unit) if _num(r.restated_value) is not None else ""}'
+                 f"</td>" if restated else "") + "</tr>")
+        out.append(f"<h3>{_e(partner.name)}</h3><table>{head}{''.join(body)}</table>")
+    if len(out) == 1:
+        out.append("<p>No KPIs for this period.</p>")
+    return "".join(out) + "</section>"
+
+
+def trends(pack: Pack) -> str:
+    t, df = pack.trend, _section(pack.report, "kpi")
+    if t.empty:
+        return ""
+    figures = []
+    for partner in pack.config.partners:
+        for kpi_id in KEY_KPIS:
+            series = t[(t.partner_id == partner.id) & (t.kpi == kpi_id)]
+            if series.empty:
+                continue
+            kpi = BY_ID[kpi_id]
+            target = df[(df.partner_id == partner.id) & (df.item == kpi_id)].target
+            figures.append('<figure class="chart">' + charts.trend_svg(
+                f"{partner.name}: {kpi.name}", list(series.period), [_num(v) for v in series.value],
+                unit=kpi.unit, target=_num(target.iloc[0]) if not target.empty else None,
+                highlight=pack.period.label, prefix=f"c{len(figures)}") + "</figure>")
+    if not figures:
+        return ""
+    return ('<section class="trends"><h2>Trends of the key KPIs</h2><p class="note">The last periods up to '
+            f"{_e(pack.period.label)} (marked); gaps are periods without data.</p>"
+            f'<div class="grid">{"".join(figures)}</div></section>')
+
+
+def sla_section(pack: Pack) -> str:
+    df = _section(pack.report, "sla")
+    out = ["<section><h2>SLA per partner</h2>"]
+    for partner in pack.config.partners:
+        rows = df[df.partner_id == partner.id]
+        if rows.empty:
+            continue
+        figures = rows[~rows.item.isin(["verdict", "method"])]
+        verdict = rows[rows.item == "verdict"]
+        method = rows[rows.item == "method"]
+        body = "".join(
+            f'<tr data-sla="{_e(r.item)}"><td>{_e(r.name)}</td>'
+            f'<td class="n">{kpi_value(_num(r.value), r.unit) if r.unit else ""}</td>'
+            f'<td class="n">'
+            f'{kpi_value(_num(r.target), r.unit) if _num(r.target) is not None else ""}</td>'
+            f"<td>{_e(r.status) if isinstance(r.status, str) else ''}</td></tr>"
+            for r in figures.itertuples())
+        out.append(f"<h3>{_e(partner.name)} · "
+                   f"{_status(verdict.status.iloc[0]) if not verdict.empty else ''}</h3>"
+                   f"<table><tr><th>figure</th><th>value</th><th>target</th><th>status</th></tr>"
+                   f"{body}</table>")
+        if not method.empty:
+            out.append(f'<p class="method"><b>Accounting method.</b> {_e(method.detail.iloc[0])}</p>')
+    return "".join(out) + "</section>"
+
+
+def incidents(pack: Pack) -> str:
+    df, names = _section(pack.report, "incident"), {p.id: p.name for p in pack.config.partners}
+    if df.empty:
+        return "<section><h2>Incidents</h2><p>No incident measured or reported in this period.</p></section>"
+    body = "".join(
+        f"<tr><td>{_e(names.get(r.partner_id, r.partner_id))}</td><td>{_e(r.detail)}</td>"
+        f"<td>{_e(r.name)}</td>"
+        f"<td>{_e(r.started_at)}</td><td>{_e(r.ended_at) or 'open'}</td>"
+        f'<td class="n">{kpi_value(_num(r.value), "min")}</td></tr>'
+        for r in df.sort_values("started_at").itertuples())
+    return ("<section><h2>Incidents: measured by our probes and reported by the partners</h2>"
+            "<table><tr><th>partner</th><th>source</th><th>title</th><th>start</th><th>end</th>"
+            f"<th>duration</th></tr>{body}</table></section>")
+
+
+def notes(pack: Pack) -> str:
+    df, names = _section(pack.report, "annotation"), {p.id: p.name for p in pack.config.partners}
+    if df.empty:
+        return "<section><h2>Annotations</h2><p>No annotations for this period.</p></section>"
+    body = "".join(
+        f"<tr><td>{_e(r.started_at)}</td><td>{_e(names.get(r.partner_id, 'both'))}</td>"
+        f"<td>{_e(BY_ID[r.item].name if isinstance(r.item, str) and r.item in BY_ID else 'all KPIs')}</td>"
+        f"<td>{_e(r.name)}</td><td>{_e(r.status)}</td></tr>" for r in df.itertuples())
+    return ("<section><h2>Annotations</h2><table><tr><th>day</th><th>partner</th><th>KPI</th><th>note</th>"
+            f"<th>visible to</th></tr>{body}</table></section>")
+
+
+SECTIONS: tuple[Callable[[Pack], str], ...] = (cover, summary, scorecard, trends, sla_section, incidents,
+                                               notes)
+
+CSS = """
+@page { size: A4 landscape; margin: 14mm 14mm 16mm 14mm;
+        @bottom-left { content: FOOTER; font-size: 8pt; color: #57606a; }
+        @bottom-right { content: "page " counter(page) " of " counter(pages);\
+ font-size: 8pt; color: #57606a; } }
+body { font-family: "DejaVu Sans", Arial, sans-serif; font-size: 9.5pt; color: #1f2328; }
+h1 { font-size: 26pt; margin: 30mm 0 4mm; } h2 { font-size: 15pt; border-bottom: 1px solid #d0d7de; }
+h3 { font-size: 11pt; margin: 4mm 0 2mm; } .sub { font-size: 13pt; color: #57606a; }
+section { break-before: page; } section.cover { break-before: auto; }
+.partners { display: flex; gap: 14mm; margin: 10mm 0; font-size: 14pt; }
+.logo { max-height: 18mm; max-width: 50mm; display: block; margin-bottom: 2mm; }
+.signoff { padding: 3mm 4mm; border-left: 4px solid; } .signed { border-color: #1a7f37; }
+.draft { border-color: #9a6700; background: #fff8c5; }
+table { border-collapse: collapse; width: 100%; margin-bottom: 3mm; }
+th, td { border-bottom: 1px solid #d0d7de; padding: 1.2mm 2mm; text-align: left; vertical-align: top; }
+th { background: #f6f8fa; } td.n { text-align: right; white-space: nowrap; } small { color: #57606a; }
+.status { border: 1px solid; border-radius: 3px; padding: 0 1.5mm; font-weight: bold; white-space: nowrap; }
+.columns { columns: 2; column-gap: 10mm; } .note, .method { color: #57606a; }
+.chart { display: inline-block; margin: 0 3mm 3mm 0; width: 128mm; break-inside: avoid; }
+.chart svg { width: 128mm; height: auto; }
+@media screen { body { max-width: 290mm; margin: 10mm auto; } section { border-top: 2px solid #d0d7de; } }
+"""
+
+
+def render(pack: Pack) -> str:
+    """The pack as one self-contained HTML document (charts inline, no external files)."""
+    body = "\n".join(part for part in (section(pack) for section in SECTIONS) if part)
+    css = CSS.replace("FOOTER",
+                      _css_string(f"{pack.config.partnership.name} · review pack {pack.period.label}"))
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            f"<title>{_e(pack.config.partnership.name)} · review pack {_e(pack.period.label)}</title>"
+            f"<style>{css}</style></head><body>{body}</body></html>")
+
+
+def _css_string(text: str) -> str:
+    """``text`` as a CSS string literal that cannot end the string or the style element."""
+    escaped = "".join(c if c.isalnum() or c in " ·-_.,:()×&" else f"\\{ord(c):06x}" for c in text)
+    return f'"{escaped}"'
+
+
+def filename(period: Period, kind: str) -> str:
+    return f"partnerboard-pack-{period.label}.{kind}"

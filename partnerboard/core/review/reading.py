@@ -1,0 +1,92 @@
+"""The report of a period as every reader gets it: signed numbers where the period is
+signed, today's otherwise, always saying which.
+
+``report_for`` is what the Reports page, the CSV route, ``partnerboard export`` and the
+pack call. For a signed period it reads the latest signed snapshot (no raw scans), adds
+the restatements ``restatements.check`` stored (``restated_value``: today's value,
+``restatement``: today's minus the signed), and the reader's own internal notes of the
+period (never signed, never the other partner's). A ``signoff`` row heads every report:
+its status (signed, draft, open), the version, who approved it when, and the as-of time
+of its numbers.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pandas as pd
+from sqlalchemy.engine import Connection
+
+from partnerboard.core.changes import annotations
+from partnerboard.core.config import Config
+from partnerboard.core.reports import report
+from partnerboard.core.review import closes, restatements
+from partnerboard.core.vocabulary import timeutil
+from partnerboard.core.vocabulary.periods import Period
+
+
+def _signoff_row(config: Config, period: Period, status: str, detail: str, as_of: datetime,
+                 version: int | None) -> dict:
+    return {"section": "signoff", "partner_id": None, "partner": "both", "period": period.label,
+            "item": "status", "name": "Sign-off", "value": version, "status": status, "detail": detail,
+            "started_at": as_of.astimezone(config.tz).isoformat(timespec="seconds")}
+
+
+def report_for(conn: Connection, config: Config, period: Period, *, partner_id: str | None = None,
+               viewer_partner: str | None = None, now: datetime | None = None) -> pd.DataFrame:
+    """The period's report: the signed snapshot with its restatements, or today's numbers."""
+    now = now or timeutil.utcnow()
+    signed = closes.latest_signed(conn, period.label) if period.kind in closes.CLOSABLE else None
+    if signed is None:
+        df = report.build(conn, config, period, partner_id=partner_id, viewer_partner=viewer_partner, now=now)
+        draft = closes.open_draft(conn, period.label) if period.kind in closes.CLOSABLE else None
+        status, detail = ("draft", draft.describe(config)) if draft else (
+            "open", "not closed: today's numbers, which late data can still change")
+        head = _signoff_row(config, period, status, detail, now, draft.version if draft else None)
+        out = pd.concat([pd.DataFrame([head], columns=list(report.COLUMNS)), df], ignore_index=True)
+        out.attrs.update(df.attrs, signoff=status, signoff_detail=detail,
+                         version=draft.version if draft else None)
+        return out
+    frame = closes.signed_frame(conn, signed)
+    if partner_id is not None:
+        frame = frame[(frame.partner_id == partner_id) | (frame.section == "annotation")
+                      & (frame.partner_id.isna() | (frame.partner_id == partner_id))]
+    restated = restatements.stored(conn, signed.id)
+    frame = frame.copy()
+    for r in restated.itertuples():
+        hit = (frame.partner_id == r.partner_id) & (frame.section == r.section) & (frame.item == r.item)
+        frame.loc[hit, "restated_value"] = r.now
+        frame.loc[hit, "restatement"] = (None if r.now is None or r.signed is None else r.now - r.signed)
+    own = annotations.between(conn, period.start, period.end, viewer_partner=viewer_partner)
+    own = own[own.visibility == "internal"]
+    if partner_id is not None:
+        own = own[own.partner_id.isna() | (own.partner_id == partner_id)]
+    names = {p.id: p.name for p in config.partners}
+    notes = [{"section": "annotation", "partner_id": None if pd.isna(n.partner_id) else n.partner_id,
+              "partner": names.get(n.partner_id, "both") if isinstance(n.partner_id, str) else "both",
+              "period": period.label, "item": n.kpi if isinstance(n.kpi, str) else "", "name": n.text,
+              "started_at": n.day.isoformat(), "status": "internal", "detail": f"by {n.author} (not signed)"}
+             for n in own.itertuples()]
+    detail = signed.describe(config)
+    changed = int(restated.shape[0])
+    if changed:
+        detail += f"; {changed} figure(s) restated since (today's value beside the signed one)"
+    head = _signoff_row(config, period, "signed", detail, signed.as_of, signed.version)
+    out = pd.concat([pd.DataFrame([head]), frame, pd.DataFrame(notes)], ignore_index=True)
+    out = out.reindex(columns=list(report.COLUMNS))
+    out.attrs.update(period=period.label, as_of=signed.as_of, partner_id=partner_id, signoff="signed",
+                     signoff_detail=detail, version=signed.version)
+    return out
+
+
+def trend_for(conn: Connection, config: Config, period: Period,
+              n: int = closes.TREND_PERIODS) -> pd.DataFrame:
+    """Every KPI for the ``n`` periods ending with ``period`` (partner_id, period, kpi,
+    value): as signed for a signed period, today's otherwise. A custom range has none."""
+    columns = ["partner_id", "period", "kpi", "value"]
+    if period.kind == "custom":
+        return pd.DataFrame(columns=columns)
+    signed = closes.latest_signed(conn, period.label) if period.kind in closes.CLOSABLE else None
+    if signed is not None:
+        return pd.DataFrame(closes.snapshot(conn, signed.id).get("trend", []), columns=columns)
+    return pd.DataFrame(closes.live_trend(conn, config, period, n), columns=columns)
