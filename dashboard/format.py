@@ -39,7 +39,7 @@ def local_time(ts: datetime, tz: ZoneInfo, *, seconds: bool = False) -> str:
 # Chromium (and any machine without an emoji font) shows as empty boxes.
 STATUS_BADGES = {"green": ":green-badge[on target]", "amber": ":orange-badge[near target]",
                  "red": ":red-badge[off target]", "no data": ":gray-badge[no data]",
-                 "no target": ":gray-badge[no target]"}
+                 "no target": ":gray-badge[no target]", "low sample": ":gray-badge[low sample]"}
 VERDICT_BADGES = {"met": ":green-badge[SLA met]", "breached": ":red-badge[SLA breached]",
                   "no data": ":gray-badge[SLA: no data]"}
 

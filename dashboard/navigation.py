@@ -36,6 +36,8 @@ SECTIONS: dict[str, list[PageDef]] = {
         PageDef("reports.py", "Reports", "download", "reports"),
         PageDef("targets.py", "Targets", "flag", "targets"),
         PageDef("annotations.py", "Annotations", "edit_note", "annotations"),
+        PageDef("actions.py", "Actions", "task_alt", "actions"),
+        PageDef("satisfaction.py", "Satisfaction", "sentiment_satisfied", "satisfaction"),
     ],
     "Operations": [
         PageDef("api_health.py", "API health", "monitor_heart", "api-health"),

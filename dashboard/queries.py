@@ -287,3 +287,16 @@ def alert_rules(url: str, config_key: str, as_of: datetime) -> dict[str, list[di
         found = rules.evaluate(conn, cfg, clip(as_of))
     return {name: [{"partner_id": f.partner_id, "subject": f.subject, "severity": f.severity,
                     "summary": f.summary} for f in firings] for name, firings in found.items()}
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def actions(url: str, config_key: str, label: str, viewer_partner: str | None,
+            as_of: datetime) -> dict[str, pd.DataFrame]:
+    """A review's decisions, its action items, and what earlier reviews carried over."""
+    from partnerboard.core.changes import actions as actions_mod
+
+    cfg = _config_for(config_key)
+    with open_store(url).engine.connect() as conn:
+        return {"decisions": actions_mod.decisions(conn, label, viewer_partner=viewer_partner),
+                "items": actions_mod.items(conn, label, viewer_partner=viewer_partner),
+                "carried": actions_mod.carried_over(conn, cfg, label, viewer_partner=viewer_partner)}

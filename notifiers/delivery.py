@@ -20,7 +20,7 @@ import socket
 import threading
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +30,7 @@ from partnerboard.core.alerts import messages, outbox
 from partnerboard.core.config import Config
 from partnerboard.core.config.alerts import Receiver
 from partnerboard.core.config.secrets import scrub
+from partnerboard.core.review import subscriptions
 from partnerboard.core.store import Store, write_serially
 from partnerboard.core.vocabulary import timeutil
 
@@ -150,6 +151,14 @@ class Deliverer:
         return Attempt(nid, receiver.id, kind, answer, status)
 
     def render(self, receiver: Receiver, notification: dict[str, Any]) -> messages.Rendered:
+        if notification["kind"] == "pack":  # a review pack: its files were stored when it was queued
+            rendered = messages.render(self.config, receiver, notification, self.board_url)
+            if receiver.type != "email":
+                return rendered
+            with self.store.engine.connect() as conn:
+                files = subscriptions.attachments(conn, notification["id"])
+            return replace(rendered, attachments=tuple(messages.Attachment(f.name, f.media_type, f.content)
+                                                       for f in files))
         with self.store.engine.connect() as conn:
             context = messages.notes(conn, self.config, receiver, notification["alerts"])
         return messages.render(self.config, receiver, notification, self.board_url, context)

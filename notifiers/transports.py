@@ -167,6 +167,9 @@ def _email(receiver: Receiver, message: Rendered, key: str) -> Answer:
     mail.set_content(message.text)
     if message.html:
         mail.add_alternative(message.html, subtype="html")
+    for f in message.attachments:  # a review pack's PDF and CSV
+        maintype, _, subtype = f.media_type.partition("/")
+        mail.add_attachment(f.content, maintype=maintype, subtype=subtype or "octet-stream", filename=f.name)
     context = ssl.create_default_context(cafile=receiver.smtp_ca_file) if receiver.starttls else None
     try:
         with smtplib.SMTP(receiver.smtp_host or "", receiver.smtp_port,

@@ -27,13 +27,14 @@ from partnerboard.collectors.scheduler import stop as stop_scheduler
 from partnerboard.core.alerts import evaluation
 from partnerboard.core.config import Config
 from partnerboard.core.config.secrets import scrub
-from partnerboard.core.review import restatements
+from partnerboard.core.review import restatements, subscriptions
 from partnerboard.core.store import Store, write_serially
 from partnerboard.core.vocabulary import timeutil
 from partnerboard.notifiers.delivery import Deliverer, board_link
 
 log = logging.getLogger("partnerboard.alerts")
 DELIVER_EVERY_S = 1.0
+SUBSCRIPTIONS_EVERY_S = 60.0  # review packs whose time has come go to the outbox
 RESTATEMENTS_EVERY_S = 600.0  # signed periods recomputed: late data shows as a restatement
 
 
@@ -80,6 +81,10 @@ def build(store: Store, config: Config, *, served_at: str | None = None,
          _guarded("KPI alert evaluation", lambda: evaluation.run(engine, config, evaluation.KPIS)),
          now + timedelta(seconds=20)),  # after the first collection round, not before it
         ("alerts:deliver", DELIVER_EVERY_S, _guarded("alert delivery", deliverer.tick), now),
+        ("review:subscriptions", SUBSCRIPTIONS_EVERY_S,
+         _guarded("subscription check",
+                  lambda: write_serially(engine, lambda c: subscriptions.run_due(c, config))),
+         now + timedelta(seconds=5)),
         ("review:restatements", RESTATEMENTS_EVERY_S,
          _guarded("restatement check",
                   lambda: write_serially(engine, lambda c: restatements.check(c, config))),

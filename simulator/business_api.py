@@ -132,7 +132,7 @@ class Lists:
         """What a complete, correct collection must hold right now."""
         chaos = {pid: spec.chaos for pid, spec in self.state.partners.items()}
         out: dict[str, Any] = {}
-        for partner, names in (("marketplace", ("orders", "returns", "shops", "traffic")),
+        for partner, names in (("marketplace", ("orders", "returns", "shops", "traffic", "surveys")),
                                ("payments", ("payments", "refunds", "tickets"))):
             rate = chaos[partner].corrupt_rate
             out[partner] = {}
@@ -144,6 +144,9 @@ class Lists:
                 if name in ("orders",):
                     entry["amount"] = round(sum(r.data["amount"] for _, _, r in rows
                                                 if not corrupt(rate, r.id)), 2)
+                if name == "surveys":
+                    entry["answers"] = [[r.created, r.data["score"]] for _, _, r in rows
+                                        if not corrupt(rate, r.id)]
                 if name == "payments":
                     entry["amount_minor"] = sum(r.data["amount"] for _, _, r in rows
                                                 if not corrupt(rate, r.id))
@@ -214,9 +217,14 @@ def pg_ticket(updated: float, state: str, r: Rec, now: float) -> dict:
             "updated_at": int(updated)}
 
 
+def mp_survey(updated: float, state: str, r: Rec) -> dict:
+    return {"id": r.id, "nps_score": r.data["score"], "respondent": {"type": r.data["type"]},
+            "submitted_at": iso_local(r.created), "comment": r.data["comment"]}
+
+
 REQUIRED = {"orders": "order_id", "returns": "order_id", "shops": "date_created",
             "traffic": "sessions", "payments": "amount", "refunds": "charge",
-            "tickets": "created_at"}
+            "tickets": "created_at", "surveys": "nps_score"}
 
 
 # --- the routes --------------------------------------------------------------------
@@ -424,8 +432,30 @@ def business_routes(lists: Lists, partner: str) -> list[Route]:
         items = [pg_ticket(*r, now) for r in page]
         return items, (lambda shown: {"tickets": shown, "next_cursor": nxt}), {}
 
+    def surveys(request: Request, rows: list) -> tuple[list, Any, dict]:
+        """Its own paging: ``page_size`` and an ``after`` id, the next page's full URL in
+        ``links.next`` (null on the last page); ``since`` bounds the answers' time."""
+        q = request.query_params
+        size = min(int(q.get("page_size", 50)), PAGE_MAX)
+        lo, hi = window(request, rows, lower="since", upper="until")
+        start = lo
+        after = q.get("after")
+        if after:
+            ids = [r[2].id for r in rows[lo:hi]]
+            if after not in ids:
+                raise ValueError(f"after={after} is not a response of this window")
+            start = lo + ids.index(after) + 1
+        page = rows[start:min(hi, start + size)]
+        nxt = None
+        if page and start + size < hi:
+            params = {k: v for k, v in q.items() if k != "after"} | {"after": page[-1][2].id}
+            nxt = str(request.url.replace_query_params(**params))
+        items = [mp_survey(*r) for r in page]
+        return items, (lambda shown: {"data": shown, "links": {"next": nxt}}), {}
+
     if partner == "marketplace":
         return [
+            Route("/api/surveys", listing("surveys", surveys)),
             Route("/api/orders", listing("orders", lambda rq, rows: offset_page(rq, rows, mp_order))),
             Route("/api/returns", listing("returns", lambda rq, rows: offset_page(rq, rows, mp_return))),
             Route("/api/shops", listing("shops", shops)),

@@ -273,6 +273,28 @@ class World:
         return out
 
 
+    @cached_property
+    def surveys(self) -> list[Rec]:
+        """Answers to the marketplace's "would you recommend us?" survey, about 4 a day:
+        merchants mostly, partner staff sometimes; a score 0-10, now and then a comment.
+        An answer never changes once given."""
+        out = []
+        comments = ("payouts are slow", "great support", "onboarding took too long", "fees are fair",
+                    "the API docs are <b>confusing</b>", "*love* the new dashboard")
+        for d in range(self.days):
+            rng = self._rng("surveys", d)
+            for n in range(self._poisson(rng, 4 * self.scale)):
+                answered = self.day_start(d) + rng.uniform(0, DAY)
+                score = int(_weighted(rng, tuple((str(i), w) for i, w in enumerate(
+                    (0.02, 0.02, 0.03, 0.03, 0.05, 0.07, 0.08, 0.15, 0.2, 0.2, 0.15)))))
+                out.append(Rec(f"S{d:03d}{n:03d}", [(answered, "answered")], {
+                    "score": score,
+                    "type": "merchant" if rng.random() < 0.8 else "partner_staff",
+                    "comment": rng.choice(comments) if rng.random() < 0.3 else None,
+                }))
+        return out
+
+
 def _weighted(rng: random.Random, choices: tuple[tuple[str, float], ...]) -> str:
     u, acc = rng.random(), 0.0
     for value, weight in choices:

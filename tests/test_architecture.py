@@ -44,7 +44,7 @@ MAY_IMPORT = {
     "changes": {"vocabulary", "config", "store", "access", "metrics"},
     "reports": {"vocabulary", "config", "store", "metrics", "changes"},
     "alerts": {"vocabulary", "config", "store", "access", "metrics", "changes"},
-    "review": {"vocabulary", "config", "store", "access", "metrics", "changes", "reports"},
+    "review": {"vocabulary", "config", "store", "access", "metrics", "changes", "reports", "alerts"},
 }
 
 

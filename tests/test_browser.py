@@ -40,7 +40,8 @@ PERIOD = "2026-10"
 PAGES = [("", "Board"), ("api-health", "API health"), ("sla", "SLA"), ("conversion", "Conversion"),
          ("returns", "Returns"), ("merchant-funnel", "Merchant funnel"), ("reports", "Reports"),
          ("annotations", "Annotations"), ("data", "Data"),
-         ("alerts", "Alerts")]
+         ("alerts", "Alerts"), ("actions", "Actions"),
+         ("satisfaction", "Satisfaction")]
 SETTLED = "[data-testid=stApp][data-test-script-state=notRunning]"
 
 

@@ -19,7 +19,7 @@ from tests.conftest import config_toml, open_page, shown
 PAGES = ["views/board.py", "views/api_health.py", "views/sla.py", "views/conversion.py",
          "views/returns.py", "views/funnel.py", "views/reports.py", "views/targets.py",
          "views/annotations.py", "views/data.py", "views/users.py", "views/account.py",
-         "views/alerts.py"]
+         "views/alerts.py", "views/actions.py", "views/satisfaction.py"]
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,8 @@ TITLES = {"views/board.py": "Board", "views/api_health.py": "API health", "views
           "views/reports.py": "Reports", "views/annotations.py": "Annotations", "views/data.py": "Data",
           "views/conversion.py": "Conversion", "views/returns.py": "Returns",
           "views/funnel.py": "Merchant funnel", "views/targets.py": "Targets", "views/users.py": "Users",
-          "views/account.py": "Account", "views/alerts.py": "Alerts"}
+          "views/account.py": "Account", "views/alerts.py": "Alerts",
+          "views/actions.py": "Actions", "views/satisfaction.py": "Satisfaction"}
 
 
 def _page(page: str, period: str | None = None) -> AppTest:

@@ -88,3 +88,24 @@ def test_the_board_and_the_sla_page_show_the_signed_value_and_the_restatement(oc
     sla = open_page("views/sla.py", period="2026-10", title="SLA")
     assert any(m.label == "SLA credit owed" for m in sla.metric)
     assert any("Accounting method" in e.label for e in sla.expander)
+
+
+def test_an_admin_sends_a_subscription_from_the_reports_page(page_env, sim, store) -> None:
+    from partnerboard.core.review import subscriptions
+
+    data = config_dict(sim.base_url)
+    data["alerts"] = {"receivers": [{"id": "hook", "type": "webhook", "url": "http://127.0.0.1:9/h"}]}
+    data["subscriptions"] = [{"id": "monthly-pack", "receivers": ["hook"]}]
+    page_env.write_text(to_toml(data))
+    at = open_page("views/reports.py", period="2026-10", title="Reports")
+    listed = next(d.value for d in at.dataframe if "next" in d.value.columns)
+    assert list(listed.id) == ["monthly-pack"] and list(listed["last sent"]) == ["never"]
+    _button(at, "Send 2026-10 now").click().run()
+    assert not at.error, [e.value for e in at.error]
+    with store.engine.connect() as conn:
+        runs = subscriptions.runs(conn)
+    assert [(r.period, r.trigger, r.created_by) for r in runs] == [("2026-10", "manual",
+                                                                    "admin@partnership.example")]
+    viewer = open_page("views/reports.py", period="2026-10", title="Reports", user=VIEWER, role="viewer",
+                       partner_id="payments")
+    assert not [b for b in viewer.button if b.label.startswith("Send ")]

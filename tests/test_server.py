@@ -184,8 +184,10 @@ def test_board_serves_the_page_while_probes_arrive(server: Proc, workdir: Path, 
     assert {j["id"] for j in before["jobs"]} == {
         "probe:marketplace", "probe:payments", "statuspage:marketplace", "statuspage:payments",
         "marketplace_orders", "marketplace_returns", "marketplace_shops", "marketplace_traffic",
+        "marketplace_surveys",
         "payments_charges", "payments_refunds", "payments_tickets",
-        "alerts:evaluate", "alerts:kpis", "alerts:deliver", "review:restatements"}
+        "alerts:evaluate", "alerts:kpis", "alerts:deliver", "review:restatements",
+        "review:subscriptions"}
 
     with sync_playwright() as pw:
         browser = launch_chromium(pw)
@@ -279,14 +281,14 @@ def test_collect_once_reports_failures_with_exit_code(workdir: Path, tokens) -> 
             str(workdir / "partners.toml"), "--database-url", url]
     ok = subprocess.run(args, capture_output=True, text=True, env=_env(tokens), timeout=120)
     assert ok.returncode == 0, ok.stderr
-    assert "collected: 11 runs ok, 0 degraded, 0 failed" in ok.stdout
+    assert "collected: 12 runs ok, 0 degraded, 0 failed" in ok.stdout
 
     # A refused key fails the sources that need it (4xx fails fast, body in the error),
     # while probes of the same endpoints still succeed at recording a failed probe.
     wrong = subprocess.run(args, capture_output=True, text=True,
                            env=_env({**tokens, "payments": "wrong-key-0000"}), timeout=120)
     assert wrong.returncode == 1
-    assert "collected: 9 runs ok, 0 degraded, 2 failed" in wrong.stdout
+    assert "collected: 10 runs ok, 0 degraded, 2 failed" in wrong.stdout
     assert 'answered HTTP 401: {"error":"unauthorized"}' in wrong.stderr
     assert "wrong-key-0000" not in wrong.stderr + wrong.stdout
 

@@ -272,7 +272,7 @@ def test_a_viewer_sees_the_targets_and_no_form(board_env) -> None:
     at = open_page("views/targets.py", title="Targets", user="viewer@paygate.example", role="viewer",
                    partner_id="payments")
     table = at.dataframe[0].value
-    assert set(table.KPI) == {"Marketplace conversion", "Payment success rate"}
+    assert set(table.KPI) == {"Marketplace conversion", "Payment success rate", "Partner NPS"}
     assert set(table.Period) == {"every period"}
     assert not at.get("form") and not at.number_input and not at.text_input
     assert not [b for b in at.button if b.key and b.key.startswith("target")]

@@ -147,3 +147,23 @@ with right:
         who = names.get(n.partner_id, n.partner_id) if isinstance(n.partner_id, str) else "both"
         kpi_name = BY_ID[n.kpi].name if isinstance(n.kpi, str) and n.kpi in BY_ID else "all KPIs"
         st.text(f"{n.day} · {who} · {kpi_name}: {n.text}")  # partner text stays text
+
+if period.kind in ("month", "quarter"):
+    try:
+        carried = queries.actions(url, key, period.label, gate.current().partner_id,
+                                  queries.now_bucket())["carried"]
+    except Exception as exc:
+        st.warning(f"Action items unavailable: {failure(exc)}")
+        carried = pd.DataFrame()
+    still = carried[carried.carry == "open"] if not carried.empty else carried
+    st.subheader(f"Open action items from earlier reviews ({len(still)})")
+    if still.empty:
+        st.caption("None: every item of earlier reviews is done or dropped (the Actions page has them).")
+    else:
+        owners = {p.id: p.name for p in cfg.partners}
+        st.dataframe(pd.DataFrame({
+            "title": still.title, "from review": still.review, "owner": still.owner,
+            "owning partner": still.owner_partner.map(
+                lambda p: owners.get(p, "both") if isinstance(p, str) else "both"),
+            "due": still.due, "overdue (days)": still.overdue_days, "age (days)": still.age_days}),
+            hide_index=True, width="stretch")

@@ -116,3 +116,37 @@ for section, title in (("kpi", "KPIs"), ("sla", "SLA"), ("incident", "Incidents"
         st.caption(f"No {title.lower()} for {period.label}.")
     else:
         st.dataframe(part.drop(columns=["section"]), hide_index=True, width="stretch")
+
+# --- subscriptions: the pack arriving by itself ---------------------------------------
+if cfg.subscriptions:
+    from partnerboard.core.review import subscriptions
+
+    st.subheader("Subscriptions")
+    st.caption("From [[subscriptions]] in the config: the pack (PDF and CSV) sent to alert receivers on a "
+               "working day after each period, through the same outbox as alerts (docs/review.md).")
+    now = timeutil.utcnow()
+    with store.engine.connect() as conn:
+        sent = subscriptions.runs(conn, limit=50)
+    rows = []
+    for sub in cfg.subscriptions:
+        upcoming, due = subscriptions.next_due(cfg, sub, now)
+        rows.append({"id": sub.id, "each": sub.period,
+                     "when": f"working day {sub.working_day} after, {sub.at}",
+                     "to": ", ".join(sub.receivers), "files": ", ".join(sub.attach),
+                     "next": f"{upcoming.label} on {local_time(due, cfg.tz)}",
+                     "last sent": next((f"{r.period} ({r.trigger}, "
+                                        f"{local_time(timeutil.from_db(r.created_at), cfg.tz)})"
+                                        for r in sent if r.subscription_id == sub.id), "never")})
+    st.dataframe(rows, hide_index=True, width="stretch")
+    if user.can("run_now"):
+        matching = [s.id for s in cfg.subscriptions if s.period == period.kind]
+        if matching:
+            which = st.selectbox("Send the pack of this period now", matching, key="subscription_pick")
+            if st.button(f"Send {period.label} now", key="subscription_send"):
+                try:
+                    write_serially(store.engine, lambda conn: subscriptions.send_now(conn, cfg, user, which,
+                                                                                      period.label))
+                    st.session_state[FLASH] = f"{which}: {period.label} queued for its receivers."
+                    st.rerun()
+                except (subscriptions.SubscriptionError, Forbidden) as exc:
+                    st.error(f"Not sent: {failure(exc)}")

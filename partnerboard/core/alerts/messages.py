@@ -43,11 +43,19 @@ TITLES = {"firing": "FIRING", "resolved": "RESOLVED", "reminder": "STILL FIRING"
 
 
 @dataclass(frozen=True)
+class Attachment:
+    name: str
+    media_type: str
+    content: bytes
+
+
+@dataclass(frozen=True)
 class Rendered:
     subject: str
     text: str
     json: dict[str, Any] | None = None  # webhook, slack, teams
     html: str | None = None  # email
+    attachments: tuple[Attachment, ...] = ()  # email only (review packs)
 
 
 def _partner_name(config: Config, partner_id: str | None) -> str:
@@ -283,6 +291,10 @@ def email_html(config: Config, doc: dict) -> str:
 
 def render(config: Config, receiver: Receiver, notification: dict[str, Any], board_url: str,
            context: list[dict] | None = None) -> Rendered:
+    if notification["kind"] == "pack":
+        from partnerboard.core.alerts import pack_message
+
+        return pack_message.render(config, receiver, notification, board_url)
     doc = document(config, receiver, notification, board_url, context)
     subject, plain = _headline(config, doc), text(config, doc)
     if receiver.type == "webhook":

@@ -59,6 +59,18 @@ def enqueue(conn: Connection, config: Config, *, receiver_id: str, kind: str, gr
     return nid
 
 
+def enqueue_message(conn: Connection, *, receiver_id: str, kind: str, group_key: str, payload: dict[str, Any],
+                    now: datetime) -> str:
+    """A notification that is not an alert (a review pack): its own row, due now, never
+    grouped with another. ``payload`` is what the message says (stored in ``alerts``)."""
+    nid = str(uuid.uuid4())
+    conn.execute(nt.insert().values(
+        id=nid, receiver_id=receiver_id, idempotency_key=f"pb-{uuid.uuid4().hex}", kind=kind,
+        group_key=group_key, alerts=json.dumps([payload], default=str), status="pending", attempts=0,
+        created_at=timeutil.to_db(now), due_at=timeutil.to_db(now)))
+    return nid
+
+
 def claim(conn: Connection, *, worker: str, now: datetime, limit: int = 20) -> list[dict[str, Any]]:
     """Due notifications, now held by ``worker`` for ``LEASE``: pending ones whose time has
     come, and ones whose sender's lease ran out (it died or hung mid-delivery)."""

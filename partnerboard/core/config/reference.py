@@ -25,6 +25,7 @@ from pydantic_core import PydanticUndefined
 
 from partnerboard.core.config import alerts as al
 from partnerboard.core.config import settings as c
+from partnerboard.core.config import subscriptions as sb
 from partnerboard.core.vocabulary import records
 
 # (TOML table, model, what it is), in the order a file is usually written.
@@ -51,6 +52,8 @@ SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("[[partners.contacts]]", c.Contact, "Escalation contacts: who picks up the phone "
      "([alerts.md](alerts.md#escalation-contacts))."),
     ("[alerts]", al.Alerts, "Alerting ([alerts.md](alerts.md))."),
+    ("[[subscriptions]]", sb.Subscription,
+     "The review pack on a schedule ([review.md](review.md#subscriptions))."),
     ("[[alerts.receivers]]", al.Receiver, "Where notifications go."),
     ("[[alerts.routes]]", al.Route, "Which alerts reach which receivers."),
     ("[alerts.rules.*]", al.RuleSetting, "Each rule: endpoint_down, partner_incident, burn_rate, "

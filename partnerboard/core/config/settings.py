@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from partnerboard.core.config.alerts import Alerts
+from partnerboard.core.config.subscriptions import Subscription
 from partnerboard.core.vocabulary import records
 from partnerboard.core.vocabulary.kpis import KNOWN_KPI_IDS
 
@@ -678,6 +679,11 @@ class Config(_Model):
     """KPI targets (the board's own targets page can set more)."""
     alerts: Alerts = Alerts()
     """Who is told what, and how (docs/alerts.md)."""
+    subscriptions: list[Subscription] = []
+    """The review pack sent on a schedule (docs/review.md#subscriptions)."""
+    subscription_catch_up_days: Annotated[float, Field(gt=0, le=366)] = 7
+    """A subscription whose last due time is older than this is not sent by itself (a board
+    that was off for a month does not flood inboxes); admins send it from the Reports page."""
 
     @model_validator(mode="after")
     def _references(self) -> Config:
@@ -702,6 +708,15 @@ class Config(_Model):
                 if pid not in ids:
                     raise ValueError(f'alerts.routes[{i}].partners names "{pid}", which is not a '
                                      f"configured partner (known: {', '.join(ids)})")
+        receivers = [r.id for r in self.alerts.receivers]
+        subs = [s.id for s in self.subscriptions]
+        for sub in self.subscriptions:
+            if subs.count(sub.id) > 1:
+                raise ValueError(f"subscription id {sub.id!r} is used twice")
+            for name in sub.receivers:
+                if name not in receivers:
+                    raise ValueError(f'subscriptions "{sub.id}" receivers names "{name}", which is not in '
+                                     f"[[alerts.receivers]] (known: {', '.join(receivers) or 'none'})")
         for i, t in enumerate(self.targets):
             if t.partner not in ids:
                 raise ValueError(

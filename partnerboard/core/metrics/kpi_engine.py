@@ -23,7 +23,7 @@ from partnerboard.core.metrics import health
 from partnerboard.core.metrics.filters import Filters
 from partnerboard.core.store import coverage, schema
 from partnerboard.core.store.sqltime import elapsed, within
-from partnerboard.core.vocabulary.kpis import BY_ID, VALUE_KPIS, applies_to
+from partnerboard.core.vocabulary.kpis import BY_ID, LOW_SAMPLE, VALUE_KPIS, applies_to
 from partnerboard.core.vocabulary.periods import Period, delta
 
 o, t, r, m = schema.orders, schema.traffic, schema.returns, schema.merchants
@@ -169,6 +169,32 @@ def _payments(conn: Connection, pids: list[str], windows: Sequence[Window], f: F
     return out
 
 
+def _satisfaction(conn: Connection, pids: list[str], windows: Sequence[Window], f: Filters) -> Values:
+    """Partner NPS from survey responses: promoters score 9-10, detractors 0-6 (passives
+    7-8 count in the total only). No filter cuts a survey (a response has no channel or
+    merchant segment)."""
+    sv = schema.survey_responses
+    counted = _per_period(conn, windows, lambda label, w: sa.select(
+        label, sv.c.partner_id, sa.func.count().label("n"),
+        sa.func.sum(sa.case((sv.c.score >= 9, 1), else_=0)).label("promoters"),
+        sa.func.sum(sa.case((sv.c.score <= 6, 1), else_=0)).label("detractors"),
+    ).where(sv.c.partner_id.in_(pids), within(sv.c.answered_at, w.start, w.end)).group_by(sv.c.partner_id))
+    out: Values = {}
+    for pid in pids:
+        for w in windows:
+            key = (pid, w.period.label)
+            c = counted.get(key)
+            n = int(c.n) if c else 0
+            out[key] = {"partner_nps": nps(int(c.promoters), int(c.detractors), n) if c else None,
+                        "nps_responses": float(n)}
+    return out
+
+
+def nps(promoters: int, detractors: int, responses: int) -> float | None:
+    """% promoters − % detractors; no responses: no data."""
+    return None if responses == 0 else 100.0 * (promoters - detractors) / responses
+
+
 def _api_health(conn: Connection, pids: list[str], windows: Sequence[Window], f: Filters) -> Values:
     """Partner-wide: probes carry no channel or merchant, so ``f`` never applies."""
     probes = health.partner_totals(conn, {w.period.label: (w.start, w.end) for w in windows})
@@ -223,7 +249,7 @@ def _compute(conn: Connection, partners: Sequence[Partner], periods: Sequence[Pe
     by_role = {role: [p.id for p in partners if p.role == role] for role in ("marketplace", "payments")}
     values: Values = {(p.id, w.period.label): {} for p in partners for w in windows}
     families = [(_marketplace, by_role["marketplace"]), (_payments, by_role["payments"]),
-                (_api_health, [p.id for p in partners])]
+                (_satisfaction, [p.id for p in partners]), (_api_health, [p.id for p in partners])]
     for family, pids in families:
         if pids:
             for key, found in family(conn, pids, windows, filters).items():
@@ -244,9 +270,10 @@ def _uncovered(conn: Connection, partners: Sequence[Partner], windows: Sequence[
     configured source for the partner, or the period starts before what the sources of
     that table have covered (``coverage``). Not 0: nobody has read those records."""
     reach = coverage.covered_from(conn, [p.id for p in partners], tz)
+    imported = coverage.uploaded(conn, [p.id for p in partners])
     out = set()
     for partner in partners:
-        collected = {s.resource for s in partner.sources}
+        collected = {s.resource for s in partner.sources} | {t for pid, t in imported if pid == partner.id}
         for kpi in VALUE_KPIS:
             needed = [t for t in kpi.sources if t in BUSINESS_TABLES]
             if not needed or not applies_to(kpi, partner.role):
@@ -335,6 +362,9 @@ def board(conn: Connection, config: Config, period: Period,
             prev, last = values["previous"][kpi_id], values["last_year"][kpi_id]
             d_prev, d_year = delta(value, prev), delta(value, last)
             verdict = judge(kpi_id, value, target_for(config, partner.id, kpi_id, period))
+            if kpi_id == "partner_nps" and value is not None and \
+                    (values["current"].get("nps_responses") or 0) < LOW_SAMPLE:
+                verdict = Judgement(verdict.target, "low sample")  # too few answers for a colour
             rows.append({
                 "partner_id": partner.id, "kpi": kpi_id, "name": kpi.name, "unit": kpi.unit,
                 "direction": kpi.direction, "period": period.label, "value": value,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-UNIT_DIGITS = {"%": 2, "PLN": 2, "EUR": 2, "USD": 2, "count": 0, "ms": 0, "min": 1, "h": 1, "d": 1}
+UNIT_DIGITS = {"%": 2, "PLN": 2, "EUR": 2, "USD": 2, "count": 0, "ms": 0, "min": 1, "h": 1, "d": 1, "pts": 1}
 NO_DATA = "no data"
 
 

@@ -6,7 +6,8 @@ between them. Sections, in order: ``kpi`` (each KPI with previous period, same p
 last year, deltas, target and status), ``sla`` (verdict, each check, error budget,
 maintenance and no-data time, the SLA credit owed where the contract sets credits, and
 the accounting method in words), ``incident`` (measured and reported incidents that
-overlap the period) and ``annotation`` (notes dated in the period).
+overlap the period), ``annotation`` (notes dated in the period), and the review's
+``decision`` and ``action`` rows (``governance_rows``; live, never part of a signature).
 
 Targets are the effective ones (``targets.effective``: the file's plus those set on the
 board), applied here so that every caller, whatever config it holds, reports the targets
@@ -21,7 +22,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy.engine import Connection
 
-from partnerboard.core.changes import annotations, targets
+from partnerboard.core.changes import actions, annotations, targets
 from partnerboard.core.config import Config, Partner, UnknownPartnerError
 from partnerboard.core.metrics import credits, health, kpi_engine, sla
 from partnerboard.core.reports import csv_export
@@ -43,7 +44,8 @@ def _partners(config: Config, partner_id: str | None) -> list[Partner]:
 
 
 def build(conn: Connection, config: Config, period: Period, *, partner_id: str | None = None,
-          viewer_partner: str | None = None, now: datetime | None = None) -> pd.DataFrame:
+          viewer_partner: str | None = None, now: datetime | None = None,
+          governance: bool = True) -> pd.DataFrame:
     """The report for one period (and optionally one partner), as the reader may see it.
 
     ``now`` bounds a running period (SLA, incidents) and is recorded as the report's
@@ -82,9 +84,49 @@ def build(conn: Connection, config: Config, period: Period, *, partner_id: str |
             "name": r["text"], "started_at": r["day"].isoformat(),
             "status": r["visibility"], "detail": f"by {r['author']}",
         })
+    if governance:
+        rows += governance_rows(conn, config, period, viewer_partner=viewer_partner, partner_id=partner_id)
     df = pd.DataFrame(rows, columns=list(COLUMNS))
     df.attrs.update(period=period.label, as_of=now, partner_id=partner_id)
     return df
+
+
+def governance_rows(conn: Connection, config: Config, period: Period, *, viewer_partner: str | None,
+                    partner_id: str | None = None) -> list[dict[str, Any]]:
+    """The review's decisions (section ``decision``) and action items (``action``: this
+    review's, then earlier reviews' still open, overdue first, and those closed during the
+    period), as the reader may see them. Empty for a period that is no review."""
+    if period.kind not in ("month", "quarter"):
+        return []
+    names = {p.id: p.name for p in config.partners}
+    rows: list[dict[str, Any]] = []
+    for d in actions.decisions(conn, period.label, viewer_partner=viewer_partner).itertuples():
+        if partner_id is not None and d.partner_id not in (None, partner_id):
+            continue
+        rows.append({"section": "decision", "partner_id": d.partner_id,
+                     "partner": names.get(d.partner_id, "both"),
+                     "period": period.label, "item": d.id, "name": d.text, "started_at": d.day.isoformat(),
+                     "status": d.visibility, "detail": f"by {d.author}"})
+    own = actions.items(conn, period.label, viewer_partner=viewer_partner).assign(carry="this review")
+    earlier = actions.carried_over(conn, config, period.label, viewer_partner=viewer_partner)
+    for a in pd.concat([own, earlier], ignore_index=True).itertuples():
+        if partner_id is not None and a.owner_partner not in (None, partner_id):
+            continue
+        carry = a.carry
+        if carry == "open":
+            age, late = int(a.age_days), int(a.overdue_days)  # floats once concatenated with this review's
+            carry = f"from {a.review}, open {age} d" + (f", {late} d overdue" if late else "")
+        elif carry == "closed":
+            carry = f"from {a.review}, {a.status} in {period.label}"
+        rows.append({"section": "action", "partner_id": a.owner_partner,
+                     "partner": names.get(a.owner_partner, "both"),
+                     "period": period.label, "item": a.id, "name": a.title, "status": a.status,
+                     "started_at": a.review, "ended_at": a.due.isoformat(),
+                     "value": a.overdue_days if carry != "this review" and a.status == "open" else None,
+                     "unit": "d",
+                     "detail": f"owner {a.owner}; {carry}; {a.visibility}"
+                     + (f"; {a.notes}" if isinstance(a.notes, str) and a.notes else "")})
+    return rows
 
 
 def _sla_rows(conn: Connection, config: Config, partner: Partner, period: Period,

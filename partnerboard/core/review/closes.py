@@ -125,7 +125,7 @@ def _closable(config: Config, label: str, now: datetime) -> Period:
 def _freeze(conn: Connection, config: Config, period: Period, now: datetime) -> dict[str, Any]:
     """The report as both companies sign it: shared annotations only (internal notes are
     no part of a joint signature; each side still sees its own beside the snapshot)."""
-    frame = report.build(conn, config, period, now=now)
+    frame = report.build(conn, config, period, now=now, governance=False)  # decisions stay live
     frame = frame[~((frame.section == "annotation") & (frame.status == "internal"))]
     trend = live_trend(conn, config, period)
     return {"as_of": now.isoformat(), "period": period.label,

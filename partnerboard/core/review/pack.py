@@ -8,8 +8,10 @@ CSV's and the page's; values are formatted by the one formatter the pages use
 signed or draft with approvers, data as of), executive summary (KPIs off target, SLA
 verdicts, credits owed, restatements), the KPI scorecard, trend charts of the key KPIs,
 SLA per partner (uptime, p95, error budget, credit, the accounting method), incidents
-measured and reported, annotations. ``SECTIONS`` lists them: a later section (decisions
-and actions, satisfaction) is one more function there. Status is colour *and* words.
+decisions and action items (this review's, earlier reviews' still open, overdue first,
+and those closed during the period), incidents measured and reported, annotations.
+``SECTIONS`` lists them: a later section is one more function there. Status is colour
+*and* words.
 Every value from partners and people is HTML-escaped.
 """
 
@@ -35,7 +37,8 @@ from partnerboard.core.vocabulary.periods import Period
 
 KEY_KPIS = ("conversion_rate", "gmv", "payment_success_rate", "uptime", "latency_p95", "return_rate")
 STATUS_WORDS = {"green": "on target", "amber": "near target", "red": "off target", "no data": "no data",
-                "no target": "no target", "met": "SLA met", "breached": "SLA breached"}
+                "no target": "no target", "met": "SLA met", "breached": "SLA breached",
+                "low sample": "low sample"}
 STATUS_COLOURS = {"green": "#1a7f37", "amber": "#9a6700", "red": "#cf222e", "met": "#1a7f37",
                   "breached": "#cf222e"}
 
@@ -266,8 +269,44 @@ def notes(pack: Pack) -> str:
             f"<th>visible to</th></tr>{body}</table></section>")
 
 
-SECTIONS: tuple[Callable[[Pack], str], ...] = (cover, summary, scorecard, trends, sla_section, incidents,
-                                               notes)
+def governance(pack: Pack) -> str:
+    """Decisions and action items: this review's, then what earlier reviews left open
+    (overdue first) and what became of those closed during the period."""
+    df, names = pack.report, {p.id: p.name for p in pack.config.partners}
+    decided, acts = _section(df, "decision"), _section(df, "action")
+    out = ["<section><h2>Decisions and actions</h2><h3>Decisions</h3>"]
+    if decided.empty:
+        out.append("<p>No decisions recorded for this review.</p>")
+    else:
+        out.append("<table><tr><th>day</th><th>binds</th><th>decision</th><th>visible to</th></tr>" + "".join(
+            f"<tr><td>{_e(r.started_at)}</td><td>{_e(names.get(r.partner_id, 'both'))}</td>"
+            f"<td>{_e(r.name)}</td><td>{_e(r.status)}</td></tr>" for r in decided.itertuples()) + "</table>")
+    out.append("<h3>Action items</h3>")
+    if acts.empty:
+        out.append("<p>No action items, and none left open by earlier reviews.</p>")
+    else:
+        rows = []
+        for r in acts.itertuples():
+            owner, carry = (part.strip() for part in r.detail.split(";")[:2])
+            rows.append(f"<tr><td>{_e(r.name)}</td><td>{_e(owner.removeprefix('owner '))}</td>"
+                        f"<td>{_e(names.get(r.partner_id, 'both'))}</td><td>{_e(r.ended_at)}</td>"
+                        f"<td>{_status_word(r.status, r.value)}</td><td>{_e(carry)}</td></tr>")
+        out.append("<table><tr><th>item</th><th>owner</th><th>owning partner</th><th>due</th><th>status</th>"
+                   "<th>review</th></tr>" + "".join(rows) + "</table>")
+    return "".join(out) + "</section>"
+
+
+def _status_word(status: str, overdue: object) -> str:
+    days = _num(overdue)
+    if status == "open" and days:
+        return (f'<span class="status" style="color:#cf222e;border-color:#cf222e">open, {days:.0f} d '
+                "overdue</span>")
+    colour = {"done": "#1a7f37", "dropped": "#57606a"}.get(status, "#9a6700")
+    return f'<span class="status" style="color:{colour};border-color:{colour}">{_e(status)}</span>'
+
+
+SECTIONS: tuple[Callable[[Pack], str], ...] = (cover, summary, scorecard, trends, sla_section, governance,
+                                               incidents, notes)
 
 CSS = """
 @page { size: A4 landscape; margin: 14mm 14mm 16mm 14mm;

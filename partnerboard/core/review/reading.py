@@ -5,7 +5,8 @@ signed, today's otherwise, always saying which.
 pack call. For a signed period it reads the latest signed snapshot (no raw scans), adds
 the restatements ``restatements.check`` stored (``restated_value``: today's value,
 ``restatement``: today's minus the signed), and the reader's own internal notes of the
-period (never signed, never the other partner's). A ``signoff`` row heads every report:
+period (never signed, never the other partner's) and the review's decisions and action
+items as they stand today (live, not signed). A ``signoff`` row heads every report:
 its status (signed, draft, open), the version, who approved it when, and the as-of time
 of its numbers.
 """
@@ -23,6 +24,10 @@ from partnerboard.core.reports import report
 from partnerboard.core.review import closes, restatements
 from partnerboard.core.vocabulary import timeutil
 from partnerboard.core.vocabulary.periods import Period
+
+# The reader "the partnership" (a receiver of both sides): shared notes and items only.
+# ``None`` is a person of both partners, who sees every side's internal items.
+PARTNERSHIP = ""
 
 
 def _signoff_row(config: Config, period: Period, status: str, detail: str, as_of: datetime,
@@ -72,7 +77,8 @@ def report_for(conn: Connection, config: Config, period: Period, *, partner_id: 
     if changed:
         detail += f"; {changed} figure(s) restated since (today's value beside the signed one)"
     head = _signoff_row(config, period, "signed", detail, signed.as_of, signed.version)
-    out = pd.concat([pd.DataFrame([head]), frame, pd.DataFrame(notes)], ignore_index=True)
+    live = report.governance_rows(conn, config, period, viewer_partner=viewer_partner, partner_id=partner_id)
+    out = pd.concat([pd.DataFrame([head]), frame, pd.DataFrame(notes), pd.DataFrame(live)], ignore_index=True)
     out = out.reindex(columns=list(report.COLUMNS))
     out.attrs.update(period=period.label, as_of=signed.as_of, partner_id=partner_id, signoff="signed",
                      signoff_detail=detail, version=signed.version)

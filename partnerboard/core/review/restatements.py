@@ -60,7 +60,7 @@ def check(conn: Connection, config: Config, now: datetime | None = None) -> dict
     for label in closes.signed_periods(conn):
         close = closes.latest_signed(conn, label)
         assert close is not None
-        today = report.build(conn, config, periods.parse(label), now=now)
+        today = report.build(conn, config, periods.parse(label), now=now, governance=False)
         diffs = differences(closes.signed_frame(conn, close), today)
         conn.execute(rs.delete().where(rs.c.close_id == close.id))
         if diffs:

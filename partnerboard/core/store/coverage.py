@@ -79,3 +79,14 @@ def covered_from(conn: Connection, partner_ids: list[str], tz: ZoneInfo) -> dict
             else:  # a local day: from its midnight in the partnership's zone
                 found[(partner_id, resource)] = datetime.combine(earliest, time.min, tz).astimezone(UTC)
     return found
+
+
+UPLOAD_PREFIX = "upload:"
+
+
+def uploaded(conn: Connection, partner_ids: list[str]) -> set[tuple[str, str]]:
+    """(partner, table) that people imported by upload (a source of its own, named
+    ``upload:<partner>:<table>``): covered even though no configured source reads it."""
+    return {(r.partner_id, r.resource) for r in conn.execute(
+        sa.select(cov.c.partner_id, cov.c.resource).where(cov.c.partner_id.in_(partner_ids),
+                                                          cov.c.source.like(f"{UPLOAD_PREFIX}%")).distinct())}

@@ -166,6 +166,19 @@ def _v14_period_close(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def _v15_review_governance(conn: Connection) -> None:
+    """v15: decisions and action items of reviews; subscription runs and the files their
+    notifications carry. A scheduled run's id names its subscription and period, so it
+    happens once."""
+    for table in (schema.decisions, schema.action_items, schema.subscription_runs, schema.notification_files):
+        table.create(conn, checkfirst=True)
+
+
+def _v16_survey_responses(conn: Connection) -> None:
+    """v16: partner satisfaction survey responses (partner NPS)."""
+    schema.survey_responses.create(conn, checkfirst=True)
+
+
 # Step N upgrades a database at version N-1 to version N. Append only; never edit.
 STEPS: dict[int, Callable[[Connection], None]] = {
     2: _v2_indexes,
@@ -181,6 +194,8 @@ STEPS: dict[int, Callable[[Connection], None]] = {
     12: _v12_source_coverage,
     13: _v13_alerts,
     14: _v14_period_close,
+    15: _v15_review_governance,
+    16: _v16_survey_responses,
 }
 LATEST = max(STEPS)
 

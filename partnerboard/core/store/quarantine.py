@@ -33,6 +33,8 @@ def describe(exc: ValidationError) -> str:
             allowed = "|".join(re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", ""))))
             parts.append(f"{where}: {err['input']!r} is not one of {allowed} (map the partner's "
                          f"values with fields.{where}.values)")
+        elif err["type"] != "missing" and isinstance(err.get("input"), str | int | float):
+            parts.append(f"{where}: {err['input']!r}: {err['msg']}")  # the value, then what was wanted
         else:
             parts.append(f"{where}: {err['msg']}")
     return "; ".join(parts)

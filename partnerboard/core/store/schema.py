@@ -342,14 +342,26 @@ tickets = sa.Table(
     *_meta(),
 )
 
+survey_responses = sa.Table(
+    "survey_responses", metadata,
+    sa.Column("partner_id", sa.String(64), primary_key=True),
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("score", sa.Integer, nullable=False, comment="0-10"),
+    sa.Column("respondent_type", sa.String(16), nullable=False, comment="merchant | partner_staff"),
+    sa.Column("answered_at", sa.DateTime, nullable=False),
+    sa.Column("comment", sa.Text),
+    *_meta(),
+)
+
 RESOURCE_TABLES: dict[str, sa.Table] = {
     "orders": orders, "traffic": traffic, "returns": returns, "merchants": merchants,
-    "payments": payments, "refunds": refunds, "tickets": tickets,
+    "payments": payments, "refunds": refunds, "tickets": tickets, "survey_responses": survey_responses,
 }
 # The time that places a record in a period (what "covered from" is measured in).
 RECORD_TIME: dict[str, str] = {
     "orders": "created_at", "traffic": "day", "returns": "created_at", "merchants": "applied_at",
     "payments": "created_at", "refunds": "created_at", "tickets": "opened_at",
+    "survey_responses": "answered_at",
 }
 
 source_coverage = sa.Table(
@@ -408,7 +420,7 @@ notifications = sa.Table(
     sa.Column("receiver_id", sa.String(64), nullable=False),
     sa.Column("idempotency_key", sa.String(80), nullable=False, unique=True,
               comment="sent with every attempt, so a receiver can drop repeats"),
-    sa.Column("kind", sa.String(16), nullable=False, comment="firing | resolved | reminder | test"),
+    sa.Column("kind", sa.String(16), nullable=False, comment="firing | resolved | reminder | test | pack"),
     sa.Column("group_key", sa.String(200), nullable=False,
               comment="partner:rule; alerts grouped into one message"),
     sa.Column("alerts", sa.Text, nullable=False, comment="JSON list of the alerts as they were"),
@@ -465,6 +477,65 @@ period_approvals = sa.Table(
     sa.Column("partner_id", sa.String(64), primary_key=True),
     sa.Column("approved_by", sa.String(320), nullable=False),
     sa.Column("approved_at", sa.DateTime, nullable=False),
+)
+
+# Review governance (v15): decisions and action items of a review, and the pack's
+# subscriptions: one run per subscription and period, the files each notification carries.
+decisions = sa.Table(
+    "decisions",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("review", sa.String(32), nullable=False, comment="the review's period label, e.g. 2026-10"),
+    sa.Column("day", sa.Date, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("partner_id", sa.String(64), comment="NULL: binds both partners"),
+    sa.Column("visibility", sa.String(16), nullable=False, comment="shared | internal"),
+    sa.Column("author", sa.String(320), nullable=False),
+    sa.Column("author_partner", sa.String(64), comment="whose staff wrote it; NULL = both"),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+)
+
+action_items = sa.Table(
+    "action_items",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("review", sa.String(32), nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("owner", sa.String(320), nullable=False, comment="the person who owns it"),
+    sa.Column("owner_partner", sa.String(64), comment="the owning partner; NULL: both"),
+    sa.Column("due", sa.Date, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, comment="open | done | dropped"),
+    sa.Column("kpi", sa.String(64)),
+    sa.Column("incident_id", sa.String(36)),
+    sa.Column("notes", sa.Text),
+    sa.Column("visibility", sa.String(16), nullable=False),
+    sa.Column("author", sa.String(320), nullable=False),
+    sa.Column("author_partner", sa.String(64)),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+    sa.Column("closed_at", sa.DateTime, comment="when it became done or dropped"),
+)
+
+subscription_runs = sa.Table(
+    "subscription_runs",
+    metadata,
+    sa.Column("id", sa.String(120), primary_key=True,
+              comment="schedule:<subscription>:<period> for the scheduled run (once), a uuid by hand"),
+    sa.Column("subscription_id", sa.String(64), nullable=False),
+    sa.Column("period", sa.String(32), nullable=False),
+    sa.Column("due_at", sa.DateTime, nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("trigger", sa.String(16), nullable=False, comment="schedule | manual"),
+    sa.Column("created_by", sa.String(320)),
+)
+
+notification_files = sa.Table(
+    "notification_files",
+    metadata,
+    sa.Column("notification_id", sa.String(36), primary_key=True),
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("media_type", sa.String(100), nullable=False),
+    sa.Column("content", sa.LargeBinary, nullable=False),
 )
 
 restatements = sa.Table(

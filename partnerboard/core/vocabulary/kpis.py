@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Family = Literal["conversion", "returns", "merchant_funnel", "support", "api_health"]
+Family = Literal["conversion", "returns", "merchant_funnel", "support", "satisfaction", "api_health"]
 Dimension = Literal["channel", "segment"]
 
 
@@ -27,12 +27,14 @@ class Kpi:
     name: str
     family: Family
     role: Literal["marketplace", "payments", "any"]
-    unit: Literal["%", "PLN", "count", "ms", "min", "h", "d"]
+    unit: Literal["%", "PLN", "count", "ms", "min", "h", "d", "pts"]
     direction: Literal["higher", "lower"]
     formula: str
     sources: tuple[str, ...]
     shape: Literal["value", "table"] = "value"  # a table KPI is computed by its own function
 
+
+LOW_SAMPLE = 30  # survey responses below which an NPS is too noisy to judge against a target
 
 KPIS: tuple[Kpi, ...] = (
     Kpi("conversion_rate", "Marketplace conversion", "conversion", "marketplace", "%", "higher",
@@ -103,6 +105,12 @@ KPIS: tuple[Kpi, ...] = (
     Kpi("support_first_response", "Support first response (median)", "support", "payments", "h",
         "lower", "median over tickets opened in the period of (first response − opened), hours; "
         "tickets without a response yet are excluded", ("tickets",)),
+    Kpi("partner_nps", "Partner NPS", "satisfaction", "any", "pts", "higher",
+        "% promoters (score 9–10) − % detractors (0–6) of the survey responses answered in the "
+        "period (merchants and partner staff), from −100 to 100; with fewer than "
+        f"{LOW_SAMPLE} responses the status is *low sample*, not a colour", ("survey_responses",)),
+    Kpi("nps_responses", "Survey responses", "satisfaction", "any", "count", "higher",
+        "number of survey responses answered in the period", ("survey_responses",)),
     Kpi("uptime", "Uptime", "api_health", "any", "%", "higher",
         "time-weighted over the period, all probed endpoints of the partner: 100 × (observed − "
         "down) ÷ observed; time without probes is no data (docs/api-health.md)",
@@ -184,7 +192,7 @@ def render_markdown() -> str:
         "filter a KPI cannot be cut by, the Board shows the whole partner's value and says so.",
         "",
     ]
-    for family in ("conversion", "returns", "merchant_funnel", "support", "api_health"):
+    for family in ("conversion", "returns", "merchant_funnel", "support", "satisfaction", "api_health"):
         lines += [f"## {family.replace('_', ' ').capitalize()}", ""]
         lines += ["| id | name | partner | unit | better | formula | source tables | filters |",
                   "|---|---|---|---|---|---|---|---|"]

@@ -119,6 +119,16 @@ class Ticket(_Record):
     updated_at: Aware
 
 
+class SurveyResponse(_Record):
+    """One answer to "how likely are you to recommend ...?" (partner NPS)."""
+
+    id: Id
+    score: Annotated[int, Field(ge=0, le=10)]
+    respondent_type: Literal["merchant", "partner_staff"]
+    answered_at: Aware
+    comment: Annotated[str, Field(max_length=4000)] | None = None
+
+
 # resource name -> (model, primary key columns); the store tables mirror these.
 RESOURCES: dict[str, tuple[type[_Record], tuple[str, ...]]] = {
     "orders": (Order, ("id",)),
@@ -128,9 +138,11 @@ RESOURCES: dict[str, tuple[type[_Record], tuple[str, ...]]] = {
     "payments": (Payment, ("id",)),
     "refunds": (Refund, ("id",)),
     "tickets": (Ticket, ("id",)),
+    "survey_responses": (SurveyResponse, ("id",)),
 }
 
-ResourceName = Literal["orders", "traffic", "returns", "merchants", "payments", "refunds", "tickets"]
+ResourceName = Literal["orders", "traffic", "returns", "merchants", "payments", "refunds", "tickets",
+                       "survey_responses"]
 
 
 def columns(resource: str) -> dict[str, bool]:

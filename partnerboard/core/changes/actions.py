@@ -1,0 +1,225 @@
+"""Decisions and action items of a review: who promised what by when.
+
+A review (a month or quarter, closed or running) has **decisions** (text, date, which
+partners they bind) and **action items** (title, owner, owning partner, due date,
+status open / done / dropped, an optional KPI or incident they are about, notes). Each is
+*shared* or *internal* to the author's partner, under the annotations' rule
+(``visible_to``: one partner's internal items never reach the other partner's people,
+whatever their role). Editors and admins add and change them; every change is audited
+(internal text is never written to the log, only the item's id).
+
+Items carry over: ``carried_over`` lists, for a period, the open items of earlier reviews
+with their age (overdue first) and what became of the items closed during the period.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from partnerboard.core.access import User, audit, require, require_partner
+from partnerboard.core.config import Config, UnknownPartnerError
+from partnerboard.core.config.secrets import scrub
+from partnerboard.core.store import schema
+from partnerboard.core.vocabulary import periods, timeutil
+from partnerboard.core.vocabulary.kpis import BY_ID
+
+dc, ai = schema.decisions, schema.action_items
+STATUSES = ("open", "done", "dropped")
+VISIBILITIES = ("shared", "internal")
+MAX_TEXT = 2000
+
+
+class ActionError(ValueError):
+    """A decision or action item that cannot be stored; the message names the field and the fix."""
+
+
+def _visible(table: sa.Table, viewer_partner: str | None) -> sa.ColumnElement:
+    if viewer_partner is None:
+        return sa.true()
+    return sa.or_(table.c.visibility == "shared", table.c.author_partner == viewer_partner)
+
+
+def _review(label: str) -> str:
+    try:
+        period = periods.parse(label)
+    except periods.PeriodError as exc:
+        raise ActionError(str(exc)) from None
+    if period.kind not in ("month", "quarter"):
+        raise ActionError(f"a review is a month or a quarter (e.g. 2026-10, 2026-Q3), not {label!r}")
+    return period.label
+
+
+def _text(value: str, what: str, example: str) -> str:
+    text = scrub((value or "").strip())
+    if not text:
+        raise ActionError(f"{what} is empty: write it, e.g. {example!r}")
+    if len(text) > MAX_TEXT:
+        raise ActionError(f"{what} is {len(text)} characters long; keep it under {MAX_TEXT}")
+    return text
+
+
+def _visibility(visibility: str, actor: User) -> None:
+    if visibility not in VISIBILITIES:
+        raise ActionError(f"visibility must be one of {', '.join(VISIBILITIES)}")
+    if visibility == "internal" and actor.partner_id is None:
+        raise ActionError(f"{actor.email} works for both partners, so an internal item would have no partner "
+                          "to belong to; use shared")
+
+
+def _partner(config: Config, partner_id: str | None) -> None:
+    if partner_id is not None:
+        try:
+            config.partner(partner_id)
+        except UnknownPartnerError as exc:
+            raise ActionError(str(exc)) from None
+
+
+def _log(conn: Connection, actor: User, action: str, item_id: str, visibility: str, text: str,
+         ip: str | None) -> None:
+    if visibility == "internal":
+        audit.record(conn, actor.email, action, partner=actor.partner_id, target=item_id,
+                     detail="internal (text not logged)", ip=ip)
+    else:
+        audit.record(conn, actor.email, action, partner=audit.SHARED, target=item_id, detail=text[:200],
+                     ip=ip)
+
+
+@dataclass(frozen=True)
+class NewDecision:
+    review: str
+    day: date
+    text: str
+    partner_id: str | None = None  # None: binds both partners
+    visibility: str = "shared"
+
+
+def add_decision(conn: Connection, config: Config, new: NewDecision, *, actor: User | None,
+                 ip: str | None = None) -> str:
+    require(actor, "annotate")
+    assert actor is not None
+    review = _review(new.review)
+    text = _text(new.text, "decision", "both partners move to the v2 payments API by March")
+    _partner(config, new.partner_id)
+    _visibility(new.visibility, actor)
+    did = str(uuid.uuid4())
+    conn.execute(dc.insert().values(
+        id=did, review=review, day=new.day, text=text, partner_id=new.partner_id, visibility=new.visibility,
+        author=actor.email, author_partner=actor.partner_id, created_at=timeutil.to_db(timeutil.utcnow())))
+    _log(conn, actor, "decision.add", did, new.visibility, f"{review}: {text}", ip)
+    return did
+
+
+@dataclass(frozen=True)
+class NewAction:
+    review: str
+    title: str
+    owner: str
+    owner_partner: str | None
+    due: date
+    visibility: str = "shared"
+    kpi: str | None = None
+    incident_id: str | None = None
+    notes: str = ""
+
+
+def add_action(conn: Connection, config: Config, new: NewAction, *, actor: User | None,
+               ip: str | None = None) -> str:
+    require(actor, "annotate")
+    assert actor is not None
+    review = _review(new.review)
+    title = _text(new.title, "title", "retry failed payouts automatically")
+    owner = _text(new.owner, "owner", "Ana Nowak")
+    _partner(config, new.owner_partner)
+    _visibility(new.visibility, actor)
+    if new.visibility == "internal" and new.owner_partner not in (None, actor.partner_id):
+        raise ActionError("an internal item belongs to your partner: its owner cannot be the other partner's")
+    if new.kpi is not None and new.kpi not in BY_ID:
+        raise ActionError(f"KPI {new.kpi!r} is unknown; see docs/kpis.md for the ids")
+    if new.incident_id is not None and conn.execute(
+            sa.select(schema.incidents.c.id).where(schema.incidents.c.id == new.incident_id)).first() is None:
+        raise ActionError(f"incident {new.incident_id!r} is not in the store; "
+                          "pick one from the API health page")
+    aid = str(uuid.uuid4())
+    now = timeutil.to_db(timeutil.utcnow())
+    conn.execute(ai.insert().values(
+        id=aid, review=review, title=title, owner=owner, owner_partner=new.owner_partner, due=new.due,
+        status="open", kpi=new.kpi, incident_id=new.incident_id, notes=scrub(new.notes.strip())[:MAX_TEXT],
+        visibility=new.visibility, author=actor.email, author_partner=actor.partner_id, created_at=now,
+        updated_at=now, closed_at=None))
+    _log(conn, actor, "action.add", aid, new.visibility, f"{review}: {title} (owner {owner}, due {new.due})",
+         ip)
+    return aid
+
+
+def set_status(conn: Connection, item_id: str, status: str, *, actor: User | None, notes: str | None = None,
+               now: datetime | None = None, ip: str | None = None) -> bool:
+    """Mark an item open, done or dropped (with an optional note of what became of it).
+    An item the actor cannot see is not found; a shared item owned by the other partner
+    is the other partner's to close (or a person of both partners')."""
+    require(actor, "annotate")
+    assert actor is not None
+    if status not in STATUSES:
+        raise ActionError(f"status must be one of {', '.join(STATUSES)}")
+    row = conn.execute(sa.select(ai).where(ai.c.id == item_id, _visible(ai, actor.partner_id))).first()
+    if row is None:
+        return False
+    if row.owner_partner is not None:
+        require_partner(actor, row.owner_partner, "change the action items")
+    at = timeutil.to_db(now or timeutil.utcnow())
+    values = {"status": status, "updated_at": at, "closed_at": None if status == "open" else at}
+    if notes is not None:
+        values["notes"] = scrub(notes.strip())[:MAX_TEXT]
+    conn.execute(ai.update().where(ai.c.id == item_id).values(**values))
+    _log(conn, actor, f"action.{status}", item_id, row.visibility, f"{row.review}: {row.title} -> {status}",
+         ip)
+    return True
+
+
+def decisions(conn: Connection, review: str, *, viewer_partner: str | None) -> pd.DataFrame:
+    q = (sa.select(dc).where(dc.c.review == review, _visible(dc, viewer_partner))
+         .order_by(dc.c.day, dc.c.created_at))
+    return pd.DataFrame(conn.execute(q).mappings().all(), columns=[c.name for c in dc.columns])
+
+
+def items(conn: Connection, review: str | None = None, *, viewer_partner: str | None) -> pd.DataFrame:
+    """Action items (of one review, or all), as the reader may see them, oldest first."""
+    q = sa.select(ai).where(_visible(ai, viewer_partner)).order_by(ai.c.due, ai.c.created_at)
+    if review is not None:
+        q = q.where(ai.c.review == review)
+    return pd.DataFrame(conn.execute(q).mappings().all(), columns=[c.name for c in ai.columns])
+
+
+def carried_over(conn: Connection, config: Config, review: str, *, viewer_partner: str | None,
+                 today: date | None = None) -> pd.DataFrame:
+    """For the review of ``review``: the open items of earlier reviews, overdue first, with
+    their age in days and days overdue, and the earlier items closed (done or dropped)
+    during this review's period, with what became of them. Column ``carry``: open |
+    closed."""
+    period = periods.parse(_review(review))
+    today = today or datetime.now(config.tz).date()
+    start, end = period.bounds(config.tz)
+    every = items(conn, viewer_partner=viewer_partner)
+    if every.empty:
+        return every.assign(carry=pd.Series(dtype=str), age_days=pd.Series(dtype=int),
+                            overdue_days=pd.Series(dtype=int))
+    earlier = every[every.review.map(lambda r: periods.parse(r).start < period.start)]
+    still = earlier[earlier.status == "open"].copy()
+    still["carry"] = "open"
+    closed_at = pd.to_datetime(earlier.closed_at)
+    done = earlier[(earlier.status != "open") & closed_at.notna()
+                   & (closed_at >= pd.Timestamp(timeutil.to_db(start)))
+                   & (closed_at < pd.Timestamp(timeutil.to_db(end)))].copy()
+    done["carry"] = "closed"
+    out = pd.concat([still, done], ignore_index=True)
+    created = pd.to_datetime(out.created_at).dt.date
+    out["age_days"] = [(today - c).days for c in created]
+    out["overdue_days"] = [max(0, (today - d).days) if s == "open" else 0 for d, s in zip(out.due, out.status,
+                                                                                             strict=True)]
+    out = out.sort_values(["carry", "overdue_days", "due"], ascending=[False, False, True], kind="stable")
+    return out.reset_index(drop=True)

@@ -1,0 +1,181 @@
+"""Subscriptions: the review pack arriving by itself, through the alerts' outbox.
+
+Each ``[[subscriptions]]`` entry is due on its ``working_day`` after each month's (or
+quarter's) end at ``at`` local time. ``run_due`` (a scheduled job, every minute) finds the
+latest period whose due time has passed, and, once per subscription and period (a
+unique row in ``subscription_runs``), builds the pack for every receiver *as that
+receiver's side may see it* (a partnership receiver: shared items only; one partner's:
+also that partner's internal notes and items), stores the files, and queues one
+notification per receiver in the outbox: the same durable, at-least-once delivery with
+an idempotency key as alerts, across restarts. A period whose due time is older than
+``catch_up_days`` is not sent by itself (a board off for a month does not flood
+inboxes); admins send any period on the Reports page (``send_now``), audited.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from partnerboard.core.access import User, audit, require
+from partnerboard.core.alerts import outbox
+from partnerboard.core.config import Config
+from partnerboard.core.config.subscriptions import Subscription
+from partnerboard.core.reports import report
+from partnerboard.core.review import pack, pdf, reading
+from partnerboard.core.store import schema
+from partnerboard.core.vocabulary import periods, timeutil
+from partnerboard.core.vocabulary.periods import Period
+
+sr, nf = schema.subscription_runs, schema.notification_files
+PARTNERSHIP = reading.PARTNERSHIP
+
+
+class SubscriptionError(ValueError):
+    """A subscription that cannot be sent; the message names the reason and the fix."""
+
+
+def due_at(config: Config, sub: Subscription, period: Period) -> datetime:
+    """When ``sub`` sends ``period``: its ``working_day``-th Monday-to-Friday on or after
+    the day after the period, at ``at`` in the partnership's zone, as UTC."""
+    day, counted = period.end, 0
+    while True:
+        if day.weekday() < 5:
+            counted += 1
+            if counted == sub.working_day:
+                break
+        day += timedelta(days=1)
+    hh, mm = (int(x) for x in sub.at.split(":"))
+    return datetime.combine(day, time(hh, mm), tzinfo=config.tz).astimezone(UTC)
+
+
+def latest_due(config: Config, sub: Subscription, now: datetime) -> tuple[Period, datetime]:
+    """The latest period of ``sub``'s kind whose due time is not after ``now``."""
+    period = periods.last_complete(sub.period, now, config.tz)
+    due = due_at(config, sub, period)
+    if due > now:
+        period = period.previous()
+        due = due_at(config, sub, period)
+    return period, due
+
+
+def next_due(config: Config, sub: Subscription, now: datetime) -> tuple[Period, datetime]:
+    period = periods.containing(sub.period, now, config.tz)
+    last = periods.last_complete(sub.period, now, config.tz)
+    due = due_at(config, sub, last)
+    return (last, due) if due > now else (period, due_at(config, sub, period))
+
+
+@dataclass(frozen=True)
+class File:
+    name: str
+    media_type: str
+    content: bytes
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.content).hexdigest()
+
+
+def files_for(conn: Connection, config: Config, sub: Subscription, period: Period, viewer: str,
+              now: datetime) -> tuple[list[File], dict]:
+    """The pack's files as ``viewer``'s side may see them, and what the message says."""
+    frame = reading.report_for(conn, config, period, viewer_partner=viewer, now=now)
+    out: list[File] = []
+    if "pdf" in sub.attach:
+        made = pack.build(conn, config, period, viewer_partner=viewer, now=now)
+        out.append(File(pack.filename(period, "pdf"), "application/pdf", pdf.render(pack.render(made))))
+    if "csv" in sub.attach:
+        out.append(File(report.filename(period), "text/csv", report.to_csv(frame)))
+    as_of = frame.attrs.get("as_of", now)
+    about = {"subscription": sub.id, "period": period.label, "signoff": frame.attrs.get("signoff", "open"),
+             "signoff_detail": frame.attrs.get("signoff_detail", ""),
+             "as_of": as_of.isoformat() if isinstance(as_of, datetime) else str(as_of),
+             "files": [{"name": f.name, "media_type": f.media_type, "size": len(f.content),
+                        "sha256": f.sha256}
+                       for f in out]}
+    return out, about
+
+
+def _queue(conn: Connection, config: Config, sub: Subscription, period: Period, run_id: str,
+           now: datetime) -> int:
+    sent = 0
+    for receiver_id in sub.receivers:
+        receiver = config.alerts.receiver(receiver_id)
+        files, about = files_for(conn, config, sub, period, receiver.partner or PARTNERSHIP, now)
+        nid = outbox.enqueue_message(conn, receiver_id=receiver_id, kind="pack",
+                                     group_key=f"subscription:{run_id}",
+                                     payload=about, now=now)
+        for f in files:
+            conn.execute(nf.insert().values(notification_id=nid, name=f.name, media_type=f.media_type,
+                                            content=f.content))
+        sent += 1
+    return sent
+
+
+def run_due(conn: Connection, config: Config, now: datetime | None = None) -> list[tuple[str, str]]:
+    """Queue every subscription whose latest period is due and not yet sent; returns
+    (subscription, period) for each one queued now."""
+    now = now or timeutil.utcnow()
+    queued = []
+    for sub in config.subscriptions:
+        period, due = latest_due(config, sub, now)
+        if now - due > timedelta(days=config.subscription_catch_up_days):
+            continue
+        exists = conn.execute(sa.select(sr.c.id)
+                              .where(sr.c.id == f"schedule:{sub.id}:{period.label}")).first()
+        if exists is not None:
+            continue
+        run_id = f"schedule:{sub.id}:{period.label}"  # the primary key makes it once, whatever races
+        conn.execute(sr.insert().values(id=run_id, subscription_id=sub.id, period=period.label,
+                                        due_at=timeutil.to_db(due), created_at=timeutil.to_db(now),
+                                        trigger="schedule", created_by=None))
+        _queue(conn, config, sub, period, run_id, now)
+        queued.append((sub.id, period.label))
+    return queued
+
+
+def send_now(conn: Connection, config: Config, actor: User | None, subscription_id: str, label: str, *,
+             now: datetime | None = None, ip: str | None = None) -> str:
+    """Send (or send again) a subscription's pack for any ended period: a new run with new
+    idempotency keys, recorded and audited. Admins only."""
+    require(actor, "run_now")
+    assert actor is not None
+    now = now or timeutil.utcnow()
+    sub = next((s for s in config.subscriptions if s.id == subscription_id), None)
+    if sub is None:
+        known = ", ".join(s.id for s in config.subscriptions) or "none configured"
+        raise SubscriptionError(f"unknown subscription {subscription_id!r} (known: {known})")
+    try:
+        period = periods.parse(label)
+    except periods.PeriodError as exc:
+        raise SubscriptionError(str(exc)) from None
+    if period.kind != sub.period:
+        raise SubscriptionError(f"{sub.id} sends each {sub.period}'s pack; {label} is a {period.kind}")
+    if period.bounds(config.tz)[1] > now:
+        raise SubscriptionError(f"{label} has not ended yet")
+    run_id = str(uuid.uuid4())
+    conn.execute(sr.insert().values(id=run_id, subscription_id=sub.id, period=period.label,
+                                    due_at=timeutil.to_db(now), created_at=timeutil.to_db(now),
+                                    trigger="manual", created_by=actor.email))
+    sent = _queue(conn, config, sub, period, run_id, now)
+    audit.record(conn, actor.email, "subscription.send", partner=audit.SHARED,
+                 target=f"{sub.id} {period.label}", detail=f"sent by hand to {sent} receiver(s)", ip=ip)
+    return run_id
+
+
+def runs(conn: Connection, subscription_id: str | None = None, limit: int = 100) -> list[sa.Row]:
+    q = sa.select(sr).order_by(sr.c.created_at.desc()).limit(limit)
+    if subscription_id is not None:
+        q = q.where(sr.c.subscription_id == subscription_id)
+    return list(conn.execute(q).all())
+
+
+def attachments(conn: Connection, notification_id: str) -> list[File]:
+    return [File(r.name, r.media_type, r.content) for r in conn.execute(
+        sa.select(nf).where(nf.c.notification_id == notification_id).order_by(nf.c.name)).all()]

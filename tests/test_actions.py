@@ -1,0 +1,162 @@
+"""Decisions and action items: visibility of internal items for every role of both
+partners (core, page, CSV, PDF), carry-over of open items across two periods, who may
+change what."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from datetime import UTC, date, datetime
+
+import pandas as pd
+import pytest
+
+from partnerboard.core.access import Forbidden, User, audit
+from partnerboard.core.changes import actions
+from partnerboard.core.config import load_config, parse_config
+from partnerboard.core.reports import report
+from partnerboard.core.review import pack, pdf, reading
+from partnerboard.core.vocabulary.periods import parse
+from tests.conftest import config_dict, open_page
+
+M_EDITOR = User("editor@marketplace.example", "editor", "marketplace")
+P_EDITOR = User("editor@paygate.example", "editor", "payments")
+ROLES = [(role, partner) for partner in ("marketplace", "payments") for role in ("viewer", "editor", "admin")]
+
+
+def _seed(conn, cfg) -> None:
+    actions.add_decision(conn, cfg, actions.NewDecision("2026-10", date(2026, 10, 20),
+                                                        "move to payments API v2"),
+                         actor=M_EDITOR)
+    actions.add_decision(conn, cfg, actions.NewDecision("2026-10", date(2026, 10, 20),
+                                                        "M-INTERNAL renegotiate fee", visibility="internal"),
+                         actor=M_EDITOR)
+    actions.add_action(conn, cfg, actions.NewAction("2026-10", "shared retry payouts", "Ana", "payments",
+                                                    date(2026, 11, 30)), actor=P_EDITOR)
+    actions.add_action(conn, cfg, actions.NewAction("2026-10", "P-INTERNAL audit fraud rules", "Piotr",
+                                                    "payments", date(2026, 11, 30), visibility="internal"),
+                       actor=P_EDITOR)
+    actions.add_action(conn, cfg, actions.NewAction("2026-10", "M-INTERNAL pressure PayGate", "Marta",
+                                                    "marketplace", date(2026, 11, 30), visibility="internal"),
+                       actor=M_EDITOR)
+
+
+def _visible_words(text: str) -> set[str]:
+    return {w for w in ("M-INTERNAL", "P-INTERNAL", "shared retry payouts", "move to payments API v2")
+            if w in text}
+
+
+def _expected(partner: str) -> set[str]:
+    own = "M-INTERNAL" if partner == "marketplace" else "P-INTERNAL"
+    return {own, "shared retry payouts", "move to payments API v2"}
+
+
+def test_internal_items_stay_with_their_partner_for_every_role_in_core_csv_and_pdf(store) -> None:
+    cfg = parse_config(config_dict("http://127.0.0.1:9"))
+    with store.engine.begin() as conn:
+        _seed(conn, cfg)
+    have_pdf = shutil.which("pdftotext") is not None
+    for role, partner in ROLES:
+        reader = User(f"{role}@{partner}.example", role, partner)
+        with store.engine.connect() as conn:
+            core = " ".join([*actions.decisions(conn, "2026-10", viewer_partner=reader.partner_id).text,
+                             *actions.items(conn, "2026-10", viewer_partner=reader.partner_id).title])
+            frame = reading.report_for(conn, cfg, parse("2026-10"), viewer_partner=reader.partner_id)
+            document = pack.render(pack.build(conn, cfg, parse("2026-10"), viewer_partner=reader.partner_id))
+        csv = pd.read_csv(io.BytesIO(report.to_csv(frame)), encoding="utf-8-sig")
+        in_csv = " ".join(csv[csv.section.isin(["decision", "action"])].name)
+        assert _visible_words(core) == _expected(partner), (role, partner)
+        assert _visible_words(in_csv) == _expected(partner), (role, partner)
+        assert _visible_words(document) == _expected(partner), (role, partner)
+        if have_pdf:
+            from tests.test_review_pack import pdf_text
+
+            assert _visible_words(pdf_text(pdf.render(document))) == _expected(partner), (role, partner)
+
+
+@pytest.mark.parametrize(("role", "partner"), ROLES)
+def test_the_actions_page_shows_each_role_only_its_sides_internal_items(page_env, store, role,
+                                                                        partner) -> None:
+    cfg = load_config(page_env)
+    with store.engine.begin() as conn:
+        _seed(conn, cfg)
+    at = open_page("views/actions.py", period="2026-10", title="Actions", user=f"{role}@{partner}.example",
+                   role=role, partner_id=partner)
+    shown = " ".join(str(v) for d in at.dataframe for v in d.value.to_numpy().ravel())
+    assert _visible_words(shown) == _expected(partner)
+    forms = [b.label for b in at.button]
+    assert ("Add action item" in forms) == (role != "viewer")
+
+
+def test_open_items_carry_over_across_two_periods(store) -> None:
+    cfg = parse_config(config_dict("http://127.0.0.1:9"))
+    with store.engine.begin() as conn:
+        late = actions.add_action(conn, cfg, actions.NewAction("2026-09", "late: fix webhook retries", "Ana",
+                                                               "payments", date(2026, 10, 10)),
+                                  actor=P_EDITOR)
+        later = actions.add_action(conn, cfg, actions.NewAction("2026-09", "later: new onboarding flow",
+                                                                "Marta", "marketplace", date(2027, 1, 31)),
+                                   actor=M_EDITOR)
+        done = actions.add_action(conn, cfg, actions.NewAction("2026-09", "done in October", "Marta",
+                                                               "marketplace", date(2026, 10, 31)),
+                                  actor=M_EDITOR)
+        dropped = actions.add_action(conn, cfg, actions.NewAction("2026-09", "dropped in September", "Ana",
+                                                                  "payments", date(2026, 9, 30)),
+                                     actor=P_EDITOR)
+        actions.set_status(conn, done, "done", actor=M_EDITOR, notes="shipped 2026-10-14",
+                           now=datetime(2026, 10, 14, 10, tzinfo=UTC))
+        actions.set_status(conn, dropped, "dropped", actor=P_EDITOR, now=datetime(2026, 9, 25, tzinfo=UTC))
+        october = actions.carried_over(conn, cfg, "2026-10", viewer_partner=None, today=date(2026, 11, 5))
+        nov_item = actions.add_action(conn, cfg, actions.NewAction("2026-10", "from October: SLA credit memo",
+                                                                   "Piotr", "payments", date(2026, 11, 20)),
+                                      actor=P_EDITOR)
+        november = actions.carried_over(conn, cfg, "2026-11", viewer_partner=None, today=date(2026, 12, 4))
+        rows = report.build(conn, cfg, parse("2026-11"))
+        with pytest.raises(Forbidden):  # the marketplace editor cannot close PayGate's item
+            actions.set_status(conn, late, "done", actor=M_EDITOR)
+        entries = audit.entries(conn, reader=User("a@x", "admin", None)).action.tolist()
+    assert [(r.id, r.carry) for r in october.itertuples()] == [(late, "open"), (later, "open"),
+                                                               (done, "closed")]
+    assert october.set_index("id").loc[late, "overdue_days"] == 26  # due 10 October, on 5 November
+    assert october.set_index("id").loc[later, "overdue_days"] == 0
+    assert october.set_index("id").loc[done, "notes"] == "shipped 2026-10-14"
+    # November: September's still-open items and October's new one, overdue first; the
+    # item done in October belongs to October's list, not November's
+    assert [(r.id, r.carry) for r in november.itertuples()] == [(late, "open"), (nov_item, "open"),
+                                                                (later, "open")]
+    assert dropped not in set(november.id)
+    acts = rows[rows.section == "action"]
+    assert set(acts.item) == {late, later, nov_item}
+    assert "from 2026-09, open" in acts[acts.item == late].detail.iloc[0]
+    assert entries.count("action.add") == 5 and entries.count("action.done") == 1
+
+
+def test_bad_items_are_refused_with_the_field_and_the_fix(store) -> None:
+    cfg = parse_config(config_dict("http://127.0.0.1:9"))
+    both = User("e@partnership.example", "editor", None)
+    viewer = User("v@paygate.example", "viewer", "payments")
+    with store.engine.begin() as conn:
+        with pytest.raises(actions.ActionError, match="title is empty"):
+            actions.add_action(conn, cfg, actions.NewAction("2026-10", " ", "Ana", None, date(2026, 11, 1)),
+                               actor=P_EDITOR)
+        with pytest.raises(actions.ActionError, match="a review is a month or a quarter"):
+            actions.add_action(conn, cfg, actions.NewAction("2026-W40", "x", "Ana", None, date(2026, 11, 1)),
+                               actor=P_EDITOR)
+        with pytest.raises(actions.ActionError, match="works for both partners"):
+            actions.add_decision(conn, cfg, actions.NewDecision("2026-10", date(2026, 10, 1), "x",
+                                                                visibility="internal"), actor=both)
+        with pytest.raises(actions.ActionError, match="its owner cannot be the other partner"):
+            actions.add_action(conn, cfg, actions.NewAction("2026-10", "x", "Ana", "marketplace",
+                                                            date(2026, 11, 1), visibility="internal"),
+                               actor=P_EDITOR)
+        with pytest.raises(actions.ActionError, match="incident 'nope' is not in the store"):
+            actions.add_action(conn, cfg, actions.NewAction("2026-10", "x", "Ana", None, date(2026, 11, 1),
+                                                            incident_id="nope"), actor=P_EDITOR)
+        with pytest.raises(Forbidden):
+            actions.add_decision(conn, cfg, actions.NewDecision("2026-10", date(2026, 10, 1), "x"),
+                                 actor=viewer)
+        internal = actions.add_action(conn, cfg, actions.NewAction("2026-10", "x", "Ana", "payments",
+                                                                   date(2026, 11, 1), visibility="internal"),
+                                      actor=P_EDITOR)
+        # the other partner cannot even find it, let alone change it
+        assert actions.set_status(conn, internal, "done", actor=M_EDITOR) is False
