@@ -191,8 +191,10 @@ def burn_rates(url: str, config_key: str, partner_id: str, as_of: datetime) -> l
 def funnel(url: str, config_key: str, partner_id: str, label: str, as_of: datetime,
            filters: Filters = flt.NONE) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The period's application cohort per stage, and the 12 application-month cohorts
-    ending with the period's last month."""
+    ending with the period's last month: as signed (frozen with their as-of time) for a
+    signed period without filters, today's otherwise."""
     from partnerboard.core.metrics import merchant_funnel
+    from partnerboard.core.review import reading
     from partnerboard.core.vocabulary import periods
 
     cfg = _config_for(config_key)
@@ -200,6 +202,8 @@ def funnel(url: str, config_key: str, partner_id: str, label: str, as_of: dateti
     last = periods.month_of(period.end - timedelta(days=1))
     first = periods.trailing(last, 12)[0]
     with open_store(url).engine.connect() as conn:
+        if not filters.active:
+            return reading.funnel_for(conn, cfg, partner_id, period, clip(as_of))
         return (merchant_funnel.funnel(conn, partner_id, period, cfg.tz, clip(as_of), filters),
                 merchant_funnel.cohorts(conn, partner_id, first, last, cfg.tz, clip(as_of), filters))
 

@@ -263,3 +263,40 @@ def test_credit_tiers_are_validated() -> None:
         _config(credits=TIERS, monthly_fee=None)
     with pytest.raises(Exception, match="same `below`"):
         _config(monthly_fee=1, credits=[{"below": 99.9, "percent": 10}, {"below": 99.9, "percent": 20}])
+
+
+def test_a_signed_period_keeps_its_funnel_and_cohorts_with_their_as_of_time(october) -> None:
+    from partnerboard.core.store import schema as sc
+
+    cfg, store = _config(), october
+
+    def merchant(conn, mid: str, verified: datetime | None) -> None:
+        conn.execute(sc.merchants.insert().values(
+            partner_id="marketplace", id=mid, name=mid, status="verified" if verified else "applied",
+            applied_at=timeutil.to_db(datetime(2026, 10, 5, 9, tzinfo=UTC)),
+            verified_at=timeutil.to_db(verified) if verified else None, updated_at=timeutil.to_db(CLOSED_AT),
+            run_id="r", collected_at=datetime(2026, 11, 1)))
+
+    with store.engine.begin() as conn:
+        merchant(conn, "M1", datetime(2026, 10, 8, tzinfo=UTC))
+        merchant(conn, "M2", None)
+        cover(conn, "marketplace", "merchants")
+        closes.approve(conn, cfg, MARKET, "2026-10", now=CLOSED_AT)
+        closes.approve(conn, cfg, PAY, "2026-10", now=CLOSED_AT)
+        # after the signature M2 gets verified and a third shop turns out to have applied in October
+        conn.execute(sc.merchants.update().where(sc.merchants.c.id == "M2").values(
+            verified_at=timeutil.to_db(datetime(2026, 11, 10, tzinfo=UTC))))
+        merchant(conn, "M3", None)
+        later = datetime(2026, 11, 20, tzinfo=UTC)
+        stages, cohorts = reading.funnel_for(conn, cfg, "marketplace", OCT, later)
+        from partnerboard.core.metrics import merchant_funnel
+
+        live = merchant_funnel.funnel(conn, "marketplace", OCT, cfg.tz, later)
+
+    def count(frame, stage):
+        return int(frame[frame.stage == stage].merchants.iloc[0])
+
+    assert stages.attrs == {"as_of": CLOSED_AT, "signed": True}
+    assert (count(stages, "applied"), count(stages, "verified")) == (2, 1), "as signed on 3 November"
+    assert (count(live, "applied"), count(live, "verified")) == (3, 2), "today's engine sees the changes"
+    assert int(cohorts[cohorts.month == "2026-10"].applied.iloc[0]) == 2  # the cohorts table too

@@ -66,7 +66,9 @@ for partner in marketplaces:
         stages = cohorts = pd.DataFrame()
     if not stages.empty and stages.merchants.iloc[0] > 0:
         st.caption(f"Cohort: shops that applied in {rv.period.label} · as of "
-                   f"{local_time(stages.attrs['as_of'], rv.cfg.tz)}")
+                   f"{local_time(stages.attrs['as_of'], rv.cfg.tz)}"
+                   + (" (signed with the period: later stage changes are not counted)"
+                      if stages.attrs.get("signed") else ""))
         left, right = st.columns([3, 2])
         with left:
             st.plotly_chart(funnel_chart(stages), width="stretch", key=f"funnel-{partner.id}")

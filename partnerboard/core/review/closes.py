@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection
 
 from partnerboard.core.access import User, audit, require
 from partnerboard.core.config import Config
-from partnerboard.core.metrics import kpi_engine
+from partnerboard.core.metrics import kpi_engine, merchant_funnel
 from partnerboard.core.reports import report
 from partnerboard.core.store import schema
 from partnerboard.core.vocabulary import periods, timeutil
@@ -129,7 +129,31 @@ def _freeze(conn: Connection, config: Config, period: Period, now: datetime) -> 
     frame = frame[~((frame.section == "annotation") & (frame.status == "internal"))]
     trend = live_trend(conn, config, period)
     return {"as_of": now.isoformat(), "period": period.label,
-            "report": json.loads(frame.to_json(orient="records", date_format="iso")), "trend": trend}
+            "report": json.loads(frame.to_json(orient="records", date_format="iso")), "trend": trend,
+            "funnel": _funnels(conn, config, period, now)}
+
+
+def funnel_months(period: Period) -> tuple[Period, Period]:
+    """The 12 application-month cohorts a funnel page shows: ending with the period's last month."""
+    last = periods.month_of(period.end - timedelta(days=1))
+    return periods.trailing(last, 12)[0], last
+
+
+def _funnels(conn: Connection, config: Config, period: Period, now: datetime) -> dict[str, Any]:
+    """Per marketplace partner, the period's application cohort by stage and the cohorts
+    table, as of the close: they are counted "reached by a time", so they are frozen with
+    that time."""
+    first, last = funnel_months(period)
+    out = {}
+    for partner in config.partners:
+        if partner.role != "marketplace":
+            continue
+        stages = merchant_funnel.funnel(conn, partner.id, period, config.tz, now)
+        cohorts = merchant_funnel.cohorts(conn, partner.id, first, last, config.tz, now)
+        out[partner.id] = {"as_of": now.isoformat(),
+                           "stages": json.loads(stages.to_json(orient="records", date_format="iso")),
+                           "cohorts": json.loads(cohorts.to_json(orient="records", date_format="iso"))}
+    return out
 
 
 def live_trend(conn: Connection, config: Config, period: Period, n: int = TREND_PERIODS) -> list[dict]:

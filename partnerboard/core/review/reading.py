@@ -96,3 +96,26 @@ def trend_for(conn: Connection, config: Config, period: Period,
     if signed is not None:
         return pd.DataFrame(closes.snapshot(conn, signed.id).get("trend", []), columns=columns)
     return pd.DataFrame(closes.live_trend(conn, config, period, n), columns=columns)
+
+
+def funnel_for(conn: Connection, config: Config, partner_id: str, period: Period,
+               as_of: datetime) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The merchant funnel (stages) and the application-month cohorts of ``period``:
+    as frozen with the signed snapshot (with its as-of time) where the period is signed,
+    today's as of ``as_of`` otherwise. Each frame's ``attrs`` carry ``as_of`` and
+    ``signed``."""
+    from partnerboard.core.metrics import merchant_funnel
+
+    signed = closes.latest_signed(conn, period.label) if period.kind in closes.CLOSABLE else None
+    frozen = closes.snapshot(conn, signed.id).get("funnel", {}).get(partner_id) if signed else None
+    if frozen is not None:
+        when = datetime.fromisoformat(frozen["as_of"])
+        stages, cohorts = pd.DataFrame(frozen["stages"]), pd.DataFrame(frozen["cohorts"])
+    else:
+        first, last = closes.funnel_months(period)
+        when = as_of
+        stages = merchant_funnel.funnel(conn, partner_id, period, config.tz, as_of)
+        cohorts = merchant_funnel.cohorts(conn, partner_id, first, last, config.tz, as_of)
+    for frame in (stages, cohorts):
+        frame.attrs.update(as_of=when, signed=frozen is not None)
+    return stages, cohorts
