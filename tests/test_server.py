@@ -246,17 +246,24 @@ def test_board_serves_the_page_while_probes_arrive(server: Proc, workdir: Path, 
 
 
 @pytest.mark.slow
-def test_collect_runs_headless_and_exits_0_on_sigterm(workdir: Path, tokens) -> None:
+def test_collect_runs_headless_and_exits_0_on_sigterm(workdir: Path, tokens, sim) -> None:
+    from tests.conftest import wait_until
+
     log = workdir / "collect.log"
     url = f"duckdb:///{workdir / 'c.duckdb'}"
     proc = _start(["collect", "--config", str(workdir / "partners.toml"), "--database-url", url],
                   tokens, log, workdir)
+    probed = ("marketplace:health", "marketplace:/api/offers", "payments:health", "payments:/v1/balance")
+
+    def two_rounds() -> bool:
+        assert proc.poll() is None, log.read_text()
+        served = httpx.get(f"{sim.base_url}/_sim/requests", timeout=5).json()
+        return all(served.get(k, 0) >= 2 for k in probed)
+
     try:
-        deadline = time.monotonic() + 30
-        while "collecting" not in log.read_text() and time.monotonic() < deadline:
-            assert proc.poll() is None, log.read_text()
-            time.sleep(0.2)
-        time.sleep(3)
+        # every endpoint probed twice: a SIGTERM now finishes the round it is in, so at
+        # least two rounds of probes are written, however slowly the process started
+        wait_until(two_rounds, 60, "two probe rounds of every endpoint")
     finally:
         code = _stop(proc)
     assert code == 0, log.read_text()

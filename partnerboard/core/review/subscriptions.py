@@ -27,7 +27,7 @@ from partnerboard.core.alerts import outbox
 from partnerboard.core.config import Config
 from partnerboard.core.config.subscriptions import Subscription
 from partnerboard.core.reports import report
-from partnerboard.core.review import pack, pdf, reading
+from partnerboard.core.review import reading
 from partnerboard.core.store import schema
 from partnerboard.core.vocabulary import periods, timeutil
 from partnerboard.core.vocabulary.periods import Period
@@ -85,6 +85,8 @@ class File:
 def files_for(conn: Connection, config: Config, sub: Subscription, period: Period, viewer: str,
               now: datetime) -> tuple[list[File], dict]:
     """The pack's files as ``viewer``'s side may see them, and what the message says."""
+    from partnerboard.core.review import pack, pdf  # on use: matplotlib and WeasyPrint load slowly
+
     frame = reading.report_for(conn, config, period, viewer_partner=viewer, now=now)
     out: list[File] = []
     if "pdf" in sub.attach:
