@@ -18,7 +18,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -35,7 +34,7 @@ from partnerboard.core.config import parse_config
 from partnerboard.core.store import open_store, schema
 from tests.conftest import config_dict, free_port, set_chaos, to_toml, wait_until
 from tests.receivers import start_http_receiver, start_smtp_receiver
-from tests.test_server import _env
+from tests.test_server import _start, _stop
 
 BOARD = "http://board.partnership.example"
 HMAC_KEY = "hmac-key-" + "k3y" * 8
@@ -260,12 +259,10 @@ def test_a_sigkill_mid_delivery_then_a_restart_delivers_and_the_resolved_one_fol
     config.write_text(to_toml(data))
     url = f"duckdb:///{tmp_path / 'store.duckdb'}"
     port = free_port()
-    args = [sys.executable, "-m", "partnerboard.cli", "serve", "--config", str(config), "--database-url", url,
-            "--port", str(port)]
+    args = ["serve", "--config", str(config), "--database-url", url, "--port", str(port)]
 
     def start(name: str) -> subprocess.Popen:
-        log = open(tmp_path / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
-        return subprocess.Popen(args, cwd=tmp_path, env=_env(tokens), stdout=log, stderr=subprocess.STDOUT)
+        return _start(args, tokens, tmp_path / f"{name}.log", tmp_path)
 
     board = start("first")
     try:
@@ -283,11 +280,7 @@ def test_a_sigkill_mid_delivery_then_a_restart_delivers_and_the_resolved_one_fol
         set_chaos(sim, partner="payments", mode="normal")
         resolved = hook.wait_for(lambda rs: len(rs) >= 3, 90)[2]
     finally:
-        board.send_signal(signal.SIGTERM)
-        try:
-            board.wait(30)
-        except subprocess.TimeoutExpired:
-            board.kill()
+        _stop(board, 30)
     assert first.json["kind"] == again.json["kind"] == "firing"
     assert first.headers["idempotency-key"] == again.headers["idempotency-key"]  # the same notification
     assert resolved.json["kind"] == "resolved"

@@ -9,7 +9,6 @@ import io
 import os
 import signal
 import subprocess
-import sys
 from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
@@ -24,7 +23,7 @@ from partnerboard.core.store import open_store
 from partnerboard.core.vocabulary.periods import parse
 from tests.conftest import config_dict, free_port, to_toml
 from tests.receivers import start_http_receiver, start_smtp_receiver
-from tests.test_server import _env
+from tests.test_server import _start, _stop
 
 PASSWORD = "smtp-" + "pw" * 8
 # 2026-10 ends on Sunday 1 November; its 3rd working day is Wednesday 4 November, 09:00 in
@@ -150,12 +149,10 @@ def test_a_sigkill_mid_delivery_then_the_pack_arrives_once_more_with_the_same_ke
     config = tmp_path / "partners.toml"
     config.write_text(to_toml(data))
     url = f"duckdb:///{tmp_path / 'store.duckdb'}"
-    args = [sys.executable, "-m", "partnerboard.cli", "serve", "--config", str(config), "--database-url", url,
-            "--port", str(free_port())]
+    args = ["serve", "--config", str(config), "--database-url", url, "--port", str(free_port())]
 
     def start(name: str) -> subprocess.Popen:
-        log = open(tmp_path / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
-        return subprocess.Popen(args, cwd=tmp_path, env=_env(tokens), stdout=log, stderr=subprocess.STDOUT)
+        return _start(args, tokens, tmp_path / f"{name}.log", tmp_path)
 
     board = start("first")
     try:
@@ -170,11 +167,7 @@ def test_a_sigkill_mid_delivery_then_the_pack_arrives_once_more_with_the_same_ke
     try:
         again = hook.wait_for(lambda rs: len(rs) >= 2, 120)[1]
     finally:
-        board.send_signal(signal.SIGTERM)
-        try:
-            board.wait(30)
-        except subprocess.TimeoutExpired:
-            board.kill()
+        _stop(board, 30)
     assert first.headers["idempotency-key"] == again.headers["idempotency-key"]
     assert first.json["period"] == again.json["period"]
     store = open_store(url)

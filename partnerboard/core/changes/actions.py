@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from partnerboard.core.access import User, audit, require, require_partner
+from partnerboard.core.changes.annotations import visible_to
 from partnerboard.core.config import Config, UnknownPartnerError
 from partnerboard.core.config.secrets import scrub
 from partnerboard.core.store import schema
@@ -37,12 +38,6 @@ MAX_TEXT = 2000
 
 class ActionError(ValueError):
     """A decision or action item that cannot be stored; the message names the field and the fix."""
-
-
-def _visible(table: sa.Table, viewer_partner: str | None) -> sa.ColumnElement:
-    if viewer_partner is None:
-        return sa.true()
-    return sa.or_(table.c.visibility == "shared", table.c.author_partner == viewer_partner)
 
 
 def _review(label: str) -> str:
@@ -166,7 +161,7 @@ def set_status(conn: Connection, item_id: str, status: str, *, actor: User | Non
     assert actor is not None
     if status not in STATUSES:
         raise ActionError(f"status must be one of {', '.join(STATUSES)}")
-    row = conn.execute(sa.select(ai).where(ai.c.id == item_id, _visible(ai, actor.partner_id))).first()
+    row = conn.execute(sa.select(ai).where(ai.c.id == item_id, visible_to(actor.partner_id, ai))).first()
     if row is None:
         return False
     if row.owner_partner is not None:
@@ -182,14 +177,14 @@ def set_status(conn: Connection, item_id: str, status: str, *, actor: User | Non
 
 
 def decisions(conn: Connection, review: str, *, viewer_partner: str | None) -> pd.DataFrame:
-    q = (sa.select(dc).where(dc.c.review == review, _visible(dc, viewer_partner))
+    q = (sa.select(dc).where(dc.c.review == review, visible_to(viewer_partner, dc))
          .order_by(dc.c.day, dc.c.created_at))
     return pd.DataFrame(conn.execute(q).mappings().all(), columns=[c.name for c in dc.columns])
 
 
 def items(conn: Connection, review: str | None = None, *, viewer_partner: str | None) -> pd.DataFrame:
     """Action items (of one review, or all), as the reader may see them, oldest first."""
-    q = sa.select(ai).where(_visible(ai, viewer_partner)).order_by(ai.c.due, ai.c.created_at)
+    q = sa.select(ai).where(visible_to(viewer_partner, ai)).order_by(ai.c.due, ai.c.created_at)
     if review is not None:
         q = q.where(ai.c.review == review)
     return pd.DataFrame(conn.execute(q).mappings().all(), columns=[c.name for c in ai.columns])

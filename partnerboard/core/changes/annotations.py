@@ -98,12 +98,14 @@ def delete(conn: Connection, annotation_id: str, *, actor: User | None, ip: str 
     return True
 
 
-def visible_to(viewer_partner: str | None) -> sa.ColumnElement:
+def visible_to(viewer_partner: str | None, table: sa.Table = an) -> sa.ColumnElement:
     """Shared notes for everyone; internal notes only for the author's partner.
-    ``viewer_partner=None`` is a user of both partners (sees everything)."""
+    ``viewer_partner=None`` is a user of both partners (sees everything). ``table``: any
+    table with ``visibility`` and ``author_partner`` (decisions and action items follow
+    the same rule)."""
     if viewer_partner is None:
         return sa.true()
-    return sa.or_(an.c.visibility == "shared", an.c.author_partner == viewer_partner)
+    return sa.or_(table.c.visibility == "shared", table.c.author_partner == viewer_partner)
 
 
 def between(conn: Connection, start: date, end: date, *, viewer_partner: str | None = None,

@@ -73,22 +73,36 @@ def build(conn: Connection, config: Config, period: Period, *, partner_id: str |
             "detail": "measured by our probes" if r["origin"] == "measured"
             else "reported by the partner",
         })
+    rows += annotation_rows(conn, config, period, viewer_partner=viewer_partner, partner_id=partner_id)
+    if governance:
+        rows += governance_rows(conn, config, period, viewer_partner=viewer_partner, partner_id=partner_id)
+    df = pd.DataFrame(rows, columns=list(COLUMNS))
+    df.attrs.update(period=period.label, as_of=now, partner_id=partner_id)
+    return df
+
+
+def annotation_rows(conn: Connection, config: Config, period: Period, *, viewer_partner: str | None,
+                    partner_id: str | None = None, internal_only: bool = False,
+                    note: str = "") -> list[dict[str, Any]]:
+    """The period's notes as the reader may see them (section ``annotation``); with
+    ``partner_id``, that partner's and the partnership's. ``internal_only``: just the
+    reader's internal ones (a signed report adds them live, ``note`` saying so)."""
+    names = {p.id: p.name for p in config.partners}
     notes = annotations.between(conn, period.start, period.end, viewer_partner=viewer_partner)
+    if internal_only:
+        notes = notes[notes.visibility == "internal"]
     if partner_id is not None:
         notes = notes[notes.partner_id.isna() | (notes.partner_id == partner_id)]
+    rows = []
     for r in notes.to_dict("records"):
         pid = None if pd.isna(r["partner_id"]) else r["partner_id"]
         rows.append({
             "section": "annotation", "partner_id": pid, "partner": names.get(pid, "both"),
             "period": period.label, "item": r["kpi"] if isinstance(r["kpi"], str) else "",
             "name": r["text"], "started_at": r["day"].isoformat(),
-            "status": r["visibility"], "detail": f"by {r['author']}",
+            "status": r["visibility"], "detail": f"by {r['author']}{note}",
         })
-    if governance:
-        rows += governance_rows(conn, config, period, viewer_partner=viewer_partner, partner_id=partner_id)
-    df = pd.DataFrame(rows, columns=list(COLUMNS))
-    df.attrs.update(period=period.label, as_of=now, partner_id=partner_id)
-    return df
+    return rows
 
 
 def governance_rows(conn: Connection, config: Config, period: Period, *, viewer_partner: str | None,

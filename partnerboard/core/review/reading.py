@@ -18,7 +18,6 @@ from datetime import datetime
 import pandas as pd
 from sqlalchemy.engine import Connection
 
-from partnerboard.core.changes import annotations
 from partnerboard.core.config import Config
 from partnerboard.core.reports import report
 from partnerboard.core.review import closes, restatements
@@ -62,16 +61,8 @@ def report_for(conn: Connection, config: Config, period: Period, *, partner_id: 
         hit = (frame.partner_id == r.partner_id) & (frame.section == r.section) & (frame.item == r.item)
         frame.loc[hit, "restated_value"] = r.now
         frame.loc[hit, "restatement"] = (None if r.now is None or r.signed is None else r.now - r.signed)
-    own = annotations.between(conn, period.start, period.end, viewer_partner=viewer_partner)
-    own = own[own.visibility == "internal"]
-    if partner_id is not None:
-        own = own[own.partner_id.isna() | (own.partner_id == partner_id)]
-    names = {p.id: p.name for p in config.partners}
-    notes = [{"section": "annotation", "partner_id": None if pd.isna(n.partner_id) else n.partner_id,
-              "partner": names.get(n.partner_id, "both") if isinstance(n.partner_id, str) else "both",
-              "period": period.label, "item": n.kpi if isinstance(n.kpi, str) else "", "name": n.text,
-              "started_at": n.day.isoformat(), "status": "internal", "detail": f"by {n.author} (not signed)"}
-             for n in own.itertuples()]
+    notes = report.annotation_rows(conn, config, period, viewer_partner=viewer_partner, partner_id=partner_id,
+                                   internal_only=True, note=" (not signed)")
     detail = signed.describe(config)
     changed = int(restated.shape[0])
     if changed:
