@@ -1,4 +1,6 @@
-"""Shared fixtures: a real simulator on loopback, a real DuckDB file, a real config."""
+"""Shared fixtures: a real simulator on loopback, a real store (a DuckDB file, or a database
+of its own on a real PostgreSQL server with ``PARTNERBOARD_TEST_STORE=postgresql``), a real
+config."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from partnerboard.simulator.server import SECRET_ENV, RunningSimulator, start_in
 
 from partnerboard.core import store as store_mod
 from partnerboard.core.config import Config, parse_config
+from tests import postgres_server
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -102,9 +105,34 @@ def with_changes(data: dict[str, Any], **changes: Any) -> dict[str, Any]:
     return out
 
 
+BACKEND = postgres_server.backend()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests of DuckDB's own rules (one process owns the file) run on DuckDB only."""
+    if BACKEND == "duckdb":
+        return
+    skip = pytest.mark.skip(reason="about DuckDB's single-owner file (PARTNERBOARD_TEST_STORE=duckdb)")
+    for item in items:
+        if "duckdb_only" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_postgres() -> Iterator[None]:
+    """The PostgreSQL server (when the suite runs on it) ends with the session."""
+    yield
+    if BACKEND == "postgresql":
+        store_mod.close_all()
+        postgres_server.stop_shared()
+
+
+db_url_for = postgres_server.db_url_for
+
+
 @pytest.fixture()
 def db_url(tmp_path: Path) -> str:
-    return f"duckdb:///{tmp_path / 'store.duckdb'}"
+    return db_url_for(tmp_path / "store.duckdb")
 
 
 @pytest.fixture()
@@ -292,7 +320,7 @@ def collected_demo(tmp_path_factory, tokens) -> Iterator[tuple[str, Path]]:
                           now=datetime.fromisoformat(FROZEN_NOW))
     cfg = tmp / "partners.toml"
     cfg.write_text(config_toml(sim.base_url))
-    url = f"duckdb:///{tmp / 'demo.duckdb'}"
+    url = db_url_for(tmp / "demo.duckdb")
     with pytest.MonkeyPatch.context() as mp:
         for key, env in SECRET_ENV.items():
             mp.setenv(env, tokens[key])

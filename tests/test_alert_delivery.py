@@ -32,7 +32,7 @@ from partnerboard import background
 from partnerboard.core.alerts import outbox
 from partnerboard.core.config import parse_config
 from partnerboard.core.store import open_store, schema
-from tests.conftest import config_dict, free_port, set_chaos, to_toml, wait_until
+from tests.conftest import config_dict, db_url_for, free_port, set_chaos, to_toml, wait_until
 from tests.receivers import start_http_receiver, start_smtp_receiver
 from tests.test_server import _start, _stop
 
@@ -257,7 +257,7 @@ def test_a_sigkill_mid_delivery_then_a_restart_delivers_and_the_resolved_one_fol
                       "routes": [{"rules": ["endpoint_down"], "receivers": ["hook"]}]}
     config = tmp_path / "partners.toml"
     config.write_text(to_toml(data))
-    url = f"duckdb:///{tmp_path / 'store.duckdb'}"
+    url = db_url_for(tmp_path / 'store.duckdb')
     port = free_port()
     args = ["serve", "--config", str(config), "--database-url", url, "--port", str(port)]
 

@@ -17,7 +17,7 @@ from partnerboard.core.alerts import evaluation, silences
 from partnerboard.core.config import load_config
 from partnerboard.core.store import schema
 from partnerboard.core.vocabulary import timeutil
-from tests.conftest import config_dict, open_page, to_toml
+from tests.conftest import config_dict, db_url_for, open_page, to_toml
 from tests.receivers import start_http_receiver
 from tests.test_server import _env
 
@@ -173,7 +173,7 @@ def test_alerts_list_shows_firing_alerts_and_silences(tmp_path, tokens) -> None:
 
     config = tmp_path / "partners.toml"
     config.write_text(to_toml(_alerting("http://127.0.0.1:9")))
-    url = f"duckdb:///{tmp_path / 'store.duckdb'}"
+    url = db_url_for(tmp_path / 'store.duckdb')
     cfg = load_config(config)
     store = open_store(url)
     now = timeutil.utcnow()

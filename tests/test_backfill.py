@@ -21,7 +21,7 @@ from partnerboard.simulator.server import SECRET_ENV
 
 from partnerboard.core import store as store_mod
 from partnerboard.core.store import schema
-from tests.conftest import config_toml, set_chaos, truth
+from tests.conftest import config_toml, db_url_for, set_chaos, truth
 
 
 def _env(tokens: dict[str, str]) -> dict[str, str]:
@@ -78,7 +78,7 @@ def _wait_for_line(lines: queue.Queue[str | None], pattern: str, timeout: float)
 def test_sigkill_mid_backfill_then_rerun_equals_truth(bsim, tokens, tmp_path: Path) -> None:
     cfg = tmp_path / "partners.toml"
     cfg.write_text(config_toml(bsim.base_url))
-    url = f"duckdb:///{tmp_path / 'b.duckdb'}"
+    url = db_url_for(tmp_path / 'b.duckdb')
     set_chaos(bsim, partner="marketplace", extra_latency_ms=60)
     args = [sys.executable, "-m", "partnerboard.cli", "backfill", "--source", "marketplace_orders",
             "--since", "2026-05-01", "--config", str(cfg), "--database-url", url]
@@ -116,7 +116,7 @@ def test_backfill_refuses_an_unknown_source(tmp_path: Path, bsim, tokens) -> Non
     cfg.write_text(config_toml(bsim.base_url))
     res = subprocess.run([sys.executable, "-m", "partnerboard.cli", "backfill", "--source", "ordrs",
                           "--since", "2026-01-01", "--config", str(cfg), "--database-url",
-                          f"duckdb:///{tmp_path / 'x.duckdb'}"],
+                          db_url_for(tmp_path / 'x.duckdb')],
                          env=_env(tokens), capture_output=True, text=True, timeout=60)
     assert res.returncode == 1
     assert "unknown source 'ordrs'" in res.stderr and "marketplace_orders" in res.stderr

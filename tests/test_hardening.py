@@ -28,6 +28,7 @@ from tests.conftest import (
     ADMIN_EMAIL,
     REPO,
     config_dict,
+    db_url_for,
     free_port,
     launch_chromium,
     open_page,
@@ -90,7 +91,7 @@ def start_board(workdir: Path, sim_url: str, secrets: dict[str, str], *, access:
         data["server"] = server
     cfg = workdir / "partners.toml"
     cfg.write_text(to_toml(data))
-    db = f"duckdb:///{workdir / 'board.duckdb'}"
+    db = db_url_for(workdir / 'board.duckdb')
     config, tokens = load_config(cfg), {}
     with store_mod.open_store(db).engine.begin() as conn:  # before serve owns the file
         for email, (role, partner) in PEOPLE.items():
@@ -219,7 +220,7 @@ def test_1_the_cli_shows_the_same_refusal_and_lists_both_partners_as_both(tmp_pa
     """`users list` said `nan` for a person of both partners (item 12)."""
     cfg = tmp_path / "partners.toml"
     cfg.write_text(to_toml(config_dict(sim.base_url, access={"mode": "builtin"})))
-    common = ["--config", str(cfg), "--database-url", f"duckdb:///{tmp_path / 'cli.duckdb'}"]
+    common = ["--config", str(cfg), "--database-url", db_url_for(tmp_path / 'cli.duckdb')]
     cli = [sys.executable, "-m", "partnerboard.cli", "users"]
     for args in (["add", "both@partnership.example", "--role", "admin", "--partner", "both"],
                  ["add", "pv@paygate.example", "--role", "viewer", "--partner", "payments"]):

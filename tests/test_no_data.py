@@ -21,7 +21,7 @@ from partnerboard.core.metrics import kpi_engine
 from partnerboard.core.reports import report
 from partnerboard.core.store import coverage
 from partnerboard.core.vocabulary.periods import parse
-from tests.conftest import config_dict, free_port, open_page, to_toml
+from tests.conftest import config_dict, db_url_for, free_port, open_page, to_toml
 from tests.test_server import _start, _stop, _wait_healthy, provision
 
 RETURNS_KPIS = ("returns_cost_total", "returns_cost_per_order", "return_rate")
@@ -36,7 +36,7 @@ def collected(bsim, tmp_path, monkeypatch, env_tokens):
     market["sources"] = [s for s in market["sources"] if s["resource"] != "returns"]
     cfg = tmp_path / "partners.toml"
     cfg.write_text(to_toml(data))
-    db = f"duckdb:///{tmp_path / 'store.duckdb'}"
+    db = db_url_for(tmp_path / 'store.duckdb')
     config = load_config(cfg)
     store = store_mod.open_store(db)
     for source in ("marketplace_orders", "marketplace_traffic", "payments_charges", "payments_refunds"):

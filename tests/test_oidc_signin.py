@@ -23,7 +23,7 @@ import pytest
 
 from partnerboard.core import store as store_mod
 from partnerboard.core.access import audit, cli_user
-from tests.conftest import config_toml, free_port, launch_chromium
+from tests.conftest import config_toml, db_url_for, free_port, launch_chromium
 from tests.oidc_provider import (
     ProviderNotInstalled,
     RunningProvider,
@@ -109,7 +109,7 @@ def oidc_board(tmp_path: Path, sim, tokens: dict[str, str]) -> Iterator[tuple[Bo
     try:
         (tmp_path / "partners.toml").write_text(config_toml(sim.base_url, access=ACCESS))
         write_auth_secrets(tmp_path, provider)
-        db_url = f"duckdb:///{tmp_path / 'board.duckdb'}"
+        db_url = db_url_for(tmp_path / 'board.duckdb')
         common = ["--config", str(tmp_path / "partners.toml"), "--database-url", db_url]
         _cli(["users", "add", BOSS, "--role", "admin", "--partner", "payments", "--oidc", *common],
              tmp_path, tokens)

@@ -29,7 +29,7 @@ from partnerboard.core.changes import run_now
 from partnerboard.core.config import load_config, parse_config
 from partnerboard.core.store import schema
 from partnerboard.core.vocabulary import timeutil
-from tests.conftest import config_dict, open_page, set_chaos, to_toml
+from tests.conftest import config_dict, db_url_for, open_page, set_chaos, to_toml
 
 ADMIN = cli_user()
 
@@ -174,7 +174,7 @@ def test_collect_once_source_runs_exactly_the_named_sources(tmp_path: Path, bsim
     cfg.write_text(to_toml(config_dict(bsim.base_url)))
     db = tmp_path / "cli.duckdb"
     base = [sys.executable, "-m", "partnerboard.cli", "collect", "--once", "--config", str(cfg),
-            "--database-url", f"duckdb:///{db}"]
+            "--database-url", db_url_for(db)]
 
     def collect(*sources: str) -> subprocess.CompletedProcess:
         args = [a for s in sources for a in ("--source", s)]
@@ -195,7 +195,7 @@ def test_collect_once_source_runs_exactly_the_named_sources(tmp_path: Path, bsim
     assert two.returncode == 0, two.stderr
     assert "collected: 2 runs ok, 0 degraded, 0 failed" in two.stdout
 
-    url = f"duckdb:///{db}"
+    url = db_url_for(db)
     s = store_mod.open_store(url)
     try:
         with s.engine.connect() as conn:

@@ -24,7 +24,7 @@ from partnerboard.core.config import load_config
 from partnerboard.core.reports import report
 from partnerboard.core.store import quarantine
 from partnerboard.core.vocabulary.periods import parse
-from tests.conftest import REPO, config_toml, launch_chromium, open_page
+from tests.conftest import REPO, config_toml, db_url_for, launch_chromium, open_page
 from tests.test_server import (
     BUILTIN,
     _env,
@@ -144,7 +144,7 @@ def test_partner_internal_notes_stay_with_their_partner(page_env, store) -> None
 def secured(tmp_path: Path, sim, tokens):
     access = BUILTIN | {"lockout_after": 3, "lockout_minutes": 5}
     (tmp_path / "partners.toml").write_text(config_toml(sim.base_url, access=access))
-    db = f"duckdb:///{tmp_path / 'board.duckdb'}"
+    db = db_url_for(tmp_path / 'board.duckdb')
     viewer = provision(tmp_path / "partners.toml", db, tokens, tmp_path, "viv@paygate.example", "viewer",
                        "payments")
     editor = provision(tmp_path / "partners.toml", db, tokens, tmp_path, "ed@marketplace.example",
@@ -198,7 +198,7 @@ def test_the_server_refuses_what_the_role_does_not_allow(secured) -> None:
     assert "HttpOnly" in cookie and "SameSite=lax" in cookie and viewer.password not in cookie
 
     assert _stop(server.proc) == 0
-    url = f"duckdb:///{Path(server.log).parent / 'board.duckdb'}"
+    url = db_url_for(Path(server.log).parent / 'board.duckdb')
     try:
         with store_mod.open_store(url).engine.connect() as conn:
             log = audit.entries(conn, reader=cli_user())
@@ -303,14 +303,14 @@ def test_a_planted_token_appears_in_no_output(tmp_path: Path, sim, tokens) -> No
     outputs["serve log"] = server.output()
     cli = [sys.executable, "-m", "partnerboard.cli"]
     common = ["--config", str(tmp_path / "partners.toml"), "--database-url",
-              f"duckdb:///{tmp_path / 'board.duckdb'}"]
+              db_url_for(tmp_path / 'board.duckdb')]
     once = subprocess.run([*cli, "collect", "--once", *common], capture_output=True, text=True,
                           env=_env(wrong), timeout=180)
     outputs["collect"] = once.stdout + once.stderr
     export = subprocess.run([*cli, "export", "--period", "2026-10", "--out", "-", *common],
                             capture_output=True, text=True, env=_env(wrong), timeout=120)
     outputs["export"] = export.stdout + export.stderr
-    url = f"duckdb:///{tmp_path / 'board.duckdb'}"
+    url = db_url_for(tmp_path / 'board.duckdb')
     try:
         with store_mod.open_store(url).engine.connect() as conn:
             outputs["runs"] = pd.read_sql("select * from collector_runs", conn).to_csv()

@@ -23,7 +23,7 @@ from partnerboard.simulator.server import SECRET_ENV
 
 from partnerboard.core import store as store_mod
 from partnerboard.core.store import schema
-from tests.conftest import REPO, config_toml, free_port, launch_chromium
+from tests.conftest import REPO, config_toml, db_url_for, free_port, launch_chromium
 
 ARTIFACTS = REPO / "test-artifacts"
 
@@ -152,7 +152,7 @@ def start_server(workdir: Path, tokens: dict[str, str]) -> Proc:
     """`partnerboard serve` on workdir's config and a new DuckDB file, with an admin."""
     port = free_port()
     log = workdir / "serve.log"
-    db = f"duckdb:///{workdir / 'board.duckdb'}"
+    db = db_url_for(workdir / 'board.duckdb')
     account = provision(workdir / "partners.toml", db, tokens, workdir)
     proc = _start(["serve", "--config", str(workdir / "partners.toml"), "--database-url", db,
                    "--port", str(port)], tokens, log, workdir)
@@ -218,7 +218,7 @@ def test_board_serves_the_page_while_probes_arrive(server: Proc, workdir: Path, 
     # `collect` refuses to run against the file `serve` owns, naming the owner.
     res = subprocess.run(
         [sys.executable, "-m", "partnerboard.cli", "collect", "--once", "--config",
-         str(workdir / "partners.toml"), "--database-url", f"duckdb:///{workdir / 'board.duckdb'}"],
+         str(workdir / "partners.toml"), "--database-url", db_url_for(workdir / 'board.duckdb')],
         capture_output=True, text=True, env=_env(tokens), timeout=60)
     assert res.returncode == 1
     assert "already owned by `partnerboard serve`" in res.stderr
@@ -229,7 +229,7 @@ def test_board_serves_the_page_while_probes_arrive(server: Proc, workdir: Path, 
     assert "board stopped" in log
     for token in tokens.values():
         assert token not in log
-    url = f"duckdb:///{workdir / 'board.duckdb'}"
+    url = db_url_for(workdir / 'board.duckdb')
     s = store_mod.open_store(url)
     try:
         with s.engine.connect() as conn:
@@ -250,7 +250,7 @@ def test_collect_runs_headless_and_exits_0_on_sigterm(workdir: Path, tokens, sim
     from tests.conftest import wait_until
 
     log = workdir / "collect.log"
-    url = f"duckdb:///{workdir / 'c.duckdb'}"
+    url = db_url_for(workdir / 'c.duckdb')
     proc = _start(["collect", "--config", str(workdir / "partners.toml"), "--database-url", url],
                   tokens, log, workdir)
     probed = ("marketplace:health", "marketplace:/api/offers", "payments:health", "payments:/v1/balance")
@@ -283,7 +283,7 @@ def test_collect_runs_headless_and_exits_0_on_sigterm(workdir: Path, tokens, sim
 
 
 def test_collect_once_reports_failures_with_exit_code(workdir: Path, tokens) -> None:
-    url = f"duckdb:///{workdir / 'o.duckdb'}"
+    url = db_url_for(workdir / 'o.duckdb')
     args = [sys.executable, "-m", "partnerboard.cli", "collect", "--once", "--config",
             str(workdir / "partners.toml"), "--database-url", url]
     ok = subprocess.run(args, capture_output=True, text=True, env=_env(tokens), timeout=120)
@@ -312,7 +312,7 @@ def test_collect_once_reports_failures_with_exit_code(workdir: Path, tokens) -> 
     naive.write_text(to_toml(data))
     degraded = subprocess.run([sys.executable, "-m", "partnerboard.cli", "collect", "--once", "--source",
                                "marketplace_orders", "--config", str(naive),
-                               "--database-url", f"duckdb:///{workdir / 'naive.duckdb'}"],
+                               "--database-url", db_url_for(workdir / 'naive.duckdb')],
                               capture_output=True, text=True, env=_env(tokens), timeout=120)
     assert degraded.returncode == 1, degraded.stdout + degraded.stderr
     assert "collected: 0 runs ok, 1 degraded, 0 failed" in degraded.stdout
@@ -362,7 +362,7 @@ def test_live_board_equals_the_report_route_and_export_goes_through_the_server(s
     out = workdir / "report.csv"
     export = [sys.executable, "-m", "partnerboard.cli", "export", "--period", period, "--out", str(out),
               "--config", str(workdir / "partners.toml"),
-              "--database-url", f"duckdb:///{workdir / 'board.duckdb'}"]
+              "--database-url", db_url_for(workdir / 'board.duckdb')]
     anonymous = subprocess.run(export, capture_output=True, text=True, env=_env(tokens), timeout=120)
     assert anonymous.returncode == 1 and "PARTNERBOARD_API_TOKEN" in anonymous.stderr
     assert "Could not set lock" not in anonymous.stderr and not out.exists()
@@ -419,7 +419,7 @@ def test_run_now_on_the_data_page_of_serve_records_a_manual_run(server: Proc, wo
             break
         time.sleep(0.3)
     assert _stop(server.proc) == 0
-    url = f"duckdb:///{workdir / 'board.duckdb'}"
+    url = db_url_for(workdir / 'board.duckdb')
     s = store_mod.open_store(url)
     try:
         with s.engine.connect() as conn:

@@ -129,6 +129,7 @@ def test_newer_schema_is_refused_with_a_clear_message(db_url: str) -> None:
     store_mod.close_all()
 
 
+@pytest.mark.duckdb_only
 def test_second_owner_is_refused_naming_the_first(tmp_path: Path) -> None:
     db = tmp_path / "x.duckdb"
     first = acquire(db, "serve", "http://127.0.0.1:8501")
@@ -152,6 +153,7 @@ def test_second_owner_is_refused_naming_the_first(tmp_path: Path) -> None:
     again.release()
 
 
+@pytest.mark.duckdb_only
 def test_store_held_by_another_process_gives_a_readable_error(db_url: str, tmp_path: Path) -> None:
     holder = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(f"""

@@ -21,7 +21,7 @@ from partnerboard.core.config import parse_config
 from partnerboard.core.review import subscriptions
 from partnerboard.core.store import open_store
 from partnerboard.core.vocabulary.periods import parse
-from tests.conftest import config_dict, free_port, to_toml
+from tests.conftest import config_dict, db_url_for, free_port, to_toml
 from tests.receivers import start_http_receiver, start_smtp_receiver
 from tests.test_server import _start, _stop
 
@@ -148,7 +148,7 @@ def test_a_sigkill_mid_delivery_then_the_pack_arrives_once_more_with_the_same_ke
         p.pop("statuspage", None)
     config = tmp_path / "partners.toml"
     config.write_text(to_toml(data))
-    url = f"duckdb:///{tmp_path / 'store.duckdb'}"
+    url = db_url_for(tmp_path / 'store.duckdb')
     args = ["serve", "--config", str(config), "--database-url", url, "--port", str(free_port())]
 
     def start(name: str) -> subprocess.Popen:

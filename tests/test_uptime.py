@@ -14,6 +14,7 @@ from partnerboard.core import store as store_mod
 from partnerboard.core.metrics import health
 from partnerboard.core.store import schema
 from partnerboard.core.vocabulary import timeutil
+from tests.conftest import db_url_for
 
 T0 = datetime(2026, 3, 29, 0, 0, tzinfo=UTC)  # a DST-change day in Europe; storage is UTC
 
@@ -159,7 +160,7 @@ def test_status_history_takes_the_worst_state_per_bucket(store) -> None:
 @pytest.fixture(scope="module")
 def shared_store(tmp_path_factory):
     """One store for many hypothesis examples (each example empties it first)."""
-    url = f"duckdb:///{tmp_path_factory.mktemp('prop') / 'store.duckdb'}"
+    url = db_url_for(tmp_path_factory.mktemp('prop') / 'store.duckdb')
     s = store_mod.open_store(url)
     yield s
     store_mod.close_store(url)
