@@ -16,7 +16,7 @@ from partnerboard.collectors.probes import ProbeResult
 from sqlalchemy.engine import Connection
 
 from partnerboard.core.config import Endpoint
-from partnerboard.core.store import probe_links, runs, schema
+from partnerboard.core.store import probe_links, runs, schema, upsert
 from partnerboard.core.vocabulary import timeutil
 
 es = schema.endpoint_state
@@ -60,13 +60,8 @@ def _save(conn: Connection, partner_id: str, endpoint_id: str, s: EndpointStatus
         "last_probe_at": timeutil.to_db(s.last_probe_at) if s.last_probe_at else None,
         "last_ok_at": timeutil.to_db(s.last_ok_at) if s.last_ok_at else None,
     }
-    if existed:
-        conn.execute(
-            es.update().where(es.c.partner_id == partner_id, es.c.endpoint_id == endpoint_id)
-            .values(**values)
-        )
-    else:
-        conn.execute(es.insert().values(partner_id=partner_id, endpoint_id=endpoint_id, **values))
+    upsert.put(conn, es, {"partner_id": partner_id, "endpoint_id": endpoint_id, **values},
+               key=("partner_id", "endpoint_id"))
 
 
 def write_results(

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, ValidationError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
 from partnerboard.core.config import Partner
@@ -105,11 +106,18 @@ def store_incidents(
             )
         ).mappings().first()
         if existing is None:
-            conn.execute(inc.insert().values(
+            # ON CONFLICT on uq_incidents_source_key: another process that stored this
+            # incident a moment ago wins; it is then compared as an existing row below.
+            added = conn.execute(pg_insert(inc).values(
                 id=str(uuid.uuid4()), first_run_id=run_id, last_run_id=run_id, **row
-            ))
-            counts["inserted"] += 1
-        elif any(existing[k] != row[k] for k in _COMPARED):
+            ).on_conflict_do_nothing().returning(inc.c.id)).first()
+            if added is not None:
+                counts["inserted"] += 1
+                continue
+            existing = conn.execute(sa.select(inc).where(
+                inc.c.partner_id == partner_id, inc.c.origin == "reported",
+                inc.c.external_id == item.id)).mappings().one()
+        if any(existing[k] != row[k] for k in _COMPARED):
             conn.execute(inc.update().where(inc.c.id == existing["id"]).values(
                 last_run_id=run_id, **row
             ))

@@ -216,8 +216,32 @@ def _stamp(conn: Connection, version: int) -> None:
     )
 
 
+# pg_advisory_lock key of the schema upgrade ("PBMI"): one process migrates at a time.
+MIGRATION_LOCK = 0x50424D49
+
+
 def upgrade(engine: Engine, target: int = LATEST) -> tuple[int, int]:
-    """Bring the database to ``target``; returns (version before, version after)."""
+    """Bring the database to ``target``; returns (version before, version after).
+
+    On PostgreSQL several processes may open a new or older database at the same moment
+    (N ``serve`` + M ``collect`` started together): each waits for a session-level
+    advisory lock, held on a connection of its own for the whole upgrade, so exactly one
+    creates or upgrades the tables and the others then find the latest version. (Without
+    it, concurrent ``create_all`` calls collide in PostgreSQL's catalog.) DuckDB needs no
+    lock: one process owns the file."""
+    if engine.dialect.name != "postgresql":
+        return _upgrade(engine, target)
+    with engine.connect() as lock:
+        lock.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK})")
+        lock.commit()
+        try:
+            return _upgrade(engine, target)
+        finally:
+            lock.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_LOCK})")
+            lock.commit()
+
+
+def _upgrade(engine: Engine, target: int) -> tuple[int, int]:
     with engine.begin() as conn:
         before = current_version(conn)
         if before > LATEST:

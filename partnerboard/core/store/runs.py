@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from partnerboard.core.config.secrets import scrub
-from partnerboard.core.store import schema
+from partnerboard.core.store import schema, upsert
 from partnerboard.core.vocabulary import timeutil
 
 runs = schema.collector_runs
@@ -104,13 +104,9 @@ def abandon_running(engine: Engine) -> int:
 
 def set_watermark(conn: Connection, source: str, value: str, run_id: str) -> None:
     """Record the highest cursor committed for a source, inside the caller's transaction."""
-    wm = schema.watermarks
-    now = timeutil.to_db(timeutil.utcnow())
-    updated = conn.execute(
-        wm.update().where(wm.c.source == source).values(value=value, updated_at=now, run_id=run_id)
-    ).rowcount
-    if not updated:
-        conn.execute(wm.insert().values(source=source, value=value, updated_at=now, run_id=run_id))
+    upsert.put(conn, schema.watermarks, {"source": source, "value": value, "run_id": run_id,
+                                          "updated_at": timeutil.to_db(timeutil.utcnow())},
+               key=("source",))
 
 
 def get_watermark(conn: Connection, source: str) -> str | None:

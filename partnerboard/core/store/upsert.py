@@ -1,9 +1,13 @@
 """Idempotent writes: insert new keys, update changed rows, leave equal rows alone.
 
-Written with plain SELECT / UPDATE / INSERT so it behaves the same on DuckDB and
-PostgreSQL (their ON CONFLICT dialects differ in what they report back). Re-reading
-a page, a run or a look-back window therefore changes nothing but genuinely updated
-fields, and the counts say exactly how many rows changed.
+Re-reading a page, a run or a look-back window changes nothing but genuinely updated
+fields, and the counts say exactly how many rows changed. Safe with several processes on
+one PostgreSQL: new rows go in with ``INSERT … ON CONFLICT DO NOTHING`` (DuckDB's dialect
+speaks the same clause), so a key another process inserted a moment earlier is not an
+error; it is read back and compared like any existing row. Single-row "insert or
+replace" writes (watermarks, coverage, endpoint state) use ``put`` (``ON CONFLICT DO
+UPDATE``), never "update, then insert if nothing was updated", which two processes can
+both take to the insert.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
 CHUNK = 500
@@ -91,5 +96,34 @@ def upsert(
         else:
             counts.unchanged += 1
     if inserts:
-        conn.execute(table.insert(), inserts)
+        raced = insert_new(conn, table, inserts, [*key, *scope])
+        if raced:  # another process inserted these keys first: compare them as existing rows
+            counts.inserted -= len(raced)
+            again = upsert(conn, table, [{c: r[c] for c in rows[0]} for r in raced],
+                           key=key, scope=scope, stamp=stamp)
+            counts.add(again)
     return counts
+
+
+def insert_new(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]],
+               key: Sequence[str]) -> list[dict[str, Any]]:
+    """Insert ``rows``, skipping any whose key is already stored (another process's insert),
+    one statement per chunk. Returns the rows that were skipped, or ``[]``."""
+    skipped: list[dict[str, Any]] = []
+    for start in range(0, len(rows), CHUNK):
+        chunk = rows[start:start + CHUNK]
+        stmt = pg_insert(table).values(list(chunk)).on_conflict_do_nothing()
+        done = {tuple(r) for r in conn.execute(stmt.returning(*(table.c[k] for k in key)))}
+        if len(done) < len(chunk):
+            skipped += [r for r in chunk if tuple(_normal(r[k]) for k in key) not in done]
+    return skipped
+
+
+def put(conn: Connection, table: sa.Table, values: dict[str, Any], *, key: Sequence[str]) -> None:
+    """Insert one row or, if its ``key`` is stored already, overwrite its other columns:
+    atomically (``INSERT … ON CONFLICT (key) DO UPDATE``), so two processes writing the
+    same key at once both succeed and the last one wins."""
+    values = {c: _normal(v) for c, v in values.items()}
+    stmt = pg_insert(table).values(**values)
+    conn.execute(stmt.on_conflict_do_update(
+        index_elements=list(key), set_={c: stmt.excluded[c] for c in values if c not in key}))
