@@ -6,15 +6,22 @@ Every job runs with ``max_instances=1`` (a slow run is never overlapped by the n
 whenever the thread pool is briefly busy). Each job has its own worker thread, so a
 hanging partner holds only its own job.
 
-"Run now" (``SchedulerRunner``, registered in ``partnerboard.core.changes.run_now`` by the
-server) moves a job's next run time to now instead of starting a second copy, so a
-run asked for by a person goes through the same worker thread, the same
-``max_instances=1`` and the same run record as a scheduled one, marked ``manual``.
+Several processes may run this schedule on one PostgreSQL (``serve`` replicas, ``collect``
+on another host). Every firing first claims its job in the store (``job_claims``): only
+one process runs each job per interval and never two runs of a source at once; when the
+process that usually wins dies, the next firing elsewhere takes over.
+
+"Run now" is a row in ``run_requests`` (``core.changes.run_now``), written by a page in
+any process. Each second the ``collect:requests`` job takes the queued requests for this
+schedule's jobs and moves the job's next run time to now instead of starting a second
+copy, so a run asked for by a person goes through the same worker thread, the same
+claim and the same run record as a scheduled one, marked ``manual``.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -24,16 +31,20 @@ from typing import Any
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.triggers.interval import IntervalTrigger
 from partnerboard.collectors.jobs import probe_groups, run_probes, run_statuspage
 from partnerboard.collectors.probe_process import ProbeProcess
 from partnerboard.collectors.sources import run_source
 
-from partnerboard.core.changes.run_now import Outcome, RunNowResult, RunNowUnavailable, UnknownSourceError
+from partnerboard.core.changes import run_now
+from partnerboard.core.changes.run_now import UnknownSourceError
 from partnerboard.core.config import Config
-from partnerboard.core.store import Store
+from partnerboard.core.config.secrets import scrub
+from partnerboard.core.store import Store, job_claims, processes
 from partnerboard.core.vocabulary import timeutil
+
+log = logging.getLogger("partnerboard.collectors")
+REQUESTS_EVERY_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -86,45 +97,99 @@ _lowered = threading.local()
 
 
 class TrackedJob:
-    """The callable a scheduled job runs: it knows whether a run is in progress and
-    whether the next one was asked for by a person, so run-now can say "already
-    running" (max_instances=1 would otherwise drop the request with only a log line)
-    and the run is recorded with trigger ``manual``."""
+    """The callable a scheduled job runs. It claims the job in the store first (with
+    several processes on one PostgreSQL, one of them runs each firing; see
+    ``core.store.job_claims``), runs it with trigger ``manual`` when a person asked for
+    this run (``ask``), and marks that request done with the run's id.
+
+    Without a registered process (``processes.current_id()`` is None: a scheduler built
+    by a test on its own) there is nothing to claim against and every firing runs."""
 
     def __init__(self, spec: JobSpec, store: Store, config: Config,
                  after: Callable[[], None] | None = None) -> None:
         self.spec, self._store, self._config, self._after = spec, store, config, after
         self._lock = threading.Lock()
-        self._running = False
-        self._manual = False
+        self._requests: list[str] = []
 
     def __call__(self) -> Any:
         if self.spec.kind == "source":
             yield_cpu()
         with self._lock:
-            trigger = "manual" if self._manual else "schedule"
-            self._manual, self._running = False, True
+            requests, self._requests = self._requests, []
+        engine, owner = self._store.engine, processes.current_id()
+        gap = 0.0 if requests else self.spec.interval_seconds * job_claims.SCHEDULED_GAP
+        if owner is not None and not job_claims.claim(engine, self.spec.id, owner, min_gap_s=gap):
+            if requests:  # running elsewhere right now: ask again at the next look
+                with engine.begin() as conn:
+                    for request_id in requests:
+                        run_now.give_back(conn, request_id)
+            return None
+        outcome = None
         try:
-            return self.spec.func(self._store, self._config, self.spec.arg, trigger=trigger)
+            outcome = self.spec.func(self._store, self._config, self.spec.arg,
+                                     trigger="manual" if requests else "schedule")
+            return outcome
         finally:
-            with self._lock:
-                self._running = False
-            if self._after is not None:
+            if owner is not None:
+                job_claims.release(engine, self.spec.id, owner)
+            if requests:
+                ok = outcome is not None and getattr(outcome, "status", "failed") != "failed"
+                with engine.begin() as conn:
+                    for request_id in requests:
+                        run_now.finish(conn, request_id, run_id=getattr(outcome, "run_id", None), ok=ok)
+            if self._after is not None and outcome is not None:
                 self._after()
 
-    def ask(self) -> Outcome:
-        """Mark the next run as manual, unless one is running or already asked for."""
+    def ask(self, request_id: str) -> None:
+        """Make the next run the one ``request_id`` asked for."""
         with self._lock:
-            if self._running:
-                return "already_running"
-            if self._manual:
-                return "already_queued"
-            self._manual = True
-            return "queued"
+            self._requests.append(request_id)
 
-    def withdraw(self) -> None:
-        with self._lock:
-            self._manual = False
+
+def claimed(job_id: str, interval_s: float, store: Store, work: Callable[[], object]) -> Callable[[], None]:
+    """``work`` as a scheduled job that runs in one process per interval (the alerts' and the
+    review's tasks): the same claim as the collectors' jobs."""
+    def run() -> None:
+        owner = processes.current_id()
+        if owner is not None and not job_claims.claim(
+                store.engine, job_id, owner, min_gap_s=interval_s * job_claims.SCHEDULED_GAP):
+            return
+        try:
+            work()
+        finally:
+            if owner is not None:
+                job_claims.release(store.engine, job_id, owner)
+
+    run.partnerboard_claimed = True  # type: ignore[attr-defined]
+    return run
+
+
+class RequestPoller:
+    """Every second: take this store's queued run-now requests for our jobs (one process
+    takes each) and move each job's next run time to now."""
+
+    def __init__(self, scheduler: BackgroundScheduler, store: Store) -> None:
+        self._scheduler, self._store = scheduler, store
+
+    def __call__(self) -> None:
+        owner = processes.current_id()
+        if owner is None:
+            return
+        jobs = {j.id: j for j in self._scheduler.get_jobs() if isinstance(j.func, TrackedJob)}
+        try:
+            with self._store.engine.begin() as conn:
+                run_now.requeue_stale(conn)
+                taken = run_now.take(conn, owner, list(jobs))
+            for request in taken:
+                job = jobs[request["source"]]
+                job.func.ask(request["id"])
+                try:
+                    self._scheduler.modify_job(job.id, next_run_time=timeutil.utcnow())
+                except JobLookupError:  # removed in between (the scheduler is stopping)
+                    with self._store.engine.begin() as conn:
+                        run_now.give_back(conn, request["id"])
+        except Exception as exc:  # noqa: BLE001 - retried at the next second
+            log.warning("run-now requests: %s: %s", type(exc).__name__, scrub(str(exc)))
 
 
 def build_scheduler(store: Store, config: Config, *, probe_process: bool = True,
@@ -155,8 +220,22 @@ def build_scheduler(store: Store, config: Config, *, probe_process: bool = True,
             name=spec.id,
             next_run_time=now,
         )
+    scheduler.add_job(RequestPoller(scheduler, store), IntervalTrigger(seconds=REQUESTS_EVERY_S),
+                      id="collect:requests", name="collect:requests", next_run_time=now)
     scheduler.partnerboard_prober = prober  # type: ignore[attr-defined]
     return scheduler
+
+
+def published(scheduler: BackgroundScheduler) -> list[tuple[str, str, float]]:
+    """(job id, kind, interval) of the scheduler's claimed jobs, for ``job_claims.publish``."""
+    out = []
+    for job in scheduler.get_jobs():
+        interval = job.trigger.interval.total_seconds() if isinstance(job.trigger, IntervalTrigger) else 0.0
+        if isinstance(job.func, TrackedJob):
+            out.append((job.id, job.func.spec.kind, interval))
+        elif getattr(job.func, "partnerboard_claimed", False):
+            out.append((job.id, "task", interval))
+    return out
 
 
 def stop(scheduler: BackgroundScheduler, wait: bool = True) -> None:
@@ -166,45 +245,6 @@ def stop(scheduler: BackgroundScheduler, wait: bool = True) -> None:
     prober = getattr(scheduler, "partnerboard_prober", None)
     if prober is not None:
         prober.close()
-
-
-_MESSAGES: dict[Outcome, str] = {
-    "queued": "{source}: queued; the run starts in a moment and is listed under "
-              "collector runs with trigger manual",
-    "already_queued": "{source}: already queued; it starts in a moment",
-    "already_running": "{source}: already running; that run is listed under collector runs "
-                       "(one run per source at a time)",
-}
-
-
-class SchedulerRunner:
-    """``partnerboard.core.run_now.Runner`` over a scheduler from ``build_scheduler``.
-
-    ``run_now`` only moves the job's next run time to now and returns; the interval
-    schedule continues from there on its own grid."""
-
-    def __init__(self, scheduler: BackgroundScheduler) -> None:
-        self._scheduler = scheduler
-
-    def sources(self) -> list[str]:
-        return sorted(j.id for j in self._scheduler.get_jobs() if isinstance(j.func, TrackedJob))
-
-    def run_now(self, source: str) -> RunNowResult:
-        if self._scheduler.state != STATE_RUNNING:
-            raise RunNowUnavailable("the collectors are not running (the board is starting or "
-                                    "stopping); try again in a moment")
-        job = self._scheduler.get_job(source)
-        if job is None or not isinstance(job.func, TrackedJob):
-            raise UnknownSourceError(source, self.sources())
-        tracked: TrackedJob = job.func
-        outcome = tracked.ask()
-        if outcome == "queued":
-            try:
-                self._scheduler.modify_job(source, next_run_time=timeutil.utcnow())
-            except JobLookupError:  # removed in between
-                tracked.withdraw()
-                raise UnknownSourceError(source, self.sources()) from None
-        return RunNowResult(source, outcome, _MESSAGES[outcome].format(source=source))
 
 
 def run_all_once(store: Store, config: Config, trigger: str = "manual",

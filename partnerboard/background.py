@@ -10,6 +10,14 @@ is looked at every second. Every 10 minutes the signed periods are recomputed an
 late data changed is stored as restatements (``core.review.restatements``). Each job has
 ``max_instances=1``: evaluations of one cadence never overlap, and ``write_serially``
 keeps different cadences from racing.
+
+With several processes on one PostgreSQL, each runs this whole schedule: the process
+registers and heart-beats (``core.store.processes``), and every job but the outbox's
+sender claims its firing in the store (``collectors.scheduler.claimed``), so it runs in one
+process per interval; the evaluations themselves also take a transaction-level advisory
+lock (``core.alerts.evaluation``), so two processes never decide the same alert twice.
+Every process sends: each notification is claimed by one sender with a lease
+(``core.alerts.outbox.claim``) and re-claimed when that sender dies.
 """
 
 from __future__ import annotations
@@ -21,14 +29,15 @@ from datetime import timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.engine import Connection
 
-from partnerboard.collectors.scheduler import build_scheduler
+from partnerboard.collectors.scheduler import build_scheduler, claimed, published
 from partnerboard.collectors.scheduler import stop as stop_scheduler
 from partnerboard.core.alerts import evaluation
 from partnerboard.core.config import Config
 from partnerboard.core.config.secrets import scrub
 from partnerboard.core.review import restatements, subscriptions
-from partnerboard.core.store import Store, write_serially
+from partnerboard.core.store import Store, exclusive, job_claims, processes, runs, write_serially
 from partnerboard.core.vocabulary import timeutil
 from partnerboard.notifiers.delivery import Deliverer, board_link
 
@@ -42,15 +51,27 @@ RESTATEMENTS_EVERY_S = 600.0  # signed periods recomputed: late data shows as a 
 class Background:
     scheduler: BackgroundScheduler
     deliverer: Deliverer
+    store: Store
+    role: str = "collect"
+    heartbeat: processes.Heartbeat | None = None
 
     def start(self) -> None:
+        """Register and beat, mark what dead processes left running as interrupted (on DuckDB:
+        everything, this process owns the file), publish the jobs, then start."""
+        self.heartbeat = processes.Heartbeat(self.store.engine, self.role)
+        runs.abandon_interrupted(self.store.engine)
+        job_claims.publish(self.store.engine, published(self.scheduler))
         self.deliverer.recover()
         self.scheduler.start()
 
     def stop(self, wait: bool = True) -> None:
-        """Stop scheduling, let running jobs finish (``wait``), then the senders."""
+        """Stop scheduling, let running jobs finish (``wait``), then the senders; then leave
+        the store's list of processes (the others take our jobs at their next firing)."""
         stop_scheduler(self.scheduler, wait=wait)
         self.deliverer.close(wait=wait)
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+            self.heartbeat = None
 
 
 def _guarded(name: str, work: Callable[[], object]) -> Callable[[], None]:
@@ -63,8 +84,17 @@ def _guarded(name: str, work: Callable[[], object]) -> Callable[[], None]:
     return run
 
 
+def _alone(name: str, work: Callable[[Connection], object]) -> Callable[[Connection], object]:
+    """``work`` holding the cross-process lock ``name`` for its transaction (``exclusive``)."""
+    def run(conn: Connection) -> object:
+        exclusive(conn, name)
+        return work(conn)
+
+    return run
+
+
 def build(store: Store, config: Config, *, served_at: str | None = None,
-          probe_process: bool = True) -> Background:
+          probe_process: bool = True, role: str = "collect") -> Background:
     """The collectors' schedule with the alert jobs on it (not started)."""
     engine = store.engine
     after_probes = _guarded("alert evaluation after a probe round",
@@ -83,13 +113,17 @@ def build(store: Store, config: Config, *, served_at: str | None = None,
         ("alerts:deliver", DELIVER_EVERY_S, _guarded("alert delivery", deliverer.tick), now),
         ("review:subscriptions", SUBSCRIPTIONS_EVERY_S,
          _guarded("subscription check",
-                  lambda: write_serially(engine, lambda c: subscriptions.run_due(c, config))),
+                  lambda: write_serially(engine, _alone("partnerboard:subscriptions",
+                                                          lambda c: subscriptions.run_due(c, config)))),
          now + timedelta(seconds=5)),
         ("review:restatements", RESTATEMENTS_EVERY_S,
          _guarded("restatement check",
-                  lambda: write_serially(engine, lambda c: restatements.check(c, config))),
+                  lambda: write_serially(engine, _alone("partnerboard:restatements",
+                                                          lambda c: restatements.check(c, config)))),
          now + timedelta(seconds=60)),
     ]
     for job_id, seconds, func, first in jobs:
+        if job_id != "alerts:deliver":  # every process sends; the outbox claims each message
+            func = claimed(job_id, seconds, store, func)
         scheduler.add_job(func, IntervalTrigger(seconds=seconds), id=job_id, name=job_id, next_run_time=first)
-    return Background(scheduler, deliverer)
+    return Background(scheduler, deliverer, store, role)

@@ -231,7 +231,7 @@ def collect(
     from partnerboard import background
     from partnerboard.collectors.scheduler import job_ids, run_all_once
     from partnerboard.core.metrics import maintenance
-    from partnerboard.core.store import close_all, runs
+    from partnerboard.core.store import close_all, processes, runs
 
     logs.setup()
     cfg = _load(config)
@@ -248,9 +248,13 @@ def collect(
     store = _open_store(url, "collect")
     with store.engine.begin() as conn:
         maintenance.sync_windows(conn, cfg)
-    runs.abandon_running(store.engine)
     if once:
-        outcomes = run_all_once(store, cfg, only=source or None)
+        beating = processes.Heartbeat(store.engine, "collect")  # its runs are owned, so kept
+        runs.abandon_interrupted(store.engine)
+        try:
+            outcomes = run_all_once(store, cfg, only=source or None)
+        finally:
+            beating.stop()
         close_all()
         failed = [o for o in outcomes if o.status == "failed"]
         degraded = [o for o in outcomes if o.status == "degraded"]
@@ -291,7 +295,7 @@ def backfill(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from partnerboard.collectors.sources import backfill_windows, run_backfill
-    from partnerboard.core.store import close_all, runs
+    from partnerboard.core.store import close_all, processes, runs
 
     logs.setup("WARNING")
     cfg = _load(config)
@@ -300,7 +304,8 @@ def backfill(
     url = database_url(database)
     _own_database(url, "backfill")
     store = _open_store(url, "backfill")
-    runs.abandon_running(store.engine)
+    beating = processes.Heartbeat(store.engine, "backfill")  # its runs are owned, so kept
+    runs.abandon_interrupted(store.engine)
     from partnerboard.core.vocabulary import timeutil
 
     total = len(backfill_windows(src, start, end or timeutil.utcnow()))
@@ -324,8 +329,11 @@ def backfill(
         def on_start(i: int, n: int, run_id: str) -> None:
             bar.console.print(f"window {i}/{n} started (run {run_id})", highlight=False)
 
-        results = run_backfill(store, cfg, source, start, end, on_window=on_window,
-                               on_window_started=on_start)
+        try:
+            results = run_backfill(store, cfg, source, start, end, on_window=on_window,
+                                   on_window_started=on_start)
+        finally:
+            beating.stop()
     close_all()
     failed = [r for r in results if r.status == "failed"]
     degraded = [r for r in results if r.status == "degraded"]

@@ -27,7 +27,6 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from partnerboard import background, dashboard, web_auth, web_guard
-from partnerboard.collectors.scheduler import SchedulerRunner
 from partnerboard.core import access
 from partnerboard.core.access import audit
 from partnerboard.core.changes import annotations, run_now
@@ -36,7 +35,7 @@ from partnerboard.core.config.secrets import scrub
 from partnerboard.core.metrics import maintenance
 from partnerboard.core.reports import csv_export, report
 from partnerboard.core.review import pack, pdf, reading
-from partnerboard.core.store import close_store, display_url, open_store, runs
+from partnerboard.core.store import close_store, display_url, job_claims, open_store, processes, runs
 from partnerboard.core.vocabulary import periods
 
 log = logging.getLogger("partnerboard.server")
@@ -60,22 +59,15 @@ def create_app(config_path: str, database_url: str, *, collect: bool = True,
         store = await asyncio.to_thread(open_store, database_url)
         with store.engine.begin() as conn:
             maintenance.sync_windows(conn, config)
-        if collect:
-            runs.abandon_running(store.engine)
-        jobs = background.build(store, config, served_at=served_at) if collect else None
+        jobs = background.build(store, config, served_at=served_at, role="serve") if collect else None
         scheduler = jobs.scheduler if jobs is not None else None
-        runner: SchedulerRunner | None = None
         if jobs is not None:
-            jobs.start()
-            runner = SchedulerRunner(jobs.scheduler)
-            run_now.register(runner)  # the Data page's "Run now" buttons
+            jobs.start()  # registers this process; the Data page's "Run now" reaches it via the store
         live.update(config=config, store=store, scheduler=scheduler)
         log.info("board started database=%s collect=%s", display_url(database_url), collect)
         try:
             yield {"store": store, "config": config}
         finally:
-            if runner is not None:
-                run_now.unregister(runner)
             if jobs is not None:
                 # wait=True lets a running job finish and record its run.
                 await asyncio.to_thread(jobs.stop, True)
@@ -95,20 +87,24 @@ def create_app(config_path: str, database_url: str, *, collect: bool = True,
             return JSONResponse({"status": "ok" if healthy else "degraded"},
                                 status_code=200 if healthy else 503)
 
-        def read() -> list[dict]:
+        def read() -> tuple[list[dict], list[dict], list[dict]]:
             with store.engine.connect() as conn:
-                return runs.source_summary(conn)
+                return (runs.source_summary(conn), processes.listed(conn), job_claims.listed(conn))
 
-        sources = await asyncio.to_thread(read)
+        sources, procs, claims = await asyncio.to_thread(read)
         jobs = [
             {"id": j.id, "next_run_at": j.next_run_time.isoformat() if j.next_run_time else None}
             for j in (scheduler.get_jobs() if scheduler else [])
         ]
+        collecting = [p for p in procs if p["alive"]]
         return JSONResponse(
             {
                 "status": "ok" if healthy else "degraded",
                 "scheduler": state,
                 "jobs": jobs,
+                # From the store, whichever process runs them (`serve --no-collect` too):
+                # the collecting processes alive, and each job's latest run and owner.
+                "collectors": {"alive": len(collecting), "processes": procs, "jobs": claims},
                 # Sources whose last run committed, but quarantined more than allowed.
                 "degraded_sources": [s["source"] for s in sources if s["last_status"] == "degraded"],
                 "sources": sources,

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from apscheduler.schedulers.background import BackgroundScheduler
-from partnerboard.collectors.scheduler import SchedulerRunner, build_scheduler, job_ids, run_all_once
+from partnerboard.collectors.scheduler import build_scheduler, job_ids, published, run_all_once
 from partnerboard.collectors.scheduler import stop as stop_scheduler
 from partnerboard.simulator.server import SECRET_ENV
 
@@ -27,7 +27,7 @@ from partnerboard.core import store as store_mod
 from partnerboard.core.access import cli_user
 from partnerboard.core.changes import run_now
 from partnerboard.core.config import load_config, parse_config
-from partnerboard.core.store import schema
+from partnerboard.core.store import job_claims, processes, schema
 from partnerboard.core.vocabulary import timeutil
 from tests.conftest import config_dict, db_url_for, open_page, set_chaos, to_toml
 
@@ -40,31 +40,36 @@ runs_t = schema.collector_runs
 @dataclass
 class Scheduled:
     scheduler: BackgroundScheduler
-    runner: SchedulerRunner
+    heartbeat: processes.Heartbeat
     config_path: Path
-
-
-@pytest.fixture(autouse=True)
-def _no_runner_left_behind() -> Iterator[None]:
-    """The registry is process-wide: every test starts and ends with nothing registered."""
-    run_now.unregister()
-    yield
-    run_now.unregister()
 
 
 @pytest.fixture()
 def scheduled(bsim, store, env_tokens, tmp_path: Path) -> Iterator[Scheduled]:
-    """The real scheduler on the frozen simulator; probes every 30 s to keep the log quiet."""
+    """The real scheduler on the frozen simulator, registered as a collecting process the
+    way ``serve`` and ``collect`` do (heartbeat, published jobs); probes every 30 s."""
     data = config_dict(bsim.base_url, interval=30.0, timeout=0.8)
     path = tmp_path / "partners.toml"
     path.write_text(to_toml(data))
+    heartbeat = processes.Heartbeat(store.engine, "serve")
     scheduler = build_scheduler(store, parse_config(data))
+    job_claims.publish(store.engine, published(scheduler))
     scheduler.start()
     try:
-        yield Scheduled(scheduler, SchedulerRunner(scheduler), path)
+        yield Scheduled(scheduler, heartbeat, path)
     finally:
-        run_now.unregister()
         stop_scheduler(scheduler)
+        heartbeat.stop()
+
+
+def _ask(store: store_mod.Store, source: str) -> run_now.RunNowResult:
+    with store.engine.begin() as conn:
+        return run_now.request(source, actor=ADMIN, conn=conn)
+
+
+def _requests(store: store_mod.Store) -> list[tuple[str, str]]:
+    with store.engine.connect() as conn:
+        return [(r["source"], r["status"]) for r in run_now.recent(conn)]
 
 
 def _runs(store: store_mod.Store, source: str) -> list[Any]:
@@ -95,15 +100,22 @@ def _first_scheduled_run_done(store: store_mod.Store) -> None:
 
 def test_run_now_queues_a_manual_run_on_the_scheduler(scheduled: Scheduled, store) -> None:
     _first_scheduled_run_done(store)
-    run_now.register(scheduled.runner)
-    assert run_now.available()
-    assert run_now.sources() == sorted(job_ids(load_config(scheduled.config_path)))
+    with store.engine.connect() as conn:
+        assert run_now.available(conn)
+        assert run_now.sources(conn) == sorted(job_ids(load_config(scheduled.config_path)))
 
-    result = run_now.request(SOURCE, actor=ADMIN)
+    result = _ask(store, SOURCE)
     assert (result.source, result.outcome) == (SOURCE, "queued")
     manual = _wait_for(lambda: _finished(store, "manual"), "a manual run finished")
     assert [(r.status, r.error) for r in manual] == [("success", None)]
     assert [r.trigger for r in _runs(store, SOURCE)] == ["schedule", "manual"]
+    done = _wait_for(lambda: _requests(store) == [(SOURCE, "done")], "the request marked done")
+    assert done
+    with store.engine.connect() as conn:
+        [req] = run_now.recent(conn)
+        run_ids = [r.id for r in conn.execute(sa.select(runs_t.c.id).where(
+            runs_t.c.source == SOURCE, runs_t.c.trigger == "manual"))]
+    assert req["run_id"] == run_ids[0] and req["requested_by"] == ADMIN.email
     # The schedule carries on from there: the next run is a scheduled one, in the future.
     job = scheduled.scheduler.get_job(SOURCE)
     assert job.next_run_time > timeutil.utcnow()
@@ -114,49 +126,44 @@ def test_run_now_while_the_source_runs_says_so_and_starts_no_second_run(
     _first_scheduled_run_done(store)
     set_chaos(bsim, partner="marketplace", extra_latency_ms=1500)  # every page takes 1.5 s
     started = time.monotonic()
-    first = scheduled.runner.run_now(SOURCE)
+    first = _ask(store, SOURCE)
     assert first.outcome == "queued"
     assert time.monotonic() - started < 1.0, "run now returns without waiting for the run"
-    assert scheduled.runner.run_now(SOURCE).outcome in ("already_queued", "already_running")
+    assert _ask(store, SOURCE).outcome in ("already_queued", "already_running")
     _wait_for(lambda: [r for r in _runs(store, SOURCE) if r.trigger == "manual"],
               "the manual run started")
-    again = scheduled.runner.run_now(SOURCE)
+    again = _ask(store, SOURCE)
     assert again.outcome == "already_running"
     assert "already running" in again.message
     manual = _wait_for(lambda: _finished(store, "manual"), "the manual run finished")
     assert [(r.trigger, r.status) for r in _runs(store, SOURCE)] == [
         ("schedule", "success"), ("manual", "success")]
     assert len(manual) == 1
+    assert _wait_for(lambda: _requests(store) == [(SOURCE, "done")], "one request, done")
 
 
-def test_unknown_source_and_missing_scheduler_are_named_errors(scheduled: Scheduled, store) -> None:
+def test_unknown_source_and_no_collecting_process_are_named_errors(bsim, store, env_tokens,
+                                                                   tmp_path: Path) -> None:
     with pytest.raises(run_now.RunNowUnavailable, match="partnerboard collect --once --source"):
-        run_now.request(SOURCE, actor=ADMIN)
-    run_now.register(scheduled.runner)
-    with pytest.raises(run_now.UnknownSourceError) as err:
-        run_now.request("nope", actor=ADMIN)
-    message = str(err.value)
-    assert message.startswith("unknown source 'nope'")
-    for known in (SOURCE, "probe:payments", "statuspage:marketplace", "payments_refunds"):
-        assert known in message
-    with pytest.raises(run_now.UnknownSourceError, match="'nope'"):
-        scheduled.runner.run_now("nope")  # the runner checks too, not only the registry
-    assert _runs(store, "nope") == []
-
-    # A scheduler that is not running (starting, or shut down) cannot queue anything.
-    idle = SchedulerRunner(build_scheduler(store, load_config(scheduled.config_path), probe_process=False))
-    with pytest.raises(run_now.RunNowUnavailable, match="not running"):
-        idle.run_now(SOURCE)
-
-
-def test_unregister_leaves_a_newer_runner_in_place(scheduled: Scheduled) -> None:
-    older, newer = SchedulerRunner(scheduled.scheduler), scheduled.runner
-    run_now.register(older)
-    run_now.register(newer)
-    run_now.unregister(older)  # a server shutting down late must not remove its successor
-    assert run_now.available()
-    run_now.unregister(newer)
-    assert not run_now.available() and run_now.sources() == []
+        _ask(store, SOURCE)
+    data = config_dict(bsim.base_url, interval=30.0, timeout=0.8)
+    scheduler = build_scheduler(store, parse_config(data), probe_process=False)
+    heartbeat = processes.Heartbeat(store.engine, "collect")
+    try:
+        job_claims.publish(store.engine, published(scheduler))
+        with pytest.raises(run_now.UnknownSourceError) as err:
+            _ask(store, "nope")
+        message = str(err.value)
+        assert message.startswith("unknown source 'nope'")
+        for known in (SOURCE, "probe:payments", "statuspage:marketplace", "payments_refunds"):
+            assert known in message
+        assert "alerts:evaluate" not in message and "collect:requests" not in message
+        assert _runs(store, "nope") == [] and _requests(store) == []
+    finally:
+        heartbeat.stop()
+    # The process left: nothing can be queued any more (it would wait forever).
+    with pytest.raises(run_now.RunNowUnavailable, match="none is running"):
+        _ask(store, SOURCE)
 
 
 # --- partnerboard collect --once --source ------------------------------------------------
@@ -249,7 +256,6 @@ def test_data_page_without_collectors_shows_the_cli_command(monkeypatch, tmp_pat
 def test_data_page_run_now_button_yields_a_manual_run(monkeypatch, scheduled: Scheduled, store,
                                                      db_url) -> None:
     _first_scheduled_run_done(store)
-    run_now.register(scheduled.runner)  # what `partnerboard serve` does at startup
     _page_env(monkeypatch, scheduled.config_path, db_url)
     at = open_page("views/data.py", title="Data")
     assert f"run_now:{SOURCE}" in _run_now_buttons(at)

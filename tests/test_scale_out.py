@@ -14,14 +14,14 @@ import subprocess
 import sys
 import textwrap
 import threading
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
 
-from partnerboard.core import store as store_mod
 from partnerboard.core.store import migrations, schema
 from partnerboard.core.store.upsert import upsert
+from partnerboard.core.vocabulary import timeutil
 from tests.conftest import BACKEND
 
 on_postgres = pytest.mark.skipif(BACKEND != "postgresql",
@@ -81,8 +81,9 @@ def test_two_transactions_upserting_the_same_keys_both_succeed(store) -> None:
     def second() -> None:
         try:
             with store.engine.begin() as conn:
-                outcome["counts"] = upsert(conn, table, rows("renamed"), key=key,
-                                           scope={"partner_id": "marketplace"}, stamp={"run_id": "run-b", "collected_at": datetime(2026, 10, 3)})
+                outcome["counts"] = upsert(
+                    conn, table, rows("renamed"), key=key, scope={"partner_id": "marketplace"},
+                    stamp={"run_id": "run-b", "collected_at": datetime(2026, 10, 3)})
         except Exception as exc:  # noqa: BLE001 - the assertion below shows it
             outcome["error"] = exc
 
@@ -114,25 +115,57 @@ def test_upsert_counts_stay_exact(store) -> None:
     assert (again.inserted, again.updated, again.unchanged) == (1, 1, 1)
 
 
-def test_a_process_opening_the_store_keeps_another_live_processs_runs(db_url: str) -> None:
-    """Only runs of a process that stopped heart-beating are marked interrupted; a run of a
-    live process (here: this one's, seen from a second registration) stays ``running``."""
+def test_only_a_dead_processs_runs_are_marked_interrupted(store) -> None:
+    """Only runs of a process that stopped heart-beating are marked interrupted; a live
+    process's run stays ``running`` (a second process starting used to fail them all)."""
     from partnerboard.core.store import processes, runs
 
-    s = store_mod.open_store(db_url)
-    live = processes.register(s.engine, role="collect")
-    run = runs.start_run(s.engine, "probe:payments", "payments", owner=live.id)
-    dead = processes.register(s.engine, role="collect")
-    orphan = runs.start_run(s.engine, "probe:marketplace", "marketplace", owner=dead.id)
-    with s.engine.begin() as conn:  # the second process died: its heartbeat went stale
-        conn.execute(schema.processes.update().where(schema.processes.c.id == dead.id).values(
-            heartbeat_at=sa.func.now() - sa.text("interval '1 hour'") if not s.is_duckdb
-            else sa.text("now()::TIMESTAMP - INTERVAL 1 HOUR")))
-    newcomer = processes.register(s.engine, role="collect")
-    marked = runs.abandon_stale(s.engine)
-    with s.engine.connect() as conn:
-        status = dict(conn.execute(sa.select(schema.collector_runs.c.id, schema.collector_runs.c.status)).all())
-    assert status[run.id] == "running", "a live process's run is left alone"
-    assert status[orphan.id] == "failed" and marked == 1
-    assert newcomer.id not in (live.id, dead.id)
-    store_mod.close_store(db_url)
+    now = timeutil.utcnow()
+    live = processes.register(store.engine, "collect", now=now)
+    dead = processes.register(store.engine, "collect", now=now - timedelta(minutes=5))
+    try:
+        run = runs.start_run(store.engine, "probe:payments", "payments", owner=live.id)
+        orphan = runs.start_run(store.engine, "probe:marketplace", "marketplace", owner=dead.id)
+        marked = runs.abandon_stale(store.engine, now=now)
+        with store.engine.connect() as conn:
+            status = dict(conn.execute(sa.select(schema.collector_runs.c.id,
+                                                 schema.collector_runs.c.status)).all())
+        assert status[run.id] == "running", "a live process's run is left alone"
+        assert status[orphan.id] == "failed" and marked == 1
+    finally:
+        processes.unregister(store.engine, live)
+        processes.unregister(store.engine, dead)
+    assert processes.current_id() is None
+
+
+def test_one_claim_per_interval_and_a_dead_owners_job_passes_on(store) -> None:
+    """Two processes firing the same 10-s job: the first claim wins, the other's firing a
+    few seconds later is refused; after the interval the job is claimable again; a run
+    left unfinished by a process that stopped heart-beating passes to the other."""
+    from partnerboard.core.store import job_claims, processes
+
+    t = timeutil.utcnow()
+    a = processes.register(store.engine, "collect", now=t)
+    b = processes.register(store.engine, "collect", now=t)
+    try:
+        job_claims.publish(store.engine, [("probe:payments", "probe", 10.0)])
+        gap = 10.0 * job_claims.SCHEDULED_GAP
+
+        def claim(p, at: float) -> bool:
+            return job_claims.claim(store.engine, "probe:payments", p.id, min_gap_s=gap,
+                                    now=t + timedelta(seconds=at))
+
+        assert claim(a, 0) is True
+        assert claim(b, 3) is False, "a's run is in progress"
+        job_claims.release(store.engine, "probe:payments", a.id, now=t + timedelta(seconds=1))
+        assert claim(b, 4) is False, "finished, but within the interval: a duplicate"
+        assert claim(a, 10) is True and claim(b, 13) is False
+        # a dies mid-run (never releases, stops beating); b takes over once a is stale.
+        assert claim(b, 20) is False, "a's run could still be going"
+        processes.beat(store.engine, b, now=t + timedelta(seconds=40))
+        assert claim(b, 40) is True, "a silent for 40 s: its job passed on"
+        with store.engine.connect() as conn:
+            assert job_claims.running(conn, "probe:payments", now=t + timedelta(seconds=41))
+    finally:
+        processes.unregister(store.engine, a)
+        processes.unregister(store.engine, b)

@@ -187,7 +187,13 @@ def test_board_serves_the_page_while_probes_arrive(server: Proc, workdir: Path, 
         "marketplace_surveys",
         "payments_charges", "payments_refunds", "payments_tickets",
         "alerts:evaluate", "alerts:kpis", "alerts:deliver", "review:restatements",
-        "review:subscriptions"}
+        "review:subscriptions", "collect:requests"}
+    # The store's view of who collects (what `serve --no-collect` replicas report too).
+    collectors = before["collectors"]
+    assert collectors["alive"] == 1 and [p["role"] for p in collectors["processes"]] == ["serve"]
+    claimed = {j["id"]: j for j in collectors["jobs"]}
+    assert "probe:payments" in claimed and "alerts:deliver" not in claimed, "the sender is not claimed"
+    assert claimed["probe:payments"]["kind"] == "probe"
 
     with sync_playwright() as pw:
         browser = launch_chromium(pw)

@@ -74,14 +74,17 @@ def _request_run(source: str) -> None:
 
 user = gate.current()
 st.subheader("Run now")
-runnable = run_now.sources() if run_now.available() else []
+with store.engine.connect() as conn:
+    runnable = run_now.sources(conn)
+    requests = run_now.recent(conn)
 if not user.can("run_now"):
     st.caption(f"You are {article(user.role)} {user.role}: admins can run a source now.")
 elif not runnable:
-    st.info("Run now needs the collectors in this process (`partnerboard serve`). " + CLI_HINT)
+    st.info("Run now needs a collecting process on this store (`partnerboard serve`, or "
+            "`partnerboard collect` beside `serve --no-collect`); none is running. " + CLI_HINT)
 else:
-    st.caption("Queues one run of a source on the collectors' schedule (one run per source at a "
-               "time); it is listed below with trigger manual.")
+    st.caption("Queues one run of a source; a collecting process starts it in a moment (one run "
+               "per source at a time) and it is listed below with trigger manual.")
     clicked = None
     columns = st.columns(4)
     for i, source_id in enumerate(runnable):
@@ -89,6 +92,17 @@ else:
             clicked = source_id
     if clicked is not None:
         _request_run(clicked)
+        with store.engine.connect() as conn:
+            requests = run_now.recent(conn)
+if requests:
+    st.caption("Run-now requests (latest 20): queued until a collecting process takes them, "
+               "running, then done or failed with the run they became.")
+    st.dataframe(pd.DataFrame([{
+        "source": r["source"], "status": r["status"], "requested by": r["requested_by"] or "",
+        "requested": local_time(timeutil.from_db(r["requested_at"]), cfg.tz),
+        "started": local_time(timeutil.from_db(r["started_at"]), cfg.tz) if r["started_at"] else "",
+        "finished": local_time(timeutil.from_db(r["finished_at"]), cfg.tz) if r["finished_at"] else "",
+        "run": r["run_id"] or ""} for r in requests]), hide_index=True, width="stretch")
 
 st.subheader("Collector runs (latest 200)")
 choices = [ALL_SOURCES, *sorted(s["source"] for s in sources)]

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 
 from partnerboard.core.alerts import rules, state
 from partnerboard.core.config import Config
-from partnerboard.core.store import write_serially
+from partnerboard.core.store import exclusive, write_serially
 from partnerboard.core.vocabulary import timeutil
 
 log = logging.getLogger("partnerboard.alerts")
@@ -34,6 +34,7 @@ def run(engine: Engine, config: Config, names: tuple[str, ...] = REGULAR,
     now = now or timeutil.utcnow()
 
     def work(conn) -> list[state.Change]:
+        exclusive(conn, "partnerboard:alerts")  # one evaluation at a time, across processes
         return state.reconcile(conn, config, rules.evaluate(conn, config, now, names), now)
 
     changes = write_serially(engine, work)

@@ -1,29 +1,35 @@
-"""Run now: a page asks for a collector run without importing the collectors.
+"""Run now: a page on any board replica asks for a collector run; a collecting process runs it.
 
-The dashboard and the collectors import only the core, never each other. So the
-process that owns the scheduler (``partnerboard serve``, a composition root)
-registers a :class:`Runner` here at startup and unregisters it on shutdown; the
-Data page asks :func:`available` whether anyone can run a source and calls
-:func:`request`. Under ``streamlit run`` or AppTest nothing is registered and the
-page points at ``partnerboard collect --once --source ID`` instead.
-
-A request only queues a run: the runner makes the scheduler run the job now on its
-own worker thread (same ``max_instances=1`` as the schedule) and returns at once,
-so a page never waits on a partner API.
+The dashboard and the collectors import only the core, never each other, and with
+several processes on one PostgreSQL the page and the scheduler are often not even in
+the same process. So a request is a row (``run_requests``): the Data page or ``POST
+/api/sources/{id}/run`` writes it ``queued``; every collecting process looks for queued
+requests of its jobs each second, one of them takes it (``take``: an atomic update),
+runs the job on its scheduler's worker thread (same one-run-at-a-time claim as the
+schedule, recorded with trigger ``manual``) and marks it ``done`` or ``failed`` with the
+run's id. The Data page lists requests queued, running and done. What can be run is
+what the collecting processes published (``job_claims``); with none alive, the page
+points at ``partnerboard collect --once --source ID``.
 """
 
 from __future__ import annotations
 
-import threading
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from datetime import datetime
+from typing import Literal
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from partnerboard.core.access import User, audit, require
+from partnerboard.core.store import job_claims, processes, schema
+from partnerboard.core.vocabulary import timeutil
 
 Outcome = Literal["queued", "already_queued", "already_running"]
+rq = schema.run_requests
+COLLECTOR_KINDS = ("probe", "statuspage", "source")
 
 
 class RunNowError(Exception):
@@ -31,7 +37,7 @@ class RunNowError(Exception):
 
 
 class RunNowUnavailable(RunNowError):
-    """Nothing in this process can run collectors (no scheduler registered, or it stopped)."""
+    """No collecting process is running (none heart-beating in the store)."""
 
 
 class UnknownSourceError(RunNowError, KeyError):
@@ -56,70 +62,101 @@ class RunNowResult:
     message: str
 
 
-class Runner(Protocol):
-    """What a process with a scheduler registers (``partnerboard.collectors.scheduler.SchedulerRunner``)."""
-
-    def sources(self) -> list[str]:
-        """Ids that can be run now: probe groups, status pages, business sources."""
-        ...
-
-    def run_now(self, source: str) -> RunNowResult:
-        """Queue one run of ``source``; return without waiting for it.
-
-        Raises :class:`UnknownSourceError` or :class:`RunNowUnavailable`."""
-        ...
+_MESSAGES: dict[Outcome, str] = {
+    "queued": "{source}: queued; a collecting process starts it in a moment and it is listed "
+              "under collector runs with trigger manual",
+    "already_queued": "{source}: already queued; it starts in a moment",
+    "already_running": "{source}: already running; that run is listed under collector runs "
+                       "(one run per source at a time)",
+}
 
 
-_lock = threading.Lock()
-_runner: Runner | None = None
+def available(conn: Connection) -> bool:
+    """A collecting process (``serve`` or ``collect``) is alive to carry a request out."""
+    return conn.execute(processes.live_ids().limit(1)).first() is not None
 
 
-def register(runner: Runner) -> None:
-    """Make ``runner`` the one this process's pages use (the last registration wins)."""
-    global _runner
-    with _lock:
-        _runner = runner
+def sources(conn: Connection) -> list[str]:
+    """The collector jobs the collecting processes published; empty when none is alive."""
+    if not available(conn):
+        return []
+    jc = schema.job_claims
+    return list(conn.execute(sa.select(jc.c.job_id).where(jc.c.kind.in_(COLLECTOR_KINDS))
+                             .order_by(jc.c.job_id)).scalars())
 
 
-def unregister(runner: Runner | None = None) -> None:
-    """Forget the runner; with an argument, only if it is still the registered one."""
-    global _runner
-    with _lock:
-        if runner is None or _runner is runner:
-            _runner = None
-
-
-def available() -> bool:
-    return _runner is not None
-
-
-def sources() -> list[str]:
-    """The ids a page may offer; empty when nothing is registered."""
-    runner = _runner
-    return runner.sources() if runner is not None else []
-
-
-def request(source: str, *, actor: User | None, conn: Connection | None = None,
+def request(source: str, *, actor: User | None, conn: Connection,
             ip: str | None = None) -> RunNowResult:
-    """Queue a run of ``source`` now, recorded with trigger ``manual``.
+    """Queue a run of ``source``, recorded with trigger ``manual``, and return at once.
 
     The one door every caller goes through (Data page, ``POST /api/sources/{id}/run``):
-    the admin check is here, before the runner is asked, so a forged request meets it
-    too. With ``conn``, the request is written to the audit log in that transaction.
+    the admin check is here, so a forged request meets it too; the request is written to
+    the audit log in the same transaction.
 
-    Raises :class:`access.Forbidden` below admin, :class:`RunNowUnavailable` when
-    nothing is registered and :class:`UnknownSourceError` for an id no job has."""
+    Raises :class:`access.Forbidden` below admin, :class:`RunNowUnavailable` when no
+    collecting process is alive and :class:`UnknownSourceError` for an id no job has."""
     require(actor, "run_now")
-    runner = _runner
-    if runner is None:
+    if not available(conn):
         raise RunNowUnavailable(
-            "run now needs the collectors in this process (`partnerboard serve`); from a shell: "
-            "`partnerboard collect --once --source ID`")
-    known = runner.sources()
+            "run now needs a collecting process (`partnerboard serve` or `partnerboard collect`) "
+            "on this store; none is running. From a shell: `partnerboard collect --once --source ID`")
+    known = sources(conn)
     if source not in known:
         raise UnknownSourceError(source, known)
-    result = runner.run_now(source)
-    if conn is not None and actor is not None:
+    pending = conn.execute(sa.select(rq.c.status).where(
+        rq.c.source == source, rq.c.status.in_(("queued", "running")))).scalars().all()
+    if "running" in pending or job_claims.running(conn, source):
+        outcome: Outcome = "already_running"
+    elif pending:
+        outcome = "already_queued"
+    else:
+        outcome = "queued"
+        conn.execute(rq.insert().values(
+            id=str(uuid.uuid4()), source=source, requested_by=actor.email if actor else None,
+            requested_at=timeutil.to_db(timeutil.utcnow()), status="queued"))
+    if actor is not None:
         audit.record(conn, actor.email, "run_now", partner=audit.SHARED, target=source,
-                     detail=result.outcome, ip=ip)
-    return result
+                     detail=outcome, ip=ip)
+    return RunNowResult(source, outcome, _MESSAGES[outcome].format(source=source))
+
+
+def recent(conn: Connection, limit: int = 20) -> list[dict]:
+    """The latest requests, newest first: for the Data page."""
+    q = sa.select(rq).order_by(rq.c.requested_at.desc()).limit(limit)
+    return [dict(r) for r in conn.execute(q).mappings()]
+
+
+# --- the collecting process's side -------------------------------------------------------
+
+def take(conn: Connection, owner: str, jobs: Sequence[str], *, now: datetime | None = None) -> list[dict]:
+    """Queued requests for ``jobs``, now ``running`` under ``owner``: each one is taken by
+    exactly one process (the update re-checks ``status = 'queued'``)."""
+    at = timeutil.to_db(now or timeutil.utcnow())
+    queued = conn.execute(sa.select(rq.c.id, rq.c.source).where(
+        rq.c.status == "queued", rq.c.source.in_(list(jobs))).order_by(rq.c.requested_at)).all()
+    taken = []
+    for row in queued:
+        done = conn.execute(rq.update().where(rq.c.id == row.id, rq.c.status == "queued").values(
+            status="running", claimed_by=owner, started_at=at)).rowcount
+        if done == 1:
+            taken.append({"id": row.id, "source": row.source})
+    return taken
+
+
+def give_back(conn: Connection, request_id: str) -> None:
+    """Not run after all (the job was busy elsewhere): queued again for the next look."""
+    conn.execute(rq.update().where(rq.c.id == request_id, rq.c.status == "running").values(
+        status="queued", claimed_by=None, started_at=None))
+
+
+def finish(conn: Connection, request_id: str, *, run_id: str | None, ok: bool) -> None:
+    conn.execute(rq.update().where(rq.c.id == request_id).values(
+        status="done" if ok else "failed", run_id=run_id,
+        finished_at=timeutil.to_db(timeutil.utcnow())))
+
+
+def requeue_stale(conn: Connection, *, now: datetime | None = None) -> int:
+    """Requests taken by a process that died before running them go back to the queue."""
+    return conn.execute(rq.update().where(
+        rq.c.status == "running", rq.c.claimed_by.not_in(processes.live_ids(now))).values(
+        status="queued", claimed_by=None, started_at=None)).rowcount or 0

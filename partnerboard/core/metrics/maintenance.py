@@ -12,14 +12,18 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from partnerboard.core.config import Config
-from partnerboard.core.store import schema
+from partnerboard.core.store import exclusive, schema
 from partnerboard.core.vocabulary import timeutil
 
 mw = schema.maintenance_windows
 
 
 def sync_windows(conn: Connection, config: Config) -> int:
-    """Make the store's config-origin windows equal the config's; returns the count."""
+    """Make the store's config-origin windows equal the config's; returns the count.
+
+    Every starting process does this; on PostgreSQL they take turns (``exclusive``), or two
+    of them would both delete, then both insert the same ids."""
+    exclusive(conn, "partnerboard:maintenance")
     wanted = {}
     for partner in config.partners:
         for w in partner.sla.maintenance_windows:

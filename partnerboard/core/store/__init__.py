@@ -1,8 +1,9 @@
 """The database: one engine per URL (``engine``), the tables (``schema``) and their
 versions (``migrations``), idempotent writes (``upsert``), collector runs and watermarks
 (``runs``), quarantined records (``quarantine``), what each source has covered
-(``coverage``), the link between successive probes (``probe_links``) and who owns a DuckDB
-file (``ownership``).
+(``coverage``), the link between successive probes (``probe_links``), who owns a DuckDB
+file (``ownership``), and, for several processes on one PostgreSQL, who is alive
+(``processes``) and which of them runs each scheduled job (``job_claims``).
 
 May import: ``vocabulary``, ``config``. Nothing above it: the store knows no roles and
 computes no KPI. The engine's functions are re-exported here
@@ -20,6 +21,7 @@ from partnerboard.core.store.engine import (  # noqa: F401
     database_url,
     display_url,
     duckdb_path,
+    exclusive,
     is_write_conflict,
     open_store,
     write_serially,

@@ -163,3 +163,13 @@ def write_serially(engine: Engine, work: Callable[[Connection], T], *, attempts:
                 raise
         time.sleep(min(0.5, 0.01 * 2 ** attempt) * (0.5 + random.random()))
     raise AssertionError("unreachable")
+
+
+def exclusive(conn: Connection, name: str) -> None:
+    """Hold ``name`` until the caller's transaction ends: one such transaction at a time
+    across every process on PostgreSQL (``pg_advisory_xact_lock``). For decisions that
+    read state and then write what follows from it (alert evaluation, subscription and
+    restatement runs): two processes doing them at once would both decide "new" and
+    both notify. DuckDB has one process, where ``write_serially`` already serialises."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})

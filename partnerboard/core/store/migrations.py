@@ -179,6 +179,20 @@ def _v16_survey_responses(conn: Connection) -> None:
     schema.survey_responses.create(conn, checkfirst=True)
 
 
+def _v17_processes(conn: Connection) -> None:
+    """v17: several processes on one store: their heartbeats, job claims, run-now requests,
+    and the owning process of each collector run (index dropped around the new column, as
+    DuckDB requires)."""
+    for table in (schema.processes, schema.job_claims, schema.run_requests):
+        table.create(conn, checkfirst=True)
+    if "owner" not in {c["name"] for c in sa.inspect(conn).get_columns("collector_runs")}:
+        for index in schema.collector_runs.indexes:
+            index.drop(conn, checkfirst=True)
+        conn.execute(sa.text("ALTER TABLE collector_runs ADD COLUMN owner VARCHAR(36)"))
+        for index in schema.collector_runs.indexes:
+            index.create(conn, checkfirst=True)
+
+
 # Step N upgrades a database at version N-1 to version N. Append only; never edit.
 STEPS: dict[int, Callable[[Connection], None]] = {
     2: _v2_indexes,
@@ -196,6 +210,7 @@ STEPS: dict[int, Callable[[Connection], None]] = {
     14: _v14_period_close,
     15: _v15_review_governance,
     16: _v16_survey_responses,
+    17: _v17_processes,
 }
 LATEST = max(STEPS)
 

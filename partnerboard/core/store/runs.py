@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from partnerboard.core.config.secrets import scrub
-from partnerboard.core.store import schema, upsert
+from partnerboard.core.store import processes, schema, upsert
 from partnerboard.core.vocabulary import timeutil
 
 runs = schema.collector_runs
@@ -31,8 +31,11 @@ class Run:
 
 
 def start_run(
-    engine: Engine, source: str, partner_id: str | None, trigger: str = "schedule"
+    engine: Engine, source: str, partner_id: str | None, trigger: str = "schedule",
+    owner: str | None = None,
 ) -> Run:
+    """Record a run as started, owned by ``owner`` (default: this process's registration,
+    see ``processes``), so only its own process's death marks it interrupted."""
     run = Run(str(uuid.uuid4()), source, partner_id, timeutil.utcnow())
     with engine.begin() as conn:
         conn.execute(
@@ -45,6 +48,7 @@ def start_run(
                 status="running",
                 rows_read=0,
                 rows_written=0,
+                owner=owner or processes.current_id(),
             )
         )
     return run
@@ -83,23 +87,35 @@ def finish_run(
         )
 
 
-def abandon_running(engine: Engine) -> int:
-    """Mark runs left `running` by a process that died as failed.
+INTERRUPTED = ("interrupted: the process stopped before the run finished; nothing it "
+               "fetched was kept")
 
-    Only the owning process calls this, at start: no other process can be running them.
-    Their writes were never committed (a run is one transaction), so nothing else to undo.
-    """
+
+def abandon_running(engine: Engine) -> int:
+    """Mark every run left ``running`` as failed: for the one process that owns a DuckDB
+    file, at start (nobody else can be running them). Their writes were never committed
+    (a run is one transaction), so nothing else to undo."""
     with engine.begin() as conn:
-        return conn.execute(
-            runs.update()
-            .where(runs.c.status == "running")
-            .values(
-                status="failed",
-                finished_at=timeutil.to_db(timeutil.utcnow()),
-                error="interrupted: the process stopped before the run finished; "
-                "nothing it fetched was kept",
-            )
-        ).rowcount
+        return conn.execute(runs.update().where(runs.c.status == "running").values(
+            status="failed", finished_at=timeutil.to_db(timeutil.utcnow()), error=INTERRUPTED)).rowcount
+
+
+def abandon_stale(engine: Engine, *, now: datetime | None = None) -> int:
+    """Mark as failed only the runs whose process stopped heart-beating (or that predate
+    process ids): on a store several processes share, another's live runs are left alone."""
+    at = now or timeutil.utcnow()
+    stale = sa.or_(runs.c.owner.is_(None), runs.c.owner.not_in(processes.live_ids(at)))
+    with engine.begin() as conn:
+        return conn.execute(runs.update().where(runs.c.status == "running", stale).values(
+            status="failed", finished_at=timeutil.to_db(at), error=INTERRUPTED)).rowcount
+
+
+def abandon_interrupted(engine: Engine) -> int:
+    """What a starting process may mark interrupted: everything on DuckDB (it owns the file),
+    only dead processes' runs elsewhere."""
+    if engine.dialect.name == "duckdb":
+        return abandon_running(engine)
+    return abandon_stale(engine)
 
 
 def set_watermark(conn: Connection, source: str, value: str, run_id: str) -> None:

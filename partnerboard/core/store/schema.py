@@ -139,7 +139,52 @@ collector_runs = sa.Table(
     sa.Column("requests", sa.Integer),
     sa.Column("retries", sa.Integer),
     sa.Column("notes", sa.Text, comment="non-fatal: schema drift, repeated pages, stop reasons"),
+    # v17: the process running it (processes.id); only a run whose process stopped
+    # heart-beating is marked interrupted. NULL for runs written before v17.
+    sa.Column("owner", sa.String(36)),
     sa.Index("ix_collector_runs_source_started", "source", "started_at"),
+)
+
+# v17: the processes that run the schedule (``serve``, ``collect``), each heart-beating,
+# so several of them can share one PostgreSQL (core/store/processes.py).
+processes = sa.Table(
+    "processes",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("role", sa.String(16), nullable=False, comment="serve | collect"),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("started_at", sa.DateTime, nullable=False),
+    sa.Column("heartbeat_at", sa.DateTime, nullable=False),
+)
+
+# v17: one row per scheduled job: who started its latest run and whether it finished, so
+# exactly one of several processes runs each job (core/store/job_claims.py).
+job_claims = sa.Table(
+    "job_claims",
+    metadata,
+    sa.Column("job_id", sa.String(128), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False, comment="probe | statuspage | source | task"),
+    sa.Column("interval_s", sa.Float, nullable=False),
+    sa.Column("owner", sa.String(36), comment="processes.id of the latest run"),
+    sa.Column("started_at", sa.DateTime, nullable=False),
+    sa.Column("finished_at", sa.DateTime, comment="NULL while that run is in progress"),
+)
+
+# v17: "Run now" asked for on any board replica, carried out by a collecting process.
+run_requests = sa.Table(
+    "run_requests",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("source", sa.String(128), nullable=False),
+    sa.Column("requested_by", sa.String(320)),
+    sa.Column("requested_at", sa.DateTime, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, comment="queued | running | done | failed"),
+    sa.Column("claimed_by", sa.String(36), comment="processes.id carrying it out"),
+    sa.Column("started_at", sa.DateTime),
+    sa.Column("finished_at", sa.DateTime),
+    sa.Column("run_id", sa.String(36), comment="the collector run it became"),
+    sa.Index("ix_run_requests_status", "status", "requested_at"),
 )
 
 quarantine_resolutions = sa.Table(
