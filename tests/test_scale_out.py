@@ -14,15 +14,17 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from datetime import datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
 
-from partnerboard.core.store import migrations, schema
+from partnerboard.core import store as store_mod
+from partnerboard.core.store import migrations, processes, schema
 from partnerboard.core.store.upsert import upsert
 from partnerboard.core.vocabulary import timeutil
-from tests.conftest import BACKEND
+from tests.conftest import BACKEND, config_dict, db_url_for, free_port, set_chaos, to_toml, truth, wait_until
 
 on_postgres = pytest.mark.skipif(BACKEND != "postgresql",
                                  reason="several processes share a store on PostgreSQL only")
@@ -169,3 +171,146 @@ def test_one_claim_per_interval_and_a_dead_owners_job_passes_on(store) -> None:
     finally:
         processes.unregister(store.engine, a)
         processes.unregister(store.engine, b)
+
+
+# --- 2 × serve --no-collect + 2 × collect on one PostgreSQL, under chaos ------------------
+
+RUN_FOR_S = 100.0  # the processes' shared life; one collect is killed half-way
+PROBE_EVERY_S = 2.0
+SOURCE_EVERY_S = 10.0
+TABLES = {"orders": ("marketplace", "orders"), "returns": ("marketplace", "returns"),
+          "merchants": ("marketplace", "shops"), "traffic": ("marketplace", "traffic"),
+          "payments": ("payments", "payments"), "refunds": ("payments", "refunds"),
+          "tickets": ("payments", "tickets")}
+
+
+def _fleet_config(sim_url: str, hook_url: str) -> dict:
+    data = config_dict(sim_url, interval=PROBE_EVERY_S, timeout=1.5)
+    for partner in data["partners"]:
+        for source in partner.get("sources", []):
+            source["interval_seconds"] = SOURCE_EVERY_S
+        if partner.get("statuspage"):
+            partner["statuspage"]["interval_seconds"] = SOURCE_EVERY_S
+    data["collection"]["down_after_failures"] = 2
+    data["alerts"] = {"receivers": [{"id": "hook", "type": "webhook", "url": f"{hook_url}/a"}],
+                      "routes": [{"rules": ["endpoint_down"], "receivers": ["hook"]}]}
+    return data
+
+
+@on_postgres
+@pytest.mark.slow
+def test_two_boards_and_two_collectors_on_one_postgresql_under_chaos(bsim, tokens, tmp_path) -> None:
+    """Four processes start together on an empty database while the partners misbehave
+    (rate limits, 500s, duplicate pages, slow answers); one collector is SIGKILLed half-way.
+    Every job runs in one process at a time: no probe twice, no failed run but the killed
+    one's interrupted ones, one alert message per change, and the store equals the
+    simulator's truth."""
+    import httpx
+
+    from tests.receivers import start_http_receiver
+    from tests.test_server import _start, _stop, provision
+
+    hook = start_http_receiver()
+    cfg = tmp_path / "partners.toml"
+    cfg.write_text(to_toml(_fleet_config(bsim.base_url, hook.url)))
+    url = db_url_for(tmp_path / "fleet.duckdb")  # a new, empty PostgreSQL database
+    set_chaos(bsim, partner="marketplace", rate_limit_rate=0.15, error_rate=0.05,
+              duplicate_page_rate=0.1, extra_latency_ms=40)
+    set_chaos(bsim, partner="payments", rate_limit_rate=0.15, error_rate=0.05, extra_latency_ms=40)
+    ports = [free_port(), free_port()]
+    procs = {
+        "collect-1": ["collect", "--config", str(cfg), "--database-url", url],
+        "collect-2": ["collect", "--config", str(cfg), "--database-url", url],
+        "board-1": ["serve", "--no-collect", "--config", str(cfg), "--database-url", url,
+                    "--port", str(ports[0])],
+        "board-2": ["serve", "--no-collect", "--config", str(cfg), "--database-url", url,
+                    "--port", str(ports[1])],
+    }
+    started = time.monotonic()
+    running = {name: _start(args, tokens, tmp_path / f"{name}.log", tmp_path)
+               for name, args in procs.items()}
+    try:
+        for port in ports:  # both boards come up on the database the others are creating
+            wait_until(lambda p=port: _status(f"http://127.0.0.1:{p}/healthz") == 200, 90,
+                       "a board answered /healthz")
+        s = store_mod.open_store(url)
+        wait_until(lambda: _alive(s) == 2, 60, "both collectors registered")
+        # An outage while four processes watch: told once when it starts, once when it ends.
+        set_chaos(bsim, partner="payments", mode="down")
+        hook.wait_for(lambda rs: any(r.json["kind"] == "firing" for r in rs), 60)
+        set_chaos(bsim, partner="payments", mode="normal")
+        hook.wait_for(lambda rs: any(r.json["kind"] == "resolved" for r in rs), 60)
+        wait_until(lambda: time.monotonic() - started > RUN_FOR_S / 2, RUN_FOR_S, "half-time")
+        killed_at = timeutil.utcnow()
+        running["collect-1"].kill()  # no goodbye: the other collector must take its jobs over
+        running["collect-1"].wait(10)
+        wait_until(lambda: time.monotonic() - started > RUN_FOR_S, RUN_FOR_S, "the end of the run")
+        # The boards report the collectors from the store, though they collect nothing.
+        account = provision(cfg, url, tokens, tmp_path)
+        health = httpx.get(f"http://127.0.0.1:{ports[0]}/healthz", headers=account.headers, timeout=10).json()
+        assert health["scheduler"] == "disabled" and health["collectors"]["alive"] == 1
+        assert {j["id"] for j in health["collectors"]["jobs"]} >= {"probe:payments", "marketplace_orders"}
+    finally:
+        for name, proc in running.items():
+            if proc.poll() is None:
+                assert _stop(proc, 60) == 0, (tmp_path / f"{name}.log").read_text()[-3000:]
+        hook.stop()
+    for name in procs:
+        log = (tmp_path / f"{name}.log").read_text()
+        assert "Traceback" not in log and "UniqueViolation" not in log, f"{name}:\n{log[-4000:]}"
+
+    r, pr = schema.collector_runs, schema.probe_results
+    with s.engine.connect() as conn:
+        failed = conn.execute(sa.select(r.c.source, r.c.error, r.c.owner, r.c.started_at)
+                              .where(r.c.status == "failed")).all()
+        owners = dict(conn.execute(sa.select(r.c.owner, sa.func.count()).group_by(r.c.owner)).all())
+        probes = conn.execute(sa.select(pr.c.partner_id, pr.c.endpoint_id, pr.c.ts)
+                              .order_by(pr.c.partner_id, pr.c.endpoint_id, pr.c.ts)).all()
+        stored = {t: conn.execute(sa.select(sa.func.count()).select_from(schema.RESOURCE_TABLES[t])).scalar()
+                  for t in TABLES}
+        runs_per_source = dict(conn.execute(sa.select(r.c.source, sa.func.count()).where(
+            r.c.status == "success").group_by(r.c.source)).all())
+    # Only what the SIGKILL cut short failed, and only as "interrupted".
+    cut = timeutil.to_db(killed_at)
+    assert all(e.startswith("interrupted") and at <= cut for _, e, _, at in failed), failed
+    assert len(failed) <= 3, failed
+    assert len(owners) >= 2, "both collectors ran jobs"
+    # No probe twice: each endpoint's probes are one interval apart, not two processes' worth.
+    by_endpoint: dict[tuple[str, str], list] = {}
+    for partner, endpoint, ts in probes:
+        by_endpoint.setdefault((partner, endpoint), []).append(ts)
+    for endpoint, times in by_endpoint.items():
+        gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)]
+        assert min(gaps) >= PROBE_EVERY_S * 0.5, (endpoint, sorted(gaps)[:5])
+        # taken over after the kill: within one interval, or the stale time if it died mid-round
+        assert max(gaps) <= PROBE_EVERY_S * 2 + processes.STALE_AFTER_S, (endpoint, max(gaps))
+        assert len(times) <= RUN_FOR_S / PROBE_EVERY_S + 5, (endpoint, len(times))
+    assert all(runs_per_source.get(src, 0) >= 2 for src in ("marketplace_orders", "payments_charges"))
+    # The store is the simulator's truth, every table.
+    t = truth(bsim)
+    assert stored == {table: t[partner][key]["count"] for table, (partner, key) in TABLES.items()}
+    # One message per alert change (firing, resolved) per endpoint, never one per process.
+    kinds = [(m.json["kind"], tuple(sorted(a["fingerprint"] for a in m.json["alerts"])))
+             for m in hook.requests]
+    keys = [m.headers["idempotency-key"] for m in hook.requests]
+    assert len(set(keys)) == len(keys), "a notification was sent twice"
+    firing = [fp for kind, fps in kinds if kind == "firing" for fp in fps]
+    resolved = [fp for kind, fps in kinds if kind == "resolved" for fp in fps]
+    assert firing and sorted(firing) == sorted(set(firing)) == sorted(set(resolved)) == sorted(resolved)
+    store_mod.close_store(url)
+
+
+def _status(url: str) -> int:
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=2).status_code
+    except httpx.HTTPError:
+        return 0
+
+
+def _alive(s: store_mod.Store) -> int:
+    from partnerboard.core.store import processes
+
+    with s.engine.connect() as conn:
+        return sum(1 for p in processes.listed(conn) if p["alive"] and p["role"] == "collect")
