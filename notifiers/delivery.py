@@ -31,7 +31,7 @@ from partnerboard.core.config import Config
 from partnerboard.core.config.alerts import Receiver
 from partnerboard.core.config.secrets import scrub
 from partnerboard.core.review import subscriptions
-from partnerboard.core.store import Store, write_serially
+from partnerboard.core.store import Store, processes, write_serially
 from partnerboard.core.vocabulary import timeutil
 
 log = logging.getLogger("partnerboard.notifiers")
@@ -69,6 +69,11 @@ class Deliverer:
         self._inflight: set[Future] = set()
         self._lock = threading.Lock()
 
+    def _worker(self) -> str:
+        """This process's registration id once it has one (so a dead process's claims are
+        recognised by its stale heartbeat), else a name of its own."""
+        return processes.current_id() or self.worker
+
     def recover(self) -> int:
         """Free a dead predecessor's claims, when this process owns the database alone."""
         if not self.store.is_duckdb:
@@ -84,11 +89,11 @@ class Deliverer:
         collector transaction."""
         now = timeutil.utcnow()
         with self.store.engine.connect() as conn:
-            due = outbox.next_due(conn)
+            due = outbox.next_due(conn, now)
         if due is None or due > now:
             return 0
         claimed = write_serially(self.store.engine,
-                                 lambda conn: outbox.claim(conn, worker=self.worker, now=now))
+                                 lambda conn: outbox.claim(conn, worker=self._worker(), now=now))
         for n in claimed:
             future = self._pool.submit(self.deliver, n)
             with self._lock:
@@ -107,7 +112,7 @@ class Deliverer:
         """Claim and send what is due now, in this thread (tests and the CLI)."""
         now = timeutil.utcnow()
         claimed = write_serially(self.store.engine,
-                                 lambda conn: outbox.claim(conn, worker=self.worker, now=now))
+                                 lambda conn: outbox.claim(conn, worker=self._worker(), now=now))
         return [self.deliver(n) for n in claimed]
 
     def busy(self) -> int:

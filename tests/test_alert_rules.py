@@ -6,6 +6,7 @@ partner boundary in what each receiver's message carries."""
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -328,7 +329,8 @@ def test_agreed_maintenance_mutes_endpoint_alerts_and_they_tell_if_still_down_af
 def _run(conn, source: str, status: str, started: datetime, error: str | None = None,
          notes: str | None = None) -> None:
     conn.execute(schema.collector_runs.insert().values(
-        id=f"{source}-{started.isoformat()}", source=source, partner_id=None, trigger="schedule",
+        id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{source}-{started.isoformat()}")),  # 36 chars, as stored
+        source=source, partner_id=None, trigger="schedule",
         started_at=timeutil.to_db(started), finished_at=timeutil.to_db(started + timedelta(seconds=2)),
         status=status, rows_read=0, rows_written=0, error=error, notes=notes))
 

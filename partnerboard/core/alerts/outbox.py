@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from partnerboard.core.config import Config
-from partnerboard.core.store import schema
+from partnerboard.core.store import processes, schema
 from partnerboard.core.vocabulary import timeutil
 
 nt = schema.notifications
@@ -73,10 +73,16 @@ def enqueue_message(conn: Connection, *, receiver_id: str, kind: str, group_key:
 
 def claim(conn: Connection, *, worker: str, now: datetime, limit: int = 20) -> list[dict[str, Any]]:
     """Due notifications, now held by ``worker`` for ``LEASE``: pending ones whose time has
-    come, and ones whose sender's lease ran out (it died or hung mid-delivery)."""
+    come, and ones whose sender's lease ran out (it died or hung mid-delivery) or whose
+    sender's process stopped heart-beating (``processes``: with several processes on one
+    PostgreSQL, a killed sender's messages go out again within ``STALE_AFTER_S``, not
+    after the lease). On PostgreSQL the claiming UPDATE re-checks ``due`` on each row it
+    waited for, so two senders never hold one notification."""
     at = timeutil.to_db(now)
     due = sa.or_(sa.and_(nt.c.status == "pending", nt.c.due_at <= at),
-                 sa.and_(nt.c.status == "sending", nt.c.claimed_until < at))
+                 sa.and_(nt.c.status == "sending", nt.c.claimed_until < at),
+                 # held by a process that stopped heart-beating: no need to wait out its lease
+                 sa.and_(nt.c.status == "sending", nt.c.claimed_by.in_(processes.dead_ids(now))))
     rows = conn.execute(sa.select(nt).where(due).order_by(nt.c.due_at).limit(limit)).mappings().all()
     if not rows:
         return []
@@ -144,11 +150,17 @@ def recent(conn: Connection, *, receiver_ids: list[str] | None = None, limit: in
                                  "idempotency_key"])
 
 
-def next_due(conn: Connection) -> datetime | None:
+def next_due(conn: Connection, now: datetime | None = None) -> datetime | None:
     """When a sender next has something to claim: the earliest pending notification's due
-    time, or the earliest lease of one being sent running out. A read: a sender asks this
+    time, the earliest lease of one being sent running out, or now if a dead process held
+    one. A read: a sender asks this
     first and takes the write lock only when something is due."""
     pending = conn.execute(sa.select(sa.func.min(nt.c.due_at)).where(nt.c.status == "pending")).scalar()
     held = conn.execute(sa.select(sa.func.min(nt.c.claimed_until)).where(nt.c.status == "sending")).scalar()
     found = [timeutil.from_db(t) for t in (pending, held) if t is not None]
+    at = now or timeutil.utcnow()
+    orphaned = conn.execute(sa.select(nt.c.id).where(
+        nt.c.status == "sending", nt.c.claimed_by.in_(processes.dead_ids(at))).limit(1)).first()
+    if orphaned is not None:  # its sender's process died: due now, whatever its lease says
+        found.append(at)
     return min(found) if found else None

@@ -83,6 +83,11 @@ def live_ids(now: datetime | None = None) -> sa.Select:
     return sa.select(pt.c.id).where(pt.c.heartbeat_at >= alive_since(now))
 
 
+def dead_ids(now: datetime | None = None) -> sa.Select:
+    """A subquery of registered processes that stopped heart-beating (killed, hung)."""
+    return sa.select(pt.c.id).where(pt.c.heartbeat_at < alive_since(now))
+
+
 def prune(conn: Connection, *, now: datetime | None = None) -> int:
     """Forget processes silent for a day (their runs and claims were passed on long ago)."""
     cutoff = timeutil.to_db((now or timeutil.utcnow()) - timedelta(days=1))
