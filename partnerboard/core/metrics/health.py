@@ -450,7 +450,10 @@ def incidents_between(
             inc.c.started_at < timeutil.to_db(end),
             sa.or_(inc.c.resolved_at.is_(None), inc.c.resolved_at >= timeutil.to_db(start)),
         )
-        .order_by(inc.c.started_at.desc())
+        # A total order (ties of one outage at several endpoints broken by partner, title,
+        # origin): the same list, so the same report bytes, on DuckDB and PostgreSQL.
+        .order_by(inc.c.started_at.desc(), inc.c.partner_id, inc.c.title, inc.c.origin,
+                  inc.c.external_id)
     )
     if partner_id is not None:
         q = q.where(inc.c.partner_id == partner_id)
