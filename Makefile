@@ -8,7 +8,7 @@ PB     := $(VENV)/bin/partnerboard
 STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup demo test serve collect simulate check-config chromium pack-tools oidc-provider lint bench-smoke clean
+.PHONY: setup demo test serve collect simulate check-config chromium pack-tools oidc-provider postgres lint bench-smoke clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Partnerboard needs Python 3.11+"'
@@ -32,6 +32,12 @@ pack-tools:
 		{ $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
 		libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core poppler-utils; }
 
+# PostgreSQL's server binaries from Debian: the suite runs a second time against a real
+# PostgreSQL (a throw-away cluster the fixtures start on 127.0.0.1, tests/postgres_server.py).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { $(SUDO) apt-get update -q && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; }
+
 # The OpenID provider the OIDC sign-in tests run on 127.0.0.1 (npm package oidc-provider).
 oidc-provider: tests/oidc/node_modules/.package-lock.json
 
@@ -43,8 +49,9 @@ tests/oidc/node_modules/.package-lock.json: tests/oidc/package-lock.json
 demo: setup pack-tools  ## simulator + board with collectors, on the shipped partners.toml
 	$(PB) demo
 
-test: setup chromium pack-tools oidc-provider ## the whole test suite
+test: setup chromium pack-tools oidc-provider postgres ## the whole test suite, on DuckDB then on PostgreSQL
 	$(PY) -m pytest
+	PARTNERBOARD_TEST_STORE=postgresql $(PY) -m pytest
 
 serve: setup         ## board + collectors against $$PARTNERBOARD_DATABASE_URL
 	$(PB) serve
