@@ -6,7 +6,8 @@ them on one APScheduler: every probe round is followed at once by an evaluation 
 the endpoint and burn-rate rules (an endpoint declared down is told within seconds,
 not at the next tick); all rules but the KPIs are evaluated every
 ``evaluate_every_seconds``, the KPIs every ``kpi_status.every_minutes``; and the outbox
-is looked at every second. Every 10 minutes the signed periods are recomputed and what
+is looked at every second. Every hour old probe-round runs are pruned
+(``core.store.retention``). Every 10 minutes the signed periods are recomputed and what
 late data changed is stored as restatements (``core.review.restatements``). Each job has
 ``max_instances=1``: evaluations of one cadence never overlap, and ``write_serially``
 keeps different cadences from racing.
@@ -37,7 +38,15 @@ from partnerboard.core.alerts import evaluation
 from partnerboard.core.config import Config
 from partnerboard.core.config.secrets import scrub
 from partnerboard.core.review import restatements, subscriptions
-from partnerboard.core.store import Store, exclusive, job_claims, processes, runs, write_serially
+from partnerboard.core.store import (
+    Store,
+    exclusive,
+    job_claims,
+    processes,
+    retention,
+    runs,
+    write_serially,
+)
 from partnerboard.core.vocabulary import timeutil
 from partnerboard.notifiers.delivery import Deliverer, board_link
 
@@ -45,6 +54,7 @@ log = logging.getLogger("partnerboard.alerts")
 DELIVER_EVERY_S = 1.0
 SUBSCRIPTIONS_EVERY_S = 60.0  # review packs whose time has come go to the outbox
 RESTATEMENTS_EVERY_S = 600.0  # signed periods recomputed: late data shows as a restatement
+RETENTION_EVERY_S = 3600.0  # old probe-round runs and finished requests pruned (core.store.retention)
 
 
 @dataclass
@@ -84,6 +94,14 @@ def _guarded(name: str, work: Callable[[], object]) -> Callable[[], None]:
     return run
 
 
+def _prune(engine, config: Config) -> None:
+    with engine.begin() as conn:
+        pruned = retention.prune(conn, keep_runs_days=config.collection.keep_runs_days)
+    if pruned.runs or pruned.requests:
+        log.info("retention: pruned %d runs, %d run-now requests, %d processes", pruned.runs,
+                 pruned.requests, pruned.processes)
+
+
 def _alone(name: str, work: Callable[[Connection], object]) -> Callable[[Connection], object]:
     """``work`` holding the cross-process lock ``name`` for its transaction (``exclusive``)."""
     def run(conn: Connection) -> object:
@@ -116,6 +134,8 @@ def build(store: Store, config: Config, *, served_at: str | None = None,
                   lambda: write_serially(engine, _alone("partnerboard:subscriptions",
                                                           lambda c: subscriptions.run_due(c, config)))),
          now + timedelta(seconds=5)),
+        ("store:retention", RETENTION_EVERY_S,
+         _guarded("retention", lambda: _prune(engine, config)), now + timedelta(seconds=120)),
         ("review:restatements", RESTATEMENTS_EVERY_S,
          _guarded("restatement check",
                   lambda: write_serially(engine, _alone("partnerboard:restatements",

@@ -314,3 +314,40 @@ def _alive(s: store_mod.Store) -> int:
 
     with s.engine.connect() as conn:
         return sum(1 for p in processes.listed(conn) if p["alive"] and p["role"] == "collect")
+
+
+def test_retention_prunes_old_probe_rounds_and_keeps_the_audit_trail(store) -> None:
+    """Older than keep_runs_days: successful probe rounds and runs that changed nothing go;
+    each source's latest run, failed runs and runs that wrote rows stay; finished run-now
+    requests go, queued ones stay."""
+    from partnerboard.core.store import retention
+
+    now = timeutil.utcnow()
+    old, recent = now - timedelta(days=40), now - timedelta(days=2)
+    r = schema.collector_runs
+
+    def run(run_id: str, source: str, at: datetime, status: str = "success", written: int = 0) -> None:
+        with store.engine.begin() as conn:
+            conn.execute(r.insert().values(
+                id=run_id, source=source, trigger="schedule", started_at=timeutil.to_db(at),
+                finished_at=timeutil.to_db(at + timedelta(seconds=1)), status=status,
+                rows_read=written, rows_written=written))
+
+    for i in range(5):
+        run(f"probe-old-{i}", "probe:payments", old + timedelta(minutes=i))
+    run("probe-old-failed", "probe:payments", old + timedelta(minutes=9), status="failed")
+    run("probe-recent", "probe:payments", recent)
+    run("orders-old-wrote", "marketplace_orders", old, written=12)
+    run("orders-old-idle", "marketplace_orders", old + timedelta(hours=1))
+    run("orders-latest", "marketplace_orders", old + timedelta(hours=2))  # its latest: kept
+    rq = schema.run_requests
+    with store.engine.begin() as conn:
+        for rid, status in (("req-done", "done"), ("req-queued", "queued")):
+            conn.execute(rq.insert().values(id=rid, source="marketplace_orders", status=status,
+                                            requested_at=timeutil.to_db(old)))
+        pruned = retention.prune(conn, keep_runs_days=35, now=now)
+    with store.engine.connect() as conn:
+        kept = set(conn.execute(sa.select(r.c.id)).scalars())
+        requests = set(conn.execute(sa.select(rq.c.id)).scalars())
+    assert kept == {"probe-old-failed", "probe-recent", "orders-old-wrote", "orders-latest"}
+    assert (pruned.runs, pruned.requests) == (6, 1) and requests == {"req-queued"}

@@ -588,6 +588,8 @@ class Collection(_Model):
     """How late a scheduled run may start and still run."""
     degraded_quarantine_pct: Percent = 1.0
     """A run quarantining more than this share of its records is degraded."""
+    keep_runs_days: Annotated[int, Field(ge=1, le=3650)] = 35
+    """Successful probe rounds and runs that changed no row are pruned after this many days (each source's latest run, failed and degraded runs and runs that wrote rows are kept)."""  # noqa: E501
 
 
 class Partnership(_Model):
