@@ -10,6 +10,7 @@ file, and these races cannot happen there.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -351,3 +352,32 @@ def test_retention_prunes_old_probe_rounds_and_keeps_the_audit_trail(store) -> N
         requests = set(conn.execute(sa.select(rq.c.id)).scalars())
     assert kept == {"probe-old-failed", "probe-recent", "orders-old-wrote", "orders-latest"}
     assert (pruned.runs, pruned.requests) == (6, 1) and requests == {"req-queued"}
+
+
+def test_a_process_of_this_machine_that_is_gone_is_dead_at_once(store) -> None:
+    """A killed process's heartbeat is still fresh; one on this machine (same boot, same PID
+    namespace) whose pid no longer exists is marked dead when the next one registers, so
+    its runs are interrupted now, not after STALE_AFTER_S. A live one is left alone."""
+    from partnerboard.core.store import runs
+
+    exited = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                            capture_output=True, text=True, check=True)
+    dead_pid = int(exited.stdout)
+    here, now = processes.machine(), timeutil.to_db(timeutil.utcnow())
+    assert here is not None
+    pt = schema.processes
+    with store.engine.begin() as conn:
+        for pid_, pid in (("killed", dead_pid), ("alive", os.getpid())):
+            conn.execute(pt.insert().values(id=pid_, role="collect", host="h", pid=pid, machine=here,
+                                            started_at=now, heartbeat_at=now))
+    orphan = runs.start_run(store.engine, "marketplace_orders", "marketplace", owner="killed")
+    live_run = runs.start_run(store.engine, "probe:payments", "payments", owner="alive")
+    newcomer = processes.register(store.engine, "collect")
+    try:
+        assert runs.abandon_stale(store.engine) == 1
+        with store.engine.connect() as conn:
+            status = dict(conn.execute(sa.select(schema.collector_runs.c.id,
+                                                 schema.collector_runs.c.status)).all())
+        assert status[orphan.id] == "failed" and status[live_run.id] == "running"
+    finally:
+        processes.unregister(store.engine, newcomer)

@@ -15,6 +15,7 @@ import socket
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -24,6 +25,8 @@ from partnerboard.core.vocabulary import timeutil
 
 HEARTBEAT_S = 5.0
 STALE_AFTER_S = 20.0  # four missed beats: a process this quiet is gone (or hung)
+SWEEP_EVERY_BEATS = 4  # every 20 s a live process marks dead processes' runs interrupted
+NEVER = datetime(1970, 1, 1)
 pt = schema.processes
 
 
@@ -41,14 +44,43 @@ def current_id() -> str | None:
     return _current.id if _current is not None else None
 
 
+def machine() -> str | None:
+    """What makes a pid mean one process: this boot of this kernel and this PID namespace
+    (two containers may share a host name, never a boot id and a namespace). None off Linux."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        return f"{boot}:{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        return None
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # exists, someone else's
+        return False
+    return False
+
+
 def register(engine: Engine, role: str, *, now: datetime | None = None) -> Process:
-    """Record this process (``serve`` or ``collect``) and make it the current one."""
+    """Record this process (``serve``, ``collect``, ``backfill``) and make it the current
+    one. Processes recorded on this machine whose pid no longer exists (killed, crashed)
+    are marked dead at once, so their runs and claims pass on now rather than after
+    ``STALE_AFTER_S``."""
     global _current
     at = timeutil.to_db(now or timeutil.utcnow())
     process = Process(str(uuid.uuid4()), role)
+    here = machine()
     with engine.begin() as conn:
+        if here is not None:
+            for other in conn.execute(sa.select(pt.c.id, pt.c.pid).where(
+                    pt.c.machine == here, pt.c.heartbeat_at >= alive_since(now))).all():
+                if _gone(other.pid):
+                    conn.execute(pt.update().where(pt.c.id == other.id).values(heartbeat_at=NEVER))
         conn.execute(pt.insert().values(id=process.id, role=role, host=socket.gethostname()[:255],
-                                        pid=os.getpid(), started_at=at, heartbeat_at=at))
+                                        pid=os.getpid(), machine=here, started_at=at, heartbeat_at=at))
     _current = process
     return process
 
@@ -62,7 +94,7 @@ def beat(engine: Engine, process: Process, *, now: datetime | None = None) -> No
         if not done:
             conn.execute(pt.insert().values(id=process.id, role=process.role,
                                             host=socket.gethostname()[:255], pid=os.getpid(),
-                                            started_at=at, heartbeat_at=at))
+                                            machine=machine(), started_at=at, heartbeat_at=at))
 
 
 def unregister(engine: Engine, process: Process) -> None:
@@ -110,7 +142,9 @@ def listed(conn: Connection, *, now: datetime | None = None) -> list[dict]:
 
 class Heartbeat:
     """This process registered and beating on a daemon thread of its own (not on the
-    scheduler's pool, which a slow partner may keep busy), until ``stop``."""
+    scheduler's pool, which a slow partner may keep busy), until ``stop``. Every
+    ``SWEEP_EVERY_BEATS`` beats it also marks the runs of processes that stopped beating
+    as interrupted (a peer killed mid-run on another host)."""
 
     def __init__(self, engine: Engine, role: str) -> None:
         import threading
@@ -124,9 +158,15 @@ class Heartbeat:
     def _run(self) -> None:
         import logging
 
+        from partnerboard.core.store import runs
+
+        beats = 0
         while not self._stop.wait(HEARTBEAT_S):
+            beats += 1
             try:
                 beat(self._engine, self.process)
+                if beats % SWEEP_EVERY_BEATS == 0:  # a peer that died mid-run: its runs end
+                    runs.abandon_stale(self._engine)
             except Exception as exc:  # noqa: BLE001 - a missed beat is retried at the next
                 logging.getLogger("partnerboard.store").warning(
                     "heartbeat failed: %s", type(exc).__name__)

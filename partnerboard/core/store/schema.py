@@ -154,6 +154,7 @@ processes = sa.Table(
     sa.Column("role", sa.String(16), nullable=False, comment="serve | collect"),
     sa.Column("host", sa.String(255), nullable=False),
     sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("machine", sa.String(128), comment="boot id and PID namespace: where pid means this process"),
     sa.Column("started_at", sa.DateTime, nullable=False),
     sa.Column("heartbeat_at", sa.DateTime, nullable=False),
 )
