@@ -70,7 +70,7 @@ lint: setup
 
 # Every benchmark once at a tiny scale, so a change that breaks one is seen in CI (the
 # figures themselves come from full-scale runs: see each bench's --help).
-bench-smoke: setup
+bench-smoke: setup postgres
 	d=$${BENCH_DATA:-$$(mktemp -d)} && \
 	$(PY) bench/bench_kpis.py --scale 0.001 --data $$d && \
 	$(PY) bench/bench_pages.py --scale 0.001 --data $$d --repeat 1 && \
@@ -78,7 +78,8 @@ bench-smoke: setup
 	$(PY) bench/bench_sign_in.py --scale 0.1 --data $$d/sign-in && \
 	$(PY) bench/bench_probe_isolation.py --scale 0.02 --seconds 5 --data $$d/probes && \
 	$(PY) bench/bench_alerts.py --scale 0.05 --interval 1 --data $$d/alerts && \
-	$(PY) bench/bench_pack.py --scale 0.001 --data $$d
+	$(PY) bench/bench_pack.py --scale 0.001 --data $$d && \
+	$(PY) bench/bench_stores.py --scale 0.001 --data $$d
 
 clean:
 	rm -rf $(VENV) test-artifacts .pytest_cache
