@@ -70,7 +70,7 @@ lint: setup
 
 # Every benchmark once at a tiny scale, so a change that breaks one is seen in CI (the
 # figures themselves come from full-scale runs: see each bench's --help).
-bench-smoke: setup postgres
+bench-smoke: setup chromium postgres
 	d=$${BENCH_DATA:-$$(mktemp -d)} && \
 	$(PY) bench/bench_kpis.py --scale 0.001 --data $$d && \
 	$(PY) bench/bench_pages.py --scale 0.001 --data $$d --repeat 1 && \
@@ -79,7 +79,8 @@ bench-smoke: setup postgres
 	$(PY) bench/bench_probe_isolation.py --scale 0.02 --seconds 5 --data $$d/probes && \
 	$(PY) bench/bench_alerts.py --scale 0.05 --interval 1 --data $$d/alerts && \
 	$(PY) bench/bench_pack.py --scale 0.001 --data $$d && \
-	$(PY) bench/bench_stores.py --scale 0.001 --data $$d
+	$(PY) bench/bench_stores.py --scale 0.001 --data $$d && \
+	$(PY) bench/bench_viewers.py --scale 0.05 --sessions 1,8 --live-seconds 40 --data $$d/viewers
 
 clean:
 	rm -rf $(VENV) test-artifacts .pytest_cache

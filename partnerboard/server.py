@@ -283,12 +283,17 @@ def _streamlit_options() -> None:
     """Streamlit settings the board depends on, whatever a config.toml in the working
     directory says: no error details (tracebacks with server paths) on the pages, the
     viewer's toolbar (no "Clear cache" or "Rerun" developer items), XSRF protection of
-    Streamlit's own upload route, no static file serving from the working directory."""
+    Streamlit's own upload route, no static file serving from the working directory, and
+    no source watcher: after every script run Streamlit's watcher resolves the path of
+    every loaded module (~14 000 ``realpath`` calls) to notice edits, which a deployed
+    board never needs; it was most of a warm page view's server CPU
+    (``bench/bench_viewers.py``)."""
     from streamlit import config as st_config
 
     for key, value in (("client.showErrorDetails", "none"), ("client.toolbarMode", "viewer"),
                        ("server.enableXsrfProtection", True), ("server.enableStaticServing", False),
-                       ("global.developmentMode", False), ("browser.gatherUsageStats", False)):
+                       ("global.developmentMode", False), ("browser.gatherUsageStats", False),
+                       ("server.fileWatcherType", "none"), ("server.runOnSave", False)):
         st_config.set_option(key, value, where_defined="partnerboard.server")
 
 

@@ -1,0 +1,207 @@
+"""Many viewers at once: the Board opened by 1, 8 and 20 browser sessions together, and
+live API-health tabs left open, against a real `partnerboard serve --no-collect`.
+
+Starts the simulator (frozen clock), collects it once into a fresh DuckDB file
+(`collect --once`), adds one person per session, starts `serve --no-collect` (so the
+server's CPU is the pages', not the collectors') and drives Debian's Chromium through
+Playwright:
+
+- **Board**: for each crowd size N, N browser sessions (each signed in through the form
+  first) open `/?period=2026-10` at the same moment; measured until every page finished
+  (`[data-test-script-state=notRunning]` and the KPI tiles shown). Twice per N: the first
+  round may fill the query caches, the second is warm. Printed: wall time until the last
+  page finished, and the server process's CPU time (user + system, from /proc) per view.
+- **Live API health**: K sessions keep `/api-health` open (it refreshes itself every 5 s)
+  for ``--live-seconds``; printed: server CPU per refresh (minus the idle CPU of the same
+  span with no tab open) and the server's RSS sampled every 10 s, to see it plateau.
+
+    .venv/bin/python bench/bench_viewers.py                        # 1, 8, 20 sessions; 3 tabs, 120 s
+    .venv/bin/python bench/bench_viewers.py --live-seconds 3600    # the hour-long soak
+    .venv/bin/python bench/bench_viewers.py --scale 0.05 --data /tmp/b   # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from partnerboard.simulator.server import SECRET_ENV  # noqa: E402
+
+from partnerboard.core.access import cli_user, users  # noqa: E402
+from partnerboard.core.config import load_config  # noqa: E402
+from partnerboard.core.store import close_store, open_store  # noqa: E402
+
+PASSWORD = secrets.token_urlsafe(18)  # made up per run
+FROZEN = "2026-11-20T12:00:00+00:00"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+READY = "[data-testid=stApp][data-test-script-state=notRunning]"
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{url}: the process exited with {proc.returncode}")
+        try:
+            httpx.get(url, timeout=2)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise SystemExit(f"{url} did not answer within {timeout} s")
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of one process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def _signed_in(browser, url: str, email: str):
+    context = await browser.new_context(viewport={"width": 1400, "height": 1600})
+    page = await context.new_page()
+    await page.goto(f"{url}/signin")
+    await page.fill("input[name=email]", email)
+    await page.fill("input[name=password]", PASSWORD)
+    await page.click("button[type=submit]")
+    await page.wait_for_selector(READY, timeout=120_000)
+    return context, page
+
+
+async def _open_board(page, url: str) -> None:
+    await page.goto(f"{url}/?period=2026-10")
+    await page.wait_for_selector(READY, timeout=300_000)
+    await page.locator("[data-testid=stMetric]").first.wait_for(timeout=300_000)
+    await page.wait_for_selector(READY, timeout=300_000)
+
+
+async def drive(url: str, pid: int, people: list[str], crowds: list[int], tabs: int,
+                live_s: float) -> None:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        sessions = [await _signed_in(browser, url, email) for email in people[:max(crowds + [tabs])]]
+        print(f"{len(sessions)} sessions signed in\n")
+        print(f"{'sessions':>8} {'round':>6} {'wall until last page':>21} {'server CPU per view':>20}")
+        for n in crowds:
+            for round_ in (1, 2):
+                before, t0 = cpu_s(pid), time.perf_counter()
+                await asyncio.gather(*(_open_board(page, url) for _, page in sessions[:n]))
+                wall, cpu = time.perf_counter() - t0, cpu_s(pid) - before
+                print(f"{n:8d} {round_:6d} {wall:20.2f}s {cpu / n:19.3f}s")
+        for context, _ in sessions:
+            await context.close()
+        if tabs <= 0 or live_s <= 0:
+            await browser.close()
+            return
+        # Idle baseline: the server with no page open, for the same span.
+        idle_span = min(live_s, 30.0)
+        before = cpu_s(pid)
+        await asyncio.sleep(idle_span)
+        idle_per_s = (cpu_s(pid) - before) / idle_span
+        live = [await _signed_in(browser, url, email) for email in people[:tabs]]
+        for _, page in live:
+            await page.goto(f"{url}/api-health")
+            await page.wait_for_selector(READY, timeout=120_000)
+        print(f"\nlive API health: {tabs} tabs for {live_s:.0f} s (idle server: {idle_per_s:.3f} s CPU/s)")
+        before, t0, samples = cpu_s(pid), time.monotonic(), []
+        while time.monotonic() - t0 < live_s:
+            samples.append((time.monotonic() - t0, rss_mib(pid)))
+            await asyncio.sleep(min(10.0, max(0.1, live_s - (time.monotonic() - t0))))
+        span = time.monotonic() - t0
+        used = cpu_s(pid) - before - idle_per_s * span
+        refreshes = tabs * span / 5.0
+        print(f"  server CPU per refresh {used / refreshes:.3f} s ({refreshes:.0f} refreshes, "
+              f"{used / span * 60:.1f} s CPU a minute above idle)")
+        shown = samples[:: max(1, len(samples) // 12)]
+        print("  RSS over time: " + ", ".join(f"{t:.0f}s {m:.0f} MiB" for t, m in shown))
+        print(f"  RSS first {samples[0][1]:.0f} MiB, last {rss_mib(pid):.0f} MiB")
+        await browser.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sessions", default="1,8,20", help="crowd sizes, e.g. 1,8,20")
+    parser.add_argument("--live-tabs", type=int, default=3)
+    parser.add_argument("--live-seconds", type=float, default=120.0)
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="business volume of the simulator and the live span (0.05: smoke run)")
+    parser.add_argument("--data", type=Path, default=None)
+    args = parser.parse_args()
+    crowds = [max(1, round(int(n) * min(1.0, args.scale * 4))) for n in args.sessions.split(",")]
+    crowds = sorted(set(crowds))
+    live_s = args.live_seconds * min(1.0, args.scale * 4)
+
+    work = args.data or Path(tempfile.mkdtemp(prefix="pb-bench-viewers-"))
+    work.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PARTNERBOARD_")}
+    env.update({name: secrets.token_hex(16) for name in SECRET_ENV.values()})
+    env["PARTNERBOARD_SECRETS_FILE"] = "/nonexistent/secrets.toml"
+    sim_port, port = _port(), _port()
+    config = work / "partners.toml"
+    text = (ROOT / "partners.toml").read_text().replace("127.0.0.1:8765", f"127.0.0.1:{sim_port}")
+    config.write_text(text)
+    (work / "viewers.duckdb").unlink(missing_ok=True)
+    db = f"duckdb:///{work / 'viewers.duckdb'}"
+    cli = [sys.executable, "-m", "partnerboard.cli"]
+    sim = subprocess.Popen([*cli, "simulate", "--port", str(sim_port), "--now", FROZEN,
+                            "--scale", str(min(1.0, args.scale * 4))],
+                           env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    board = None
+    try:
+        _wait(f"http://127.0.0.1:{sim_port}/marketplace/health", sim)
+        t = time.perf_counter()
+        subprocess.run([*cli, "collect", "--once", "--config", str(config), "--database-url", db],
+                       env=env, cwd=work, check=True, stdout=subprocess.DEVNULL)
+        cfg = load_config(config)
+        people = [f"viewer{i}@marketplace.example" for i in range(max(crowds + [args.live_tabs]))]
+        with open_store(db).engine.begin() as conn:
+            for email in people:
+                users.add(conn, cfg, cli_user(), email, "viewer", partner_id="marketplace", password=PASSWORD)
+        close_store(db)
+        print(f"store collected in {time.perf_counter() - t:.0f} s")
+        log = open(work / "serve.log", "w")  # noqa: SIM115 - closed with the process
+        serve = [*cli, "serve", "--no-collect", "--config", str(config), "--database-url", db,
+                 "--port", str(port)]
+        board = subprocess.Popen(serve, env=env, cwd=work, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        _wait(f"{url}/signin", board)
+        asyncio.run(drive(url, board.pid, people, crowds, args.live_tabs, live_s))
+    finally:
+        for proc in (board, sim):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                proc.wait(30)
+
+
+if __name__ == "__main__":
+    main()
