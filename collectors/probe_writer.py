@@ -34,13 +34,13 @@ REASON_TEXT = {
 }
 
 
-def _load(conn: Connection, partner_id: str, endpoint_id: str) -> tuple[EndpointStatus, bool]:
-    """The stored state, and whether a row exists yet."""
+def _load(conn: Connection, partner_id: str, endpoint_id: str) -> EndpointStatus:
+    """The stored state of an endpoint, or a fresh one (up, no failures) before its first probe."""
     row = conn.execute(
         sa.select(es).where(es.c.partner_id == partner_id, es.c.endpoint_id == endpoint_id)
     ).mappings().first()
     if row is None:
-        return EndpointStatus(), False
+        return EndpointStatus()
     return EndpointStatus(
         row["status"],
         row["consecutive_failures"],
@@ -48,10 +48,11 @@ def _load(conn: Connection, partner_id: str, endpoint_id: str) -> tuple[Endpoint
         row["open_incident_id"],
         timeutil.from_db(row["last_probe_at"]),
         timeutil.from_db(row["last_ok_at"]),
-    ), True
+    )
 
 
-def _save(conn: Connection, partner_id: str, endpoint_id: str, s: EndpointStatus, existed: bool) -> None:
+def _save(conn: Connection, partner_id: str, endpoint_id: str, s: EndpointStatus) -> None:
+    """Insert or replace the endpoint's state (one atomic statement: two writers never both insert)."""
     values = {
         "status": s.status,
         "consecutive_failures": s.consecutive_failures,
@@ -80,7 +81,7 @@ def write_results(
         by_endpoint.setdefault((r.partner_id, r.endpoint_id), []).append(r)
     rows = []
     for (partner_id, endpoint_id), batch in by_endpoint.items():
-        state, existed = _load(conn, partner_id, endpoint_id)
+        state = _load(conn, partner_id, endpoint_id)
         endpoint = endpoints[endpoint_id]
         for r in batch:
             step = advance(state, r.ok, r.ts, threshold, str(uuid.uuid4()))
@@ -120,7 +121,7 @@ def write_results(
                 "run_id": run_id,
             })
             state = step.after
-        _save(conn, partner_id, endpoint_id, state, existed)
+        _save(conn, partner_id, endpoint_id, state)
     if rows:
         conn.execute(pr.insert(), rows)
         # Link only the batch's endpoints, from the earliest probe that could precede it.
