@@ -164,13 +164,16 @@ def test_hanging_partner_does_not_delay_the_other(sim, store, env_tokens) -> Non
     finally:
         stop_scheduler(scheduler)
     pay = _probes(store, "payments", "balance")
-    assert (pay.outcome == "ok").all()
     during = pay[(pay.ts >= hung_run.started_at) & (pay.ts <= hung_run.finished_at)]
     hang_s = (hung_run.finished_at - hung_run.started_at).total_seconds()
     assert hang_s >= 4.4, "the marketplace run waited on the hang until its deadline"
     # At a 1 s interval a free payments job fits 4 rounds into the 4.5 s hang; a payments job
-    # waiting on the marketplace would fit none.
-    assert len(during) >= 2, f"payments probed {len(during)} times during a {hang_s:.1f} s hang"
+    # waiting on the marketplace would fit none. Counted: rounds that succeeded (the very
+    # first probe, while the probe worker starts, may miss its 0.8 s deadline on a loaded
+    # machine: seen once in CI; that is not the hang).
+    ok = during[during.outcome == "ok"]
+    assert len(ok) >= 2, f"payments probed {len(ok)} times successfully during a {hang_s:.1f} s hang"
+    assert set(pay.reason.dropna()) <= {"timeout"}, "payments failed only by missing a deadline"
     assert set(_probes(store, "marketplace").reason) == {"timeout"}
 
 
