@@ -173,7 +173,7 @@ def test_hanging_partner_does_not_delay_the_other(sim, store, env_tokens) -> Non
     # machine: seen once in CI; that is not the hang).
     ok = during[during.outcome == "ok"]
     assert len(ok) >= 2, f"payments probed {len(ok)} times successfully during a {hang_s:.1f} s hang"
-    assert set(pay.reason.dropna()) <= {"timeout"}, "payments failed only by missing a deadline"
+    assert (pay.outcome == "ok").sum() >= len(pay) - 1, "at most the worker's first probe missed"
     assert set(_probes(store, "marketplace").reason) == {"timeout"}
 
 
