@@ -89,16 +89,26 @@ def test_down_and_back_is_one_firing_and_one_resolved_per_receiver(sim, store, t
         set_chaos(sim, partner="payments", mode="down")
         firing = hook.wait_for(lambda rs: len(rs) >= 1, 60)[0]
         set_chaos(sim, partner="payments", mode="normal")
-        resolved = hook.wait_for(lambda rs: len(rs) >= 2, 60)[1]
-        mail.wait_for(2, 60)
+        endpoints = sorted(e.id for e in cfg.partner("payments").endpoints)
+
+        def told_resolved(rs) -> list:
+            return sorted(a["subject"] for r in rs if r.json["kind"] == "resolved" for a in r.json["alerts"])
+
+        hook.wait_for(lambda rs: told_resolved(rs) == endpoints, 60)
+        resolved = next(r for r in hook.requests if r.json["kind"] == "resolved")
+        mail.wait_for(len(hook.requests), 60)  # the same messages reach the email receiver
         # nothing else is due: every notification is delivered
         wait_until(lambda: all(r["status"] == "delivered" for r in _rows(store)), 30, "every delivery")
-    assert [r.json["kind"] for r in hook.requests] == ["firing", "resolved"]
+    # One firing message for the outage; each endpoint's return told once. Usually one
+    # resolved message; two when the partner came back between two endpoints' probes of a
+    # round and the next round started after the group wait (seen on a loaded machine).
+    kinds = [r.json["kind"] for r in hook.requests]
+    assert kinds[0] == "firing" and kinds[1:] in (["resolved"], ["resolved", "resolved"]), kinds
+    assert told_resolved(hook.requests) == endpoints, "each endpoint resolved exactly once"
     assert firing.at < resolved.at
     fired, ended = firing.json, resolved.json
     assert fired["schema"] == "partnerboard.alert/1" and fired["partnership"] == cfg.partnership.name
     assert {a["partner"]["id"] for a in fired["alerts"]} == {"payments"}
-    endpoints = sorted(e.id for e in cfg.partner("payments").endpoints)
     assert sorted(a["subject"] for a in fired["alerts"]) == endpoints
     assert all(a["link"] == f"{BOARD}/api-health" for a in fired["alerts"])
     assert fired["contacts"]["payments"][0]["name"] == "Pay Desk"
@@ -124,7 +134,8 @@ def test_down_and_back_is_one_firing_and_one_resolved_per_receiver(sim, store, t
         plain = m.get_body(("plain",)).get_content()
         assert cfg.partner("payments").name in plain and "Pay Desk" in plain
         assert f"{BOARD}/api-health" in plain
-    assert mail.logins == ["alerts@partnership.example"] * 2
+    assert len(mail.messages) == len(hook.requests)
+    assert mail.logins == ["alerts@partnership.example"] * len(mail.messages)
     # no secret in the logs, the outbox or the audit log
     logged = "\n".join(r.getMessage() for r in caplog.records)
     with store.engine.connect() as conn:
