@@ -361,11 +361,23 @@ def measure(label: str, fn, repeat: int = 3) -> tuple[float, float, object]:
     return cold, warm[len(warm) // 2], result
 
 
+def health_page_queries(conn) -> None:
+    """The queries the API-health page runs at the bench's NOW (also bench_stores.py's)."""
+    from partnerboard.core.metrics import health
+
+    health.uptime(conn, NOW, {"24h": timedelta(hours=24), "7d": timedelta(days=7),
+                              "30d": timedelta(days=30)})
+    health.latency_series(conn, NOW - timedelta(hours=24), NOW, timedelta(minutes=15))
+    health.status_history(conn, NOW - timedelta(hours=24), NOW, timedelta(minutes=30))
+    health.current_state(conn)
+    health.incidents_between(conn, NOW - timedelta(days=90), NOW)
+
+
 def run(bench: BenchStore) -> None:
     import tomllib
 
     from partnerboard.core.config import parse_config
-    from partnerboard.core.metrics import health, kpi_engine
+    from partnerboard.core.metrics import kpi_engine
     from partnerboard.core.store import open_store
     from partnerboard.core.vocabulary.periods import parse
 
@@ -380,12 +392,7 @@ def run(bench: BenchStore) -> None:
 
     def health_page():
         with store.engine.connect() as conn:
-            health.uptime(conn, NOW, {"24h": timedelta(hours=24), "7d": timedelta(days=7),
-                                      "30d": timedelta(days=30)})
-            health.latency_series(conn, NOW - timedelta(hours=24), NOW, timedelta(minutes=15))
-            health.status_history(conn, NOW - timedelta(hours=24), NOW, timedelta(minutes=30))
-            health.current_state(conn)
-            health.incidents_between(conn, NOW - timedelta(days=90), NOW)
+            health_page_queries(conn)
 
     print(f"Board = all KPIs of both partners for {QUARTER} with previous quarter and last year")
     b_cold, b_warm, frame = measure("Board (kpi_engine.board)", board)

@@ -25,14 +25,13 @@ import math
 import subprocess
 import sys
 import time
-from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_kpis import NOW, QUARTER, BenchStore, add_arguments, generate  # noqa: E402
+from bench_kpis import NOW, QUARTER, BenchStore, add_arguments, generate, health_page_queries  # noqa: E402
 
 
 def copy_to_postgres(bench: BenchStore, pg_url: str) -> dict[str, int]:
@@ -81,7 +80,7 @@ def measure_one(url: str) -> dict:
     import tomllib
 
     from partnerboard.core.config import parse_config
-    from partnerboard.core.metrics import health, kpi_engine, sla
+    from partnerboard.core.metrics import kpi_engine, sla
     from partnerboard.core.store import open_store
     from partnerboard.core.vocabulary.periods import parse
 
@@ -99,12 +98,7 @@ def measure_one(url: str) -> dict:
 
     def health_page():
         with store.engine.connect() as conn:
-            health.uptime(conn, NOW, {"24h": timedelta(hours=24), "7d": timedelta(days=7),
-                                      "30d": timedelta(days=30)})
-            health.latency_series(conn, NOW - timedelta(hours=24), NOW, timedelta(minutes=15))
-            health.status_history(conn, NOW - timedelta(hours=24), NOW, timedelta(minutes=30))
-            health.current_state(conn)
-            health.incidents_between(conn, NOW - timedelta(days=90), NOW)
+            health_page_queries(conn)
 
     out: dict = {}
     for name, fn in (("board", board), ("sla", verdicts), ("health", health_page)):

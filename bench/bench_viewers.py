@@ -26,18 +26,17 @@ import argparse
 import asyncio
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(ROOT / "bench"))
+from bench_sign_in import _port, _wait  # noqa: E402
 from partnerboard.simulator.server import SECRET_ENV  # noqa: E402
 
 from partnerboard.core.access import cli_user, users  # noqa: E402
@@ -50,25 +49,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 READY = "[data-testid=stApp][data-test-script-state=notRunning]"
 TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{url}: the process exited with {proc.returncode}")
-        try:
-            httpx.get(url, timeout=2)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise SystemExit(f"{url} did not answer within {timeout} s")
 
 
 def cpu_s(pid: int) -> float:
@@ -178,7 +158,7 @@ def main() -> None:
                            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     board = None
     try:
-        _wait(f"http://127.0.0.1:{sim_port}/marketplace/health", sim)
+        _wait(f"http://127.0.0.1:{sim_port}/marketplace/health", sim, timeout=120)
         t = time.perf_counter()
         subprocess.run([*cli, "collect", "--once", "--config", str(config), "--database-url", db],
                        env=env, cwd=work, check=True, stdout=subprocess.DEVNULL)
@@ -194,7 +174,7 @@ def main() -> None:
                  "--port", str(port)]
         board = subprocess.Popen(serve, env=env, cwd=work, stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
-        _wait(f"{url}/signin", board)
+        _wait(f"{url}/signin", board, timeout=120)
         asyncio.run(drive(url, board.pid, people, crowds, args.live_tabs, live_s))
     finally:
         for proc in (board, sim):

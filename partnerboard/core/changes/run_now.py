@@ -78,8 +78,10 @@ def available(conn: Connection) -> bool:
 
 def sources(conn: Connection) -> list[str]:
     """The collector jobs the collecting processes published; empty when none is alive."""
-    if not available(conn):
-        return []
+    return _published(conn) if available(conn) else []
+
+
+def _published(conn: Connection) -> list[str]:
     jc = schema.job_claims
     return list(conn.execute(sa.select(jc.c.job_id).where(jc.c.kind.in_(COLLECTOR_KINDS))
                              .order_by(jc.c.job_id)).scalars())
@@ -100,7 +102,7 @@ def request(source: str, *, actor: User | None, conn: Connection,
         raise RunNowUnavailable(
             "run now needs a collecting process (`partnerboard serve` or `partnerboard collect`) "
             "on this store; none is running. From a shell: `partnerboard collect --once --source ID`")
-    known = sources(conn)
+    known = _published(conn)  # availability was just checked
     if source not in known:
         raise UnknownSourceError(source, known)
     pending = conn.execute(sa.select(rq.c.status).where(
