@@ -98,7 +98,8 @@ if requests:
     st.caption("Run-now requests (latest 20): queued until a collecting process takes them, "
                "running, then done or failed with the run they became.")
     st.dataframe(pd.DataFrame([{
-        "source": r["source"], "status": r["status"], "requested by": r["requested_by"] or "",
+        # Not who asked: that is in the audit log, which each partner reads only its part of.
+        "source": r["source"], "status": r["status"],
         "requested": local_time(timeutil.from_db(r["requested_at"]), cfg.tz),
         "started": local_time(timeutil.from_db(r["started_at"]), cfg.tz) if r["started_at"] else "",
         "finished": local_time(timeutil.from_db(r["finished_at"]), cfg.tz) if r["finished_at"] else "",
