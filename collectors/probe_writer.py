@@ -16,6 +16,7 @@ from partnerboard.collectors.probes import ProbeResult
 from sqlalchemy.engine import Connection
 
 from partnerboard.core.config import Endpoint
+from partnerboard.core.metrics import rollups
 from partnerboard.core.store import probe_links, runs, schema, upsert
 from partnerboard.core.vocabulary import timeutil
 
@@ -80,6 +81,7 @@ def write_results(
     for r in sorted(results, key=lambda r: r.ts):
         by_endpoint.setdefault((r.partner_id, r.endpoint_id), []).append(r)
     rows = []
+    earliest = min((r.ts for r in results), default=None)  # the first moment whose numbers change
     for (partner_id, endpoint_id), batch in by_endpoint.items():
         state = _load(conn, partner_id, endpoint_id)
         endpoint = endpoints[endpoint_id]
@@ -88,6 +90,7 @@ def write_results(
             if step.opens_incident_since is not None:
                 _open_incident(conn, r, endpoint, step.after.open_incident_id,
                                step.opens_incident_since, run_id)
+                earliest = min(earliest, step.opens_incident_since)
                 # The outage began at the first failure: re-mark the streak's earlier
                 # probes (already stored as pending) so down time starts there too.
                 conn.execute(
@@ -130,6 +133,10 @@ def write_results(
         for partner_id, endpoint_id in by_endpoint:
             probe_links.link_probes(conn, since=since, partner_id=partner_id, endpoint_id=endpoint_id)
         runs.set_watermark(conn, source, max(r["ts"] for r in rows).isoformat(), run_id)
+        # A new probe changes what its predecessor vouches for only from its own start
+        # on, and a re-marked streak from the streak's start: rolled units before
+        # ``earliest`` stay right (the rollups' watermarks move back only for late writes).
+        rollups.invalidate(conn, earliest)
     counts["probes"] = len(rows)
     return counts
 

@@ -6,8 +6,9 @@ them on one APScheduler: every probe round is followed at once by an evaluation 
 the endpoint and burn-rate rules (an endpoint declared down is told within seconds,
 not at the next tick); all rules but the KPIs are evaluated every
 ``evaluate_every_seconds``, the KPIs every ``kpi_status.every_minutes``; and the outbox
-is looked at every second. Every hour old probe-round runs are pruned
-(``core.store.retention``). Every 10 minutes the signed periods are recomputed and what
+is looked at every second. Every minute settled hours and days of probes are rolled up
+(``core.metrics.rollups``); every hour old probe-round runs and rolled raw probes are
+pruned (``core.store.retention``). Every 10 minutes the signed periods are recomputed and what
 late data changed is stored as restatements (``core.review.restatements``). Each job has
 ``max_instances=1``: evaluations of one cadence never overlap, and ``write_serially``
 keeps different cadences from racing.
@@ -37,6 +38,7 @@ from partnerboard.collectors.scheduler import stop as stop_scheduler
 from partnerboard.core.alerts import evaluation
 from partnerboard.core.config import Config
 from partnerboard.core.config.secrets import scrub
+from partnerboard.core.metrics import rollups
 from partnerboard.core.review import restatements, subscriptions
 from partnerboard.core.store import (
     Store,
@@ -55,6 +57,7 @@ DELIVER_EVERY_S = 1.0
 SUBSCRIPTIONS_EVERY_S = 60.0  # review packs whose time has come go to the outbox
 RESTATEMENTS_EVERY_S = 600.0  # signed periods recomputed: late data shows as a restatement
 RETENTION_EVERY_S = 3600.0  # old probe-round runs and finished requests pruned (core.store.retention)
+ROLLUPS_EVERY_S = 60.0  # settled hours and days of probes rolled up (core.metrics.rollups)
 
 
 @dataclass
@@ -97,9 +100,18 @@ def _guarded(name: str, work: Callable[[], object]) -> Callable[[], None]:
 def _prune(engine, config: Config) -> None:
     with engine.begin() as conn:
         pruned = retention.prune(conn, keep_runs_days=config.collection.keep_runs_days)
-    if pruned.runs or pruned.requests:
-        log.info("retention: pruned %d runs, %d run-now requests, %d processes", pruned.runs,
-                 pruned.requests, pruned.processes)
+        probes = rollups.prune_probes(conn, keep_days=config.collection.keep_probes_days)
+    if pruned.runs or pruned.requests or probes:
+        log.info("retention: pruned %d runs, %d run-now requests, %d processes, %d raw probes",
+                 pruned.runs, pruned.requests, pruned.processes, probes)
+
+
+def _roll(engine, config: Config) -> None:
+    longest = max((e.interval_seconds for p in config.partners for e in p.endpoints), default=60.0)
+    done = rollups.catch_up(engine, zone=config.tz,
+                            settle=rollups.settle_s(longest, config.collection.down_after_failures))
+    if done.hours or done.days:
+        log.info("rollups: %d endpoint-hours, %d days rolled", done.hours, done.days)
 
 
 def _alone(name: str, work: Callable[[Connection], object]) -> Callable[[Connection], object]:
@@ -134,6 +146,8 @@ def build(store: Store, config: Config, *, served_at: str | None = None,
                   lambda: write_serially(engine, _alone("partnerboard:subscriptions",
                                                           lambda c: subscriptions.run_due(c, config)))),
          now + timedelta(seconds=5)),
+        ("store:rollups", ROLLUPS_EVERY_S,
+         _guarded("rollups", lambda: _roll(engine, config)), now + timedelta(seconds=30)),
         ("store:retention", RETENTION_EVERY_S,
          _guarded("retention", lambda: _prune(engine, config)), now + timedelta(seconds=120)),
         ("review:restatements", RESTATEMENTS_EVERY_S,

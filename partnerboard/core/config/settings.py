@@ -590,6 +590,8 @@ class Collection(_Model):
     """A run quarantining more than this share of its records is degraded."""
     keep_runs_days: Annotated[int, Field(ge=1, le=3650)] = 35
     """Successful probe rounds and runs that changed no row are pruned after this many days (each source's latest run, failed and degraded runs and runs that wrote rows are kept)."""  # noqa: E501
+    keep_probes_days: Annotated[int, Field(ge=2, le=36500)] = 400
+    """Raw probes are pruned after this many days once rolled up (hourly uptime, daily latency buckets; kept for ever). Long windows read the rollups either way; charts by minute and probe lists need the raw probes."""  # noqa: E501
 
 
 class Partnership(_Model):

@@ -31,9 +31,11 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from partnerboard.core.metrics import latency_sketch, rollup_units
+from partnerboard.core.metrics.rollup_units import Span
 from partnerboard.core.store import schema
 from partnerboard.core.store.probe_links import COVER_FACTOR, MAX_INTERVAL_S, link_probes  # noqa: F401
-from partnerboard.core.store.sqltime import epoch
+from partnerboard.core.store.sqltime import epoch, within
 from partnerboard.core.vocabulary import timeutil
 
 p = schema.probe_results
@@ -106,29 +108,70 @@ def _may_vouch_within(start: datetime, end: datetime) -> sa.ColumnElement:
 
 
 def _window_totals(name: str, start: datetime, end: datetime, partner_id: str | None,
-                   excluded: Sequence[tuple[float, float]], *, per_endpoint: bool = True,
-                   latency: bool = False) -> sa.Select:
-    """Per endpoint, the time probes vouched for inside [start, end), how much of it was
-    down or inside maintenance, and the probes started in it. A plain scan: each probe
+                   excluded: Sequence[tuple[float, float]], *, per_endpoint: bool = True) -> sa.Select:
+    """Per endpoint, the time raw probes vouched for inside [start, end), how much of it
+    was down or inside maintenance, and the probes started in it. A plain scan: each probe
     already knows how long it vouches for (``covers_s``), so no sort is needed."""
     t0 = epoch(p.c.ts)
     start_e = sa.literal(timeutil.epoch(start), sa.Float)
     end_e = sa.literal(timeutil.epoch(end), sa.Float)
     inside = t0 >= start_e  # and before the end, by the WHERE clause
     keys = [p.c.partner_id, p.c.endpoint_id] if per_endpoint else [p.c.partner_id]
-    extra = [latency_percentiles(sa.case((sa.and_(inside, p.c.outcome == "ok"), p.c.latency_ms),
-                                         else_=None)).label("quantiles")] if latency else []
     q = sa.select(
         sa.literal(name, sa.String).label("window"),
         *keys,
         *_vouched_sums(start_e, end_e, excluded),
         sa.func.sum(sa.case((inside, 1), else_=0)).label("probes"),
         sa.func.sum(sa.case((sa.and_(inside, p.c.outcome == "fail"), 1), else_=0)).label("failed"),
-        *extra,
     ).where(_may_vouch_within(start, end)).group_by(*keys)
     if partner_id is not None:
         q = q.where(p.c.partner_id == partner_id)
     return q
+
+
+def _rolled_totals(name: str, span: Span, partner_id: str | None, *,
+                   per_endpoint: bool = True) -> sa.Select:
+    """``_window_totals`` for whole rolled hours, from ``probe_hours`` (no maintenance in
+    them: ``hour_split`` leaves hours touching it to the raw probes)."""
+    h = schema.probe_hours
+    keys = [h.c.partner_id, h.c.endpoint_id] if per_endpoint else [h.c.partner_id]
+    zero = sa.literal(0.0, sa.Float)
+    q = sa.select(
+        sa.literal(name, sa.String).label("window"), *keys,
+        sa.func.sum(h.c.observed_s).label("observed_s"), sa.func.sum(h.c.down_s).label("down_s"),
+        sa.func.sum(zero).label("excluded_s"), sa.func.sum(zero).label("excluded_down_s"),
+        sa.func.sum(h.c.probes).label("probes"), sa.func.sum(h.c.failed).label("failed"),
+    ).where(within(h.c.hour, timeutil.from_epoch(span[0]), timeutil.from_epoch(span[1]))).group_by(*keys)
+    if partner_id is not None:
+        q = q.where(h.c.partner_id == partner_id)
+    return q
+
+
+def _totals_parts(conn: Connection, windows: dict[str, tuple[datetime, datetime]],
+                  partner_id: str | None, excluded: Sequence[tuple[float, float]], *,
+                  per_endpoint: bool = True) -> list[sa.Select]:
+    """Each window as rolled hours plus raw spans (``rollup_units.hour_split``)."""
+    parts = []
+    for name, (start, end) in windows.items():
+        rolled, raw = rollup_units.hour_split(conn, start, end, excluded)
+        parts += [_rolled_totals(name, span, partner_id, per_endpoint=per_endpoint) for span in rolled]
+        parts += [_window_totals(name, timeutil.from_epoch(a), timeutil.from_epoch(b), partner_id,
+                                 excluded, per_endpoint=per_endpoint) for a, b in raw]
+    return parts
+
+
+def _summed(conn: Connection, parts: list[sa.Select], keys: list[str]) -> pd.DataFrame:
+    """The parts' rows added up per ``keys`` (a window read in several spans is one row)."""
+    columns = [*keys, *METRICS]
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    found = pd.DataFrame(conn.execute(sa.union_all(*parts) if len(parts) > 1 else parts[0]).all(),
+                         columns=columns)
+    if found.empty:
+        return found
+    for metric in METRICS:
+        found[metric] = found[metric].astype(float).fillna(0.0)
+    return found.groupby(keys, as_index=False, sort=True)[list(METRICS)].sum()
 
 
 def merge_intervals(intervals: Sequence[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
@@ -177,10 +220,10 @@ def uptime_between(
     """Like ``uptime``, for windows with their own start and end (a quarter, the one
     before and the same quarter last year): one statement, one branch per window."""
     excluded = [(timeutil.epoch(a), timeutil.epoch(b)) for a, b in merge_intervals(exclude)]
-    parts = [_window_totals(name, start, end, partner_id, excluded)
-             for name, (start, end) in windows.items()]
-    long = pd.DataFrame(conn.execute(sa.union_all(*parts) if len(parts) > 1 else parts[0]).all(),
-                        columns=["window", "partner_id", "endpoint_id", *METRICS])
+    long = _summed(conn, _totals_parts(conn, windows, partner_id, excluded),
+                   ["window", "partner_id", "endpoint_id"])
+    if long.empty:
+        long = pd.DataFrame(columns=["window", "partner_id", "endpoint_id", *METRICS])
     df = long.pivot(index=["partner_id", "endpoint_id"], columns="window", values=list(METRICS))
     df.columns = [f"{name}_{metric}" for metric, name in df.columns]
     df = df.reset_index()
@@ -245,38 +288,20 @@ def uptime_series(
     if not edges:
         return pd.DataFrame(columns=columns)
     excluded = [(timeutil.epoch(a), timeutil.epoch(b)) for a, b in merge_intervals(exclude)]
-    # Each probe is spread over the buckets its stretch reaches: bucket k0 (where it, or
-    # the range, starts) plus 0..m more, m bounded by the longest possible stretch. An
-    # join with a tiny list of offsets; a range join of probes against the bucket list
-    # gives the same sums but took DuckDB 1.8 s instead of 0.26 s for 30 days of 5 s probes
-    # on four endpoints (2 M rows).
-    t0 = epoch(p.c.ts)
-    first_e, size_e = sa.literal(first, sa.Float), sa.literal(size, sa.Float)
-    start_e, end_e = sa.literal(lo_e, sa.Float), sa.literal(hi_e, sa.Float)
-    k0 = sa.func.floor((sa.func.greatest(t0, start_e) - first_e) / size_e)
-    k1 = sa.func.floor((sa.func.least(covers_until(t0), end_e) - first_e) / size_e)
-    m = math.ceil(MAX_INTERVAL_S * COVER_FACTOR / size) + 1
-    offsets = sa.values(sa.column("o", sa.Integer), name="offsets").data([(i,) for i in range(m + 1)])
-    k = (k0 + offsets.c.o).label("k")
-    b_lo = sa.func.greatest(first_e + k0 * size_e + offsets.c.o * size_e, start_e)
-    b_hi = sa.func.least(first_e + (k0 + offsets.c.o + 1) * size_e, end_e)
-    keys = [p.c.partner_id, p.c.endpoint_id, k]
-    q = (
-        sa.select(*keys, *_vouched_sums(b_lo, b_hi, excluded))
-        .select_from(p.join(offsets, offsets.c.o <= k1 - k0))
-        .where(_may_vouch_within(start, end), k0 + offsets.c.o < n)
-        .group_by(*keys)
-    )
-    if partner_id is not None:
-        q = q.where(p.c.partner_id == partner_id)
-    found = pd.DataFrame(conn.execute(q).all(), columns=["partner_id", "endpoint_id", "k", *TIME_METRICS])
+    if size % rollup_units.HOUR_S == 0:  # whole hours: the rolled ones come from probe_hours
+        rolled, raw = rollup_units.hour_split(conn, start, end, excluded)
+    else:
+        rolled, raw = [], [(lo_e, hi_e)]
+    parts = [_bucket_sums(a, b, first, size, n, partner_id, excluded) for a, b in raw]
+    parts += [_rolled_buckets(span, first, size, partner_id) for span in rolled]
+    found = _summed(conn, parts, ["partner_id", "endpoint_id", "k"])
     if found.empty:
         return pd.DataFrame(columns=columns)
     found["k"] = found["k"].astype(int)
     grid = pd.DataFrame(edges, columns=["bucket_e", "lo_e", "hi_e"]).rename_axis("k").reset_index()
     endpoints = found[["partner_id", "endpoint_id"]].drop_duplicates()
     df = endpoints.merge(grid, how="cross").merge(
-        found, on=["partner_id", "endpoint_id", "k"], how="left")
+        found.drop(columns=["probes", "failed"]), on=["partner_id", "endpoint_id", "k"], how="left")
     for metric in TIME_METRICS:
         df[metric] = df[metric].astype(float).fillna(0.0)
     df["window_s"] = df.pop("hi_e") - df.pop("lo_e")
@@ -288,21 +313,110 @@ def uptime_series(
     return df[columns].sort_values(["partner_id", "endpoint_id", "bucket"], ignore_index=True)
 
 
+def _bucket_sums(start_e: float, end_e: float, first: float, size: float, n: int,
+                 partner_id: str | None, excluded: Sequence[tuple[float, float]]) -> sa.Select:
+    """Per endpoint and bucket ``k`` (of ``size`` seconds from ``first``), the raw probes'
+    vouched seconds inside ``[start_e, end_e)`` and the probes started there.
+
+    Each probe is spread over the buckets its stretch reaches: bucket k0 (where it, or
+    the span, starts) plus 0..m more, m bounded by the longest possible stretch: a join
+    with a tiny list of offsets. A range join of probes against the bucket list gives the
+    same sums but took DuckDB 1.8 s instead of 0.26 s for 30 days of 5 s probes on four
+    endpoints (2 M rows)."""
+    t0 = epoch(p.c.ts)
+    first_e, size_e = sa.literal(first, sa.Float), sa.literal(size, sa.Float)
+    start_lit, end_lit = sa.literal(start_e, sa.Float), sa.literal(end_e, sa.Float)
+    k0 = sa.func.floor((sa.func.greatest(t0, start_lit) - first_e) / size_e)
+    k1 = sa.func.floor((sa.func.least(covers_until(t0), end_lit) - first_e) / size_e)
+    m = math.ceil(MAX_INTERVAL_S * COVER_FACTOR / size) + 1
+    offsets = sa.values(sa.column("o", sa.Integer), name="offsets").data([(i,) for i in range(m + 1)])
+    k = sa.cast(k0 + offsets.c.o, sa.Integer).label("k")
+    b_lo = sa.func.greatest(first_e + k0 * size_e + offsets.c.o * size_e, start_lit)
+    b_hi = sa.func.least(first_e + (k0 + offsets.c.o + 1) * size_e, end_lit)
+    own = sa.and_(offsets.c.o == 0, t0 >= start_lit)  # counted once, in its own bucket
+    keys = [p.c.partner_id, p.c.endpoint_id, k]
+    q = (
+        sa.select(*keys, *_vouched_sums(b_lo, b_hi, excluded),
+                  sa.func.sum(sa.case((own, 1), else_=0)).label("probes"),
+                  sa.func.sum(sa.case((sa.and_(own, p.c.outcome == "fail"), 1), else_=0)).label("failed"))
+        .select_from(p.join(offsets, offsets.c.o <= k1 - k0))
+        .where(_may_vouch_within(timeutil.from_epoch(start_e), timeutil.from_epoch(end_e)),
+               k0 + offsets.c.o < n)
+        .group_by(*keys)
+    )
+    if partner_id is not None:
+        q = q.where(p.c.partner_id == partner_id)
+    return q
+
+
+def _rolled_buckets(span: Span, first: float, size: float, partner_id: str | None) -> sa.Select:
+    """``_bucket_sums`` for whole rolled hours, from ``probe_hours``."""
+    h = schema.probe_hours
+    k = sa.cast(sa.func.floor((epoch(h.c.hour) - sa.literal(first, sa.Float))
+                              / sa.literal(size, sa.Float)), sa.Integer).label("k")
+    zero = sa.literal(0.0, sa.Float)
+    q = sa.select(
+        h.c.partner_id, h.c.endpoint_id, k,
+        sa.func.sum(h.c.observed_s).label("observed_s"), sa.func.sum(h.c.down_s).label("down_s"),
+        sa.func.sum(zero).label("excluded_s"), sa.func.sum(zero).label("excluded_down_s"),
+        sa.func.sum(h.c.probes).label("probes"), sa.func.sum(h.c.failed).label("failed"),
+    ).where(within(h.c.hour, timeutil.from_epoch(span[0]), timeutil.from_epoch(span[1]))
+            ).group_by(h.c.partner_id, h.c.endpoint_id, k)
+    if partner_id is not None:
+        q = q.where(h.c.partner_id == partner_id)
+    return q
+
+
 def partner_totals(conn: Connection, windows: dict[str, tuple[datetime, datetime]]) -> dict[
         tuple[str, str], dict[str, Any]]:
     """Per (partner, window): observed and down seconds over all its endpoints, probes,
-    failed probes and p50/p95/p99 of successful probes, from one scan per window (the
-    Board's API-health numbers). Percentiles are over all samples of the window."""
-    parts = [_window_totals(name, start, end, None, (), per_endpoint=False, latency=True)
-             for name, (start, end) in windows.items()]
+    failed probes and p50/p95/p99 of successful probes (the Board's API-health numbers),
+    from the rollups where they cover the window and the raw probes for the rest.
+    Percentiles are over all samples of the window (``latency_over``)."""
+    totals = _summed(conn, _totals_parts(conn, windows, None, (), per_endpoint=False),
+                     ["window", "partner_id"])
+    latency = latency_over(conn, windows)
     out = {}
-    for r in conn.execute(sa.union_all(*parts) if len(parts) > 1 else parts[0]):
+    for r in totals.itertuples(index=False):
         out[(r.partner_id, r.window)] = {
-            "observed_s": float(r.observed_s or 0.0), "down_s": float(r.down_s or 0.0),
-            "probes": int(r.probes or 0), "failed": int(r.failed or 0),
-            "latency": unpack_percentiles(r.quantiles),
+            "observed_s": float(r.observed_s), "down_s": float(r.down_s),
+            "probes": int(r.probes), "failed": int(r.failed),
+            "latency": latency.get((r.partner_id, r.window), unpack_percentiles(None)),
         }
     return out
+
+
+def latency_over(conn: Connection, windows: dict[str, tuple[datetime, datetime]],
+                 partner_id: str | None = None,
+                 quantiles: Sequence[int] = LATENCY_QUANTILES
+                 ) -> dict[tuple[str, str], dict[int, float | None]]:
+    """Per (partner, window), percentiles of successful probes' latency from log buckets
+    (``latency_sketch``: within 0.5 % of the exact percentile): the whole rolled days of
+    the window from ``latency_days``, its edges bucketed from the raw probes in SQL.
+    Only (partner, bucket, count) rows come back, a few hundred per partner."""
+    d = schema.latency_days
+    parts = []
+    for name, (start, end) in windows.items():
+        label = sa.literal(name, sa.String).label("window")
+        rolled, raw = rollup_units.day_split(conn, start, end)
+        if rolled is not None:
+            q = sa.select(label, d.c.partner_id, d.c.bin, sa.func.sum(d.c.n).label("n")).where(
+                within(d.c.day, timeutil.from_epoch(rolled[0]), timeutil.from_epoch(rolled[1]))
+            ).group_by(d.c.partner_id, d.c.bin)
+            parts.append(q if partner_id is None else q.where(d.c.partner_id == partner_id))
+        for a, b in raw:
+            bin_ = latency_sketch.bin_of(p.c.latency_ms).label("bin")
+            q = sa.select(label, p.c.partner_id, bin_, sa.func.count().label("n")).where(
+                p.c.outcome == "ok", within(p.c.ts, timeutil.from_epoch(a), timeutil.from_epoch(b))
+            ).group_by(p.c.partner_id, bin_)
+            parts.append(q if partner_id is None else q.where(p.c.partner_id == partner_id))
+    if not parts:
+        return {}
+    counts: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    for r in conn.execute(sa.union_all(*parts) if len(parts) > 1 else parts[0]):
+        counts.setdefault((r.partner_id, r.window), []).append((r.bin, r.n))
+    return {key: {int(q): v for q, v in latency_sketch.quantiles(found, quantiles).items()}
+            for key, found in counts.items()}
 
 
 def uptime_pct(observed: pd.Series, down: pd.Series) -> pd.Series:

@@ -193,6 +193,12 @@ def _v17_processes(conn: Connection) -> None:
             index.create(conn, checkfirst=True)
 
 
+def _v18_rollups(conn: Connection) -> None:
+    """v18: hourly probe rollups and daily latency sketches (filled by the rollup job)."""
+    for table in (schema.probe_hours, schema.latency_days):
+        table.create(conn, checkfirst=True)
+
+
 # Step N upgrades a database at version N-1 to version N. Append only; never edit.
 STEPS: dict[int, Callable[[Connection], None]] = {
     2: _v2_indexes,
@@ -211,6 +217,7 @@ STEPS: dict[int, Callable[[Connection], None]] = {
     15: _v15_review_governance,
     16: _v16_survey_responses,
     17: _v17_processes,
+    18: _v18_rollups,
 }
 LATEST = max(STEPS)
 

@@ -58,6 +58,35 @@ probe_results = sa.Table(
     sa.Index("ix_probe_results_endpoint_ts", "partner_id", "endpoint_id", "ts"),
 )
 
+# Rollups of the raw probes (``core.metrics.rollups``), so a quarter's uptime and
+# percentiles read a few thousand rows instead of millions of probes. Written by the
+# ``store:rollups`` job for units whose probes are final; the watermarks table says up
+# to where each is complete (``rollup:hours``, ``rollup:latency-days``).
+probe_hours = sa.Table(
+    "probe_hours",
+    metadata,
+    sa.Column("partner_id", sa.String(64), primary_key=True),
+    sa.Column("endpoint_id", sa.String(64), primary_key=True),
+    sa.Column("hour", sa.DateTime, primary_key=True, comment="start of the UTC hour"),
+    sa.Column("observed_s", sa.Float, nullable=False,
+              comment="seconds of the hour the endpoint's probes vouched for"),
+    sa.Column("down_s", sa.Float, nullable=False, comment="of which in state down"),
+    sa.Column("probes", sa.Integer, nullable=False, comment="probes started in the hour"),
+    sa.Column("failed", sa.Integer, nullable=False, comment="of which failed"),
+)
+
+latency_days = sa.Table(
+    "latency_days",
+    metadata,
+    sa.Column("partner_id", sa.String(64), primary_key=True),
+    sa.Column("endpoint_id", sa.String(64), primary_key=True),
+    sa.Column("day", sa.DateTime, primary_key=True,
+              comment="UTC start of the day in the partnership's zone"),
+    sa.Column("bin", sa.Integer, primary_key=True,
+              comment="log bucket of successful probes' latency (core.metrics.latency_sketch)"),
+    sa.Column("n", sa.Integer, nullable=False, comment="successful probes of the day in the bucket"),
+)
+
 endpoint_state = sa.Table(
     "endpoint_state",
     metadata,
