@@ -62,7 +62,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench_kpis import NOW, QUARTER, ROOT, BenchStore, add_arguments, generate
+from bench_kpis import NOW, QUARTER, ROOT, BenchStore, add_arguments, ensure_rolled, generate
 
 APP = ROOT / "dashboard" / "app.py"
 BENCH_DOMAIN = "bench.example"
@@ -322,6 +322,7 @@ def main() -> None:
         print(f"{bench.db} missing: generating it...", flush=True)
         generate(bench)
     print(upgrade_store(bench))
+    ensure_rolled(bench)
     config = write_config(bench)
     pages = discover_pages()
     if args.page:

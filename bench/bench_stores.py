@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_kpis import NOW, QUARTER, BenchStore, add_arguments, generate, health_page_queries  # noqa: E402
+from bench_kpis import NOW, QUARTER, BenchStore, add_arguments, ensure_rolled, generate, health_page_queries  # noqa: E402
 
 
 def copy_to_postgres(bench: BenchStore, pg_url: str) -> dict[str, int]:
@@ -168,6 +168,7 @@ def main() -> None:
         raise SystemExit(run(bench, args.postgres_url))
     if not bench.db.exists():
         generate(bench)
+    ensure_rolled(bench)  # PostgreSQL gets the rollups with the copy
     server = None
     url = args.postgres_url
     if url is None:

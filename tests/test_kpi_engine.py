@@ -243,11 +243,12 @@ def test_api_health_kpis_for_a_period(store) -> None:
     assert v["uptime"] == pytest.approx(100 * (1440 - 30) / 1440)
     assert v["error_rate"] == pytest.approx(100 * 30 / 1440)
     assert v["incident_count"] == 1 and v["mttr"] == pytest.approx(30.0)
-    assert 90 <= v["latency_p95"] <= 100
-    # Successful latencies are minute % 100 + 1: a percentile of all samples, not of buckets.
+    assert 90 * 0.995 <= v["latency_p95"] <= 100 * 1.005
+    # Successful latencies are minute % 100 + 1: a percentile of all samples, not of hourly
+    # figures, within the log buckets' 0.5 % (docs/kpis.md).
     ok = sorted(float(m % 100 + 1) for m in range(1440) if not 600 <= m < 630)
-    assert v["latency_p50"] == pytest.approx(float(np.percentile(ok, 50)))
-    assert v["latency_p99"] == pytest.approx(float(np.percentile(ok, 99)))
+    assert v["latency_p50"] == pytest.approx(float(np.percentile(ok, 50)), rel=0.005)
+    assert v["latency_p99"] == pytest.approx(float(np.percentile(ok, 99)), rel=0.005)
     assert values(store, PAY, "2026-10-30")["uptime"] is None  # no probes: no data
 
 

@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-
 from partnerboard.collectors.probe_writer import write_results
 from partnerboard.collectors.probes import ProbeResult
+
 from partnerboard.core.config import Endpoint
 from partnerboard.core.metrics import health, latency_sketch, rollup_units, rollups
 from partnerboard.core.store import schema
@@ -29,7 +29,8 @@ START = datetime(2026, 10, 22, 21, 17, tzinfo=UTC)  # mid-hour, mid-day, across 
 DAYS = 6
 NOW = START + timedelta(days=DAYS + 2)
 ENDPOINTS = [("payments", "api", 60.0), ("payments", "balance", 300.0), ("marketplace", "offers", 60.0)]
-MAINTENANCE = [(START + timedelta(days=2, hours=3, minutes=20), START + timedelta(days=2, hours=5, minutes=5))]
+MAINTENANCE = [(START + timedelta(days=2, hours=3, minutes=20),
+                START + timedelta(days=2, hours=5, minutes=5))]
 
 
 def _seed(store, seed: int = 7) -> dict[tuple[str, str], list[float]]:
@@ -73,7 +74,8 @@ def _local(y: int, m: int, d: int) -> datetime:
 
 WINDOWS = {
     "all": (START - timedelta(hours=1), START + timedelta(days=DAYS + 1)),
-    "odd": (START + timedelta(hours=5, minutes=13, seconds=7), START + timedelta(days=4, hours=2, seconds=41)),
+    "odd": (START + timedelta(hours=5, minutes=13, seconds=7),
+            START + timedelta(days=4, hours=2, seconds=41)),
     "days": (_local(2026, 10, 24), _local(2026, 10, 27)),  # whole local days, across DST
     "one_hour": (datetime(2026, 10, 25, 3, tzinfo=UTC), datetime(2026, 10, 25, 4, tzinfo=UTC)),
     "short": (START + timedelta(days=1, minutes=7), START + timedelta(days=1, minutes=49)),
@@ -188,9 +190,11 @@ def test_pruned_raw_probes_leave_whole_units_unchanged(store) -> None:
             t, u = before["totals"][key], after["totals"][key]
             # Latency is rolled by whole local days: an hour of a pruned day has no samples
             # left, so it is no data (never a number from other hours).
-            assert u["latency"] == (t["latency"] if window == "days" else dict.fromkeys(t["latency"])), key
+            expected = t["latency"] if window == "days" else dict.fromkeys(t["latency"])
+            assert u["latency"] == expected, key
             assert (u["probes"], u["failed"]) == (t["probes"], t["failed"]), key
-            assert u["observed_s"] == pytest.approx(t["observed_s"]) and u["down_s"] == pytest.approx(t["down_s"])
+            assert u["observed_s"] == pytest.approx(t["observed_s"])
+            assert u["down_s"] == pytest.approx(t["down_s"])
         cols = [c for c in before["uptime"].columns if c.startswith(f"{window}_")]
         np.testing.assert_allclose(after["uptime"][cols].to_numpy(float),
                                    before["uptime"][cols].to_numpy(float), atol=1e-6)
@@ -219,5 +223,6 @@ def test_bucket_percentiles_are_within_half_a_percent(shape: str) -> None:
 def test_sql_buckets_equal_python_buckets(store) -> None:
     values = [0.0, 0.0004, 0.001, 1.0, 1.005, 99.999, 100.0, 250.125, 59_999.0]
     with store.engine.connect() as conn:
-        found = [conn.execute(sa.select(latency_sketch.bin_of(sa.literal(v, sa.Float)))).scalar() for v in values]
+        found = [conn.execute(sa.select(latency_sketch.bin_of(sa.literal(v, sa.Float)))).scalar()
+                 for v in values]
     assert found == [latency_sketch.bin_in_python(v) for v in values]

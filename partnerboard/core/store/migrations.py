@@ -189,14 +189,18 @@ def _v17_processes(conn: Connection) -> None:
         for index in schema.collector_runs.indexes:
             index.drop(conn, checkfirst=True)
         conn.execute(sa.text("ALTER TABLE collector_runs ADD COLUMN owner VARCHAR(36)"))
-        for index in schema.collector_runs.indexes:
-            index.create(conn, checkfirst=True)
+    # The index comes back in v18's transaction: DuckDB 1.5 aborts the process ("pure
+    # virtual method called") committing a drop, ADD COLUMN and re-create of one table's
+    # index in one transaction (seen upgrading the v14 bench store).
 
 
 def _v18_rollups(conn: Connection) -> None:
-    """v18: hourly probe rollups and daily latency sketches (filled by the rollup job)."""
+    """v18: hourly probe rollups and daily latency sketches (filled by the rollup job); and
+    collector_runs' index, which v17 dropped (see there)."""
     for table in (schema.probe_hours, schema.latency_days):
         table.create(conn, checkfirst=True)
+    for index in schema.collector_runs.indexes:
+        index.create(conn, checkfirst=True)
 
 
 # Step N upgrades a database at version N-1 to version N. Append only; never edit.

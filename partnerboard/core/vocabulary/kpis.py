@@ -116,13 +116,16 @@ KPIS: tuple[Kpi, ...] = (
         "down) ÷ observed; time without probes is no data (docs/api-health.md)",
         ("probe_results",)),
     Kpi("latency_p50", "Latency p50", "api_health", "any", "ms", "lower",
-        "median (linear) of the latency of all successful probes in the period",
+        "median of the latency of all successful probes in the period, from log buckets "
+        "(within 0.5 % of the exact linear percentile; docs/kpis.md)",
         ("probe_results",)),
     Kpi("latency_p95", "Latency p95", "api_health", "any", "ms", "lower",
-        "95th percentile (linear) of the latency of all successful probes in the period",
+        "95th percentile of the latency of all successful probes in the period, from log buckets "
+        "(within 0.5 % of the exact linear percentile; docs/kpis.md)",
         ("probe_results",)),
     Kpi("latency_p99", "Latency p99", "api_health", "any", "ms", "lower",
-        "99th percentile (linear) of the latency of all successful probes in the period",
+        "99th percentile of the latency of all successful probes in the period, from log buckets "
+        "(within 0.5 % of the exact linear percentile; docs/kpis.md)",
         ("probe_results",)),
     Kpi("error_rate", "Probe error rate", "api_health", "any", "%", "lower",
         "100 × failed probes ÷ all probes started in the period", ("probe_results",)),
@@ -170,8 +173,21 @@ def render_markdown() -> str:
         "Rules for every KPI: ratios over a period are ratios of sums (never averages of "
         "daily ratios); a period is the partnership's local calendar days (months and "
         "quarters cut in its time zone, DST included) and timestamps are stored in UTC; an "
-        "empty denominator is *no data*, never 0 or 100 %. Percentiles (p50/p95/p99, "
-        "medians) are linear-interpolation percentiles of all samples in the period.",
+        "empty denominator is *no data*, never 0 or 100 %. Medians of business records "
+        "(delivery days, first response) are linear-interpolation percentiles of all "
+        "samples in the period.",
+        "",
+        "**Latency percentiles** (p50/p95/p99 of successful probes, on the Board, the API "
+        "health page's summary and the SLA's p95) are computed from logarithmic buckets: a "
+        "latency x falls in bucket i = ⌈ln x ÷ ln γ⌉, γ = 1.005 ÷ 0.995, and the bucket "
+        "stands for 2γ^i ÷ (γ + 1), which is within **0.5 %** of every latency in it (the "
+        "DDSketch guarantee). The percentile is interpolated between the two samples around "
+        "rank q × (n − 1), as `percentile_cont` does, each taken as its bucket's value, so "
+        "it is within 0.5 % of the exact linear percentile (`tests/test_rollups.py` checks "
+        "this on random samples). Buckets add up, so a quarter is read from daily rollups "
+        "(`latency_days`) plus its raw edges, and the figure is the same whether its probes "
+        "are raw, rolled up or pruned. Per-bucket latency on the API health chart is exact "
+        "(`percentile_cont` of the raw samples in each chart bucket).",
         "",
         "*No data*, never 0, also when nothing was collected: a KPI is *no data* when its "
         "partner has no source for a table it reads, or when the period starts before that "
