@@ -77,6 +77,7 @@ bench-smoke: setup chromium postgres
 	$(PY) bench/bench_collectors.py --scale 0.01 --data $$d/collectors && \
 	$(PY) bench/bench_sign_in.py --scale 0.1 --data $$d/sign-in && \
 	$(PY) bench/bench_probe_isolation.py --scale 0.02 --seconds 5 --data $$d/probes && \
+	$(PY) bench/bench_probe_scheduler.py --endpoints 40 --interval 2 --rounds 3 --data $$d/scheduler && \
 	$(PY) bench/bench_alerts.py --scale 0.05 --interval 1 --data $$d/alerts && \
 	$(PY) bench/bench_pack.py --scale 0.001 --data $$d && \
 	$(PY) bench/bench_stores.py --scale 0.001 --data $$d && \
