@@ -12,6 +12,7 @@ nothing else imports simulator data into a store.
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -19,7 +20,7 @@ import sqlalchemy as sa
 from partnerboard.collectors import probe_writer
 from partnerboard.collectors.probes import ProbeResult
 from partnerboard.core.config import Config
-from partnerboard.core.store import Store, runs, schema
+from partnerboard.core.store import Store, runs, schema, write_serially
 from partnerboard.core.vocabulary import timeutil
 from partnerboard.simulator.history import probe_history
 
@@ -55,10 +56,11 @@ def import_probe_history(store: Store, config: Config, *, days: int = 90, seed: 
             stop = min(end, day + timedelta(days=1))
             batch = [_result(partner.id, e, o) for e in partner.endpoints
                      for o in probe_history(seed, partner.id, e.id, day, stop, HISTORY_EVERY)]
-            with store.engine.begin() as conn:
-                total += probe_writer.write_results(
-                    conn, batch, endpoints, threshold=config.collection.down_after_failures,
-                    run_id=run.id, source=f"probe:{partner.id}")["probes"]
+            # Serially: a late write, so never beside a rollup run (core.metrics.rollups.invalidate).
+            write = functools.partial(probe_writer.write_results, results=batch, endpoints=endpoints,
+                                      threshold=config.collection.down_after_failures,
+                                      run_id=run.id, source=f"probe:{partner.id}")
+            total += write_serially(store.engine, lambda conn, write=write: write(conn))["probes"]
             day = stop
         runs.finish_run(store.engine, run, status="success", rows_read=total, rows_written=total,
                         notes=NOTE.format(days=days))

@@ -158,16 +158,25 @@ def catch_up(engine: Engine, *, zone: ZoneInfo, settle: float, now: datetime | N
             return Rolled(hours, days, False)
 
 
+LATE_S = 300.0
+"""A write whose earliest change is older than this is *late* (an import, a backfill)."""
+
+
 def invalidate(conn: Connection, since: datetime) -> None:
-    """Probes from ``since`` on changed: units from there on are rolled again. Cheap when,
-    as with every live probe round, ``since`` is after the watermarks (nothing to do)."""
+    """Probes from ``since`` on changed: units from there on are rolled again. Nothing to
+    do for a live probe round (``since`` is within the settle time, after the watermarks).
+
+    A late write must not interleave with a roll that cannot see its uncommitted probes:
+    it takes the rollups' lock before reading the watermarks (PostgreSQL: held until it
+    commits, so a roll waits for it, or it sees the roll's new watermarks); on DuckDB the
+    late writers (the demo's history import) run under ``write_serially`` as rolls do."""
     at = timeutil.epoch(since)
+    if at < timeutil.epoch(timeutil.utcnow()) - LATE_S:
+        exclusive(conn, LOCK)
     hours = rollup_units.hours_until(conn)
     days = rollup_units.days_until(conn)
     if not ((hours is not None and at < hours) or (days is not None and at < days[0])):
         return
-    exclusive(conn, LOCK)
-    hours, days = rollup_units.hours_until(conn), rollup_units.days_until(conn)  # after the lock
     if hours is not None and at < hours:
         _put(conn, rollup_units.HOURS_KEY, timeutil.from_epoch((at // HOUR_S) * HOUR_S).isoformat())
     if days is not None and at < days[0]:
