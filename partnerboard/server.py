@@ -284,16 +284,22 @@ def _streamlit_options() -> None:
     directory says: no error details (tracebacks with server paths) on the pages, the
     viewer's toolbar (no "Clear cache" or "Rerun" developer items), XSRF protection of
     Streamlit's own upload route, no static file serving from the working directory, and
-    no source watcher: after every script run Streamlit's watcher resolves the path of
-    every loaded module (~14 000 ``realpath`` calls) to notice edits, which a deployed
-    board never needs; it was most of a warm page view's server CPU
-    (``bench/bench_viewers.py``)."""
+    three things a deployed board pays for on every page view without needing them
+    (profiled with yappi, ``bench/bench_viewers.py``): the source watcher (after every
+    script run it resolved the path of every loaded module, ~14 000 ``realpath`` calls),
+    "magic" (Streamlit recompiles a page with its AST rewrite whenever the last session
+    leaves and the script cache is dropped, ~0.2 s; no page relies on it: bare values are
+    never written), and the full garbage collection after every script run
+    (``runner.postScriptGC``, ~0.2 s with pandas and plotly loaded; Python's own
+    collector still runs on its thresholds, and the soak in bench_viewers shows RSS
+    flat)."""
     from streamlit import config as st_config
 
     for key, value in (("client.showErrorDetails", "none"), ("client.toolbarMode", "viewer"),
                        ("server.enableXsrfProtection", True), ("server.enableStaticServing", False),
                        ("global.developmentMode", False), ("browser.gatherUsageStats", False),
-                       ("server.fileWatcherType", "none"), ("server.runOnSave", False)):
+                       ("server.fileWatcherType", "none"), ("server.runOnSave", False),
+                       ("runner.magicEnabled", False), ("runner.postScriptGC", False)):
         st_config.set_option(key, value, where_defined="partnerboard.server")
 
 
