@@ -68,7 +68,9 @@ def copy_to_postgres(bench: BenchStore, pg_url: str) -> dict[str, int]:
                         cp.write_row(row)
                     n += len(batch)
             counts[table.name] = n
-        dst.execute("ANALYZE")
+        dst.commit()
+        dst.autocommit = True
+        dst.execute("VACUUM ANALYZE")  # what autovacuum does in time: statistics, BRIN ranges summarised
     src.close()
     print(f"copied {sum(counts.values()):,} rows ({counts.get('probe_results', 0):,} probes) "
           f"into {display_url(pg_url)}")

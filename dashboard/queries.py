@@ -21,6 +21,11 @@ from partnerboard.core.metrics.filters import Filters
 from partnerboard.core.store import open_store, runs
 
 TTL_S = 5
+WINDOW_TTL_S = 60
+"""Uptime over 24 h-30 d, latency and status series, incidents: what a minute changes little.
+The API health page reads them per minute (``now_bucket(WINDOW_TTL_S)``) and only the
+endpoints' state every ``TTL_S``: a live tab's refresh then costs a state query, not every
+window again (``bench/bench_viewers.py``)."""
 
 UPTIME_WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 
@@ -36,19 +41,19 @@ def clip(as_of: datetime) -> datetime:
     return min(as_of, datetime.now(UTC))
 
 
-@st.cache_data(ttl=TTL_S, show_spinner=False)
+@st.cache_data(ttl=WINDOW_TTL_S, show_spinner=False)
 def uptime(url: str, as_of: datetime) -> pd.DataFrame:
     with open_store(url).engine.connect() as conn:
         return health.uptime(conn, clip(as_of), UPTIME_WINDOWS)
 
 
-@st.cache_data(ttl=TTL_S, show_spinner=False)
+@st.cache_data(ttl=WINDOW_TTL_S, show_spinner=False)
 def latency(url: str, start: datetime, as_of: datetime, bucket_s: int) -> pd.DataFrame:
     with open_store(url).engine.connect() as conn:
         return health.latency_series(conn, start, clip(as_of), timedelta(seconds=bucket_s))
 
 
-@st.cache_data(ttl=TTL_S, show_spinner=False)
+@st.cache_data(ttl=WINDOW_TTL_S, show_spinner=False)
 def history(url: str, start: datetime, as_of: datetime, bucket_s: int) -> pd.DataFrame:
     with open_store(url).engine.connect() as conn:
         return health.status_history(conn, start, clip(as_of), timedelta(seconds=bucket_s))
@@ -60,7 +65,7 @@ def current(url: str, as_of: datetime) -> pd.DataFrame:
         return health.current_state(conn)
 
 
-@st.cache_data(ttl=TTL_S, show_spinner=False)
+@st.cache_data(ttl=WINDOW_TTL_S, show_spinner=False)
 def incidents(url: str, start: datetime, as_of: datetime) -> pd.DataFrame:
     with open_store(url).engine.connect() as conn:
         return health.incidents_between(conn, start, clip(as_of))
@@ -255,7 +260,7 @@ def _config_for(key: str) -> Config:
     return config_for_key(key)
 
 
-@st.cache_data(ttl=TTL_S, show_spinner=False)
+@st.cache_data(ttl=WINDOW_TTL_S, show_spinner=False)
 def uptime_buckets(url: str, partner_id: str, start: datetime, as_of: datetime, bucket_s: int,
                    exclude: tuple[tuple[datetime, datetime], ...] = ()) -> pd.DataFrame:
     """Uptime per endpoint and bucket for one partner (``health.uptime_series``), its agreed

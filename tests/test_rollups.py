@@ -19,10 +19,11 @@ import sqlalchemy as sa
 from partnerboard.collectors.probe_writer import write_results
 from partnerboard.collectors.probes import ProbeResult
 
-from partnerboard.core.config import Endpoint
-from partnerboard.core.metrics import health, latency_sketch, rollup_units, rollups
+from partnerboard.core.config import Endpoint, parse_config
+from partnerboard.core.metrics import health, latency_sketch, rollup_units, rollups, sla
 from partnerboard.core.store import schema
-from partnerboard.core.vocabulary import timeutil
+from partnerboard.core.vocabulary import periods, timeutil
+from tests.conftest import config_dict
 
 ZONE = ZoneInfo("Europe/Warsaw")
 START = datetime(2026, 10, 22, 21, 17, tzinfo=UTC)  # mid-hour, mid-day, across the DST end (25 Oct)
@@ -93,8 +94,12 @@ def _figures(store) -> dict:
                                                         partner_id=pid, exclude=windows)
                                    for pid, windows in exclude.items()], ignore_index=True)
                   for size in (1, 6)}
+        # The SLA verdict of the month (clipped to NOW), from the same engine.
+        config = parse_config(config_dict("http://127.0.0.1:9"))
+        verdicts = {pid: sla.verdict(conn, config, config.partner(pid), periods.parse("2026-10"), now=NOW)
+                    for pid in exclude}
     return {"uptime": up.sort_values(["partner_id", "endpoint_id"], ignore_index=True),
-            "totals": totals, "series": series}
+            "totals": totals, "series": series, "verdicts": verdicts}
 
 
 def _assert_same(before: dict, after: dict) -> None:
@@ -113,6 +118,13 @@ def _assert_same(before: dict, after: dict) -> None:
         assert u["down_s"] == pytest.approx(t["down_s"], abs=1e-6), key
         assert (u["probes"], u["failed"]) == (t["probes"], t["failed"]), key
         assert u["latency"] == t["latency"], key  # the same buckets, so the same numbers
+    for pid, v in before["verdicts"].items():
+        w = after["verdicts"][pid]
+        assert (w.verdict, w.uptime_pct is None) == (v.verdict, v.uptime_pct is None), pid
+        assert w.uptime_pct == pytest.approx(v.uptime_pct, abs=1e-9), pid
+        for name in ("observed_s", "no_data_s", "maintenance_s"):
+            assert getattr(w, name) == pytest.approx(getattr(v, name), abs=1e-6), (pid, name)
+        assert [c.actual for c in w.checks] == pytest.approx([c.actual for c in v.checks]), pid
     for size, s in before["series"].items():
         t = after["series"][size]
         assert len(s) == len(t) and len(s) > 0
@@ -142,6 +154,11 @@ def test_rolled_units_give_the_raw_numbers(store) -> None:
     _assert_same(before, after)
     # Down time was there to be counted, and percentiles are within 0.5 % of the exact ones.
     assert before["uptime"]["all_down_s"].sum() > 90 * 60
+    for partner, v in after["verdicts"].items():
+        p95 = next(c.actual for c in v.checks if c.name == "latency_p95")
+        exact = float(np.percentile([x for _, x in ok[partner]], 95))
+        assert abs(p95 - exact) <= latency_sketch.RELATIVE_ERROR * exact, partner
+    assert after["verdicts"]["payments"].maintenance_s > 0
     for (partner, window), t in after["totals"].items():
         a, b = WINDOWS[window]
         sample = [v for ts, v in ok[partner] if a <= ts < b]

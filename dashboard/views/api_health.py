@@ -330,15 +330,29 @@ def incident_table(partner: Partner, incidents: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def partner_panel(partner: Partner, now: datetime, viewer_partner: str | None) -> None:
+def status_panel(partner: Partner, now: datetime, minute: datetime) -> None:
+    """The partner's header and its endpoints' table: state as of ``now`` (5-s refresh),
+    uptime, errors and the latest p95 as of ``minute`` (per-minute reads, cached)."""
+    length, lat_bucket, _ = WINDOWS[window_label]
+    ups = queries.uptime(url, minute)
+    state = queries.current(url, now)
+    lat = queries.latency(url, minute - length, minute, lat_bucket)
+    st.subheader(partner.name, anchor=False)
+    st.caption(f"{partner.role} · {partner.base_url} · SLA uptime {partner.sla.uptime_target:g} %"
+               " · uptime excludes no-data time, shown beside it")
+    table = endpoint_table(partner, ups, state, lat, now)
+    st.dataframe(table.style.map(_status_style, subset=["Status"]), hide_index=True,
+                 width="stretch", key=f"endpoints-{partner.id}")
+
+
+def charts_panel(partner: Partner, now: datetime, viewer_partner: str | None) -> None:
+    """Status history, uptime and latency charts and the incident list: redrawn every minute."""
     length, lat_bucket, hist_bucket = WINDOWS[window_label]
     start = now - length
     hist_start = datetime.fromtimestamp(
         (start.timestamp() // hist_bucket + 1) * hist_bucket - hist_bucket, start.tzinfo
     )
     n_buckets = int((now - hist_start).total_seconds() // hist_bucket) + 1
-    ups = queries.uptime(url, now)
-    state = queries.current(url, now)
     lat = queries.latency(url, start, now, lat_bucket)
     hist = queries.history(url, hist_start, now, hist_bucket)
     incidents = queries.incidents(url, now - timedelta(days=90), now)
@@ -349,13 +363,7 @@ def partner_panel(partner: Partner, now: datetime, viewer_partner: str | None) -
     notes = queries.notes(url, start.astimezone(cfg.tz).date(),
                           now.astimezone(cfg.tz).date() + timedelta(days=1), now, viewer_partner)
     ov = overlay_for(partner, start, now, incidents, windows, notes)
-
-    st.subheader(partner.name, anchor=False)
-    st.caption(f"{partner.role} · {partner.base_url} · SLA uptime {partner.sla.uptime_target:g} %"
-               " · uptime excludes no-data time, shown beside it")
-    table = endpoint_table(partner, ups, state, lat, now)
-    st.dataframe(table.style.map(_status_style, subset=["Status"]), hide_index=True,
-                 width="stretch", key=f"endpoints-{partner.id}")
+    st.caption(f"{md(partner.name)} · last {window_label}")
     st.plotly_chart(history_chart(partner, hist, hist_start, hist_bucket, n_buckets),
                     width="stretch", key=f"hist-{partner.id}")
     if ups_b.empty or not (ups_b.observed_s > 0).any():
@@ -382,12 +390,25 @@ def partner_panel(partner: Partner, now: datetime, viewer_partner: str | None) -
                      height=min(400, 38 + 35 * len(rows)))
 
 
+def _each_partner(draw, what: str) -> None:
+    """``draw(partner)`` in one column per partner; one failing panel must not take the
+    page down."""
+    columns = st.columns(len(cfg.partners), gap="large")
+    for column, partner in zip(columns, cfg.partners):
+        with column:
+            try:
+                draw(partner)
+            except Exception as exc:
+                st.error(f"{what} for {md(partner.name)} could not be loaded: "
+                         f"{md(scrub(f'{type(exc).__name__}: {exc}'))}")
+
+
 @st.fragment(run_every=queries.TTL_S)
-def live_panels() -> None:
-    now = queries.now_bucket()
-    viewer_partner = gate.current().partner_id  # whose internal annotations may be shown
-    sources = queries.sources(url, now)
-    if not any(s["source"].startswith("probe:") for s in sources):
+def live_status() -> None:
+    """Every 5 s: each endpoint's status, uptime, errors and latest p95. The cheap part,
+    so a dozen engineers can keep the page open (``bench/bench_viewers.py``)."""
+    now, minute = queries.now_bucket(), queries.now_bucket(queries.WINDOW_TTL_S)
+    if queries.current(url, now).empty:  # no endpoint was ever probed
         st.info(
             "No probe data yet. The collectors probe every endpoint on its interval while "
             "`partnerboard serve` (or `partnerboard collect`) runs; the first results appear "
@@ -396,15 +417,18 @@ def live_panels() -> None:
     # Every read below is cached under ``now`` (rounded up to the TTL), so it happened at or
     # after now − TTL: the data holds every probe written by then, and maybe a few later.
     st.caption(f"Data as of {local_time(now - timedelta(seconds=queries.TTL_S), cfg.tz, seconds=True)}"
-               f" · refreshes every {queries.TTL_S} s")
-    columns = st.columns(len(cfg.partners), gap="large")
-    for column, partner in zip(columns, cfg.partners):
-        with column:
-            try:
-                partner_panel(partner, now, viewer_partner)
-            except Exception as exc:  # one failing panel must not take the page down
-                st.error(f"Health data for {md(partner.name)} could not be loaded: "
-                         f"{md(scrub(f'{type(exc).__name__}: {exc}'))}")
+               f" · status refreshes every {queries.TTL_S} s; uptime, latency and charts every "
+               f"{queries.WINDOW_TTL_S} s")
+    _each_partner(lambda partner: status_panel(partner, now, minute), "Health data")
 
 
-live_panels()
+@st.fragment(run_every=queries.WINDOW_TTL_S)
+def live_charts() -> None:
+    """Every minute: the charts and incidents (their buckets are a minute or longer)."""
+    now = queries.now_bucket(queries.WINDOW_TTL_S)
+    viewer_partner = gate.current().partner_id  # whose internal annotations may be shown
+    _each_partner(lambda partner: charts_panel(partner, now, viewer_partner), "Charts")
+
+
+live_status()
+live_charts()
