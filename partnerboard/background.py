@@ -111,7 +111,7 @@ def _roll(engine, config: Config) -> None:
     done = rollups.catch_up(engine, zone=config.tz,
                             settle=rollups.settle_s(longest, config.collection.down_after_failures))
     if done.hours or done.days:
-        log.info("rollups: %d endpoint-hours, %d days rolled", done.hours, done.days)
+        rollups.log.info("rolled up %d endpoint-hours and %d days", done.hours, done.days)
 
 
 def _alone(name: str, work: Callable[[Connection], object]) -> Callable[[Connection], object]:
