@@ -33,6 +33,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_kpis import NOW, QUARTER, BenchStore, add_arguments, ensure_rolled, generate, health_page_queries  # noqa: E402
 
+RECOMMENDED = {"jit": "off", "work_mem": "128MB"}
+
 
 def copy_to_postgres(bench: BenchStore, pg_url: str) -> dict[str, int]:
     """Every table of the DuckDB bench store into the (new, empty) PostgreSQL database."""
@@ -71,9 +73,12 @@ def copy_to_postgres(bench: BenchStore, pg_url: str) -> dict[str, int]:
         dst.commit()
         dst.autocommit = True
         dst.execute("VACUUM ANALYZE")  # what autovacuum does in time: statistics, BRIN ranges summarised
+        # The settings docs/deployment.md recommends for this database.
+        for setting, value in RECOMMENDED.items():
+            dst.execute(f"ALTER DATABASE {dst.info.dbname} SET {setting} = '{value}'")
     src.close()
     print(f"copied {sum(counts.values()):,} rows ({counts.get('probe_results', 0):,} probes) "
-          f"into {display_url(pg_url)}")
+          f"into {display_url(pg_url)}; set {', '.join(f'{k} = {v}' for k, v in RECOMMENDED.items())}")
     return counts
 
 

@@ -198,7 +198,8 @@ def _v17_processes(conn: Connection) -> None:
 # probes arrive in time order, so a quarter is a few block ranges; without them each
 # branch of a KPI query read the whole table (bench_stores: the Board 4x DuckDB's time).
 # DuckDB prunes by its own zone maps and needs none (an ART index there would cost memory).
-TIME_INDEXES = [*schema.RECORD_TIME.items(), ("orders", "updated_at"), ("probe_results", "ts")]
+TIME_INDEXES = [*schema.RECORD_TIME.items(), ("orders", "updated_at"), ("probe_results", "ts"),
+                ("probe_hours", "hour"), ("latency_days", "day")]
 
 
 def postgres_time_indexes(conn: Connection) -> None:
