@@ -69,13 +69,11 @@ window_label = st.segmented_control(
 ) or "1 h"
 
 
-def status_text(partner: Partner, endpoint_id: str, state: pd.DataFrame, now: datetime) -> str:
-    """Now: Up / Failing (n×) / Down / No recent data, judged against the probe interval."""
-    endpoint = next(e for e in partner.endpoints if e.id == endpoint_id)
-    row = state[(state.partner_id == partner.id) & (state.endpoint_id == endpoint_id)]
-    if row.empty:
+def status_text(endpoint, r: dict | None, now: datetime) -> str:
+    """Now: Up / Failing (n×) / Down / No recent data, judged against the probe interval.
+    ``r`` is the endpoint's stored state (a row of ``health.current_state``) or None."""
+    if r is None:
         return "No data yet"
-    r = row.iloc[0]
     last = r["last_probe_at"]
     stale_after = STALE_FACTOR * max(endpoint.interval_seconds, queries.TTL_S)
     if pd.isna(last) or (now - last.to_pydatetime()).total_seconds() > stale_after:
@@ -99,19 +97,34 @@ def _status_style(value: str) -> str:
                 "color: #57606a")
 
 
+def _rows_by_endpoint(df: pd.DataFrame, partner_id: str) -> dict[str, dict]:
+    """The partner's rows keyed by endpoint: one pass, not a pandas filter per cell (the
+    table is redrawn every 5 s on every open tab)."""
+    if df.empty:
+        return {}
+    mine = df[df.partner_id == partner_id]
+    return {r["endpoint_id"]: r for r in mine.to_dict("records")}
+
+
 def endpoint_table(partner: Partner, ups: pd.DataFrame, state: pd.DataFrame,
                    lat: pd.DataFrame, now: datetime) -> pd.DataFrame:
     """One row per endpoint: status now, uptime per window, error rate, latest p95."""
+    ups_by, state_by = _rows_by_endpoint(ups, partner.id), _rows_by_endpoint(state, partner.id)
+    latest_p95: dict[str, float] = {}
+    if not lat.empty:
+        mine = lat[lat.partner_id == partner.id]
+        for endpoint_id, v in zip(mine["endpoint_id"].tolist(), mine["p95_ms"].tolist(), strict=True):
+            if v is not None and v == v:  # the last bucket with a sample (NaN != NaN)
+                latest_p95[endpoint_id] = v
     records = []
     for e in partner.endpoints:
-        row = ups[(ups.partner_id == partner.id) & (ups.endpoint_id == e.id)]
-        rec = {"Endpoint": e.label, "Status": status_text(partner, e.id, state, now)}
+        row = ups_by.get(e.id)
+        rec = {"Endpoint": e.label, "Status": status_text(e, state_by.get(e.id), now)}
         for name in queries.UPTIME_WINDOWS:
-            rec[f"Uptime {name}"] = pct(row[f"{name}_uptime_pct"].iloc[0] if not row.empty else None, 3)
-        rec["No data 30d"] = duration(row["30d_no_data_s"].iloc[0]) if not row.empty else "all"
-        rec["Errors 24h"] = pct(row["24h_error_rate_pct"].iloc[0] if not row.empty else None, 2)
-        recent = lat[(lat.partner_id == partner.id) & (lat.endpoint_id == e.id)].p95_ms.dropna()
-        rec["p95 now"] = f"{recent.iloc[-1]:.0f} ms" if not recent.empty else "—"
+            rec[f"Uptime {name}"] = pct(row[f"{name}_uptime_pct"] if row else None, 3)
+        rec["No data 30d"] = duration(row["30d_no_data_s"]) if row else "all"
+        rec["Errors 24h"] = pct(row["24h_error_rate_pct"] if row else None, 2)
+        rec["p95 now"] = f"{latest_p95[e.id]:.0f} ms" if e.id in latest_p95 else "—"
         records.append(rec)
     return pd.DataFrame.from_records(records)
 
@@ -341,8 +354,11 @@ def status_panel(partner: Partner, now: datetime, minute: datetime) -> None:
     st.caption(f"{partner.role} · {partner.base_url} · SLA uptime {partner.sla.uptime_target:g} %"
                " · uptime excludes no-data time, shown beside it")
     table = endpoint_table(partner, ups, state, lat, now)
-    st.dataframe(table.style.map(_status_style, subset=["Status"]), hide_index=True,
-                 width="stretch", key=f"endpoints-{partner.id}")
+    # Coloured only when an endpoint is down or failing: marshalling a pandas Styler is most
+    # of a refresh's cost, and a table with nothing wrong says so in its text.
+    alarming = table["Status"].str.startswith(("Down", "Failing")).any()
+    shown = table.style.map(_status_style, subset=["Status"]) if alarming else table
+    st.dataframe(shown, hide_index=True, width="stretch", key=f"endpoints-{partner.id}")
 
 
 def charts_panel(partner: Partner, now: datetime, viewer_partner: str | None) -> None:

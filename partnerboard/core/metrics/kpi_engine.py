@@ -81,9 +81,18 @@ def _marketplace(conn: Connection, pids: list[str], windows: Sequence[Window], f
         sa.func.count().label("all"),
         sa.func.sum(sa.case((kept, 1), else_=0)).label("kept"),
         sa.func.sum(sa.case((kept, o.c.amount), else_=0)).label("gmv"),
-        sa.func.count(sa.distinct(o.c.merchant_id)).label("merchants"),
     ).where(o.c.partner_id.in_(pids), within(o.c.created_at, w.start, w.end), *by_order)
      .group_by(o.c.partner_id))
+
+    def active(label: sa.ColumnElement, w: Window) -> sa.Select:
+        # Distinct merchants as a DISTINCT subquery, not count(DISTINCT …): PostgreSQL hashes
+        # the former and sorts (and spilled) for the latter, 1.7 s a quarter at 5 M orders.
+        d = sa.select(o.c.partner_id, o.c.merchant_id).distinct().where(
+            o.c.partner_id.in_(pids), within(o.c.created_at, w.start, w.end), *by_order).subquery()
+        return sa.select(label, d.c.partner_id, sa.func.count(d.c.merchant_id).label("merchants")
+                         ).group_by(d.c.partner_id)
+
+    merchants_active = _per_period(conn, windows, active)
     delivered = _per_period(conn, windows, lambda label, w: sa.select(
         label, o.c.partner_id, sa.func.count().label("n"),
     ).where(o.c.partner_id.in_(pids), o.c.status == "delivered",
@@ -131,7 +140,7 @@ def _marketplace(conn: Connection, pids: list[str], windows: Sequence[Window], f
                 "return_rate": ratio(r_.kept if r_ else 0, n_delivered, 100) if n_delivered else None,
                 **{name: _num(m_._mapping[name]) if m_ else None
                    for name in (*STAGE_COUNTS, *STAGE_DAYS)},
-                "merchants_active": float(o_.merchants) if n_orders else None,
+                "merchants_active": float(merchants_active[key].merchants) if n_orders else None,
             }
     return out
 
