@@ -243,3 +243,43 @@ def test_sql_buckets_equal_python_buckets(store) -> None:
         found = [conn.execute(sa.select(latency_sketch.bin_of(sa.literal(v, sa.Float)))).scalar()
                  for v in values]
     assert found == [latency_sketch.bin_in_python(v) for v in values]
+
+
+def test_a_write_before_the_prune_horizon_keeps_the_rollups(store) -> None:
+    """A backfill into pruned time must not re-roll those units from the few probes it
+    brings (found in review: it would have wiped the rolled history)."""
+    _seed(store)
+    _roll(store)
+    with store.engine.begin() as conn:
+        assert rollups.prune_probes(conn, keep_days=2, now=NOW) > 0
+        horizon = rollup_units.pruned_before(conn)
+    assert horizon is not None
+    before = _figures(store)
+    at = START + timedelta(days=1, hours=3)  # long pruned
+    assert timeutil.epoch(at) < horizon
+    endpoint = Endpoint(id="api", path="/v1/health", interval_seconds=60)
+    late = [ProbeResult("payments", "api", at + timedelta(seconds=i), 200, 10.0, True, None, None)
+            for i in range(0, 40, 10)]
+    with store.engine.begin() as conn:
+        write_results(conn, late, {"api": endpoint}, threshold=3, run_id="late", source="probe:payments")
+        assert rollup_units.hours_until(conn) >= horizon
+        assert rollup_units.days_until(conn)[0] >= horizon
+    _roll(store)
+    after = _figures(store)
+    for key in [k for k in before["totals"] if k[1] == "days"]:
+        assert after["totals"][key]["observed_s"] == pytest.approx(before["totals"][key]["observed_s"])
+        assert after["totals"][key]["latency"] == before["totals"][key]["latency"]
+
+
+def test_a_latency_figure_within_the_methods_accuracy_is_no_restatement() -> None:
+    """Periods signed with exact percentiles are recomputed with log buckets: a difference
+    inside the 0.5 % is the method; beyond it, or in any other figure, it is a restatement."""
+    from partnerboard.core.review import restatements
+
+    def frame(p95: float, uptime: float) -> pd.DataFrame:
+        return pd.DataFrame({"partner_id": ["payments", "payments"], "section": ["kpi", "kpi"],
+                             "item": ["latency_p95", "uptime"], "value": [p95, uptime]})
+
+    assert restatements.differences(frame(200.0, 99.9), frame(200.9, 99.9)) == []
+    found = restatements.differences(frame(200.0, 99.9), frame(201.2, 99.9 + 1e-6))
+    assert [d["item"] for d in found] == ["latency_p95", "uptime"]

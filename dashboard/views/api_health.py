@@ -356,19 +356,20 @@ def status_panel(partner: Partner, now: datetime, minute: datetime) -> None:
     table = endpoint_table(partner, ups, state, lat, now)
     # Coloured only when an endpoint is down or failing: marshalling a pandas Styler is most
     # of a refresh's cost, and a table with nothing wrong says so in its text.
-    alarming = table["Status"].str.startswith(("Down", "Failing")).any()
+    alarming = table["Status"].str.startswith(("Down", "Failing", "No recent")).any()
     shown = table.style.map(_status_style, subset=["Status"]) if alarming else table
     st.dataframe(shown, hide_index=True, width="stretch", key=f"endpoints-{partner.id}")
 
 
 def charts_panel(partner: Partner, now: datetime, viewer_partner: str | None) -> None:
-    """Status history, uptime and latency charts and the incident list: redrawn every minute."""
+    """Status history, uptime and latency charts and the incident list: redrawn every minute.
+    ``now`` (the next minute) keys the cached reads; the charts end at the real present."""
     length, lat_bucket, hist_bucket = WINDOWS[window_label]
     start = now - length
     hist_start = datetime.fromtimestamp(
         (start.timestamp() // hist_bucket + 1) * hist_bucket - hist_bucket, start.tzinfo
     )
-    n_buckets = int((now - hist_start).total_seconds() // hist_bucket) + 1
+    n_buckets = int((queries.clip(now) - hist_start).total_seconds() // hist_bucket) + 1
     lat = queries.latency(url, start, now, lat_bucket)
     hist = queries.history(url, hist_start, now, hist_bucket)
     incidents = queries.incidents(url, now - timedelta(days=90), now)

@@ -24,6 +24,7 @@ from partnerboard.core.vocabulary import timeutil
 
 HOURS_KEY = "rollup:hours"
 DAYS_KEY = "rollup:latency-days"
+PRUNED_KEY = "rollup:raw-pruned-before"
 HOUR_S = 3600.0
 
 Span = tuple[float, float]  # epoch seconds, half-open
@@ -37,6 +38,12 @@ def _read(conn: Connection, key: str) -> str | None:
 def hours_until(conn: Connection) -> float | None:
     """Epoch second before which every UTC hour is rolled (None: nothing rolled)."""
     value = _read(conn, HOURS_KEY)
+    return None if value is None else timeutil.epoch(datetime.fromisoformat(value))
+
+
+def pruned_before(conn: Connection) -> float | None:
+    """Epoch second before which raw probes may have been pruned (None: never pruned)."""
+    value = _read(conn, PRUNED_KEY)
     return None if value is None else timeutil.epoch(datetime.fromisoformat(value))
 
 

@@ -99,11 +99,9 @@ def _roll_hours(conn: Connection, now: float, settle: float) -> tuple[int, bool]
 def _roll_days(conn: Connection, now: float, settle: float, zone: ZoneInfo) -> tuple[int, bool]:
     found = rollup_units.days_until(conn)
     if found is not None and found[1].key != zone.key:
-        first = _first_probe(conn)
         days = schema.latency_days
-        oldest = conn.execute(sa.select(sa.func.min(days.c.day))).scalar()
-        if first is not None and (oldest is None or timeutil.epoch(timeutil.from_db(oldest)) >= first):
-            # Every rolled day can be rolled again from raw probes: cut them in the new zone.
+        if rollup_units.pruned_before(conn) is None:
+            # No raw probe was ever pruned: every rolled day can be cut again in the new zone.
             conn.execute(days.delete())
             found = None
         else:
@@ -166,22 +164,52 @@ def invalidate(conn: Connection, since: datetime) -> None:
     """Probes from ``since`` on changed: units from there on are rolled again. Nothing to
     do for a live probe round (``since`` is within the settle time, after the watermarks).
 
-    A late write must not interleave with a roll that cannot see its uncommitted probes:
-    it takes the rollups' lock before reading the watermarks (PostgreSQL: held until it
+    A write reaching back before the current hour or day (what a running roll may be
+    rolling) must not interleave with a roll that cannot see its uncommitted probes: it
+    takes the rollups' lock before reading the watermarks (PostgreSQL: held until it
     commits, so a roll waits for it, or it sees the roll's new watermarks); on DuckDB the
-    late writers (the demo's history import) run under ``write_serially`` as rolls do."""
+    late writers (the demo's history import) run under ``write_serially`` as rolls do, and
+    a live round never reaches back past the settle time.
+
+    Before the prune horizon (``prune_probes``) raw probes are gone, so units there are
+    never rolled again: that would rebuild them from this batch alone."""
     at = timeutil.epoch(since)
-    if at < timeutil.epoch(timeutil.utcnow()) - LATE_S:
-        exclusive(conn, LOCK)
     hours = rollup_units.hours_until(conn)
     days = rollup_units.days_until(conn)
+    now = timeutil.epoch(timeutil.utcnow())
+    # A roll running now can only be rolling units that ended before this hour and today
+    # began: a write reaching back before either waits for it (or it for the write).
+    rollable = max((now // HOUR_S) * HOUR_S,
+                   rollup_units.day_starts(now - 2 * 86400, now + 1, days[1])[-1] if days else 0.0)
+    if at < rollable or at < now - LATE_S:
+        exclusive(conn, LOCK)
+        hours, days = rollup_units.hours_until(conn), rollup_units.days_until(conn)
     if not ((hours is not None and at < hours) or (days is not None and at < days[0])):
         return
+    pruned = rollup_units.pruned_before(conn)
+    if pruned is not None and at < pruned:
+        # Raw probes before the prune horizon are gone: rolling those units again would
+        # rebuild them from this batch alone and lose what the rollups hold. Keep them.
+        log.warning("probes written before %s, where raw probes are pruned: the rollups there "
+                    "stay as they were (the new probes count from %s on)", since.isoformat(),
+                    timeutil.from_epoch(pruned).isoformat())
+        at = pruned
+        since = timeutil.from_epoch(pruned)
+        if not ((hours is not None and at < hours) or (days is not None and at < days[0])):
+            return
+    floor = pruned or float("-inf")  # never re-roll a unit whose raw probes are partly gone
     if hours is not None and at < hours:
-        _put(conn, rollup_units.HOURS_KEY, timeutil.from_epoch((at // HOUR_S) * HOUR_S).isoformat())
+        hour = (at // HOUR_S) * HOUR_S
+        if hour < floor:
+            hour = -(-floor // HOUR_S) * HOUR_S
+        if hour < hours:
+            _put(conn, rollup_units.HOURS_KEY, timeutil.from_epoch(hour).isoformat())
     if days is not None and at < days[0]:
         start = rollup_units.day_starts(at - 2 * 86400, at + 1, days[1])[-1]
-        _put(conn, rollup_units.DAYS_KEY, f"{days[1].key}|{timeutil.from_epoch(start).isoformat()}")
+        if start < floor:
+            start = rollup_units.day_starts(floor, floor + 3 * 86400, days[1])[0]
+        if start < days[0]:
+            _put(conn, rollup_units.DAYS_KEY, f"{days[1].key}|{timeutil.from_epoch(start).isoformat()}")
     log.info("rollups from %s on are rolled again: probes there changed", since.isoformat())
 
 
@@ -191,6 +219,7 @@ def prune_probes(conn: Connection, *, keep_days: int, now: datetime | None = Non
     look-back of two of the longest intervals before the cut (a raw edge read just after
     it still finds the probe vouching into it). Returns the probes deleted."""
     at = now or timeutil.utcnow()
+    exclusive(conn, LOCK)  # never beside a roll or a late write moving the watermarks
     hours, days = rollup_units.hours_until(conn), rollup_units.days_until(conn)
     if hours is None or days is None:
         return 0
@@ -209,4 +238,9 @@ def prune_probes(conn: Connection, *, keep_days: int, now: datetime | None = Non
     q = p.delete().where(p.c.ts < timeutil.to_db(timeutil.from_epoch(cut)))
     if keep:
         q = q.where(sa.not_(sa.or_(*keep)))
-    return conn.execute(q).rowcount or 0
+    gone = conn.execute(q).rowcount or 0
+    if gone:  # the horizon late writes may not move the rollups back past (``invalidate``)
+        before = rollup_units.pruned_before(conn)
+        _put(conn, rollup_units.PRUNED_KEY,
+             timeutil.from_epoch(max(cut + lookback, before or 0.0)).isoformat())
+    return gone
