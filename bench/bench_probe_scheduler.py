@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_probe_isolation import Sim  # noqa: E402
+from bench_probe_isolation import Sim, _pct  # noqa: E402
 from partnerboard.collectors.scheduler import build_scheduler  # noqa: E402
 from partnerboard.collectors.scheduler import stop as stop_scheduler  # noqa: E402
 from partnerboard.simulator.server import SECRET_ENV  # noqa: E402
@@ -61,15 +61,6 @@ def fleet_config(sim_url: str, endpoints: int, interval: float, timeout: float):
              "interval_seconds": interval, "timeout_seconds": timeout}
             for i in range(n)]
     return parse_config(data)
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    k = (len(ordered) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
 def main() -> None:

@@ -129,18 +129,23 @@ def _window_totals(name: str, start: datetime, end: datetime, partner_id: str | 
     return q
 
 
+def _rolled_sums() -> list[sa.Label]:
+    """``METRICS`` summed over rolled hours: what ``_vouched_sums`` and the probe counts give
+    for raw probes (no excluded time: hours touching maintenance are never rolled reads)."""
+    h, zero = schema.probe_hours, sa.literal(0.0, sa.Float)
+    return [sa.func.sum(h.c.observed_s).label("observed_s"), sa.func.sum(h.c.down_s).label("down_s"),
+            sa.func.sum(zero).label("excluded_s"), sa.func.sum(zero).label("excluded_down_s"),
+            sa.func.sum(h.c.probes).label("probes"), sa.func.sum(h.c.failed).label("failed")]
+
+
 def _rolled_totals(name: str, span: Span, partner_id: str | None, *,
                    per_endpoint: bool = True) -> sa.Select:
     """``_window_totals`` for whole rolled hours, from ``probe_hours`` (no maintenance in
     them: ``hour_split`` leaves hours touching it to the raw probes)."""
     h = schema.probe_hours
     keys = [h.c.partner_id, h.c.endpoint_id] if per_endpoint else [h.c.partner_id]
-    zero = sa.literal(0.0, sa.Float)
     q = sa.select(
-        sa.literal(name, sa.String).label("window"), *keys,
-        sa.func.sum(h.c.observed_s).label("observed_s"), sa.func.sum(h.c.down_s).label("down_s"),
-        sa.func.sum(zero).label("excluded_s"), sa.func.sum(zero).label("excluded_down_s"),
-        sa.func.sum(h.c.probes).label("probes"), sa.func.sum(h.c.failed).label("failed"),
+        sa.literal(name, sa.String).label("window"), *keys, *_rolled_sums(),
     ).where(within(h.c.hour, timeutil.from_epoch(span[0]), timeutil.from_epoch(span[1]))).group_by(*keys)
     if partner_id is not None:
         q = q.where(h.c.partner_id == partner_id)
@@ -357,14 +362,9 @@ def _rolled_buckets(span: Span, first: float, size: float, partner_id: str | Non
     h = schema.probe_hours
     k = sa.cast(sa.func.floor((epoch(h.c.hour) - sa.literal(first, sa.Float))
                               / sa.literal(size, sa.Float)), sa.Integer).label("k")
-    zero = sa.literal(0.0, sa.Float)
-    q = sa.select(
-        h.c.partner_id, h.c.endpoint_id, k,
-        sa.func.sum(h.c.observed_s).label("observed_s"), sa.func.sum(h.c.down_s).label("down_s"),
-        sa.func.sum(zero).label("excluded_s"), sa.func.sum(zero).label("excluded_down_s"),
-        sa.func.sum(h.c.probes).label("probes"), sa.func.sum(h.c.failed).label("failed"),
-    ).where(within(h.c.hour, timeutil.from_epoch(span[0]), timeutil.from_epoch(span[1]))
-            ).group_by(h.c.partner_id, h.c.endpoint_id, k)
+    q = sa.select(h.c.partner_id, h.c.endpoint_id, k, *_rolled_sums()).where(
+        within(h.c.hour, timeutil.from_epoch(span[0]), timeutil.from_epoch(span[1]))
+    ).group_by(h.c.partner_id, h.c.endpoint_id, k)
     if partner_id is not None:
         q = q.where(h.c.partner_id == partner_id)
     return q

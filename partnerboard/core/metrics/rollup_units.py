@@ -87,7 +87,7 @@ def hour_split(conn: Connection, start: datetime, end: datetime,
     return rolled, subtract((lo, hi), rolled)
 
 
-def _midnight(epoch_s: float, zone: ZoneInfo, *, up: bool) -> float:
+def midnight(epoch_s: float, zone: ZoneInfo, *, up: bool) -> float:
     """The zone's midnight at or before (``up``: at or after) the instant."""
     local = timeutil.from_epoch(epoch_s).astimezone(zone)
     day = datetime(local.year, local.month, local.day, tzinfo=zone)
@@ -98,7 +98,7 @@ def _midnight(epoch_s: float, zone: ZoneInfo, *, up: bool) -> float:
 
 def day_starts(a: float, b: float, zone: ZoneInfo) -> list[float]:
     """The zone's midnights in ``[a, b)`` (days are 23 to 25 hours long across DST)."""
-    out, at = [], _midnight(a, zone, up=True)
+    out, at = [], midnight(a, zone, up=True)
     while at < b:
         out.append(at)
         nxt = timeutil.from_epoch(at).astimezone(zone).date() + timedelta(days=1)
@@ -113,8 +113,8 @@ def day_split(conn: Connection, start: datetime, end: datetime) -> tuple[Span | 
     if found is None or hi <= lo:
         return None, [(lo, hi)] if hi > lo else []
     until, zone = found
-    a = _midnight(lo, zone, up=True)
-    b = _midnight(min(hi, until), zone, up=False)
+    a = midnight(lo, zone, up=True)
+    b = midnight(min(hi, until), zone, up=False)
     if b <= a:
         return None, [(lo, hi)]
     return (a, b), subtract((lo, hi), [(a, b)])

@@ -112,7 +112,7 @@ def _roll_days(conn: Connection, now: float, settle: float, zone: ZoneInfo) -> t
         first = _first_probe(conn)
         if first is None:
             return 0, False
-        until = rollup_units.day_starts(first - 2 * 86400, first + 1, zone)[-1]
+        until = rollup_units.midnight(first, zone, up=False)
     else:
         until = found[0]
     d = schema.latency_days
@@ -180,7 +180,7 @@ def invalidate(conn: Connection, since: datetime) -> None:
     # A roll running now can only be rolling units that ended before this hour and today
     # began: a write reaching back before either waits for it (or it for the write).
     rollable = max((now // HOUR_S) * HOUR_S,
-                   rollup_units.day_starts(now - 2 * 86400, now + 1, days[1])[-1] if days else 0.0)
+                   rollup_units.midnight(now, days[1], up=False) if days else 0.0)
     if at < rollable or at < now - LATE_S:
         exclusive(conn, LOCK)
         hours, days = rollup_units.hours_until(conn), rollup_units.days_until(conn)
@@ -205,9 +205,9 @@ def invalidate(conn: Connection, since: datetime) -> None:
         if hour < hours:
             _put(conn, rollup_units.HOURS_KEY, timeutil.from_epoch(hour).isoformat())
     if days is not None and at < days[0]:
-        start = rollup_units.day_starts(at - 2 * 86400, at + 1, days[1])[-1]
+        start = rollup_units.midnight(at, days[1], up=False)
         if start < floor:
-            start = rollup_units.day_starts(floor, floor + 3 * 86400, days[1])[0]
+            start = rollup_units.midnight(floor, days[1], up=True)
         if start < days[0]:
             _put(conn, rollup_units.DAYS_KEY, f"{days[1].key}|{timeutil.from_epoch(start).isoformat()}")
     log.info("rollups from %s on are rolled again: probes there changed", since.isoformat())
