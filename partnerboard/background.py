@@ -38,7 +38,7 @@ from partnerboard.collectors.scheduler import stop as stop_scheduler
 from partnerboard.core.alerts import evaluation
 from partnerboard.core.config import Config
 from partnerboard.core.config.secrets import scrub
-from partnerboard.core.metrics import rollups
+from partnerboard.core.metrics import merchant_activity, rollups
 from partnerboard.core.review import restatements, subscriptions
 from partnerboard.core.store import (
     Store,
@@ -112,6 +112,9 @@ def _roll(engine, config: Config) -> None:
                             settle=rollups.settle_s(longest, config.collection.down_after_failures))
     if done.hours or done.days:
         rollups.log.info("rolled up %d endpoint-hours and %d days", done.hours, done.days)
+    months = merchant_activity.catch_up(engine, zone=config.tz)
+    if months:
+        rollups.log.info("rolled up %d months of active merchants", months)
 
 
 def _alone(name: str, work: Callable[[Connection], object]) -> Callable[[Connection], object]:

@@ -220,6 +220,14 @@ def _v18_rollups(conn: Connection) -> None:
     postgres_time_indexes(conn)
 
 
+def _v19_merchant_months(conn: Connection) -> None:
+    """v19: the monthly sets of active merchants and the rollups' invalidation marks
+    (filled by the rollup job; until then the KPIs read the orders, as before)."""
+    for table in (schema.merchant_months, schema.merchant_month_channels,
+                  schema.rollup_invalidations):
+        table.create(conn, checkfirst=True)
+
+
 # Step N upgrades a database at version N-1 to version N. Append only; never edit.
 STEPS: dict[int, Callable[[Connection], None]] = {
     2: _v2_indexes,
@@ -239,6 +247,7 @@ STEPS: dict[int, Callable[[Connection], None]] = {
     16: _v16_survey_responses,
     17: _v17_processes,
     18: _v18_rollups,
+    19: _v19_merchant_months,
 }
 LATEST = max(STEPS)
 

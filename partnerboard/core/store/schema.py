@@ -87,6 +87,45 @@ latency_days = sa.Table(
     sa.Column("n", sa.Integer, nullable=False, comment="successful probes of the day in the bucket"),
 )
 
+# Which merchants sold in which month (``core.metrics.merchant_activity``): a quarter's
+# distinct active merchants are the union of three months' sets instead of a DISTINCT
+# over millions of orders; per channel in ``merchant_month_channels`` for a channel
+# filter. Months of the partnership's zone; complete up to the watermark
+# ``rollup:merchant-months`` except months an entry in ``rollup_invalidations`` names (a
+# write changed their orders; rolled again by the next run).
+merchant_months = sa.Table(
+    "merchant_months",
+    metadata,
+    sa.Column("partner_id", sa.String(64), primary_key=True),
+    sa.Column("month", sa.DateTime, primary_key=True,
+              comment="UTC start of the month in the partnership's zone"),
+    sa.Column("merchant_id", sa.String(128), primary_key=True),
+    sa.Column("orders", sa.Integer, nullable=False,
+              comment="orders of the merchant in the month, cancelled included"),
+)
+
+merchant_month_channels = sa.Table(
+    "merchant_month_channels",
+    metadata,
+    sa.Column("partner_id", sa.String(64), primary_key=True),
+    sa.Column("month", sa.DateTime, primary_key=True,
+              comment="UTC start of the month in the partnership's zone"),
+    sa.Column("merchant_id", sa.String(128), primary_key=True),
+    sa.Column("channel", sa.String(64), primary_key=True),
+    sa.Column("orders", sa.Integer, nullable=False,
+              comment="orders of the merchant in the month and channel, cancelled included"),
+)
+
+rollup_invalidations = sa.Table(
+    "rollup_invalidations",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("rollup", sa.String(64), nullable=False, comment="e.g. merchant-months"),
+    sa.Column("lo", sa.DateTime, nullable=False, comment="earliest record time the write changed"),
+    sa.Column("hi", sa.DateTime, nullable=False, comment="latest record time the write changed"),
+    sa.Column("marked_at", sa.DateTime, nullable=False),
+)
+
 endpoint_state = sa.Table(
     "endpoint_state",
     metadata,

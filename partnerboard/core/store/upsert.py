@@ -30,11 +30,32 @@ class UpsertCounts:
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0
+    # With a ``Watch``: the earliest and latest watched time among the rows that moved.
+    moved: tuple[datetime, datetime] | None = None
 
     def add(self, other: UpsertCounts) -> None:
         self.inserted += other.inserted
         self.updated += other.updated
         self.unchanged += other.unchanged
+        self.moved = _span(self.moved, other.moved)
+
+
+@dataclass(frozen=True)
+class Watch:
+    """Which changes a rollup over the table must hear of: rows inserted, and updated rows
+    whose ``columns`` changed. ``UpsertCounts.moved`` spans their ``time`` column, old and
+    new values both (an order moved from one month to another changes both months). A
+    change of any other column (an order's status) moves nothing."""
+
+    time: str
+    columns: tuple[str, ...]
+
+
+def _span(a: tuple[datetime, datetime] | None,
+          b: tuple[datetime, datetime] | None) -> tuple[datetime, datetime] | None:
+    if a is None or b is None:
+        return a or b
+    return min(a[0], b[0]), max(a[1], b[1])
 
 
 def _normal(value: Any) -> Any:
@@ -60,11 +81,13 @@ def upsert(
     key: Sequence[str],
     scope: dict[str, Any],
     stamp: dict[str, Any],
+    watch: Watch | None = None,
 ) -> UpsertCounts:
     """Write ``rows`` (unique on ``key``) under ``scope`` (e.g. the partner id).
 
     ``stamp`` (run id, collection time) is written on inserted and changed rows only,
-    so it always names the run that last changed a row.
+    so it always names the run that last changed a row. ``watch``: report which rows
+    moved for a rollup (``Watch``).
     """
     counts = UpsertCounts()
     if not rows:
@@ -88,7 +111,12 @@ def upsert(
         if old is None:
             inserts.append({**r, **scope, **stamp})
             counts.inserted += 1
+            if watch is not None:
+                counts.moved = _span(counts.moved, (r[watch.time], r[watch.time]))
         elif not all(_same(old[c], r[c]) for c in data_cols):
+            if watch is not None and not all(_same(old[c], r[c]) for c in watch.columns):
+                times = sorted((old[watch.time], r[watch.time]))
+                counts.moved = _span(counts.moved, (times[0], times[1]))
             where = [*scope_cond, *(table.c[k] == r[k] for k in key)]
             conn.execute(table.update().where(*where).values(
                 **{c: r[c] for c in data_cols}, **stamp))
@@ -100,7 +128,7 @@ def upsert(
         if raced:  # another process inserted these keys first: compare them as existing rows
             counts.inserted -= len(raced)
             again = upsert(conn, table, [{c: r[c] for c in rows[0]} for r in raced],
-                           key=key, scope=scope, stamp=stamp)
+                           key=key, scope=scope, stamp=stamp, watch=watch)
             counts.add(again)
     return counts
 

@@ -1,0 +1,196 @@
+"""Monthly merchant sets give the orders' exact *active merchants* for any window.
+
+Every window is counted three ways: by Python over the seeded orders (the truth), from
+the raw orders (nothing rolled) and from rolled months + raw edges; all three must be
+equal, under no filter, a channel filter and a segment filter. Writes go through the
+collectors' upsert with its ``Watch``, as a source run writes them. Real store (DuckDB
+file, or PostgreSQL with PARTNERBOARD_TEST_STORE=postgresql).
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+import sqlalchemy as sa
+from partnerboard.collectors.sources import ORDER_MOVES, run_source
+
+from partnerboard.core.config import parse_config
+from partnerboard.core.metrics import kpi_engine, merchant_activity
+from partnerboard.core.metrics.filters import NONE, Filters
+from partnerboard.core.store import schema
+from partnerboard.core.store.upsert import upsert
+from partnerboard.core.vocabulary import periods, timeutil
+from tests.conftest import config_dict
+
+ZONE = ZoneInfo("Europe/Warsaw")
+CHANNELS = ("web", "app", "marketplace")
+NOW = datetime(2026, 12, 10, tzinfo=UTC)
+
+
+def _local(y: int, m: int, d: int, h: int = 0, mi: int = 0) -> datetime:
+    return datetime(y, m, d, h, mi, tzinfo=ZONE).astimezone(UTC)
+
+
+WINDOWS = {
+    "quarter": (_local(2026, 7, 1), _local(2026, 10, 1)),
+    "month across DST": (_local(2026, 10, 1), _local(2026, 11, 1)),
+    "week over a month end": (_local(2026, 8, 27), _local(2026, 9, 3)),
+    "odd edges": (_local(2026, 7, 13, 5, 17), _local(2026, 10, 2, 23, 59)),
+    "all": (_local(2026, 6, 1), _local(2026, 12, 1)),
+}
+FILTERS = {"none": NONE, "channel": Filters(channel="app"), "segment": Filters(segment="smb")}
+
+
+def _orders(seed: int = 3) -> list[dict]:
+    """Orders of 400 merchants from June to November (local), denser at month edges and
+    the DST end, cancelled ones among them."""
+    rnd = random.Random(seed)
+    start, end = _local(2026, 6, 1), _local(2026, 11, 30)
+    edges = [_local(2026, m, 1) for m in range(7, 12)]
+    out = []
+    for i in range(6000):
+        if i % 5 == 0:  # a minute either side of a local midnight starting a month
+            at = rnd.choice(edges) + timedelta(seconds=rnd.uniform(-60, 60))
+        else:
+            at = start + (end - start) * rnd.random()
+        out.append({"id": f"o{i}", "merchant_id": f"m{int(rnd.paretovariate(1.2)) % 400}",
+                    "channel": rnd.choice(CHANNELS), "status": rnd.choice(("delivered", "cancelled", "new")),
+                    "amount": 10, "currency": "EUR", "created_at": at, "updated_at": at})
+    return out
+
+
+def _write(conn, rows: list[dict]):
+    counts = upsert(conn, schema.orders, rows, key=("id",), scope={"partner_id": "marketplace"},
+                    stamp={"run_id": "r", "collected_at": timeutil.to_db(NOW)}, watch=ORDER_MOVES)
+    merchant_activity.invalidate(conn, counts.moved, now=NOW)
+    return counts
+
+
+def _seed(store) -> list[dict]:
+    rows = _orders()
+    with store.engine.begin() as conn:
+        conn.execute(schema.merchants.insert(), [
+            {"partner_id": "marketplace", "id": f"m{i}", "name": f"Shop {i}", "status": "active",
+             "updated_at": timeutil.to_db(_local(2026, 1, 1)), "segment": "smb" if i % 3 else "enterprise",
+             "applied_at": timeutil.to_db(_local(2026, 1, 1)),
+             "run_id": "r", "collected_at": timeutil.to_db(NOW)} for i in range(400)])
+        _write(conn, rows)
+    return rows
+
+
+def _truth(rows: list[dict], window: tuple[datetime, datetime], f: Filters) -> int:
+    a, b = window
+    return len({r["merchant_id"] for r in rows if a <= r["created_at"] < b
+                and (f.channel is None or r["channel"] == f.channel)
+                and (f.segment is None or (int(r["merchant_id"][1:]) % 3 != 0) == (f.segment == "smb"))})
+
+
+def _count(store, window: tuple[datetime, datetime], f: Filters) -> tuple[int, int]:
+    """(distinct merchants, rolled spans used) for the window."""
+    with store.engine.connect() as conn:
+        st = merchant_activity.state(conn)
+        q = merchant_activity.active(st, sa.literal("w"), *window, ["marketplace"], f)
+        found = conn.execute(q).first()
+    return (found.merchants if found else 0), len(merchant_activity.split(st, *window)[0])
+
+
+def test_rolled_months_give_the_exact_count_of_active_merchants(store) -> None:
+    rows = _seed(store)
+    raw = {(w, name): _count(store, WINDOWS[w], f) for w in WINDOWS for name, f in FILTERS.items()}
+    assert all(used == 0 for _, used in raw.values())
+    months = merchant_activity.catch_up(store.engine, zone=ZONE, now=NOW)
+    assert months == 6  # June to November: each ended more than a day before NOW
+    for (w, name), (n_raw, _) in raw.items():
+        n, used = _count(store, WINDOWS[w], FILTERS[name])
+        assert n == n_raw == _truth(rows, WINDOWS[w], FILTERS[name]), (w, name)
+        if w in ("quarter", "odd edges", "all"):
+            assert used >= 1, (w, "no month was read from the rollup")
+    with store.engine.connect() as conn:  # the sets hold what the orders say
+        per_month = conn.execute(sa.select(sa.func.sum(schema.merchant_month_channels.c.orders))).scalar()
+    assert per_month == len(rows)
+
+
+def test_the_board_reads_the_same_active_merchants_rolled_and_raw(store) -> None:
+    _seed(store)
+    q3 = periods.parse("2026-Q3")
+
+    def board() -> dict:
+        with store.engine.connect() as conn:
+            windows = [kpi_engine.Window(p, *p.bounds(ZONE)) for p in (q3, q3.previous())]
+            return kpi_engine._marketplace(conn, ["marketplace"], windows, NONE)
+
+    before = board()
+    assert before[("marketplace", "2026-Q3")]["merchants_active"] > 0
+    merchant_activity.catch_up(store.engine, zone=ZONE, now=NOW)
+    assert board() == before
+
+
+def test_a_late_or_moved_order_is_counted_at_once_and_rolled_again(store) -> None:
+    rows = _seed(store)
+    merchant_activity.catch_up(store.engine, zone=ZONE, now=NOW)
+    july = (_local(2026, 7, 1), _local(2026, 8, 1))
+    august = (_local(2026, 8, 1), _local(2026, 9, 1))
+    base_july, used = _count(store, july, NONE)
+    assert used == 1
+    late = {"id": "late", "merchant_id": "m-new", "channel": "app", "status": "new", "amount": 5,
+            "currency": "EUR", "created_at": _local(2026, 7, 15), "updated_at": _local(2026, 7, 15)}
+    with store.engine.begin() as conn:
+        assert _write(conn, [late]).moved is not None
+    n, used = _count(store, july, NONE)
+    assert (n, used) == (base_july + 1, 0)  # the marked month is read from the orders
+    # Moving an order to August (a partner's correction) marks both months; a status
+    # change marks nothing.
+    moved = {**late, "created_at": _local(2026, 8, 20)}
+    status_only = {**next(r for r in rows if r["created_at"] < july[1] and r["created_at"] >= july[0]),
+                   "status": "cancelled"}
+    with store.engine.begin() as conn:
+        assert _write(conn, [status_only]).moved is None
+        assert _write(conn, [moved]).moved is not None
+    assert merchant_activity.catch_up(store.engine, zone=ZONE, now=NOW) == 2  # July and August
+    with store.engine.connect() as conn:
+        assert merchant_activity.state(conn).marks == ()
+    truth = [r for r in rows if r["id"] != "late"] + [moved]
+    for window in (july, august, WINDOWS["quarter"]):
+        n, used = _count(store, window, NONE)
+        assert n == _truth(truth, window, NONE) and used >= 1
+
+
+def test_a_live_write_leaves_no_mark_and_a_zone_change_cuts_the_months_again(store) -> None:
+    rows = _seed(store)
+    merchant_activity.catch_up(store.engine, zone=ZONE, now=NOW)
+    with store.engine.begin() as conn:
+        assert not merchant_activity.invalidate(conn, (timeutil.to_db(NOW - timedelta(hours=2)),
+                                                        timeutil.to_db(NOW)), now=NOW)
+    tokyo = ZoneInfo("Asia/Tokyo")
+    merchant_activity.catch_up(store.engine, zone=tokyo, now=NOW)
+    with store.engine.connect() as conn:
+        st = merchant_activity.state(conn)
+    assert st.zone is not None and st.zone.key == "Asia/Tokyo"
+    window = (datetime(2026, 8, 1, tzinfo=tokyo), datetime(2026, 10, 1, tzinfo=tokyo))
+    n, used = _count(store, window, NONE)
+    assert used == 1 and n == _truth(rows, window, NONE)
+
+
+@pytest.fixture()
+def bconfig(bsim):
+    return parse_config(config_dict(bsim.base_url))
+
+
+def test_a_source_run_marks_the_months_it_wrote_into(bsim, bconfig, store, env_tokens) -> None:
+    """The collector path: a first run writes the simulator's history (marks, so a month
+    rolled meanwhile is read again); a second run changes nothing and marks nothing."""
+    merchant_activity.catch_up(store.engine, zone=ZONE, now=NOW)  # nothing to roll yet
+    first = run_source(store, bconfig, "marketplace_orders")
+    assert first.status == "success" and first.counts.inserted > 0
+    with store.engine.connect() as conn:
+        marks = merchant_activity.state(conn).marks
+        oldest = conn.execute(sa.select(sa.func.min(schema.orders.c.created_at))).scalar()
+    assert marks and min(lo for _, lo, _ in marks) <= timeutil.epoch(timeutil.from_db(oldest))
+    merchant_activity.catch_up(store.engine, zone=ZONE)
+    again = run_source(store, bconfig, "marketplace_orders")
+    assert again.counts.inserted == again.counts.updated == 0
+    with store.engine.connect() as conn:
+        assert merchant_activity.state(conn).marks == ()
