@@ -213,7 +213,7 @@ def ensure_rolled(bench: BenchStore) -> None:
     import tomllib
 
     from partnerboard.core.config import parse_config
-    from partnerboard.core.metrics import merchant_activity, rollup_units, rollups
+    from partnerboard.core.metrics import merchant_activity, record_days, rollup_units, rollups
     from partnerboard.core.store import close_store, open_store
 
     config = parse_config(tomllib.loads((ROOT / "partners.toml").read_text()))
@@ -222,10 +222,16 @@ def ensure_rolled(bench: BenchStore) -> None:
         with store.engine.connect() as conn:
             until = rollup_units.hours_until(conn)
             months = merchant_activity.state(conn).until
+            days = record_days.state(conn).until
         if months is None or months < NOW.timestamp() - 86400:
             t0 = time.perf_counter()
             n = merchant_activity.catch_up(store.engine, zone=config.tz)
             print(f"rolled up {n} months of active merchants in {time.perf_counter() - t0:.1f} s",
+                  flush=True)
+        if days is None or days < NOW.timestamp() - 86400:
+            t0 = time.perf_counter()
+            n = record_days.catch_up(store.engine, zone=config.tz)
+            print(f"rolled up {n} days of orders and payments in {time.perf_counter() - t0:.1f} s",
                   flush=True)
         if until is not None and until >= NOW.timestamp() - 7200:
             return
@@ -440,14 +446,16 @@ def run(bench: BenchStore) -> None:
     print(f"Board = all KPIs of both partners for {QUARTER} with previous quarter and last year")
     b_cold, b_warm, frame = measure("Board (kpi_engine.board)", board)
     h_cold, h_warm, _ = measure("API-health page queries", health_page)
-    from partnerboard.core.metrics import merchant_activity, rollup_units
-    kept = rollup_units.hours_until, rollup_units.days_until, merchant_activity.state
+    from partnerboard.core.metrics import merchant_activity, record_days, record_rollups, rollup_units
+    kept = rollup_units.hours_until, rollup_units.days_until, merchant_activity.state, record_days.state
     rollup_units.hours_until = rollup_units.days_until = lambda conn: None  # as before rollups
-    merchant_activity.state = lambda conn: merchant_activity.State(None, None, ())
+    merchant_activity.state = lambda conn: record_rollups.nothing_rolled(merchant_activity.NAME)
+    record_days.state = lambda conn: record_rollups.nothing_rolled(record_days.NAME)
     try:
         _, raw_warm, raw_frame = measure("Board, raw records only", board, repeat=2)
     finally:
-        rollup_units.hours_until, rollup_units.days_until, merchant_activity.state = kept
+        (rollup_units.hours_until, rollup_units.days_until, merchant_activity.state,
+         record_days.state) = kept
     rolled_vs_raw = sum(1 for a, b in zip(frame.itertuples(), raw_frame.itertuples(), strict=True)
                         if not a.kpi.startswith("latency_") and not _same(a.value, b.value))
     print(f"  check: {rolled_vs_raw} non-latency Board values differ between rollups and raw records")

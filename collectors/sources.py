@@ -30,13 +30,10 @@ from partnerboard.collectors.pagination import WalkNotes, walk
 
 from partnerboard.core.config import Config, Incremental, Source
 from partnerboard.core.config.secrets import scrub
-from partnerboard.core.metrics import merchant_activity
+from partnerboard.core.metrics import rollup_watches
 from partnerboard.core.store import Store, coverage, quarantine, runs, schema
-from partnerboard.core.store.upsert import UpsertCounts, Watch, upsert
+from partnerboard.core.store.upsert import UpsertCounts, upsert
 from partnerboard.core.vocabulary import timeutil
-
-# What the monthly merchant sets depend on (``merchant_activity``): a status update moves nothing.
-ORDER_MOVES = Watch(time="created_at", columns=("created_at", "merchant_id", "channel"))
 
 log = logging.getLogger("partnerboard.sources")
 
@@ -212,11 +209,11 @@ def _collect(conn, partner_id: str, source: Source, client: PartnerClient, run_i
                     highest = cursor
         counts = upsert(conn, table, list(rows.values()), key=source.key,
                         scope={"partner_id": partner_id}, stamp=stamp,
-                        watch=ORDER_MOVES if table is schema.orders else None)
+                        watch=rollup_watches.WATCHES.get(table.name, ()))
         result.counts.add(counts)
-        # Orders new or moved in months that may be rolled: the monthly merchant sets
-        # there are read from the orders again until re-rolled (same transaction).
-        merchant_activity.invalidate(conn, counts.moved)
+        # Records new or changed in days or months that may be rolled: the rollups read
+        # the records there again until they are rolled again (same transaction).
+        rollup_watches.mark(conn, counts)
     coverage.extend(conn, source=source.id, partner_id=partner_id, resource=source.resource,
                     run_id=run_id, explicit_from=explicit_from, earliest=earliest, started=started)
     if inc is not None and inc.order == "newest_first" and notes.stopped_early:

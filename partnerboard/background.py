@@ -38,7 +38,7 @@ from partnerboard.collectors.scheduler import stop as stop_scheduler
 from partnerboard.core.alerts import evaluation
 from partnerboard.core.config import Config
 from partnerboard.core.config.secrets import scrub
-from partnerboard.core.metrics import merchant_activity, rollups
+from partnerboard.core.metrics import merchant_activity, record_days, rollups
 from partnerboard.core.review import restatements, subscriptions
 from partnerboard.core.store import (
     Store,
@@ -113,8 +113,10 @@ def _roll(engine, config: Config) -> None:
     if done.hours or done.days:
         rollups.log.info("rolled up %d endpoint-hours and %d days", done.hours, done.days)
     months = merchant_activity.catch_up(engine, zone=config.tz)
-    if months:
-        rollups.log.info("rolled up %d months of active merchants", months)
+    days = record_days.catch_up(engine, zone=config.tz)
+    if months or days:
+        rollups.log.info("rolled up %d months of active merchants and %d days of orders and "
+                         "payments", months, days)
 
 
 def _alone(name: str, work: Callable[[Connection], object]) -> Callable[[Connection], object]:

@@ -221,10 +221,11 @@ def _v18_rollups(conn: Connection) -> None:
 
 
 def _v19_merchant_months(conn: Connection) -> None:
-    """v19: the monthly sets of active merchants and the rollups' invalidation marks
-    (filled by the rollup job; until then the KPIs read the orders, as before)."""
-    for table in (schema.merchant_months, schema.merchant_month_channels,
-                  schema.rollup_invalidations):
+    """v19: the monthly sets of active merchants, daily sums of orders and payments and
+    the rollups' invalidation marks (filled by the rollup job; until then the KPIs read
+    the records, as before)."""
+    for table in (schema.merchant_months, schema.merchant_month_channels, schema.order_days,
+                  schema.payment_days, schema.rollup_invalidations):
         table.create(conn, checkfirst=True)
 
 

@@ -13,7 +13,7 @@ both take to the insert.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -30,32 +30,47 @@ class UpsertCounts:
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0
-    # With a ``Watch``: the earliest and latest watched time among the rows that moved.
-    moved: tuple[datetime, datetime] | None = None
+    # Per ``Watch`` name: the earliest and latest watched time among the rows that moved.
+    moved: dict[str, tuple[datetime, datetime]] = field(default_factory=dict)
 
     def add(self, other: UpsertCounts) -> None:
         self.inserted += other.inserted
         self.updated += other.updated
         self.unchanged += other.unchanged
-        self.moved = _span(self.moved, other.moved)
+        for name, span in other.moved.items():
+            self.moved[name] = _span(self.moved.get(name), span)
 
 
 @dataclass(frozen=True)
 class Watch:
-    """Which changes a rollup over the table must hear of: rows inserted, and updated rows
-    whose ``columns`` changed. ``UpsertCounts.moved`` spans their ``time`` column, old and
-    new values both (an order moved from one month to another changes both months). A
-    change of any other column (an order's status) moves nothing."""
+    """Which changes the rollup ``name`` over the table must hear of: rows inserted, and
+    updated rows whose ``columns`` changed (empty: any column). ``UpsertCounts.moved``
+    spans their ``times`` columns, old and new values both (an order moved from one
+    month to another changes both months). With ``columns`` named, a change of any other
+    column (an order's status) moves nothing."""
 
-    time: str
-    columns: tuple[str, ...]
+    name: str
+    times: tuple[str, ...]
+    columns: tuple[str, ...] = ()
+
+    def span(self, *rows: dict[str, Any]) -> tuple[datetime, datetime] | None:
+        found = [r[t] for r in rows for t in self.times if r.get(t) is not None]
+        return (min(found), max(found)) if found else None
 
 
 def _span(a: tuple[datetime, datetime] | None,
-          b: tuple[datetime, datetime] | None) -> tuple[datetime, datetime] | None:
+          b: tuple[datetime, datetime] | None) -> tuple[datetime, datetime]:
     if a is None or b is None:
-        return a or b
+        found = a or b
+        assert found is not None
+        return found
     return min(a[0], b[0]), max(a[1], b[1])
+
+
+def _moved(counts: UpsertCounts, watch: Watch, *rows: dict[str, Any]) -> None:
+    span = watch.span(*rows)
+    if span is not None:
+        counts.moved[watch.name] = _span(counts.moved.get(watch.name), span)
 
 
 def _normal(value: Any) -> Any:
@@ -81,13 +96,13 @@ def upsert(
     key: Sequence[str],
     scope: dict[str, Any],
     stamp: dict[str, Any],
-    watch: Watch | None = None,
+    watch: Sequence[Watch] = (),
 ) -> UpsertCounts:
     """Write ``rows`` (unique on ``key``) under ``scope`` (e.g. the partner id).
 
     ``stamp`` (run id, collection time) is written on inserted and changed rows only,
     so it always names the run that last changed a row. ``watch``: report which rows
-    moved for a rollup (``Watch``).
+    moved for rollups (``Watch``).
     """
     counts = UpsertCounts()
     if not rows:
@@ -111,12 +126,12 @@ def upsert(
         if old is None:
             inserts.append({**r, **scope, **stamp})
             counts.inserted += 1
-            if watch is not None:
-                counts.moved = _span(counts.moved, (r[watch.time], r[watch.time]))
+            for w in watch:
+                _moved(counts, w, r)
         elif not all(_same(old[c], r[c]) for c in data_cols):
-            if watch is not None and not all(_same(old[c], r[c]) for c in watch.columns):
-                times = sorted((old[watch.time], r[watch.time]))
-                counts.moved = _span(counts.moved, (times[0], times[1]))
+            for w in watch:
+                if not all(_same(old[c], r[c]) for c in w.columns or data_cols):
+                    _moved(counts, w, old, r)
             where = [*scope_cond, *(table.c[k] == r[k] for k in key)]
             conn.execute(table.update().where(*where).values(
                 **{c: r[c] for c in data_cols}, **stamp))

@@ -1,10 +1,12 @@
-"""Monthly merchant sets give the orders' exact *active merchants* for any window.
+"""Business-record rollups give the records' exact numbers for any window.
 
-Every window is counted three ways: by Python over the seeded orders (the truth), from
-the raw orders (nothing rolled) and from rolled months + raw edges; all three must be
-equal, under no filter, a channel filter and a segment filter. Writes go through the
-collectors' upsert with its ``Watch``, as a source run writes them. Real store (DuckDB
-file, or PostgreSQL with PARTNERBOARD_TEST_STORE=postgresql).
+Monthly merchant sets (*active merchants*): every window is counted three ways, by
+Python over the seeded orders (the truth), from the raw orders (nothing rolled) and
+from rolled months + raw edges; all three must be equal, under no filter, a channel
+filter and a segment filter. Daily order and payment sums: the marketplace and payments
+KPI families give the same values rolled and raw, before and after late changes. Writes
+go through the collectors' upsert with the rollups' watches and marks, as a source run
+writes them. Real store (DuckDB file, or PostgreSQL with PARTNERBOARD_TEST_STORE=postgresql).
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
-from partnerboard.collectors.sources import ORDER_MOVES, run_source
+from partnerboard.collectors.sources import run_source
 
 from partnerboard.core.config import parse_config
-from partnerboard.core.metrics import kpi_engine, merchant_activity
+from partnerboard.core.metrics import kpi_engine, merchant_activity, record_days, rollup_watches
+from partnerboard.core.metrics import record_rollups as rr
 from partnerboard.core.metrics.filters import NONE, Filters
 from partnerboard.core.store import schema
 from partnerboard.core.store.upsert import upsert
@@ -64,8 +67,9 @@ def _orders(seed: int = 3) -> list[dict]:
 
 def _write(conn, rows: list[dict]):
     counts = upsert(conn, schema.orders, rows, key=("id",), scope={"partner_id": "marketplace"},
-                    stamp={"run_id": "r", "collected_at": timeutil.to_db(NOW)}, watch=ORDER_MOVES)
-    merchant_activity.invalidate(conn, counts.moved, now=NOW)
+                    stamp={"run_id": "r", "collected_at": timeutil.to_db(NOW)},
+                    watch=rollup_watches.WATCHES["orders"])
+    rollup_watches.mark(conn, counts, now=NOW)
     return counts
 
 
@@ -94,7 +98,7 @@ def _count(store, window: tuple[datetime, datetime], f: Filters) -> tuple[int, i
         st = merchant_activity.state(conn)
         q = merchant_activity.active(st, sa.literal("w"), *window, ["marketplace"], f)
         found = conn.execute(q).first()
-    return (found.merchants if found else 0), len(merchant_activity.split(st, *window)[0])
+    return (found.merchants if found else 0), len(rr.split(st, rr.MONTHS, *window)[0])
 
 
 def test_rolled_months_give_the_exact_count_of_active_merchants(store) -> None:
@@ -138,7 +142,7 @@ def test_a_late_or_moved_order_is_counted_at_once_and_rolled_again(store) -> Non
     late = {"id": "late", "merchant_id": "m-new", "channel": "app", "status": "new", "amount": 5,
             "currency": "EUR", "created_at": _local(2026, 7, 15), "updated_at": _local(2026, 7, 15)}
     with store.engine.begin() as conn:
-        assert _write(conn, [late]).moved is not None
+        assert merchant_activity.NAME in _write(conn, [late]).moved
     n, used = _count(store, july, NONE)
     assert (n, used) == (base_july + 1, 0)  # the marked month is read from the orders
     # Moving an order to August (a partner's correction) marks both months; a status
@@ -147,8 +151,8 @@ def test_a_late_or_moved_order_is_counted_at_once_and_rolled_again(store) -> Non
     status_only = {**next(r for r in rows if r["created_at"] < july[1] and r["created_at"] >= july[0]),
                    "status": "cancelled"}
     with store.engine.begin() as conn:
-        assert _write(conn, [status_only]).moved is None
-        assert _write(conn, [moved]).moved is not None
+        assert merchant_activity.NAME not in _write(conn, [status_only]).moved
+        assert merchant_activity.NAME in _write(conn, [moved]).moved
     assert merchant_activity.catch_up(store.engine, zone=ZONE, now=NOW) == 2  # July and August
     with store.engine.connect() as conn:
         assert merchant_activity.state(conn).marks == ()
@@ -162,8 +166,8 @@ def test_a_live_write_leaves_no_mark_and_a_zone_change_cuts_the_months_again(sto
     rows = _seed(store)
     merchant_activity.catch_up(store.engine, zone=ZONE, now=NOW)
     with store.engine.begin() as conn:
-        assert not merchant_activity.invalidate(conn, (timeutil.to_db(NOW - timedelta(hours=2)),
-                                                        timeutil.to_db(NOW)), now=NOW)
+        assert not rr.mark(conn, merchant_activity.NAME, (timeutil.to_db(NOW - timedelta(hours=2)),
+                                                           timeutil.to_db(NOW)), now=NOW)
     tokyo = ZoneInfo("Asia/Tokyo")
     merchant_activity.catch_up(store.engine, zone=tokyo, now=NOW)
     with store.engine.connect() as conn:
@@ -194,3 +198,73 @@ def test_a_source_run_marks_the_months_it_wrote_into(bsim, bconfig, store, env_t
     assert again.counts.inserted == again.counts.updated == 0
     with store.engine.connect() as conn:
         assert merchant_activity.state(conn).marks == ()
+
+
+def _payments(seed: int = 5) -> list[dict]:
+    rnd = random.Random(seed)
+    start, end = _local(2026, 6, 1), _local(2026, 11, 30)
+    out = []
+    for i in range(4000):
+        at = start + (end - start) * rnd.random()
+        out.append({"id": f"p{i}", "order_id": f"o{i}", "merchant_id": f"m{i % 400}", "amount": 10,
+                    "currency": "EUR", "status": rnd.choice(("success", "success", "failed", "pending")),
+                    "method": "card", "created_at": at, "updated_at": at})
+    return out
+
+
+def _write_payments(conn, rows: list[dict]):
+    counts = upsert(conn, schema.payments, rows, key=("id",), scope={"partner_id": "payments"},
+                    stamp={"run_id": "r", "collected_at": timeutil.to_db(NOW)},
+                    watch=rollup_watches.WATCHES["payments"])
+    rollup_watches.mark(conn, counts, now=NOW)
+    return counts
+
+
+PERIODS = ["2026-Q3", "2026-Q4", "2026-08", "2026-10", "2026-W35", "2026-10-25"]
+
+
+def _families(store, f: Filters = NONE) -> dict:
+    """The marketplace and payments families' values for the periods (kpi_engine)."""
+    windows = [kpi_engine.Window(p, *p.bounds(ZONE)) for p in map(periods.parse, PERIODS)]
+    with store.engine.connect() as conn:
+        return {**kpi_engine._marketplace(conn, ["marketplace"], windows, f),
+                **kpi_engine._payments(conn, ["payments"], windows, f)}
+
+
+def test_daily_sums_give_the_records_kpis_and_follow_late_changes(store) -> None:
+    orders = _seed(store)
+    with store.engine.begin() as conn:
+        _write_payments(conn, _payments())
+    raw, raw_filtered = _families(store), _families(store, Filters(channel="web"))
+    assert raw[("marketplace", "2026-Q3")]["gmv"] > 0 and raw[("payments", "2026-Q3")]["payment_success_rate"]
+    days = record_days.catch_up(store.engine, zone=ZONE, now=NOW)
+    assert days >= 180
+    with store.engine.connect() as conn:
+        st = record_days.state(conn)
+    assert len(rr.split(st, rr.DAYS, *periods.parse("2026-Q3").bounds(ZONE))[0]) == 1  # all rolled
+    assert _families(store) == raw
+    assert _families(store, Filters(channel="web")) == raw_filtered
+    # Late changes to rolled days: a status change (cancelled), a delivery on another day,
+    # a new payment; each is counted at once (marked days read raw), then rolled again.
+    july = next(r for r in orders if r["created_at"].month == 7 and r["status"] == "new")
+    with store.engine.begin() as conn:
+        moved = _write(conn, [{**july, "status": "delivered", "updated_at": _local(2026, 9, 3, 12)}]).moved
+        assert record_days.NAME in moved and merchant_activity.NAME not in moved
+        _write_payments(conn, [{**_payments()[0], "id": "late", "status": "failed",
+                                "created_at": _local(2026, 8, 2), "updated_at": _local(2026, 8, 2)}])
+    changed = _families(store)
+    assert changed != raw
+    with store.engine.connect() as conn:
+        before_roll = record_days.state(conn)
+    assert len(before_roll.marks) == 2
+    assert record_days.catch_up(store.engine, zone=ZONE, now=NOW) > 0
+    with store.engine.connect() as conn:
+        assert record_days.state(conn).marks == ()
+    assert _families(store) == changed
+    # Compared with the records alone (a state that trusts no day):
+    real_state = record_days.state
+    record_days.state = lambda conn: rr.nothing_rolled(record_days.NAME)
+    try:
+        assert _families(store) == changed
+    finally:
+        record_days.state = real_state
