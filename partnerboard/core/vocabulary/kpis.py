@@ -189,6 +189,17 @@ def render_markdown() -> str:
         "are raw, rolled up or pruned. Per-bucket latency on the API health chart is exact "
         "(`percentile_cont` of the raw samples in each chart bucket).",
         "",
+        "**Business rollups** keep every other figure exact: the order, GMV, cancellation, "
+        "AOV, return-rate and payment-success sums of a period are read from daily sums "
+        "(`order_days`, `payment_days`) for its whole days and from the records for the "
+        "rest, and *active merchants* is the union of monthly merchant sets "
+        "(`merchant_months`, per channel in `merchant_month_channels`) and the raw orders "
+        "of the rest: the same sums and the same set as the records give. A day or month is "
+        "rolled a day after it ended; a collected record that is new or changed in time "
+        "already rolled leaves a mark, and until it is rolled again that day or month is "
+        "read from the records (`partnerboard/core/metrics/record_rollups.py`). Filtered "
+        "sums (channel, segment) always read the records.",
+        "",
         "*No data*, never 0, also when nothing was collected: a KPI is *no data* when its "
         "partner has no source for a table it reads, or when the period starts before that "
         "table's sources have covered it (their earliest record, or the explicit start of a "
