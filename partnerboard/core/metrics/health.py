@@ -395,9 +395,9 @@ def latency_over(conn: Connection, windows: dict[str, tuple[datetime, datetime]]
                  ) -> dict[tuple[str, str], dict[int, float | None]]:
     """Per (partner, window), percentiles of successful probes' latency from log buckets
     (``latency_sketch``: within 0.5 % of the exact percentile): the whole rolled days of
-    the window from ``latency_days``, its edges bucketed from the raw probes in SQL.
-    Only (partner, bucket, count) rows come back, a few hundred per partner."""
-    d = schema.latency_days
+    the window from ``partner_latency_days``, its edges bucketed from the raw probes in
+    SQL. Only (partner, bucket, count) rows come back, a few hundred per partner."""
+    d = schema.partner_latency_days
     parts = []
     for name, (start, end) in windows.items():
         label = sa.literal(name, sa.String).label("window")

@@ -4,7 +4,8 @@
 the down seconds, probes and failures: computed by ``health._bucket_sums``, the very
 arithmetic the raw reads use, so a rolled hour equals the raw hour exactly.
 ``latency_days`` holds, per endpoint and day of the partnership's zone, the successful
-probes' latencies counted in log buckets (``latency_sketch``). Readers take whole rolled
+probes' latencies counted in log buckets (``latency_sketch``), ``partner_latency_days``
+the same summed over each partner's endpoints (what the percentiles read). Readers take whole rolled
 units from them and the rest from raw probes (``rollup_units``).
 
 A unit is rolled once its probes are final: ``settle_s`` after its end (the longest
@@ -103,6 +104,7 @@ def _roll_days(conn: Connection, now: float, settle: float, zone: ZoneInfo) -> t
         if rollup_units.pruned_before(conn) is None:
             # No raw probe was ever pruned: every rolled day can be cut again in the new zone.
             conn.execute(days.delete())
+            conn.execute(schema.partner_latency_days.delete())
             found = None
         else:
             # Older days' raw probes are pruned: keep the old zone's days (read consistently
@@ -115,7 +117,7 @@ def _roll_days(conn: Connection, now: float, settle: float, zone: ZoneInfo) -> t
         until = rollup_units.midnight(first, zone, up=False)
     else:
         until = found[0]
-    d = schema.latency_days
+    d, pd_ = schema.latency_days, schema.partner_latency_days
     starts = rollup_units.day_starts(until, now - settle + 1, zone)
     # A day is due when its end (the next start) is settled.
     ready = [(a, b) for a, b in zip(starts, starts[1:], strict=False) if b <= now - settle]
@@ -123,6 +125,7 @@ def _roll_days(conn: Connection, now: float, settle: float, zone: ZoneInfo) -> t
     for a, b in due:
         day = timeutil.to_db(timeutil.from_epoch(a))
         conn.execute(d.delete().where(d.c.day == day))
+        conn.execute(pd_.delete().where(pd_.c.day == day))
         bin_ = latency_sketch.bin_of(p.c.latency_ms)
         conn.execute(d.insert().from_select(
             ["partner_id", "endpoint_id", "day", "bin", "n"],
@@ -131,6 +134,10 @@ def _roll_days(conn: Connection, now: float, settle: float, zone: ZoneInfo) -> t
             .where(p.c.outcome == "ok", p.c.ts >= day,
                    p.c.ts < timeutil.to_db(timeutil.from_epoch(b)))
             .group_by(p.c.partner_id, p.c.endpoint_id, bin_)))
+        conn.execute(pd_.insert().from_select(
+            ["partner_id", "day", "bin", "n"],
+            sa.select(d.c.partner_id, d.c.day, d.c.bin, sa.func.sum(d.c.n))
+            .where(d.c.day == day).group_by(d.c.partner_id, d.c.day, d.c.bin)))
     if due:
         until = due[-1][1]
     _put(conn, rollup_units.DAYS_KEY, f"{zone.key}|{timeutil.from_epoch(until).isoformat()}")

@@ -223,10 +223,15 @@ def _v18_rollups(conn: Connection) -> None:
 def _v19_merchant_months(conn: Connection) -> None:
     """v19: the monthly sets of active merchants, daily sums of orders and payments and
     the rollups' invalidation marks (filled by the rollup job; until then the KPIs read
-    the records, as before)."""
+    the records, as before); the per-partner latency buckets, summed from the rolled
+    per-endpoint ones."""
     for table in (schema.merchant_months, schema.merchant_month_channels, schema.order_days,
                   schema.payment_days, schema.rollup_invalidations):
         table.create(conn, checkfirst=True)
+    schema.partner_latency_days.create(conn, checkfirst=True)
+    d, pd_ = schema.latency_days, schema.partner_latency_days
+    conn.execute(pd_.insert().from_select(["partner_id", "day", "bin", "n"], sa.select(
+        d.c.partner_id, d.c.day, d.c.bin, sa.func.sum(d.c.n)).group_by(d.c.partner_id, d.c.day, d.c.bin)))
 
 
 # Step N upgrades a database at version N-1 to version N. Append only; never edit.

@@ -87,6 +87,20 @@ latency_days = sa.Table(
     sa.Column("n", sa.Integer, nullable=False, comment="successful probes of the day in the bucket"),
 )
 
+# ``latency_days`` summed over each partner's endpoints (v19): what the Board's and the
+# SLA's percentiles read (a partner's window is a few hundred rows a day instead of a few
+# hundred per endpoint); rolled with ``latency_days``, under its watermark.
+partner_latency_days = sa.Table(
+    "partner_latency_days",
+    metadata,
+    sa.Column("partner_id", sa.String(64), primary_key=True),
+    sa.Column("day", sa.DateTime, primary_key=True,
+              comment="UTC start of the day in the partnership's zone"),
+    sa.Column("bin", sa.Integer, primary_key=True,
+              comment="log bucket of successful probes' latency (core.metrics.latency_sketch)"),
+    sa.Column("n", sa.Integer, nullable=False, comment="successful probes of the day in the bucket"),
+)
+
 # Which merchants sold in which month (``core.metrics.merchant_activity``): a quarter's
 # distinct active merchants are the union of three months' sets instead of a DISTINCT
 # over millions of orders; per channel in ``merchant_month_channels`` for a channel
