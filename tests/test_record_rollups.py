@@ -162,12 +162,18 @@ def test_a_late_or_moved_order_is_counted_at_once_and_rolled_again(store) -> Non
         assert n == _truth(truth, window, NONE) and used >= 1
 
 
-def test_a_live_write_leaves_no_mark_and_a_zone_change_cuts_the_months_again(store) -> None:
+def test_a_live_write_marks_only_its_months_and_a_zone_change_cuts_them_again(store) -> None:
     rows = _seed(store)
     merchant_activity.catch_up(store.engine, zone=ZONE, now=NOW)
+    # A live write marks too (its transaction may commit after its month was rolled), but
+    # a mark on months not rolled yet leaves the rolled ones trusted; the next roll removes it.
     with store.engine.begin() as conn:
-        assert not rr.mark(conn, merchant_activity.NAME, (timeutil.to_db(NOW - timedelta(hours=2)),
-                                                           timeutil.to_db(NOW)), now=NOW)
+        assert rr.mark(conn, merchant_activity.NAME, (timeutil.to_db(NOW - timedelta(hours=2)),
+                                                       timeutil.to_db(NOW)), now=NOW)
+    assert _count(store, WINDOWS["quarter"], NONE)[1] == 1
+    merchant_activity.catch_up(store.engine, zone=ZONE, now=NOW)
+    with store.engine.connect() as conn:
+        assert merchant_activity.state(conn).marks == ()
     tokyo = ZoneInfo("Asia/Tokyo")
     merchant_activity.catch_up(store.engine, zone=tokyo, now=NOW)
     with store.engine.connect() as conn:
@@ -268,3 +274,39 @@ def test_daily_sums_give_the_records_kpis_and_follow_late_changes(store) -> None
         assert _families(store) == changed
     finally:
         record_days.state = real_state
+
+
+def test_records_older_than_the_first_watermark_are_never_lost(store) -> None:
+    """A first roll an hour into the day puts the watermark at that midnight; orders of
+    the evening before, brought an hour later by another source, must still count."""
+    now = _local(2026, 12, 10, 1, 30)
+    at = _local(2026, 12, 10, 0, 30)
+    first = {"id": "a", "merchant_id": "m1", "channel": "web", "status": "new", "amount": 5,
+             "currency": "EUR", "created_at": at, "updated_at": at}
+    late = {**first, "id": "b", "merchant_id": "m2", "created_at": _local(2026, 12, 9, 21),
+            "updated_at": _local(2026, 12, 9, 21)}
+
+    def write(row: dict, at: datetime) -> None:
+        with store.engine.begin() as conn:
+            counts = upsert(conn, schema.orders, [row], key=("id",),
+                            scope={"partner_id": "marketplace"},
+                            stamp={"run_id": "r", "collected_at": timeutil.to_db(at)},
+                            watch=rollup_watches.WATCHES["orders"])
+            rollup_watches.mark(conn, counts, now=at)
+
+    write(first, now)
+    record_days.catch_up(store.engine, zone=ZONE, now=now)
+    with store.engine.connect() as conn:
+        assert record_days.state(conn).until == _local(2026, 12, 10).timestamp()
+    write(late, now + timedelta(hours=1))
+    day = periods.parse("2026-12-09")
+    window = [kpi_engine.Window(day, *day.bounds(ZONE))]
+
+    def orders_that_day() -> float:
+        with store.engine.connect() as conn:
+            found = kpi_engine._marketplace(conn, ["marketplace"], window, NONE)
+        return found[("marketplace", "2026-12-09")]["order_count"]
+
+    assert orders_that_day() == 1.0  # marked: read from the records
+    record_days.catch_up(store.engine, zone=ZONE, now=now + timedelta(days=2))
+    assert orders_that_day() == 1.0  # rolled again, with the late order

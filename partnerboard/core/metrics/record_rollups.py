@@ -3,9 +3,9 @@
 A rollup of business records (``merchant_activity``: months; ``record_days``: days)
 holds whole units of the partnership's zone, rolled contiguously up to a watermark
 (``rollup:<name>``, value ``zone|iso start``) once they ended ``SETTLE`` ago. Records,
-unlike probes, change late (a status update, a backfill): a write that changes records a
-rollup depends on, in time that may be rolled, leaves a *mark* in
-``rollup_invalidations`` in its own transaction (``mark``). Readers do not trust a unit
+unlike probes, change late (a status update, a backfill): every write that changes
+records a rollup depends on leaves a *mark* in ``rollup_invalidations`` in its own
+transaction (``mark``). Readers do not trust a unit
 a mark touches (they read its records), and the next roll rolls it again and removes the
 marks it read. A mark is a row of its own, so a writer never updates a row the roll
 writes: no lock, no DuckDB write conflict, and a roll that could not see a write's
@@ -128,15 +128,19 @@ def split(st: State, calendar: Calendar, start: datetime, end: datetime) -> tupl
 def mark(conn: Connection, name: str, moved: tuple[datetime, datetime] | None,
          now: datetime | None = None) -> bool:
     """Records with times in ``moved`` (the store's naive UTC, ``upsert.Watch``) changed,
-    in the caller's transaction: if that time may be rolled (before ``SETTLE`` ago, less
-    an hour for clocks), leave a mark. True when a mark was left."""
+    in the caller's transaction: leave a mark. Always, even for today's records: a
+    collection's transaction may commit after the unit became due and was rolled without
+    it, and a first roll's watermark may sit above older records a later source brings.
+    A mark on units not rolled yet costs nothing: the next roll removes it. Its end is
+    clamped to a day ahead (a record dated far in the future marks no unit that can be
+    rolled). True when a mark was left."""
     if moved is None:
         return False
     at = timeutil.epoch(now or timeutil.utcnow())
-    if epoch_of(moved[0]) >= at - SETTLE.total_seconds() + 3600:
-        return False  # a live write: no unit it touches can be rolled yet
-    conn.execute(inv.insert().values(id=str(uuid.uuid4()), rollup=name, lo=moved[0], hi=moved[1],
-                                     marked_at=db(at)))
+    lo, hi = moved
+    ahead = db(at + 86400.0)
+    conn.execute(inv.insert().values(id=str(uuid.uuid4()), rollup=name, lo=min(lo, ahead),
+                                     hi=min(hi, ahead), marked_at=db(at)))
     return True
 
 
@@ -170,7 +174,7 @@ def plan(st: State, calendar: Calendar, zone: ZoneInfo, first: float | None, now
     # read is done with (each unit it touches before the new watermark is rolled now, and
     # units after it are rolled from the records as they are then anyway).
     dirty = sorted({u for _, lo, hi in st.marks for u in calendar.units(lo, hi, zone) if u < until})
-    fresh = due[:max(0, chunk - len(dirty))]
+    fresh = due[:max(1, chunk - len(dirty))]  # the watermark advances even under steady marks
     done = dirty + fresh
     new_until = calendar.after(fresh[-1], zone) if fresh else until
     gone = [mid for mid, _, _ in st.marks]

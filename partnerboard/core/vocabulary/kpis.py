@@ -185,7 +185,7 @@ def render_markdown() -> str:
         "rank q × (n − 1), as `percentile_cont` does, each taken as its bucket's value, so "
         "it is within 0.5 % of the exact linear percentile (`tests/test_rollups.py` checks "
         "this on random samples). Buckets add up, so a quarter is read from daily rollups "
-        "(`latency_days`) plus its raw edges, and the figure is the same whether its probes "
+        "(`partner_latency_days`) plus its raw edges, and the figure is the same whether its probes "
         "are raw, rolled up or pruned. Per-bucket latency on the API health chart is exact "
         "(`percentile_cont` of the raw samples in each chart bucket).",
         "",
@@ -195,9 +195,9 @@ def render_markdown() -> str:
         "rest, and *active merchants* is the union of monthly merchant sets "
         "(`merchant_months`, per channel in `merchant_month_channels`) and the raw orders "
         "of the rest: the same sums and the same set as the records give. A day or month is "
-        "rolled a day after it ended; a collected record that is new or changed in time "
-        "already rolled leaves a mark, and until it is rolled again that day or month is "
-        "read from the records (`partnerboard/core/metrics/record_rollups.py`). Filtered "
+        "rolled a day after it ended; every collected record that is new or changed leaves "
+        "a mark, and a rolled day or month a mark touches is read from the records until it "
+        "is rolled again (`partnerboard/core/metrics/record_rollups.py`). Filtered "
         "sums (channel, segment) always read the records.",
         "",
         "*No data*, never 0, also when nothing was collected: a KPI is *no data* when its "
