@@ -65,11 +65,13 @@ def _orders(seed: int = 3) -> list[dict]:
     return out
 
 
-def _write(conn, rows: list[dict]):
-    counts = upsert(conn, schema.orders, rows, key=("id",), scope={"partner_id": "marketplace"},
-                    stamp={"run_id": "r", "collected_at": timeutil.to_db(NOW)},
-                    watch=rollup_watches.WATCHES["orders"])
-    rollup_watches.mark(conn, counts, now=NOW)
+def _write(conn, rows: list[dict], table: str = "orders", partner: str = "marketplace",
+           now: datetime = NOW):
+    """As a source run writes a page: the upsert with the table's watches, then the marks."""
+    counts = upsert(conn, schema.RESOURCE_TABLES[table], rows, key=("id",), scope={"partner_id": partner},
+                    stamp={"run_id": "r", "collected_at": timeutil.to_db(now)},
+                    watch=rollup_watches.WATCHES[table])
+    rollup_watches.mark(conn, counts, now=now)
     return counts
 
 
@@ -218,14 +220,6 @@ def _payments(seed: int = 5) -> list[dict]:
     return out
 
 
-def _write_payments(conn, rows: list[dict]):
-    counts = upsert(conn, schema.payments, rows, key=("id",), scope={"partner_id": "payments"},
-                    stamp={"run_id": "r", "collected_at": timeutil.to_db(NOW)},
-                    watch=rollup_watches.WATCHES["payments"])
-    rollup_watches.mark(conn, counts, now=NOW)
-    return counts
-
-
 PERIODS = ["2026-Q3", "2026-Q4", "2026-08", "2026-10", "2026-W35", "2026-10-25"]
 
 
@@ -240,7 +234,7 @@ def _families(store, f: Filters = NONE) -> dict:
 def test_daily_sums_give_the_records_kpis_and_follow_late_changes(store) -> None:
     orders = _seed(store)
     with store.engine.begin() as conn:
-        _write_payments(conn, _payments())
+        _write(conn, _payments(), "payments", "payments")
     raw, raw_filtered = _families(store), _families(store, Filters(channel="web"))
     assert raw[("marketplace", "2026-Q3")]["gmv"] > 0 and raw[("payments", "2026-Q3")]["payment_success_rate"]
     days = record_days.catch_up(store.engine, zone=ZONE, now=NOW)
@@ -256,8 +250,8 @@ def test_daily_sums_give_the_records_kpis_and_follow_late_changes(store) -> None
     with store.engine.begin() as conn:
         moved = _write(conn, [{**july, "status": "delivered", "updated_at": _local(2026, 9, 3, 12)}]).moved
         assert record_days.NAME in moved and merchant_activity.NAME not in moved
-        _write_payments(conn, [{**_payments()[0], "id": "late", "status": "failed",
-                                "created_at": _local(2026, 8, 2), "updated_at": _local(2026, 8, 2)}])
+        _write(conn, [{**_payments()[0], "id": "late", "status": "failed", "created_at": _local(2026, 8, 2),
+                       "updated_at": _local(2026, 8, 2)}], "payments", "payments")
     changed = _families(store)
     assert changed != raw
     with store.engine.connect() as conn:
@@ -288,11 +282,7 @@ def test_records_older_than_the_first_watermark_are_never_lost(store) -> None:
 
     def write(row: dict, at: datetime) -> None:
         with store.engine.begin() as conn:
-            counts = upsert(conn, schema.orders, [row], key=("id",),
-                            scope={"partner_id": "marketplace"},
-                            stamp={"run_id": "r", "collected_at": timeutil.to_db(at)},
-                            watch=rollup_watches.WATCHES["orders"])
-            rollup_watches.mark(conn, counts, now=at)
+            _write(conn, [row], now=at)
 
     write(first, now)
     record_days.catch_up(store.engine, zone=ZONE, now=now)

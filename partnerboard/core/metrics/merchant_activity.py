@@ -28,7 +28,7 @@ from sqlalchemy.engine import Connection, Engine
 from partnerboard.core.metrics import filters as flt
 from partnerboard.core.metrics import record_rollups as rr
 from partnerboard.core.metrics.filters import Filters
-from partnerboard.core.store import exclusive, schema, write_serially
+from partnerboard.core.store import exclusive, schema
 from partnerboard.core.store.sqltime import within
 from partnerboard.core.store.upsert import Watch
 from partnerboard.core.vocabulary import timeutil
@@ -95,9 +95,4 @@ def roll(conn: Connection, *, zone: ZoneInfo, now: datetime | None = None) -> rr
 
 def catch_up(engine: Engine, *, zone: ZoneInfo, now: datetime | None = None) -> int:
     """``roll`` in short transactions until nothing is due; the months rolled."""
-    months = 0
-    while True:
-        done = write_serially(engine, lambda conn: roll(conn, zone=zone, now=now))
-        months += len(done.todo) if done else 0
-        if done is None or not done.behind:
-            return months
+    return rr.catch_up(engine, lambda conn: roll(conn, zone=zone, now=now))

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from partnerboard.core.metrics import record_rollups as rr
-from partnerboard.core.store import exclusive, schema, write_serially
+from partnerboard.core.store import exclusive, schema
 from partnerboard.core.store.sqltime import within
 from partnerboard.core.store.upsert import Watch
 from partnerboard.core.vocabulary import timeutil
@@ -159,9 +159,4 @@ def roll(conn: Connection, *, zone: ZoneInfo, now: datetime | None = None) -> rr
 
 def catch_up(engine: Engine, *, zone: ZoneInfo, now: datetime | None = None) -> int:
     """``roll`` in short transactions until nothing is due; the days rolled."""
-    days = 0
-    while True:
-        done = write_serially(engine, lambda conn: roll(conn, zone=zone, now=now))
-        days += len(done.todo) if done else 0
-        if done is None or not done.behind:
-            return days
+    return rr.catch_up(engine, lambda conn: roll(conn, zone=zone, now=now))

@@ -21,10 +21,10 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from partnerboard.core.metrics.rollup_units import Span, midnight, subtract
-from partnerboard.core.store import schema, upsert
+from partnerboard.core.store import schema, upsert, write_serially
 from partnerboard.core.vocabulary import timeutil
 
 SETTLE = timedelta(days=1)
@@ -190,3 +190,13 @@ def finish(conn: Connection, st: State, zone: ZoneInfo, p: Plan, now: float) -> 
         upsert.put(conn, schema.watermarks, {"source": f"rollup:{st.name}", "value": value,
                                              "run_id": None, "updated_at": db(now)}, key=("source",))
 
+
+
+def catch_up(engine: Engine, roll: Callable[[Connection], Plan | None]) -> int:
+    """A rollup's ``roll`` in short transactions until nothing is due; the units rolled."""
+    units = 0
+    while True:
+        done = write_serially(engine, roll)
+        units += len(done.todo) if done else 0
+        if done is None or not done.behind:
+            return units

@@ -58,13 +58,8 @@ class Watch:
         return (min(found), max(found)) if found else None
 
 
-def _span(a: tuple[datetime, datetime] | None,
-          b: tuple[datetime, datetime] | None) -> tuple[datetime, datetime]:
-    if a is None or b is None:
-        found = a or b
-        assert found is not None
-        return found
-    return min(a[0], b[0]), max(a[1], b[1])
+def _span(a: tuple[datetime, datetime] | None, b: tuple[datetime, datetime]) -> tuple[datetime, datetime]:
+    return b if a is None else (min(a[0], b[0]), max(a[1], b[1]))
 
 
 def _moved(counts: UpsertCounts, watch: Watch, *rows: dict[str, Any]) -> None:
