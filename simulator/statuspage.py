@@ -3,7 +3,10 @@
 Incidents are derived from the same seeded schedule that drives the live API, so
 what a partner *reports* agrees with what our probes *measure* (mostly: partners
 report late, round times, and skip short blips, which is the point of showing both).
-Tests can add or change incidents through the simulator's admin route.
+Tests can add or change incidents through the simulator's admin route. With a partner's
+schedule switched off (the tests' simulator), its API never fails on its own, so the page
+reports the generated history only up to a day before the simulator started: a partner's
+past, never a recent incident the probes of the test would contradict.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 from partnerboard.simulator.schedule import BACKGROUND, Disruption, disruptions
 
 HISTORY_DAYS = 180
+QUIET_MARGIN = timedelta(days=1)  # with the schedule off: no generated incident this close to the start
 
 
 def iso(dt: datetime) -> str:
@@ -119,12 +123,15 @@ class StatusPage:
             "updated_at": iso(now),
         }
 
-    def incidents(self, now: datetime) -> list[dict]:
+    def incidents(self, now: datetime, generated_before: datetime | None = None) -> list[dict]:
+        """Generated incidents (those ending before ``generated_before`` when given) plus
+        the tests' overrides, newest first."""
         start = now - timedelta(days=HISTORY_DAYS)
         found = {
             inc["id"]: inc
             for d in disruptions(self.seed, self.partner, start, now, (BACKGROUND,))
             if d.reported and d.start + timedelta(minutes=3) <= now
+            and (generated_before is None or d.end + timedelta(minutes=2) < generated_before)
             for inc in [incident_from(self.partner, self.page_id, self.base_url, d, now)]
         }
         found.update(self.overrides)
@@ -141,8 +148,9 @@ class StatusPage:
         self.overrides[incident["id"]] = merged
         return merged
 
-    def summary(self, now: datetime) -> dict:
-        unresolved = [i for i in self.incidents(now) if i["status"] not in ("resolved", "postmortem")]
+    def summary(self, now: datetime, generated_before: datetime | None = None) -> dict:
+        unresolved = [i for i in self.incidents(now, generated_before)
+                      if i["status"] not in ("resolved", "postmortem")]
         worst = "none"
         for inc in unresolved:
             if inc.get("impact") in ("critical", "major") or worst == "none":

@@ -102,3 +102,31 @@ def test_unreachable_page_fails_the_run_and_leaves_the_store_as_it_was(sim, stor
     with store.engine.connect() as conn:
         run = conn.execute(sa.select(r).where(r.c.id == outcome.run_id)).mappings().one()
     assert run["status"] == "failed" and run["finished_at"] is not None
+
+
+def test_with_the_schedule_off_the_page_reports_nothing_the_probes_would_contradict(tokens) -> None:
+    """The tests' simulator has its outage schedule off, so its API answers throughout; its
+    status page must not report a generated incident in the day before it started (CI once
+    saw the API-health page draw one the test had not written). Frozen just after a known
+    reported disruption, so the case is there every run."""
+    from datetime import UTC, datetime, timedelta
+
+    from partnerboard.simulator.schedule import disruptions
+    from partnerboard.simulator.server import start_in_thread
+
+    until = datetime(2026, 11, 1, tzinfo=UTC)
+    known = [d for d in disruptions(42, "payments", until - timedelta(days=10), until) if d.reported][-1]
+    now = known.end + timedelta(minutes=10)
+    quiet = start_in_thread(tokens, chaos={"schedule": False}, scale=0.01, history_days=1, now=now)
+    loud = start_in_thread(tokens, scale=0.01, history_days=1, now=now)
+    try:
+        def recent(sim) -> list[str]:
+            return [i["started_at"] for i in _feed(sim, "payments")
+                    if pd.Timestamp(i["started_at"]) > pd.Timestamp(now - timedelta(days=1))]
+
+        assert recent(loud), "with the schedule on, the disruption is reported"
+        assert recent(quiet) == []
+        assert len(_feed(quiet, "payments")) >= 20, "the older history is still there"
+    finally:
+        quiet.stop()
+        loud.stop()
