@@ -59,10 +59,46 @@ def history(url: str, start: datetime, as_of: datetime, bucket_s: int) -> pd.Dat
         return health.status_history(conn, start, clip(as_of), timedelta(seconds=bucket_s))
 
 
+# --- the live endpoints' table: plain rows keyed by (partner, endpoint) -----------------
+# The table is redrawn every 5 s on every open API-health tab. ``st.cache_data`` hands out
+# a copy of its value on each hit: a small dict of rows unpickles in microseconds where a
+# DataFrame (and its ``to_dict`` per partner) cost most of a refresh's own CPU.
+
+EndpointKey = tuple[str, str]
+
+
+def _by_endpoint(df: pd.DataFrame) -> dict[EndpointKey, dict]:
+    if df.empty:
+        return {}
+    return {(r["partner_id"], r["endpoint_id"]): r for r in df.to_dict("records")}
+
+
 @st.cache_data(ttl=TTL_S, show_spinner=False)
-def current(url: str, as_of: datetime) -> pd.DataFrame:
+def state_rows(url: str, as_of: datetime) -> dict[EndpointKey, dict]:
+    """Each probed endpoint's stored state (``health.current_state``), read every TTL."""
     with open_store(url).engine.connect() as conn:
-        return health.current_state(conn)
+        return _by_endpoint(health.current_state(conn))
+
+
+@st.cache_data(ttl=WINDOW_TTL_S, show_spinner=False)
+def uptime_rows(url: str, as_of: datetime) -> dict[EndpointKey, dict]:
+    """``uptime`` (24 h, 7 d, 30 d) per endpoint, read per minute."""
+    return _by_endpoint(uptime(url, as_of))
+
+
+@st.cache_data(ttl=WINDOW_TTL_S, show_spinner=False)
+def latest_p95(url: str, start: datetime, as_of: datetime, bucket_s: int) -> dict[EndpointKey, float]:
+    """Each endpoint's p95 in its latest latency bucket with a sample since ``start``
+    (the same cached series the latency charts draw)."""
+    lat = latency(url, start, as_of, bucket_s)
+    found: dict[EndpointKey, float] = {}
+    if lat.empty:
+        return found
+    for key, v in zip(zip(lat["partner_id"].tolist(), lat["endpoint_id"].tolist(), strict=True),
+                      lat["p95_ms"].tolist(), strict=True):
+        if v is not None and v == v:  # series run oldest first; NaN != NaN is a bucket without one
+            found[key] = v
+    return found
 
 
 @st.cache_data(ttl=WINDOW_TTL_S, show_spinner=False)

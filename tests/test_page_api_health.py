@@ -60,6 +60,10 @@ def test_collected_store_shows_status_uptime_charts_and_incidents(page_env, stor
     assert by_label["Offers API"]["Uptime 24h"] == "100.000 %"
     assert by_label["Balance API"]["Uptime 24h"] == "0.000 %"
     assert by_label["Balance API"]["Errors 24h"] == "100.00 %"
+    # What needs a look is a badge above the table, in words (the table has no Styler).
+    badges = " ".join(m.value for m in at.markdown if "-badge[" in m.value)
+    assert ":red-badge[Down: Balance API]" in badges
+    assert "Offers API" not in badges, "an endpoint that is up gets no badge"
 
     incident_tables = [df.value for df in at.dataframe if "Source" in df.value]
     sources = set().union(*(set(t["Source"]) for t in incident_tables))

@@ -85,46 +85,39 @@ def status_text(endpoint, r: dict | None, now: datetime) -> str:
     return "Up"
 
 
-STATUS_STYLE = {
-    "Up": "background-color: #dafbe1; color: #116329",
-    "Down": "background-color: #ffebe9; color: #a40e26",
-    "Failing": "background-color: #fff8c5; color: #7d4e00",
-}
+STATUS_BADGE = {"Down": "red", "Failing": "orange", "No recent data": "gray", "No data yet": "gray"}
+"""Badge colours of the states that need a look, above the table. Not a coloured Styler
+cell: marshalling a pandas Styler was most of a 5-s refresh's CPU, exactly while an
+endpoint is down and everyone watches (``bench/bench_viewers.py``)."""
 
 
-def _status_style(value: str) -> str:
-    return next((css for key, css in STATUS_STYLE.items() if value.startswith(key)),
-                "color: #57606a")
+def status_badges(table: pd.DataFrame) -> str | None:
+    """One markdown line of badges, one per endpoint that is not up (None: all up). The
+    words say it; the colour only repeats them (no meaning in colour alone)."""
+    badges = []
+    for label, status in zip(table["Endpoint"].tolist(), table["Status"].tolist(), strict=True):
+        color = next((c for key, c in STATUS_BADGE.items() if status.startswith(key)), None)
+        if color:
+            badges.append(f":{color}-badge[{md(status)}: {md(label)}]")
+    return " ".join(badges) or None
 
 
-def _rows_by_endpoint(df: pd.DataFrame, partner_id: str) -> dict[str, dict]:
-    """The partner's rows keyed by endpoint: one pass, not a pandas filter per cell (the
-    table is redrawn every 5 s on every open tab)."""
-    if df.empty:
-        return {}
-    mine = df[df.partner_id == partner_id]
-    return {r["endpoint_id"]: r for r in mine.to_dict("records")}
-
-
-def endpoint_table(partner: Partner, ups: pd.DataFrame, state: pd.DataFrame,
-                   lat: pd.DataFrame, now: datetime) -> pd.DataFrame:
-    """One row per endpoint: status now, uptime per window, error rate, latest p95."""
-    ups_by, state_by = _rows_by_endpoint(ups, partner.id), _rows_by_endpoint(state, partner.id)
-    latest_p95: dict[str, float] = {}
-    if not lat.empty:
-        mine = lat[lat.partner_id == partner.id]
-        for endpoint_id, v in zip(mine["endpoint_id"].tolist(), mine["p95_ms"].tolist(), strict=True):
-            if v is not None and v == v:  # the last bucket with a sample (NaN != NaN)
-                latest_p95[endpoint_id] = v
+def endpoint_table(partner: Partner, ups: dict[tuple[str, str], dict],
+                   state: dict[tuple[str, str], dict], p95: dict[tuple[str, str], float],
+                   now: datetime) -> pd.DataFrame:
+    """One row per endpoint: status now, uptime per window, error rate, latest p95. The
+    inputs are ``queries.uptime_rows``, ``state_rows`` and ``latest_p95``: rows keyed by
+    (partner, endpoint), cheap to hand out every 5 s."""
     records = []
     for e in partner.endpoints:
-        row = ups_by.get(e.id)
-        rec = {"Endpoint": e.label, "Status": status_text(e, state_by.get(e.id), now)}
+        key = (partner.id, e.id)
+        row = ups.get(key)
+        rec = {"Endpoint": e.label, "Status": status_text(e, state.get(key), now)}
         for name in queries.UPTIME_WINDOWS:
             rec[f"Uptime {name}"] = pct(row[f"{name}_uptime_pct"] if row else None, 3)
         rec["No data 30d"] = duration(row["30d_no_data_s"]) if row else "all"
         rec["Errors 24h"] = pct(row["24h_error_rate_pct"] if row else None, 2)
-        rec["p95 now"] = f"{latest_p95[e.id]:.0f} ms" if e.id in latest_p95 else "—"
+        rec["p95 now"] = f"{p95[key]:.0f} ms" if key in p95 else "—"
         records.append(rec)
     return pd.DataFrame.from_records(records)
 
@@ -347,18 +340,17 @@ def status_panel(partner: Partner, now: datetime, minute: datetime) -> None:
     """The partner's header and its endpoints' table: state as of ``now`` (5-s refresh),
     uptime, errors and the latest p95 as of ``minute`` (per-minute reads, cached)."""
     length, lat_bucket, _ = WINDOWS[window_label]
-    ups = queries.uptime(url, minute)
-    state = queries.current(url, now)
-    lat = queries.latency(url, minute - length, minute, lat_bucket)
+    ups = queries.uptime_rows(url, minute)
+    state = queries.state_rows(url, now)
+    p95 = queries.latest_p95(url, minute - length, minute, lat_bucket)
     st.subheader(partner.name, anchor=False)
     st.caption(f"{partner.role} · {partner.base_url} · SLA uptime {partner.sla.uptime_target:g} %"
                " · uptime excludes no-data time, shown beside it")
-    table = endpoint_table(partner, ups, state, lat, now)
-    # Coloured only when an endpoint is down or failing: marshalling a pandas Styler is most
-    # of a refresh's cost, and a table with nothing wrong says so in its text.
-    alarming = table["Status"].str.startswith(("Down", "Failing", "No recent")).any()
-    shown = table.style.map(_status_style, subset=["Status"]) if alarming else table
-    st.dataframe(shown, hide_index=True, width="stretch", key=f"endpoints-{partner.id}")
+    table = endpoint_table(partner, ups, state, p95, now)
+    badges = status_badges(table)
+    if badges:
+        st.markdown(badges)
+    st.dataframe(table, hide_index=True, width="stretch", key=f"endpoints-{partner.id}")
 
 
 def charts_panel(partner: Partner, now: datetime, viewer_partner: str | None) -> None:
@@ -425,7 +417,7 @@ def live_status() -> None:
     """Every 5 s: each endpoint's status, uptime, errors and latest p95. The cheap part,
     so a dozen engineers can keep the page open (``bench/bench_viewers.py``)."""
     now, minute = queries.now_bucket(), queries.now_bucket(queries.WINDOW_TTL_S)
-    if queries.current(url, now).empty:  # no endpoint was ever probed
+    if not queries.state_rows(url, now):  # no endpoint was ever probed
         st.info(
             "No probe data yet. The collectors probe every endpoint on its interval while "
             "`partnerboard serve` (or `partnerboard collect`) runs; the first results appear "

@@ -131,10 +131,12 @@ def get_watermark(conn: Connection, source: str) -> str | None:
 
 
 def source_summary(conn: Connection) -> list[dict]:
-    """Per source: last run, last success, counts. One grouped query, for /healthz and pages."""
+    """Per source: last run, last success, counts. One statement, for /healthz and pages
+    (the Board and Data page read it on every view: a query per source was most of a warm
+    Board view's database time, ``bench/bench_viewers.py``)."""
     kept = runs.c.status.in_(["success", "degraded"])  # a degraded run committed its rows too
     last_success = sa.func.max(sa.case((kept, runs.c.finished_at), else_=None))
-    q = (
+    totals = (
         sa.select(
             runs.c.source,
             sa.func.max(runs.c.started_at).label("last_started_at"),
@@ -145,31 +147,32 @@ def source_summary(conn: Connection) -> list[dict]:
             sa.func.sum(runs.c.rows_written).label("rows_written"),
         )
         .group_by(runs.c.source)
-        .order_by(runs.c.source)
+        .subquery("totals")
     )
-    out = []
-    for row in conn.execute(q).mappings():
-        last = conn.execute(
-            sa.select(runs.c.status, runs.c.error, runs.c.notes)
-            .where(runs.c.source == row["source"])
-            .order_by(runs.c.started_at.desc())
-            .limit(1)
-        ).one()
-        out.append(
-            {
-                "source": row["source"],
-                "last_started_at": _iso(row["last_started_at"]),
-                "last_success_at": _iso(row["last_success_at"]),
-                "last_status": last.status,
-                "last_error": last.error,
-                "last_notes": last.notes,
-                "runs_ok": int(row["runs_ok"] or 0),
-                "runs_degraded": int(row["runs_degraded"] or 0),
-                "runs_failed": int(row["runs_failed"] or 0),
-                "rows_written": int(row["rows_written"] or 0),
-            }
-        )
-    return out
+    newest = sa.func.row_number().over(partition_by=runs.c.source,
+                                       order_by=(runs.c.started_at.desc(), runs.c.id.desc()))
+    ranked = sa.select(runs.c.source, runs.c.status, runs.c.error, runs.c.notes,
+                       newest.label("rank")).subquery("ranked")
+    q = (
+        sa.select(totals, ranked.c.status, ranked.c.error, ranked.c.notes)
+        .join(ranked, sa.and_(ranked.c.source == totals.c.source, ranked.c.rank == 1))
+        .order_by(totals.c.source)
+    )
+    return [
+        {
+            "source": row["source"],
+            "last_started_at": _iso(row["last_started_at"]),
+            "last_success_at": _iso(row["last_success_at"]),
+            "last_status": row["status"],
+            "last_error": row["error"],
+            "last_notes": row["notes"],
+            "runs_ok": int(row["runs_ok"] or 0),
+            "runs_degraded": int(row["runs_degraded"] or 0),
+            "runs_failed": int(row["runs_failed"] or 0),
+            "rows_written": int(row["rows_written"] or 0),
+        }
+        for row in conn.execute(q).mappings()
+    ]
 
 
 def _iso(dt: datetime | None) -> str | None:
