@@ -84,7 +84,7 @@ def check_installed() -> str:
 
 
 def start_provider(redirect_uri: str, *, client_id: str = "partnerboard", timeout: float = 20,
-                   log_dir: Path | None = None) -> RunningProvider:
+                   log_dir: Path | None = None, client_secret: str | None = None) -> RunningProvider:
     """Start the provider on a free loopback port and wait for its ready line.
 
     The client secret is random per run so that a test that passes can only have used the
@@ -92,13 +92,15 @@ def start_provider(redirect_uri: str, *, client_id: str = "partnerboard", timeou
     """
     node = check_installed()
     port = _free_port()
-    client_secret = secrets.token_urlsafe(24)
+    client_secret = client_secret or secrets.token_urlsafe(24)
     log_dir = log_dir or Path(tempfile.mkdtemp(prefix="oidc-provider-"))
     log = log_dir / f"oidc-provider-{port}.log"
     with open(log, "w") as handle:
         proc = subprocess.Popen(
-            [node, str(PROVIDER_SCRIPT), "--port", str(port), "--client-id", client_id,
-             "--client-secret", client_secret, "--redirect-uri", redirect_uri],
+            # --name=value: a random secret may begin with '-', which Node's parseArgs would
+            # otherwise refuse as a missing value.
+            [node, str(PROVIDER_SCRIPT), f"--port={port}", f"--client-id={client_id}",
+             f"--client-secret={client_secret}", f"--redirect-uri={redirect_uri}"],
             cwd=OIDC_DIR, stdout=handle, stderr=subprocess.STDOUT,
             env={**os.environ, "NODE_ENV": "test"})
     running = RunningProvider(f"http://127.0.0.1:{port}", client_id, client_secret, redirect_uri, proc, log)

@@ -156,3 +156,16 @@ def test_st_login_against_a_real_provider(signed_in_setup: tuple[App, RunningPro
             browser.close()
     assert "Traceback" not in app.output(), app.output()
     assert "error" not in provider.output().lower(), provider.output()
+
+
+def test_provider_starts_with_a_secret_that_begins_with_a_dash(tmp_path: Path) -> None:
+    """``secrets.token_urlsafe`` begins with '-' once in 64 draws; Node's parseArgs took such
+    a value for an option (CI once failed the sign-in test's setup on it)."""
+    provider = start_provider("http://127.0.0.1:9/oauth2callback", client_secret="-dash-first-secret",
+                              log_dir=tmp_path)
+    try:
+        assert provider.client_secret == "-dash-first-secret"
+        discovery = httpx.get(provider.metadata_url, timeout=10)
+        assert discovery.status_code == 200
+    finally:
+        provider.stop()
