@@ -42,12 +42,6 @@ def clip(as_of: datetime) -> datetime:
 
 
 @st.cache_data(ttl=WINDOW_TTL_S, show_spinner=False)
-def uptime(url: str, as_of: datetime) -> pd.DataFrame:
-    with open_store(url).engine.connect() as conn:
-        return health.uptime(conn, clip(as_of), UPTIME_WINDOWS)
-
-
-@st.cache_data(ttl=WINDOW_TTL_S, show_spinner=False)
 def latency(url: str, start: datetime, as_of: datetime, bucket_s: int) -> pd.DataFrame:
     with open_store(url).engine.connect() as conn:
         return health.latency_series(conn, start, clip(as_of), timedelta(seconds=bucket_s))
@@ -82,8 +76,9 @@ def state_rows(url: str, as_of: datetime) -> dict[EndpointKey, dict]:
 
 @st.cache_data(ttl=WINDOW_TTL_S, show_spinner=False)
 def uptime_rows(url: str, as_of: datetime) -> dict[EndpointKey, dict]:
-    """``uptime`` (24 h, 7 d, 30 d) per endpoint, read per minute."""
-    return _by_endpoint(uptime(url, as_of))
+    """Uptime, no data and errors over 24 h, 7 d and 30 d per endpoint, read per minute."""
+    with open_store(url).engine.connect() as conn:
+        return _by_endpoint(health.uptime(conn, clip(as_of), UPTIME_WINDOWS))
 
 
 @st.cache_data(ttl=WINDOW_TTL_S, show_spinner=False)

@@ -93,7 +93,10 @@ class SimState:
     oauth_tokens: dict[str, float] = field(default_factory=dict)
     requests: dict[str, int] = field(default_factory=dict)
     frozen_at: datetime | None = None
-    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    started_at: datetime = field(init=False)  # the clock when the simulator came up
+
+    def __post_init__(self) -> None:
+        self.started_at = self.clock()
 
     def clock(self) -> datetime:
         return self.frozen_at or datetime.now(UTC)
@@ -155,7 +158,6 @@ def create_app(
                       tokens.get("payments_client_secret", tokens["payments"])),
         oauth_ttl=oauth_ttl,
         frozen_at=now,
-        started_at=now or datetime.now(UTC),
     )
     today = state.clock().astimezone(TZ).date()
     world = World(seed, today - timedelta(days=history_days), history_days + 1, scale)

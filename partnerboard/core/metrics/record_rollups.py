@@ -191,7 +191,6 @@ def finish(conn: Connection, st: State, zone: ZoneInfo, p: Plan, now: float) -> 
                                              "run_id": None, "updated_at": db(now)}, key=("source",))
 
 
-
 def catch_up(engine: Engine, roll: Callable[[Connection], Plan | None]) -> int:
     """A rollup's ``roll`` in short transactions until nothing is due; the units rolled."""
     units = 0
