@@ -135,22 +135,66 @@ def board(url: str, config_key: str, label: str, as_of: datetime,
         return kpi_engine.board(conn, cfg, periods.parse(label), filters=filters)
 
 
+BOARD_FIELDS = ("partner_id", "kpi", "value", "delta_previous", "delta_last_year", "target", "status",
+                "previous_period", "last_year_period", "scope")
+
+
 @st.cache_data(ttl=REVIEW_TTL_S, show_spinner=False)
-def board_with_trend(url: str, config_key: str, label: str, n: int, as_of: datetime,
-                     filters: Filters = flt.NONE) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The Board frame and its ``n``-period sparkline series from one computation: the
-    series already holds the period and the previous one, so only last year is added."""
+def board_tiles(url: str, config_key: str, label: str, n: int, as_of: datetime,
+                filters: Filters = flt.NONE) -> tuple[list[dict], dict[tuple[str, str], list[float]]]:
+    """The Board's tiles as plain values: one dict per partner and KPI (``BOARD_FIELDS``,
+    NaN as None) and each tile's sparkline over the ``n`` periods ending with ``label``
+    ((partner, kpi) -> values, periods without data left out; none for a custom range).
+
+    Plain lists, not frames, because every viewer's every view reads them: a cache hit
+    hands out an unpickled copy, and the pandas filtering and ``itertuples`` per partner
+    were a tenth of a warm view's server CPU (``bench/bench_viewers.py``). The series
+    already holds the period and the previous one, so only last year is computed besides."""
     from partnerboard.core.metrics import kpi_engine
     from partnerboard.core.vocabulary import periods
 
     cfg = _config_for(config_key)
     period = periods.parse(label)
-    series = periods.trailing(period, n)
+    sparks: dict[tuple[str, str], list[float]] = {}
     with open_store(url).engine.connect() as conn:
-        found = kpi_engine.compute_many(conn, cfg.partners, [*series, period.same_period_last_year()],
-                                        cfg.tz, filters)
-        frame = kpi_engine.board(conn, cfg, period, filters=filters, values=found)
-    return frame, _series_frame(found, series)
+        if period.kind == "custom":  # no series of earlier periods to draw
+            frame = kpi_engine.board(conn, cfg, period, filters=filters)
+        else:
+            series = periods.trailing(period, n)
+            found = kpi_engine.compute_many(conn, cfg.partners, [*series, period.same_period_last_year()],
+                                            cfg.tz, filters)
+            frame = kpi_engine.board(conn, cfg, period, filters=filters, values=found)
+            for p in series:
+                for partner in cfg.partners:
+                    for kpi_id, v in found.get((partner.id, p.label), {}).items():
+                        if v is not None and v == v:  # NaN != NaN
+                            sparks.setdefault((partner.id, kpi_id), []).append(v)
+    keep = [c for c in BOARD_FIELDS if c in frame.columns]
+    rows = [{k: _plain(r.get(k)) for k in BOARD_FIELDS} for r in frame[keep].to_dict("records")]
+    return rows, sparks
+
+
+def _plain(v: object) -> object:
+    """None for a missing number (NaN, NA), the value otherwise."""
+    return None if v is None or (isinstance(v, float) and v != v) or v is pd.NA else v
+
+
+@st.cache_data(ttl=REVIEW_TTL_S, show_spinner=False)
+def signed_board(url: str, config_key: str, label: str, viewer_partner: str | None,
+                 as_of: datetime) -> tuple[str | None, str, dict[tuple[str, str], dict]]:
+    """Whether the period is signed (the report's ``signoff`` state and detail) and, if
+    so, the signed KPI numbers the reader may see, (partner, kpi) -> dict: the Board's
+    part of ``report``, small enough to hand out on every view."""
+    frame = report(url, config_key, label, viewer_partner, as_of)
+    state, detail = frame.attrs.get("signoff"), str(frame.attrs.get("signoff_detail", ""))
+    signed: dict[tuple[str, str], dict] = {}
+    if state == "signed":
+        fields = ("value", "delta_previous", "delta_last_year", "target", "status",
+                  "restated_value", "restatement")
+        kpis = frame[frame.section == "kpi"]
+        for r in kpis.to_dict("records"):
+            signed[(r["partner_id"], r["item"])] = {k: _plain(r.get(k)) for k in fields}
+    return state, detail, signed
 
 
 @st.cache_data(ttl=REVIEW_TTL_S, show_spinner=False)

@@ -31,25 +31,22 @@ st.caption(f"{md(cfg.partnership.name)} · {period.label} ({period.start} – {p
            f"{period.same_period_last_year().label} · {filters.describe()} · refreshed "
            f"{local_time(queries.clip(as_of), cfg.tz, seconds=True)}")
 
-spark = None  # a custom range has no series of earlier periods to draw
 try:
-    if period.kind == "custom":
-        frame = queries.board(url, key, period.label, as_of, filters)
-    else:
-        frame, spark = queries.board_with_trend(url, key, period.label, 12, as_of, filters)
+    tiles, sparks = queries.board_tiles(url, key, period.label, 12, as_of, filters)
 except Exception as exc:  # a readable message; the rest of the page still renders
     st.error(f"The KPIs for {period.label} could not be computed: {failure(exc)}")
-    frame = pd.DataFrame()
+    tiles, sparks = [], {}
 
 # A signed period shows the numbers both companies signed (unfiltered: a signature is
 # of the whole partnership), with today's value beside any that late data changed.
-signed: dict[tuple[str, str], object] = {}
+signed: dict[tuple[str, str], dict] = {}
 try:
-    report_frame = queries.report(url, key, period.label, gate.current().partner_id, as_of)
-    if report_frame.attrs.get("signoff") == "signed" and not filters.active:
-        st.success(md(f"Signed numbers: {report_frame.attrs.get('signoff_detail', '')}"))
-        signed = {(r.partner_id, r.item): r for r in report_frame[report_frame.section == "kpi"].itertuples()}
-    elif report_frame.attrs.get("signoff") == "signed":
+    state, detail, signed_numbers = queries.signed_board(url, key, period.label, gate.current().partner_id,
+                                                         as_of)
+    if state == "signed" and not filters.active:
+        st.success(md(f"Signed numbers: {detail}"))
+        signed = signed_numbers
+    elif state == "signed":
         st.info("Signed numbers are shown without filters; with filters these are today's numbers.")
 except Exception as exc:
     st.warning(f"Sign-off state unavailable: {failure(exc)}")
@@ -67,11 +64,7 @@ def _delta(value: float | None, unit: str) -> str | None:
     return ("+" if value > 0 else "") + kpi_value(value, unit)
 
 
-def _none(v):
-    return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
-
-
-if frame.empty:
+if not tiles:
     st.info("No partners configured, or nothing computed yet. Collectors fill the store on "
             "their schedule; `partnerboard collect --once` runs one round now.")
 
@@ -84,46 +77,37 @@ for col, partner in zip(columns, cfg.partners, strict=False):
             st.markdown(f"{verdict_badge(verdict)} · {period.label}")
             if breaches:
                 st.caption(f"Breaches: {breaches}")
-        rows = frame[frame.partner_id == partner.id] if not frame.empty else frame
-        # Each tile's sparkline, gathered in one pass (a pandas filter per tile cost ~2 ms each).
-        sparks: dict[str, list[float]] = {}
-        if spark is not None and not spark.empty:
-            mine = spark[spark.partner_id == partner.id]
-            for kpi_id, v in zip(mine["kpi"].tolist(), mine["value"].tolist(), strict=True):
-                if v is not None and v == v:  # NaN != NaN: periods without data are left out
-                    sparks.setdefault(kpi_id, []).append(v)
-        if rows.empty or rows["value"].isna().all():
+        rows = [t for t in tiles if t["partner_id"] == partner.id]
+        if all(r["value"] is None for r in rows):
             st.info(f"No data for {md(partner.name)} in {period.label} yet: collectors run on "
                     "their schedule, or run `partnerboard collect --once`.")
-        for r in rows.itertuples():
-            kpi = BY_ID[r.kpi]
+        for r in rows:
+            kpi = BY_ID[r["kpi"]]
             mark = ""
-            if (partner.id, r.kpi) in signed:
-                s = signed[(partner.id, r.kpi)]
-                r = r._replace(value=s.value, delta_previous=s.delta_previous,
-                               delta_last_year=s.delta_last_year, target=s.target, status=s.status)
-                if _none(s.restated_value) is not None or _none(s.restatement) is not None:
-                    mark = (f" · restated: today {kpi_value(_none(s.restated_value), kpi.unit)} "
-                            f"({_delta(_none(s.restatement), kpi.unit) or 'no data'})")
-            value = _none(r.value)
+            if (partner.id, r["kpi"]) in signed:
+                s = signed[(partner.id, r["kpi"])]
+                r = {**r, **{k: s[k] for k in ("value", "delta_previous", "delta_last_year", "target",
+                                               "status")}}
+                if s["restated_value"] is not None or s["restatement"] is not None:
+                    mark = (f" · restated: today {kpi_value(s['restated_value'], kpi.unit)} "
+                            f"({_delta(s['restatement'], kpi.unit) or 'no data'})")
             # Periods without data are left out of the sparkline (it takes numbers only).
-            points = sparks.get(r.kpi, [])
+            points = sparks.get((partner.id, r["kpi"]), [])
             st.metric(
                 kpi.name,
-                kpi_value(value, kpi.unit),
-                delta=_delta(_none(r.delta_previous), kpi.unit),
+                kpi_value(r["value"], kpi.unit),
+                delta=_delta(r["delta_previous"], kpi.unit),
                 delta_color="normal" if kpi.direction == "higher" else "inverse",
-                delta_description=f"vs {r.previous_period}",
+                delta_description=f"vs {r['previous_period']}",
                 chart_data=points if len(points) > 1 else None,
                 help=kpi.formula,
                 border=True,
             )
-            target = _none(r.target)
-            goal = "—" if target is None else kpi_value(target, kpi.unit)
-            year = _delta(_none(r.delta_last_year), kpi.unit)
-            scope = f" · {md(r.scope)}" if filters.active else ""
-            st.caption(f"{status_badge(r.status)} · target {goal} · "
-                       f"vs {r.last_year_period}: {year or 'no data'}{scope}{mark}")
+            goal = "—" if r["target"] is None else kpi_value(r["target"], kpi.unit)
+            year = _delta(r["delta_last_year"], kpi.unit)
+            scope = f" · {md(r['scope'])}" if filters.active else ""
+            st.caption(f"{status_badge(r['status'])} · target {goal} · "
+                       f"vs {r['last_year_period']}: {year or 'no data'}{scope}{mark}")
 
 st.divider()
 left, right = st.columns(2)
@@ -149,10 +133,11 @@ with right:
     if notes.empty:
         st.caption("No annotations for this period (add them on the Annotations page).")
     names = {p.id: p.name for p in cfg.partners}
-    for n in notes.itertuples():
-        who = names.get(n.partner_id, n.partner_id) if isinstance(n.partner_id, str) else "both"
-        kpi_name = BY_ID[n.kpi].name if isinstance(n.kpi, str) and n.kpi in BY_ID else "all KPIs"
-        st.text(f"{n.day} · {who} · {kpi_name}: {n.text}")  # partner text stays text
+    for n in notes.to_dict("records"):
+        pid, kpi_id = n["partner_id"], n["kpi"]
+        who = names.get(pid, pid) if isinstance(pid, str) else "both"
+        kpi_name = BY_ID[kpi_id].name if isinstance(kpi_id, str) and kpi_id in BY_ID else "all KPIs"
+        st.text(f"{n['day']} · {who} · {kpi_name}: {n['text']}")  # partner text stays text
 
 if period.kind in ("month", "quarter"):
     try:
