@@ -14,6 +14,8 @@ judge with the same targets.
 
 from __future__ import annotations
 
+import time
+
 import streamlit as st
 from partnerboard.dashboard.literal import failure
 
@@ -65,24 +67,50 @@ def _file_version() -> tuple[str, float]:
     return str(path), path.stat().st_mtime if path.exists() else 0.0
 
 
+KEY_RECHECK_S = 1.0
+"""How long one reading of ``config_key`` serves: a page asks three or four times per run
+(the gate, the page, its queries), and each asking stat-ed the file, hashed the cache's
+arguments and, every ``TARGETS_TTL_S``, queried the targets: ~5 % of a warm Board view's
+server CPU (``bench/bench_viewers.py``). A changed file or target is seen within a second
+more than before."""
+
+_key_memo: dict[tuple[str, str], tuple[float, str]] = {}  # (URL, config path) -> (monotonic time, key)
+_effective_memo: dict[tuple[str, str], Config] = {}  # (key, URL) -> the effective config
+
+
 def config_key() -> str:
     """A cache key naming the effective config: ``path|mtime|targets version``. Cached
     queries take it as an argument, so a changed file or target is a new key."""
+    url = store().url
+    now, named = time.monotonic(), (url, str(config_path()))
+    memo = _key_memo.get(named)
+    if memo is not None and now - memo[0] < KEY_RECHECK_S:
+        return memo[1]
     path, mtime = _file_version()
-    return f"{path}|{mtime!r}|{_targets_version(store().url)}"
+    key = f"{path}|{mtime!r}|{_targets_version(url)}"
+    _key_memo[named] = (now, key)
+    return key
 
 
 def config_for_key(key: str) -> Config:
     """The effective config ``config_key`` names, from the same per-process cache as
     ``config`` (the very object the page holds)."""
-    path, mtime, version = key.rsplit("|", 2)
-    return _effective(path, float(mtime), store().url, version)
+    url = store().url
+    found = _effective_memo.get((key, url))
+    if found is None:
+        path, mtime, version = key.rsplit("|", 2)
+        found = _effective(path, float(mtime), url, version)
+        if len(_effective_memo) >= 32:  # as many as ``_effective`` keeps
+            _effective_memo.clear()
+        _effective_memo[(key, url)] = found
+    return found
 
 
 def targets_changed() -> None:
     """Call after setting or removing a target: this session's next ``config_key`` reads
     the new version at once instead of after ``TARGETS_TTL_S``."""
     _targets_version.clear()
+    _key_memo.clear()
 
 
 def store() -> Store:

@@ -69,9 +69,11 @@ def _by_endpoint(df: pd.DataFrame) -> dict[EndpointKey, dict]:
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def state_rows(url: str, as_of: datetime) -> dict[EndpointKey, dict]:
-    """Each probed endpoint's stored state (``health.current_state``), read every TTL."""
+    """Each probed endpoint's stored state (``health.current_state``: status,
+    consecutive failures, last probe and last success as aware datetimes), read every
+    TTL. Plain rows: a DataFrame and its ``to_dict`` were a third of a refresh's reads."""
     with open_store(url).engine.connect() as conn:
-        return _by_endpoint(health.current_state(conn))
+        return {(r["partner_id"], r["endpoint_id"]): r for r in health.current_state(conn)}
 
 
 @st.cache_data(ttl=WINDOW_TTL_S, show_spinner=False)
@@ -319,9 +321,11 @@ def filter_choices(url: str, as_of: datetime) -> dict[str, list[str]]:
         return dict(flt.choices(conn))
 
 
-@st.cache_data(ttl=TTL_S, show_spinner=False)
+@st.cache_data(ttl=REVIEW_TTL_S, max_entries=256, show_spinner=False)
 def notes(url: str, start: date, end: date, as_of: datetime, viewer_partner: str | None) -> pd.DataFrame:
-    """Notes dated in [start, end) that a person of ``viewer_partner`` may read (None: both)."""
+    """Notes dated in [start, end) that a person of ``viewer_partner`` may read (None: both).
+    Fresh per ``as_of``: the Board asks per minute (``review_bucket``, like its numbers),
+    the other pages per ``TTL_S``; the Annotations page clears it on every write."""
     from partnerboard.core.changes import annotations
 
     with open_store(url).engine.connect() as conn:
@@ -373,10 +377,12 @@ def alert_rules(url: str, config_key: str, as_of: datetime) -> dict[str, list[di
                     "summary": f.summary} for f in firings] for name, firings in found.items()}
 
 
-@st.cache_data(ttl=TTL_S, show_spinner=False)
+@st.cache_data(ttl=REVIEW_TTL_S, max_entries=256, show_spinner=False)
 def actions(url: str, config_key: str, label: str, viewer_partner: str | None,
             as_of: datetime) -> dict[str, pd.DataFrame]:
-    """A review's decisions, its action items, and what earlier reviews carried over."""
+    """A review's decisions, its action items, and what earlier reviews carried over.
+    Fresh per ``as_of`` (the Board: per minute; the Actions page: per ``TTL_S``, and it
+    clears this on every write)."""
     from partnerboard.core.changes import actions as actions_mod
 
     cfg = _config_for(config_key)

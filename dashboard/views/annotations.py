@@ -48,6 +48,7 @@ else:
                         day, text, partner or None, kpi or None, visibility), actor=user)
                 queries.notes.clear()
                 queries.report.clear()
+                queries.signed_board.clear()  # the Board's part of the report
                 st.success("Annotation added.")
             except (annotations.AnnotationError, Forbidden) as exc:
                 st.error(f"Not added: {failure(exc)}")
@@ -76,4 +77,5 @@ else:
                 st.error(str(exc))
             queries.notes.clear()
             queries.report.clear()
+            queries.signed_board.clear()  # the Board's part of the report
             st.rerun()

@@ -74,9 +74,9 @@ def status_text(endpoint, r: dict | None, now: datetime) -> str:
     ``r`` is the endpoint's stored state (a row of ``health.current_state``) or None."""
     if r is None:
         return "No data yet"
-    last = r["last_probe_at"]
+    last = r["last_probe_at"]  # an aware datetime or None
     stale_after = STALE_FACTOR * max(endpoint.interval_seconds, queries.TTL_S)
-    if pd.isna(last) or (now - last.to_pydatetime()).total_seconds() > stale_after:
+    if last is None or (now - last).total_seconds() > stale_after:
         return "No recent data"
     if r["status"] == "down":
         return "Down"
@@ -91,20 +91,21 @@ cell: marshalling a pandas Styler was most of a 5-s refresh's CPU, exactly while
 endpoint is down and everyone watches (``bench/bench_viewers.py``)."""
 
 
-def status_badges(table: pd.DataFrame) -> str | None:
-    """One markdown line of badges, one per endpoint that is not up (None: all up). The
-    words say it; the colour only repeats them (no meaning in colour alone)."""
+def status_badges(records: list[dict]) -> str | None:
+    """One markdown line of badges, one per endpoint that is not up (None: all up), from
+    ``endpoint_records``. The words say it; the colour only repeats them (no meaning in
+    colour alone)."""
     badges = []
-    for label, status in zip(table["Endpoint"].tolist(), table["Status"].tolist(), strict=True):
+    for label, status in ((r["Endpoint"], r["Status"]) for r in records):
         color = next((c for key, c in STATUS_BADGE.items() if status.startswith(key)), None)
         if color:
             badges.append(f":{color}-badge[{md(status)}: {md(label)}]")
     return " ".join(badges) or None
 
 
-def endpoint_table(partner: Partner, ups: dict[tuple[str, str], dict],
-                   state: dict[tuple[str, str], dict], p95: dict[tuple[str, str], float],
-                   now: datetime) -> pd.DataFrame:
+def endpoint_records(partner: Partner, ups: dict[tuple[str, str], dict],
+                     state: dict[tuple[str, str], dict], p95: dict[tuple[str, str], float],
+                     now: datetime) -> list[dict]:
     """One row per endpoint: status now, uptime per window, error rate, latest p95. The
     inputs are ``queries.uptime_rows``, ``state_rows`` and ``latest_p95``: rows keyed by
     (partner, endpoint), cheap to hand out every 5 s."""
@@ -119,7 +120,7 @@ def endpoint_table(partner: Partner, ups: dict[tuple[str, str], dict],
         rec["Errors 24h"] = pct(row["24h_error_rate_pct"] if row else None, 2)
         rec["p95 now"] = f"{p95[key]:.0f} ms" if key in p95 else "—"
         records.append(rec)
-    return pd.DataFrame.from_records(records)
+    return records
 
 
 def history_chart(partner: Partner, hist: pd.DataFrame, start: datetime, bucket_s: int,
@@ -346,11 +347,12 @@ def status_panel(partner: Partner, now: datetime, minute: datetime) -> None:
     st.subheader(partner.name, anchor=False)
     st.caption(f"{partner.role} · {partner.base_url} · SLA uptime {partner.sla.uptime_target:g} %"
                " · uptime excludes no-data time, shown beside it")
-    table = endpoint_table(partner, ups, state, p95, now)
-    badges = status_badges(table)
+    records = endpoint_records(partner, ups, state, p95, now)
+    badges = status_badges(records)
     if badges:
         st.markdown(badges)
-    st.dataframe(table, hide_index=True, width="stretch", key=f"endpoints-{partner.id}")
+    st.dataframe(pd.DataFrame.from_records(records), hide_index=True, width="stretch",
+                 key=f"endpoints-{partner.id}")
 
 
 def charts_panel(partner: Partner, now: datetime, viewer_partner: str | None) -> None:

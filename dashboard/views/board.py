@@ -121,12 +121,13 @@ with left:
     now = queries.clip(queries.now_bucket())
     if not sources:
         st.info("No collector has run yet.")
-    for f in freshness.read(cfg, sources, now):
-        st.text(f"{f.source}: {f.text}")
+    lines = [f"{f.source}: {f.text}" for f in freshness.read(cfg, sources, now)]
+    if lines:  # one element, not one per source: each costs a message on every view
+        st.text("\n".join(lines))
 with right:
     st.subheader(f"Annotations in {period.label}")
     try:
-        notes = queries.notes(url, period.start, period.end, queries.now_bucket(), gate.current().partner_id)
+        notes = queries.notes(url, period.start, period.end, as_of, gate.current().partner_id)
     except Exception as exc:
         st.warning(f"Annotations unavailable: {failure(exc)}")
         notes = pd.DataFrame()
@@ -142,7 +143,7 @@ with right:
 if period.kind in ("month", "quarter"):
     try:
         carried = queries.actions(url, key, period.label, gate.current().partner_id,
-                                  queries.now_bucket())["carried"]
+                                  as_of)["carried"]
     except Exception as exc:
         st.warning(f"Action items unavailable: {failure(exc)}")
         carried = pd.DataFrame()

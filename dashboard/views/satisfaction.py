@@ -88,6 +88,7 @@ if upload is not None and st.button("Import", key="survey_import", type="primary
         done = write_serially(store.engine, lambda conn: survey_upload.import_csv(
             conn, cfg, user, whose, data, filename=upload.name))
         queries.board.clear()
+        queries.board_tiles.clear()
         st.success(md(f"{upload.name}: {done.describe()}."))
         for _line, reason in done.quarantined[:20]:
             st.text(f"quarantined: {reason}")

@@ -520,28 +520,22 @@ def status_history(
     return df
 
 
-def current_state(conn: Connection, partner_id: str | None = None) -> pd.DataFrame:
-    """The collector's confirmed state per endpoint, with its latest probe."""
+def current_state(conn: Connection, partner_id: str | None = None) -> list[dict[str, Any]]:
+    """The collector's confirmed state per endpoint, with its latest probe: plain rows,
+    times as aware (UTC) datetimes or None. The live API-health table reads it every 5 s;
+    a frame and its ``to_dict`` cost more than the query."""
     es = schema.endpoint_state
-    q = sa.select(
-        es.c.partner_id,
-        es.c.endpoint_id,
-        es.c.status,
-        es.c.consecutive_failures,
-        es.c.last_probe_at,
-        es.c.last_ok_at,
-    )
+    q = sa.select(es.c.partner_id, es.c.endpoint_id, es.c.status, es.c.consecutive_failures,
+                  es.c.last_probe_at, es.c.last_ok_at)
     if partner_id is not None:
         q = q.where(es.c.partner_id == partner_id)
-    df = pd.DataFrame(conn.execute(q).mappings().all())
-    if df.empty:
-        return pd.DataFrame(
-            columns=["partner_id", "endpoint_id", "status", "consecutive_failures",
-                     "last_probe_at", "last_ok_at"]
-        )
-    for col in ("last_probe_at", "last_ok_at"):
-        df[col] = pd.to_datetime(df[col]).dt.tz_localize("UTC")
-    return df
+    out = []
+    for r in conn.execute(q).mappings():
+        row = dict(r)
+        for col in ("last_probe_at", "last_ok_at"):
+            row[col] = timeutil.from_db(row[col])
+        out.append(row)
+    return out
 
 
 def incidents_between(
