@@ -43,9 +43,8 @@ RECOMMENDED = {"jit": "off", "work_mem": "128MB"}
 def copy_to_postgres(bench: BenchStore, pg_url: str) -> dict[str, int]:
     """Every table of the DuckDB bench store into the (new, empty) PostgreSQL database."""
     import duckdb
-    import psycopg
 
-    from partnerboard.core.store import close_store, open_store, schema
+    from partnerboard.core.store import close_store, open_store
     from partnerboard.core.store.engine import display_url
 
     open_store(pg_url)  # the schema, at the latest version
@@ -54,6 +53,23 @@ def copy_to_postgres(bench: BenchStore, pg_url: str) -> dict[str, int]:
     dsn = pg_url.replace("postgresql+psycopg://", "postgresql://")
     counts = {}
     scratch = Path(tempfile.mkdtemp(prefix="bench-copy-", dir=bench.data))
+    try:
+        _copy_tables(src, dsn, scratch, counts)
+    finally:  # a failed copy leaves no gigabytes of CSV behind
+        shutil.rmtree(scratch, ignore_errors=True)
+        src.close()
+    print(f"copied {sum(counts.values()):,} rows ({counts.get('probe_results', 0):,} probes) "
+          f"into {display_url(pg_url)}; set {', '.join(f'{k} = {v}' for k, v in RECOMMENDED.items())}")
+    return counts
+
+
+def _copy_tables(src, dsn: str, scratch: Path, counts: dict[str, int]) -> None:
+    """Each table's rows into PostgreSQL (``counts``: table -> rows), then statistics and
+    the recommended settings."""
+    import psycopg
+
+    from partnerboard.core.store import schema
+
     with psycopg.connect(dsn) as dst:
         for table in schema.metadata.sorted_tables:
             if table.name == schema.schema_version.name:
@@ -86,11 +102,6 @@ def copy_to_postgres(bench: BenchStore, pg_url: str) -> dict[str, int]:
         # The settings docs/deployment.md recommends for this database.
         for setting, value in RECOMMENDED.items():
             dst.execute(f"ALTER DATABASE {dst.info.dbname} SET {setting} = '{value}'")
-    src.close()
-    shutil.rmtree(scratch, ignore_errors=True)
-    print(f"copied {sum(counts.values()):,} rows ({counts.get('probe_results', 0):,} probes) "
-          f"into {display_url(pg_url)}; set {', '.join(f'{k} = {v}' for k, v in RECOMMENDED.items())}")
-    return counts
 
 
 def _copy_through_csv(src, out, table: str, listed: str, copy: str, scratch: Path) -> int:

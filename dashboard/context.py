@@ -76,19 +76,21 @@ more than before."""
 
 _key_memo: dict[tuple[str, str], tuple[float, str]] = {}  # (URL, config path) -> (monotonic time, key)
 _effective_memo: dict[tuple[str, str], Config] = {}  # (key, URL) -> the effective config
+_key_generation = [0]  # bumped by ``targets_changed``: a key read across a change is not kept
 
 
 def config_key() -> str:
     """A cache key naming the effective config: ``path|mtime|targets version``. Cached
     queries take it as an argument, so a changed file or target is a new key."""
     url = store().url
-    now, named = time.monotonic(), (url, str(config_path()))
+    now, named, generation = time.monotonic(), (url, str(config_path())), _key_generation[0]
     memo = _key_memo.get(named)
     if memo is not None and now - memo[0] < KEY_RECHECK_S:
         return memo[1]
     path, mtime = _file_version()
     key = f"{path}|{mtime!r}|{_targets_version(url)}"
-    _key_memo[named] = (now, key)
+    if generation == _key_generation[0]:  # no target changed while this key was read
+        _key_memo[named] = (now, key)
     return key
 
 
@@ -109,6 +111,7 @@ def config_for_key(key: str) -> Config:
 def targets_changed() -> None:
     """Call after setting or removing a target: this session's next ``config_key`` reads
     the new version at once instead of after ``TARGETS_TTL_S``."""
+    _key_generation[0] += 1
     _targets_version.clear()
     _key_memo.clear()
 

@@ -321,11 +321,10 @@ def filter_choices(url: str, as_of: datetime) -> dict[str, list[str]]:
         return dict(flt.choices(conn))
 
 
-@st.cache_data(ttl=REVIEW_TTL_S, max_entries=256, show_spinner=False)
+@st.cache_data(ttl=TTL_S, show_spinner=False)
 def notes(url: str, start: date, end: date, as_of: datetime, viewer_partner: str | None) -> pd.DataFrame:
     """Notes dated in [start, end) that a person of ``viewer_partner`` may read (None: both).
-    Fresh per ``as_of``: the Board asks per minute (``review_bucket``, like its numbers),
-    the other pages per ``TTL_S``; the Annotations page clears it on every write."""
+    Every ``TTL_S``: a note posted through ``POST /api/annotations`` clears no page cache."""
     from partnerboard.core.changes import annotations
 
     with open_store(url).engine.connect() as conn:
