@@ -242,9 +242,12 @@ def test_two_boards_and_two_collectors_on_one_postgresql_under_chaos(bsim, token
         set_chaos(bsim, partner="payments", mode="normal")
         hook.wait_for(lambda rs: any(r.json["kind"] == "resolved" for r in rs), 60)
         wait_until(lambda: time.monotonic() - started > RUN_FOR_S / 2, RUN_FOR_S, "half-time")
+        # Kill the collector that ran the most jobs: whichever process's scheduler fires first
+        # may win every claim, so the other may have run nothing yet; it must take over.
+        victim = _busiest_collector(s, {n: running[n] for n in ("collect-1", "collect-2")})
         killed_at = timeutil.utcnow()
-        running["collect-1"].kill()  # no goodbye: the other collector must take its jobs over
-        running["collect-1"].wait(10)
+        running[victim].kill()  # no goodbye: the other collector must take its jobs over
+        running[victim].wait(10)
         wait_until(lambda: time.monotonic() - started > RUN_FOR_S, RUN_FOR_S, "the end of the run")
         # The boards report the collectors from the store, though they collect nothing.
         account = provision(cfg, url, tokens, tmp_path)
@@ -265,6 +268,8 @@ def test_two_boards_and_two_collectors_on_one_postgresql_under_chaos(bsim, token
         failed = conn.execute(sa.select(r.c.source, r.c.error, r.c.owner, r.c.started_at)
                               .where(r.c.status == "failed")).all()
         owners = dict(conn.execute(sa.select(r.c.owner, sa.func.count()).group_by(r.c.owner)).all())
+        after_kill = set(conn.execute(sa.select(r.c.owner).where(
+            r.c.started_at > timeutil.to_db(killed_at)).distinct()).scalars())
         probes = conn.execute(sa.select(pr.c.partner_id, pr.c.endpoint_id, pr.c.ts)
                               .order_by(pr.c.partner_id, pr.c.endpoint_id, pr.c.ts)).all()
         stored = {t: conn.execute(sa.select(sa.func.count()).select_from(schema.RESOURCE_TABLES[t])).scalar()
@@ -276,6 +281,7 @@ def test_two_boards_and_two_collectors_on_one_postgresql_under_chaos(bsim, token
     assert all(e.startswith("interrupted") and at <= cut for _, e, _, at in failed), failed
     assert len(failed) <= 3, failed
     assert len(owners) >= 2, "both collectors ran jobs"
+    assert after_kill and after_kill < set(owners), "the survivor took the jobs over"
     # No probe twice: each endpoint's probes are one interval apart, not two processes' worth.
     by_endpoint: dict[tuple[str, str], list] = {}
     for partner, endpoint, ts in probes:
@@ -308,6 +314,15 @@ def _status(url: str) -> int:
         return httpx.get(url, timeout=2).status_code
     except httpx.HTTPError:
         return 0
+
+
+def _busiest_collector(s: store_mod.Store, procs: dict[str, subprocess.Popen]) -> str:
+    """The name of the collector process that owns the most runs so far."""
+    r, pr = schema.collector_runs, schema.processes
+    with s.engine.connect() as conn:
+        runs_by_pid = dict(conn.execute(sa.select(pr.c.pid, sa.func.count(r.c.id)).join(
+            r, r.c.owner == pr.c.id).group_by(pr.c.pid)).all())
+    return max(procs, key=lambda name: runs_by_pid.get(procs[name].pid, 0))
 
 
 def _alive(s: store_mod.Store) -> int:
