@@ -181,6 +181,14 @@ def _plain(v: object) -> object:
     return None if v is None or (isinstance(v, float) and v != v) or v is pd.NA else v
 
 
+def report_changed() -> None:
+    """Forget every cached reading of the reports (the report and the Board's signed
+    numbers taken from it): call after a write a report shows (a note, an action, a
+    close), so this server shows it at once."""
+    report.clear()
+    signed_board.clear()
+
+
 @st.cache_data(ttl=REVIEW_TTL_S, show_spinner=False)
 def signed_board(url: str, config_key: str, label: str, viewer_partner: str | None,
                  as_of: datetime) -> tuple[str | None, str, dict[tuple[str, str], dict]]:

@@ -41,8 +41,7 @@ if FLASH in st.session_state:
 
 def done(message: str) -> None:
     queries.actions.clear()
-    queries.report.clear()
-    queries.signed_board.clear()  # the Board's part of the report
+    queries.report_changed()
     st.session_state[FLASH] = message
     st.rerun()
 

@@ -47,8 +47,7 @@ else:
                     annotations.add(conn, cfg, annotations.NewAnnotation(
                         day, text, partner or None, kpi or None, visibility), actor=user)
                 queries.notes.clear()
-                queries.report.clear()
-                queries.signed_board.clear()  # the Board's part of the report
+                queries.report_changed()
                 st.success("Annotation added.")
             except (annotations.AnnotationError, Forbidden) as exc:
                 st.error(f"Not added: {failure(exc)}")
@@ -76,6 +75,5 @@ else:
             except Forbidden as exc:
                 st.error(str(exc))
             queries.notes.clear()
-            queries.report.clear()
-            queries.signed_board.clear()  # the Board's part of the report
+            queries.report_changed()
             st.rerun()

@@ -8,8 +8,6 @@ period's annotations. All numbers come from the KPI engine (``kpi_engine.board``
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 import streamlit as st
 from partnerboard.dashboard import context, filter_picker, freshness, gate, period_picker, queries
@@ -59,7 +57,7 @@ except Exception as exc:
 
 
 def _delta(value: float | None, unit: str) -> str | None:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None:  # the tiles and signed numbers hold None for a missing number
         return None
     return ("+" if value > 0 else "") + kpi_value(value, unit)
 

@@ -89,8 +89,7 @@ else:
         try:
             done = write_serially(store.engine, work)
             queries.closes.clear()
-            queries.report.clear()
-            queries.signed_board.clear()  # the Board's part of the report
+            queries.report_changed()
             st.session_state[FLASH] = f"{what}: {done.describe(cfg)}"
             st.rerun()
         except (closes.SignoffError, Forbidden) as exc:
