@@ -3,8 +3,9 @@
 Monthly merchant sets (*active merchants*): every window is counted three ways, by
 Python over the seeded orders (the truth), from the raw orders (nothing rolled) and
 from rolled months + raw edges; all three must be equal, under no filter, a channel
-filter and a segment filter. Daily order and payment sums: the marketplace and payments
-KPI families give the same values rolled and raw, before and after late changes. Writes
+filter and a segment filter. Daily order, payment, return and refund sums: the
+marketplace and payments KPI families give the same values rolled and raw (and the
+records' own sums), before and after late changes. Writes
 go through the collectors' upsert with the rollups' watches and marks, as a source run
 writes them. Real store (DuckDB file, or PostgreSQL with PARTNERBOARD_TEST_STORE=postgresql).
 """
@@ -220,6 +221,27 @@ def _payments(seed: int = 5) -> list[dict]:
     return out
 
 
+def _returns(orders: list[dict], seed: int = 7) -> list[dict]:
+    """A return for every fourth order, created a few days after it (some rejected)."""
+    rnd = random.Random(seed)
+    out = []
+    for i, order in enumerate(orders[::4]):
+        at = order["created_at"] + timedelta(days=rnd.uniform(0, 9))
+        out.append({"id": f"r{i}", "order_id": order["id"], "reason": "damaged",
+                    "status": rnd.choice(("requested", "approved", "rejected")), "refund_amount": 10,
+                    "shipping_cost": round(rnd.uniform(1, 9), 2), "handling_cost": 1.25,
+                    "currency": "EUR", "created_at": at, "updated_at": at})
+    return out
+
+
+def _refunds(payments: list[dict], seed: int = 11) -> list[dict]:
+    rnd = random.Random(seed)
+    return [{"id": f"f{i}", "payment_id": p["id"], "amount": round(rnd.uniform(1, 10), 2),
+             "currency": "EUR", "status": rnd.choice(("succeeded", "pending")),
+             "created_at": p["created_at"] + timedelta(hours=rnd.uniform(0, 72))}
+            for i, p in enumerate(payments[::5])]
+
+
 PERIODS = ["2026-Q3", "2026-Q4", "2026-08", "2026-10", "2026-W35", "2026-10-25"]
 
 
@@ -233,10 +255,20 @@ def _families(store, f: Filters = NONE) -> dict:
 
 def test_daily_sums_give_the_records_kpis_and_follow_late_changes(store) -> None:
     orders = _seed(store)
+    returns, refunds = _returns(orders), _refunds(_payments())
     with store.engine.begin() as conn:
         _write(conn, _payments(), "payments", "payments")
+        _write(conn, returns, "returns")
+        _write(conn, refunds, "refunds", "payments")
     raw, raw_filtered = _families(store), _families(store, Filters(channel="web"))
-    assert raw[("marketplace", "2026-Q3")]["gmv"] > 0 and raw[("payments", "2026-Q3")]["payment_success_rate"]
+    q3m, q3p = raw[("marketplace", "2026-Q3")], raw[("payments", "2026-Q3")]
+    assert q3m["gmv"] > 0 and q3p["payment_success_rate"]
+    # The records' own sums (Python) for the quarter: returns cost and refund amount.
+    a, b = periods.parse("2026-Q3").bounds(ZONE)
+    assert q3m["returns_cost_total"] == pytest.approx(sum(
+        r["shipping_cost"] + r["handling_cost"] for r in returns if a <= r["created_at"] < b), abs=1e-6)
+    assert q3p["refund_amount"] == pytest.approx(sum(
+        r["amount"] for r in refunds if a <= r["created_at"] < b), abs=1e-6)
     days = record_days.catch_up(store.engine, zone=ZONE, now=NOW)
     assert days >= 180
     with store.engine.connect() as conn:
@@ -252,11 +284,19 @@ def test_daily_sums_give_the_records_kpis_and_follow_late_changes(store) -> None
         assert record_days.NAME in moved and merchant_activity.NAME not in moved
         _write(conn, [{**_payments()[0], "id": "late", "status": "failed", "created_at": _local(2026, 8, 2),
                        "updated_at": _local(2026, 8, 2)}], "payments", "payments")
+        # a July return rejected late (kept count and return rate change), a late refund
+        kept = next(r for r in returns if r["created_at"].month == 7 and r["status"] != "rejected")
+        assert record_days.NAME in _write(conn, [{**kept, "status": "rejected"}], "returns").moved
+        _write(conn, [{**refunds[0], "id": "late-refund", "amount": 123.45,
+                       "created_at": _local(2026, 7, 20, 10)}], "refunds", "payments")
     changed = _families(store)
     assert changed != raw
+    assert changed[("marketplace", "2026-Q3")]["return_rate"] < raw[("marketplace", "2026-Q3")]["return_rate"]
+    assert changed[("payments", "2026-Q3")]["refund_amount"] == pytest.approx(
+        raw[("payments", "2026-Q3")]["refund_amount"] + 123.45)
     with store.engine.connect() as conn:
         before_roll = record_days.state(conn)
-    assert len(before_roll.marks) == 2
+    assert len(before_roll.marks) == 4
     assert record_days.catch_up(store.engine, zone=ZONE, now=NOW) > 0
     with store.engine.connect() as conn:
         assert record_days.state(conn).marks == ()
@@ -300,3 +340,43 @@ def test_records_older_than_the_first_watermark_are_never_lost(store) -> None:
     assert orders_that_day() == 1.0  # marked: read from the records
     record_days.catch_up(store.engine, zone=ZONE, now=now + timedelta(days=2))
     assert orders_that_day() == 1.0  # rolled again, with the late order
+
+
+def test_v20_rolls_every_day_again_with_the_returns_and_refunds(db_url: str) -> None:
+    """A v19 store whose days were rolled without returns and refunds: the upgrade drops
+    the rollup's watermark, marks and days (its KPIs read the records meanwhile), and the
+    next roll fills all four tables."""
+    from partnerboard.core import store as store_mod
+    from partnerboard.core.store import migrations
+
+    s = store_mod.open_store(db_url)
+    orders = _seed(s)
+    with s.engine.begin() as conn:
+        _write(conn, _returns(orders), "returns")
+    record_days.catch_up(s.engine, zone=ZONE, now=NOW)
+    truth = _families(s)
+    with s.engine.begin() as conn:
+        for table in (schema.return_days, schema.refund_days):
+            conn.execute(sa.text(f"DROP TABLE {table.name}"))
+        conn.execute(schema.schema_version.delete())
+        conn.execute(schema.schema_version.insert().values(version=19, applied_at=timeutil.to_db(NOW)))
+        kept = next(r for r in orders if r["status"] != "cancelled" and r["created_at"].month == 8)
+        _write(conn, [{**kept, "status": "cancelled"}])  # a mark the upgrade drops with the days
+    store_mod.close_store(db_url)
+
+    s = store_mod.open_store(db_url)
+    try:
+        assert (s.schema_before, s.schema_after) == (19, migrations.LATEST)
+        with s.engine.connect() as conn:
+            st = record_days.state(conn)
+            assert conn.execute(sa.select(sa.func.count()).select_from(schema.order_days)).scalar() == 0
+        assert st.until is None and st.marks == ()
+        after = _families(s)
+        assert after != truth  # the cancelled order counts at once, read from the records
+        assert record_days.catch_up(s.engine, zone=ZONE, now=NOW) >= 180
+        with s.engine.connect() as conn:
+            assert conn.execute(sa.select(sa.func.sum(schema.return_days.c.returns))).scalar() == len(
+                _returns(orders))
+        assert _families(s) == after
+    finally:
+        store_mod.close_store(db_url)

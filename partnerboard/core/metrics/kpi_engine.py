@@ -97,13 +97,7 @@ def _marketplace(conn: Connection, pids: list[str], windows: Sequence[Window], f
     ).where(t.c.partner_id.in_(pids), t.c.day >= w.period.start, t.c.day < w.period.end,
             *flt.traffic(f))
      .group_by(t.c.partner_id))
-    returns = _per_period(conn, windows, lambda label, w: sa.select(
-        label, r.c.partner_id,
-        sa.func.count().label("all"),
-        sa.func.sum(r.c.shipping_cost + r.c.handling_cost).label("cost"),
-        sa.func.sum(sa.case((r.c.status != "rejected", 1), else_=0)).label("kept"),
-    ).where(r.c.partner_id.in_(pids), within(r.c.created_at, w.start, w.end), *by_return)
-     .group_by(r.c.partner_id))
+    returns = _rolled_sums(conn, days, "returns", pids, windows, by_return)
     merchants = _per_period(conn, windows, lambda label, w: sa.select(
         label, m.c.partner_id,
         *(sa.func.sum(sa.case((within(m.c[col], w.start, w.end), 1), else_=0)).label(name)
@@ -121,7 +115,7 @@ def _marketplace(conn: Connection, pids: list[str], windows: Sequence[Window], f
             n_orders, n_kept = (o_.get("all", 0), o_.get("kept", 0)) if o_ else (0, 0)
             gmv = _num(o_["gmv"]) if n_kept else None
             r_ = returns.get(key)
-            cost = _num(r_.cost) if r_ else (0.0 if n_orders else None)
+            cost = _num(r_["cost"]) if r_ else (0.0 if n_orders else None)
             n_delivered = delivered[key].get("n", 0) if key in delivered else 0
             m_ = merchants.get(key)
             out[key] = {
@@ -132,7 +126,7 @@ def _marketplace(conn: Connection, pids: list[str], windows: Sequence[Window], f
                 "aov": ratio(o_["gmv"] if o_ else None, n_kept),
                 "returns_cost_total": cost,
                 "returns_cost_per_order": ratio(cost, n_kept),
-                "return_rate": ratio(r_.kept if r_ else 0, n_delivered, 100) if n_delivered else None,
+                "return_rate": ratio((r_ or {}).get("kept", 0), n_delivered, 100) if n_delivered else None,
                 **{name: _num(m_._mapping[name]) if m_ else None
                    for name in (*STAGE_COUNTS, *STAGE_DAYS)},
                 "merchants_active": float(merchants_active[key].merchants
@@ -142,12 +136,9 @@ def _marketplace(conn: Connection, pids: list[str], windows: Sequence[Window], f
 
 
 def _payments(conn: Connection, pids: list[str], windows: Sequence[Window], f: Filters) -> Values:
-    decided = _rolled_sums(conn, None if f.active else record_days.state(conn), "payments",
-                           pids, windows, flt.payments(f))
-    refunds = _per_period(conn, windows, lambda label, w: sa.select(
-        label, ref.c.partner_id, sa.func.sum(ref.c.amount).label("amount"),
-    ).where(ref.c.partner_id.in_(pids), within(ref.c.created_at, w.start, w.end), *flt.refunds(f))
-     .group_by(ref.c.partner_id))
+    days = None if f.active else record_days.state(conn)
+    decided = _rolled_sums(conn, days, "payments", pids, windows, flt.payments(f))
+    refunds = _rolled_sums(conn, days, "refunds", pids, windows, flt.refunds(f))
     hours = elapsed(tk.c.opened_at, tk.c.first_response_at, 3600.0)
     first_response = _per_period(conn, windows, lambda label, w: sa.select(
         label, tk.c.partner_id, sa.func.percentile_cont(0.5).within_group(hours).label("median"),
@@ -163,7 +154,7 @@ def _payments(conn: Connection, pids: list[str], windows: Sequence[Window], f: F
             d = decided.get(key)
             out[key] = {
                 "payment_success_rate": ratio(d.get("ok"), d.get("decided"), 100) if d else None,
-                "refund_amount": _num(refunds[key].amount) if key in refunds
+                "refund_amount": _num(refunds[key]["amount"]) if key in refunds
                 else (0.0 if pid in with_payments else None),
                 "support_first_response": _num(first_response[key].median)
                 if key in first_response else None,

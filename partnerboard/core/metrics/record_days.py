@@ -1,14 +1,16 @@
-"""Daily sums of orders and payments, so a quarter's business KPIs cost days, not records.
+"""Daily sums of orders, payments, returns and refunds, so a quarter's business KPIs cost days, not records.
 
-The Board's conversion, order count, cancellation rate, GMV, AOV, return rate and payment
-success rate are ratios of sums over a period's orders and payments: 6 M of each a
-quarter at the bench's 5x (0.4 s of the Board on DuckDB, most of PostgreSQL's time). The
-sums add up over days: ``order_days`` holds per partner and day of the partnership's zone
-the orders created (all, not cancelled, their amount) and the orders delivered that day
+The Board's conversion, order count, cancellation rate, GMV, AOV, return rate, returns
+cost, payment success rate and refund amount are ratios of sums over a period's records:
+6 M orders and payments a quarter at the bench's 5x (0.4 s of the Board on DuckDB, most
+of PostgreSQL's time; returns and refunds were 0.6 s of PostgreSQL's 1.4 s). The sums add
+up over days: ``order_days`` holds per partner and day of the partnership's zone the
+orders created (all, not cancelled, their amount) and the orders delivered that day
 (``updated_at``, as the return rate counts them); ``payment_days`` the payments created
-(succeeded, decided). A window reads its whole trusted days from them and the rest (its
-edges, days not rolled yet or marked) from the records with the same SQL, so every sum
-is the records' sum exactly (amounts are decimals).
+(succeeded, decided); ``return_days`` the returns created (all, not rejected, their
+cost); ``refund_days`` the refunds created (count, amount). A window reads its whole
+trusted days from them and the rest (its edges, days not rolled yet or marked) from the
+records with the same SQL, so every sum is the records' sum exactly (amounts are decimals).
 
 Only unfiltered reads use them: a channel or segment filter reads the records, whose
 rows carry (or lead to) the dimension. Watermark and marks as ``record_rollups``
@@ -36,12 +38,14 @@ from partnerboard.core.vocabulary import timeutil
 NAME = "record-days"
 LOCK = "partnerboard:record-days"
 CHUNK = 31
-"""Days rolled per transaction (three grouped scans of a day's records each)."""
+"""Days rolled per transaction (five grouped scans of a day's records each)."""
 ORDER_CHANGES = Watch(NAME, times=("created_at", "updated_at"))
 PAYMENT_CHANGES = Watch(NAME, times=("created_at",))
+RETURN_CHANGES = Watch(NAME, times=("created_at",))
+REFUND_CHANGES = Watch(NAME, times=("created_at",))
 
-o, pay = schema.orders, schema.payments
-od, pd_ = schema.order_days, schema.payment_days
+o, pay, ret, ref = schema.orders, schema.payments, schema.returns, schema.refunds
+od, pd_, rd, fd = schema.order_days, schema.payment_days, schema.return_days, schema.refund_days
 
 KEPT = o.c.status != "cancelled"
 DECIDED = pay.c.status.in_(["success", "failed"])
@@ -79,12 +83,33 @@ def raw_payments(label: sa.ColumnElement, pids: Sequence[str] | None, a: datetim
     ).where(*_of(pay, pids), within(pay.c.created_at, a, b), *where).group_by(pay.c.partner_id)
 
 
+def raw_returns(label: sa.ColumnElement, pids: Sequence[str] | None, a: datetime, b: datetime,
+                *where: sa.ColumnElement) -> sa.Select:
+    return sa.select(
+        label, ret.c.partner_id, sa.func.count().label("all"),
+        sa.func.sum(ret.c.shipping_cost + ret.c.handling_cost).label("cost"),
+        sa.func.sum(sa.case((ret.c.status != "rejected", 1), else_=0)).label("kept"),
+    ).where(*_of(ret, pids), within(ret.c.created_at, a, b), *where).group_by(ret.c.partner_id)
+
+
+def raw_refunds(label: sa.ColumnElement, pids: Sequence[str] | None, a: datetime, b: datetime,
+                *where: sa.ColumnElement) -> sa.Select:
+    return sa.select(
+        label, ref.c.partner_id, sa.func.count().label("n"), sa.func.sum(ref.c.amount).label("amount"),
+    ).where(*_of(ref, pids), within(ref.c.created_at, a, b), *where).group_by(ref.c.partner_id)
+
+
 # family -> (rollup table, {output column: rolled column}, raw select)
 FAMILIES: dict[str, tuple[sa.Table, dict[str, str], Callable[..., sa.Select]]] = {
     "orders": (od, {"all": "orders", "kept": "kept", "gmv": "gmv"}, raw_orders),
     "delivered": (od, {"n": "delivered"}, raw_delivered),
     "payments": (pd_, {"ok": "ok", "decided": "decided"}, raw_payments),
+    "returns": (rd, {"all": "returns", "kept": "kept", "cost": "cost"}, raw_returns),
+    "refunds": (fd, {"n": "refunds", "amount": "amount"}, raw_refunds),
 }
+TABLES = (od, pd_, rd, fd)
+SOURCES = (o, pay, ret, ref)
+"""The rollup's tables, and the record tables whose earliest ``created_at`` starts it."""
 
 
 def parts(st: rr.State | None, family: str, label: sa.ColumnElement, pids: Sequence[str],
@@ -96,8 +121,10 @@ def parts(st: rr.State | None, family: str, label: sa.ColumnElement, pids: Seque
     if st is None:
         return [raw(label, pids, start, end, *where)]
     rolled, spans = rr.split(st, rr.DAYS, start, end)
+    # UNION ALL matches columns by position: the rolled sums in the raw select's order.
+    names = [c.name for c in raw(label, pids, start, end).selected_columns][2:]
     out = [sa.select(label, table.c.partner_id,
-                     *(sa.func.sum(table.c[col]).label(name) for name, col in columns.items()))
+                     *(sa.func.sum(table.c[columns[name]]).label(name) for name in names))
            .where(table.c.partner_id.in_(pids), table.c.day >= rr.db(a), table.c.day < rr.db(b))
            .group_by(table.c.partner_id) for a, b in rolled]
     out += [raw(label, pids, timeutil.from_epoch(a), timeutil.from_epoch(b), *where) for a, b in spans]
@@ -125,16 +152,15 @@ def roll(conn: Connection, *, zone: ZoneInfo, now: datetime | None = None) -> rr
     st = state(conn)
     first = None
     if st.until is None or (st.zone is not None and st.zone.key != zone.key):
-        found = [t for t in (conn.execute(sa.select(sa.func.min(o.c.created_at))).scalar(),
-                             conn.execute(sa.select(sa.func.min(pay.c.created_at))).scalar())
-                 if t is not None]
+        found = [t for t in (conn.execute(sa.select(sa.func.min(table.c.created_at))).scalar()
+                             for table in SOURCES) if t is not None]
         first = rr.epoch_of(min(found)) if found else None
     p = rr.plan(st, rr.DAYS, zone, first, at, CHUNK)
     if p is None:
         return None
     if p.recut:  # the partnership's zone changed: days are cut again (records are never pruned)
-        conn.execute(od.delete())
-        conn.execute(pd_.delete())
+        for table in TABLES:
+            conn.execute(table.delete())
     label = sa.literal("day", sa.String).label("period")
     for d in p.todo:
         a, b = timeutil.from_epoch(d), timeutil.from_epoch(rr.DAYS.after(d, zone))
@@ -145,14 +171,19 @@ def roll(conn: Connection, *, zone: ZoneInfo, now: datetime | None = None) -> rr
         for r in conn.execute(raw_delivered(label, None, a, b)):
             orders.setdefault(r.partner_id, {"orders": 0, "kept": 0, "gmv": 0, "delivered": 0})
             orders[r.partner_id]["delivered"] = r.n
-        payments = [{"partner_id": r.partner_id, "day": day, "ok": r.ok, "decided": r.decided}
-                    for r in conn.execute(raw_payments(label, None, a, b))]
-        conn.execute(od.delete().where(od.c.day == day))
-        conn.execute(pd_.delete().where(pd_.c.day == day))
-        if orders:
-            conn.execute(od.insert(), [{"partner_id": pid, "day": day, **v} for pid, v in orders.items()])
-        if payments:
-            conn.execute(pd_.insert(), payments)
+        rows = {
+            od: [{"partner_id": pid, "day": day, **v} for pid, v in orders.items()],
+            pd_: [{"partner_id": r.partner_id, "day": day, "ok": r.ok, "decided": r.decided}
+                  for r in conn.execute(raw_payments(label, None, a, b))],
+            rd: [{"partner_id": r.partner_id, "day": day, "returns": r.all, "kept": r.kept, "cost": r.cost}
+                 for r in conn.execute(raw_returns(label, None, a, b))],
+            fd: [{"partner_id": r.partner_id, "day": day, "refunds": r.n, "amount": r.amount}
+                 for r in conn.execute(raw_refunds(label, None, a, b))],
+        }
+        for table, new in rows.items():
+            conn.execute(table.delete().where(table.c.day == day))
+            if new:
+                conn.execute(table.insert(), new)
     rr.finish(conn, st, zone, p, at)
     return p
 

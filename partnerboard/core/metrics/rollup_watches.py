@@ -18,6 +18,8 @@ from partnerboard.core.store.upsert import UpsertCounts, Watch
 WATCHES: dict[str, tuple[Watch, ...]] = {
     "orders": (merchant_activity.ORDER_MOVES, record_days.ORDER_CHANGES),
     "payments": (record_days.PAYMENT_CHANGES,),
+    "returns": (record_days.RETURN_CHANGES,),
+    "refunds": (record_days.REFUND_CHANGES,),
 }
 
 

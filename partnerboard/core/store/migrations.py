@@ -234,6 +234,19 @@ def _v19_merchant_months(conn: Connection) -> None:
         d.c.partner_id, d.c.day, d.c.bin, sa.func.sum(d.c.n)).group_by(d.c.partner_id, d.c.day, d.c.bin)))
 
 
+def _v20_return_refund_days(conn: Connection) -> None:
+    """v20: daily sums of returns and refunds, rolled by the ``record-days`` rollup beside
+    the orders' and payments'. Its watermark and marks are dropped (and its days emptied),
+    so the next roll rolls every day again with the new families; until then the KPIs read
+    the records, as before v19."""
+    for table in (schema.return_days, schema.refund_days):
+        table.create(conn, checkfirst=True)
+    conn.execute(schema.watermarks.delete().where(schema.watermarks.c.source == "rollup:record-days"))
+    inv = schema.rollup_invalidations
+    conn.execute(inv.delete().where(inv.c.rollup == "record-days"))
+    for table in (schema.order_days, schema.payment_days):
+        conn.execute(table.delete())
+
 # Step N upgrades a database at version N-1 to version N. Append only; never edit.
 STEPS: dict[int, Callable[[Connection], None]] = {
     2: _v2_indexes,
@@ -254,6 +267,7 @@ STEPS: dict[int, Callable[[Connection], None]] = {
     17: _v17_processes,
     18: _v18_rollups,
     19: _v19_merchant_months,
+    20: _v20_return_refund_days,
 }
 LATEST = max(STEPS)
 

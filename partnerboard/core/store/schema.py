@@ -154,6 +154,25 @@ payment_days = sa.Table(
     sa.Column("decided", sa.BigInteger, nullable=False, comment="of those created, succeeded or failed"),
 )
 
+return_days = sa.Table(
+    "return_days",
+    metadata,
+    sa.Column("partner_id", sa.String(64), primary_key=True),
+    sa.Column("day", sa.DateTime, primary_key=True, comment="UTC start of the day in the partnership's zone"),
+    sa.Column("returns", sa.BigInteger, nullable=False, comment="returns created that day"),
+    sa.Column("kept", sa.BigInteger, nullable=False, comment="of which not rejected"),
+    sa.Column("cost", sa.Numeric(24, 4), nullable=False, comment="their shipping + handling cost (all)"),
+)
+
+refund_days = sa.Table(
+    "refund_days",
+    metadata,
+    sa.Column("partner_id", sa.String(64), primary_key=True),
+    sa.Column("day", sa.DateTime, primary_key=True, comment="UTC start of the day in the partnership's zone"),
+    sa.Column("refunds", sa.BigInteger, nullable=False, comment="refunds created that day"),
+    sa.Column("amount", sa.Numeric(24, 4), nullable=False, comment="their amount (any status)"),
+)
+
 rollup_invalidations = sa.Table(
     "rollup_invalidations",
     metadata,
