@@ -143,10 +143,15 @@ def test_rolled_units_give_the_raw_numbers(store) -> None:
     assert done.hours > 0 and done.days >= DAYS
     with store.engine.connect() as conn:
         hours = conn.execute(sa.select(sa.func.count()).select_from(schema.probe_hours)).scalar()
+        # (observed seconds, probes) per endpoint and summed per partner
+        per_partner = [conn.execute(sa.select(sa.func.sum(t.c.observed_s), sa.func.sum(t.c.probes))).one()
+                       for t in (schema.probe_hours, schema.partner_probe_hours)]
         rolled, raw = rollup_units.hour_split(conn, *WINDOWS["odd"], [
             (timeutil.epoch(a), timeutil.epoch(b)) for a, b in MAINTENANCE])
         day_span, _ = rollup_units.day_split(conn, *WINDOWS["days"])
     assert hours == done.hours
+    assert per_partner[1][0] == pytest.approx(per_partner[0][0]) and per_partner[1][1] == per_partner[0][1]
+    assert per_partner[0][1] > 0
     # The windows really are read from the rollups now, around maintenance from raw probes.
     assert len(rolled) == 2 and len(raw) == 3
     assert day_span == (timeutil.epoch(WINDOWS["days"][0]), timeutil.epoch(WINDOWS["days"][1]))
@@ -283,3 +288,36 @@ def test_a_latency_figure_within_the_methods_accuracy_is_no_restatement() -> Non
     assert restatements.differences(frame(200.0, 99.9), frame(200.9, 99.9)) == []
     found = restatements.differences(frame(200.0, 99.9), frame(201.2, 99.9 + 1e-6))
     assert [d["item"] for d in found] == ["latency_p95", "uptime"]
+
+
+def test_v21_sums_the_rolled_hours_per_partner(db_url: str) -> None:
+    """A v20 store with rolled hours and no per-partner hours: the upgrade fills them, and
+    the Board's partner totals read the same numbers from them."""
+    from partnerboard.core import store as store_mod
+    from partnerboard.core.store import migrations
+
+    s = store_mod.open_store(db_url)
+    _seed(s)
+    _roll(s)
+    windows = {"days": WINDOWS["days"]}
+    with s.engine.connect() as conn:
+        before = health.partner_totals(conn, windows)
+    with s.engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE partner_probe_hours"))
+        conn.execute(schema.schema_version.delete())
+        conn.execute(schema.schema_version.insert().values(version=20, applied_at=timeutil.to_db(NOW)))
+    store_mod.close_store(db_url)
+    s = store_mod.open_store(db_url)
+    try:
+        assert (s.schema_before, s.schema_after) == (20, migrations.LATEST)
+        with s.engine.connect() as conn:
+            ph = schema.partner_probe_hours
+            rows = conn.execute(sa.select(sa.func.count()).select_from(ph)).scalar()
+            after = health.partner_totals(conn, windows)
+        assert rows > 0
+        assert after.keys() == before.keys()
+        for key, t in before.items():
+            assert after[key]["observed_s"] == pytest.approx(t["observed_s"], abs=1e-6)
+            assert (after[key]["probes"], after[key]["failed"]) == (t["probes"], t["failed"])
+    finally:
+        store_mod.close_store(db_url)

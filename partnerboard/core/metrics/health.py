@@ -129,10 +129,11 @@ def _window_totals(name: str, start: datetime, end: datetime, partner_id: str | 
     return q
 
 
-def _rolled_sums() -> list[sa.Label]:
-    """``METRICS`` summed over rolled hours: what ``_vouched_sums`` and the probe counts give
-    for raw probes (no excluded time: hours touching maintenance are never rolled reads)."""
-    h, zero = schema.probe_hours, sa.literal(0.0, sa.Float)
+def _rolled_sums(h: sa.Table = schema.probe_hours) -> list[sa.Label]:
+    """``METRICS`` summed over rolled hours (``probe_hours`` or ``partner_probe_hours``):
+    what ``_vouched_sums`` and the probe counts give for raw probes (no excluded time:
+    hours touching maintenance are never rolled reads)."""
+    zero = sa.literal(0.0, sa.Float)
     return [sa.func.sum(h.c.observed_s).label("observed_s"), sa.func.sum(h.c.down_s).label("down_s"),
             sa.func.sum(zero).label("excluded_s"), sa.func.sum(zero).label("excluded_down_s"),
             sa.func.sum(h.c.probes).label("probes"), sa.func.sum(h.c.failed).label("failed")]
@@ -141,11 +142,12 @@ def _rolled_sums() -> list[sa.Label]:
 def _rolled_totals(name: str, span: Span, partner_id: str | None, *,
                    per_endpoint: bool = True) -> sa.Select:
     """``_window_totals`` for whole rolled hours, from ``probe_hours`` (no maintenance in
-    them: ``hour_split`` leaves hours touching it to the raw probes)."""
-    h = schema.probe_hours
+    them: ``hour_split`` leaves hours touching it to the raw probes); per partner from
+    ``partner_probe_hours`` (a quarter of 200 endpoints: 4 400 rows, not 440 000)."""
+    h = schema.probe_hours if per_endpoint else schema.partner_probe_hours
     keys = [h.c.partner_id, h.c.endpoint_id] if per_endpoint else [h.c.partner_id]
     q = sa.select(
-        sa.literal(name, sa.String).label("window"), *keys, *_rolled_sums(),
+        sa.literal(name, sa.String).label("window"), *keys, *_rolled_sums(h),
     ).where(within(h.c.hour, timeutil.from_epoch(span[0]), timeutil.from_epoch(span[1]))).group_by(*keys)
     if partner_id is not None:
         q = q.where(h.c.partner_id == partner_id)

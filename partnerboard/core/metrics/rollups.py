@@ -93,6 +93,14 @@ def _roll_hours(conn: Connection, now: float, settle: float) -> tuple[int, bool]
     ]
     if rows:
         conn.execute(h.insert(), rows)
+    ph = schema.partner_probe_hours
+    conn.execute(ph.delete().where(ph.c.hour >= timeutil.to_db(a), ph.c.hour < timeutil.to_db(b)))
+    conn.execute(ph.insert().from_select(
+        ["partner_id", "hour", "observed_s", "down_s", "probes", "failed"],
+        sa.select(h.c.partner_id, h.c.hour, sa.func.sum(h.c.observed_s), sa.func.sum(h.c.down_s),
+                  sa.func.sum(h.c.probes), sa.func.sum(h.c.failed))
+        .where(h.c.hour >= timeutil.to_db(a), h.c.hour < timeutil.to_db(b))
+        .group_by(h.c.partner_id, h.c.hour)))
     _put(conn, rollup_units.HOURS_KEY, b.isoformat())
     return len(rows), stop < target
 

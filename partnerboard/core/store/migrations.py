@@ -247,6 +247,16 @@ def _v20_return_refund_days(conn: Connection) -> None:
     for table in (schema.order_days, schema.payment_days):
         conn.execute(table.delete())
 
+def _v21_partner_probe_hours(conn: Connection) -> None:
+    """v21: ``probe_hours`` summed per partner, so the Board's quarter of API health reads
+    one row per partner and hour instead of one per endpoint; filled from the rolled hours."""
+    schema.partner_probe_hours.create(conn, checkfirst=True)
+    h, ph = schema.probe_hours, schema.partner_probe_hours
+    conn.execute(ph.insert().from_select(
+        ["partner_id", "hour", "observed_s", "down_s", "probes", "failed"],
+        sa.select(h.c.partner_id, h.c.hour, sa.func.sum(h.c.observed_s), sa.func.sum(h.c.down_s),
+                  sa.func.sum(h.c.probes), sa.func.sum(h.c.failed)).group_by(h.c.partner_id, h.c.hour)))
+
 # Step N upgrades a database at version N-1 to version N. Append only; never edit.
 STEPS: dict[int, Callable[[Connection], None]] = {
     2: _v2_indexes,
@@ -268,6 +278,7 @@ STEPS: dict[int, Callable[[Connection], None]] = {
     18: _v18_rollups,
     19: _v19_merchant_months,
     20: _v20_return_refund_days,
+    21: _v21_partner_probe_hours,
 }
 LATEST = max(STEPS)
 

@@ -75,6 +75,18 @@ probe_hours = sa.Table(
     sa.Column("failed", sa.Integer, nullable=False, comment="of which failed"),
 )
 
+# probe_hours per partner (all its endpoints), rolled with them: the Board's long windows.
+partner_probe_hours = sa.Table(
+    "partner_probe_hours",
+    metadata,
+    sa.Column("partner_id", sa.String(64), primary_key=True),
+    sa.Column("hour", sa.DateTime, primary_key=True, comment="start of the UTC hour"),
+    sa.Column("observed_s", sa.Float, nullable=False, comment="summed over the partner's endpoints"),
+    sa.Column("down_s", sa.Float, nullable=False),
+    sa.Column("probes", sa.Integer, nullable=False),
+    sa.Column("failed", sa.Integer, nullable=False),
+)
+
 latency_days = sa.Table(
     "latency_days",
     metadata,

@@ -190,8 +190,9 @@ def render_markdown() -> str:
         "(`percentile_cont` of the raw samples in each chart bucket).",
         "",
         "**Business rollups** keep every other figure exact: the order, GMV, cancellation, "
-        "AOV, return-rate and payment-success sums of a period are read from daily sums "
-        "(`order_days`, `payment_days`) for its whole days and from the records for the "
+        "AOV, return-rate, returns-cost, payment-success and refund sums of a period are read "
+        "from daily sums (`order_days`, `payment_days`, `return_days`, `refund_days`) for its "
+        "whole days and from the records for the "
         "rest, and *active merchants* is the union of monthly merchant sets "
         "(`merchant_months`, per channel in `merchant_month_channels`) and the raw orders "
         "of the rest: the same sums and the same set as the records give. A day or month is "
