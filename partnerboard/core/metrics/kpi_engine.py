@@ -26,8 +26,8 @@ from partnerboard.core.store.sqltime import elapsed, within
 from partnerboard.core.vocabulary.kpis import BY_ID, LOW_SAMPLE, VALUE_KPIS, applies_to
 from partnerboard.core.vocabulary.periods import Period, delta
 
-o, t, r, m = schema.orders, schema.traffic, schema.returns, schema.merchants
-pay, ref, tk, inc = schema.payments, schema.refunds, schema.tickets, schema.incidents
+o, t, m = schema.orders, schema.traffic, schema.merchants
+pay, tk, inc = schema.payments, schema.tickets, schema.incidents
 
 
 def ratio(numerator: Any, denominator: Any, scale: float = 1.0) -> float | None:

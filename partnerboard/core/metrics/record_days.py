@@ -21,6 +21,7 @@ status update moves an order between "cancelled" and not, a delivery counts on i
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -112,6 +113,16 @@ SOURCES = (o, pay, ret, ref)
 """The rollup's tables, and the record tables whose earliest ``created_at`` starts it."""
 
 
+@functools.cache
+def _sums_of(family: str) -> tuple[str, ...]:
+    """The family's sum columns in its raw select's order: UNION ALL matches columns by
+    position, so the rolled branches list them in the same order."""
+    _, _, raw = FAMILIES[family]
+    at = timeutil.from_epoch(0)  # any bounds: only the columns are read
+    found = raw(sa.literal("").label("period"), None, at, at).selected_columns
+    return tuple(c.name for c in found)[2:]
+
+
 def parts(st: rr.State | None, family: str, label: sa.ColumnElement, pids: Sequence[str],
           start: datetime, end: datetime, where: Sequence[sa.ColumnElement]) -> list[sa.Select]:
     """Selects whose rows sum to the family's sums over ``[start, end)``: the whole trusted
@@ -121,10 +132,8 @@ def parts(st: rr.State | None, family: str, label: sa.ColumnElement, pids: Seque
     if st is None:
         return [raw(label, pids, start, end, *where)]
     rolled, spans = rr.split(st, rr.DAYS, start, end)
-    # UNION ALL matches columns by position: the rolled sums in the raw select's order.
-    names = [c.name for c in raw(label, pids, start, end).selected_columns][2:]
     out = [sa.select(label, table.c.partner_id,
-                     *(sa.func.sum(table.c[columns[name]]).label(name) for name in names))
+                     *(sa.func.sum(table.c[columns[name]]).label(name) for name in _sums_of(family)))
            .where(table.c.partner_id.in_(pids), table.c.day >= rr.db(a), table.c.day < rr.db(b))
            .group_by(table.c.partner_id) for a, b in rolled]
     out += [raw(label, pids, timeutil.from_epoch(a), timeutil.from_epoch(b), *where) for a, b in spans]

@@ -247,6 +247,7 @@ def _v20_return_refund_days(conn: Connection) -> None:
     for table in (schema.order_days, schema.payment_days):
         conn.execute(table.delete())
 
+
 def _v21_partner_probe_hours(conn: Connection) -> None:
     """v21: ``probe_hours`` summed per partner, so the Board's quarter of API health reads
     one row per partner and hour instead of one per endpoint; filled from the rolled hours."""
@@ -256,6 +257,7 @@ def _v21_partner_probe_hours(conn: Connection) -> None:
         ["partner_id", "hour", "observed_s", "down_s", "probes", "failed"],
         sa.select(h.c.partner_id, h.c.hour, sa.func.sum(h.c.observed_s), sa.func.sum(h.c.down_s),
                   sa.func.sum(h.c.probes), sa.func.sum(h.c.failed)).group_by(h.c.partner_id, h.c.hour)))
+
 
 # Step N upgrades a database at version N-1 to version N. Append only; never edit.
 STEPS: dict[int, Callable[[Connection], None]] = {

@@ -142,45 +142,42 @@ merchant_month_channels = sa.Table(
               comment="orders of the merchant in the month and channel, cancelled included"),
 )
 
-# Daily sums of orders and payments (``core.metrics.record_days``) for unfiltered
-# business KPIs: per partner and day of the partnership's zone; complete up to the
-# watermark ``rollup:record-days`` except days a mark in ``rollup_invalidations`` names.
-order_days = sa.Table(
+# Daily sums of orders, payments, returns and refunds (``core.metrics.record_days``) for
+# unfiltered business KPIs: per partner and day of the partnership's zone; complete up to
+# the watermark ``rollup:record-days`` except days a mark in ``rollup_invalidations`` names.
+def _daily_sums(name: str, *sums: sa.Column) -> sa.Table:
+    """A ``record_days`` table: the key (partner, local day) and the day's sums."""
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("partner_id", sa.String(64), primary_key=True),
+        sa.Column("day", sa.DateTime, primary_key=True,
+                  comment="UTC start of the day in the partnership's zone"),
+        *sums,
+    )
+
+
+order_days = _daily_sums(
     "order_days",
-    metadata,
-    sa.Column("partner_id", sa.String(64), primary_key=True),
-    sa.Column("day", sa.DateTime, primary_key=True, comment="UTC start of the day in the partnership's zone"),
     sa.Column("orders", sa.BigInteger, nullable=False, comment="orders created that day"),
     sa.Column("kept", sa.BigInteger, nullable=False, comment="of which not cancelled"),
     sa.Column("gmv", sa.Numeric(24, 4), nullable=False, comment="their amount (not cancelled)"),
     sa.Column("delivered", sa.BigInteger, nullable=False,
               comment="orders whose status is delivered and updated_at falls on the day"),
 )
-
-payment_days = sa.Table(
+payment_days = _daily_sums(
     "payment_days",
-    metadata,
-    sa.Column("partner_id", sa.String(64), primary_key=True),
-    sa.Column("day", sa.DateTime, primary_key=True, comment="UTC start of the day in the partnership's zone"),
     sa.Column("ok", sa.BigInteger, nullable=False, comment="payments created that day that succeeded"),
     sa.Column("decided", sa.BigInteger, nullable=False, comment="of those created, succeeded or failed"),
 )
-
-return_days = sa.Table(
+return_days = _daily_sums(
     "return_days",
-    metadata,
-    sa.Column("partner_id", sa.String(64), primary_key=True),
-    sa.Column("day", sa.DateTime, primary_key=True, comment="UTC start of the day in the partnership's zone"),
     sa.Column("returns", sa.BigInteger, nullable=False, comment="returns created that day"),
     sa.Column("kept", sa.BigInteger, nullable=False, comment="of which not rejected"),
     sa.Column("cost", sa.Numeric(24, 4), nullable=False, comment="their shipping + handling cost (all)"),
 )
-
-refund_days = sa.Table(
+refund_days = _daily_sums(
     "refund_days",
-    metadata,
-    sa.Column("partner_id", sa.String(64), primary_key=True),
-    sa.Column("day", sa.DateTime, primary_key=True, comment="UTC start of the day in the partnership's zone"),
     sa.Column("refunds", sa.BigInteger, nullable=False, comment="refunds created that day"),
     sa.Column("amount", sa.Numeric(24, 4), nullable=False, comment="their amount (any status)"),
 )
