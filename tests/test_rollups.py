@@ -172,6 +172,43 @@ def test_rolled_units_give_the_raw_numbers(store) -> None:
             assert abs(found - exact) <= latency_sketch.RELATIVE_ERROR * exact, (partner, window, q)
 
 
+def _steady(store, endpoint: str, start: datetime, end: datetime) -> None:
+    """Up probes of a payments endpoint every minute from ``start`` until before ``end``."""
+    n = int((end - start).total_seconds() // 60)
+    with store.engine.begin() as conn:
+        conn.execute(schema.probe_results.insert(), [
+            {"partner_id": "payments", "endpoint_id": endpoint,
+             "ts": timeutil.to_db(start + timedelta(minutes=i)), "status_code": 200,
+             "latency_ms": 90.0, "outcome": "ok", "reason": None, "detail": None, "state": "up",
+             "interval_s": 60.0, "run_id": "r"} for i in range(n)])
+        health.link_probes(conn)
+
+
+def test_sla_no_data_counts_the_endpoints_probed_in_the_window_rolled_or_raw(store) -> None:
+    """No-data time is endpoints x window minus observed time, for the endpoints a probe
+    vouched for or started in the window: the same count from raw probes and from rolled
+    hours. An endpoint whose last probe lies only in the look-back before the window
+    (``stopped``) is not one of them: the raw read once counted it, the rolled one not."""
+    _seed(store)
+    _steady(store, "legacy", START, START + timedelta(days=1))  # the first day only
+    _steady(store, "stopped", START, WINDOWS["days"][0] - timedelta(minutes=10))
+    expected = {"all": 4, "odd": 4, "days": 2}
+
+    def endpoints() -> dict[str, float]:
+        with store.engine.connect() as conn:
+            out = {}
+            for name in expected:
+                a, b = WINDOWS[name]
+                up = sla.sla_uptime(conn, "payments", a, b)
+                out[name] = (up["no_data"] + up["observed"] + up["maintenance"]) / (b - a).total_seconds()
+            return out
+
+    raw = endpoints()
+    _roll(store)
+    rolled = endpoints()
+    assert raw == pytest.approx(expected) and rolled == pytest.approx(expected)
+
+
 def test_a_late_write_rolls_its_units_again(store) -> None:
     _seed(store)
     _roll(store)

@@ -101,18 +101,16 @@ def _windows(conn: Connection, partner_id: str) -> list[tuple[datetime, datetime
 def sla_uptime(conn: Connection, partner_id: str, start: datetime, end: datetime
                ) -> dict[str, float]:
     """Observed, down, maintenance and no-data seconds over all endpoints of a partner."""
-    df = health.uptime(conn, end, {"p": end - start}, partner_id=partner_id,
-                       exclude=_windows(conn, partner_id))
-    total = (end - start).total_seconds() * max(1, len(df))
-    if df.empty:
+    sums, endpoints = health.partner_window(conn, start, end, partner_id, _windows(conn, partner_id))
+    total = (end - start).total_seconds() * max(1, endpoints)
+    if not endpoints:
         return {"observed": 0.0, "down": 0.0, "maintenance": 0.0, "no_data": total}
-    observed = float(df.p_observed_s.sum())
-    maintenance_s = float(df.p_excluded_s.sum())
+    maintenance_s = sums["excluded_s"]
     return {
-        "observed": observed - maintenance_s,
-        "down": float(df.p_down_s.sum() - df.p_excluded_down_s.sum()),
+        "observed": sums["observed_s"] - maintenance_s,
+        "down": sums["down_s"] - sums["excluded_down_s"],
         "maintenance": maintenance_s,
-        "no_data": total - observed,
+        "no_data": total - sums["observed_s"],
     }
 
 
