@@ -18,6 +18,13 @@ Playwright:
     .venv/bin/python bench/bench_viewers.py                        # 1, 8, 20 sessions; 3 tabs, 120 s
     .venv/bin/python bench/bench_viewers.py --live-seconds 3600    # the hour-long soak
     .venv/bin/python bench/bench_viewers.py --scale 0.05 --data /tmp/b   # smoke run
+    .venv/bin/python bench/bench_viewers.py --pin                  # server and browsers apart
+
+``--pin`` gives the server CPU 0 and the browsers (this driver, Playwright, Chromium) the
+other CPUs. In a deployment the viewers' browsers run on their own machines; here 20
+Chromium pages render on the server's 2 cores, and the server's CPU time per view grows
+with that contention (caches, context switches), not with its own work. Both figures are
+worth knowing: unpinned is the worst case of this machine, pinned is closer to the server's.
 """
 
 from __future__ import annotations
@@ -134,6 +141,16 @@ async def drive(url: str, pid: int, people: list[str], crowds: list[int], tabs: 
         await browser.close()
 
 
+def _pinning(pin: bool) -> tuple[set[int], set[int]]:
+    """(server CPUs, browser CPUs) for ``--pin``; empty sets without it."""
+    if not pin:
+        return set(), set()
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        raise SystemExit(f"--pin needs 2 or more CPUs; this process may use {cpus}")
+    return {cpus[0]}, set(cpus[1:])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -143,7 +160,10 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0,
                         help="business volume of the simulator and the live span (0.05: smoke run)")
     parser.add_argument("--data", type=Path, default=None)
+    parser.add_argument("--pin", action="store_true",
+                        help="server on CPU 0, browsers on the others (needs 2 or more CPUs)")
     args = parser.parse_args()
+    server_cpus, browser_cpus = _pinning(args.pin)
     crowds = [max(1, round(int(n) * min(1.0, args.scale * 4))) for n in args.sessions.split(",")]
     crowds = sorted(set(crowds))
     live_s = args.live_seconds * min(1.0, args.scale * 4)
@@ -179,9 +199,14 @@ def main() -> None:
         log = open(work / "serve.log", "w")  # noqa: SIM115 - closed with the process
         serve = [*cli, "serve", "--no-collect", "--config", str(config), "--database-url", db,
                  "--port", str(port)]
+        if server_cpus:
+            serve = ["taskset", "--cpu-list", ",".join(map(str, sorted(server_cpus))), *serve]
         board = subprocess.Popen(serve, env=env, cwd=work, stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         _wait(f"{url}/signin", board, timeout=120)
+        if browser_cpus:  # Playwright's driver and Chromium inherit this process's CPUs
+            os.sched_setaffinity(0, browser_cpus)
+            print(f"pinned: server on CPU {sorted(server_cpus)}, browsers on CPUs {sorted(browser_cpus)}")
         asyncio.run(drive(url, board.pid, people, crowds, args.live_tabs, live_s))
     finally:
         for proc in (board, sim):
