@@ -325,16 +325,17 @@ def test_a_latency_figure_within_the_methods_accuracy_is_no_restatement() -> Non
     assert restatements.differences(frame(200.0, 99.9), frame(200.9, 99.9)) == []
     found = restatements.differences(frame(200.0, 99.9), frame(201.2, 99.9 + 1e-6))
     assert [d["item"] for d in found] == ["latency_p95", "uptime"]
-    # A quarter's no-data minutes summed in another order differ in their last digits only;
-    # a second of endpoint time is a restatement.
-    minutes = 13_140_000.123456789
-
-    def no_data(value: float) -> pd.DataFrame:
-        return pd.DataFrame({"partner_id": ["payments"], "section": ["sla"], "item": ["no_data"],
+    # SLA minutes summed in another order differ in their last digits only (no-data is the
+    # difference of two ~1.6e9-s sums); a second of endpoint time is a restatement, and a
+    # KPI keeps the absolute 1e-9 (a cent of a large GMV is one).
+    def one(section: str, item: str, value: float) -> pd.DataFrame:
+        return pd.DataFrame({"partner_id": ["payments"], "section": [section], "item": [item],
                              "value": [value]})
 
-    assert restatements.differences(no_data(minutes), no_data(minutes * (1 + 3e-16) + 2e-9)) == []
-    assert len(restatements.differences(no_data(minutes), no_data(minutes + 1 / 60))) == 1
+    signed = one("sla", "no_data", 30.0)
+    assert restatements.differences(signed, one("sla", "no_data", 30.0 + 2e-9)) == []
+    assert len(restatements.differences(signed, one("sla", "no_data", 30.0 + 1 / 60))) == 1
+    assert len(restatements.differences(one("kpi", "gmv", 1e9), one("kpi", "gmv", 1e9 + 0.01))) == 1
 
 
 def test_v21_sums_the_rolled_hours_per_partner(db_url: str) -> None:

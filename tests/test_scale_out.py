@@ -274,7 +274,8 @@ def test_two_boards_and_two_collectors_on_one_postgresql_under_chaos(bsim, token
         probes = conn.execute(sa.select(pr.c.partner_id, pr.c.endpoint_id, pr.c.ts, pr.c.run_id)
                               .order_by(pr.c.partner_id, pr.c.endpoint_id, pr.c.ts)).all()
         probe_runs = conn.execute(sa.select(r.c.source, r.c.started_at, r.c.finished_at).where(
-            r.c.source.like("probe:%"), r.c.status != "failed").order_by(r.c.source, r.c.started_at)).all()
+            r.c.source.like("probe:%"), r.c.status != "failed", r.c.finished_at.is_not(None))
+            .order_by(r.c.source, r.c.started_at)).all()
         stored = {t: conn.execute(sa.select(sa.func.count()).select_from(schema.RESOURCE_TABLES[t])).scalar()
                   for t in TABLES}
         runs_per_source = dict(conn.execute(sa.select(r.c.source, sa.func.count()).where(
@@ -286,8 +287,8 @@ def test_two_boards_and_two_collectors_on_one_postgresql_under_chaos(bsim, token
     assert len(owners) >= 2, "both collectors ran jobs"
     assert after_kill and after_kill < set(owners), "the survivor took the jobs over"
     # No probe twice: a probe round runs in one process at a time (each starts after the one
-    # before it finished; only the rounds the kill cut short, failed as interrupted, may
-    # overlap the survivor's), and probes each endpoint once. (Not the gaps between probes'
+    # before it finished; only the rounds the kill cut short, failed as interrupted or not
+    # yet marked, may overlap the survivor's), and probes each endpoint once. (Not the gaps between probes'
     # times: on a loaded machine a probe may start a second into its round, the next one
     # on time, so a gap can be half an interval without two processes probing.)
     by_source: dict[str, list] = {}

@@ -27,12 +27,13 @@ from partnerboard.core.vocabulary import periods, timeutil
 rs = schema.restatements
 COMPARED = ("kpi", "sla")
 TOLERANCE = 1e-9
-# The same seconds summed in another order (rolled hours per partner against raw probes
-# per endpoint, as when a period signed before its hours were rolled is checked after)
-# may differ in their last binary digits, ~1e-16 of the sum per addition: for a quarter's
-# 8e8 endpoint-seconds (200 endpoints) more than an absolute 1e-9. A relative 1e-10 stays
-# far below any real late datum (one probe-second in that quarter is ~1e-9 of it).
-RELATIVE_TOLERANCE = 1e-10
+# SLA figures are sums of endpoint-seconds, summed in another order when a period signed
+# before its hours were rolled is checked after (per-partner rolled hours against raw
+# probes per endpoint), and no-data is the difference of two of them (~1.6e9 s each for a
+# quarter of 200 endpoints, where one rounding step is ~1e-7 s): they may differ in their
+# last binary digits. Within 1e-6 of their unit (minutes: 60 microseconds; percent: 1e-6
+# points) is that arithmetic; a late probe moves the budget minutes by its vouched time.
+SLA_TOLERANCE = 1e-6
 
 
 def _number(value: object) -> float | None:
@@ -57,8 +58,10 @@ def differences(signed: pd.DataFrame, now: pd.DataFrame) -> list[dict]:
         # Latency percentiles are within latency_sketch.RELATIVE_ERROR of the exact ones (and
         # periods signed before v18 hold exact ones): a difference inside that accuracy is
         # the method, not late data.
-        relative = latency_sketch.RELATIVE_ERROR if "latency" in key[2] else RELATIVE_TOLERANCE
-        allowed = TOLERANCE + (relative * abs(a) if a is not None else 0.0)
+        if "latency" in key[2]:
+            allowed = TOLERANCE + (latency_sketch.RELATIVE_ERROR * abs(a) if a is not None else 0.0)
+        else:
+            allowed = SLA_TOLERANCE if key[1] == "sla" else TOLERANCE
         if (a is None) != (b is None) or (a is not None and b is not None and abs(a - b) > allowed):
             out.append({"partner_id": key[0], "section": key[1], "item": key[2], "signed": a, "now": b})
     return out
