@@ -288,9 +288,10 @@ def test_two_boards_and_two_collectors_on_one_postgresql_under_chaos(bsim, token
     assert after_kill and after_kill < set(owners), "the survivor took the jobs over"
     # No probe twice: a probe round runs in one process at a time (each starts after the one
     # before it finished; only the rounds the kill cut short, failed as interrupted or not
-    # yet marked, may overlap the survivor's), and probes each endpoint once. (Not the gaps between probes'
-    # times: on a loaded machine a probe may start a second into its round, the next one
-    # on time, so a gap can be half an interval without two processes probing.)
+    # yet marked, may overlap the survivor's), and probes each endpoint once. (Not the
+    # gaps between probes' times: on a loaded machine a probe may start a second into its
+    # round, the next one on time, so a gap can be half an interval without two processes
+    # probing.)
     by_source: dict[str, list] = {}
     for source, started_at, finished_at in probe_runs:
         by_source.setdefault(source, []).append((started_at, finished_at))
