@@ -96,12 +96,18 @@ def _truth(rows: list[dict], window: tuple[datetime, datetime], f: Filters) -> i
 
 
 def _count(store, window: tuple[datetime, datetime], f: Filters) -> tuple[int, int]:
-    """(distinct merchants, rolled spans used) for the window."""
+    """(distinct merchants, rolled spans used: quarters and months) for the window."""
     with store.engine.connect() as conn:
         st = merchant_activity.state(conn)
         q = merchant_activity.active(st, sa.literal("w"), *window, ["marketplace"], f)
         found = conn.execute(q).first()
-    return (found.merchants if found else 0), len(rr.split(st, rr.MONTHS, *window)[0])
+    quarters, months, _ = merchant_activity.spans(st, *window, quarters=f.channel is None)
+    return (found.merchants if found else 0), len(quarters) + len(months)
+
+
+def _quarters_read(store, window: tuple[datetime, datetime]) -> int:
+    with store.engine.connect() as conn:
+        return len(merchant_activity.spans(merchant_activity.state(conn), *window)[0])
 
 
 def test_rolled_months_give_the_exact_count_of_active_merchants(store) -> None:
@@ -117,7 +123,12 @@ def test_rolled_months_give_the_exact_count_of_active_merchants(store) -> None:
             assert used >= 1, (w, "no month was read from the rollup")
     with store.engine.connect() as conn:  # the sets hold what the orders say
         per_month = conn.execute(sa.select(sa.func.sum(schema.merchant_month_channels.c.orders))).scalar()
+        q3 = conn.execute(sa.select(sa.func.sum(schema.merchant_quarters.c.orders)).where(
+            schema.merchant_quarters.c.quarter == timeutil.to_db(WINDOWS["quarter"][0]))).scalar()
     assert per_month == len(rows)
+    assert q3 == sum(1 for r in rows if WINDOWS["quarter"][0] <= r["created_at"] < WINDOWS["quarter"][1])
+    # Q3 (the only whole quarter) is read from its quarterly set, alone and beside months.
+    assert _quarters_read(store, WINDOWS["quarter"]) == _quarters_read(store, WINDOWS["all"]) == 1
 
 
 def test_the_board_reads_the_same_active_merchants_rolled_and_raw(store) -> None:
@@ -163,6 +174,38 @@ def test_a_late_or_moved_order_is_counted_at_once_and_rolled_again(store) -> Non
     for window in (july, august, WINDOWS["quarter"]):
         n, used = _count(store, window, NONE)
         assert n == _truth(truth, window, NONE) and used >= 1
+
+
+def test_a_quarter_is_rebuilt_when_one_of_its_months_is_rolled_again(store) -> None:
+    """A late order of a new merchant in August: Q3 is not trusted while its mark stands
+    (read from July and September's sets and August's orders), and the roll that rolls
+    August again rebuilds Q3's set, so the quarter read from it counts the new merchant.
+    A quarter still open (Q4: December not rolled) has no set and is read from its months."""
+    rows = _seed(store)
+    merchant_activity.catch_up(store.engine, zone=ZONE, now=NOW)
+    quarter = WINDOWS["quarter"]
+    before, _ = _count(store, quarter, NONE)
+    late = {"id": "late-q", "merchant_id": "m400", "channel": "web", "status": "new", "amount": 5,
+            "currency": "EUR", "created_at": _local(2026, 8, 10), "updated_at": _local(2026, 8, 10)}
+    with store.engine.begin() as conn:  # a merchant signed in August (smb, as _truth says)
+        conn.execute(schema.merchants.insert().values(
+            partner_id="marketplace", id="m400", name="Shop 400", status="active", segment="smb",
+            updated_at=timeutil.to_db(late["created_at"]), applied_at=timeutil.to_db(late["created_at"]),
+            run_id="r", collected_at=timeutil.to_db(NOW)))
+        _write(conn, [late])
+    assert _quarters_read(store, quarter) == 0
+    assert _count(store, quarter, NONE) == (before + 1, 2)  # July and September from their sets
+    assert merchant_activity.catch_up(store.engine, zone=ZONE, now=NOW) == 1  # August again
+    assert _quarters_read(store, quarter) == 1
+    assert _count(store, quarter, NONE) == (before + 1, 1) == (_truth(rows + [late], quarter, NONE), 1)
+    for name, f in FILTERS.items():  # a segment filter reads the quarter too; a channel one, months
+        assert _count(store, quarter, f)[0] == _truth(rows + [late], quarter, f), name
+    q4 = (_local(2026, 10, 1), _local(2027, 1, 1))
+    assert _quarters_read(store, q4) == 0
+    assert _count(store, q4, NONE) == (_truth(rows, q4, NONE), 1)  # October-November, merged
+    with store.engine.connect() as conn:
+        quarters = conn.execute(sa.select(schema.merchant_quarters.c.quarter).distinct()).scalars().all()
+    assert [timeutil.from_db(q) for q in quarters] == [_local(2026, 4, 1), _local(2026, 7, 1)]
 
 
 def test_a_live_write_marks_only_its_months_and_a_zone_change_cuts_them_again(store) -> None:
@@ -378,5 +421,38 @@ def test_v20_rolls_every_day_again_with_the_returns_and_refunds(db_url: str) -> 
             assert conn.execute(sa.select(sa.func.sum(schema.return_days.c.returns))).scalar() == len(
                 _returns(orders))
         assert _families(s) == after
+    finally:
+        store_mod.close_store(db_url)
+
+
+def test_v22_rolls_every_month_again_with_the_quarters(db_url: str) -> None:
+    """A v21 store whose months were rolled before quarterly sets existed: trusting its
+    watermark would read empty quarters (no merchant). The upgrade drops the rollup's
+    watermark, marks and months, active merchants are read from the orders meanwhile, and
+    the next roll builds months and quarters: the same counts all along."""
+    from partnerboard.core import store as store_mod
+    from partnerboard.core.store import migrations
+
+    s = store_mod.open_store(db_url)
+    rows = _seed(s)
+    merchant_activity.catch_up(s.engine, zone=ZONE, now=NOW)
+    truth = {w: _truth(rows, WINDOWS[w], NONE) for w in WINDOWS}
+    with s.engine.begin() as conn:
+        conn.execute(sa.text(f"DROP TABLE {schema.merchant_quarters.name}"))
+        conn.execute(schema.schema_version.delete())
+        conn.execute(schema.schema_version.insert().values(version=21, applied_at=timeutil.to_db(NOW)))
+    store_mod.close_store(db_url)
+
+    s = store_mod.open_store(db_url)
+    try:
+        assert (s.schema_before, s.schema_after) == (21, migrations.LATEST)
+        with s.engine.connect() as conn:
+            st = merchant_activity.state(conn)
+            assert conn.execute(sa.select(sa.func.count()).select_from(schema.merchant_months)).scalar() == 0
+        assert st.until is None and st.marks == ()
+        assert {w: _count(s, WINDOWS[w], NONE) for w in WINDOWS} == {w: (n, 0) for w, n in truth.items()}
+        assert merchant_activity.catch_up(s.engine, zone=ZONE, now=NOW) == 6
+        assert _quarters_read(s, WINDOWS["quarter"]) == 1
+        assert {w: _count(s, WINDOWS[w], NONE)[0] for w in WINDOWS} == truth
     finally:
         store_mod.close_store(db_url)

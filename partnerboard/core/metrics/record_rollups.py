@@ -60,11 +60,21 @@ def _next_month(start: float, zone: ZoneInfo) -> float:
     return datetime(year, month, 1, tzinfo=zone).timestamp()
 
 
+def _quarter_start(epoch_s: float, zone: ZoneInfo) -> float:
+    local = timeutil.from_epoch(epoch_s).astimezone(zone)
+    return datetime(local.year, local.month - (local.month - 1) % 3, 1, tzinfo=zone).timestamp()
+
+
+def _next_quarter(start: float, zone: ZoneInfo) -> float:
+    return _next_month(_next_month(_next_month(start, zone), zone), zone)
+
+
 def _next_day(start: float, zone: ZoneInfo) -> float:
     return midnight(start + 26 * 3600, zone, up=False)  # days are 23 to 25 hours long
 
 
 MONTHS = Calendar(_month_start, _next_month)
+QUARTERS = Calendar(_quarter_start, _next_quarter)
 DAYS = Calendar(lambda e, z: midnight(e, z, up=False), _next_day)
 
 

@@ -259,6 +259,20 @@ def _v21_partner_probe_hours(conn: Connection) -> None:
                   sa.func.sum(h.c.probes), sa.func.sum(h.c.failed)).group_by(h.c.partner_id, h.c.hour)))
 
 
+def _v22_merchant_quarters(conn: Connection) -> None:
+    """v22: the quarterly sets of active merchants. Like v20, the merchant-months rollup's
+    watermark and marks are dropped and its months emptied, so the next roll rolls every
+    month again and builds the quarters with them (a quarter is trusted under the months'
+    watermark, so an old watermark over empty quarters would count no merchant); until then
+    *active merchants* is read from the orders, as before v19."""
+    schema.merchant_quarters.create(conn, checkfirst=True)
+    conn.execute(schema.watermarks.delete().where(schema.watermarks.c.source == "rollup:merchant-months"))
+    inv = schema.rollup_invalidations
+    conn.execute(inv.delete().where(inv.c.rollup == "merchant-months"))
+    for table in (schema.merchant_months, schema.merchant_month_channels):
+        conn.execute(table.delete())
+
+
 # Step N upgrades a database at version N-1 to version N. Append only; never edit.
 STEPS: dict[int, Callable[[Connection], None]] = {
     2: _v2_indexes,
@@ -281,6 +295,7 @@ STEPS: dict[int, Callable[[Connection], None]] = {
     19: _v19_merchant_months,
     20: _v20_return_refund_days,
     21: _v21_partner_probe_hours,
+    22: _v22_merchant_quarters,
 }
 LATEST = max(STEPS)
 
