@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from partnerboard.core.config import parse_config
+from partnerboard.core.metrics import filters as flt
 from partnerboard.core.metrics import health, kpi_engine, merchant_funnel
 from partnerboard.core.store import schema
 from partnerboard.core.vocabulary import timeutil
@@ -182,6 +183,25 @@ def test_stage_counts_and_median_days_per_stage(store) -> None:
     assert v["days_to_integrate"] == pytest.approx(10.0)  # S2
     assert v["days_integrated_to_first_sale"] == pytest.approx(13.5)  # S1 21 d, S2 6 d
     assert v["days_to_first_sale"] == pytest.approx(25.0)  # S1 30 d, S2 20 d
+
+
+def test_stage_counts_are_zero_in_a_period_no_merchant_reached_and_unknown_without_merchants(store) -> None:
+    """Each window reads only the merchants reaching a stage in it: a month none reached is
+    still 0 at every stage (the partner has merchants) with no medians, a segment nobody is
+    in is no data, several periods at once give each its own counts."""
+    _stage_merchants(store)
+    quiet = values(store, MKT, "2026-12")
+    assert [quiet[k] for k in kpi_engine.STAGE_COUNTS] == [0.0, 0.0, 0.0, 0.0]
+    assert [quiet[k] for k in kpi_engine.STAGE_DAYS] == [None] * 4
+    with store.engine.connect() as conn:
+        nobody = kpi_engine.compute_many(conn, [MKT], [parse("2026-10")], CFG.tz,
+                                         flt.Filters(segment="enterprise"))[("marketplace", "2026-10")]
+        many = kpi_engine.compute_many(conn, [MKT], [parse(p) for p in ("2026-09", "2026-10", "2026-12")],
+                                       CFG.tz)
+    assert [nobody[k] for k in kpi_engine.STAGE_COUNTS] == [None] * 4
+    assert [many[("marketplace", p)]["merchants_applied"] for p in ("2026-09", "2026-10", "2026-12")] \
+        == [2.0, 3.0, 0.0]
+    assert many[("marketplace", "2026-09")]["days_to_verify"] == pytest.approx(3.0)  # S1 2 d, S2 4 d
 
 
 def test_funnel_follows_the_application_cohort(store) -> None:

@@ -98,6 +98,9 @@ def _marketplace(conn: Connection, pids: list[str], windows: Sequence[Window], f
             *flt.traffic(f))
      .group_by(t.c.partner_id))
     returns = _rolled_sums(conn, days, "returns", pids, windows, by_return)
+    # Only merchants reaching a stage in the window count or enter a median, so each window
+    # reads those rows, not the whole table (PostgreSQL scanned it once per window). A
+    # partner with merchants but none in the window counts 0 at every stage, not "no data".
     merchants = _per_period(conn, windows, lambda label, w: sa.select(
         label, m.c.partner_id,
         *(sa.func.sum(sa.case((within(m.c[col], w.start, w.end), 1), else_=0)).label(name)
@@ -106,7 +109,11 @@ def _marketplace(conn: Connection, pids: list[str], windows: Sequence[Window], f
             sa.case((within(m.c[later], w.start, w.end), elapsed(m.c[earlier], m.c[later], 86400.0)),
                     else_=None)).label(name)
           for name, (earlier, later) in STAGE_DAYS.items()),
-    ).where(m.c.partner_id.in_(pids), *flt.merchants(f)).group_by(m.c.partner_id))
+    ).where(m.c.partner_id.in_(pids), *flt.merchants(f),
+            sa.or_(*(within(m.c[col], w.start, w.end) for col in STAGE_COUNTS.values())))
+     .group_by(m.c.partner_id))
+    with_merchants = {pid for pid in pids if conn.execute(
+        sa.select(m.c.partner_id).where(m.c.partner_id == pid, *flt.merchants(f)).limit(1)).first()}
     out: Values = {}
     for pid in pids:
         for w in windows:
@@ -127,8 +134,9 @@ def _marketplace(conn: Connection, pids: list[str], windows: Sequence[Window], f
                 "returns_cost_total": cost,
                 "returns_cost_per_order": ratio(cost, n_kept),
                 "return_rate": ratio((r_ or {}).get("kept", 0), n_delivered, 100) if n_delivered else None,
-                **{name: _num(m_._mapping[name]) if m_ else None
-                   for name in (*STAGE_COUNTS, *STAGE_DAYS)},
+                **{name: _num(m_._mapping[name]) if m_ else None for name in STAGE_DAYS},
+                **{name: _num(m_._mapping[name]) if m_ else (0.0 if pid in with_merchants else None)
+                   for name in STAGE_COUNTS},
                 "merchants_active": float(merchants_active[key].merchants
                                           if key in merchants_active else 0) if n_orders else None,
             }
