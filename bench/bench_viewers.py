@@ -8,8 +8,8 @@ Playwright:
 
 - **Board**: for each crowd size N, N browser sessions (each signed in through the form
   first) open `/?period=2026-10` at the same moment; measured until every page finished
-  (`[data-test-script-state=notRunning]` and the KPI tiles shown). Twice per N: the first
-  round may fill the query caches, the second is warm. Printed: wall time until the last
+  (`[data-test-script-state=notRunning]` and the KPI tiles shown). ``--rounds`` per N (2): the
+  first round may fill the query caches, the others are warm. Printed: wall time until the last
   page finished, and the server process's CPU time (user + system, from /proc) per view.
 - **Live API health**: K sessions keep `/api-health` open (it refreshes itself every 5 s)
   for ``--live-seconds``; printed: server CPU per refresh (minus the idle CPU of the same
@@ -93,7 +93,7 @@ async def _open_board(page, url: str) -> None:
 
 
 async def drive(url: str, pid: int, people: list[str], crowds: list[int], tabs: int,
-                live_s: float) -> None:
+                live_s: float, rounds: int = 2) -> None:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
@@ -102,7 +102,7 @@ async def drive(url: str, pid: int, people: list[str], crowds: list[int], tabs: 
         print(f"{len(sessions)} sessions signed in\n")
         print(f"{'sessions':>8} {'round':>6} {'wall until last page':>21} {'server CPU per view':>20}")
         for n in crowds:
-            for round_ in (1, 2):
+            for round_ in range(1, rounds + 1):
                 before, t0, began = cpu_s(pid), time.perf_counter(), time.time()
                 await asyncio.gather(*(_open_board(page, url) for _, page in sessions[:n]))
                 wall, cpu = time.perf_counter() - t0, cpu_s(pid) - before
@@ -155,6 +155,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sessions", default="1,8,20", help="crowd sizes, e.g. 1,8,20")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="rounds per crowd size (more: warm rounds that cross no minute)")
     parser.add_argument("--live-tabs", type=int, default=3)
     parser.add_argument("--live-seconds", type=float, default=120.0)
     parser.add_argument("--scale", type=float, default=1.0,
@@ -207,7 +209,7 @@ def main() -> None:
         if browser_cpus:  # Playwright's driver and Chromium inherit this process's CPUs
             os.sched_setaffinity(0, browser_cpus)
             print(f"pinned: server on CPU {sorted(server_cpus)}, browsers on CPUs {sorted(browser_cpus)}")
-        asyncio.run(drive(url, board.pid, people, crowds, args.live_tabs, live_s))
+        asyncio.run(drive(url, board.pid, people, crowds, args.live_tabs, live_s, args.rounds))
     finally:
         for proc in (board, sim):
             if proc is not None and proc.poll() is None:
