@@ -187,3 +187,29 @@ def test_close_releases_the_file_for_other_processes(db_url: str) -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str(migrations.LATEST)
 
+
+
+def test_epoch_seconds_are_exact_floats_on_this_store(store) -> None:
+    """``sqltime.epoch`` compiles per dialect (``date_part`` on PostgreSQL, ``extract`` on
+    DuckDB): both give the correctly rounded seconds of microsecond timestamps, and
+    ``elapsed`` their difference, so durations read the same on either store."""
+    import random
+    from datetime import datetime
+
+    from partnerboard.core.store.sqltime import elapsed, epoch
+
+    rng = random.Random(17)
+    base = datetime(1990, 1, 1)
+    stamps = [base + timedelta(microseconds=rng.randrange(0, 1_500_000_000 * 10**6)) for _ in range(200)]
+    t = sa.table("stamps", sa.column("ts", sa.DateTime), sa.column("i", sa.Integer))
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE stamps (i INTEGER, ts TIMESTAMP)"))
+        conn.execute(sa.text("INSERT INTO stamps VALUES (:i, :ts)"),
+                     [{"i": i, "ts": at} for i, at in enumerate(stamps)])
+        since = elapsed(sa.literal(base, sa.DateTime), t.c.ts, 60.0)
+        rows = conn.execute(sa.select(t.c.i, epoch(t.c.ts), since).order_by(t.c.i)).all()
+    assert len(rows) == len(stamps)
+    for (i, seconds, minutes), at in zip(rows, stamps, strict=True):
+        us = (at - datetime(1970, 1, 1)) // timedelta(microseconds=1)
+        assert seconds == us / 1e6, (i, at)
+        assert minutes == pytest.approx((at - base).total_seconds() / 60.0, rel=1e-12, abs=1e-9)
