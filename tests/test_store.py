@@ -213,3 +213,32 @@ def test_epoch_seconds_are_exact_floats_on_this_store(store) -> None:
         us = (at - datetime(1970, 1, 1)) // timedelta(microseconds=1)
         assert seconds == us / 1e6, (i, at)
         assert minutes == pytest.approx((at - base).total_seconds() / 60.0, rel=1e-12, abs=1e-9)
+
+
+def test_postgresql_gets_the_merchant_stage_indexes_new_and_on_upgrade(db_url: str) -> None:
+    """PostgreSQL reads a period's merchant stages through B-tree indexes (v23), on a new
+    database and on one upgraded from v22; DuckDB gets none (its zone maps prune)."""
+    def stage_indexes(s: store_mod.Store) -> set[str]:
+        with s.engine.connect() as conn:
+            return {ix["name"] for ix in sa.inspect(conn).get_indexes("merchants")} & {
+                f"ix_merchants_{c}" for c in migrations.STAGE_INDEXES}
+
+    expected = {f"ix_merchants_{c}" for c in migrations.STAGE_INDEXES}
+    s = store_mod.open_store(db_url)
+    postgres = s.engine.dialect.name == "postgresql"
+    assert stage_indexes(s) == (expected if postgres else set())
+    if postgres:
+        with s.engine.begin() as conn:
+            for name in expected:
+                conn.execute(sa.text(f"DROP INDEX {name}"))
+            conn.execute(schema.schema_version.delete())
+            conn.execute(schema.schema_version.insert().values(
+                version=22, applied_at=timeutil.to_db(timeutil.utcnow())))
+    store_mod.close_store(db_url)
+    s = store_mod.open_store(db_url)
+    try:
+        assert stage_indexes(s) == (expected if postgres else set())
+        if postgres:
+            assert (s.schema_before, s.schema_after) == (22, migrations.LATEST)
+    finally:
+        store_mod.close_store(db_url)

@@ -202,12 +202,28 @@ TIME_INDEXES = [*schema.RECORD_TIME.items(), ("orders", "updated_at"), ("probe_r
                 ("probe_hours", "hour"), ("latency_days", "day")]
 
 
+# PostgreSQL only: the merchants' stage times. A period's stage counts and medians read the
+# merchants reaching a stage in it (``kpi_engine._marketplace``); merchants do not arrive in
+# stage order, so BRIN cannot help, and a bitmap OR of these B-trees reads a quarter's few
+# merchants instead of the table once per period (5x bench: 35-50 ms per period -> 2 ms).
+STAGE_INDEXES = ["applied_at", "verified_at", "integrated_at", "first_sale_at"]
+
+
 def postgres_time_indexes(conn: Connection) -> None:
     if conn.dialect.name != "postgresql":
         return
     for table, column in TIME_INDEXES:
         conn.execute(sa.text(f"CREATE INDEX IF NOT EXISTS brin_{table}_{column} ON {table} "
                              f"USING brin ({column}) WITH (autosummarize = on)"))
+    postgres_stage_indexes(conn)
+
+
+def postgres_stage_indexes(conn: Connection) -> None:
+    if conn.dialect.name != "postgresql":
+        return
+    for column in STAGE_INDEXES:
+        conn.execute(sa.text(f"CREATE INDEX IF NOT EXISTS ix_merchants_{column} "
+                             f"ON merchants (partner_id, {column})"))
 
 
 def _v18_rollups(conn: Connection) -> None:
@@ -273,6 +289,11 @@ def _v22_merchant_quarters(conn: Connection) -> None:
         conn.execute(table.delete())
 
 
+def _v23_merchant_stage_indexes(conn: Connection) -> None:
+    """v23: PostgreSQL's B-tree indexes on the merchants' stage times (see there)."""
+    postgres_stage_indexes(conn)
+
+
 # Step N upgrades a database at version N-1 to version N. Append only; never edit.
 STEPS: dict[int, Callable[[Connection], None]] = {
     2: _v2_indexes,
@@ -296,6 +317,7 @@ STEPS: dict[int, Callable[[Connection], None]] = {
     20: _v20_return_refund_days,
     21: _v21_partner_probe_hours,
     22: _v22_merchant_quarters,
+    23: _v23_merchant_stage_indexes,
 }
 LATEST = max(STEPS)
 
