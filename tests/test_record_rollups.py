@@ -204,7 +204,8 @@ def test_a_quarter_is_rebuilt_when_one_of_its_months_is_rolled_again(store) -> N
     assert _quarters_read(store, q4) == 0
     assert _count(store, q4, NONE) == (_truth(rows, q4, NONE), 1)  # October-November, merged
     with store.engine.connect() as conn:
-        quarters = conn.execute(sa.select(schema.merchant_quarters.c.quarter).distinct()).scalars().all()
+        quarters = conn.execute(sa.select(schema.merchant_quarters.c.quarter).distinct()
+                                .order_by(schema.merchant_quarters.c.quarter)).scalars().all()
     assert [timeutil.from_db(q) for q in quarters] == [_local(2026, 4, 1), _local(2026, 7, 1)]
 
 

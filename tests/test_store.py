@@ -208,6 +208,8 @@ def test_epoch_seconds_are_exact_floats_on_this_store(store) -> None:
                      [{"i": i, "ts": at} for i, at in enumerate(stamps)])
         since = elapsed(sa.literal(base, sa.DateTime), t.c.ts, 60.0)
         rows = conn.execute(sa.select(t.c.i, epoch(t.c.ts), since).order_by(t.c.i)).all()
+        first = conn.execute(sa.select(sa.func.min(epoch(t.c.ts)))).scalar()  # its FROM: the column's
+    assert first == (min(stamps) - datetime(1970, 1, 1)) // timedelta(microseconds=1) / 1e6
     assert len(rows) == len(stamps)
     for (i, seconds, minutes), at in zip(rows, stamps, strict=True):
         us = (at - datetime(1970, 1, 1)) // timedelta(microseconds=1)

@@ -215,7 +215,6 @@ def postgres_time_indexes(conn: Connection) -> None:
     for table, column in TIME_INDEXES:
         conn.execute(sa.text(f"CREATE INDEX IF NOT EXISTS brin_{table}_{column} ON {table} "
                              f"USING brin ({column}) WITH (autosummarize = on)"))
-    postgres_stage_indexes(conn)
 
 
 def postgres_stage_indexes(conn: Connection) -> None:
@@ -374,6 +373,7 @@ def _upgrade(engine: Engine, target: int) -> tuple[int, int]:
         if before == 0:
             schema.metadata.create_all(conn)
             postgres_time_indexes(conn)
+            postgres_stage_indexes(conn)
             _stamp(conn, LATEST)
             return 0, LATEST
     version = before

@@ -26,6 +26,11 @@ class _Epoch(sa.sql.expression.ColumnElement):
     def __init__(self, col: sa.ColumnElement) -> None:
         self.col = col
 
+    @property
+    def _from_objects(self) -> list:
+        # The column's table, as a Cast would give: a select of epoch(col) alone has a FROM.
+        return self.col._from_objects
+
 
 @compiles(_Epoch)
 def _epoch_default(element: _Epoch, compiler: Any, **kw: Any) -> str:
