@@ -81,6 +81,14 @@ def _rolled_sums(conn: Connection, days: Any, family: str, pids: list[str],
         days, family, sa.literal(w.period.label, sa.String).label("period"), pids, w.start, w.end, where)])
 
 
+def _partners_with(conn: Connection, table: sa.Table, pids: Sequence[str],
+                   where: Sequence[sa.ColumnElement] = ()) -> set[str]:
+    """The partners holding any row of ``table`` (under ``where``): their missing counts
+    are 0, not no data. One row each, not a DISTINCT over every row (84 ms at 5x)."""
+    return {pid for pid in pids if conn.execute(
+        sa.select(table.c.partner_id).where(table.c.partner_id == pid, *where).limit(1)).first()}
+
+
 def _marketplace(conn: Connection, pids: list[str], windows: Sequence[Window], f: Filters) -> Values:
     by_order, by_return = flt.orders(f), flt.returns(f)
     # Sums from whole rolled days + the records for the rest; a filtered read: records only.
@@ -112,8 +120,7 @@ def _marketplace(conn: Connection, pids: list[str], windows: Sequence[Window], f
     ).where(m.c.partner_id.in_(pids), *flt.merchants(f),
             sa.or_(*(within(m.c[col], w.start, w.end) for col in STAGE_COUNTS.values())))
      .group_by(m.c.partner_id))
-    with_merchants = {pid for pid in pids if conn.execute(
-        sa.select(m.c.partner_id).where(m.c.partner_id == pid, *flt.merchants(f)).limit(1)).first()}
+    with_merchants = _partners_with(conn, m, pids, flt.merchants(f))
     out: Values = {}
     for pid in pids:
         for w in windows:
@@ -152,9 +159,7 @@ def _payments(conn: Connection, pids: list[str], windows: Sequence[Window], f: F
         label, tk.c.partner_id, sa.func.percentile_cont(0.5).within_group(hours).label("median"),
     ).where(tk.c.partner_id.in_(pids), tk.c.first_response_at.is_not(None),
             within(tk.c.opened_at, w.start, w.end), *flt.tickets(f)).group_by(tk.c.partner_id))
-    # One row each, not a DISTINCT over every payment (84 ms at 5x).
-    with_payments = {pid for pid in pids if conn.execute(
-        sa.select(pay.c.partner_id).where(pay.c.partner_id == pid).limit(1)).first()}
+    with_payments = _partners_with(conn, pay, pids)
     out: Values = {}
     for pid in pids:
         for w in windows:

@@ -9,7 +9,7 @@ it stopped and no step ever drops rows.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -249,6 +249,16 @@ def _v19_merchant_months(conn: Connection) -> None:
         d.c.partner_id, d.c.day, d.c.bin, sa.func.sum(d.c.n)).group_by(d.c.partner_id, d.c.day, d.c.bin)))
 
 
+def _roll_again(conn: Connection, rollup: str, tables: Sequence[sa.Table]) -> None:
+    """A record rollup starts over: its watermark and marks dropped, its units emptied, so
+    its next run rolls every unit again (with what the new version adds to them)."""
+    conn.execute(schema.watermarks.delete().where(schema.watermarks.c.source == f"rollup:{rollup}"))
+    inv = schema.rollup_invalidations
+    conn.execute(inv.delete().where(inv.c.rollup == rollup))
+    for table in tables:
+        conn.execute(table.delete())
+
+
 def _v20_return_refund_days(conn: Connection) -> None:
     """v20: daily sums of returns and refunds, rolled by the ``record-days`` rollup beside
     the orders' and payments'. Its watermark and marks are dropped (and its days emptied),
@@ -256,11 +266,7 @@ def _v20_return_refund_days(conn: Connection) -> None:
     the records, as before v19."""
     for table in (schema.return_days, schema.refund_days):
         table.create(conn, checkfirst=True)
-    conn.execute(schema.watermarks.delete().where(schema.watermarks.c.source == "rollup:record-days"))
-    inv = schema.rollup_invalidations
-    conn.execute(inv.delete().where(inv.c.rollup == "record-days"))
-    for table in (schema.order_days, schema.payment_days):
-        conn.execute(table.delete())
+    _roll_again(conn, "record-days", (schema.order_days, schema.payment_days))
 
 
 def _v21_partner_probe_hours(conn: Connection) -> None:
@@ -281,11 +287,7 @@ def _v22_merchant_quarters(conn: Connection) -> None:
     watermark, so an old watermark over empty quarters would count no merchant); until then
     *active merchants* is read from the orders, as before v19."""
     schema.merchant_quarters.create(conn, checkfirst=True)
-    conn.execute(schema.watermarks.delete().where(schema.watermarks.c.source == "rollup:merchant-months"))
-    inv = schema.rollup_invalidations
-    conn.execute(inv.delete().where(inv.c.rollup == "merchant-months"))
-    for table in (schema.merchant_months, schema.merchant_month_channels):
-        conn.execute(table.delete())
+    _roll_again(conn, "merchant-months", (schema.merchant_months, schema.merchant_month_channels))
 
 
 def _v23_merchant_stage_indexes(conn: Connection) -> None:
