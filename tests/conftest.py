@@ -18,6 +18,8 @@ from partnerboard.simulator.server import SECRET_ENV, RunningSimulator, start_in
 
 from partnerboard.core import store as store_mod
 from partnerboard.core.config import Config, parse_config
+from partnerboard.core.store import schema
+from partnerboard.core.vocabulary import timeutil
 from tests import postgres_server
 
 REPO = Path(__file__).resolve().parent.parent
@@ -128,6 +130,14 @@ def _stop_postgres() -> Iterator[None]:
 
 
 db_url_for = postgres_server.db_url_for
+
+
+def stamp_version(conn: Any, version: int) -> None:
+    """Make the store say it is at schema ``version`` (and nothing later): the next
+    ``open_store`` upgrades it from there, as it would a real older store."""
+    conn.execute(schema.schema_version.delete())
+    conn.execute(schema.schema_version.insert().values(
+        version=version, applied_at=timeutil.to_db(timeutil.utcnow())))
 
 
 @pytest.fixture()

@@ -27,7 +27,7 @@ from partnerboard.core.metrics.filters import NONE, Filters
 from partnerboard.core.store import schema
 from partnerboard.core.store.upsert import upsert
 from partnerboard.core.vocabulary import periods, timeutil
-from tests.conftest import config_dict
+from tests.conftest import config_dict, stamp_version
 
 ZONE = ZoneInfo("Europe/Warsaw")
 CHANNELS = ("web", "app", "marketplace")
@@ -402,8 +402,7 @@ def test_v20_rolls_every_day_again_with_the_returns_and_refunds(db_url: str) -> 
     with s.engine.begin() as conn:
         for table in (schema.return_days, schema.refund_days):
             conn.execute(sa.text(f"DROP TABLE {table.name}"))
-        conn.execute(schema.schema_version.delete())
-        conn.execute(schema.schema_version.insert().values(version=19, applied_at=timeutil.to_db(NOW)))
+        stamp_version(conn, 19)
         kept = next(r for r in orders if r["status"] != "cancelled" and r["created_at"].month == 8)
         _write(conn, [{**kept, "status": "cancelled"}])  # a mark the upgrade drops with the days
     store_mod.close_store(db_url)
@@ -440,8 +439,7 @@ def test_v22_rolls_every_month_again_with_the_quarters(db_url: str) -> None:
     truth = {w: _truth(rows, WINDOWS[w], NONE) for w in WINDOWS}
     with s.engine.begin() as conn:
         conn.execute(sa.text(f"DROP TABLE {schema.merchant_quarters.name}"))
-        conn.execute(schema.schema_version.delete())
-        conn.execute(schema.schema_version.insert().values(version=21, applied_at=timeutil.to_db(NOW)))
+        stamp_version(conn, 21)
     store_mod.close_store(db_url)
 
     s = store_mod.open_store(db_url)

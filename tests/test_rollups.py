@@ -23,7 +23,7 @@ from partnerboard.core.config import Endpoint, parse_config
 from partnerboard.core.metrics import health, latency_sketch, rollup_units, rollups, sla
 from partnerboard.core.store import schema
 from partnerboard.core.vocabulary import periods, timeutil
-from tests.conftest import config_dict
+from tests.conftest import config_dict, stamp_version
 
 ZONE = ZoneInfo("Europe/Warsaw")
 START = datetime(2026, 10, 22, 21, 17, tzinfo=UTC)  # mid-hour, mid-day, across the DST end (25 Oct)
@@ -352,8 +352,7 @@ def test_v21_sums_the_rolled_hours_per_partner(db_url: str) -> None:
         before = health.partner_totals(conn, windows)
     with s.engine.begin() as conn:
         conn.execute(sa.text("DROP TABLE partner_probe_hours"))
-        conn.execute(schema.schema_version.delete())
-        conn.execute(schema.schema_version.insert().values(version=20, applied_at=timeutil.to_db(NOW)))
+        stamp_version(conn, 20)
     store_mod.close_store(db_url)
     s = store_mod.open_store(db_url)
     try:

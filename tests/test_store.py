@@ -15,6 +15,7 @@ from partnerboard.core import store as store_mod
 from partnerboard.core.store import migrations, schema
 from partnerboard.core.store.ownership import acquire
 from partnerboard.core.vocabulary import timeutil
+from tests.conftest import stamp_version
 
 
 def test_new_store_is_created_at_the_latest_version(store) -> None:
@@ -44,9 +45,7 @@ def test_older_file_is_upgraded_without_losing_rows(db_url: str) -> None:
                 "INSERT INTO probe_results (partner_id, endpoint_id, ts, latency_ms, outcome, "
                 "state, interval_s, run_id) VALUES ('p', 'api', :ts, 50, 'ok', 'up', 60, 'r')"
             ), {"ts": t0 + timedelta(seconds=offset)})
-        conn.execute(schema.schema_version.delete())
-        conn.execute(schema.schema_version.insert().values(
-            version=1, applied_at=timeutil.to_db(timeutil.utcnow())))
+        stamp_version(conn, 1)
         conn.execute(schema.watermarks.insert().values(
             source="probe:x", value="v", updated_at=timeutil.to_db(timeutil.utcnow())))
     store_mod.close_store(db_url)
@@ -233,9 +232,7 @@ def test_postgresql_gets_the_merchant_stage_indexes_new_and_on_upgrade(db_url: s
         with s.engine.begin() as conn:
             for name in expected:
                 conn.execute(sa.text(f"DROP INDEX {name}"))
-            conn.execute(schema.schema_version.delete())
-            conn.execute(schema.schema_version.insert().values(
-                version=22, applied_at=timeutil.to_db(timeutil.utcnow())))
+            stamp_version(conn, 22)
     store_mod.close_store(db_url)
     s = store_mod.open_store(db_url)
     try:
