@@ -4,7 +4,8 @@
 to a visitor it does not know, so every page, present and future, is behind it.
 Built-in sign-in: the server's ``/signin`` form sets an HttpOnly session cookie,
 read here from ``st.context.cookies`` and checked against the store on every run (a
-removed user or an expired session is signed out at once). OIDC: Streamlit's
+removed user or an expired session is signed out at once; a sign-out made on another
+board replica within ``users.SESSION_RECHECK_S``). OIDC: Streamlit's
 ``st.login``/``st.user``; the email maps to a board user (``users.oidc_user``).
 """
 
@@ -43,8 +44,7 @@ def identify() -> User | None:
             user = users.oidc_user(conn, cfg, email) if email else None
             _audit_oidc_once(conn, email, user)
     else:
-        with store.engine.connect() as conn:
-            user = users.user_for_session(conn, _cookie(SESSION_COOKIE))
+        user = users.signed_in(store.engine, _cookie(SESSION_COOKIE))
     if user is not None:
         st.session_state[_USER] = user
     else:

@@ -161,12 +161,12 @@ async def from_cookies(cookies: Mapping[str, str], store: Any, config: Any) -> U
     cookie = cookies.get(SESSION_COOKIE)
     if not cookie:
         return None
-
-    def session() -> User | None:
-        with store.engine.connect() as conn:
-            return users.user_for_session(conn, cookie)
-
-    return await asyncio.to_thread(session)
+    # A session read a moment ago (this page load's earlier requests) answers without a
+    # thread hop; otherwise the store is asked off the event loop.
+    remembered = users.remembered_session(store.engine, cookie)
+    if remembered is not None:
+        return remembered
+    return await asyncio.to_thread(users.signed_in, store.engine, cookie)
 
 
 def oidc_email(cookies: Mapping[str, str]) -> str | None:

@@ -53,6 +53,69 @@ def test_sign_in_makes_a_session_that_expires(people) -> None:
         assert users.user_for_session(conn, session.token) is None
 
 
+class _Clock:
+    """``users._clock`` under the test's control: the memo's age moves only when told."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_signed_in_remembers_a_session_briefly_and_forgets_it_on_writes_here(people, monkeypatch) -> None:
+    clock = _Clock()
+    monkeypatch.setattr(users, "_clock", clock)
+    ana = users.sign_in(people.engine, CFG, "ana@marketplace.example", PASSWORD)
+    viv = users.sign_in(people.engine, CFG, "viv@paygate.example", PASSWORD)
+    assert users.remembered_session(people.engine, ana.token) is None, "nothing read yet"
+    assert users.signed_in(people.engine, ana.token) == ana.user
+    assert users.remembered_session(people.engine, ana.token) == ana.user
+    assert users.signed_in(people.engine, ana.token + "x") is None
+
+    # Another replica signs Ana out (its write, not this process's): seen here once the
+    # memo's reading is SESSION_RECHECK_S old, never later.
+    with people.engine.begin() as conn:
+        conn.execute(schema.sessions.delete().where(
+            schema.sessions.c.token_hash == users._digest(ana.token)))
+    assert users.signed_in(people.engine, ana.token) == ana.user, "remembered for a moment"
+    clock.now += users.SESSION_RECHECK_S
+    assert users.signed_in(people.engine, ana.token) is None
+    assert users.remembered_session(people.engine, ana.token) is None
+
+    # Writes through this process are seen at once: a role change, then a removal.
+    assert users.signed_in(people.engine, viv.token) == viv.user
+    with people.engine.begin() as conn:
+        users.update(conn, CFG, ADMIN, "viv@paygate.example", role="editor")
+    assert users.signed_in(people.engine, viv.token).role == "editor"
+    with people.engine.begin() as conn:
+        users.remove(conn, ADMIN, "viv@paygate.example")
+    assert users.signed_in(people.engine, viv.token) is None, "removal signs out at once"
+
+
+def test_a_session_read_while_its_sign_out_commits_is_not_remembered(people, monkeypatch) -> None:
+    monkeypatch.setattr(users, "_clock", _Clock())  # the memo never ages by itself here
+    ana = users.sign_in(people.engine, CFG, "ana@marketplace.example", PASSWORD)
+    with people.engine.connect() as conn:
+        with conn.begin():
+            users.sign_out(conn, ana.token)
+            # Another request reads before the sign-out commits: it still sees the session.
+            assert users.signed_in(people.engine, ana.token) == ana.user
+        # The commit forgets what that read remembered.
+        assert users.remembered_session(people.engine, ana.token) is None
+    assert users.signed_in(people.engine, ana.token) is None
+
+
+def test_an_expired_session_is_never_served_from_the_memo(people, monkeypatch) -> None:
+    monkeypatch.setattr(users, "_clock", _Clock())
+    ana = users.sign_in(people.engine, CFG, "ana@marketplace.example", PASSWORD)
+    assert users.signed_in(people.engine, ana.token) == ana.user
+    later = ana.expires_at + timedelta(seconds=1)
+    monkeypatch.setattr(users, "_now", lambda: later)
+    assert users.remembered_session(people.engine, ana.token) is None
+    assert users.signed_in(people.engine, ana.token) is None
+
+
 def _locked(store, email: str) -> bool:
     with store.engine.connect() as conn:
         until = conn.execute(sa.select(schema.users.c.locked_until)

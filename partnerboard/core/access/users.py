@@ -19,6 +19,7 @@ import hashlib
 import re
 import secrets
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -168,6 +169,7 @@ def update(conn: Connection, config: Config, actor: User, email: str, *, role: s
     _manageable(actor, new_partner, "give a person the partner")
     conn.execute(u.update().where(u.c.email == found.email).values(
         role=new_role, partner_id=new_partner, updated_at=timeutil.to_db(_now())))
+    _forget_sessions(conn)
     audit.record(conn, actor.email, "user.update",
                  partner=new_partner if new_partner == found.partner_id else audit.SHARED,
                  target=found.email, detail=f"role={new_role} partner={new_partner or 'both'}", ip=ip)
@@ -182,6 +184,7 @@ def remove(conn: Connection, actor: User, email: str, *, ip: str | None = None) 
     found = _target(conn, actor, email, "remove a person")
     conn.execute(u.delete().where(u.c.email == found.email))
     conn.execute(s.delete().where(s.c.email == found.email))  # signed out everywhere, at once
+    _forget_sessions(conn)
     audit.record(conn, actor.email, "user.remove", partner=found.partner_id, target=found.email, ip=ip)
 
 
@@ -194,6 +197,7 @@ def reset(conn: Connection, actor: User, email: str, password: str, *, ip: str |
         password_hash=_hasher.hash(password), failed_attempts=0, locked_until=None,
         updated_at=timeutil.to_db(_now())))
     conn.execute(s.delete().where(s.c.email == found.email))
+    _forget_sessions(conn)
     audit.record(conn, actor.email, "user.reset", partner=found.partner_id, target=found.email, ip=ip)
 
 
@@ -344,16 +348,84 @@ def _verify(hashed: str, password: str) -> bool:
 
 def user_for_session(conn: Connection, token: str | None) -> User | None:
     """The person a session cookie belongs to, if the session has not expired."""
+    found = _session_row(conn, token)
+    return _row_user(found) if found else None
+
+
+def _session_row(conn: Connection, token: str | None):
     if not token:
         return None
-    row = conn.execute(sa.select(u).join(s, s.c.email == u.c.email).where(
+    return conn.execute(sa.select(u, s.c.expires_at).join(s, s.c.email == u.c.email).where(
         s.c.token_hash == _digest(token), s.c.expires_at > timeutil.to_db(_now()))).first()
-    return _row_user(row) if row else None
+
+
+# --- the pages' and routes' session check, remembered for a moment ------------------------
+
+SESSION_RECHECK_S = 2.0
+"""How long one reading of a session serves this process. One page load asks four times
+within a second (the page request, Streamlit's host-config request, the websocket, the
+script run), each a store round trip: about a tenth of a warm Board view's server CPU
+(``bench/bench_viewers.py``). A sign-out, removal, password reset or role change made
+through this process is seen here at once (the memo is forgotten when it is written and
+again when it commits); one made on another board replica, within this many seconds. An
+expired session is never served from the memo; only signed-in sessions are remembered."""
+
+_clock = time.monotonic  # replaced by tests
+_memo_lock = threading.Lock()
+# (store URL, token digest) -> (read at, the person, the session's expiry)
+_session_memo: dict[tuple[str, str], tuple[float, User, datetime]] = {}
+_memo_generation = [0]  # bumped by every write to people or sessions: a read across one is not kept
+
+
+def remembered_session(engine: Engine, token: str | None) -> User | None:
+    """The person of a session read less than ``SESSION_RECHECK_S`` ago, else None (then
+    ask :func:`signed_in`). No store access, so the server's event loop may call it."""
+    if not token:
+        return None
+    hit = _session_memo.get((engine.url.render_as_string(), _digest(token)))
+    if hit is None or _clock() - hit[0] >= SESSION_RECHECK_S or _now() >= hit[2]:
+        return None
+    return hit[1]
+
+
+def signed_in(engine: Engine, token: str | None) -> User | None:
+    """:func:`user_for_session` for the pages and the server's routes, through the memo."""
+    found = remembered_session(engine, token)
+    if found is not None or not token:
+        return found
+    key = (engine.url.render_as_string(), _digest(token))
+    read_at, generation = _clock(), _memo_generation[0]
+    with engine.connect() as conn:
+        row = _session_row(conn, token)
+    with _memo_lock:
+        if row is None:
+            _session_memo.pop(key, None)
+            return None
+        user = _row_user(row)
+        if generation == _memo_generation[0]:
+            if len(_session_memo) >= 10_000:  # stale entries of people long gone
+                _session_memo.clear()
+            _session_memo[key] = (read_at, user, timeutil.from_db(row.expires_at))
+    return user
+
+
+def _forget_sessions(conn: Connection) -> None:
+    """Drop the memo now and once more when ``conn``'s transaction commits: a read between
+    this write and its commit still saw the old row."""
+    def forget(*_args) -> None:
+        with _memo_lock:
+            _memo_generation[0] += 1
+            _session_memo.clear()
+
+    forget()
+    if conn.in_transaction():
+        sa.event.listen(conn, "commit", forget, once=True)
 
 
 def sign_out(conn: Connection, token: str, *, ip: str | None = None) -> None:
     row = conn.execute(sa.select(s.c.email).where(s.c.token_hash == _digest(token))).first()
     conn.execute(s.delete().where(s.c.token_hash == _digest(token)))
+    _forget_sessions(conn)
     if row:
         found = get(conn, row.email)
         audit.record(conn, row.email, "sign_out", partner=found.partner_id if found else audit.SHARED,
