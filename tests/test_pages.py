@@ -4,6 +4,7 @@ collected from the simulator (frozen clock, so the numbers are fixed)."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -287,3 +288,31 @@ def test_the_page_list_is_the_navigation() -> None:
     from partnerboard.dashboard.navigation import PAGES as NAV
 
     assert {f"views/{p.module}": p.title for p in NAV} == TITLES and sorted(PAGES) == sorted(TITLES)
+
+
+def test_board_tells_freshness_as_of_its_reading_of_the_runs(monkeypatch, demo) -> None:
+    """The Board reads the collectors' runs once per minute, like its numbers; each age it
+    shows is the age at that reading, and the reading's time is shown with them."""
+    from datetime import datetime
+
+    from partnerboard.dashboard import freshness
+
+    from partnerboard.core.store import runs
+
+    _env(monkeypatch, *demo)
+    before = datetime.now(UTC)
+    at = _page("views/board.py", "2026-10")
+    after = datetime.now(UTC)
+    block = next(t.value for t in at.text if "(as of " in t.value)
+    *lines, stamp = block.split("\n")
+    config = load_config(demo[1])
+    read_at = datetime.strptime(stamp, "(as of %Y-%m-%d %H:%M:%S)").replace(tzinfo=config.tz)
+    assert before.replace(microsecond=0) <= read_at <= after
+    with store_mod.open_store(demo[0]).engine.connect() as conn:
+        summary = runs.source_summary(conn)
+    assert lines and len(lines) == len(summary)
+    # The store changes nothing after collection, so judged at the reading (shown to its
+    # second, so somewhere in that second) every line is what the page says.
+    judged = [[f"{f.source}: {f.text}" for f in freshness.read(
+        config, summary, read_at.astimezone(UTC) + timedelta(seconds=tenth / 10))] for tenth in range(11)]
+    assert lines in judged, (lines, judged[0])

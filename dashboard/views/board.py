@@ -111,21 +111,21 @@ st.divider()
 left, right = st.columns(2)
 with left:
     st.subheader("Data freshness")
+    # Read once per minute like the numbers above, and told as of that reading.
     try:
-        sources = queries.sources(url, queries.now_bucket())
+        read_at, sources = queries.sources_read(url, as_of)
     except Exception as exc:
         st.error(f"Collector runs unavailable: {failure(exc)}")
-        sources = []
-    now = queries.clip(queries.now_bucket())
+        read_at, sources = queries.clip(as_of), []
     if not sources:
         st.info("No collector has run yet.")
-    lines = [f"{f.source}: {f.text}" for f in freshness.read(cfg, sources, now)]
+    lines = [f"{f.source}: {f.text}" for f in freshness.read(cfg, sources, read_at)]
     if lines:  # one element, not one per source: each costs a message on every view
-        st.text("\n".join(lines))
+        st.text("\n".join(lines) + f"\n(as of {local_time(read_at, cfg.tz, seconds=True)})")
 with right:
     st.subheader(f"Annotations in {period.label}")
     try:
-        notes = queries.notes(url, period.start, period.end, queries.now_bucket(), gate.current().partner_id)
+        notes = queries.notes(url, period.start, period.end, as_of, gate.current().partner_id)
     except Exception as exc:
         st.warning(f"Annotations unavailable: {failure(exc)}")
         notes = pd.DataFrame()
