@@ -339,13 +339,10 @@ def filter_choices(url: str, as_of: datetime) -> dict[str, list[str]]:
         return dict(flt.choices(conn))
 
 
-@st.cache_data(ttl=WINDOW_TTL_S, show_spinner=False)
+@st.cache_data(ttl=TTL_S, show_spinner=False)
 def notes(url: str, start: date, end: date, as_of: datetime, viewer_partner: str | None) -> pd.DataFrame:
-    """Notes dated in [start, end) that a person of ``viewer_partner`` may read (None: both),
-    read once per ``as_of`` bucket: the pages pass ``now_bucket()`` (a note posted through
-    ``POST /api/annotations``, which clears no page cache, shows within ``TTL_S``), the
-    Board its minute (``review_bucket()``, within a minute, like its numbers). Notes added
-    on the Annotations page clear this cache at once."""
+    """Notes dated in [start, end) that a person of ``viewer_partner`` may read (None: both).
+    Every ``TTL_S``: a note posted through ``POST /api/annotations`` clears no page cache."""
     from partnerboard.core.changes import annotations
 
     with open_store(url).engine.connect() as conn:

@@ -125,7 +125,7 @@ with left:
 with right:
     st.subheader(f"Annotations in {period.label}")
     try:
-        notes = queries.notes(url, period.start, period.end, as_of, gate.current().partner_id)
+        notes = queries.notes(url, period.start, period.end, queries.now_bucket(), gate.current().partner_id)
     except Exception as exc:
         st.warning(f"Annotations unavailable: {failure(exc)}")
         notes = pd.DataFrame()

@@ -211,8 +211,9 @@ with remove_tab:
                            placeholder="Choose a person")
         st.button("Remove…", key="users_remove", disabled=not who, on_click=_ask_to_remove)
     else:
-        st.warning("Remove this person? They are signed out everywhere at once and their API token "
-                   "stops working. Adding them again later gives them a new password.")
+        st.warning("Remove this person? They are signed out at once (on other board servers within "
+                   "2 seconds) and their API token stops working. Adding them again later gives them "
+                   "a new password.")
         st.text(pending)
         c1, c2 = st.columns(2)
         c1.button("Yes, remove", type="primary", key="users_remove_confirm", on_click=_confirm_remove)

@@ -183,7 +183,7 @@ def remove(conn: Connection, actor: User, email: str, *, ip: str | None = None) 
         raise UserError("you cannot remove yourself; ask another admin")
     found = _target(conn, actor, email, "remove a person")
     conn.execute(u.delete().where(u.c.email == found.email))
-    conn.execute(s.delete().where(s.c.email == found.email))  # signed out everywhere, at once
+    conn.execute(s.delete().where(s.c.email == found.email))  # signed out here at once, elsewhere in 2 s
     _forget_sessions(conn)
     audit.record(conn, actor.email, "user.remove", partner=found.partner_id, target=found.email, ip=ip)
 
