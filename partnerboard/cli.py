@@ -511,7 +511,7 @@ def users_add(
 
 @users_app.command("remove")
 def users_remove(email: str, config: ConfigOpt = None, database: DbOpt = None) -> None:
-    """Remove a person; their sessions end at once."""
+    """Remove a person; their sessions end at once (a running board: within 2 s)."""
     from partnerboard.core.access import cli_user, users
 
     _, store = _users_store(config, database, "remove")

@@ -53,6 +53,14 @@ def test_sign_in_makes_a_session_that_expires(people) -> None:
         assert users.user_for_session(conn, session.token) is None
 
 
+@pytest.fixture(autouse=True)
+def _no_remembered_sessions():
+    """Each test starts and ends with an empty session memo (it is per process)."""
+    users._forget()
+    yield
+    users._forget()
+
+
 class _Clock:
     """``users._clock`` under the test's control: the memo's age moves only when told."""
 
@@ -103,6 +111,26 @@ def test_a_session_read_while_its_sign_out_commits_is_not_remembered(people, mon
             assert users.signed_in(people.engine, ana.token) == ana.user
         # The commit forgets what that read remembered.
         assert users.remembered_session(people.engine, ana.token) is None
+    assert users.signed_in(people.engine, ana.token) is None
+
+
+def test_a_session_read_in_the_instant_its_sign_out_commits_is_not_remembered(people, monkeypatch) -> None:
+    """SQLAlchemy's commit event fires just before the store commits: a read in between
+    still sees the session and must not be remembered past the commit."""
+    monkeypatch.setattr(users, "_clock", _Clock())
+    ana = users.sign_in(people.engine, CFG, "ana@marketplace.example", PASSWORD)
+    dialect, reads = people.engine.dialect, []
+    real_commit = dialect.do_commit
+
+    def commit_after_a_read(dbapi_connection) -> None:
+        reads.append(users.signed_in(people.engine, ana.token))  # another request, right now
+        real_commit(dbapi_connection)
+
+    monkeypatch.setattr(dialect, "do_commit", commit_after_a_read)
+    with people.engine.begin() as conn:
+        users.sign_out(conn, ana.token)
+    monkeypatch.setattr(dialect, "do_commit", real_commit)
+    assert reads == [ana.user], "the read before the store's commit saw the session"
     assert users.signed_in(people.engine, ana.token) is None
 
 

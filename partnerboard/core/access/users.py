@@ -368,13 +368,15 @@ script run), each a store round trip: about a tenth of a warm Board view's serve
 (``bench/bench_viewers.py``). A sign-out, removal, password reset or role change made
 through this process is seen here at once (the memo is forgotten when it is written and
 again when it commits); one made on another board replica, within this many seconds. An
-expired session is never served from the memo; only signed-in sessions are remembered."""
+expired session is never served from the memo; only signed-in sessions are remembered
+(a lockout or failed attempt changes no existing session: sessions ignore them)."""
 
 _clock = time.monotonic  # replaced by tests
 _memo_lock = threading.Lock()
 # (store URL, token digest) -> (read at, the person, the session's expiry)
 _session_memo: dict[tuple[str, str], tuple[float, User, datetime]] = {}
-_memo_generation = [0]  # bumped by every write to people or sessions: a read across one is not kept
+# Bumped by every write that ends a session or changes its person: a read across one is not kept.
+_memo_generation = [0]
 
 
 def remembered_session(engine: Engine, token: str | None) -> User | None:
@@ -409,17 +411,33 @@ def signed_in(engine: Engine, token: str | None) -> User | None:
     return user
 
 
-def _forget_sessions(conn: Connection) -> None:
-    """Drop the memo now and once more when ``conn``'s transaction commits: a read between
-    this write and its commit still saw the old row."""
-    def forget(*_args) -> None:
-        with _memo_lock:
-            _memo_generation[0] += 1
-            _session_memo.clear()
+def _forget(*_args) -> None:
+    with _memo_lock:
+        _memo_generation[0] += 1
+        _session_memo.clear()
 
-    forget()
+
+def _forget_at_checkin(_dbapi_connection, record) -> None:
+    if record.info.pop(_FORGET_FLAG, False):
+        _forget()
+
+
+_FORGET_FLAG = "partnerboard_forget_sessions"
+
+
+def _forget_sessions(conn: Connection) -> None:
+    """Drop the memo now, when ``conn``'s transaction commits, and once more when its
+    connection goes back to the pool: a read between this write and the store's commit
+    still saw the old row (SQLAlchemy's ``commit`` event fires just before the database
+    commits), and the clear after it keeps what such a read remembered out (the
+    generation counter refuses a read that spans a clear)."""
+    _forget()
     if conn.in_transaction():
-        sa.event.listen(conn, "commit", forget, once=True)
+        sa.event.listen(conn, "commit", _forget, once=True)
+    pool = conn.engine.pool
+    if not sa.event.contains(pool, "checkin", _forget_at_checkin):
+        sa.event.listen(pool, "checkin", _forget_at_checkin)
+    conn.info[_FORGET_FLAG] = True
 
 
 def sign_out(conn: Connection, token: str, *, ip: str | None = None) -> None:
