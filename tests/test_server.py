@@ -52,8 +52,9 @@ class Proc:
         return self.log.read_text(errors="replace")
 
     def get(self, path: str, **kwargs) -> httpx.Response:
-        """GET as the signed-in admin (personal token)."""
-        return httpx.get(f"{self.url}{path}", headers=self.account.headers, **kwargs)
+        """GET as the signed-in admin (personal token). httpx's 5-s default was too short
+        for a report computed on a loaded machine (seen in CI); 60 s is a ceiling."""
+        return httpx.get(f"{self.url}{path}", headers=self.account.headers, **({"timeout": 60} | kwargs))
 
 
 def provision(config: Path, db_url: str, tokens: dict[str, str], cwd: Path,
@@ -96,7 +97,10 @@ def _start(args: list[str], tokens: dict[str, str], log: Path, cwd: Path) -> sub
                             env=_env(tokens), stdout=handle, stderr=subprocess.STDOUT)
 
 
-def _stop(proc: subprocess.Popen, timeout: float = 20) -> int:
+def _stop(proc: subprocess.Popen, timeout: float = 90) -> int:
+    """SIGTERM, then wait for the exit (a ceiling, not a pause). `serve` lets its running
+    jobs finish and record their runs first: under load a collector's upsert alone took
+    over 20 s (a py-spy dump of a stop that hit the old 20-s ceiling)."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
