@@ -366,8 +366,9 @@ SESSION_RECHECK_S = 2.0
 within a second (the page request, Streamlit's host-config request, the websocket, the
 script run), each a store round trip: about a tenth of a warm Board view's server CPU
 (``bench/bench_viewers.py``). A sign-out, removal, password reset or role change made
-through this process is seen here at once (the memo is forgotten when it is written and
-again when it commits); one made on another board replica, within this many seconds. An
+through this process is seen here at once (the memo is forgotten when it is written,
+when it commits and when its connection returns to the pool); one made on another board
+replica, within this many seconds. An
 expired session is never served from the memo; only signed-in sessions are remembered
 (a lockout or failed attempt changes no existing session: sessions ignore them)."""
 
@@ -379,23 +380,31 @@ _session_memo: dict[tuple[str, str], tuple[float, User, datetime]] = {}
 _memo_generation = [0]
 
 
-def remembered_session(engine: Engine, token: str | None) -> User | None:
-    """The person of a session read less than ``SESSION_RECHECK_S`` ago, else None (then
-    ask :func:`signed_in`). No store access, so the server's event loop may call it."""
-    if not token:
-        return None
-    hit = _session_memo.get((engine.url.render_as_string(), _digest(token)))
+def _memo_key(engine: Engine, token: str) -> tuple[str, str]:
+    return engine.url.render_as_string(), _digest(token)  # the URL's password rendered as ***
+
+
+def _remembered(key: tuple[str, str]) -> User | None:
+    hit = _session_memo.get(key)
     if hit is None or _clock() - hit[0] >= SESSION_RECHECK_S or _now() >= hit[2]:
         return None
     return hit[1]
 
 
+def remembered_session(engine: Engine, token: str | None) -> User | None:
+    """The person of a session read less than ``SESSION_RECHECK_S`` ago, else None (then
+    ask :func:`signed_in`). No store access, so the server's event loop may call it."""
+    return _remembered(_memo_key(engine, token)) if token else None
+
+
 def signed_in(engine: Engine, token: str | None) -> User | None:
     """:func:`user_for_session` for the pages and the server's routes, through the memo."""
-    found = remembered_session(engine, token)
-    if found is not None or not token:
+    if not token:
+        return None
+    key = _memo_key(engine, token)
+    found = _remembered(key)
+    if found is not None:
         return found
-    key = (engine.url.render_as_string(), _digest(token))
     read_at, generation = _clock(), _memo_generation[0]
     with engine.connect() as conn:
         row = _session_row(conn, token)
@@ -417,12 +426,12 @@ def _forget(*_args) -> None:
         _session_memo.clear()
 
 
+_FORGET_FLAG = "partnerboard_forget_sessions"  # on a pooled connection that wrote a session change
+
+
 def _forget_at_checkin(_dbapi_connection, record) -> None:
     if record.info.pop(_FORGET_FLAG, False):
         _forget()
-
-
-_FORGET_FLAG = "partnerboard_forget_sessions"
 
 
 def _forget_sessions(conn: Connection) -> None:
