@@ -9,7 +9,9 @@ Playwright:
 - **Board**: for each crowd size N, N browser sessions (each signed in through the form
   first) open `/?period=2026-10` at the same moment; measured until every page finished
   (`[data-test-script-state=notRunning]` and the KPI tiles shown). ``--rounds`` per N (2): the
-  first round may fill the query caches, the others are warm. Printed: wall time until the last
+  first round may fill the query caches, the others are warm. The numbers are cached per
+  minute, so a later round that would not fit in the rest of the minute waits for the next one
+  and starts after one uncounted view has recomputed them. Printed: wall time until the last
   page finished, and the server process's CPU time (user + system, from /proc) per view.
 - **Live API health**: K sessions keep `/api-health` open (it refreshes itself every 5 s)
   for ``--live-seconds``; printed: server CPU per refresh (minus the idle CPU of the same
@@ -92,6 +94,25 @@ async def _open_board(page, url: str) -> None:
     await page.wait_for_selector(READY, timeout=300_000)
 
 
+async def _fit_in_a_minute(page, url: str, expected_wall: float, previous: float) -> float:
+    """Start the next round where it can stay inside one cache minute.
+
+    With the browsers on one core, 8 sessions take ~40 s of wall, so a round started at a
+    random moment usually spans a minute's end and pays one recomputation of the numbers:
+    then no round is warm. If the round (as long as the last one, + 10 %) would not fit in
+    what is left of this minute, wait for the next minute, let one view outside the
+    measurement recompute the numbers, and start the round after it. Returns the moment the
+    uncounted view began (the round's warmth is judged from there), or `previous` if the
+    round starts at once."""
+    left = REVIEW_TTL_S - time.time() % REVIEW_TTL_S
+    if expected_wall * 1.1 < left:
+        return previous
+    await asyncio.sleep(left + 0.05)  # the clock's minute, not a pause standing in for an event
+    began = time.time()
+    await _open_board(page, url)
+    return began
+
+
 async def drive(url: str, pid: int, people: list[str], crowds: list[int], tabs: int,
                 live_s: float, rounds: int = 2) -> None:
     from playwright.async_api import async_playwright
@@ -103,7 +124,10 @@ async def drive(url: str, pid: int, people: list[str], crowds: list[int], tabs: 
         print(f"{'sessions':>8} {'round':>6} {'wall until last page':>21} {'server CPU per view':>20}")
         previous = time.time()  # the sign-ins opened the Board too
         for n in crowds:
+            last_wall = None
             for round_ in range(1, rounds + 1):
+                if last_wall is not None:
+                    previous = await _fit_in_a_minute(sessions[0][1], url, last_wall, previous)
                 before, t0, began = cpu_s(pid), time.perf_counter(), time.time()
                 await asyncio.gather(*(_open_board(page, url) for _, page in sessions[:n]))
                 wall, cpu = time.perf_counter() - t0, cpu_s(pid) - before
@@ -112,7 +136,7 @@ async def drive(url: str, pid: int, people: list[str], crowds: list[int], tabs: 
                 # minute may end during one round and its first view come in the next, so a
                 # round counts as warm only if no minute ended since the previous round began.
                 crossed = int(previous // REVIEW_TTL_S) != int(time.time() // REVIEW_TTL_S)
-                previous = began
+                previous, last_wall = began, wall
                 note = "  (a minute ended: may include one recomputation of the numbers)" if crossed else ""
                 print(f"{n:8d} {round_:6d} {wall:20.2f}s {cpu / n:19.3f}s{note}")
         for context, _ in sessions:
