@@ -193,6 +193,7 @@ def serve(
     from partnerboard.server import create_app
 
     logs.setup()
+    logs.enable_stack_dumps()
     _load(config)
     path = str(config_path(config).resolve())
     url = database_url(database)
@@ -234,6 +235,7 @@ def collect(
     from partnerboard.core.store import close_all, processes, runs
 
     logs.setup()
+    logs.enable_stack_dumps()
     cfg = _load(config)
     if source and not once:
         raise _fail("partnerboard collect: --source needs --once (the schedule always runs "

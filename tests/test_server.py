@@ -97,19 +97,32 @@ def _start(args: list[str], tokens: dict[str, str], log: Path, cwd: Path) -> sub
                             env=_env(tokens), stdout=handle, stderr=subprocess.STDOUT)
 
 
-def _stop(proc: subprocess.Popen, timeout: float = 90) -> int:
+def _stop(proc: subprocess.Popen, timeout: float = 90, log: Path | None = None) -> int:
     """SIGTERM, then wait for the exit (a ceiling, not a pause). `serve` lets its running
     jobs finish and record their runs first: under load a collector's upsert alone took
-    over 20 s (a py-spy dump of a stop that hit the old 20-s ceiling)."""
+    over 20 s (a py-spy dump of a stop that hit the old 20-s ceiling). A stop past the
+    ceiling fails with the process's own stack dump (SIGUSR1) and its log's tail."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
             return proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            dump = _stack_dump(proc, log) if log is not None else ""
             proc.kill()
             proc.wait()
-            raise
+            raise AssertionError(f"no exit within {timeout} s of SIGTERM; its stacks and log:\n"
+                                 f"{dump[-12000:]}") from None
     return proc.returncode
+
+
+def _stack_dump(proc: subprocess.Popen, log: Path, timeout: float = 15) -> str:
+    """Ask a running `serve`/`collect` for every thread's stack (logs.enable_stack_dumps)
+    and return its log once the dump is in it (or what is there at the ceiling)."""
+    proc.send_signal(signal.SIGUSR1)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and "most recent call first" not in log.read_text(errors="replace"):
+        time.sleep(0.1)
+    return log.read_text(errors="replace")
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, account: Account,
@@ -164,7 +177,7 @@ def start_server(workdir: Path, tokens: dict[str, str]) -> Proc:
     try:
         _wait_healthy(running.url, proc, log, account)
     except BaseException:
-        _stop(proc)
+        _stop(proc, log=log)
         raise
     return running
 
@@ -175,7 +188,7 @@ def server(workdir: Path, tokens) -> Iterator[Proc]:
     try:
         yield running
     finally:
-        _stop(running.proc)
+        _stop(running.proc, log=running.log)
 
 
 @pytest.mark.slow
@@ -240,7 +253,7 @@ def test_board_serves_the_page_while_probes_arrive(server: Proc, workdir: Path, 
     else:  # PostgreSQL: a second process collects beside the board
         assert res.returncode == 0 and "0 failed" in res.stdout, res.stderr
 
-    assert _stop(server.proc) == 0
+    assert _stop(server.proc, log=server.log) == 0
     log = server.output()
     assert "board stopped" in log
     for token in tokens.values():
@@ -280,8 +293,15 @@ def test_collect_runs_headless_and_exits_0_on_sigterm(workdir: Path, tokens, sim
         # every endpoint probed twice: a SIGTERM now finishes the round it is in, so at
         # least two rounds of probes are written, however slowly the process started
         wait_until(two_rounds, 60, "two probe rounds of every endpoint")
+        # An operator's stack dump of a running collector: every thread, names only, and the
+        # process goes on collecting.
+        dump = _stack_dump(proc, log)
+        assert "most recent call first" in dump and "in collect" in dump, dump[-4000:]
+        assert proc.poll() is None, "SIGUSR1 only dumps"
+        for token in tokens.values():
+            assert token not in dump
     finally:
-        code = _stop(proc)
+        code = _stop(proc, log=log)
     assert code == 0, log.read_text()
     assert "stopped" in log.read_text()
     s = store_mod.open_store(url)
@@ -441,7 +461,7 @@ def test_run_now_on_the_data_page_of_serve_records_a_manual_run(server: Proc, wo
         if found[source]["runs_ok"] >= 2:
             break
         time.sleep(0.3)
-    assert _stop(server.proc) == 0
+    assert _stop(server.proc, log=server.log) == 0
     url = db_url_for(workdir / 'board.duckdb')
     s = store_mod.open_store(url)
     try:

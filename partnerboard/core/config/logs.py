@@ -13,7 +13,9 @@ happens where no handler can bypass it:
 
 from __future__ import annotations
 
+import faulthandler
 import logging
+import signal
 import sys
 import traceback
 from typing import Any, TextIO
@@ -86,3 +88,15 @@ def setup(level: str = "INFO") -> None:
     root.setLevel(level)
     for noisy in ("apscheduler.executors.default", "httpx", "apscheduler.scheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def enable_stack_dumps() -> None:
+    """``kill -USR1 <pid>`` writes every thread's stack to stderr; the process goes on.
+
+    For a long-running process that seems stuck (a stop waiting on a job, a page that does
+    not answer) where no profiler is installed: the dump names files, lines and functions
+    only, never values, so it carries no secret past the scrubbing above (faulthandler
+    writes to the file descriptor itself, not through ``sys.stderr``'s wrapper).
+    """
+    if hasattr(signal, "SIGUSR1"):
+        faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
