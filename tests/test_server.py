@@ -122,13 +122,17 @@ def _stop(proc: subprocess.Popen, timeout: float = 90, log: Path | None = None) 
 
 def _stack_dump(proc: subprocess.Popen, log: Path, timeout: float = 30) -> str:
     """Ask a running `serve`/`collect` for every thread's stack (logs.enable_stack_dumps)
-    and return its log once the dump is in it. The process writes it to the log file and
-    tells no one, so the file is what there is to watch (a ceiling, not a pause)."""
+    and return its log once the whole dump is in it. The process writes it to the log file
+    and tells no one, so the file is what there is to watch (a ceiling, not a pause).
+    faulthandler writes thread by thread, newest first, so the main thread comes last and
+    its outermost frame (runpy's, as the process runs `python -m`) ends the dump: a read
+    between two threads' blocks lacked the main thread's `collect` (seen in CI)."""
     proc.send_signal(signal.SIGUSR1)
 
     def dumped() -> str | None:
         text = log.read_text(errors="replace")
-        return text if "most recent call first" in text else None
+        start = text.find("(most recent call first)")
+        return text if start >= 0 and " in _run_module_as_main" in text[start:] else None
 
     return wait_until(dumped, timeout, f"a stack dump in {log.name}")
 
