@@ -120,10 +120,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _stop_postgres() -> Iterator[None]:
-    """The PostgreSQL server (when the suite runs on it) ends with the session."""
-    yield
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The PostgreSQL server (when the suite runs on it) ends with the session.
+
+    A hook, not a session fixture: a fixture's teardown counts against the last
+    test's pytest-timeout, and removing a cluster that held hundreds of per-test
+    databases took over 180 s on a loaded CI machine. The hook runs after every
+    teardown, outside any test's timeout."""
     if BACKEND == "postgresql":
         store_mod.close_all()
         postgres_server.stop_shared()
