@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from partnerboard.simulator.server import SECRET_ENV
 
 from partnerboard.core import store as store_mod
+from partnerboard.core.config.logs import STACK_DUMP_END
 from partnerboard.core.store import schema
 from tests.conftest import BACKEND, REPO, config_toml, db_url_for, free_port, launch_chromium, wait_until
 
@@ -122,17 +123,18 @@ def _stop(proc: subprocess.Popen, timeout: float = 90, log: Path | None = None) 
 
 def _stack_dump(proc: subprocess.Popen, log: Path, timeout: float = 30) -> str:
     """Ask a running `serve`/`collect` for every thread's stack (logs.enable_stack_dumps)
-    and return its log once the whole dump is in it. The process writes it to the log file
-    and tells no one, so the file is what there is to watch (a ceiling, not a pause).
-    faulthandler writes thread by thread, newest first, so the main thread comes last and
-    its outermost frame (runpy's, as the process runs `python -m`) ends the dump: a read
-    between two threads' blocks lacked the main thread's `collect` (seen in CI)."""
+    and return its log once the whole dump is in it (the process writes it to the log file
+    and tells no one, so the file is what there is to watch: a ceiling, not a pause). The
+    dump ends with logs.STACK_DUMP_END; a process that dies instead fails at once."""
+    done = log.read_text(errors="replace").count(STACK_DUMP_END)
     proc.send_signal(signal.SIGUSR1)
 
     def dumped() -> str | None:
         text = log.read_text(errors="replace")
-        start = text.find("(most recent call first)")
-        return text if start >= 0 and " in _run_module_as_main" in text[start:] else None
+        if text.count(STACK_DUMP_END) > done:
+            return text
+        assert proc.poll() is None, f"died ({proc.returncode}) on SIGUSR1:\n{text[-4000:]}"
+        return None
 
     return wait_until(dumped, timeout, f"a stack dump in {log.name}")
 
@@ -265,6 +267,12 @@ def test_board_serves_the_page_while_probes_arrive(server: Proc, workdir: Path, 
     else:  # PostgreSQL: a second process collects beside the board
         assert res.returncode == 0 and "0 failed" in res.stdout, res.stderr
 
+    # A stack dump of the running board: its main thread is in uvicorn's event loop, and
+    # the board goes on answering.
+    dump = _stack_dump(server.proc, server.log)
+    assert "Current thread" in dump and "in serve" in dump, dump[-4000:]
+    assert server.get("/healthz").json()["scheduler"] == "running"
+
     assert _stop(server.proc, log=server.log) == 0
     log = server.output()
     assert "board stopped" in log
@@ -306,7 +314,7 @@ def test_collect_runs_headless_and_exits_0_on_sigterm(workdir: Path, tokens, sim
         # An operator's stack dump of a running collector: every thread, names only, and the
         # process goes on collecting.
         dump = _stack_dump(proc, log)
-        assert "most recent call first" in dump and "in collect" in dump, dump[-4000:]
+        assert "Current thread" in dump and "in collect" in dump, dump[-4000:]
         assert proc.poll() is None, "SIGUSR1 only dumps"
         for token in tokens.values():
             assert token not in dump
