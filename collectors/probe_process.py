@@ -146,6 +146,7 @@ def _serve(conn: Any, config: Config) -> None:
     from partnerboard.core.config.secrets import scrub
 
     logs.install_scrubbing()
+    logs.enable_stack_dumps()  # `kill -USR1` on any of our pids dumps, never kills
     try:  # ahead of the collectors for the CPU, where the OS lets us (root, or CAP_SYS_NICE)
         os.nice(-5)
     except OSError:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import re
 import subprocess
 import sys
 import time
@@ -318,6 +319,17 @@ def test_collect_runs_headless_and_exits_0_on_sigterm(workdir: Path, tokens, sim
         assert proc.poll() is None, "SIGUSR1 only dumps"
         for token in tokens.values():
             assert token not in dump
+        # The probe worker's pid is in the log too: USR1 there dumps its stacks, and the
+        # same worker goes on probing (a second start would be logged).
+        worker = int(re.findall(r"probe worker started pid=(\d+)", dump)[0])
+        os.kill(worker, signal.SIGUSR1)
+        wait_until(lambda: log.read_text(errors="replace").count(STACK_DUMP_END) >= 2, 30,
+                   "the probe worker's stack dump")
+        assert "in _serve" in log.read_text(errors="replace").split(STACK_DUMP_END)[1]
+        served = httpx.get(f"{sim.base_url}/_sim/requests", timeout=5).json()["payments:health"]
+        wait_until(lambda: httpx.get(f"{sim.base_url}/_sim/requests", timeout=5).json()[
+            "payments:health"] > served, 60, "a probe after the worker's dump")
+        assert log.read_text(errors="replace").count("probe worker started") == 1
     finally:
         code = _stop(proc, log=log)
     assert code == 0, log.read_text()
