@@ -8,8 +8,8 @@ which /healthz proves without a second connection to the file.
 from __future__ import annotations
 
 import os
-import signal
 import re
+import signal
 import subprocess
 import sys
 import time
