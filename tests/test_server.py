@@ -122,13 +122,15 @@ def _stop(proc: subprocess.Popen, timeout: float = 90, log: Path | None = None) 
     return proc.returncode
 
 
-def _stack_dump(proc: subprocess.Popen, log: Path, timeout: float = 30) -> str:
-    """Ask a running `serve`/`collect` for every thread's stack (logs.enable_stack_dumps)
-    and return its log once the whole dump is in it (the process writes it to the log file
-    and tells no one, so the file is what there is to watch: a ceiling, not a pause). The
-    dump ends with logs.STACK_DUMP_END; a process that dies instead fails at once."""
+def _stack_dump(proc: subprocess.Popen, log: Path, timeout: float = 30,
+                pid: int | None = None) -> str:
+    """Ask a running `serve`/`collect` (or, given `pid`, its probe worker, which writes to
+    the same log) for every thread's stack (logs.enable_stack_dumps) and return its log once
+    the whole dump is in it (the process writes it to the log file and tells no one, so the
+    file is what there is to watch: a ceiling, not a pause). The dump ends with
+    logs.STACK_DUMP_END; a `proc` that dies instead fails at once."""
     done = log.read_text(errors="replace").count(STACK_DUMP_END)
-    proc.send_signal(signal.SIGUSR1)
+    os.kill(proc.pid if pid is None else pid, signal.SIGUSR1)
 
     def dumped() -> str | None:
         text = log.read_text(errors="replace")
@@ -303,10 +305,12 @@ def test_collect_runs_headless_and_exits_0_on_sigterm(workdir: Path, tokens, sim
                   tokens, log, workdir)
     probed = ("marketplace:health", "marketplace:/api/offers", "payments:health", "payments:/v1/balance")
 
+    def served() -> dict[str, int]:
+        return httpx.get(f"{sim.base_url}/_sim/requests", timeout=5).json()
+
     def two_rounds() -> bool:
         assert proc.poll() is None, log.read_text()
-        served = httpx.get(f"{sim.base_url}/_sim/requests", timeout=5).json()
-        return all(served.get(k, 0) >= 2 for k in probed)
+        return all(served().get(k, 0) >= 2 for k in probed)
 
     try:
         # every endpoint probed twice: a SIGTERM now finishes the round it is in, so at
@@ -322,13 +326,10 @@ def test_collect_runs_headless_and_exits_0_on_sigterm(workdir: Path, tokens, sim
         # The probe worker's pid is in the log too: USR1 there dumps its stacks, and the
         # same worker goes on probing (a second start would be logged).
         worker = int(re.findall(r"probe worker started pid=(\d+)", dump)[0])
-        os.kill(worker, signal.SIGUSR1)
-        wait_until(lambda: log.read_text(errors="replace").count(STACK_DUMP_END) >= 2, 30,
-                   "the probe worker's stack dump")
-        assert "in _serve" in log.read_text(errors="replace").split(STACK_DUMP_END)[1]
-        served = httpx.get(f"{sim.base_url}/_sim/requests", timeout=5).json()["payments:health"]
-        wait_until(lambda: httpx.get(f"{sim.base_url}/_sim/requests", timeout=5).json()[
-            "payments:health"] > served, 60, "a probe after the worker's dump")
+        dump = _stack_dump(proc, log, pid=worker)
+        assert "in _serve" in dump.split(STACK_DUMP_END)[-2], dump[-4000:]
+        before = served()["payments:health"]
+        wait_until(lambda: served()["payments:health"] > before, 60, "a probe after the worker's dump")
         assert log.read_text(errors="replace").count("probe worker started") == 1
     finally:
         code = _stop(proc, log=log)
