@@ -17,7 +17,9 @@ import faulthandler
 import logging
 import os
 import signal
+import socket
 import sys
+import threading
 import traceback
 from typing import Any, TextIO
 
@@ -103,20 +105,49 @@ def enable_stack_dumps() -> None:
     only, never values, so it carries no secret past the scrubbing above (faulthandler
     writes to the file descriptor itself, not through ``sys.stderr``'s wrapper).
 
-    The dump runs as a Python signal handler, in the main thread with the GIL held, and not
-    as faulthandler's own C handler (``faulthandler.register``): that one reads the other
-    threads' frames while they run, and a thread pushing or popping a frame meanwhile makes
-    it follow freed memory. With three threads busy in Python it killed the process with
-    SIGSEGV in 20 tries of 20 (tests/test_stack_dumps.py). Holding the GIL, no other thread
-    changes its frames. The cost: a main thread stuck in C code that holds the GIL never
-    runs the handler; ``py-spy dump --pid`` reads such a process from outside.
-    Must be called from the main thread (``signal.signal``).
+    Python's C-level handler, on whichever thread the kernel picks, writes the signal's
+    number to the wakeup fd (``signal.set_wakeup_fd``); a thread of its own reads it and
+    dumps holding the GIL, so no other thread changes its frames while they are read.
+    Two ways that did not work:
+    - faulthandler's own C handler (``faulthandler.register``) reads the other threads'
+      frames while they run; a thread pushing or popping a frame meanwhile makes it follow
+      freed memory. With three threads busy in Python it killed the process with SIGSEGV
+      in 20 tries of 20 (tests/test_stack_dumps.py).
+    - Dumping in the Python handler, which runs in the main thread only: a signal that came
+      while that handler was finishing, or that the kernel gave to another thread (numpy's
+      and DuckDB's threads exist before this call), leaves a flag the main thread reads
+      only at its next Python step, and ``collect``'s main thread sleeps on its stop event
+      until the process stops. Under load the busy test lost a dump in 2 runs of 3.
+    The Python handler is a no-op kept so that the signal does not kill (its default).
+    Only one wakeup fd exists per process: where one is set already (an asyncio loop's
+    signal handlers), it is left alone and the dump runs in the Python handler instead.
+    A thread stuck in C code that holds the GIL stops any dump; ``py-spy dump --pid``
+    reads such a process from outside. Must be called from the main thread.
     """
-    if hasattr(signal, "SIGUSR1"):
+    if not hasattr(signal, "SIGUSR1") or any(t.name == "stack-dumps" for t in threading.enumerate()):
+        return
+    ours, theirs = socket.socketpair()
+    theirs.setblocking(False)
+    previous = signal.set_wakeup_fd(theirs.fileno(), warn_on_full_buffer=False)
+    if previous != -1:  # someone else's: left to them, and the main thread dumps
+        signal.set_wakeup_fd(previous)
+        ours.close()
+        theirs.close()
         signal.signal(signal.SIGUSR1, _dump_stacks)
+        return
+    signal.signal(signal.SIGUSR1, lambda *_: None)  # installs the C handler; SIG_DFL kills
+    threading.Thread(target=_dump_on_signal, args=(ours, theirs), name="stack-dumps",
+                     daemon=True).start()
 
 
-def _dump_stacks(signum: int, frame: Any) -> None:
+def _dump_on_signal(ours: socket.socket, theirs: socket.socket) -> None:
+    """One dump per SIGUSR1 byte on the wakeup fd (`theirs`, held open here for good)."""
+    while data := ours.recv(256):
+        for _ in range(data.count(signal.SIGUSR1)):
+            _dump_stacks()
+
+
+def _dump_stacks(*_: Any) -> None:
     out = sys.__stderr__
     if out is None:  # no stderr to write to (a daemon started with it closed)
         return
