@@ -129,6 +129,8 @@ def maintenance_windows(url: str) -> list[dict]:
 # --- review numbers: the KPI engine, cached per period for a minute ------------------
 
 REVIEW_TTL_S = 60
+# A value's coverage mark and those of the periods its deltas compare with (kpi_engine.board).
+COVERAGE_FIELDS = ("coverage", "previous_coverage", "last_year_coverage")
 
 
 def review_bucket() -> datetime:
@@ -148,7 +150,7 @@ def board(url: str, config_key: str, label: str, as_of: datetime,
 
 
 BOARD_FIELDS = ("partner_id", "kpi", "value", "delta_previous", "delta_last_year", "target", "status",
-                "previous_period", "last_year_period", "scope")
+                "previous_period", "last_year_period", "scope", *COVERAGE_FIELDS)
 
 
 @st.cache_data(ttl=REVIEW_TTL_S, show_spinner=False)
@@ -210,10 +212,10 @@ def signed_board(url: str, config_key: str, label: str, viewer_partner: str | No
     signed: dict[tuple[str, str], dict] = {}
     if state == "signed":
         fields = ("value", "delta_previous", "delta_last_year", "target", "status",
-                  "restated_value", "restatement")
+                  "restated_value", "restatement", *COVERAGE_FIELDS)
         kpis = frame[frame.section == "kpi"]
         for r in kpis.to_dict("records"):
-            signed[(r["partner_id"], r["item"])] = {k: _plain(r.get(k)) for k in fields}
+            signed[(r["partner_id"], r["item"])] = {k: _plain(r.get(k)) for k in fields}  # old: NaN
     return state, detail, signed
 
 

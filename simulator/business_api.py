@@ -155,6 +155,37 @@ class Lists:
                         if not corrupt(rate, r.id):
                             entry["by_status"][st] = entry["by_status"].get(st, 0) + 1
                 out[partner][name] = entry
+        out["by_month"] = self._by_month(chaos)
+        return out
+
+    def _by_month(self, chaos: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
+        """What the monthly KPIs must come to, per partner and Warsaw month, from the records
+        as of the clock (broken ones left out): orders and sessions of the marketplace
+        (conversion = orders / sessions), decided and succeeded payments and refunded minor
+        units of the gateway. Months are cut at Warsaw's midnights, as the board cuts them."""
+        def month(ts: float) -> str:
+            return datetime.fromtimestamp(ts, TZ).strftime("%Y-%m")
+
+        out: dict[str, dict[str, dict[str, float]]] = {"marketplace": {}, "payments": {}}
+
+        def add(partner: str, when: str, key: str, amount: float) -> None:
+            figures = out[partner].setdefault(when, {})
+            figures[key] = figures.get(key, 0) + amount
+
+        mp, pay = chaos["marketplace"].corrupt_rate, chaos["payments"].corrupt_rate
+        for _, _, r in self.rows("orders"):
+            if not corrupt(mp, r.id):
+                add("marketplace", month(r.created), "orders", 1)
+        for _, state, r in self.rows("traffic"):
+            if not corrupt(mp, r.id):
+                add("marketplace", r.data["day"][:7], "sessions", int(state))
+        for _, state, r in self.rows("payments"):
+            if not corrupt(pay, r.id) and state in ("success", "failed"):
+                add("payments", month(r.created), "decided", 1)
+                add("payments", month(r.created), "succeeded", 1 if state == "success" else 0)
+        for _, _, r in self.rows("refunds"):
+            if not corrupt(pay, r.id):
+                add("payments", month(r.created), "refund_minor", r.data["amount"])
         return out
 
 

@@ -65,16 +65,24 @@ def _lognorm(rng: random.Random, median: float, sigma: float) -> float:
 
 
 class World:
-    def __init__(self, seed: int, start: date, days: int, scale: float = 1.0) -> None:
+    """``days`` days of history from the local date ``start``. Each day begins at its local
+    midnight, or, with ``origin`` (an aware instant), ``origin`` plus whole days: a partner
+    whose history begins at 00:00 UTC, two hours into a Warsaw day."""
+
+    def __init__(self, seed: int, start: date, days: int, scale: float = 1.0,
+                 origin: datetime | None = None) -> None:
         self.seed = seed
         self.start = start
         self.days = days
         self.scale = scale
+        self.origin = origin
 
     def _rng(self, *parts: object) -> random.Random:
         return random.Random(":".join(str(p) for p in (self.seed, *parts)))
 
     def day_start(self, i: int) -> float:
+        if self.origin is not None:
+            return (self.origin + timedelta(days=i)).timestamp()
         local = datetime.combine(self.start + timedelta(days=i), datetime.min.time(), TZ)
         return local.timestamp()
 

@@ -85,7 +85,7 @@ for col, partner in zip(columns, cfg.partners, strict=False):
             if (partner.id, r["kpi"]) in signed:
                 s = signed[(partner.id, r["kpi"])]
                 r = {**r, **{k: s[k] for k in ("value", "delta_previous", "delta_last_year", "target",
-                                               "status")}}
+                                               "status", *queries.COVERAGE_FIELDS)}}
                 if s["restated_value"] is not None or s["restatement"] is not None:
                     mark = (f" · restated: today {kpi_value(s['restated_value'], kpi.unit)} "
                             f"({_delta(s['restatement'], kpi.unit) or 'no data'})")
@@ -96,16 +96,20 @@ for col, partner in zip(columns, cfg.partners, strict=False):
                 kpi_value(r["value"], kpi.unit),
                 delta=_delta(r["delta_previous"], kpi.unit),
                 delta_color="normal" if kpi.direction == "higher" else "inverse",
-                delta_description=f"vs {r['previous_period']}",
+                delta_description=f"vs {r['previous_period']}"
+                + (" (partial)" if r["previous_coverage"] else ""),
                 chart_data=points if len(points) > 1 else None,
                 help=kpi.formula,
                 border=True,
             )
             goal = "—" if r["target"] is None else kpi_value(r["target"], kpi.unit)
             year = _delta(r["delta_last_year"], kpi.unit)
+            year_partial = " (partial)" if r["last_year_coverage"] and year else ""
             scope = f" · {md(r['scope'])}" if filters.active else ""
-            st.caption(f"{status_badge(r['status'])} · target {goal} · "
-                       f"vs {r['last_year_period']}: {year or 'no data'}{scope}{mark}")
+            partial = f" · :orange-badge[partial] {md(r['coverage'].removeprefix('partial: '))}" \
+                if r["coverage"] else ""
+            st.caption(f"{status_badge(r['status'])}{partial} · target {goal} · "
+                       f"vs {r['last_year_period']}: {year or 'no data'}{year_partial}{scope}{mark}")
 
 st.divider()
 left, right = st.columns(2)

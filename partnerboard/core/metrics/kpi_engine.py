@@ -8,9 +8,10 @@ The formulas are written out in ``kpis.KPIS`` and ``docs/kpis.md``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -261,7 +262,8 @@ def _compute(conn: Connection, partners: Sequence[Partner], periods: Sequence[Pe
             for key, found in family(conn, pids, windows, filters).items():
                 values[key].update(found)
     roles = {p.id: p.role for p in partners}
-    missing = _uncovered(conn, partners, windows, tz)
+    covered = _coverage(conn, partners, windows, tz)
+    missing = {key for key, mark in covered.items() if mark is NO_DATA}
     return {key: {k.id: None if (key[0], key[1], k.id) in missing else found.get(k.id)
                   for k in VALUE_KPIS if applies_to(k, roles[key[0]])}
             for key, found in values.items()}
@@ -270,25 +272,68 @@ def _compute(conn: Connection, partners: Sequence[Partner], periods: Sequence[Pe
 BUSINESS_TABLES = frozenset(schema.RESOURCE_TABLES)
 
 
-def _uncovered(conn: Connection, partners: Sequence[Partner], windows: Sequence[Window],
-               tz: Any) -> set[tuple[str, str, str]]:
-    """(partner, period label, KPI) that must be *no data*: a table the KPI needs has no
-    configured source for the partner, or the period starts before what the sources of
-    that table have covered (``coverage``). Not 0: nobody has read those records."""
+@dataclass(frozen=True)
+class Partial:
+    """A period its KPI's sources cover only in part: from ``covered_from`` on, which is
+    ``share`` of the period's elapsed time (0 < share < 1). The value stands, computed
+    over what was collected, and says so wherever it is shown."""
+
+    covered_from: datetime  # aware UTC
+    share: float
+
+    def describe(self, tz: Any) -> str:
+        """``from 1 Aug 2026 02:00 · 99.7 % of the period``: the share rounded down, so a
+        period that lacks anything never reads 100 %."""
+        local = self.covered_from.astimezone(tz)
+        return (f"from {local.day} {local:%b %Y %H:%M} · "
+                f"{math.floor(self.share * 1000) / 10:.1f} % of the period")
+
+
+NO_DATA = None  # a (partner, period, KPI) its sources have not covered at all
+
+
+def _coverage(conn: Connection, partners: Sequence[Partner], windows: Sequence[Window], tz: Any,
+              now: datetime | None = None) -> dict[tuple[str, str, str], Partial | None]:
+    """(partner, period label, KPI) whose business tables do not cover the whole period:
+    ``NO_DATA`` where a table the KPI needs has no configured source for the partner, or
+    the period ends (or, running, reaches ``now``) before what the sources of that table
+    have covered (``coverage``): nobody has read those records, so not 0. A period that
+    begins before the coverage and ends after it is ``Partial``. KPIs reading several
+    tables are covered from the latest of their tables' starts."""
     reach = coverage.covered_from(conn, [p.id for p in partners], tz)
     imported = coverage.uploaded(conn, [p.id for p in partners])
-    out = set()
+    now = now or datetime.now(UTC)
+    out: dict[tuple[str, str, str], Partial | None] = {}
     for partner in partners:
         collected = {s.resource for s in partner.sources} | {t for pid, t in imported if pid == partner.id}
         for kpi in VALUE_KPIS:
             needed = [t for t in kpi.sources if t in BUSINESS_TABLES]
             if not needed or not applies_to(kpi, partner.role):
                 continue
+            known = [reach.get((partner.id, t)) for t in needed if t in collected]
+            start_of_data = max(known) if len(known) == len(needed) and None not in known else None
             for w in windows:
-                if any(t not in collected or (partner.id, t) not in reach or w.start < reach[(partner.id, t)]
-                       for t in needed):
-                    out.add((partner.id, w.period.label, kpi.id))
+                key = (partner.id, w.period.label, kpi.id)
+                if start_of_data is None:
+                    out[key] = NO_DATA
+                    continue
+                if start_of_data <= w.start:
+                    continue
+                until = min(w.end, max(now, w.start))
+                if start_of_data >= until:
+                    out[key] = NO_DATA
+                else:
+                    out[key] = Partial(start_of_data, (until - start_of_data) / (until - w.start))
     return out
+
+
+def partial_marks(conn: Connection, partners: Sequence[Partner], periods: Sequence[Period], tz: Any,
+                  now: datetime | None = None) -> dict[tuple[str, str, str], Partial]:
+    """(partner, period label, KPI) -> how much of the period its sources cover, for the
+    values computed over part of a period only (see ``_coverage``)."""
+    windows = [Window(p, *p.bounds(tz)) for p in dict.fromkeys(periods)]
+    return {key: mark for key, mark in _coverage(conn, partners, windows, tz, now).items()
+            if mark is not NO_DATA}
 
 
 def compute(conn: Connection, partner: Partner, period: Period, tz: Any) -> dict[str, float | None]:
@@ -343,14 +388,18 @@ def judge(kpi_id: str, value: float | None, target: tuple[float, float] | None) 
 
 def board(conn: Connection, config: Config, period: Period,
           partners: Sequence[Partner] | None = None, filters: Filters = flt.NONE,
-          values: Values | None = None) -> pd.DataFrame:
+          values: Values | None = None, now: datetime | None = None) -> pd.DataFrame:
     """All KPIs of all (or the given) partners for a period, with previous period, same
     period last year, deltas, target and status. One tidy row per partner and KPI.
 
     ``scope`` says what a value covers under ``filters``: the filtered records, or the
     whole partner when the KPI cannot be cut by an active filter (and which one).
     ``values`` from a ``compute_many`` that covered the three periods (with the same
-    filters) saves computing them again, e.g. when a sparkline series was computed."""
+    filters) saves computing them again, e.g. when a sparkline series was computed.
+
+    ``coverage``, ``previous_coverage`` and ``last_year_coverage`` mark a value its
+    sources cover only in part (``partial: from 1 Aug 2026 02:00 · 99.7 % of the
+    period``); None where the whole period is covered or there is no value."""
     tz = config.tz
     partners = list(config.partners if partners is None else partners)
     compare = {"current": period, "previous": period.previous(),
@@ -361,6 +410,12 @@ def board(conn: Connection, config: Config, period: Period,
         found = compute_many(conn, partners, list(compare.values()), tz, filters) if partners else {}
     rows = []
     blocked = flt.unsplittable(partners)
+    partial = partial_marks(conn, partners, list(compare.values()), tz, now) if partners else {}
+
+    def mark(partner_id: str, label: str, kpi_id: str, value: float | None) -> str | None:
+        found_mark = partial.get((partner_id, label, kpi_id))
+        return None if found_mark is None or value is None else f"partial: {found_mark.describe(tz)}"
+
     for partner in partners:
         values = {name: found[(partner.id, p.label)] for name, p in compare.items()}
         for kpi_id, value in values["current"].items():
@@ -380,6 +435,9 @@ def board(conn: Connection, config: Config, period: Period,
                 "delta_last_year": d_year.absolute, "delta_last_year_pct": _pct(d_year.relative),
                 "target": verdict.target, "status": verdict.status,
                 "scope": _scope(filters, kpi_id, blocked.get((partner.id, kpi_id), frozenset())),
+                "coverage": mark(partner.id, period.label, kpi_id, value),
+                "previous_coverage": mark(partner.id, compare["previous"].label, kpi_id, prev),
+                "last_year_coverage": mark(partner.id, compare["last_year"].label, kpi_id, last),
             })
     return pd.DataFrame(rows)
 

@@ -35,6 +35,9 @@ HEADERS = {
     "target": "target (unit in 'unit')",
     "started_at": "start (ISO-8601)",
     "ended_at": "end (ISO-8601)",
+    "coverage": "coverage (blank: the whole period; partial: from when, share of the period)",
+    "previous_coverage": "previous period coverage (blank: whole)",
+    "last_year_coverage": "same period last year coverage (blank: whole)",
 }
 
 

@@ -34,6 +34,7 @@ COLUMNS = (
     "previous_period", "previous", "delta_previous", "delta_previous_pct",
     "last_year_period", "last_year", "delta_last_year", "delta_last_year_pct",
     "target", "status", "started_at", "ended_at", "detail", "restated_value", "restatement",
+    "coverage", "previous_coverage", "last_year_coverage",
 )
 
 
@@ -56,7 +57,7 @@ def build(conn: Connection, config: Config, period: Period, *, partner_id: str |
     partners = _partners(config, partner_id)
     names = {p.id: p.name for p in config.partners}
     rows: list[dict[str, Any]] = []
-    for r in kpi_engine.board(conn, config, period, partners).to_dict("records"):
+    for r in kpi_engine.board(conn, config, period, partners, now=now).to_dict("records"):
         rows.append({**{k: r.get(k) for k in COLUMNS if k in r}, "section": "kpi",
                      "partner": names[r["partner_id"]], "item": r["kpi"]})
     for partner in partners:

@@ -84,6 +84,16 @@ def _delta(value: object, unit: str) -> str:
     return ("+" if v > 0 else "") + kpi_value(v, unit)
 
 
+def _partial(coverage: object) -> str:
+    """A value's coverage mark under it (``partial: from … · 99.7 % of the period``)."""
+    return f'<br><small class="partial">{_e(coverage)}</small>' if isinstance(coverage, str) else ""
+
+
+def _partial_word(coverage: object) -> str:
+    """A delta against a partially covered period says so."""
+    return " (partial)" if isinstance(coverage, str) else ""
+
+
 def _local(pack: Pack, when: datetime) -> str:
     return when.astimezone(pack.config.tz).strftime("%Y-%m-%d %H:%M %Z")
 
@@ -176,14 +186,14 @@ def scorecard(pack: Pack) -> str:
         for r in rows.itertuples():
             body.append(
                 f'<tr data-kpi="{_e(r.item)}"><td>{_e(r.name)}</td>'
-                f'<td class="n">{kpi_value(_num(r.value), r.unit)}</td>'
+                f'<td class="n">{kpi_value(_num(r.value), r.unit)}{_partial(r.coverage)}</td>'
                 f'<td class="n">'
                 f'{kpi_value(_num(r.target), r.unit) if _num(r.target) is not None else "none"}</td>'
                 f"<td>{_status(r.status)}</td>"
                 f'<td class="n">{_delta(r.delta_previous, r.unit)} '
-                f'<small>vs {_e(r.previous_period)}</small></td>'
+                f'<small>vs {_e(r.previous_period)}{_partial_word(r.previous_coverage)}</small></td>'
                 f'<td class="n">{_delta(r.delta_last_year, r.unit)} '
-                f'<small>vs {_e(r.last_year_period)}</small></td>' +
+                f'<small>vs {_e(r.last_year_period)}{_partial_word(r.last_year_coverage)}</small></td>' +
                 (f'<td class="n">'
                  f'{kpi_value(_num(r.restated_value), r.unit) if _num(r.restated_value) is not None else ""}'
                  f"</td>" if restated else "") + "</tr>")

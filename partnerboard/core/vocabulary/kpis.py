@@ -204,10 +204,21 @@ def render_markdown() -> str:
         "sums (channel, segment) always read the records.",
         "",
         "*No data*, never 0, also when nothing was collected: a KPI is *no data* when its "
-        "partner has no source for a table it reads, or when the period starts before that "
-        "table's sources have covered it (their earliest record, or the explicit start of a "
-        "backfill or of `incremental.start`; `partnerboard/core/store/coverage.py`). Every delta "
+        "partner has no source for a table it reads, or when the period ends before that "
+        "table's sources have covered anything of it (coverage begins at their earliest record, "
+        "or at the explicit start of a backfill, of `incremental.start` or of the part of a "
+        "first load read so far; `partnerboard/core/store/coverage.py`). Every delta "
         "against *no data* is *no data*.",
+        "",
+        "*Partial*: a period that begins before its sources' coverage and ends after it shows "
+        "the value of what was collected, marked with what it covers, e.g. *partial: from 1 Aug "
+        "2026 02:00 · 99.7 % of the period* (the share of the period's elapsed time from the "
+        "coverage on, rounded down; for a KPI reading several tables, from the latest of their "
+        "starts). A partnership whose history begins at 00:00 UTC on the 1st therefore sees its "
+        "first Warsaw month marked partial, not blank. The mark is shown on the Board, in the "
+        "report CSV (`coverage`, `previous_coverage`, `last_year_coverage`) and in the review "
+        "pack, and is frozen with a signed period; a delta against a partial period says "
+        "*(partial)*.",
         "",
         "Each value is shown with the previous period and the same period last year "
         "(ISO week 53 compares with the previous year's last week), as an absolute and a "
