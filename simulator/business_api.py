@@ -38,6 +38,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 PAGE_MAX = 100
+# More records than this taking a step between two reads of a list: it is built afresh.
+CHANGES_MAX = 5000
+# Query parameters that choose a page of a list rather than the list itself.
+PAGING_PARAMS = frozenset({"offset", "limit", "page", "per_page", "page_size", "starting_after", "cursor",
+                           "updated_since"})
 
 
 def iso_local(ts: float, fmt: str = "local") -> str:
@@ -83,6 +88,12 @@ class Lists:
         return self.state.clock().timestamp()
 
     _cache: dict | None = None
+    # name -> (second, rows by (updated, id)) and (second, rows by (created, id), creation
+    # times, positions) last built: the next second's lists are those, changed where a
+    # record took a step since (a live clock asks for a new second several times a second).
+    _last: dict[str, tuple[int, list]] = field(default_factory=dict)
+    _last_created: dict[str, tuple[int, list, list[float], dict[str, int]]] = field(default_factory=dict)
+    _steps: dict[str, tuple[list[float], list[int]]] = field(default_factory=dict)
 
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -97,8 +108,39 @@ class Lists:
                 if name == "shops":
                     cache[name] = self._shops(now)
                 else:
-                    cache[name] = visible(getattr(self.world, name), now)
+                    cache[name] = self._visible(name, now)
             return cache[name]
+
+    def _changed(self, name: str, since: int, now: int) -> list[int] | None:
+        """Indexes of the records that took a step in (since, now]; None when so many did
+        (a clock moved by days) that building the list afresh is quicker."""
+        if name not in self._steps:
+            steps = sorted((t, i) for i, r in enumerate(getattr(self.world, name)) for t, _ in r.steps)
+            self._steps[name] = ([t for t, _ in steps], [i for _, i in steps])
+        times, index = self._steps[name]
+        lo, hi = bisect.bisect_right(times, since), bisect.bisect_right(times, now)
+        return None if hi - lo > CHANGES_MAX else sorted(set(index[lo:hi]))
+
+    def _visible(self, name: str, now: int) -> list[tuple[float, str, Rec]]:
+        """``visible`` as of ``now``: the last list with the records that moved since put
+        where they now sort, or built afresh."""
+        records = getattr(self.world, name)
+        last = self._last.get(name)
+        changed = self._changed(name, last[0], now) if last and last[0] <= now else None
+        if last is None or changed is None:
+            rows = visible(records, now)
+        else:
+            since, rows = last[0], list(last[1])
+            order = lambda x: (x[0], x[2].id)  # noqa: E731 - the sort key of ``visible``
+            for i in changed:
+                r = records[i]
+                before, after = r.as_of(since), r.as_of(now)
+                if before is not None:
+                    del rows[bisect.bisect_left(rows, (before[0], r.id), key=order)]
+                if after is not None:
+                    bisect.insort(rows, (after[0], after[1], r), key=order)
+        self._last[name] = (now, rows)
+        return rows
 
     def by_created(self, name: str) -> tuple[list[tuple[float, str, Rec]], list[float], dict[str, int]]:
         """Rows by (created, id), their creation times, and each id's position."""
@@ -107,10 +149,36 @@ class Lists:
             rows = self.rows(name)
             assert self._cache is not None
             if key not in self._cache:
-                ordered = sorted(rows, key=lambda r: (r[2].created, r[2].id))
-                self._cache[key] = (ordered, [r[2].created for r in ordered],
-                                    {r[2].id: i for i, r in enumerate(ordered)})
+                self._cache[key] = self._by_created(name, int(self._cache["now"]), rows)
             return self._cache[key]
+
+    def _by_created(self, name: str, now: int, rows: list[tuple[float, str, Rec]]
+                    ) -> tuple[list[tuple[float, str, Rec]], list[float], dict[str, int]]:
+        """The last second's list by creation, with the records that moved since given their
+        new state in place and those created since appended (nothing older is ever created)."""
+        last = self._last_created.get(name)
+        changed = self._changed(name, last[0], now) if last and last[0] <= now else None
+        if last is None or changed is None:
+            ordered = sorted(rows, key=lambda r: (r[2].created, r[2].id))
+            built = (ordered, [r[2].created for r in ordered], {r[2].id: i for i, r in enumerate(ordered)})
+        else:
+            records = getattr(self.world, name)
+            ordered, created, position = list(last[1]), list(last[2]), dict(last[3])
+            new = []
+            for i in changed:
+                r = records[i]
+                after = r.as_of(now)
+                if r.id in position:
+                    ordered[position[r.id]] = (after[0], after[1], r)  # type: ignore[index]
+                elif after is not None:
+                    new.append((after[0], after[1], r))
+            for row in sorted(new, key=lambda x: (x[2].created, x[2].id)):
+                position[row[2].id] = len(ordered)
+                ordered.append(row)
+                created.append(row[2].created)
+            built = (ordered, created, position)
+        self._last_created[name] = (now, *built)
+        return built
 
     def _shops(self, now: float) -> list[tuple[float, str, Rec]]:
         last_sale: dict[str, float] = {}
@@ -286,7 +354,7 @@ def authorised(state: Any, partner: str, request: Request) -> bool:
 def business_routes(lists: Lists, partner: str) -> list[Route]:
     state = lists.state
     spec = state.partners[partner]
-    last_page: dict[str, Any] = {}
+    last_page: dict[tuple, Any] = {}
 
     def listing(name: str, build: Callable[[Request, list], tuple[list[dict], dict, dict]]):
         async def endpoint(request: Request) -> Response:
@@ -323,10 +391,14 @@ def business_routes(lists: Lists, partner: str) -> list[Route]:
                     rec = {k: v for k, v in rec.items() if k != required}
                 shown.append(rec)
             body = body_extra(shown) if callable(body_extra) else shown
-            if shown and rng.random() < chaos.duplicate_page_rate and key in last_page:
-                body, headers = last_page[key]  # a stale cache served the previous page
+            # A stale cache serves the previous page of the same list: same filters (the
+            # cursor bounds of a window), whatever page was asked for.
+            listed = (key, tuple(sorted((k, v) for k, v in request.query_params.items()
+                                        if k not in PAGING_PARAMS)))
+            if shown and rng.random() < chaos.duplicate_page_rate and listed in last_page:
+                body, headers = last_page[listed]
             elif shown:
-                last_page[key] = (body, headers)
+                last_page[listed] = (body, headers)
             text = json.dumps(body)
             if rng.random() < chaos.malformed_json_rate:
                 text = text[: max(1, len(text) // 2)]
