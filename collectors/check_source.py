@@ -29,7 +29,7 @@ from partnerboard.collectors.auth import build_auth
 from partnerboard.collectors.http import FetchError, PartnerClient
 from partnerboard.collectors.mapping import BadRecord, map_record, used_top_level_fields
 from partnerboard.collectors.pagination import WalkNotes, walk
-from partnerboard.collectors.sources import load_fetcher, request_params
+from partnerboard.collectors.window_read import load_fetcher, request_params
 
 from partnerboard.core.config import Config
 from partnerboard.core.config.secrets import scrub

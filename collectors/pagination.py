@@ -48,6 +48,7 @@ class WalkNotes:
     pages: int = 0
     repeated_pages: int = 0
     stopped_early: str | None = None
+    truncated: bool = False  # stopped at max_pages: records further down the list were not read
     notes: list[str] = field(default_factory=list)
 
 
@@ -123,6 +124,7 @@ def walk(
         if not _advance(source, state, response, records, window):
             return
     notes.stopped_early = f"stopped at max_pages={pg.max_pages}"
+    notes.truncated = True
 
 
 def _advance(source: Source, state: dict[str, Any], response: Response, records: list[Any],

@@ -28,10 +28,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from apscheduler.events import EVENT_JOB_EXECUTED, JobExecutionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
+from partnerboard.collectors import long_reads
 from partnerboard.collectors.jobs import probe_groups, run_probes, run_statuspage
 from partnerboard.collectors.probe_process import ProbeProcess
 from partnerboard.collectors.sources import run_source
@@ -58,15 +60,19 @@ class JobSpec:
     kind: str = "source"  # probe | statuspage | source
 
 
-def job_specs(config: Config, prober: ProbeProcess | None = None) -> list[JobSpec]:
+def job_specs(config: Config, prober: ProbeProcess | None = None,
+              stopping: threading.Event | None = None) -> list[JobSpec]:
     """Probe groups, then status pages, then business sources, in config order. With
-    ``prober``, probe rounds are measured in that worker process."""
+    ``prober``, probe rounds are measured in that worker process. With ``stopping`` (the
+    scheduler's), a source's first load or catch-up reads for at most one budget per run
+    and ends its run at the next window once the scheduler stops."""
     probe = run_probes if prober is None else functools.partial(run_probes, prober=prober)
     specs = [JobSpec(g.source, g.interval_seconds, probe, g, "probe") for g in probe_groups(config)]
     specs += [JobSpec(f"statuspage:{p.id}", p.statuspage.interval_seconds, run_statuspage, p.id,
                       "statuspage")
               for p in config.partners if p.statuspage is not None]
-    specs += [JobSpec(s.id, s.interval_seconds, _run_source, s.id)
+    run = _run_source if stopping is None else functools.partial(_scheduled_source, stopping=stopping)
+    specs += [JobSpec(s.id, s.interval_seconds, run, s.id)
               for p in config.partners for s in p.sources]
     return specs
 
@@ -75,8 +81,20 @@ def job_ids(config: Config) -> list[str]:
     return [spec.id for spec in job_specs(config)]
 
 
+# A scheduled run of a source reads a first load or catch-up for this long, then hands its
+# thread back and is run again at once (``again`` in ``build_scheduler``): each run of a long
+# load also reads what is new, and its run record is never hours long.
+LONG_READ_BUDGET_S = 60.0
+
+
 def _run_source(store: Store, config: Config, source_id: str, trigger: str = "schedule") -> Any:
     return run_source(store, config, source_id, trigger=trigger)
+
+
+def _scheduled_source(store: Store, config: Config, source_id: str, trigger: str = "schedule", *,
+                      stopping: threading.Event) -> Any:
+    budget = long_reads.Budget(LONG_READ_BUDGET_S, stopping)
+    return run_source(store, config, source_id, trigger=trigger, budget=budget)
 
 
 def yield_cpu(step: int = 5) -> None:
@@ -201,7 +219,8 @@ def build_scheduler(store: Store, config: Config, *, probe_process: bool = True,
     endpoint declared down is told at once); ``extra_workers`` makes room in the thread
     pool for jobs the caller adds (the alerts')."""
     prober = ProbeProcess(config) if probe_process and any(p.endpoints for p in config.partners) else None
-    specs = job_specs(config, prober)
+    stopping = threading.Event()
+    specs = job_specs(config, prober, stopping)
     scheduler = BackgroundScheduler(
         executors={"default": ThreadPoolExecutor(max_workers=max(2, len(specs) + 1) + extra_workers)},
         job_defaults={
@@ -211,6 +230,16 @@ def build_scheduler(store: Store, config: Config, *, probe_process: bool = True,
         },
         timezone="UTC",
     )
+    def again(event: JobExecutionEvent) -> None:
+        """A long read that stopped at its budget goes on at once (its next run reads what is
+        new first). Heard once the run has released its instance, so it is not skipped."""
+        if getattr(event.retval, "more", False):
+            try:
+                scheduler.modify_job(event.job_id, next_run_time=timeutil.utcnow())
+            except JobLookupError:  # removed in between (the scheduler is stopping)
+                pass
+
+    scheduler.add_listener(again, EVENT_JOB_EXECUTED)
     now = timeutil.utcnow()
     for spec in specs:
         scheduler.add_job(
@@ -223,6 +252,7 @@ def build_scheduler(store: Store, config: Config, *, probe_process: bool = True,
     scheduler.add_job(RequestPoller(scheduler, store), IntervalTrigger(seconds=REQUESTS_EVERY_S),
                       id="collect:requests", name="collect:requests", next_run_time=now)
     scheduler.partnerboard_prober = prober  # type: ignore[attr-defined]
+    scheduler.partnerboard_stopping = stopping  # type: ignore[attr-defined]
     return scheduler
 
 
@@ -239,8 +269,11 @@ def published(scheduler: BackgroundScheduler) -> list[tuple[str, str, float]]:
 
 
 def stop(scheduler: BackgroundScheduler, wait: bool = True) -> None:
-    """Shut the scheduler down (``wait``: let running jobs finish and record their runs),
-    then its probe worker."""
+    """Shut the scheduler down (``wait``: let running jobs finish and record their runs;
+    a first load or catch-up ends at its next window), then its probe worker."""
+    stopping = getattr(scheduler, "partnerboard_stopping", None)
+    if stopping is not None:
+        stopping.set()
     scheduler.shutdown(wait=wait)
     prober = getattr(scheduler, "partnerboard_prober", None)
     if prober is not None:

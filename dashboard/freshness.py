@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
-from partnerboard.dashboard.format import duration
+from partnerboard.dashboard.format import duration, local_time
 
 from partnerboard.core.config import Config
 
@@ -52,3 +53,23 @@ def read(cfg: Config, sources: list[dict], now: datetime) -> list[Freshness]:
         out.append(Freshness(s["source"], last, (now - last).total_seconds() if last else None,
                              expected.get(s["source"]), s.get("last_status")))
     return out
+
+
+def loading(loads: list[dict], tz: ZoneInfo) -> list[str]:
+    """One line per running first load or catch-up (``core.store.loads.listed``): records
+    so far, how far it has reached, and the time left at its pace so far."""
+    lines = []
+    for r in loads:
+        if r["state"] != "running":
+            continue
+        reached = local_time(datetime.fromisoformat(r["reached"]), tz)
+        left = "time left unknown until the oldest record is found" if r["time_left_s"] is None \
+            else f"about {duration(r['time_left_s'])} left"
+        if r["kind"] == "first_load":
+            ends = f" of {local_time(datetime.fromisoformat(r['ends_at']), tz)}" if r["ends_at"] else ""
+            lines.append(f"{r['source']}: first load, {r['records']:,} records so far, read back to "
+                         f"{reached}{ends}, {left}")
+        else:
+            lines.append(f"{r['source']}: catching up, {r['records']:,} records so far, up to {reached} "
+                         f"of {local_time(datetime.fromisoformat(r['ends_at']), tz)}, {left}")
+    return lines

@@ -18,6 +18,7 @@ from partnerboard.core.config import Config
 from partnerboard.core.metrics import filters as flt
 from partnerboard.core.metrics import health, maintenance
 from partnerboard.core.metrics.filters import Filters
+from partnerboard.core.store import loads as source_loads
 from partnerboard.core.store import open_store, runs
 
 TTL_S = 5
@@ -110,6 +111,20 @@ def sources(url: str, as_of: datetime) -> list[dict]:
         return runs.source_summary(conn)
 
 
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def imports(url: str, as_of: datetime) -> list[dict]:
+    """Probe history still being imported (``runs.running_imports``)."""
+    with open_store(url).engine.connect() as conn:
+        return runs.running_imports(conn)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def loads(url: str, as_of: datetime) -> list[dict]:
+    """First loads and catch-ups with their progress (``core.store.loads.listed``)."""
+    with open_store(url).engine.connect() as conn:
+        return source_loads.listed(conn)
+
+
 @st.cache_data(ttl=WINDOW_TTL_S, show_spinner=False)
 def sources_read(url: str, as_of: datetime) -> tuple[datetime, list[dict]]:
     """``sources`` with the moment they were read, for a page that reads them once per
@@ -129,12 +144,15 @@ def maintenance_windows(url: str) -> list[dict]:
 # --- review numbers: the KPI engine, cached per period for a minute ------------------
 
 REVIEW_TTL_S = 60
+LOADING_TTL_S = 10
 # A value's coverage mark and those of the periods its deltas compare with (kpi_engine.board).
 COVERAGE_FIELDS = ("coverage", "previous_coverage", "last_year_coverage")
 
 
-def review_bucket() -> datetime:
-    return now_bucket(REVIEW_TTL_S)
+def review_bucket(loading: bool = False) -> datetime:
+    """The cache key of a review page's numbers: per minute, or per ``LOADING_TTL_S`` while
+    a source's history is still arriving (``loading``), so each window shows as it lands."""
+    return now_bucket(LOADING_TTL_S if loading else REVIEW_TTL_S)
 
 
 @st.cache_data(ttl=REVIEW_TTL_S, show_spinner=False)

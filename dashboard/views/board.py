@@ -23,11 +23,20 @@ url, key = store.url, context.config_key()
 st.title("Board")
 period = period_picker.pick(cfg)
 filters = filter_picker.pick(url)
-as_of = queries.review_bucket()
+try:  # a new partnership's history still arriving: say so, and what the marks mean
+    loading = freshness.loading(queries.loads(url, queries.now_bucket()), cfg.tz)
+except Exception as exc:
+    st.warning(f"Load progress unavailable: {failure(exc)}")
+    loading = []
+as_of = queries.review_bucket(loading=bool(loading))
 st.caption(f"{md(cfg.partnership.name)} · {period.label} ({period.start} – {period.end}, "
            f"{cfg.partnership.timezone}) · compared with {period.previous().label} and "
            f"{period.same_period_last_year().label} · {filters.describe()} · refreshed "
            f"{local_time(queries.clip(as_of), cfg.tz, seconds=True)}")
+
+if loading:
+    st.info("Still reading the partners' history (each window is kept as it lands; a month read "
+            "only in part is marked *partial*):\n\n" + "\n".join(f"- {md(line)}" for line in loading))
 
 try:
     tiles, sparks = queries.board_tiles(url, key, period.label, 12, as_of, filters)

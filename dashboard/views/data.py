@@ -57,6 +57,19 @@ for s, f in zip(sources, freshness.read(cfg, sources, now), strict=True):
 if rows:
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
+# A new source reads the partner's history window by window, newest first; each window is
+# kept as it lands (docs/collectors.md#first-load-and-catch-up).
+try:
+    loading = freshness.loading(queries.loads(store.url, queries.now_bucket()), cfg.tz)
+except Exception as exc:
+    st.warning(f"Load progress unavailable: {failure(exc)}")
+    loading = []
+if loading:
+    st.subheader("Loading history")
+    st.caption("Each window is kept as it lands: the Board shows the months read so far, marked "
+               "partial where a month is still being read.")
+    st.text("\n".join(loading))
+
 
 def _request_run(source: str) -> None:
     """Queue one run and say what happened; an error is a message, never a stack trace."""

@@ -295,6 +295,11 @@ def _v23_merchant_stage_indexes(conn: Connection) -> None:
     postgres_stage_indexes(conn)
 
 
+def _v25_source_loads(conn: Connection) -> None:
+    """v25: first loads and catch-ups read window by window, and how far each has come."""
+    schema.source_loads.create(conn, checkfirst=True)
+
+
 # Step N upgrades a database at version N-1 to version N. Append only; never edit.
 STEPS: dict[int, Callable[[Connection], None]] = {
     2: _v2_indexes,
@@ -319,6 +324,7 @@ STEPS: dict[int, Callable[[Connection], None]] = {
     21: _v21_partner_probe_hours,
     22: _v22_merchant_quarters,
     23: _v23_merchant_stage_indexes,
+    25: _v25_source_loads,
 }
 LATEST = max(STEPS)
 

@@ -87,14 +87,26 @@ def finish_run(
         )
 
 
-INTERRUPTED = ("interrupted: the process stopped before the run finished; nothing it "
-               "fetched was kept")
+def progress(engine: Engine, run: Run, *, rows_read: int, rows_written: int,
+             notes: str | None = None) -> None:
+    """What a running run has read and committed so far (a long read, window by window),
+    and where it stands (``notes``): the pages and /healthz show it, and it stays if the
+    process dies."""
+    values: dict = {"rows_read": rows_read, "rows_written": rows_written}
+    if notes is not None:
+        values["notes"] = scrub(notes)[:4000]
+    with engine.begin() as conn:
+        conn.execute(runs.update().where(runs.c.id == run.id, runs.c.status == "running").values(**values))
+
+
+INTERRUPTED = ("interrupted: the process stopped before the run finished; what it had "
+               "committed (rows written) is kept, the rest of it was not")
 
 
 def abandon_running(engine: Engine) -> int:
     """Mark every run left ``running`` as failed: for the one process that owns a DuckDB
-    file, at start (nobody else can be running them). Their writes were never committed
-    (a run is one transaction), so nothing else to undo."""
+    file, at start (nobody else can be running them). What their windows committed stays
+    (``rows_written`` says how much); the window they were in was never committed."""
     with engine.begin() as conn:
         return conn.execute(runs.update().where(runs.c.status == "running").values(
             status="failed", finished_at=timeutil.to_db(timeutil.utcnow()), error=INTERRUPTED)).rowcount
@@ -116,6 +128,14 @@ def abandon_interrupted(engine: Engine) -> int:
     if engine.dialect.name == "duckdb":
         return abandon_running(engine)
     return abandon_stale(engine)
+
+
+def running_imports(conn: Connection) -> list[dict]:
+    """History being imported right now (trigger ``simulated``: the demo's probe history),
+    with where each stands (its notes): the SLA page says its past months are still coming."""
+    return [dict(r) for r in conn.execute(
+        sa.select(runs.c.source, runs.c.partner_id, runs.c.started_at, runs.c.rows_written, runs.c.notes)
+        .where(runs.c.status == "running", runs.c.trigger == "simulated").order_by(runs.c.source)).mappings()]
 
 
 def set_watermark(conn: Connection, source: str, value: str, run_id: str) -> None:

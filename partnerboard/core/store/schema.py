@@ -573,6 +573,32 @@ source_coverage = sa.Table(
     sa.Column("updated_at", sa.DateTime, nullable=False),
 )
 
+# A source's long reads, window by window (v25): its first load, newest window first down to
+# where the partner's history begins, and a long catch-up, oldest first. What each has
+# committed stays (a stop or a kill keeps every window), and the next run goes on from there.
+source_loads = sa.Table(
+    "source_loads",
+    metadata,
+    sa.Column("source", sa.String(128), primary_key=True),
+    sa.Column("kind", sa.String(16), primary_key=True, comment="first_load | catch_up"),
+    sa.Column("partner_id", sa.String(64), nullable=False),
+    sa.Column("started_at", sa.DateTime, nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+    sa.Column("finished_at", sa.DateTime, comment="NULL while there is more to read"),
+    sa.Column("run_id", sa.String(36), nullable=False, comment="the run that last advanced it"),
+    sa.Column("top", sa.DateTime, nullable=False,
+              comment="UTC cursor: a first load reads below it, a catch-up up to it"),
+    sa.Column("reached", sa.DateTime, nullable=False,
+              comment="UTC cursor committed so far: down to here (first load), up to here (catch-up)"),
+    sa.Column("floor", sa.DateTime,
+              comment="first load: incremental.start (NULL: all the partner has); catch-up: where it began"),
+    sa.Column("oldest", sa.DateTime, comment="the oldest cursor the partner's list showed: where it ends"),
+    sa.Column("earliest", sa.DateTime, comment="the earliest record time read so far"),
+    sa.Column("records", sa.Integer, nullable=False, comment="records read so far"),
+    sa.Column("windows", sa.Integer, nullable=False, comment="windows committed so far"),
+    sa.Column("working_s", sa.Float, nullable=False, comment="seconds spent on its windows so far"),
+)
+
 
 # --- alerts (v13) ----------------------------------------------------------------------
 # State first, then sending: an alert's transition and the notifications it causes are
