@@ -74,8 +74,13 @@ def write_results(
     threshold: int,
     run_id: str,
     source: str,
+    states: dict[tuple[str, str], EndpointStatus] | None = None,
 ) -> dict[str, int]:
-    """Apply results in time order; returns counts of rows and incident changes."""
+    """Apply results in time order; returns counts of rows and incident changes.
+
+    ``states``: carry the endpoints' state in this dict from batch to batch instead of the
+    store, and leave the source's watermark alone: for history written beside live probes
+    (the demo's import), which must neither read nor disturb the live endpoint state."""
     counts = {"probes": 0, "opened": 0, "closed": 0}
     by_endpoint: dict[tuple[str, str], list[ProbeResult]] = {}
     for r in sorted(results, key=lambda r: r.ts):
@@ -83,7 +88,8 @@ def write_results(
     rows = []
     earliest = min((r.ts for r in results), default=None)  # the first moment whose numbers change
     for (partner_id, endpoint_id), batch in by_endpoint.items():
-        state = _load(conn, partner_id, endpoint_id)
+        state = _load(conn, partner_id, endpoint_id) if states is None else \
+            states.get((partner_id, endpoint_id), EndpointStatus())
         endpoint = endpoints[endpoint_id]
         for r in batch:
             step = advance(state, r.ok, r.ts, threshold, str(uuid.uuid4()))
@@ -97,6 +103,7 @@ def write_results(
                     pr.update()
                     .where(pr.c.partner_id == partner_id, pr.c.endpoint_id == endpoint_id,
                            pr.c.ts >= timeutil.to_db(step.opens_incident_since),
+                           pr.c.ts < timeutil.to_db(r.ts),  # the streak so far, never a later probe
                            pr.c.state == "pending")
                     .values(state="down")
                 )
@@ -108,7 +115,7 @@ def write_results(
                         row["state"] = "down"
                 counts["opened"] += 1
             if step.closes_incident and state.open_incident_id:
-                _close_incident(conn, state.open_incident_id, r.ts, run_id)
+                close_incident(conn, state.open_incident_id, r.ts, run_id)
                 counts["closed"] += 1
             rows.append({
                 "partner_id": partner_id,
@@ -124,15 +131,23 @@ def write_results(
                 "run_id": run_id,
             })
             state = step.after
-        _save(conn, partner_id, endpoint_id, state)
+        if states is None:
+            _save(conn, partner_id, endpoint_id, state)
+        else:
+            states[(partner_id, endpoint_id)] = state
     if rows:
         conn.execute(pr.insert(), rows)
-        # Link only the batch's endpoints, from the earliest probe that could precede it.
+        # Link only the batch's endpoints, from the earliest probe that could precede it up to
+        # its own last (a batch changes no later probe's link: history written behind live
+        # probes never touches their rows).
         lookback = timedelta(seconds=probe_links.MAX_INTERVAL_S * probe_links.COVER_FACTOR)
         since = min(r.ts for r in results) - lookback
+        last = max(r.ts for r in results)
         for partner_id, endpoint_id in by_endpoint:
-            probe_links.link_probes(conn, since=since, partner_id=partner_id, endpoint_id=endpoint_id)
-        runs.set_watermark(conn, source, max(r["ts"] for r in rows).isoformat(), run_id)
+            probe_links.link_probes(conn, since=since, until=last, partner_id=partner_id,
+                                    endpoint_id=endpoint_id)
+        if states is None:
+            runs.set_watermark(conn, source, max(r["ts"] for r in rows).isoformat(), run_id)
         # A new probe changes what its predecessor vouches for only from its own start
         # on, and a re-marked streak from the streak's start: rolled units before
         # ``earliest`` stay right (the rollups' watermarks move back only for late writes).
@@ -163,7 +178,7 @@ def _open_incident(conn: Connection, r: ProbeResult, endpoint: Endpoint, inciden
     ))
 
 
-def _close_incident(conn: Connection, incident_id: str, at, run_id: str) -> None:
+def close_incident(conn: Connection, incident_id: str, at, run_id: str) -> None:
     started = conn.execute(sa.select(inc.c.started_at).where(inc.c.id == incident_id)).scalar()
     duration = (at - timeutil.from_db(started)).total_seconds() if started else None
     conn.execute(

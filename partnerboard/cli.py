@@ -188,6 +188,13 @@ def serve(
     collect: Annotated[bool, typer.Option(help="Run the collectors in this process")] = True,
 ) -> None:
     """Serve the board, /healthz and the collectors in one process (owns the database)."""
+    _serve(config, database, host, port, collect)
+
+
+def _serve(config: str | None, database: str | None, host: str, port: int, collect: bool,
+           history_days: int = 0) -> None:
+    """``serve``; with ``history_days``, the demo's simulated probe history is imported in
+    the background (``partnerboard.demo.HistoryImport``) while the board answers."""
     import uvicorn
 
     from partnerboard.server import create_app
@@ -209,7 +216,8 @@ def serve(
     try:
         # proxy_headers off: uvicorn would believe X-Forwarded-For from any loopback client;
         # the board's guard believes it only from [server] trusted_proxies (web_guard.py).
-        uvicorn.run(create_app(path, url, collect=collect, served_at=board), host=host, port=port,
+        uvicorn.run(create_app(path, url, collect=collect, served_at=board, history_days=history_days),
+                    host=host, port=port,
                     log_level="warning", access_log=False, proxy_headers=False, server_header=False,
                     timeout_graceful_shutdown=5)
     except StoreBusyError as exc:
@@ -700,21 +708,24 @@ def demo(
     if config is None and not os.environ.get(CONFIG_ENV) and not config_path().exists():
         config = str(_packaged_demo_config())
     tokens_from_env(generate_missing=True)  # shared with the child through the environment
-    _demo_account(config, database, port)
-    _demo_history(config, database)
+    # The simulator builds its 180 days of history (~5 s of CPU) while the account is made.
     sim = subprocess.Popen(
         [sys.executable, "-m", "partnerboard.cli", "simulate", "--port", str(sim_port),
          "--demo-blips"],
     )
     try:
-        _wait_for(f"http://127.0.0.1:{sim_port}/marketplace/health", sim)
-        serve(config=config, database=database, host="127.0.0.1", port=port, collect=True)
+        _demo_account(config, database, port)
+        _wait_for(f"http://127.0.0.1:{sim_port}/marketplace/health", sim, timeout=90.0)
+        typer.echo(f"Probe history for the SLA pages: {DEMO_HISTORY_DAYS} days from the simulator's "
+                   "outage schedule, imported in the background (the SLA page says while it is)")
+        _serve(config, database, "127.0.0.1", port, True, history_days=DEMO_HISTORY_DAYS)
     finally:
         sim.terminate()
         sim.wait(timeout=10)
 
 
 DEMO_EMAIL = "demo@partnership.example"
+DEMO_HISTORY_DAYS = 90
 
 
 def _packaged_demo_config() -> Path:
@@ -746,22 +757,6 @@ def _demo_account(config: str | None, database: str | None, port: int) -> None:
     typer.secho(f"\nSign in at http://127.0.0.1:{port} as {DEMO_EMAIL} with password {password}\n"
                 "(an admin of both partners; add people with `partnerboard users add` or on the "
                 "Users page)\n", fg="green", bold=True)
-
-
-def _demo_history(config: str | None, database: str | None, days: int = 90) -> None:
-    """90 days of simulated probe history, so the SLA pages have past months (once: a
-    restart finds the history and imports nothing)."""
-    from partnerboard.core.store import close_all
-    from partnerboard.demo import import_probe_history
-
-    cfg = _load(config)
-    store = _open_store(database_url(database), "demo")
-    typer.echo(f"Probe history for the SLA pages: {days} days from the simulator's outage schedule "
-               "(the first start takes about a minute)...")
-    written = import_probe_history(store, cfg, days=days)
-    close_all()
-    if any(written.values()):
-        typer.echo("  imported " + ", ".join(f"{p}: {n:,} probes" for p, n in written.items()))
 
 
 def _wait_for(url: str, proc: subprocess.Popen, timeout: float = 20.0) -> None:

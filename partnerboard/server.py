@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from partnerboard import background, dashboard, web_auth, web_guard
+from partnerboard import background, dashboard, demo, web_auth, web_guard
 from partnerboard.core import access
 from partnerboard.core.access import audit
 from partnerboard.core.changes import annotations, run_now
@@ -35,7 +35,7 @@ from partnerboard.core.config.secrets import scrub
 from partnerboard.core.metrics import maintenance
 from partnerboard.core.reports import csv_export, report
 from partnerboard.core.review import pack, pdf, reading
-from partnerboard.core.store import close_store, display_url, job_claims, open_store, processes, runs
+from partnerboard.core.store import close_store, display_url, job_claims, loads, open_store, processes, runs
 from partnerboard.core.vocabulary import periods
 
 log = logging.getLogger("partnerboard.server")
@@ -45,10 +45,11 @@ _STATES = {0: "stopped", 1: "running", 2: "paused"}
 
 
 def create_app(config_path: str, database_url: str, *, collect: bool = True,
-               served_at: str | None = None) -> Any:
+               served_at: str | None = None, history_days: int = 0) -> Any:
     """An ASGI app (``st.App``) serving the board, /healthz, and running the collectors and
     the alerts (``collect``). ``served_at``: the address messages link to when
-    ``[server] public_url`` is not set."""
+    ``[server] public_url`` is not set. ``history_days``: the demo's simulated probe
+    history, imported in the background once the board serves."""
     live: dict[str, Any] = {}
 
     @asynccontextmanager
@@ -63,11 +64,16 @@ def create_app(config_path: str, database_url: str, *, collect: bool = True,
         scheduler = jobs.scheduler if jobs is not None else None
         if jobs is not None:
             jobs.start()  # registers this process; the Data page's "Run now" reaches it via the store
+        history = demo.HistoryImport(store, config, history_days) if history_days else None
+        if history is not None:
+            history.start()
         live.update(config=config, store=store, scheduler=scheduler)
         log.info("board started database=%s collect=%s", display_url(database_url), collect)
         try:
             yield {"store": store, "config": config}
         finally:
+            if history is not None:
+                await asyncio.to_thread(history.stop)
             if jobs is not None:
                 # wait=True lets a running job finish and record its run.
                 await asyncio.to_thread(jobs.stop, True)
@@ -87,11 +93,12 @@ def create_app(config_path: str, database_url: str, *, collect: bool = True,
             return JSONResponse({"status": "ok" if healthy else "degraded"},
                                 status_code=200 if healthy else 503)
 
-        def read() -> tuple[list[dict], list[dict], list[dict]]:
+        def read() -> tuple[list[dict], list[dict], list[dict], list[dict]]:
             with store.engine.connect() as conn:
-                return (runs.source_summary(conn), processes.listed(conn), job_claims.listed(conn))
+                return (runs.source_summary(conn), processes.listed(conn), job_claims.listed(conn),
+                        loads.listed(conn))
 
-        sources, procs, claims = await asyncio.to_thread(read)
+        sources, procs, claims, long_reads = await asyncio.to_thread(read)
         jobs = [
             {"id": j.id, "next_run_at": j.next_run_time.isoformat() if j.next_run_time else None}
             for j in (scheduler.get_jobs() if scheduler else [])
@@ -108,6 +115,9 @@ def create_app(config_path: str, database_url: str, *, collect: bool = True,
                 # Sources whose last run committed, but quarantined more than allowed.
                 "degraded_sources": [s["source"] for s in sources if s["last_status"] == "degraded"],
                 "sources": sources,
+                # First loads and catch-ups, window by window: records so far, how far they
+                # reached, time left at their pace (core.store.loads).
+                "loads": long_reads,
                 "database": display_url(store.url),
                 "schema_version": store.schema_after,
             },

@@ -62,3 +62,66 @@ def _minutes_inside(d) -> int:
     while at < d.end:
         n, at = n + 1, at + timedelta(minutes=1)
     return n
+
+
+def test_history_beside_live_probes_leaves_the_live_state_alone_and_a_stopped_import_is_redone(
+        store) -> None:
+    """The demo imports its history while the board already probes: the history ends where
+    the live probes begin, never touches their endpoint state, watermark or links, and an
+    import stopped half-way is removed and imported whole at the next start."""
+    import threading
+
+    from partnerboard.collectors import probe_writer
+    from partnerboard.collectors.probes import ProbeResult
+    from partnerboard.core.store import runs
+
+    config = parse_config(config_dict("http://127.0.0.1:9"))
+    live_at = NOW + timedelta(minutes=3)
+    endpoints = {e.id: e for e in config.partner("payments").endpoints}
+    live = [ProbeResult("payments", e, live_at + timedelta(seconds=5 * i), 503, 12.0, False, "unexpected_status",
+                        "HTTP 503") for i in range(2) for e in endpoints]
+    with store.engine.begin() as conn:
+        probe_writer.write_results(conn, live, endpoints, threshold=3, run_id="live", source="probe:payments")
+    es, p, r = schema.endpoint_state, schema.probe_results, schema.collector_runs
+
+    def snapshot():
+        with store.engine.connect() as conn:
+            return (sorted(tuple(row) for row in conn.execute(sa.select(es))),
+                    sorted(tuple(row) for row in conn.execute(
+                        sa.select(p.c.endpoint_id, p.c.ts, p.c.state, p.c.covers_s).where(p.c.run_id == "live"))),
+                    runs.get_watermark(conn, "probe:payments"))
+
+    before = snapshot()
+    stopping = threading.Event()
+    calls = []
+    real_progress = runs.progress
+
+    def stop_after_two_days(*args, **kwargs):  # the board stops while the import runs
+        calls.append(kwargs.get("notes"))
+        real_progress(*args, **kwargs)
+        if len(calls) == 2:
+            stopping.set()
+
+    runs.progress = stop_after_two_days
+    try:
+        first = import_probe_history(store, config, days=DAYS, now=NOW + timedelta(hours=1),
+                                     stopping=stopping)
+    finally:
+        runs.progress = real_progress
+    assert first["marketplace"] == 2 * 24 * 60 * 2 and "payments" not in first
+    assert calls == ["simulated history: importing, day 1 of 14", "simulated history: importing, day 2 of 14"]
+    with store.engine.connect() as conn:
+        (status, error), = conn.execute(sa.select(r.c.status, r.c.error).where(r.c.trigger == "simulated")).all()
+    assert status == "failed" and "imported again at the next start" in error
+
+    again = import_probe_history(store, config, days=DAYS, now=NOW + timedelta(hours=1))
+    per_endpoint = DAYS * 24 * 60
+    assert again == {"marketplace": 2 * per_endpoint, "payments": 2 * per_endpoint}
+    with store.engine.connect() as conn:
+        history = conn.execute(sa.select(r.c.source, r.c.status).where(r.c.trigger == "simulated")).all()
+        last = conn.execute(sa.select(sa.func.max(p.c.ts)).where(
+            p.c.partner_id == "payments", p.c.run_id != "live")).scalar()
+    assert sorted(history) == [("probe:marketplace", "success"), ("probe:payments", "success")], \
+        "the stopped import is gone, each partner imported once"
+    assert last.replace(tzinfo=UTC) < live_at, "the history ends where the live probes begin"
+    assert snapshot() == before, "the live endpoint state, watermark and probes are untouched"

@@ -23,6 +23,15 @@ st.caption(f"{period.label} · refreshed {local_time(queries.clip(as_of), cfg.tz
            "no data")
 contacts.show(cfg, gate.current())
 try:
+    importing = queries.imports(store.url, queries.now_bucket())
+except Exception as exc:
+    st.warning(f"Import progress unavailable: {failure(exc)}")
+    importing = []
+if importing:
+    st.info("Probe history is still importing, so past periods may show *no data* or less than "
+            "they will: " + "; ".join(md(f"{r['source']}: {r['notes'] or 'starting'} "
+                                        f"({r['rows_written']:,} probes so far)") for r in importing))
+try:
     df = queries.report(store.url, key, period.label, gate.current().partner_id, as_of)
 except Exception as exc:
     st.error(f"SLA numbers for {period.label} could not be computed: {failure(exc)}")

@@ -26,7 +26,8 @@ COVER_FACTOR = 2.0
 
 
 def link_probes(conn: Connection, since: datetime | None = None,
-                partner_id: str | None = None, endpoint_id: str | None = None) -> int:
+                partner_id: str | None = None, endpoint_id: str | None = None,
+                until: datetime | None = None) -> int:
     """Set ``covers_s`` on probes from ``since`` on: the time until the endpoint's next
     probe, capped at twice the probe's interval; NULL while there is no next probe.
 
@@ -35,6 +36,8 @@ def link_probes(conn: Connection, since: datetime | None = None,
     linking once at write time (the probe writer calls this for each batch) turns the
     read into a plain scan. A probe whose successor comes later than ``since`` plus
     the cap keeps NULL, which means the same thing: it vouches for the cap.
+    ``until``: change no probe after it (its successor is still read, so the last probe
+    before ``until`` is linked to whatever follows).
     Returns the number of probes changed.
     """
     t0 = epoch(p.c.ts)
@@ -51,10 +54,11 @@ def link_probes(conn: Connection, since: datetime | None = None,
     if endpoint_id is not None:
         linked = linked.where(p.c.endpoint_id == endpoint_id)
     n = linked.subquery("linked")
+    bounded = () if until is None else (p.c.ts <= timeutil.to_db(until),)
     result = conn.execute(
         p.update()
         .where(p.c.partner_id == n.c.partner_id, p.c.endpoint_id == n.c.endpoint_id,
-               p.c.ts == n.c.ts, p.c.covers_s.is_distinct_from(n.c.covers_s))
+               p.c.ts == n.c.ts, p.c.covers_s.is_distinct_from(n.c.covers_s), *bounded)
         .values(covers_s=n.c.covers_s)
     )
     return result.rowcount or 0
