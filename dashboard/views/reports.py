@@ -102,10 +102,11 @@ else:
         label = "Approve (countersign)" if draft else "Close and approve"
         if st.button(f"{label} {period.label} for {cfg.partner(user.partner_id).name}", key="signoff_approve",
                      type="primary"):
-            act("Approved", signing())
+            # what this page showed: the core refuses if another replica moved the period on
+            act("Approved", signing(expect_draft=draft.version if draft else None))
     else:
         if st.button(f"Close again as version {signed.version + 1}", key="signoff_reclose"):
-            act("Re-closed", signing(new_version=True))
+            act("Re-closed", signing(new_version=True, expect_draft=None))
     st.caption("Closing freezes today's numbers as the draft; the other partner's editor countersigns "
                "them. Signed numbers never change: late data shows as a restatement beside them.")
 for section, title in (("kpi", "KPIs"), ("sla", "SLA"), ("incident", "Incidents"),
