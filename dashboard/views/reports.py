@@ -140,7 +140,9 @@ if cfg.subscriptions:
                                         for r in sent if r.subscription_id == sub.id), "never")})
     st.dataframe(rows, hide_index=True, width="stretch")
     if user.can("run_now"):
-        matching = [s.id for s in cfg.subscriptions if s.period == period.kind]
+        # a person of one partner sends only to its own and the partnership's receivers
+        matching = [s.id for s in cfg.subscriptions if s.period == period.kind
+                    and subscriptions.may_send(cfg, user, s)]
         if matching:
             which = st.selectbox("Send the pack of this period now", matching, key="subscription_pick")
             if st.button(f"Send {period.label} now", key="subscription_send"):
