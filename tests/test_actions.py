@@ -160,3 +160,25 @@ def test_bad_items_are_refused_with_the_field_and_the_fix(store) -> None:
                                       actor=P_EDITOR)
         # the other partner cannot even find it, let alone change it
         assert actions.set_status(conn, internal, "done", actor=M_EDITOR) is False
+
+
+def test_a_change_to_an_internal_item_is_filed_under_the_items_partner(store) -> None:
+    """Issue 35 (6): a person of both partners changing a payments-internal item wrote the
+    entry under their own partner (both: shared), so a marketplace admin read that the item
+    exists, its id, when it changed and by whom. The entry belongs to the item's partner."""
+    cfg = parse_config(config_dict("http://127.0.0.1:9"))
+    ops = User("ops@partnership.example", "editor", None)
+    market_admin = User("ma@marketplace.example", "admin", "marketplace")
+    pay_admin = User("pa@paygate.example", "admin", "payments")
+    with store.engine.begin() as conn:
+        item = actions.add_action(conn, cfg, actions.NewAction(
+            "2026-10", "P-INTERNAL audit fraud rules", "Piotr", "payments", date(2026, 11, 30),
+            visibility="internal"), actor=P_EDITOR)
+        assert actions.set_status(conn, item, "done", actor=ops, notes="rules reviewed")
+        assert actions.set_status(conn, item, "open", actor=ops)
+        theirs = audit.entries(conn, reader=market_admin)
+        own = audit.entries(conn, reader=pay_admin)
+    assert item not in set(theirs.target), theirs[["actor", "action", "target"]].to_dict("records")
+    assert [(e.action, e.actor) for e in own[own.target == item].itertuples()] == [
+        ("action.open", ops.email), ("action.done", ops.email), ("action.add", P_EDITOR.email)]
+    assert set(own[own.target == item].partner_id) == {"payments"}

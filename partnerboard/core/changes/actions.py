@@ -76,9 +76,12 @@ def _partner(config: Config, partner_id: str | None) -> None:
 
 
 def _log(conn: Connection, actor: User, action: str, item_id: str, visibility: str, text: str,
-         ip: str | None) -> None:
+         ip: str | None, *, internal_to: str | None) -> None:
+    """An entry about a decision or item. An internal one's entry is filed under the
+    partner it is internal to (``internal_to``, its author's), whoever acts on it: a person
+    of both partners changing it must not file it where the other partner reads."""
     if visibility == "internal":
-        audit.record(conn, actor.email, action, partner=actor.partner_id, target=item_id,
+        audit.record(conn, actor.email, action, partner=internal_to, target=item_id,
                      detail="internal (text not logged)", ip=ip)
     else:
         audit.record(conn, actor.email, action, partner=audit.SHARED, target=item_id, detail=text[:200],
@@ -106,7 +109,8 @@ def add_decision(conn: Connection, config: Config, new: NewDecision, *, actor: U
     conn.execute(dc.insert().values(
         id=did, review=review, day=new.day, text=text, partner_id=new.partner_id, visibility=new.visibility,
         author=actor.email, author_partner=actor.partner_id, created_at=timeutil.to_db(timeutil.utcnow())))
-    _log(conn, actor, "decision.add", did, new.visibility, f"{review}: {text}", ip)
+    _log(conn, actor, "decision.add", did, new.visibility, f"{review}: {text}", ip,
+         internal_to=actor.partner_id)
     return did
 
 
@@ -148,7 +152,7 @@ def add_action(conn: Connection, config: Config, new: NewAction, *, actor: User 
         visibility=new.visibility, author=actor.email, author_partner=actor.partner_id, created_at=now,
         updated_at=now, closed_at=None))
     _log(conn, actor, "action.add", aid, new.visibility, f"{review}: {title} (owner {owner}, due {new.due})",
-         ip)
+         ip, internal_to=actor.partner_id)
     return aid
 
 
@@ -172,7 +176,7 @@ def set_status(conn: Connection, item_id: str, status: str, *, actor: User | Non
         values["notes"] = scrub(notes.strip())[:MAX_TEXT]
     conn.execute(ai.update().where(ai.c.id == item_id).values(**values))
     _log(conn, actor, f"action.{status}", item_id, row.visibility, f"{row.review}: {row.title} -> {status}",
-         ip)
+         ip, internal_to=row.author_partner)
     return True
 
 
