@@ -18,6 +18,7 @@ from partnerboard.core.reports import report
 from partnerboard.core.review import pack, pdf, reading
 from partnerboard.core.vocabulary.periods import parse
 from tests.conftest import config_dict, open_page
+from tests.forged import forge
 
 M_EDITOR = User("editor@marketplace.example", "editor", "marketplace")
 P_EDITOR = User("editor@paygate.example", "editor", "payments")
@@ -182,3 +183,26 @@ def test_a_change_to_an_internal_item_is_filed_under_the_items_partner(store) ->
     assert [(e.action, e.actor) for e in own[own.target == item].itertuples()] == [
         ("action.open", ops.email), ("action.done", ops.email), ("action.add", P_EDITOR.email)]
     assert set(own[own.target == item].partner_id) == {"payments"}
+
+
+@pytest.mark.parametrize("forged", ["no-such-item", "P-INTERNAL"])
+def test_a_forged_item_on_the_actions_page_is_refused_by_the_core(page_env, store, forged) -> None:
+    """Issue 35 (7): a forged *Item* value (an id that is none of the options, or the other
+    partner's internal item) crashed the page with IndexError: it read the row before the
+    core's check. The core finds no such item for this person and the page says so."""
+    cfg = load_config(page_env)
+    with store.engine.begin() as conn:
+        _seed(conn, cfg)
+        hidden = actions.items(conn, "2026-10", viewer_partner="payments")
+    value = hidden[hidden.title.str.startswith(forged)].id.iloc[0] if forged == "P-INTERNAL" else forged
+    at = open_page("views/actions.py", period="2026-10", title="Actions", user="editor@marketplace.example",
+                   role="editor", partner_id="marketplace")
+    forge(at, "action_pick", value)
+    at.run()
+    forge(at, "action_pick", value)
+    at.button(key="action_save").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [e.value for e in at.error] == ["Not saved: no such item among this review's and the earlier open "
+                                           "ones you may see; reload the page"]
+    with store.engine.connect() as conn:
+        assert set(actions.items(conn, "2026-10", viewer_partner=None).status) == {"open"}
