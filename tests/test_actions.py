@@ -206,3 +206,115 @@ def test_a_forged_item_on_the_actions_page_is_refused_by_the_core(page_env, stor
                                            "ones you may see; reload the page"]
     with store.engine.connect() as conn:
         assert set(actions.items(conn, "2026-10", viewer_partner=None).status) == {"open"}
+
+
+# --- issue 35 (9): what binds or is owned by the other partner is a proposal -----------------
+
+
+def _standing(store, review: str = "2026-10") -> dict[str, tuple[str, str]]:
+    """Each decision's and item's (text or title) -> (standing, who answered), as stored."""
+    with store.engine.connect() as conn:
+        decided = actions.decisions(conn, review, viewer_partner=None)
+        listed = actions.items(conn, review, viewer_partner=None)
+    return {**{r.text: (r.standing, r.answered_by or "") for r in decided.itertuples()},
+            **{r.title: (r.standing, r.answered_by or "") for r in listed.itertuples()}}
+
+
+def test_a_decision_or_item_for_the_other_partner_waits_for_that_partners_answer(store) -> None:
+    """Issue 35 (9): a marketplace editor recorded a decision binding only PayGate and an
+    item owned by PayGate, in force at once (PayGate could only mark the item dropped).
+    Now each is a proposal until an editor of PayGate accepts or rejects it; what binds
+    the author's own partner or both is in force as before."""
+    cfg = parse_config(config_dict("http://127.0.0.1:9"))
+    ops = User("ops@partnership.example", "editor", None)
+    with store.engine.begin() as conn:
+        binds_them = actions.add_decision(conn, cfg, actions.NewDecision(
+            "2026-10", date(2026, 10, 20), "PayGate refunds within 3 days", "payments"), actor=M_EDITOR)
+        theirs = actions.add_action(conn, cfg, actions.NewAction(
+            "2026-10", "PayGate: fix webhook retries", "Piotr", "payments", date(2026, 11, 30)),
+            actor=M_EDITOR)
+        actions.add_decision(conn, cfg, actions.NewDecision(
+            "2026-10", date(2026, 10, 20), "marketplace shows PayGate first", "marketplace"), actor=M_EDITOR)
+        actions.add_decision(conn, cfg, actions.NewDecision(
+            "2026-10", date(2026, 10, 20), "both move to API v2"), actor=M_EDITOR)
+        actions.add_action(conn, cfg, actions.NewAction(
+            "2026-10", "ops: agenda for Q4", "Olga", "payments", date(2026, 11, 30)), actor=ops)
+        with pytest.raises(actions.ActionError, match="an internal decision binds your partner"):
+            actions.add_decision(conn, cfg, actions.NewDecision(
+                "2026-10", date(2026, 10, 20), "x", "payments", "internal"), actor=M_EDITOR)
+        with pytest.raises(actions.ActionError, match="is a proposal to payments.*accept or reject it first"):
+            actions.set_status(conn, theirs, "dropped", actor=P_EDITOR)
+        with pytest.raises(Forbidden, match="a proposal to payments is accepted or rejected by its editors"):
+            actions.answer(conn, "decision", binds_them, True, actor=M_EDITOR)
+    assert _standing(store) == {
+        "PayGate refunds within 3 days": ("proposed", ""), "PayGate: fix webhook retries": ("proposed", ""),
+        "marketplace shows PayGate first": ("in force", ""), "both move to API v2": ("in force", ""),
+        "ops: agenda for Q4": ("open", "")}
+    with store.engine.connect() as conn:
+        waiting = actions.proposals(conn, "payments")
+        frame = reading.report_for(conn, cfg, parse("2026-10"), viewer_partner="marketplace")
+    assert sorted(waiting.id) == sorted([binds_them, theirs])
+    rows = frame[frame.section.isin(["decision", "action"])].set_index("name")
+    assert rows.loc["PayGate refunds within 3 days"].status == "proposed"
+    assert "proposed by editor@marketplace.example, awaiting Demo PayGate" in \
+        rows.loc["PayGate refunds within 3 days"].detail
+    assert rows.loc["PayGate: fix webhook retries"].status == "proposed"
+    assert rows.loc["both move to API v2"].status == "shared"
+
+    with store.engine.begin() as conn:
+        assert actions.answer(conn, "decision", binds_them, True, actor=P_EDITOR)
+        assert actions.answer(conn, "action", theirs, False, actor=P_EDITOR)
+        with pytest.raises(actions.ActionError, match="was already accepted by editor@paygate.example"):
+            actions.answer(conn, "decision", binds_them, False, actor=P_EDITOR)
+        with pytest.raises(actions.ActionError, match="was rejected by editor@paygate.example"):
+            actions.set_status(conn, theirs, "open", actor=P_EDITOR)
+        assert actions.answer(conn, "action", "no-such-item", True, actor=P_EDITOR) is False
+        logged = audit.entries(conn, reader=User("a@x", "admin", None)).action.tolist()
+        frame = reading.report_for(conn, cfg, parse("2026-10"), viewer_partner="payments")
+    assert _standing(store)["PayGate refunds within 3 days"] == ("in force", P_EDITOR.email)
+    assert _standing(store)["PayGate: fix webhook retries"] == ("rejected", P_EDITOR.email)
+    rows = frame[frame.section.isin(["decision", "action"])].set_index("name")
+    assert rows.loc["PayGate: fix webhook retries"].status == "rejected"
+    assert "accepted by editor@paygate.example" in rows.loc["PayGate refunds within 3 days"].detail
+    assert {"decision.propose", "action.propose", "decision.accept", "action.reject"} <= set(logged)
+
+
+def test_two_editors_answering_one_proposal_at_once_give_one_answer(store, monkeypatch) -> None:
+    from tests.interleave import race
+
+    cfg = parse_config(config_dict("http://127.0.0.1:9"))
+    other = User("second@paygate.example", "editor", "payments")
+    with store.engine.begin() as conn:
+        item = actions.add_action(conn, cfg, actions.NewAction(
+            "2026-10", "PayGate: fix webhook retries", "Piotr", "payments", date(2026, 11, 30)),
+            actor=M_EDITOR)
+    first, second = race(store, monkeypatch, (actions, "_proposal"),
+                         lambda conn: actions.answer(conn, "action", item, True, actor=P_EDITOR),
+                         lambda conn: actions.answer(conn, "action", item, False, actor=other))
+    assert first.outcome() is True
+    assert isinstance(second.outcome(), actions.ActionError), repr(second.outcome())
+    assert "was already accepted by editor@paygate.example" in str(second.outcome())
+    assert _standing(store)["PayGate: fix webhook retries"] == ("open", P_EDITOR.email)
+    with store.engine.connect() as conn:
+        logged = audit.entries(conn, reader=User("a@x", "admin", None)).action.tolist()
+    assert logged.count("action.accept") == 1 and "action.reject" not in logged
+
+
+def test_the_actions_page_shows_proposals_and_the_bound_partner_answers_them(page_env, store) -> None:
+    cfg = load_config(page_env)
+    with store.engine.begin() as conn:
+        proposed = actions.add_decision(conn, cfg, actions.NewDecision(
+            "2026-10", date(2026, 10, 20), "PayGate refunds within 3 days", "payments"), actor=M_EDITOR)
+    mine = open_page("views/actions.py", period="2026-10", title="Actions", user=M_EDITOR.email,
+                     role="editor", partner_id="marketplace")
+    decided = mine.dataframe[0].value
+    assert list(decided.standing) == ["proposed to Demo PayGate"]
+    assert not [b for b in mine.button if b.key in ("proposal_accept", "proposal_reject")]
+    at = open_page("views/actions.py", period="2026-10", title="Actions", user=P_EDITOR.email,
+                   role="editor", partner_id="payments")
+    assert any("Proposals awaiting Demo PayGate" in s.value for s in at.subheader)
+    at.selectbox(key="proposal_pick").set_value(f"decision:{proposed}").run()
+    at.button(key="proposal_accept").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("Accepted" in s.value for s in at.success), [s.value for s in at.success]
+    assert list(at.dataframe[0].value.standing) == ["in force (accepted by editor@paygate.example)"]
