@@ -266,6 +266,10 @@ def withdraw(conn: Connection, config: Config, actor: User | None, label: str, *
     """Take back the actor's partner's approval of the unsigned draft of ``label``."""
     require(actor, "close_period")
     assert actor is not None
+    try:
+        label = periods.parse(label).label  # the lock's name is the label approve uses
+    except periods.PeriodError as exc:
+        raise SignoffError(str(exc)) from None
     _one_at_a_time(conn, label)
     draft = open_draft(conn, label)
     if draft is None:
