@@ -417,7 +417,8 @@ def alert_rules(url: str, config_key: str, as_of: datetime) -> dict[str, list[di
 @st.cache_data(ttl=REVIEW_TTL_S, max_entries=256, show_spinner=False)
 def actions(url: str, config_key: str, label: str, viewer_partner: str | None,
             as_of: datetime) -> dict[str, pd.DataFrame]:
-    """A review's decisions, its action items, and what earlier reviews carried over.
+    """A review's decisions, its action items, what earlier reviews carried over, and the
+    proposals (of any review) awaiting the reader's partner's answer.
     Fresh per ``as_of`` (the Board: per minute; the Actions page: per ``TTL_S``, and it
     clears this on every write)."""
     from partnerboard.core.changes import actions as actions_mod
@@ -426,4 +427,5 @@ def actions(url: str, config_key: str, label: str, viewer_partner: str | None,
     with open_store(url).engine.connect() as conn:
         return {"decisions": actions_mod.decisions(conn, label, viewer_partner=viewer_partner),
                 "items": actions_mod.items(conn, label, viewer_partner=viewer_partner),
-                "carried": actions_mod.carried_over(conn, cfg, label, viewer_partner=viewer_partner)}
+                "carried": actions_mod.carried_over(conn, cfg, label, viewer_partner=viewer_partner),
+                "proposals": actions_mod.proposals(conn, viewer_partner)}

@@ -229,7 +229,7 @@ def create_app(config_path: str, database_url: str, *, collect: bool = True,
         """``POST /api/sources/{source}/run``: run a collector now (admins)."""
         source = request.path_params["source"]
         return await _act(request, lambda conn, config, user, body: run_now.request(
-            source, actor=user, conn=conn, ip=web_auth.client_ip(request)).__dict__)
+            source, actor=user, conn=conn, config=config, ip=web_auth.client_ip(request)).__dict__)
 
     async def _signed_in(request: Request) -> tuple[Any, Any, access.User] | Response:
         """(store, config, user) for an API route, or the answer when there is none yet:

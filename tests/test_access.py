@@ -289,9 +289,9 @@ def test_quarantine_is_resolved_by_admins_and_never_deleted(store) -> None:
                               reason="amount: not a number")
         qid = conn.execute(sa.select(schema.quarantine.c.id)).scalar_one()
         with pytest.raises(ValueError, match="say what was done"):
-            quarantine_resolutions.resolve(conn, ADMIN, [qid], "  ")
-        assert quarantine_resolutions.resolve(conn, ADMIN, [qid], "partner fixed it upstream") == 1
-        assert quarantine_resolutions.resolve(conn, ADMIN, [qid], "again") == 0, "resolved once"
+            quarantine_resolutions.resolve(conn, CFG, ADMIN, [qid], "  ")
+        assert quarantine_resolutions.resolve(conn, CFG, ADMIN, [qid], "partner fixed it upstream") == 1
+        assert quarantine_resolutions.resolve(conn, CFG, ADMIN, [qid], "again") == 0, "resolved once"
         row = conn.execute(sa.select(schema.quarantine)).one()
         mark = conn.execute(sa.select(schema.quarantine_resolutions)).one()
         log = audit.entries(conn, reader=ADMIN, action="quarantine.resolve")

@@ -73,13 +73,14 @@ def test_history_beside_live_probes_leaves_the_live_state_alone_and_a_stopped_im
 
     from partnerboard.collectors import probe_writer
     from partnerboard.collectors.probes import ProbeResult
+
     from partnerboard.core.store import runs
 
     config = parse_config(config_dict("http://127.0.0.1:9"))
     live_at = NOW + timedelta(minutes=3)
     endpoints = {e.id: e for e in config.partner("payments").endpoints}
-    live = [ProbeResult("payments", e, live_at + timedelta(seconds=5 * i), 503, 12.0, False, "unexpected_status",
-                        "HTTP 503") for i in range(2) for e in endpoints]
+    live = [ProbeResult("payments", e, live_at + timedelta(seconds=5 * i), 503, 12.0, False,
+                        "unexpected_status", "HTTP 503") for i in range(2) for e in endpoints]
     with store.engine.begin() as conn:
         probe_writer.write_results(conn, live, endpoints, threshold=3, run_id="live", source="probe:payments")
     es, p, r = schema.endpoint_state, schema.probe_results, schema.collector_runs
@@ -87,8 +88,8 @@ def test_history_beside_live_probes_leaves_the_live_state_alone_and_a_stopped_im
     def snapshot():
         with store.engine.connect() as conn:
             return (sorted(tuple(row) for row in conn.execute(sa.select(es))),
-                    sorted(tuple(row) for row in conn.execute(
-                        sa.select(p.c.endpoint_id, p.c.ts, p.c.state, p.c.covers_s).where(p.c.run_id == "live"))),
+                    sorted(tuple(row) for row in conn.execute(sa.select(
+                        p.c.endpoint_id, p.c.ts, p.c.state, p.c.covers_s).where(p.c.run_id == "live"))),
                     runs.get_watermark(conn, "probe:payments"))
 
     before = snapshot()
@@ -111,7 +112,8 @@ def test_history_beside_live_probes_leaves_the_live_state_alone_and_a_stopped_im
     assert first["marketplace"] == 2 * 24 * 60 * 2 and "payments" not in first
     assert calls == ["simulated history: importing, day 1 of 14", "simulated history: importing, day 2 of 14"]
     with store.engine.connect() as conn:
-        (status, error), = conn.execute(sa.select(r.c.status, r.c.error).where(r.c.trigger == "simulated")).all()
+        (status, error), = conn.execute(
+            sa.select(r.c.status, r.c.error).where(r.c.trigger == "simulated")).all()
     assert status == "failed" and "imported again at the next start" in error
 
     again = import_probe_history(store, config, days=DAYS, now=NOW + timedelta(hours=1))

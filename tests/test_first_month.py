@@ -18,8 +18,9 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-
 from partnerboard.collectors.scheduler import run_all_once
+from partnerboard.simulator.server import start_in_thread
+
 from partnerboard.core.access import User
 from partnerboard.core.config import parse_config
 from partnerboard.core.metrics import kpi_engine
@@ -28,7 +29,6 @@ from partnerboard.core.review import closes, pack, reading
 from partnerboard.core.store import schema
 from partnerboard.core.vocabulary import timeutil
 from partnerboard.core.vocabulary.periods import parse
-from partnerboard.simulator.server import start_in_thread
 from tests.conftest import config_dict, truth
 
 HISTORY_START = datetime(2026, 8, 1, tzinfo=UTC)
@@ -102,7 +102,8 @@ def test_every_month_equals_the_truth_and_the_first_is_marked_partial(new_partne
     assert conversion.value == found[("marketplace", "2026-08")]["conversion_rate"]
     assert conversion.coverage == _mark(config, first_order, "2026-08")
     assert conversion.coverage.startswith("partial: from 1 Aug 2026 0") and " 99." in conversion.coverage
-    assert august.loc[("payments", "payment_success_rate")].coverage == _mark(config, first_payment, "2026-08")
+    success = august.loc[("payments", "payment_success_rate")]
+    assert success.coverage == _mark(config, first_payment, "2026-08")
     refunds = august.loc[("payments", "refund_amount")]
     assert refunds.coverage == _mark(config, _earliest(store, schema.refunds, "created_at"), "2026-08")
     # September is whole; its delta compares with a partial August and says so.
@@ -133,6 +134,7 @@ def test_the_partial_mark_reaches_the_csv_and_the_pack_and_stays_once_signed(col
     back = pd.read_csv(io.BytesIO(report.to_csv(signed)), encoding="utf-8-sig")
     rows = back[back.section == "kpi"].set_index(["partner_id", "item"])
     column = csv_export.HEADERS["coverage"]
-    assert rows.loc[("marketplace", "conversion_rate"), column] == expected[("marketplace", "conversion_rate")]
+    conversion = expected[("marketplace", "conversion_rate")]
+    assert rows.loc[("marketplace", "conversion_rate"), column] == conversion
     assert pd.isna(rows.loc[("marketplace", "order_count"), "value (unit in 'unit')"]) is False
     assert expected[("marketplace", "conversion_rate")].removeprefix("partial: ") in html

@@ -40,7 +40,7 @@ ANA = "ana@marketplace.example"  # not in the users table: her domain lets her i
 MALLORY = "mallory@evil.example"  # unmapped domain, not added: refused
 BOSS = "boss@paygate.example"  # added with `users add --oidc` as an admin of payments
 OPS = "ops@partnership.example"  # OIDC-only admin with a personal token: /healthz details for the test
-SOURCE = "marketplace_orders"  # the source the Data page's "Run now" is tried on
+SOURCE = "payments_charges"  # the source the payments admin runs on the Data page (its own partner's)
 REPORT = "/api/reports/2026-10.csv"
 
 
@@ -265,6 +265,8 @@ def test_oidc_sign_in_of_the_board(oidc_board: tuple[Board, RunningProvider]) ->
                 page.get_by_role("button", name=f"▶ {SOURCE}").click()
                 page.get_by_text(f"{SOURCE}: queued").wait_for(timeout=30_000)
                 assert page.get_by_text("needs the admin role").count() == 0
+                # an admin of payments runs payments' sources only
+                assert page.get_by_role("button", name="▶ marketplace_orders").count() == 0
                 assert page.locator("[data-testid=stException]").count() == 0
                 assert httpx.get(f"{board.url}{REPORT}", timeout=30, cookies={
                     c["name"]: c["value"] for c in boss.cookies(board.url)}).status_code == 200

@@ -12,6 +12,7 @@ from decimal import Decimal
 
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from partnerboard.core.access import Forbidden, User, audit
 from partnerboard.core.config import parse_config
@@ -173,6 +174,82 @@ def test_internal_notes_are_never_signed_and_stay_with_their_side(october) -> No
     assert frozen == {"shared note"}
     assert set(mine[mine.section == "annotation"].name) == {"shared note", "market internal"}
     assert set(theirs[theirs.section == "annotation"].name) == {"shared note"}
+
+
+# --- two sign-off actions at once (two replicas on one PostgreSQL) ---------------------------
+
+
+def _close_rows(store) -> list[tuple]:
+    pc, pa = schema.period_closes, schema.period_approvals
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(pc.c.version, pc.c.status, pc.c.signed_at.is_not(None))
+                            .where(pc.c.period == "2026-10").order_by(pc.c.version)).all()
+        approved = conn.execute(sa.select(pc.c.version, pa.c.partner_id)
+                                .select_from(pa.join(pc, pc.c.id == pa.c.close_id))
+                                .order_by(pc.c.version, pa.c.partner_id)).all()
+    return [tuple(r) for r in rows], [tuple(r) for r in approved]
+
+
+def test_a_countersignature_and_a_withdrawal_at_once_leave_the_period_signed_and_say_so(
+        october, monkeypatch) -> None:
+    """Issue 35 (2): the payments editor countersigns v1 on one replica while the marketplace
+    editor withdraws on another; both read the draft before either writes. The withdrawal
+    must not go through on a version that is now signed (it did, and v1 lost an approval)."""
+    from tests.interleave import race
+
+    cfg, store = _config(), october
+    with store.engine.begin() as conn:
+        closes.approve(conn, cfg, MARKET, "2026-10", now=CLOSED_AT)
+    sign, withdraw = race(store, monkeypatch, (closes, "open_draft"),
+                          lambda conn: closes.approve(conn, cfg, PAY, "2026-10", now=CLOSED_AT,
+                                                      expect_draft=1),
+                          lambda conn: closes.withdraw(conn, cfg, MARKET, "2026-10"))
+    assert isinstance(sign.outcome(), closes.Close) and sign.outcome().status == "signed"
+    assert isinstance(withdraw.outcome(), closes.SignoffError), withdraw.outcome()
+    assert "signed v1" in str(withdraw.outcome()) and "stays as signed" in str(withdraw.outcome())
+    assert _close_rows(store) == ([(1, "signed", True)], [(1, "marketplace"), (1, "payments")])
+    with store.engine.connect() as conn:
+        logged = audit.entries(conn, reader=BOTH).action.tolist()
+    assert "period.withdraw" not in logged and logged.count("period.sign") == 1
+
+
+def test_a_page_that_showed_an_older_state_is_told_what_changed(october) -> None:
+    """The page passes what it showed (``expect_draft``); a countersignature of a version
+    withdrawn meanwhile, or a close of a period someone just closed, is refused with what
+    happened instead of signing or freezing numbers the person never saw."""
+    cfg, store = _config(), october
+    with store.engine.begin() as conn:
+        closes.approve(conn, cfg, MARKET, "2026-10", now=CLOSED_AT, expect_draft=None)
+        closes.withdraw(conn, cfg, MARKET, "2026-10")
+        with pytest.raises(closes.SignoffError, match="v1 was withdrawn since your page showed it"):
+            closes.approve(conn, cfg, PAY, "2026-10", now=CLOSED_AT, expect_draft=1)
+        closes.approve(conn, cfg, PAY, "2026-10", now=CLOSED_AT, expect_draft=None)
+        with pytest.raises(closes.SignoffError, match="v2 was just closed by editor@paygate.example"):
+            closes.approve(conn, cfg, MARKET, "2026-10", now=CLOSED_AT, expect_draft=None)
+        signed = closes.approve(conn, cfg, MARKET, "2026-10", now=CLOSED_AT, expect_draft=2)
+        with pytest.raises(closes.SignoffError, match="now signed v2 .* signed since your page showed it"):
+            closes.approve(conn, cfg, PAY, "2026-10", now=CLOSED_AT, expect_draft=2)
+    assert signed.status == "signed"
+    assert _close_rows(store)[0] == [(1, "withdrawn", False), (2, "signed", True)]
+
+
+def test_two_closes_at_once_make_one_draft_and_the_second_is_told(october, monkeypatch) -> None:
+    """Issue 35 (2): editors of both partners press *Close and approve* together on two
+    replicas; both find no draft and freeze the numbers. One draft v1 results, the
+    second person is told it was just closed (no unique-key crash, no second draft)."""
+    from tests.interleave import race
+
+    cfg, store = _config(), october
+    first, second = race(store, monkeypatch, (closes, "_freeze"),
+                         lambda conn: closes.approve(conn, cfg, MARKET, "2026-10", now=CLOSED_AT,
+                                                     expect_draft=None),
+                         lambda conn: closes.approve(conn, cfg, PAY, "2026-10", now=CLOSED_AT,
+                                                     expect_draft=None))
+    assert isinstance(first.outcome(), closes.Close), first.outcome()
+    assert isinstance(second.outcome(), closes.SignoffError), repr(second.outcome())
+    assert "v1 was just closed by editor@marketplace.example" in str(second.outcome())
+    assert "countersign" in str(second.outcome())
+    assert _close_rows(store) == ([(1, "draft", False)], [(1, "marketplace")])
 
 
 # --- SLA credits on hand-computed months --------------------------------------------------

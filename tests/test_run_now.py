@@ -32,6 +32,7 @@ from partnerboard.core.vocabulary import timeutil
 from tests.conftest import config_dict, db_url_for, open_page, set_chaos, to_toml
 
 ADMIN = cli_user()
+CONFIG = parse_config(config_dict("http://127.0.0.1:9"))  # the sources' ids and partners
 
 SOURCE = "marketplace_orders"
 runs_t = schema.collector_runs
@@ -64,7 +65,7 @@ def scheduled(bsim, store, env_tokens, tmp_path: Path) -> Iterator[Scheduled]:
 
 def _ask(store: store_mod.Store, source: str) -> run_now.RunNowResult:
     with store.engine.begin() as conn:
-        return run_now.request(source, actor=ADMIN, conn=conn)
+        return run_now.request(source, actor=ADMIN, conn=conn, config=CONFIG)
 
 
 def _requests(store: store_mod.Store) -> list[tuple[str, str]]:

@@ -107,7 +107,7 @@ def test_the_core_refuses_a_forged_action_whatever_the_page_showed(page_env, sto
         with pytest.raises(Forbidden, match="annotate needs the editor role"):
             annotations.add(conn, config, annotations.NewAnnotation(date(2026, 10, 1), "x"), actor=viewer)
         with pytest.raises(Forbidden, match="quarantine needs the admin role"):
-            quarantine_resolutions.resolve(conn, viewer, ["any"], "dismissed")
+            quarantine_resolutions.resolve(conn, config, viewer, ["any"], "dismissed")
         with pytest.raises(Forbidden, match="sign in"):
             annotations.add(conn, config, annotations.NewAnnotation(date(2026, 10, 1), "x"), actor=None)
 

@@ -241,3 +241,38 @@ def test_postgresql_gets_the_merchant_stage_indexes_new_and_on_upgrade(db_url: s
             assert (s.schema_before, s.schema_after) == (22, migrations.LATEST)
     finally:
         store_mod.close_store(db_url)
+
+
+def test_a_v23_store_gets_proposals_and_keeps_its_decisions_and_items_in_force(db_url: str) -> None:
+    """v24 adds ``proposal``, ``answered_by``, ``answered_at`` to decisions and action items;
+    what was recorded before stays in force as recorded (NULL)."""
+    from datetime import date, datetime
+
+    s = store_mod.open_store(db_url)
+    columns = ("proposal", "answered_by", "answered_at")
+    with s.engine.begin() as conn:
+        for table in ("decisions", "action_items"):
+            for column in columns:
+                conn.execute(sa.text(f"ALTER TABLE {table} DROP COLUMN {column}"))
+        at = datetime(2026, 10, 20, 9)
+        conn.execute(sa.text("INSERT INTO decisions (id, review, day, text, partner_id, visibility, author, "
+                             "author_partner, created_at) VALUES ('d1', '2026-10', :day, 'binds PayGate', "
+                             "'payments', 'shared', 'e@marketplace.example', 'marketplace', :at)"),
+                     {"day": date(2026, 10, 20), "at": at})
+        conn.execute(sa.text("INSERT INTO action_items (id, review, title, owner, owner_partner, due, "
+                             "status, visibility, author, author_partner, created_at, updated_at) VALUES "
+                             "('a1', '2026-10', 'retry payouts', 'Ana', 'payments', :due, 'open', 'shared', "
+                             "'e@marketplace.example', 'marketplace', :at, :at)"),
+                     {"due": date(2026, 11, 30), "at": at})
+        stamp_version(conn, 23)
+    store_mod.close_store(db_url)
+    s = store_mod.open_store(db_url)
+    try:
+        assert (s.schema_before, s.schema_after) == (23, migrations.LATEST)
+        with s.engine.connect() as conn:
+            for table, kept in ((schema.decisions, "d1"), (schema.action_items, "a1")):
+                assert set(columns) <= {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
+                rows = conn.execute(sa.select(table.c.id, table.c.proposal, table.c.answered_by)).all()
+                assert [tuple(r) for r in rows] == [(kept, None, None)]
+    finally:
+        store_mod.close_store(db_url)

@@ -17,7 +17,7 @@ import streamlit as st
 from partnerboard.dashboard import context, gate, period_picker, queries
 from partnerboard.dashboard.literal import failure
 
-from partnerboard.core.access import Forbidden, article, require_partner
+from partnerboard.core.access import Forbidden, article
 from partnerboard.core.changes import actions
 from partnerboard.core.store import write_serially
 from partnerboard.core.vocabulary.kpis import VALUE_KPIS
@@ -58,14 +58,25 @@ def partner_name(value: object) -> str:
     return names.get(value, "both") if isinstance(value, str) else "both"
 
 
+def standing(row: object) -> str:
+    """A decision as readers take it: proposed to the partner it binds, rejected, or in force."""
+    if row.proposal == "proposed":
+        return f"proposed to {partner_name(row.partner_id)}"
+    if row.proposal == "rejected":
+        return f"rejected by {row.answered_by}"
+    return "in force" + (f" (accepted by {row.answered_by})" if row.proposal == "accepted" else "")
+
+
 st.subheader("Decisions")
 decided = found["decisions"]
 if decided.empty:
     st.caption("No decisions recorded for this review yet.")
 else:
     st.dataframe(pd.DataFrame({"day": decided.day, "binds": decided.partner_id.map(partner_name),
-                               "decision": decided.text, "visible to": decided.visibility,
-                               "by": decided.author}), hide_index=True, width="stretch")
+                               "decision": decided.text,
+                               "standing": [standing(r) for r in decided.itertuples()],
+                               "visible to": decided.visibility, "by": decided.author}),
+                 hide_index=True, width="stretch")
 
 st.subheader("Action items of this review")
 own = found["items"]
@@ -73,7 +84,7 @@ if own.empty:
     st.caption("No action items for this review yet.")
 else:
     st.dataframe(pd.DataFrame({"title": own.title, "owner": own.owner, "owning partner":
-                               own.owner_partner.map(partner_name), "due": own.due, "status": own.status,
+                               own.owner_partner.map(partner_name), "due": own.due, "status": own.standing,
                                "KPI": own.kpi.fillna(""), "notes": own.notes.fillna(""),
                                "visible to": own.visibility}), hide_index=True, width="stretch")
 
@@ -85,13 +96,41 @@ else:
     st.dataframe(pd.DataFrame({
         "title": carried.title, "from review": carried.review, "owner": carried.owner,
         "owning partner": carried.owner_partner.map(partner_name), "due": carried.due,
-        "status": carried.status,
+        "status": carried.standing,
         "age (days)": carried.age_days, "overdue (days)": carried.overdue_days,
         "what became of it": carried.notes.fillna("")}), hide_index=True, width="stretch")
 
 if not user.can("annotate"):
     st.caption(f"You are {article(user.role)} {user.role}: editors and admins record decisions and items.")
     st.stop()
+
+waiting = found["proposals"]
+if not waiting.empty:
+    st.subheader(f"Proposals awaiting {partner_name(user.partner_id) if user.partner_id else 'an answer'}")
+    st.caption("Recorded by the other partner's staff for your partner: in force only once an editor of "
+               "your partner accepts; a rejected item is dropped.")
+    st.dataframe(pd.DataFrame({"what": waiting.kind, "review": waiting.review, "text": waiting.text,
+                               "for": waiting.partner.map(partner_name), "proposed by": waiting.author}),
+                 hide_index=True, width="stretch")
+    offered = {f"{r.kind}:{r.id}": f"{r.kind} · {r.review} · {r.text} · by {r.author}"
+               for r in waiting.itertuples()}
+    picked = st.selectbox("Proposal", ["", *offered], format_func=lambda k: offered.get(k, "—"),
+                          key="proposal_pick")
+    yes, no = st.columns(2)
+    accept = yes.button("Accept", key="proposal_accept", disabled=not picked)
+    reject = no.button("Reject", key="proposal_reject", disabled=not picked)
+    if picked and (accept or reject):
+        kind, _, item_id = picked.partition(":")  # checked by the core, a forged value too
+        try:
+            known = write_serially(store.engine, lambda conn: actions.answer(conn, kind, item_id, accept,
+                                                                             actor=user))
+        except (actions.ActionError, Forbidden) as exc:
+            st.error(f"Not answered: {failure(exc)}")
+        else:
+            if known:
+                done("Accepted: it is in force." if accept else "Rejected.")
+            else:
+                st.error("Not answered: no such proposal you may see; reload the page")
 
 own_side = [user.partner_id] if user.partner_id else []
 visibilities = ["shared", "internal"] if user.partner_id else ["shared"]
@@ -149,12 +188,15 @@ if not changeable.empty:
     status = c2.selectbox("Status", list(actions.STATUSES), key="action_status")
     note = c3.text_input("What became of it (optional)", key="action_note")
     if chosen and st.button("Save status", key="action_save"):
-        row = changeable[changeable.id == chosen].iloc[0]
+        # The core finds the item and checks who may change it: a forged id meets the same check.
         try:
-            if isinstance(row.owner_partner, str):
-                require_partner(user, row.owner_partner, "change the action items")
-            write_serially(store.engine, lambda conn: actions.set_status(conn, chosen, status, actor=user,
-                                                                          notes=note or None))
-            done(f"Status saved: {status}.")
+            found = write_serially(store.engine, lambda conn: actions.set_status(
+                conn, chosen, status, actor=user, notes=note or None))
         except (actions.ActionError, Forbidden) as exc:
             st.error(f"Not saved: {failure(exc)}")
+        else:
+            if found:
+                done(f"Status saved: {status}.")
+            else:
+                st.error("Not saved: no such item among this review's and the earlier open ones you may "
+                         "see; reload the page")

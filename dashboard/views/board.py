@@ -168,5 +168,6 @@ if period.kind in ("month", "quarter"):
             "title": still.title, "from review": still.review, "owner": still.owner,
             "owning partner": still.owner_partner.map(
                 lambda p: owners.get(p, "both") if isinstance(p, str) else "both"),
-            "due": still.due, "overdue (days)": still.overdue_days, "age (days)": still.age_days}),
+            "due": still.due, "status": still.standing,  # "proposed": not yet accepted by its owner
+            "overdue (days)": still.overdue_days, "age (days)": still.age_days}),
             hide_index=True, width="stretch")

@@ -75,7 +75,7 @@ def _request_run(source: str) -> None:
     """Queue one run and say what happened; an error is a message, never a stack trace."""
     try:
         with store.engine.begin() as conn:
-            result = run_now.request(source, actor=gate.current(), conn=conn, ip=gate.client_ip())
+            result = run_now.request(source, actor=gate.current(), conn=conn, config=cfg, ip=gate.client_ip())
     except (run_now.RunNowError, Forbidden) as exc:
         st.error(failure(exc))
         return
@@ -88,7 +88,7 @@ def _request_run(source: str) -> None:
 user = gate.current()
 st.subheader("Run now")
 with store.engine.connect() as conn:
-    runnable = run_now.sources(conn)
+    runnable = run_now.runnable(conn, cfg, user)  # a person of one partner: its sources only
     requests = run_now.recent(conn)
 if not user.can("run_now"):
     st.caption(f"You are {article(user.role)} {user.role}: admins can run a source now.")
@@ -163,8 +163,13 @@ else:
         for r in bad])
     st.dataframe(shown, hide_index=True, width="stretch", key="quarantine_table",
                  column_config={"payload": st.column_config.TextColumn("payload", width="large")})
-    open_ids = {r.id[:8]: r.id for r in bad if r.resolved_at is None}
-    if user.can("quarantine") and open_ids:
+    if user.can("quarantine"):
+        with store.engine.connect() as conn:  # a person of one partner: its sources' records only
+            mine = set(quarantine_resolutions.resolvable(conn, cfg, user))
+    else:
+        mine = set()
+    open_ids = {r.id[:8]: r.id for r in bad if r.id in mine}
+    if open_ids:
         with st.form("resolve_quarantine", clear_on_submit=True):
             picked_ids = st.multiselect("Mark as dealt with", list(open_ids), key="quarantine_pick",
                                         help="The records stay here, marked with who, when and why.")
@@ -173,8 +178,8 @@ else:
             if st.form_submit_button("Mark resolved"):
                 try:
                     with store.engine.begin() as conn:
-                        n = quarantine_resolutions.resolve(conn, user, [open_ids[i] for i in picked_ids],
-                                                           note)
+                        n = quarantine_resolutions.resolve(conn, cfg, user,
+                                                           [open_ids[i] for i in picked_ids], note)
                     st.success(f"{n} record(s) marked resolved.")
                     st.rerun()
                 except (ValueError, Forbidden) as exc:

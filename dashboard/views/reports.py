@@ -102,10 +102,11 @@ else:
         label = "Approve (countersign)" if draft else "Close and approve"
         if st.button(f"{label} {period.label} for {cfg.partner(user.partner_id).name}", key="signoff_approve",
                      type="primary"):
-            act("Approved", signing())
+            # what this page showed: the core refuses if another replica moved the period on
+            act("Approved", signing(expect_draft=draft.version if draft else None))
     else:
         if st.button(f"Close again as version {signed.version + 1}", key="signoff_reclose"):
-            act("Re-closed", signing(new_version=True))
+            act("Re-closed", signing(new_version=True, expect_draft=None))
     st.caption("Closing freezes today's numbers as the draft; the other partner's editor countersigns "
                "them. Signed numbers never change: late data shows as a restatement beside them.")
 for section, title in (("kpi", "KPIs"), ("sla", "SLA"), ("incident", "Incidents"),
@@ -139,7 +140,9 @@ if cfg.subscriptions:
                                         for r in sent if r.subscription_id == sub.id), "never")})
     st.dataframe(rows, hide_index=True, width="stretch")
     if user.can("run_now"):
-        matching = [s.id for s in cfg.subscriptions if s.period == period.kind]
+        # a person of one partner sends only to its own and the partnership's receivers
+        matching = [s.id for s in cfg.subscriptions if s.period == period.kind
+                    and subscriptions.may_send(cfg, user, s)]
         if matching:
             which = st.selectbox("Send the pack of this period now", matching, key="subscription_pick")
             if st.button(f"Send {period.label} now", key="subscription_send"):

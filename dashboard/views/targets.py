@@ -65,7 +65,7 @@ if not user.can("edit_targets"):
 
 st.subheader("Set a target")
 # An editor who works for one partner sets that partner's targets (the core insists too).
-ids = list(names) if user.role == "admin" or user.partner_id is None else [user.partner_id]
+ids = list(names) if user.partner_id is None else [user.partner_id]
 partner_id = st.selectbox("Partner", ids, format_func=names.get, key="target_partner",
                           index=ids.index(user.partner_id) if user.partner_id in ids else 0)
 partner = cfg.partner(partner_id)
@@ -98,7 +98,8 @@ with st.form("set_target"):
             st.rerun()
 
 st.subheader("Remove a board target")
-board = {f"{t.partner}|{t.kpi}|{t.period or ''}": t for t in shown if isinstance(t, targets.StoredTarget)}
+board = {f"{t.partner}|{t.kpi}|{t.period or ''}": t for t in shown if isinstance(t, targets.StoredTarget)
+         and user.partner_id in (None, t.partner)}  # a person of one partner: its targets only
 if not board:
     st.caption("No targets have been set on the board.")
 else:

@@ -10,6 +10,10 @@ schedule, recorded with trigger ``manual``) and marks it ``done`` or ``failed`` 
 run's id. The Data page lists requests queued, running and done. What can be run is
 what the collecting processes published (``job_claims``); with none alive, the page
 points at ``partnerboard collect --once --source ID``.
+
+A source is one partner's (``source_partners``): a person of one partner runs only that
+partner's sources, admins included, and each request is audited under the source's
+partner, so the other side's admins never read of it.
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ from typing import Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from partnerboard.core.access import User, audit, require
+from partnerboard.core.access import User, audit, require, require_partner
+from partnerboard.core.changes.source_partners import partner_of
+from partnerboard.core.config import Config
 from partnerboard.core.store import job_claims, processes, schema
 from partnerboard.core.vocabulary import timeutil
 
@@ -87,17 +93,26 @@ def _published(conn: Connection) -> list[str]:
                              .order_by(jc.c.job_id)).scalars())
 
 
-def request(source: str, *, actor: User | None, conn: Connection,
+def runnable(conn: Connection, config: Config, reader: User) -> list[str]:
+    """The published sources ``reader`` may run: their own partner's, or all for a person
+    of both partners (what the Data page offers)."""
+    return [s for s in sources(conn) if reader.partner_id in (None, partner_of(config, s))]
+
+
+def request(source: str, *, actor: User | None, conn: Connection, config: Config,
             ip: str | None = None) -> RunNowResult:
     """Queue a run of ``source``, recorded with trigger ``manual``, and return at once.
 
     The one door every caller goes through (Data page, ``POST /api/sources/{id}/run``):
-    the admin check is here, so a forged request meets it too; the request is written to
-    the audit log in the same transaction.
+    the admin check and the partner check are here, so a forged request meets them too;
+    the request is written to the audit log in the same transaction, under the source's
+    partner.
 
-    Raises :class:`access.Forbidden` below admin, :class:`RunNowUnavailable` when no
-    collecting process is alive and :class:`UnknownSourceError` for an id no job has."""
+    Raises :class:`access.Forbidden` below admin or for another partner's source,
+    :class:`RunNowUnavailable` when no collecting process is alive and
+    :class:`UnknownSourceError` for an id no job has."""
     require(actor, "run_now")
+    assert actor is not None
     if not available(conn):
         raise RunNowUnavailable(
             "run now needs a collecting process (`partnerboard serve` or `partnerboard collect`) "
@@ -105,6 +120,8 @@ def request(source: str, *, actor: User | None, conn: Connection,
     known = _published(conn)  # availability was just checked
     if source not in known:
         raise UnknownSourceError(source, known)
+    owner = partner_of(config, source)
+    require_partner(actor, owner, "run the sources")
     pending = conn.execute(sa.select(rq.c.status).where(
         rq.c.source == source, rq.c.status.in_(("queued", "running")))).scalars().all()
     if "running" in pending or job_claims.running(conn, source):
@@ -114,11 +131,9 @@ def request(source: str, *, actor: User | None, conn: Connection,
     else:
         outcome = "queued"
         conn.execute(rq.insert().values(
-            id=str(uuid.uuid4()), source=source, requested_by=actor.email if actor else None,
+            id=str(uuid.uuid4()), source=source, requested_by=actor.email,
             requested_at=timeutil.to_db(timeutil.utcnow()), status="queued"))
-    if actor is not None:
-        audit.record(conn, actor.email, "run_now", partner=audit.SHARED, target=source,
-                     detail=outcome, ip=ip)
+    audit.record(conn, actor.email, "run_now", partner=owner, target=source, detail=outcome, ip=ip)
     return RunNowResult(source, outcome, _MESSAGES[outcome].format(source=source))
 
 

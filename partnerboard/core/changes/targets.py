@@ -158,14 +158,14 @@ def _describe_key(partner_id: str, kpi: str, period: str | None) -> str:
 
 
 def _may_edit(actor: User | None, partner_id: str) -> None:
-    """Editors change targets; one who works for a partner changes only that partner's
-    (a target is a commitment the other company signs off too). Admins and editors of
-    both partners change any."""
+    """Editors change targets; one who works for a partner changes only that partner's,
+    whatever their role (a target is a commitment the other company signs off too).
+    Editors and admins of both partners change any."""
     require(actor, "edit_targets")
     assert actor is not None
-    if actor.role != "admin" and actor.partner_id not in (None, partner_id):
+    if actor.partner_id not in (None, partner_id):
         raise Forbidden(f"{actor.email} works for {actor.partner_id}; targets of {partner_id} are "
-                        f"set by its own editors or an admin")
+                        f"set by its own editors or a person of both partners")
 
 
 def set_target(conn: Connection, config: Config, actor: User | None, partner_id: str, kpi: str,

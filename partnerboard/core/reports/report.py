@@ -118,10 +118,14 @@ def governance_rows(conn: Connection, config: Config, period: Period, *, viewer_
     for d in actions.decisions(conn, period.label, viewer_partner=viewer_partner).itertuples():
         if partner_id is not None and d.partner_id not in (None, partner_id):
             continue
+        proposal = actions.describe_proposal(d.proposal, d.author, d.answered_by,
+                                             names.get(d.partner_id, "both"))
         rows.append({"section": "decision", "partner_id": d.partner_id,
                      "partner": names.get(d.partner_id, "both"),
                      "period": period.label, "item": d.id, "name": d.text, "started_at": d.day.isoformat(),
-                     "status": d.visibility, "detail": f"by {d.author}"})
+                     # a proposal is shared: its standing says more than its visibility
+                     "status": d.visibility if d.standing == "in force" else d.standing,
+                     "detail": f"by {d.author}" + (f"; {proposal}" if proposal else "")})
     own = actions.items(conn, period.label, viewer_partner=viewer_partner).assign(carry="this review")
     earlier = actions.carried_over(conn, config, period.label, viewer_partner=viewer_partner)
     for a in pd.concat([own, earlier], ignore_index=True).itertuples():
@@ -132,14 +136,17 @@ def governance_rows(conn: Connection, config: Config, period: Period, *, viewer_
             age, late = int(a.age_days), int(a.overdue_days)  # floats once concatenated with this review's
             carry = f"from {a.review}, open {age} d" + (f", {late} d overdue" if late else "")
         elif carry == "closed":
-            carry = f"from {a.review}, {a.status} in {period.label}"
+            carry = f"from {a.review}, {a.standing} in {period.label}"
+        proposal = actions.describe_proposal(a.proposal, a.author, a.answered_by,
+                                             names.get(a.owner_partner, "both"))
         rows.append({"section": "action", "partner_id": a.owner_partner,
                      "partner": names.get(a.owner_partner, "both"),
-                     "period": period.label, "item": a.id, "name": a.title, "status": a.status,
+                     "period": period.label, "item": a.id, "name": a.title, "status": a.standing,
                      "started_at": a.review, "ended_at": a.due.isoformat(),
                      "value": a.overdue_days if carry != "this review" and a.status == "open" else None,
                      "unit": "d",
                      "detail": f"owner {a.owner}; {carry}; {a.visibility}"
+                     + (f"; {proposal}" if proposal else "")
                      + (f"; {a.notes}" if isinstance(a.notes, str) and a.notes else "")})
     return rows
 

@@ -8,6 +8,16 @@ draft nobody approves any more is withdrawn). Once signed, a version never chang
 ``approve(new_version=True)`` starts the next version's draft, whose numbers are frozen
 again at that moment. A person of both partners represents neither side, so only people
 of one partner approve.
+
+Two people may press their buttons at the same moment on two board replicas: every
+sign-off change of a period first takes that period's lock (``store.exclusive``, across
+processes on PostgreSQL; DuckDB's one process writes through ``write_serially``), then
+reads where the period stands, so the second waits for the first and acts on what the
+first left. The page says what it showed (``expect_draft``): a person who pressed
+*Countersign v1* is told that v1 was withdrawn meanwhile, and one who pressed *Close* that
+someone just closed it, instead of signing or freezing something they never saw. The
+status updates are conditional on the status read (``WHERE status = 'draft'``), so even
+a writer that skipped the lock could not sign a withdrawn draft or withdraw a signed one.
 """
 
 from __future__ import annotations
@@ -16,7 +26,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 import sqlalchemy as sa
@@ -26,13 +36,14 @@ from partnerboard.core.access import User, audit, require
 from partnerboard.core.config import Config
 from partnerboard.core.metrics import kpi_engine, merchant_funnel
 from partnerboard.core.reports import report
-from partnerboard.core.store import schema
+from partnerboard.core.store import exclusive, schema
 from partnerboard.core.vocabulary import periods, timeutil
 from partnerboard.core.vocabulary.periods import Period
 
 pc, pa = schema.period_closes, schema.period_approvals
 CLOSABLE = ("month", "quarter")
 TREND_PERIODS = 6
+ANY: Literal["any"] = "any"  # expect_draft: whatever the period's state (scripts, the bench)
 
 
 class SignoffError(ValueError):
@@ -167,10 +178,47 @@ def live_trend(conn: Connection, config: Config, period: Period, n: int = TREND_
             for kpi, value in values.items()]
 
 
+def _one_at_a_time(conn: Connection, label: str) -> None:
+    """Hold the period's sign-off lock until the caller's transaction ends."""
+    exclusive(conn, f"period-signoff:{label}")
+
+
+def _check_expected(conn: Connection, config: Config, label: str, draft: Close | None,
+                    expect_draft: int | None | Literal["any"]) -> None:
+    """Refuse when the period no longer stands as the person's page showed it:
+    ``expect_draft`` is the open draft's version they countersign, None when they saw no
+    open draft (*Close and approve*, *Close again*), ``ANY`` when nothing is checked."""
+    if expect_draft == ANY or expect_draft == (draft.version if draft else None):
+        return
+    if draft is not None and expect_draft is None:
+        raise SignoffError(f"{label} v{draft.version} was just closed by {draft.created_by} (numbers as of "
+                           f"{draft.as_of.astimezone(config.tz):%Y-%m-%d %H:%M:%S}); reload the page to "
+                           "see them, then countersign")
+    seen = next((c for c in versions(conn, label) if c.version == expect_draft), None)
+    if seen is not None and seen.status == "signed":
+        raise SignoffError(f"{label} is now {seen.describe(config)}: it was signed since your page "
+                           "showed it; reload the page")
+    if seen is not None and seen.status == "withdrawn":
+        raise SignoffError(f"{label} v{seen.version} was withdrawn since your page showed it (its last "
+                           "approval was taken back); reload the page, then close it again")
+    now_open = f"v{draft.version} is the open draft" if draft else "it has no open draft"
+    raise SignoffError(f"{label} changed since your page showed it ({now_open}); reload the page")
+
+
+def _set_status(conn: Connection, close_id: str, label: str, version: int, **values: Any) -> None:
+    """Move a draft on (signed, withdrawn) only if it is still a draft: the check of the
+    state read, in the update itself."""
+    done = conn.execute(pc.update().where(pc.c.id == close_id, pc.c.status == "draft").values(**values))
+    if done.rowcount != 1:
+        raise SignoffError(f"{label} v{version} changed while this was being saved; reload the page")
+
+
 def approve(conn: Connection, config: Config, actor: User | None, label: str, *,
-            now: datetime | None = None, new_version: bool = False, ip: str | None = None) -> Close:
+            now: datetime | None = None, new_version: bool = False, ip: str | None = None,
+            expect_draft: int | None | Literal["any"] = ANY) -> Close:
     """Approve ``label`` for the actor's partner: start a draft (freezing the numbers
-    now) or add to the open one; sign it when every partner has approved."""
+    now) or add to the open one; sign it when every partner has approved.
+    ``expect_draft``: the open draft the person's page showed (see ``_check_expected``)."""
     require(actor, "close_period")
     assert actor is not None
     now = now or timeutil.utcnow()
@@ -179,7 +227,9 @@ def approve(conn: Connection, config: Config, actor: User | None, label: str, *,
                            "an editor of each partner approves the period")
     period = _closable(config, label, now)
     label = period.label
+    _one_at_a_time(conn, label)
     draft = open_draft(conn, label)
+    _check_expected(conn, config, label, draft, expect_draft)
     if draft is None:
         signed = latest_signed(conn, label)
         if signed is not None and not new_version:
@@ -205,8 +255,7 @@ def approve(conn: Connection, config: Config, actor: User | None, label: str, *,
                  detail=f"approved for {actor.partner_id}", ip=ip)
     approved = set(conn.execute(sa.select(pa.c.partner_id).where(pa.c.close_id == close_id)).scalars())
     if approved >= {p.id for p in config.partners}:
-        conn.execute(pc.update().where(pc.c.id == close_id).values(status="signed",
-                                                                   signed_at=timeutil.to_db(now)))
+        _set_status(conn, close_id, label, version, status="signed", signed_at=timeutil.to_db(now))
         audit.record(conn, actor.email, "period.sign", partner=audit.SHARED, target=f"{label} v{version}",
                      detail="approved by every partner", ip=ip)
     return _close(conn, conn.execute(sa.select(pc).where(pc.c.id == close_id)).one())
@@ -217,6 +266,11 @@ def withdraw(conn: Connection, config: Config, actor: User | None, label: str, *
     """Take back the actor's partner's approval of the unsigned draft of ``label``."""
     require(actor, "close_period")
     assert actor is not None
+    try:
+        label = periods.parse(label).label  # the lock's name is the label approve uses
+    except periods.PeriodError as exc:
+        raise SignoffError(str(exc)) from None
+    _one_at_a_time(conn, label)
     draft = open_draft(conn, label)
     if draft is None:
         signed = latest_signed(conn, label)
@@ -231,7 +285,7 @@ def withdraw(conn: Connection, config: Config, actor: User | None, label: str, *
     conn.execute(pa.delete().where(pa.c.close_id == draft.id, pa.c.partner_id == actor.partner_id))
     left = conn.execute(sa.select(sa.func.count()).select_from(pa).where(pa.c.close_id == draft.id)).scalar()
     if not left:
-        conn.execute(pc.update().where(pc.c.id == draft.id).values(status="withdrawn"))
+        _set_status(conn, draft.id, label, draft.version, status="withdrawn")
     audit.record(conn, actor.email, "period.withdraw", partner=audit.SHARED,
                  target=f"{label} v{draft.version}", detail=f"approval of {actor.partner_id} withdrawn",
                  ip=ip)

@@ -288,7 +288,8 @@ def governance(pack: Pack) -> str:
     if decided.empty:
         out.append("<p>No decisions recorded for this review.</p>")
     else:
-        out.append("<table><tr><th>day</th><th>binds</th><th>decision</th><th>visible to</th></tr>" + "".join(
+        # status: shared or internal, or proposed / rejected (a proposal is shared)
+        out.append("<table><tr><th>day</th><th>binds</th><th>decision</th><th>status</th></tr>" + "".join(
             f"<tr><td>{_e(r.started_at)}</td><td>{_e(names.get(r.partner_id, 'both'))}</td>"
             f"<td>{_e(r.name)}</td><td>{_e(r.status)}</td></tr>" for r in decided.itertuples()) + "</table>")
     out.append("<h3>Action items</h3>")
@@ -311,7 +312,7 @@ def _status_word(status: str, overdue: object) -> str:
     if status == "open" and days:
         return (f'<span class="status" style="color:#cf222e;border-color:#cf222e">open, {days:.0f} d '
                 "overdue</span>")
-    colour = {"done": "#1a7f37", "dropped": "#57606a"}.get(status, "#9a6700")
+    colour = {"done": "#1a7f37", "dropped": "#57606a", "rejected": "#57606a"}.get(status, "#9a6700")
     return f'<span class="status" style="color:{colour};border-color:{colour}">{_e(status)}</span>'
 
 

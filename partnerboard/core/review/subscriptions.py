@@ -10,6 +10,15 @@ notification per receiver in the outbox: the same durable, at-least-once deliver
 an idempotency key as alerts, across restarts. A period whose due time is older than
 ``catch_up_days`` is not sent by itself (a board off for a month does not flood
 inboxes); admins send any period on the Reports page (``send_now``), audited.
+
+A receiver of one partner gets that partner's internal notes and items, so sending to it
+is that partner's operation: a person of one partner sends by hand only subscriptions
+whose receivers are their partner's or the partnership's (admins included), and the
+sending is audited under that partner. A pack sent again by hand waits ``RESEND_AFTER``
+after the last sending of the same subscription and period (its receivers have it, and
+delivery is retried until each accepts it): a button pressed four times, or by two
+admins at once on two replicas (the check and the sending hold the subscription's lock,
+``store.exclusive``), sends it once.
 """
 
 from __future__ import annotations
@@ -22,18 +31,19 @@ from datetime import UTC, datetime, time, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from partnerboard.core.access import User, audit, require
+from partnerboard.core.access import User, audit, require, require_partner
 from partnerboard.core.alerts import outbox
 from partnerboard.core.config import Config
 from partnerboard.core.config.subscriptions import Subscription
 from partnerboard.core.reports import report
 from partnerboard.core.review import reading
-from partnerboard.core.store import schema
+from partnerboard.core.store import exclusive, schema
 from partnerboard.core.vocabulary import periods, timeutil
 from partnerboard.core.vocabulary.periods import Period
 
 sr, nf = schema.subscription_runs, schema.notification_files
 PARTNERSHIP = reading.PARTNERSHIP
+RESEND_AFTER = timedelta(minutes=15)  # a pack sent by hand waits this long after the last sending
 
 
 class SubscriptionError(ValueError):
@@ -142,10 +152,28 @@ def run_due(conn: Connection, config: Config, now: datetime | None = None) -> li
     return queued
 
 
+def partners_of(config: Config, sub: Subscription) -> set[str]:
+    """The partners whose receivers ``sub`` sends to (the partnership's receivers are no
+    partner's: they get shared items only)."""
+    return {p for p in (config.alerts.receiver(r).partner for r in sub.receivers) if p is not None}
+
+
+def may_send(config: Config, actor: User, sub: Subscription) -> bool:
+    """Whether ``actor``'s partner allows sending ``sub`` (the role is checked apart)."""
+    return actor.partner_id is None or partners_of(config, sub) <= {actor.partner_id}
+
+
+def last_sent(conn: Connection, sub: Subscription, period: Period) -> sa.Row | None:
+    """The latest sending of ``sub`` for ``period``, scheduled or by hand."""
+    return conn.execute(sa.select(sr).where(sr.c.subscription_id == sub.id, sr.c.period == period.label)
+                        .order_by(sr.c.created_at.desc()).limit(1)).first()
+
+
 def send_now(conn: Connection, config: Config, actor: User | None, subscription_id: str, label: str, *,
              now: datetime | None = None, ip: str | None = None) -> str:
     """Send (or send again) a subscription's pack for any ended period: a new run with new
-    idempotency keys, recorded and audited. Admins only."""
+    idempotency keys, recorded and audited. Admins of the receivers' partner (or of both),
+    at most once per ``RESEND_AFTER`` for the same period."""
     require(actor, "run_now")
     assert actor is not None
     now = now or timeutil.utcnow()
@@ -153,6 +181,9 @@ def send_now(conn: Connection, config: Config, actor: User | None, subscription_
     if sub is None:
         known = ", ".join(s.id for s in config.subscriptions) or "none configured"
         raise SubscriptionError(f"unknown subscription {subscription_id!r} (known: {known})")
+    sides = partners_of(config, sub)
+    for partner in sorted(sides):
+        require_partner(actor, partner, "send the review pack to the receivers")
     try:
         period = periods.parse(label)
     except periods.PeriodError as exc:
@@ -161,12 +192,23 @@ def send_now(conn: Connection, config: Config, actor: User | None, subscription_
         raise SubscriptionError(f"{sub.id} sends each {sub.period}'s pack; {label} is a {period.kind}")
     if period.bounds(config.tz)[1] > now:
         raise SubscriptionError(f"{label} has not ended yet")
+    exclusive(conn, f"subscription-send:{sub.id}")
+    before = last_sent(conn, sub, period)
+    if before is not None and now - timeutil.from_db(before.created_at) < RESEND_AFTER:
+        at = timeutil.from_db(before.created_at)
+        minutes = int((now - at).total_seconds() // 60)
+        ago = "just now" if minutes < 1 else f"{minutes} minute{'s' if minutes != 1 else ''} ago"
+        raise SubscriptionError(
+            f"{sub.id} sent the {period.label} pack {ago} (by {before.created_by or 'the schedule'}); its "
+            "receivers have it and delivery is retried until each accepts it; send it again from "
+            f"{(at + RESEND_AFTER).astimezone(config.tz):%Y-%m-%d %H:%M} if it is still needed")
     run_id = str(uuid.uuid4())
     conn.execute(sr.insert().values(id=run_id, subscription_id=sub.id, period=period.label,
                                     due_at=timeutil.to_db(now), created_at=timeutil.to_db(now),
                                     trigger="manual", created_by=actor.email))
     sent = _queue(conn, config, sub, period, run_id, now)
-    audit.record(conn, actor.email, "subscription.send", partner=audit.SHARED,
+    whose = next(iter(sides)) if len(sides) == 1 else audit.SHARED  # one side's receivers: its business
+    audit.record(conn, actor.email, "subscription.send", partner=whose,
                  target=f"{sub.id} {period.label}", detail=f"sent by hand to {sent} receiver(s)", ip=ip)
     return run_id
 

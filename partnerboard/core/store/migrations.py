@@ -295,6 +295,18 @@ def _v23_merchant_stage_indexes(conn: Connection) -> None:
     postgres_stage_indexes(conn)
 
 
+def _v24_proposals(conn: Connection) -> None:
+    """v24: decisions and action items may be proposals to the other partner (proposed,
+    accepted, rejected; who answered, when). Rows written before are in force as recorded
+    (NULL)."""
+    for table in (schema.decisions, schema.action_items):
+        have = {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
+        for column in ("proposal", "answered_by", "answered_at"):
+            if column not in have:
+                kind = conn.dialect.type_compiler_instance.process(table.c[column].type)
+                conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {column} {kind}"))
+
+
 def _v25_source_loads(conn: Connection) -> None:
     """v25: first loads and catch-ups read window by window, and how far each has come."""
     schema.source_loads.create(conn, checkfirst=True)
@@ -324,6 +336,7 @@ STEPS: dict[int, Callable[[Connection], None]] = {
     21: _v21_partner_probe_hours,
     22: _v22_merchant_quarters,
     23: _v23_merchant_stage_indexes,
+    24: _v24_proposals,
     25: _v25_source_loads,
 }
 LATEST = max(STEPS)

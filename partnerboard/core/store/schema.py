@@ -704,6 +704,17 @@ period_approvals = sa.Table(
 
 # Review governance (v15): decisions and action items of a review, and the pack's
 # subscriptions: one run per subscription and period, the files each notification carries.
+
+
+def _proposal_columns() -> list[sa.Column]:
+    """v24: a decision binding only the other partner, or an item owned by it, recorded by
+    one partner's staff is a proposal until an editor of that partner answers it."""
+    return [sa.Column("proposal", sa.String(16), comment="NULL: in force as recorded | proposed | "
+                                                         "accepted | rejected"),
+            sa.Column("answered_by", sa.String(320), comment="who accepted or rejected the proposal"),
+            sa.Column("answered_at", sa.DateTime)]
+
+
 decisions = sa.Table(
     "decisions",
     metadata,
@@ -716,6 +727,7 @@ decisions = sa.Table(
     sa.Column("author", sa.String(320), nullable=False),
     sa.Column("author_partner", sa.String(64), comment="whose staff wrote it; NULL = both"),
     sa.Column("created_at", sa.DateTime, nullable=False),
+    *_proposal_columns(),
 )
 
 action_items = sa.Table(
@@ -737,6 +749,7 @@ action_items = sa.Table(
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Column("updated_at", sa.DateTime, nullable=False),
     sa.Column("closed_at", sa.DateTime, comment="when it became done or dropped"),
+    *_proposal_columns(),
 )
 
 subscription_runs = sa.Table(
