@@ -458,6 +458,7 @@ def test_8_a_nul_or_half_a_surrogate_is_answered_400_on_either_store(board: Boar
         '{"day": "2026-10-01", "text": "nul\\u0000byte"}': "text contains a control character (NUL)",
         '{"day": "2026-10-01", "text": "half \\ud800 a pair"}': "text is not valid Unicode text",
         '{"day": "2026-10-01", "text": "escape \\u001b[2J"}': "text contains a control character (U+001B)",
+        json.dumps({"day": "2026-10-01", "text": "x" * 2100}): "text is at most 2000 characters (got 2100)",
     }
     for body, reason in cases.items():
         r = httpx.post(f"{board.url}/api/annotations", content=body, headers=h)
