@@ -96,6 +96,11 @@ def remember(value: str, *, in_base64: bool = False) -> None:
                 _known.update(_base64_cores(value))
 
 
+# Query keys whose value is a secret whatever it looks like.
+SECRET_QUERY_KEYS = {"sig", "signature", "token", "access_token", "key", "api_key", "apikey", "secret",
+                     "password", "code", "auth"}
+
+
 def remember_url(url: str) -> None:
     """Register a URL that is a secret (a webhook's, an Apprise URL) and each secret part of
     it on its own, since an answer may quote one part alone: the user name and password
@@ -117,10 +122,6 @@ def remember_url(url: str) -> None:
     for whole, secret_parts in ((parts.path, in_path), (parts.query, values)):
         for part in secret_parts or ([whole] if len(whole) >= 8 else []):
             remember(part)
-
-
-SECRET_QUERY_KEYS = {"sig", "signature", "token", "access_token", "key", "api_key", "apikey", "secret",
-                     "password", "code", "auth"}
 
 
 def looks_secret(part: str) -> bool:
