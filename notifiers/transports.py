@@ -32,13 +32,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from importlib import metadata
-from urllib.parse import urlsplit
 
 import httpx
 
 from partnerboard.core.alerts.messages import Rendered
 from partnerboard.core.config.alerts import Receiver
-from partnerboard.core.config.secrets import remember, resolve_secret, scrub
+from partnerboard.core.config.secrets import remember_url, resolve_secret, scrub
 
 SIGNATURE_HEADER = "X-Partnerboard-Signature"
 MAX_ANSWER = 500
@@ -75,14 +74,11 @@ class ReceiverConfigError(ValueError):
 
 
 def receiver_url(receiver: Receiver) -> str:
-    """The receiver's URL, from its environment variable when it is a secret. Parts of a
-    secret URL (its path and query, where the token is) are remembered for scrubbing."""
+    """The receiver's URL, from its environment variable when it is a secret; its secret
+    parts are scrubbed from every answer (``secrets.remember_url``)."""
     if receiver.url_env:
         url = resolve_secret(receiver.url_env, used_by=f"alerts receiver {receiver.id}")
-        parts = urlsplit(url)
-        for part in (parts.path, parts.query, parts.netloc.rpartition("@")[0]):
-            if len(part) >= 8:
-                remember(part)
+        remember_url(url)
         return url
     return receiver.url or ""
 

@@ -23,6 +23,7 @@ import httpx
 import typer
 
 from partnerboard.core.config import CONFIG_ENV, Config, ConfigError, config_path, load_config, logs
+from partnerboard.core.config.known_at_start import secret_names
 from partnerboard.core.config.secrets import missing_secrets, scrub
 from partnerboard.core.store import DATABASE_URL_ENV, StoreBusyError, database_url, display_url, duckdb_path
 from partnerboard.core.store.ownership import Ownership, OwnershipError, acquire
@@ -65,14 +66,6 @@ def _source(cfg: Config, source_id: str, command: str):
         raise _fail(f"partnerboard {command}: {exc.args[0]}") from None
 
 
-def _secret_names(cfg: Config) -> list[tuple[str, str]]:
-    names = [(n, f"partner {p.id}") for p in cfg.partners for n in p.auth.secret_names()]
-    names += [(n, f"source {s.id}") for p in cfg.partners for s in p.sources if s.auth
-              for n in s.auth.secret_names()]
-    names += [(n, f"alerts receiver {r.id}") for r in cfg.alerts.receivers for n in r.secret_names()]
-    return list(dict.fromkeys(names))
-
-
 # Held for the life of the process: the lock is released when the handle is closed.
 _ownership: list[Ownership] = []
 
@@ -110,7 +103,7 @@ def check_config(config: ConfigOpt = None) -> None:
         f"{len(cfg.partners)} partners, {endpoints} endpoints, {pages} status pages, "
         f"{sources} data sources, {len(cfg.alerts.receivers)} alert receivers"
     )
-    for warning in missing_secrets(_secret_names(cfg)):
+    for warning in missing_secrets(secret_names(cfg)):
         typer.secho(f"{path.name}: warning: {warning}", err=True, fg="yellow")
     if sources:
         typer.echo("A valid file can still map a partner's records wrongly: try each source with "

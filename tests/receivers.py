@@ -44,6 +44,9 @@ class HttpReceiver:
     requests: list[Received] = field(default_factory=list)
     answers: list[int] = field(default_factory=list)
     hang: threading.Event = field(default_factory=threading.Event)
+    # A refusal echoes what it was sent to, as some services do: the path JSON-escaped
+    # (``\/``) and its last segment bare.
+    echo: bool = False
     _released: threading.Event = field(default_factory=threading.Event)
     _cond: threading.Condition = field(default_factory=threading.Condition)
 
@@ -90,6 +93,10 @@ def start_http_receiver() -> HttpReceiver:
                 r._released.wait(120)
                 return  # the sender may be gone; answer nothing
             payload = b"ok" if status < 300 else b'{"error":"receiver is down"}'
+            if status >= 300 and r.echo:
+                last = self.path.split("?")[0].rsplit("/", 1)[-1]
+                payload = ('{"error":"no route ' + self.path.replace("/", "\\/") + '","token":"' + last
+                           + '"}').encode()
             self.send_response(status)
             self.send_header("Content-Length", str(len(payload)))
             if status in (429, 503):

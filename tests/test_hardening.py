@@ -450,6 +450,28 @@ def test_8_bad_input_is_answered_400_with_the_reason(board: Board) -> None:
     assert "Traceback" not in board.output() and "RecursionError" not in board.output()
 
 
+def test_8_a_nul_or_half_a_surrogate_is_answered_400_on_either_store(board: Board) -> None:
+    """Issue 35: text the store cannot hold is refused by the core with the reason, the
+    same on DuckDB and PostgreSQL (where it answered 500)."""
+    h = {**board.bearer(ADMIN_EMAIL), "Content-Type": "application/json"}
+    cases = {  # the body exactly as a script sends it: JSON escapes
+        '{"day": "2026-10-01", "text": "nul\\u0000byte"}': "text contains a control character (NUL)",
+        '{"day": "2026-10-01", "text": "half \\ud800 a pair"}': "text is not valid Unicode text",
+        '{"day": "2026-10-01", "text": "escape \\u001b[2J"}': "text contains a control character (U+001B)",
+        json.dumps({"day": "2026-10-01", "text": "x" * 2100}): "text is at most 2000 characters (got 2100)",
+    }
+    for body, reason in cases.items():
+        r = httpx.post(f"{board.url}/api/annotations", content=body, headers=h)
+        assert r.status_code == 400 and reason in r.json()["error"], (body, r.status_code, r.text)
+    for query in ("action=sign%00in", "actor=a%00@b.example", "action=" + "x" * 65):
+        r = httpx.get(f"{board.url}/api/audit.csv?{query}", headers=board.bearer(ADMIN_EMAIL))
+        assert r.status_code == 400 and ("control character" in r.text or "at most 64" in r.text), \
+            (query, r.status_code, r.text)
+    r = board.sign_in("pv@paygate.example\x00", PASSWORD)
+    assert r.status_code == 401 and "email contains a control character (NUL)" in r.text, r.text
+    assert "Traceback" not in board.output() and "DataError" not in board.output()
+
+
 # --- 9. Streamlit's own routes and messages -----------------------------------------------
 
 def test_9_streamlit_internals_are_closed_to_strangers(board: Board) -> None:

@@ -197,9 +197,13 @@ if user.can("view_audit"):
         logged = audit.actions(conn, reader=user)
     action = c1.selectbox("Action", ["all", *logged], key="audit_action")
     actor = c2.text_input("Who (email)", key="audit_actor", max_chars=320).strip().lower()
-    with store.engine.connect() as conn:
-        log = audit.entries(conn, reader=user, action=None if action == "all" else action,
-                            actor=actor or None)
+    try:
+        with store.engine.connect() as conn:
+            log = audit.entries(conn, reader=user, action=None if action == "all" else action,
+                                actor=actor or None)
+    except ValueError as exc:  # a filter no entry could match (a control character): said so
+        st.error(md(str(exc)))
+        st.stop()
     if log.empty:
         st.caption("Nothing logged for this selection.")
     else:

@@ -17,6 +17,7 @@ counted on one entry (``attempts``, ``last_at``) instead of one row each.
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime, timedelta
 
@@ -26,12 +27,16 @@ from sqlalchemy.engine import Connection
 
 from partnerboard.core.access import User
 from partnerboard.core.config.secrets import scrub
-from partnerboard.core.store import schema
+from partnerboard.core.store import schema, text_input
 from partnerboard.core.vocabulary import timeutil
 
 a = schema.audit_log
 SHARED: None = None  # partner_id of an entry about the partnership as a whole
 AGGREGATE_WINDOW = timedelta(minutes=10)
+# What no store can hold (NUL, half a surrogate pair) or a reader should not get (other
+# control characters, e.g. terminal escapes): an entry keeps a mark in their place, it is
+# never refused (it records what was tried, bad input included).
+_UNFIT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 COLUMNS = ["at", "last_at", "attempts", "actor", "partner_id", "action", "outcome", "target", "detail",
            "ip"]
 
@@ -43,9 +48,11 @@ def record(conn: Connection, actor: str, action: str, *, partner: str | None,
     ``detail`` is scrubbed of anything token-shaped before it is stored."""
     now = timeutil.to_db(timeutil.utcnow())
     conn.execute(a.insert().values(
-        id=str(uuid.uuid4()), at=now, last_at=now, attempts=1, actor=actor[:320], action=action,
-        outcome=outcome, target=target, detail=None if detail is None else scrub(detail)[:2000],
-        ip=None if ip is None else ip[:64], partner_id=partner))
+        id=str(uuid.uuid4()), at=now, last_at=now, attempts=1, actor=_fit(actor, 320),
+        action=_fit(action, 64), outcome=outcome,
+        target=None if target is None else _fit(scrub(target), 2000),
+        detail=None if detail is None else _fit(scrub(detail), 2000),
+        ip=None if ip is None else _fit(ip, 64), partner_id=partner))
 
 
 def record_attempt(conn: Connection, actor: str, action: str, *, partner: str | None, outcome: str,
@@ -55,16 +62,20 @@ def record_attempt(conn: Connection, actor: str, action: str, *, partner: str | 
     one, else a new entry. Callers serialise these writes (``users.sign_in``): two
     transactions updating one row conflict on DuckDB."""
     now = timeutil.utcnow()
-    match = [a.c.actor == actor[:320], a.c.action == action, a.c.outcome == outcome,
+    match = [a.c.actor == _fit(actor, 320), a.c.action == action, a.c.outcome == outcome,
              a.c.last_at >= timeutil.to_db(now - AGGREGATE_WINDOW)]
-    match.append(a.c.ip.is_(None) if ip is None else a.c.ip == ip[:64])
+    match.append(a.c.ip.is_(None) if ip is None else a.c.ip == _fit(ip, 64))
     latest = conn.execute(sa.select(a.c.id).where(*match).order_by(a.c.last_at.desc()).limit(1)).first()
     if latest is None:
         record(conn, actor, action, partner=partner, detail=detail, outcome=outcome, ip=ip)
         return
     conn.execute(a.update().where(a.c.id == latest.id).values(
         attempts=a.c.attempts + 1, last_at=timeutil.to_db(now),
-        detail=None if detail is None else scrub(detail)[:2000]))
+        detail=None if detail is None else _fit(scrub(detail), 2000)))
+
+
+def _fit(text: str, limit: int) -> str:
+    return _UNFIT.sub("\ufffd", text)[:limit]
 
 
 def visible_to(reader_partner: str | None) -> sa.ColumnElement:
@@ -76,7 +87,15 @@ def visible_to(reader_partner: str | None) -> sa.ColumnElement:
 
 def entries(conn: Connection, *, reader: User, since: datetime | None = None, action: str | None = None,
             actor: str | None = None, limit: int = 1000) -> pd.DataFrame:
-    """Newest first, as ``reader`` may see them. Filters are bound parameters."""
+    """Newest first, as ``reader`` may see them. Filters are bound parameters, refused
+    (``TextInputError``) when no entry could match them: longer than the column, or holding
+    what no store compares (a NUL)."""
+    for value, column in ((action, a.c.action), (actor, a.c.actor)):
+        if value:
+            text_input.lookup(value, column.name)
+            if len(value) > (most := text_input.limit(column) or len(value)):
+                raise text_input.TextInputError(f"{column.name} is at most {most} characters "
+                                                f"(got {len(value)})")
     q = sa.select(*(a.c[c] for c in COLUMNS)).where(visible_to(reader.partner_id))
     if since is not None:
         q = q.where(a.c.last_at >= timeutil.to_db(since))

@@ -32,7 +32,7 @@ from sqlalchemy.engine import Connection, Engine
 from partnerboard.core.access import ROLES, Forbidden, User, audit, require, require_partner
 from partnerboard.core.access.throttle import AddressThrottle
 from partnerboard.core.config import Config
-from partnerboard.core.store import schema, write_serially
+from partnerboard.core.store import schema, text_input, write_serially
 from partnerboard.core.vocabulary import timeutil
 
 u, s = schema.users, schema.sessions
@@ -66,7 +66,7 @@ def _row_user(row) -> User:
 
 
 def _check(config: Config, email: str, role: str, partner_id: str | None) -> str:
-    email = email.strip().lower()
+    email = _email(email)
     if not _EMAIL.match(email):
         raise UserError(f"{email!r} is not an email address")
     if role not in ROLES:
@@ -74,6 +74,12 @@ def _check(config: Config, email: str, role: str, partner_id: str | None) -> str
     if partner_id is not None:
         config.partner(partner_id)  # UnknownPartnerError names the known ones
     return email
+
+
+def _email(email: str) -> str:
+    """An email as it is looked up and stored (lower case), refused with a reason when no
+    store could compare it (a NUL, a control character, half a surrogate pair)."""
+    return text_input.lookup(email.strip().lower(), "email", error=UserError)
 
 
 def _check_password(password: str) -> None:
@@ -125,10 +131,12 @@ def add(conn: Connection, config: Config, actor: User, email: str, role: str, *,
     if get(conn, email) is not None:
         raise UserError(f"{email} already exists; use `users reset` or change the role instead")
     now = timeutil.to_db(_now())
-    conn.execute(u.insert().values(
+    row = text_input.fit(u, dict(
         email=email, name=name, role=role, partner_id=partner_id,
         password_hash=_hasher.hash(password) if password else None, failed_attempts=0,
-        created_at=now, updated_at=now))
+        created_at=now, updated_at=now), error=UserError)
+    name = row["name"]  # type: ignore[assignment]
+    conn.execute(u.insert().values(**row))
     audit.record(conn, actor.email, "user.add", partner=partner_id, target=email,
                  detail=f"role={role} partner={partner_id or 'both'}", ip=ip)
     return User(email, role, partner_id, name)  # type: ignore[arg-type]
@@ -141,7 +149,7 @@ def _target(conn: Connection, actor: User, email: str, what: str) -> User:
     """The person an admin acts on, if the admin may manage them. For an admin of one
     partner, an unknown email and one of the other partner's staff get the same refusal,
     so it confirms nothing about the other partner's people."""
-    email = email.strip().lower()
+    email = _email(email)
     found = get(conn, email)
     mine = found is not None and (found.email == actor.email or actor.partner_id is None
                                   or found.partner_id in (None, actor.partner_id))
@@ -178,7 +186,7 @@ def update(conn: Connection, config: Config, actor: User, email: str, *, role: s
 
 def remove(conn: Connection, actor: User, email: str, *, ip: str | None = None) -> None:
     require(actor, "manage_users")
-    email = email.strip().lower()
+    email = _email(email)
     if email == actor.email:
         raise UserError("you cannot remove yourself; ask another admin")
     found = _target(conn, actor, email, "remove a person")
@@ -204,7 +212,7 @@ def reset(conn: Connection, actor: User, email: str, password: str, *, ip: str |
 def new_api_token(conn: Connection, actor: User, email: str, *, ip: str | None = None) -> str:
     """A personal API token for scripted exports, shown once; it replaces the previous one.
     People may make their own; admins may make anyone's."""
-    email = email.strip().lower()
+    email = _email(email)
     if email != actor.email:
         require(actor, "manage_users")
         found = _target(conn, actor, email, "make an API token for a person")
@@ -280,7 +288,10 @@ def sign_in(engine: Engine, config: Config, email: str, password: str, *,
     (counters, session, audit entry) runs in its own serialised transaction
     (``write_serially``), so concurrent sign-ins never fail on DuckDB's write conflicts,
     and a refusal's failed attempt and audit entry are committed before it is raised."""
-    email = email.strip().lower()
+    try:
+        email = _email(email)
+    except UserError as exc:  # before any lookup: PostgreSQL cannot compare a NUL
+        raise SignInError(str(exc)) from None
     throttle = _throttle(config)
     wait = throttle.retry_after(ip)
     if wait is not None:

@@ -20,11 +20,10 @@ from sqlalchemy.engine import Connection
 from partnerboard.core.access import User, audit, require, require_partner
 from partnerboard.core.config import Config
 from partnerboard.core.config.alerts import RULES
-from partnerboard.core.store import schema
+from partnerboard.core.store import schema, text_input
 from partnerboard.core.vocabulary import timeutil
 
 si = schema.silences
-MAX_REASON = 500
 
 
 class SilenceError(ValueError):
@@ -40,8 +39,6 @@ def create(conn: Connection, config: Config, actor: User | None, *, until: datet
     reason = reason.strip()
     if not reason:
         raise SilenceError("reason is empty: say why, e.g. 'partner is migrating, ticket PAY-123'")
-    if len(reason) > MAX_REASON:
-        raise SilenceError(f"reason is {len(reason)} characters long; keep it under {MAX_REASON}")
     if rule is not None and rule not in RULES:
         raise SilenceError(f"rule {rule!r} is not one of {', '.join(RULES)}")
     if partner_id is not None:
@@ -56,10 +53,12 @@ def create(conn: Connection, config: Config, actor: User | None, *, until: datet
         raise SilenceError("a silence lasts at most 90 days; make a new one when it ends")
     require_partner(actor, partner_id, "silence the alerts")
     sid = str(uuid.uuid4())
-    conn.execute(si.insert().values(
+    row = text_input.fit(si, dict(
         id=sid, rule=rule, partner_id=partner_id, subject=subject, starts_at=timeutil.to_db(now),
         ends_at=timeutil.to_db(until), reason=reason, created_by=actor.email,
-        created_at=timeutil.to_db(now)))
+        created_at=timeutil.to_db(now)), error=SilenceError)
+    conn.execute(si.insert().values(**row))
+    subject, reason = row["subject"], row["reason"]
     audit.record(conn, actor.email, "silence.create", partner=partner_id, target=sid,
                  detail=f"rule={rule or 'any'} partner={partner_id or 'both'} subject={subject or 'any'} "
                         f"until={until.isoformat()}: {reason}", ip=ip)
@@ -71,6 +70,7 @@ def expire(conn: Connection, actor: User | None, silence_id: str, *, now: dateti
     require(actor, "annotate")
     assert actor is not None
     now = now or timeutil.utcnow()
+    text_input.lookup(silence_id, "silence id", error=SilenceError)
     row = conn.execute(sa.select(si).where(si.c.id == silence_id)).first()
     if row is None or row.expired_at is not None or timeutil.from_db(row.ends_at) <= now:
         return False

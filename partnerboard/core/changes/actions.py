@@ -33,15 +33,13 @@ from sqlalchemy.engine import Connection
 from partnerboard.core.access import Forbidden, User, audit, require, require_partner
 from partnerboard.core.changes.annotations import visible_to
 from partnerboard.core.config import Config, UnknownPartnerError
-from partnerboard.core.config.secrets import scrub
-from partnerboard.core.store import schema
+from partnerboard.core.store import schema, text_input
 from partnerboard.core.vocabulary import periods, timeutil
 from partnerboard.core.vocabulary.kpis import BY_ID
 
 dc, ai = schema.decisions, schema.action_items
 STATUSES = ("open", "done", "dropped")
 VISIBILITIES = ("shared", "internal")
-MAX_TEXT = 2000
 KINDS = {"decision": dc, "action": ai}  # what can be proposed, and where it is kept
 
 
@@ -60,12 +58,16 @@ def _review(label: str) -> str:
 
 
 def _text(value: str, what: str, example: str) -> str:
-    text = scrub((value or "").strip())
+    text = (value or "").strip()
     if not text:
         raise ActionError(f"{what} is empty: write it, e.g. {example!r}")
-    if len(text) > MAX_TEXT:
-        raise ActionError(f"{what} is {len(text)} characters long; keep it under {MAX_TEXT}")
     return text
+
+
+def _fit(table: sa.Table, values: dict) -> dict:
+    """The row as it may be stored: people's text scrubbed of secrets, every value held
+    to its column (``text_input``); a decision's ``text`` is called what the page calls it."""
+    return text_input.fit(table, values, names={"text": "decision"}, error=ActionError)
 
 
 def _visibility(visibility: str, actor: User) -> None:
@@ -126,12 +128,13 @@ def add_decision(conn: Connection, config: Config, new: NewDecision, *, actor: U
                           "see it to accept it; make it shared")
     proposal = _proposal_to(actor, new.partner_id)
     did = str(uuid.uuid4())
-    conn.execute(dc.insert().values(
+    row = _fit(dc, dict(
         id=did, review=review, day=new.day, text=text, partner_id=new.partner_id, visibility=new.visibility,
         author=actor.email, author_partner=actor.partner_id, created_at=timeutil.to_db(timeutil.utcnow()),
         proposal=proposal))
+    conn.execute(dc.insert().values(**row))
     _log(conn, actor, "decision.propose" if proposal else "decision.add", did, new.visibility,
-         f"{review}: {text}", ip, internal_to=actor.partner_id)
+         f"{review}: {row['text']}", ip, internal_to=actor.partner_id)
     return did
 
 
@@ -161,18 +164,22 @@ def add_action(conn: Connection, config: Config, new: NewAction, *, actor: User 
         raise ActionError("an internal item belongs to your partner: its owner cannot be the other partner's")
     if new.kpi is not None and new.kpi not in BY_ID:
         raise ActionError(f"KPI {new.kpi!r} is unknown; see docs/kpis.md for the ids")
-    if new.incident_id is not None and conn.execute(
-            sa.select(schema.incidents.c.id).where(schema.incidents.c.id == new.incident_id)).first() is None:
-        raise ActionError(f"incident {new.incident_id!r} is not in the store; "
-                          "pick one from the API health page")
+    if new.incident_id is not None:
+        text_input.lookup(new.incident_id, "incident", error=ActionError)
+        if conn.execute(sa.select(schema.incidents.c.id).where(
+                schema.incidents.c.id == new.incident_id)).first() is None:
+            raise ActionError(f"incident {new.incident_id!r} is not in the store; "
+                              "pick one from the API health page")
     proposal = _proposal_to(actor, new.owner_partner)
     aid = str(uuid.uuid4())
     now = timeutil.to_db(timeutil.utcnow())
-    conn.execute(ai.insert().values(
+    row = _fit(ai, dict(
         id=aid, review=review, title=title, owner=owner, owner_partner=new.owner_partner, due=new.due,
-        status="open", kpi=new.kpi, incident_id=new.incident_id, notes=scrub(new.notes.strip())[:MAX_TEXT],
+        status="open", kpi=new.kpi, incident_id=new.incident_id, notes=new.notes.strip(),
         visibility=new.visibility, author=actor.email, author_partner=actor.partner_id, created_at=now,
         updated_at=now, closed_at=None, proposal=proposal))
+    conn.execute(ai.insert().values(**row))
+    title, owner = row["title"], row["owner"]
     _log(conn, actor, "action.propose" if proposal else "action.add", aid, new.visibility,
          f"{review}: {title} (owner {owner}, due {new.due})", ip, internal_to=actor.partner_id)
     return aid
@@ -187,6 +194,7 @@ def set_status(conn: Connection, item_id: str, status: str, *, actor: User | Non
     assert actor is not None
     if status not in STATUSES:
         raise ActionError(f"status must be one of {', '.join(STATUSES)}")
+    text_input.lookup(item_id, "action item id", error=ActionError)
     row = conn.execute(sa.select(ai).where(ai.c.id == item_id, visible_to(actor.partner_id, ai))).first()
     if row is None:
         return False
@@ -201,8 +209,8 @@ def set_status(conn: Connection, item_id: str, status: str, *, actor: User | Non
     at = timeutil.to_db(now or timeutil.utcnow())
     values = {"status": status, "updated_at": at, "closed_at": None if status == "open" else at}
     if notes is not None:
-        values["notes"] = scrub(notes.strip())[:MAX_TEXT]
-    conn.execute(ai.update().where(ai.c.id == item_id).values(**values))
+        values["notes"] = notes.strip()
+    conn.execute(ai.update().where(ai.c.id == item_id).values(**_fit(ai, values)))
     _log(conn, actor, f"action.{status}", item_id, row.visibility, f"{row.review}: {row.title} -> {status}",
          ip, internal_to=row.author_partner)
     return True
@@ -226,6 +234,7 @@ def answer(conn: Connection, kind: str, item_id: str, accept: bool, *, actor: Us
     if kind not in KINDS:
         raise ActionError(f"a proposal is a {' or an '.join(KINDS)}, not {kind[:40]!r}")
     table = KINDS[kind]
+    text_input.lookup(item_id, f"{kind} id", error=ActionError)
     row = _proposal(conn, table, item_id, actor.partner_id)
     if row is None:
         return False

@@ -18,13 +18,11 @@ from sqlalchemy.engine import Connection
 
 from partnerboard.core.access import User, audit, require
 from partnerboard.core.config import Config, UnknownPartnerError
-from partnerboard.core.config.secrets import scrub
-from partnerboard.core.store import schema
+from partnerboard.core.store import schema, text_input
 from partnerboard.core.vocabulary import timeutil
 from partnerboard.core.vocabulary.kpis import BY_ID
 
 an = schema.annotations
-MAX_TEXT = 2000
 VISIBILITIES = ("shared", "internal")
 
 
@@ -48,12 +46,9 @@ def add(conn: Connection, config: Config, note: NewAnnotation, *, actor: User | 
     require(actor, "annotate")
     assert actor is not None
     author, author_partner = actor.email, actor.partner_id
-    # A token pasted into a note by mistake must not travel on into reports and exports.
-    text = scrub(note.text.strip())
+    text = note.text.strip()
     if not text:
         raise AnnotationError("text is empty: write what happened, e.g. 'checkout redesign released'")
-    if len(text) > MAX_TEXT:
-        raise AnnotationError(f"text is {len(text)} characters long; keep it under {MAX_TEXT}")
     if note.partner_id is not None:
         try:
             config.partner(note.partner_id)
@@ -67,11 +62,13 @@ def add(conn: Connection, config: Config, note: NewAnnotation, *, actor: User | 
         raise AnnotationError(f"{author} works for both partners, so an internal note would have no "
                               "partner to belong to; use shared")
     aid = str(uuid.uuid4())
-    conn.execute(an.insert().values(
-        id=aid, partner_id=note.partner_id, kpi=note.kpi, day=note.day, text=text,
-        visibility=note.visibility, author=author, author_partner=author_partner,
-        created_at=timeutil.to_db(timeutil.utcnow()),
-    ))
+    # Scrubbed of secrets (a token pasted by mistake travels no further) and held to the column.
+    row = text_input.fit(an, {
+        "id": aid, "partner_id": note.partner_id, "kpi": note.kpi, "day": note.day, "text": text,
+        "visibility": note.visibility, "author": author, "author_partner": author_partner,
+        "created_at": timeutil.to_db(timeutil.utcnow())}, error=AnnotationError)
+    text = row["text"]
+    conn.execute(an.insert().values(**row))
     where = f"{note.day} {note.partner_id or 'both'} {note.kpi or 'all KPIs'}"
     if note.visibility == "internal":
         # Only the author's partner may read it, and the log names the note, not its text.
@@ -88,6 +85,7 @@ def delete(conn: Connection, annotation_id: str, *, actor: User | None, ip: str 
     internal notes, not even by id)."""
     require(actor, "annotate")
     assert actor is not None
+    text_input.lookup(annotation_id, "annotation id", error=AnnotationError)
     note = conn.execute(sa.select(an.c.visibility, an.c.author_partner).where(
         an.c.id == annotation_id, visible_to(actor.partner_id))).first()
     if note is None:

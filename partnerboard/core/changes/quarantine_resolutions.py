@@ -20,10 +20,14 @@ from sqlalchemy.engine import Connection
 from partnerboard.core.access import User, audit, require, require_partner
 from partnerboard.core.changes.source_partners import partner_of
 from partnerboard.core.config import Config
-from partnerboard.core.store import schema
+from partnerboard.core.store import schema, text_input
 from partnerboard.core.vocabulary import timeutil
 
 q, done = schema.quarantine, schema.quarantine_resolutions
+
+
+class ResolutionError(ValueError):
+    """A resolution that cannot be stored; the message names the field and the fix."""
 
 
 def resolvable(conn: Connection, config: Config, reader: User) -> list[str]:
@@ -42,7 +46,14 @@ def resolve(conn: Connection, config: Config, actor: User | None, ids: list[str]
     assert actor is not None
     note = note.strip()
     if not note:
-        raise ValueError("say what was done, e.g. 'partner fixed the record; re-read on next run'")
+        raise ResolutionError("note is empty: say what was done, e.g. 'partner fixed the record; re-read "
+                              "on next run'")
+    for qid in ids:
+        text_input.lookup(qid, "quarantine id", error=ResolutionError)
+    now = timeutil.to_db(timeutil.utcnow())
+    row = text_input.fit(done, {"resolved_at": now, "resolved_by": actor.email, "resolution": note},
+                         names={"resolution": "note"}, error=ResolutionError)
+    note = row["resolution"]
     resolved = q.c.id.in_(sa.select(done.c.quarantine_id)).label("resolved")
     found = conn.execute(sa.select(q.c.id, q.c.source, resolved).where(q.c.id.in_(ids))).all()
     by_partner: dict[str | None, list[str]] = defaultdict(list)
@@ -53,10 +64,8 @@ def resolve(conn: Connection, config: Config, actor: User | None, ids: list[str]
         by_partner[owner].append(row.id)
         if not row.resolved:
             open_ids[owner].append(row.id)
-    now = timeutil.to_db(timeutil.utcnow())
     for qid in (i for group in open_ids.values() for i in group):
-        conn.execute(done.insert().values(quarantine_id=qid, resolved_at=now, resolved_by=actor.email,
-                                          resolution=note[:2000]))
+        conn.execute(done.insert().values(quarantine_id=qid, **row))
     # one entry per partner whose records these are; records nobody has: the actor's own side
     for owner, group in (by_partner.items() if by_partner else [(actor.partner_id, list(ids))]):
         audit.record(conn, actor.email, "quarantine.resolve", partner=owner,

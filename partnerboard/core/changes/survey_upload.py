@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection
 
 from partnerboard.core.access import User, audit, require, require_partner
 from partnerboard.core.config import Config, UnknownPartnerError
-from partnerboard.core.store import coverage, quarantine, schema
+from partnerboard.core.store import coverage, quarantine, schema, text_input
 from partnerboard.core.store.upsert import upsert
 from partnerboard.core.vocabulary import periods, records, timeutil
 
@@ -85,12 +85,16 @@ def import_csv(conn: Connection, config: Config, actor: User | None, partner_id:
         values = {k: row.get(k) or None for k in REQUIRED + OPTIONAL}
         try:
             record = records.SurveyResponse.model_validate(values)
-        except ValidationError as exc:
-            reason = f"line {line}: {quarantine.describe(exc)}"
+            # as the store can hold it, on either store: no NUL or control character, comments
+            # scrubbed of secrets
+            good_row = text_input.fit(schema.survey_responses, record.model_dump())
+        except (ValidationError, text_input.TextInputError) as exc:
+            why = quarantine.describe(exc) if isinstance(exc, ValidationError) else str(exc)
+            reason = f"line {line}: {why}"
             quarantine.put(conn, source=source, run_id=result.run_id, payload=row, reason=reason)
             result.quarantined.append((line, reason))
             continue
-        good[record.id] = record.model_dump()
+        good[record.id] = good_row
     if good:
         counts = upsert(conn, schema.survey_responses, list(good.values()), key=("id",),
                         scope={"partner_id": partner_id},

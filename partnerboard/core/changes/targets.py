@@ -38,7 +38,7 @@ from sqlalchemy.engine import Connection
 from partnerboard.core.access import Forbidden, User, audit, require
 from partnerboard.core.config import Config, Target, UnknownPartnerError
 from partnerboard.core.config.settings import _describe
-from partnerboard.core.store import schema
+from partnerboard.core.store import schema, text_input
 from partnerboard.core.vocabulary import periods, timeutil
 from partnerboard.core.vocabulary.kpis import BY_ID, applies_to
 
@@ -213,6 +213,8 @@ def remove_target(conn: Connection, actor: User | None, partner_id: str, kpi: st
     the board's is gone, the file's target for the same key applies again."""
     _may_edit(actor, partner_id)
     assert actor is not None
+    for value, name in ((partner_id, "partner"), (kpi, "kpi"), (period or "", "period")):
+        text_input.lookup(value, name, error=TargetError)
     period = _period(period)
     old = _row(conn, partner_id, kpi, period)
     if old is None:

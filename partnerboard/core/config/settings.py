@@ -860,6 +860,8 @@ def parse_config(data: dict[str, Any], path: str | Path = DEFAULT_CONFIG_PATH) -
 
 
 def load_config(explicit: str | Path | None = None) -> Config:
+    """The config file, validated; every secret it names is resolved and known to the
+    scrubber from here on (``known_at_start``): every process loads the config at start."""
     path = config_path(explicit)
     try:
         raw = path.read_bytes()
@@ -876,4 +878,8 @@ def load_config(explicit: str | Path | None = None) -> Config:
         raise ConfigError(path, ["is not UTF-8 text; save it as UTF-8"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, [f"is not valid TOML: {exc}"]) from None
-    return parse_config(data, path)
+    config = parse_config(data, path)
+    from partnerboard.core.config.known_at_start import remember_configured  # it reads Config
+
+    remember_configured(config)
+    return config

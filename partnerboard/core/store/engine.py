@@ -23,6 +23,7 @@ from typing import TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, make_url
 
+from partnerboard.core.config.secrets import remember
 from partnerboard.core.store import migrations
 
 T = TypeVar("T")
@@ -78,8 +79,12 @@ _stores_lock = threading.Lock()
 
 
 def open_store(url: str | None = None) -> Store:
-    """The process-wide store for a URL, created and upgraded on first use."""
+    """The process-wide store for a URL, created and upgraded on first use. Its password
+    is known to the scrubber from here on (every process opens its store at start)."""
     resolved = database_url(url)
+    password = make_url(resolved).password
+    if password:
+        remember(str(password))
     with _stores_lock:
         store = _stores.get(resolved)
         if store is not None and not store._closed:

@@ -13,6 +13,15 @@ import sqlalchemy as sa
 
 metadata = sa.MetaData()
 
+
+def written_by_people(max_chars: int | None = None) -> dict[str, object]:
+    """``info`` of a column people (or API clients) write free text into: changes pass its
+    values through ``text_input.fit``, which scrubs them of known secrets and holds them to
+    ``max_chars`` (a ``TEXT`` column's own limit; a ``String(n)`` has its length). In
+    ``info``, not in the DDL: the limits change without a schema step."""
+    return {"scrub": True, **({"max_chars": max_chars} if max_chars else {})}
+
+
 schema_version = sa.Table(
     "schema_version",
     metadata,
@@ -262,7 +271,7 @@ annotations = sa.Table(
     sa.Column("partner_id", sa.String(64), comment="NULL: about the partnership as a whole"),
     sa.Column("kpi", sa.String(64), comment="NULL: not about one KPI"),
     sa.Column("day", sa.Date, nullable=False, comment="local date in the partnership's zone"),
-    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("text", sa.Text, nullable=False, info=written_by_people(2000)),
     sa.Column("visibility", sa.String(16), nullable=False,
               comment="shared (both partners) | internal (the author's partner only)"),
     sa.Column("author", sa.String(256), nullable=False),
@@ -345,7 +354,8 @@ quarantine_resolutions = sa.Table(
     sa.Column("quarantine_id", sa.String(36), primary_key=True),
     sa.Column("resolved_at", sa.DateTime, nullable=False),
     sa.Column("resolved_by", sa.String(320), nullable=False),
-    sa.Column("resolution", sa.Text, nullable=False, comment="what was done, in the admin's words"),
+    sa.Column("resolution", sa.Text, nullable=False, comment="what was done, in the admin's words",
+              info=written_by_people(2000)),
 )
 
 watermarks = sa.Table(
@@ -377,7 +387,7 @@ users = sa.Table(
     "users",
     metadata,
     sa.Column("email", sa.String(320), primary_key=True, comment="lower-case; the sign-in name"),
-    sa.Column("name", sa.Text),
+    sa.Column("name", sa.Text, info=written_by_people(200)),
     sa.Column("role", sa.String(16), nullable=False, comment="viewer | editor | admin"),
     sa.Column("partner_id", sa.String(64), comment="the partner the person works for; NULL = both"),
     sa.Column("password_hash", sa.Text, comment="argon2id; NULL = signs in through OIDC only"),
@@ -546,7 +556,7 @@ survey_responses = sa.Table(
     sa.Column("score", sa.Integer, nullable=False, comment="0-10"),
     sa.Column("respondent_type", sa.String(16), nullable=False, comment="merchant | partner_staff"),
     sa.Column("answered_at", sa.DateTime, nullable=False),
-    sa.Column("comment", sa.Text),
+    sa.Column("comment", sa.Text, info=written_by_people(4000)),
     *_meta(),
 )
 
@@ -666,10 +676,11 @@ silences = sa.Table(
     sa.Column("id", sa.String(36), primary_key=True),
     sa.Column("rule", sa.String(32), comment="NULL: every rule"),
     sa.Column("partner_id", sa.String(64), comment="NULL: both partners"),
-    sa.Column("subject", sa.String(128), comment="endpoint, source or KPI; NULL: all of them"),
+    sa.Column("subject", sa.String(128), comment="endpoint, source or KPI; NULL: all of them",
+              info=written_by_people()),
     sa.Column("starts_at", sa.DateTime, nullable=False),
     sa.Column("ends_at", sa.DateTime, nullable=False),
-    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False, info=written_by_people(500)),
     sa.Column("created_by", sa.String(320), nullable=False),
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Column("expired_at", sa.DateTime, comment="ended early, by expired_by"),
@@ -721,7 +732,7 @@ decisions = sa.Table(
     sa.Column("id", sa.String(36), primary_key=True),
     sa.Column("review", sa.String(32), nullable=False, comment="the review's period label, e.g. 2026-10"),
     sa.Column("day", sa.Date, nullable=False),
-    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("text", sa.Text, nullable=False, info=written_by_people(2000)),
     sa.Column("partner_id", sa.String(64), comment="NULL: binds both partners"),
     sa.Column("visibility", sa.String(16), nullable=False, comment="shared | internal"),
     sa.Column("author", sa.String(320), nullable=False),
@@ -735,14 +746,15 @@ action_items = sa.Table(
     metadata,
     sa.Column("id", sa.String(36), primary_key=True),
     sa.Column("review", sa.String(32), nullable=False),
-    sa.Column("title", sa.Text, nullable=False),
-    sa.Column("owner", sa.String(320), nullable=False, comment="the person who owns it"),
+    sa.Column("title", sa.Text, nullable=False, info=written_by_people(2000)),
+    sa.Column("owner", sa.String(320), nullable=False, comment="the person who owns it",
+              info=written_by_people()),
     sa.Column("owner_partner", sa.String(64), comment="the owning partner; NULL: both"),
     sa.Column("due", sa.Date, nullable=False),
     sa.Column("status", sa.String(16), nullable=False, comment="open | done | dropped"),
     sa.Column("kpi", sa.String(64)),
     sa.Column("incident_id", sa.String(36)),
-    sa.Column("notes", sa.Text),
+    sa.Column("notes", sa.Text, info=written_by_people(2000)),
     sa.Column("visibility", sa.String(16), nullable=False),
     sa.Column("author", sa.String(320), nullable=False),
     sa.Column("author_partner", sa.String(64)),
