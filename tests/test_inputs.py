@@ -109,9 +109,9 @@ LOOKUPS: dict[str, tuple[str, Write]] = {
         conn, _an_item(conn, cfg), "done", actor=EDITOR, notes=v)),
     "silence id": ("silence id", lambda conn, cfg, v: silences.expire(conn, EDITOR, v)),
     "quarantine ids": ("quarantine id", lambda conn, cfg, v: quarantine_resolutions.resolve(
-        conn, ADMIN, [v], "fixed by the partner")),
+        conn, cfg, ADMIN, [v], "fixed by the partner")),
     "quarantine note": ("note", lambda conn, cfg, v: quarantine_resolutions.resolve(
-        conn, ADMIN, [_a_quarantined(conn)], v)),
+        conn, cfg, ADMIN, [_a_quarantined(conn)], v)),
     "target kpi (remove)": ("kpi", lambda conn, cfg, v: targets.remove_target(conn, ADMIN, "payments", v)),
     "target period (remove)": ("period", lambda conn, cfg, v: targets.remove_target(
         conn, ADMIN, "payments", "payment_success_rate", v)),

@@ -393,6 +393,12 @@ def test_collect_once_reports_failures_with_exit_code(workdir: Path, tokens) -> 
     assert "secret PARTNERBOARD_PAYMENTS_TOKEN is not set" in res.stderr
 
 
+def _first_loads_done(server: Proc) -> dict[str, dict] | None:
+    """Each first load in /healthz by source, once every one of them is done (else None)."""
+    loads = {r["source"]: r for r in server.get("/healthz").json()["loads"] if r["kind"] == "first_load"}
+    return loads if loads and all(r["state"] == "done" for r in loads.values()) else None
+
+
 def _wait_for_source(server: Proc, source: str, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -412,6 +418,10 @@ def test_live_board_equals_the_report_route_and_export_goes_through_the_server(s
 
     for source in ("marketplace_orders", "marketplace_traffic"):
         _wait_for_source(server, source)
+    # /healthz tells each first load's progress; the report is read once they are done.
+    loads = wait_until(lambda: _first_loads_done(server), 120, "the first loads done")
+    orders = loads["marketplace_orders"]
+    assert orders["records"] > 0 and orders["windows"] >= 2 and orders["time_left_s"] == 0
     period = "2026-10"
     csv = server.get(f"/api/reports/{period}.csv", timeout=60)
     assert csv.status_code == 200 and csv.content.startswith(b"\xef\xbb\xbf")

@@ -51,9 +51,9 @@ def resolve(conn: Connection, config: Config, actor: User | None, ids: list[str]
     for qid in ids:
         text_input.lookup(qid, "quarantine id", error=ResolutionError)
     now = timeutil.to_db(timeutil.utcnow())
-    row = text_input.fit(done, {"resolved_at": now, "resolved_by": actor.email, "resolution": note},
-                         names={"resolution": "note"}, error=ResolutionError)
-    note = row["resolution"]
+    resolution = text_input.fit(done, {"resolved_at": now, "resolved_by": actor.email, "resolution": note},
+                                names={"resolution": "note"}, error=ResolutionError)
+    note = resolution["resolution"]
     resolved = q.c.id.in_(sa.select(done.c.quarantine_id)).label("resolved")
     found = conn.execute(sa.select(q.c.id, q.c.source, resolved).where(q.c.id.in_(ids))).all()
     by_partner: dict[str | None, list[str]] = defaultdict(list)
@@ -65,7 +65,7 @@ def resolve(conn: Connection, config: Config, actor: User | None, ids: list[str]
         if not row.resolved:
             open_ids[owner].append(row.id)
     for qid in (i for group in open_ids.values() for i in group):
-        conn.execute(done.insert().values(quarantine_id=qid, **row))
+        conn.execute(done.insert().values(quarantine_id=qid, **resolution))
     # one entry per partner whose records these are; records nobody has: the actor's own side
     for owner, group in (by_partner.items() if by_partner else [(actor.partner_id, list(ids))]):
         audit.record(conn, actor.email, "quarantine.resolve", partner=owner,
