@@ -295,6 +295,15 @@ def _v23_merchant_stage_indexes(conn: Connection) -> None:
     postgres_stage_indexes(conn)
 
 
+def _v26_incident_reported_at(conn: Connection) -> None:
+    """v26: ``incidents.reported_at``, when a partner's status page posted an incident (its
+    ``created_at``): the review pack's delay before the partner reported a measured outage.
+    Left empty for incidents imported before; the next status-page pull fills it in (the
+    importer compares it like any other field)."""
+    if "reported_at" not in {c["name"] for c in sa.inspect(conn).get_columns("incidents")}:
+        conn.execute(sa.text("ALTER TABLE incidents ADD COLUMN reported_at TIMESTAMP"))
+
+
 # Step N upgrades a database at version N-1 to version N. Append only; never edit.
 STEPS: dict[int, Callable[[Connection], None]] = {
     2: _v2_indexes,
@@ -319,6 +328,7 @@ STEPS: dict[int, Callable[[Connection], None]] = {
     21: _v21_partner_probe_hours,
     22: _v22_merchant_quarters,
     23: _v23_merchant_stage_indexes,
+    26: _v26_incident_reported_at,
 }
 LATEST = max(STEPS)
 
