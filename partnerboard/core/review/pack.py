@@ -33,7 +33,14 @@ import pandas as pd
 from sqlalchemy.engine import Connection
 
 from partnerboard.core.config import Config
-from partnerboard.core.metrics.incidents import Incident, Outage, PartnerIncidents, PeriodIncidents, agreement
+from partnerboard.core.metrics.incidents import (
+    MATCH_TOLERANCE,
+    Incident,
+    Outage,
+    PartnerIncidents,
+    PeriodIncidents,
+    agreement,
+)
 from partnerboard.core.reports import report
 from partnerboard.core.reports.numbers import NO_DATA, kpi_value
 from partnerboard.core.review import charts, reading
@@ -284,7 +291,8 @@ def _incident_count(pack: Pack) -> tuple[int, int]:
     return measured, len(found) - measured
 
 
-def _agreement_row(pack: Pack, name: str, s: PartnerIncidents, has_page: bool) -> str:
+def _agreement_row(name: str, s: PartnerIncidents, has_page: bool) -> str:
+    """One partner's line of the incidents table (``has_page``: it has a status page)."""
     share = s.share_reported
     reported = (f"{len(s.reported_outages)} of {len(s.outages)} ({kpi_value(100 * share, '%')})"
                 if has_page and share is not None else "no status page" if not has_page else "no outages")
@@ -352,7 +360,7 @@ def incidents(pack: Pack) -> str:
              "<th>reported incidents</th><th>minutes reported</th><th>outages the partner reported</th>"
              "<th>median delay of the report</th><th>reported, never seen by our probes</th>"
              "<th>reported in time without probes</th></tr>"
-             + "".join(_agreement_row(pack, p.name, summaries[p.id], p.statuspage is not None
+             + "".join(_agreement_row(p.name, summaries[p.id], p.statuspage is not None
                                       or bool(summaries[p.id].reported)) for p in c.partners)
              + "</table>")
     parts = ['<section class="incidents"><h2>Incidents</h2>', head, table]
@@ -374,13 +382,12 @@ def incidents(pack: Pack) -> str:
                + ", ".join(f"{_e(k)} {v}" for k, v in sorted(impacts.items(), key=lambda kv: (-kv[1], kv[0])))
                + ").</p>" if never else ""))
     parts.append(
-        '<p class="note">An outage is a partner\'s measured incidents that overlap in time (one outage at '
-        "several endpoints counts once); minutes are the time inside the period with one open. A reported "
-        "incident matches an outage when, widened by 15 minutes on each side, it overlaps it; the delay is "
-        "the time the status page posted it (or the start it gave) minus the outage's start, the median "
-        "over the reported outages. <i>Never seen</i>: our probes observed the partner then and saw no "
-        "outage (latency problems count here); <i>without probes</i>: nobody was probing then "
-        "(docs/review.md).</p></section>")
+        '<p class="note">An outage: a partner\'s measured incidents that overlap (one at several '
+        "endpoints counts once). A report matches an outage it overlaps within "
+        f"{MATCH_TOLERANCE.total_seconds() / 60:g} minutes; its delay: when the status page posted it (else "
+        "the start it gave) minus the outage's start. "
+        "<i>Never seen</i>: our probes watched and saw no outage; <i>without probes</i>: nobody watched. "
+        "Minutes: time in the period with one open. Definitions: docs/review.md.</p></section>")
     return "".join(parts)
 
 
