@@ -81,6 +81,14 @@ class Incident:
                       for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
+def order(i: Incident) -> tuple:
+    """The sort key of every incident list: oldest first, ties broken by what the incident
+    is before its (random) id: the same list, so the same CSV bytes, on DuckDB and
+    PostgreSQL."""
+    return (i.started_at, i.partner_id, i.origin, i.endpoint_id or "", i.title, i.resolved_at or i.started_at,
+            i.id)
+
+
 @dataclass(frozen=True)
 class Outage:
     """Overlapping measured incidents of one partner, and the reported incidents that match it."""
@@ -157,7 +165,7 @@ class PartnerIncidents:
     def longest_reported(self, as_of: datetime, n: int = LONGEST,
                          among: Iterable[Incident] | None = None) -> list[Incident]:
         pool = self.reported if among is None else among
-        return sorted(pool, key=lambda r: (-r.duration_s(as_of), *_order(r)))[:n]
+        return sorted(pool, key=lambda r: (-r.duration_s(as_of), *order(r)))[:n]
 
 
 def _union_s(spans: Iterable[tuple[datetime, datetime]], start: datetime, end: datetime) -> float:
@@ -168,7 +176,7 @@ def _union_s(spans: Iterable[tuple[datetime, datetime]], start: datetime, end: d
 def outages(measured: Sequence[Incident], as_of: datetime) -> list[Outage]:
     """A partner's measured incidents merged into outages (overlapping or touching ones)."""
     out: list[Outage] = []
-    for i in sorted(measured, key=_order):
+    for i in sorted(measured, key=order):
         end = i.ended(as_of)
         if out and i.started_at <= out[-1].ended_at:
             last = out[-1]
@@ -197,7 +205,7 @@ def summarise(found: Iterable[Incident], partner_ids: Sequence[str], start: date
             by_partner[i.partner_id].append(i)
     out = {}
     for pid, mine in by_partner.items():
-        reported = sorted((i for i in mine if i.origin == REPORTED), key=_order)
+        reported = sorted((i for i in mine if i.origin == REPORTED), key=order)
         merged, matched = [], set()
         for o in outages([i for i in mine if i.origin == MEASURED], as_of):
             hits = tuple(r for r in reported if matches(r, o, as_of, tolerance))
@@ -271,16 +279,9 @@ class PeriodIncidents:
                    tuple(Incident.from_json(i) for i in data["incidents"]))
 
 
-def _order(i: Incident) -> tuple:
-    """Oldest first, ties broken by what the incident is before its (random) id: the same
-    list, so the same CSV bytes, on DuckDB and PostgreSQL."""
-    return (i.started_at, i.partner_id, i.origin, i.endpoint_id or "", i.title, i.resolved_at or i.started_at,
-            i.id)
-
-
 def from_frame(found: pd.DataFrame) -> list[Incident]:
     """``health.incidents_between``'s rows as incidents, oldest first."""
-    return sorted((_incident(r) for r in found.to_dict("records")), key=_order)
+    return sorted((_incident(r) for r in found.to_dict("records")), key=order)
 
 
 def _incident(r: dict[str, Any]) -> Incident:

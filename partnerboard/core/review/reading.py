@@ -131,8 +131,9 @@ def incidents_for(conn: Connection, config: Config, period: Period, *,
     if frozen is not None:
         return incidents.PeriodIncidents.from_json(frozen)
     rows = closes.signed_frame(conn, signed)
-    return incidents.PeriodIncidents(start, min(end, signed.as_of), signed.as_of, tuple(
-        _from_report_row(r) for r in rows[rows.section == "incident"].to_dict("records")))
+    found = [_from_report_row(r) for r in rows[rows.section == "incident"].to_dict("records")]
+    return incidents.PeriodIncidents(start, min(end, signed.as_of), signed.as_of,
+                                     tuple(sorted(found, key=incidents.order)))
 
 
 def _from_report_row(r: dict) -> incidents.Incident:
