@@ -80,6 +80,7 @@ bench-smoke: setup chromium postgres
 	$(PY) bench/bench_probe_scheduler.py --endpoints 40 --interval 2 --rounds 3 --data $$d/scheduler && \
 	$(PY) bench/bench_alerts.py --scale 0.05 --interval 1 --data $$d/alerts && \
 	$(PY) bench/bench_pack.py --scale 0.001 --data $$d && \
+	$(PY) bench/bench_pack_pages.py --scale 0.02 --probe-days 2 --data $$d/pack-pages && \
 	$(PY) bench/bench_stores.py --scale 0.001 --data $$d && \
 	$(PY) bench/bench_viewers.py --scale 0.05 --sessions 1,8 --live-seconds 40 --data $$d/viewers
 

@@ -78,10 +78,14 @@ def _row(partner_id: str, item: StatuspageIncident) -> dict[str, Any]:
         "duration_s": (resolved - started).total_seconds() if resolved else None,
         "updated_at": timeutil.to_db(item.updated_at or item.created_at),
         "url": item.shortlink,
+        # When the partner told the world: the review pack's delay of a report is this
+        # minus the start our probes measured (``started_at`` is the partner's own claim).
+        "reported_at": timeutil.to_db(item.created_at),
     }
 
 
-_COMPARED = ("title", "status", "impact", "started_at", "resolved_at", "duration_s", "updated_at", "url")
+_COMPARED = ("title", "status", "impact", "started_at", "resolved_at", "duration_s", "updated_at", "url",
+             "reported_at")
 
 
 def store_incidents(

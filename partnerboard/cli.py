@@ -364,7 +364,10 @@ def export(
                                         help="2026-10, 2026-Q3, 2026-W44, or 2026-07-01..2026-10-01")],
     out: Annotated[str, typer.Option("--out", "-o", help="File to write ('-' for stdout)")],
     fmt: Annotated[str, typer.Option(
-        "--format", "-f", help="csv (the report), pdf or html (the review pack)")] = "csv",
+        "--format", "-f", help="csv (the report), incidents (every incident of the period, CSV), "
+                               "pdf or html (the review pack)")] = "csv",
+    appendix: Annotated[bool, typer.Option(
+        "--appendix", help="End the review pack with every incident of the period (pdf, html)")] = False,
     partner: Annotated[str | None, typer.Option(help="One partner only (default: both)")] = None,
     sep: Annotated[str, typer.Option(help="Separator: ',' or ';' (Excel in pl-PL etc.)")] = ",",
     decimal: Annotated[str, typer.Option(help="Decimal mark: '.' or ','")] = ".",
@@ -376,8 +379,8 @@ def export(
     config: ConfigOpt = None,
     database: DbOpt = None,
 ) -> None:
-    """Write the review report of a period as CSV, or its review pack as PDF or HTML: the
-    same files as the Reports page.
+    """Write the review report of a period as CSV, its incidents as CSV, or its review pack
+    as PDF or HTML: the same files as the Reports page.
 
     While `partnerboard serve` owns the DuckDB file, the report comes from that server's
     /api/reports route (found through the file's owner record), signed with your
@@ -387,11 +390,15 @@ def export(
     from partnerboard.core.store.ownership import current_owner
 
     cfg = _load(config)
-    if fmt not in ("csv", "pdf", "html"):
-        raise _fail(f"partnerboard export: --format {fmt!r} is not one of csv, pdf, html")
-    if fmt != "csv" and partner:
+    if fmt not in ("csv", "incidents", "pdf", "html"):
+        raise _fail(f"partnerboard export: --format {fmt!r} is not one of csv, incidents, pdf, html")
+    csv_kind = fmt in ("csv", "incidents")
+    if not csv_kind and partner:
         raise _fail("partnerboard export: the review pack covers both partners; --partner is for "
-                    "--format csv")
+                    "--format csv or incidents")
+    if csv_kind and appendix:
+        raise _fail(f"partnerboard export: --appendix ends the review pack with every incident; it is for "
+                    f"--format pdf or html (--format {fmt} is a CSV file)")
     try:
         wanted = report.check_request(cfg, period, partner, sep=sep, decimal=decimal)
     except report.ReportRequestError as exc:
@@ -407,7 +414,8 @@ def export(
                 "again, or run `partnerboard serve` instead and export with --server URL")
         server = owner["url"]
     if server is not None:
-        params = {"sep": sep, "decimal": decimal} | ({"partner": partner} if partner else {})
+        params = {"sep": sep, "decimal": decimal} | ({"partner": partner} if partner else {}) | (
+            {"appendix": "1"} if appendix else {})
         if not token:
             raise _fail(
                 f"partnerboard export: the board at {server} owns the store, so the report comes "
@@ -415,7 +423,8 @@ def export(
                 f"or {TOKEN_ENV} (make one on the board's Account page, or stop the board and run "
                 "`partnerboard users token EMAIL`)")
         try:
-            r = httpx.get(f"{server.rstrip('/')}/api/reports/{wanted.label}.{fmt}", params=params,
+            route = f"{wanted.label}/incidents.csv" if fmt == "incidents" else f"{wanted.label}.{fmt}"
+            r = httpx.get(f"{server.rstrip('/')}/api/reports/{route}", params=params,
                           headers={"Authorization": f"Bearer {token}"}, timeout=120)
         except httpx.HTTPError as exc:
             raise _fail(f"partnerboard export: the board at {server} did not answer ({exc}); "
@@ -426,6 +435,7 @@ def export(
         body, source = r.content, server
     else:
         from partnerboard.core.access import audit, cli_user
+        from partnerboard.core.reports import incident_csv
         from partnerboard.core.review import pack, pdf, reading
 
         store = _open_store(url, "export")
@@ -433,14 +443,20 @@ def export(
             if fmt == "csv":
                 df = reading.report_for(conn, cfg, wanted, partner_id=partner)
                 what = f"{wanted.label} report"
+            elif fmt == "incidents":
+                found = reading.incidents_for(conn, cfg, wanted).only(partner)
+                what = f"{wanted.label} incidents"
             else:
-                made = pack.build(conn, cfg, wanted)
+                made = pack.build(conn, cfg, wanted, appendix=appendix)
                 what = f"{wanted.label} review pack ({fmt})"
             audit.record(conn, cli_user().email, "export", partner=partner, target=what,
-                         detail=f"cli; partner={partner or 'all'} sep={sep}")
+                         detail=f"cli; partner={partner or 'all'} sep={sep}"
+                         + ("; with the incident appendix" if appendix else ""))
         close_all()
         if fmt == "csv":
             body = report.to_csv(df, sep=sep, decimal=decimal)
+        elif fmt == "incidents":
+            body = incident_csv.to_csv(cfg, wanted, found, sep=sep, decimal=decimal)
         else:
             document = pack.render(made)
             body = pdf.render(document) if fmt == "pdf" else document.encode()
@@ -450,7 +466,7 @@ def export(
     else:
         with open(out, "wb") as fh:
             fh.write(body)
-        kind = "report" if fmt == "csv" else f"review pack ({fmt})"
+        kind = {"csv": "report", "incidents": "incidents"}.get(fmt, f"review pack ({fmt})")
         typer.echo(f"{out}: {kind} {wanted.label} from {source}, {len(body):,} bytes", err=True)
 
 

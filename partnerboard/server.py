@@ -33,7 +33,7 @@ from partnerboard.core.changes import annotations, run_now
 from partnerboard.core.config import load_config
 from partnerboard.core.config.secrets import scrub
 from partnerboard.core.metrics import maintenance
-from partnerboard.core.reports import csv_export, report
+from partnerboard.core.reports import csv_export, incident_csv, report
 from partnerboard.core.review import pack, pdf, reading
 from partnerboard.core.store import close_store, display_url, job_claims, loads, open_store, processes, runs
 from partnerboard.core.vocabulary import periods
@@ -130,14 +130,10 @@ def create_app(config_path: str, database_url: str, *, collect: bool = True,
         if isinstance(who, Response):
             return who
         store, config, user = who
-        partner = request.query_params.get("partner") or None
-        sep = request.query_params.get("sep", ",")
-        decimal = request.query_params.get("decimal", ".")
-        try:
-            period = report.check_request(config, request.path_params["period"], partner,
-                                          sep=sep, decimal=decimal)
-        except report.ReportRequestError as exc:
-            return PlainTextResponse(str(exc), 400)
+        asked = _csv_request(request, config)
+        if isinstance(asked, Response):
+            return asked
+        period, partner, sep, decimal = asked
 
         how = "page" if request.query_params.get("via") == "page" else "url"
 
@@ -155,9 +151,37 @@ def create_app(config_path: str, database_url: str, *, collect: bool = True,
         body = await asyncio.to_thread(build)
         return _csv(body, report.filename(period, partner))
 
+    async def incidents_csv(request: Request) -> Response:
+        """``/api/reports/2026-Q3/incidents.csv?partner=&sep=;&decimal=,``: every incident of
+        the period (the pack summarises them), beside the report's CSV; same sign-in,
+        options and audit."""
+        who = await _signed_in(request)
+        if isinstance(who, Response):
+            return who
+        store, config, user = who
+        asked = _csv_request(request, config)
+        if isinstance(asked, Response):
+            return asked
+        period, partner, sep, decimal = asked
+        how = "page" if request.query_params.get("via") == "page" else "url"
+
+        def build() -> bytes:
+            with store.engine.begin() as conn:
+                access.require(user, "export")
+                found = reading.incidents_for(conn, config, period).only(partner)
+                audit.record(conn, user.email, "export", partner=user.partner_id,
+                             target=f"{period.label} incidents",
+                             detail=f"{how}; partner={partner or 'all'} sep={sep}",
+                             ip=web_auth.client_ip(request))
+            return incident_csv.to_csv(config, period, found, sep=sep, decimal=decimal)
+
+        body = await asyncio.to_thread(build)
+        return _csv(body, incident_csv.filename(period, partner))
+
     async def report_pack(request: Request) -> Response:
-        """``/api/reports/2026-Q3.pdf`` (or ``.html``): the review pack, as the reader may
-        see it; same sign-in and audit as the CSV."""
+        """``/api/reports/2026-Q3.pdf`` (or ``.html``; ``?appendix=1`` ends it with every
+        incident of the period): the review pack, as the reader may see it; same sign-in and
+        audit as the CSV."""
         who = await _signed_in(request)
         if isinstance(who, Response):
             return who
@@ -167,6 +191,7 @@ def create_app(config_path: str, database_url: str, *, collect: bool = True,
             return PlainTextResponse(f"a report is .csv, .pdf or .html, not .{kind[:10]}", 404)
         try:
             period = report.check_request(config, request.path_params["period"])
+            appendix = pack.wants_appendix(request.query_params.get("appendix"))
         except report.ReportRequestError as exc:
             return PlainTextResponse(str(exc), 400)
         how = "page" if request.query_params.get("via") == "page" else "url"
@@ -174,9 +199,10 @@ def create_app(config_path: str, database_url: str, *, collect: bool = True,
         def build() -> bytes:
             with store.engine.begin() as conn:
                 access.require(user, "export")
-                made = pack.build(conn, config, period, viewer_partner=user.partner_id)
+                made = pack.build(conn, config, period, viewer_partner=user.partner_id, appendix=appendix)
                 audit.record(conn, user.email, "export", partner=user.partner_id,
-                             target=f"{period.label} review pack ({kind})", detail=how,
+                             target=f"{period.label} review pack ({kind})",
+                             detail=how + ("; with the incident appendix" if appendix else ""),
                              ip=web_auth.client_ip(request))
             document = pack.render(made)
             return pdf.render(document) if kind == "pdf" else document.encode()
@@ -271,12 +297,26 @@ def create_app(config_path: str, database_url: str, *, collect: bool = True,
     ], routes=[
         Route("/healthz", healthz),
         Route("/api/reports/{period}.csv", report_csv),
+        Route("/api/reports/{period}/incidents.csv", incidents_csv),
         Route("/api/reports/{period}.{kind:str}", report_pack),
         Route("/api/audit.csv", audit_csv),
         Route("/api/annotations", add_annotation, methods=["POST"]),
         Route("/api/sources/{source}/run", run_source, methods=["POST"]),
         *(Route(path, handler, methods=methods) for path, handler, methods in web_auth.routes(live)),
     ])
+
+
+def _csv_request(request: Request, config: Any) -> tuple[periods.Period, str | None, str, str] | Response:
+    """A CSV route's period, ``partner``, ``sep`` and ``decimal``, checked (400 with the reason)."""
+    partner = request.query_params.get("partner") or None
+    sep = request.query_params.get("sep", ",")
+    decimal = request.query_params.get("decimal", ".")
+    try:
+        period = report.check_request(config, request.path_params["period"], partner,
+                                      sep=sep, decimal=decimal)
+    except report.ReportRequestError as exc:
+        return PlainTextResponse(str(exc), 400)
+    return period, partner, sep, decimal
 
 
 async def _refused(request: Request, store: Any, user: access.User, reason: str) -> None:

@@ -33,6 +33,7 @@ from tests.conftest import (
     launch_chromium,
     open_page,
     to_toml,
+    wait_until,
 )
 from tests.test_server import _env, _start, _stop
 
@@ -470,6 +471,47 @@ def test_8_a_nul_or_half_a_surrogate_is_answered_400_on_either_store(board: Boar
     r = board.sign_in("pv@paygate.example\x00", PASSWORD)
     assert r.status_code == 401 and "email contains a control character (NUL)" in r.text, r.text
     assert "Traceback" not in board.output() and "DataError" not in board.output()
+
+
+def test_8_the_incident_list_and_the_pack_appendix_are_served_like_the_report(board: Board) -> None:
+    """``/api/reports/<period>/incidents.csv``: every incident of the period, with the
+    report CSV's sign-in, options, refusals and audit; ``?appendix=1`` ends the pack with
+    the same incidents; an unreadable value is a 400 naming it."""
+    admin = board.bearer(ADMIN_EMAIL)
+
+    def pulled() -> bool:
+        health = httpx.get(f"{board.url}/healthz", headers=admin, timeout=10).json()
+        return all(s["runs_ok"] for s in health["sources"] if s["source"].startswith("statuspage:")) \
+            and sum(s["source"].startswith("statuspage:") for s in health["sources"]) == 2
+
+    wait_until(pulled, timeout=120, what="both status pages imported once")
+    url = f"{board.url}/api/reports/2026-10/incidents.csv"
+    assert httpx.get(url).status_code == 401
+    viewer = board.bearer("pv@paygate.example")
+    r = httpx.get(url, params={"sep": ";", "decimal": ","}, headers=viewer, timeout=60)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    assert 'filename="partnerboard-incidents-2026-10.csv"' in r.headers["content-disposition"]
+    listed = pd.read_csv(io.BytesIO(r.content), sep=";", decimal=",", encoding="utf-8-sig")
+    assert list(listed.columns)[:4] == ["period", "partner_id", "partner", "origin"] and len(listed) > 0
+    for bad, reason in (({"sep": "|"}, "separator '|' is not supported"), ({"partner": "nobody"}, "nobody"),
+                        ({"decimal": ","}, "use sep=';' with decimal=','")):
+        refused = httpx.get(url, params=bad, headers=viewer, timeout=30)
+        assert refused.status_code == 400 and reason in refused.text, (bad, refused.text)
+
+    pack_url = f"{board.url}/api/reports/2026-10.html"
+    full = httpx.get(pack_url, params={"appendix": "1"}, headers=viewer, timeout=120)
+    assert full.status_code == 200 and "Appendix: every incident of 2026-10" in full.text
+    assert sorted(re.findall(r'<tr data-incident="([^"]+)">', full.text)) == sorted(listed.id)
+    assert "Appendix: every incident" not in httpx.get(pack_url, headers=viewer, timeout=120).text
+    wrong = httpx.get(pack_url, params={"appendix": "maybe"}, headers=viewer, timeout=30)
+    assert wrong.status_code == 400 and "appendix is 1" in wrong.text and "'maybe'" in wrong.text
+
+    exports = httpx.get(f"{board.url}/api/audit.csv", headers=admin, timeout=60,
+                        params={"action": "export", "actor": "pv@paygate.example"})
+    log = pd.read_csv(io.BytesIO(exports.content), encoding="utf-8-sig")
+    targets = set(zip(log.target, log.detail, strict=True))
+    assert ("2026-10 incidents", "url; partner=all sep=;") in targets
+    assert ("2026-10 review pack (html)", "url; with the incident appendix") in targets
 
 
 # --- 9. Streamlit's own routes and messages -----------------------------------------------

@@ -71,7 +71,9 @@ def test_collected_store_shows_status_uptime_charts_and_incidents(page_env, stor
     measured = [t[t.Source == "Measured by us"] for t in incident_tables]
     titles = set().union(*(set(m.Title) for m in measured))
     assert any("down" in t and "503" in t for t in titles)
-    assert "measured by us: 2" in text  # balance + health of payments
+    # balance + health of payments: one outage, which the partner's status page did not report
+    assert "measured by us: 2 incidents (1 outage)" in text
+    assert "outages the partner reported: 0 of 1" in text
 
     charts = [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
     heatmaps = [c for c in charts if c["data"] and c["data"][0]["type"] == "heatmap"]

@@ -7,6 +7,7 @@ the HTML share the document. Poppler's tools come from Debian (``.ci/run`` insta
 from __future__ import annotations
 
 import io
+import re
 import shutil
 import subprocess
 import sys
@@ -185,6 +186,20 @@ def test_export_writes_the_pack_as_pdf_and_html(collected_demo, tmp_path, tokens
     assert (tmp_path / "pack.pdf").read_bytes().startswith(b"%PDF-")
     document = (tmp_path / "pack.html").read_text()
     assert document.startswith("<!doctype html>") and "<svg" in document and "KPI scorecard" in document
+    assert "Appendix: every incident" not in document, "the appendix is off by default"
+    for extra, out in ((["--format", "html", "--appendix"], "full.html"),
+                       (["--format", "incidents", "--sep", ";"], "i.csv")):
+        done = subprocess.run([*base, *extra, "--out", str(tmp_path / out)], capture_output=True, text=True,
+                              env=_env(tokens), cwd=tmp_path, timeout=300)
+        assert done.returncode == 0, done.stderr
+    full = (tmp_path / "full.html").read_text()
+    listed = pd.read_csv(tmp_path / "i.csv", sep=";", encoding="utf-8-sig")
+    assert "Appendix: every incident of 2026-10" in full and len(listed) > 0
+    assert sorted(re.findall(r'<tr data-incident="([^"]+)">', full)) == sorted(listed.id), \
+        "the appendix lists each incident of the CSV"
     bad = subprocess.run([*base, "--format", "docx", "--out", str(tmp_path / "x")], capture_output=True,
                          text=True, env=_env(tokens), cwd=tmp_path, timeout=120)
-    assert bad.returncode == 1 and "--format 'docx' is not one of csv, pdf, html" in bad.stderr
+    assert bad.returncode == 1 and "--format 'docx' is not one of csv, incidents, pdf, html" in bad.stderr
+    csv_appendix = subprocess.run([*base, "--appendix", "--out", str(tmp_path / "x")], capture_output=True,
+                                  text=True, env=_env(tokens), cwd=tmp_path, timeout=120)
+    assert csv_appendix.returncode == 1 and "it is for --format pdf or html" in csv_appendix.stderr

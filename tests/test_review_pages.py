@@ -64,6 +64,11 @@ def test_each_side_signs_on_the_reports_page_and_a_viewer_cannot(october, store)
     links = {b.proto.label: b.proto.url for b in viewer.get("link_button")}
     assert links["Review pack (PDF)"] == "/api/reports/2026-10.pdf?via=page"
     assert links["Review pack (HTML)"] == "/api/reports/2026-10.html?via=page"
+    assert links["Incidents (CSV)"] == "/api/reports/2026-10/incidents.csv?sep=%2C&decimal=.&via=page"
+    viewer.checkbox(key="report_appendix").check().run()
+    links = {b.proto.label: b.proto.url for b in viewer.get("link_button")}
+    assert links["Review pack (PDF)"] == "/api/reports/2026-10.pdf?via=page&appendix=1"
+    assert links["Review pack (HTML)"] == "/api/reports/2026-10.html?via=page&appendix=1"
 
 
 def test_the_board_and_the_sla_page_show_the_signed_value_and_the_restatement(october, store) -> None:

@@ -456,6 +456,19 @@ def test_live_board_equals_the_report_route_and_export_goes_through_the_server(s
         assert server.url in res.stderr
     exported = pd.read_csv(out, encoding="utf-8-sig")
     assert list(exported.columns) == list(df.columns)
+    # The incident list and the pack with its appendix take the same way (their own routes).
+    token = {"PARTNERBOARD_API_TOKEN": server.account.token}
+    for extra, name in ((["--format", "incidents"], "incidents.csv"),
+                        (["--format", "html", "--appendix"], "p.html")):
+        to = [str(workdir / name) if arg == str(out) else arg for arg in export]
+        done = subprocess.run([*to, *extra], capture_output=True, text=True, timeout=180,
+                              env=_env(tokens) | token)
+        assert done.returncode == 0, done.stderr
+        if BACKEND == "duckdb":
+            assert server.url in done.stderr
+    listed = pd.read_csv(workdir / "incidents.csv", encoding="utf-8-sig")
+    assert list(listed.columns)[:4] == ["period", "partner_id", "partner", "origin"]
+    assert f"Appendix: every incident of {period}" in (workdir / "p.html").read_text()
 
     # Every page in the browser is tests/test_browser.py; here the live Board against the route.
     with sync_playwright() as pw:

@@ -66,7 +66,7 @@ def test_older_file_is_upgraded_without_losing_rows(db_url: str) -> None:
         assert "ix_probe_results_endpoint_ts" in indexes
         assert {"pages", "retries", "notes"} <= columns
         assert set(schema.RESOURCE_TABLES) <= tables
-        assert versions == [1, *range(2, migrations.LATEST + 1)]
+        assert versions == [1, *sorted(migrations.STEPS)]
     finally:
         store_mod.close_store(db_url)
 
@@ -274,5 +274,44 @@ def test_a_v23_store_gets_proposals_and_keeps_its_decisions_and_items_in_force(d
                 assert set(columns) <= {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
                 rows = conn.execute(sa.select(table.c.id, table.c.proposal, table.c.answered_by)).all()
                 assert [tuple(r) for r in rows] == [(kept, None, None)]
+    finally:
+        store_mod.close_store(db_url)
+
+
+def test_incidents_gain_their_report_time_on_upgrade_and_the_next_pull_fills_it_in(db_url: str) -> None:
+    """v26: ``incidents.reported_at`` (when the status page posted the incident, for the
+    pack's delay of a report): added empty to a store from before, and filled in by the
+    next status-page pull, which compares it like the incident's other fields."""
+    from partnerboard.collectors import statuspage
+
+    record = {"id": "inc-1", "name": "API unavailable", "status": "resolved", "impact": "major",
+              "created_at": "2026-08-14T06:21:28Z", "updated_at": "2026-08-14T07:01:00Z",
+              "started_at": "2026-08-14T06:18:28Z", "resolved_at": "2026-08-14T07:01:00Z"}
+    before = max(v for v in migrations.STEPS if v < 26)
+    s = store_mod.open_store(db_url)
+    inc = schema.incidents
+    with s.engine.begin() as conn:
+        statuspage.store_incidents(conn, "payments", [record], run_id="r1", source="statuspage:payments")
+        for index in inc.indexes:  # DuckDB drops no column of an indexed table
+            index.drop(conn)
+        conn.execute(sa.text("ALTER TABLE incidents DROP COLUMN reported_at"))
+        for index in inc.indexes:
+            index.create(conn)
+        stamp_version(conn, before)
+    store_mod.close_store(db_url)
+
+    s = store_mod.open_store(db_url)
+    try:
+        assert (s.schema_before, s.schema_after) == (before, migrations.LATEST)
+        with s.engine.begin() as conn:
+            assert conn.execute(sa.select(inc.c.title, inc.c.reported_at)).all() == [
+                ("API unavailable", None)]
+            again = statuspage.store_incidents(conn, "payments", [record], run_id="r2",
+                                               source="statuspage:payments")
+            stored = conn.execute(sa.select(inc.c.reported_at, inc.c.started_at, inc.c.last_run_id)).one()
+        assert again["updated"] == 1
+        assert (timeutil.from_db(stored.reported_at).isoformat(), stored.last_run_id) == (
+            "2026-08-14T06:21:28+00:00", "r2")
+        assert timeutil.from_db(stored.started_at).isoformat() == "2026-08-14T06:18:28+00:00"
     finally:
         store_mod.close_store(db_url)

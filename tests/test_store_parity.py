@@ -5,8 +5,10 @@ into a PostgreSQL database through the real collectors; the same probe series (O
 and November 2026, outages included) goes through the real probe writer into both. Then
 every report (every KPI with previous period, last year, target and status; every SLA
 figure: verdict, uptime, budget, maintenance, no-data time, p95, credit, method; every
-incident) must be the same CSV, byte for byte. Incident ids are random per store and
-are the only thing renamed before comparing.
+incident) must be the same CSV, byte for byte, and so must the incidents CSV (each
+incident with the other side's view: reported or not, seen by our probes or not, read
+from raw probes and from the rollups). Incident ids are random per store and are the
+only thing renamed before comparing.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from partnerboard.collectors.scheduler import job_ids, run_all_once
 
 from partnerboard.core import store as store_mod
 from partnerboard.core.config import parse_config
-from partnerboard.core.metrics import rollups
-from partnerboard.core.reports import report
+from partnerboard.core.metrics import incidents, rollups
+from partnerboard.core.reports import incident_csv, report
 from partnerboard.core.vocabulary import periods
 from tests import postgres_server
 from tests.conftest import BACKEND, FROZEN_NOW, config_dict
@@ -80,6 +82,17 @@ def _report(url: str, config, label: str) -> bytes:
     return report.to_csv(pd.DataFrame(df))
 
 
+def _incidents(url: str, config, label: str) -> bytes:
+    """The period's incidents CSV (what the pack summarises), ids renamed in order."""
+    period = periods.parse(label)
+    with store_mod.open_store(url).engine.connect() as conn:
+        found = incidents.load(conn, *period.bounds(config.tz), datetime.fromisoformat(FROZEN_NOW))
+    text = incident_csv.to_csv(config, period, found).decode()
+    for n, i in enumerate(found.incidents):
+        text = text.replace(i.id, f"incident-{n + 1}")
+    return text.encode()
+
+
 def test_the_same_data_gives_the_same_report_on_duckdb_and_postgresql(
         bsim, env_tokens, tmp_path: Path) -> None:
     config = parse_config(config_dict(bsim.base_url, interval=900.0, timeout=0.8))
@@ -90,6 +103,7 @@ def test_the_same_data_gives_the_same_report_on_duckdb_and_postgresql(
         _collect(url, config)
     try:
         raw = {label: _report(duck, config, label) for label in PERIODS}
+        listed = {label: _incidents(duck, config, label) for label in PERIODS}
         # Then rolled up (store:rollups) on both: the same bytes again, on both stores.
         for url in (duck, pg):
             done = rollups.catch_up(store_mod.open_store(url).engine, zone=config.tz, settle=120.0,
@@ -98,7 +112,14 @@ def test_the_same_data_gives_the_same_report_on_duckdb_and_postgresql(
         for label in PERIODS:
             a, b = _report(duck, config, label), _report(pg, config, label)
             assert a.count(b"\n") > 40, label  # a real report: KPIs of both partners, SLA, incidents
-            for x, y, what in ((raw[label], a, "raw vs rolled"), (a, b, "DuckDB vs PostgreSQL")):
+            c, d = _incidents(duck, config, label), _incidents(pg, config, label)
+            if label == "2026-Q4":  # probes from October: both sides' views occur
+                assert b"never seen by our probes" in c and b"not reported by the partner" in c
+            if label == "2026-Q3":  # no probes yet: what the partners reported is no data to us
+                assert c.count(b"no probe data at the time") == c.count(b",reported,") > 50
+            for x, y, what in ((raw[label], a, "raw vs rolled"), (a, b, "DuckDB vs PostgreSQL"),
+                               (listed[label], c, "incidents, raw vs rolled"),
+                               (c, d, "incidents, DuckDB vs PostgreSQL")):
                 if x != y:
                     left, right = x.decode().splitlines(), y.decode().splitlines()
                     diff = [(u, v) for u, v in zip(left, right, strict=False) if u != v]

@@ -27,6 +27,7 @@ from partnerboard.dashboard.literal import md
 
 from partnerboard.core.config import Config, Partner
 from partnerboard.core.config.secrets import scrub
+from partnerboard.core.metrics import incidents as incident_summary
 from partnerboard.core.vocabulary import timeutil
 from partnerboard.core.vocabulary.kpis import KPIS
 
@@ -337,6 +338,22 @@ def incident_table(partner: Partner, incidents: pd.DataFrame) -> pd.DataFrame:
     })
 
 
+def incidents_line(partner: Partner, rows: pd.DataFrame, start: datetime, now: datetime) -> str:
+    """Measured against reported over [start, now), as the review pack counts them
+    (``metrics.incidents``): incidents and the outages they make, and how many outages the
+    partner reported, with the median delay of its report."""
+    found = incident_summary.from_frame(rows)
+    s = incident_summary.summarise(found, [partner.id], start, now, now)[partner.id]
+    line = (f"measured by us: {s.measured_incidents} incidents ({len(s.outages)} "
+            f"outage{'' if len(s.outages) == 1 else 's'}) · reported by partner: {len(s.reported)}")
+    if s.outages and (partner.statuspage is not None or s.reported):
+        line += f" · outages the partner reported: {len(s.reported_outages)} of {len(s.outages)}"
+        delay = s.median_delay_s
+        if delay is not None:
+            line += f", median {duration(abs(delay))} {'before' if delay < 0 else 'after'} the outage began"
+    return line
+
+
 def status_panel(partner: Partner, now: datetime, minute: datetime) -> None:
     """The partner's header and its endpoints' table: state as of ``now`` (5-s refresh),
     uptime, errors and the latest p95 as of ``minute`` (per-minute reads, cached)."""
@@ -389,10 +406,8 @@ def charts_panel(partner: Partner, now: datetime, viewer_partner: str | None) ->
                         key=f"lat-{partner.id}")
     st.caption(OVERLAY_LEGEND)
     rows = incidents[incidents.partner_id == partner.id]
-    n_measured = int((rows.origin == "measured").sum())
-    n_reported = int((rows.origin == "reported").sum())
-    st.markdown(f"**Incidents, last 90 days** · measured by us: {n_measured} · "
-                f"reported by partner: {n_reported}")
+    since = now - timedelta(days=90)
+    st.markdown(f"**Incidents, last 90 days** · {incidents_line(partner, rows, since, now)}")
     if rows.empty:
         st.caption("No incidents in the last 90 days.")
     else:

@@ -2,8 +2,10 @@
 
 The preview and the files are the same frame (``reading.report_for``: the signed numbers
 with their restatements where the period is signed, today's otherwise); the CSV is also
-served at ``/api/reports/<period>.csv``, the review pack at ``.pdf`` and ``.html``, and
-``partnerboard export`` writes either. Editors of each partner approve a period that has
+served at ``/api/reports/<period>.csv``, the period's incidents at
+``/api/reports/<period>/incidents.csv``, the review pack at ``.pdf`` and ``.html`` (with
+``appendix=1`` when the box for the incident appendix is ticked), and ``partnerboard
+export`` writes any of them. Editors of each partner approve a period that has
 ended (``closes.approve``); the second approval signs it; either side withdraws its
 approval until then.
 """
@@ -44,12 +46,18 @@ st.caption(f"{period.label} · as of {local_time(df.attrs.get('as_of', as_of), c
 # download URL (/media/...) would hand the file to anyone holding the link, and the route
 # audits the download when it happens, as for the URL and the CLI.
 query = urlencode({"sep": sep, "decimal": decimal, "via": "page"})
-left, middle, right = st.columns(3)
+appendix = st.checkbox("Review pack with every incident (appendix)", key="report_appendix",
+                       help="The pack summarises the period's incidents; the appendix lists each one. "
+                            "The incidents CSV always has them all.")
+pack_query = urlencode({"via": "page"} | ({"appendix": "1"} if appendix else {}))
+left, incidents_csv, middle, right = st.columns(4)
 left.link_button("Download CSV", f"/api/reports/{quote(period.label)}.csv?{query}", type="primary",
                  icon=":material/download:")
-middle.link_button("Review pack (PDF)", f"/api/reports/{quote(period.label)}.pdf?via=page",
+incidents_csv.link_button("Incidents (CSV)", f"/api/reports/{quote(period.label)}/incidents.csv?{query}",
+                          icon=":material/download:")
+middle.link_button("Review pack (PDF)", f"/api/reports/{quote(period.label)}.pdf?{pack_query}",
                    icon=":material/picture_as_pdf:")
-right.link_button("Review pack (HTML)", f"/api/reports/{quote(period.label)}.html?via=page",
+right.link_button("Review pack (HTML)", f"/api/reports/{quote(period.label)}.html?{pack_query}",
                   icon=":material/description:")
 
 # --- sign-off ------------------------------------------------------------------------

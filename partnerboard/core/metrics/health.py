@@ -257,6 +257,17 @@ def uptime_between(
     return df
 
 
+def observed_in(conn: Connection, windows: dict[str, tuple[datetime, datetime]],
+                partner_id: str) -> dict[str, float]:
+    """Per window, the seconds our probes vouched for over all of ``partner_id``'s
+    endpoints (the uptime's weighting; whole rolled hours from the rollups, the rest raw):
+    whether anyone was watching the partner then. One statement for every window."""
+    found = _summed(conn, _totals_parts(conn, windows, partner_id, (), per_endpoint=False),
+                    ["window", "partner_id"])
+    seen = {r.window: float(r.observed_s) for r in found.itertuples(index=False)}
+    return {name: seen.get(name, 0.0) for name in windows}
+
+
 MAX_BUCKETS = 2000
 
 
@@ -598,7 +609,9 @@ def current_state(conn: Connection, partner_id: str | None = None) -> list[dict[
 def incidents_between(
     conn: Connection, start: datetime, end: datetime, partner_id: str | None = None
 ) -> pd.DataFrame:
-    """Incidents (measured and reported) that overlap [start, end), newest first."""
+    """Incidents (measured and reported) that overlap [start, end), newest first.
+    ``reported_at``: when the partner's status page posted a reported incident (v26; empty
+    for measured ones and for reported ones not pulled again since)."""
     inc = schema.incidents
     q = (
         sa.select(
@@ -613,6 +626,7 @@ def incidents_between(
             inc.c.resolved_at,
             inc.c.duration_s,
             inc.c.url,
+            inc.c.reported_at,
         )
         .where(
             inc.c.started_at < timeutil.to_db(end),
@@ -629,8 +643,8 @@ def incidents_between(
     if df.empty:
         return pd.DataFrame(
             columns=["id", "partner_id", "endpoint_id", "origin", "title", "status", "impact",
-                     "started_at", "resolved_at", "duration_s", "url"]
+                     "started_at", "resolved_at", "duration_s", "url", "reported_at"]
         )
-    for col in ("started_at", "resolved_at"):
+    for col in ("started_at", "resolved_at", "reported_at"):
         df[col] = pd.to_datetime(df[col]).dt.tz_localize("UTC")
     return df

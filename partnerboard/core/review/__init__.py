@@ -4,8 +4,9 @@ Numbers both companies signed never change silently.
 
 Once a month or quarter has ended, an editor of each partner approves it (``closes``):
 the first approval freezes the engine's report for the period (every KPI with its
-comparisons and status, the SLA verdict, checks, budget, credits and method, incidents,
-shared annotations, the key KPIs' trend) as a draft snapshot; the other partner's
+comparisons and status, the SLA verdict, checks, budget, credits and method, incidents
+(with their report times and probe coverage, for the pack's summary), shared
+annotations, the key KPIs' trend) as a draft snapshot; the other partner's
 approval signs it. Until then either side can withdraw its approval. A signed period is
 read from its snapshot (``reading``), never recomputed; what today's recomputation says
 differently is stored as restatements (``restatements``, checked on a schedule and at

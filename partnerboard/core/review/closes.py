@@ -34,7 +34,7 @@ from sqlalchemy.engine import Connection
 
 from partnerboard.core.access import User, audit, require
 from partnerboard.core.config import Config
-from partnerboard.core.metrics import kpi_engine, merchant_funnel
+from partnerboard.core.metrics import incidents, kpi_engine, merchant_funnel
 from partnerboard.core.reports import report
 from partnerboard.core.store import exclusive, schema
 from partnerboard.core.vocabulary import periods, timeutil
@@ -109,7 +109,8 @@ def open_draft(conn: Connection, label: str) -> Close | None:
 
 
 def snapshot(conn: Connection, close_id: str) -> dict[str, Any]:
-    """The frozen numbers: ``report`` (the report's rows) and ``trend`` (key KPIs)."""
+    """The frozen numbers: ``report`` (the report's rows), ``trend`` (key KPIs), ``funnel``
+    and ``incidents`` (``metrics.incidents.PeriodIncidents``; closes before it have none)."""
     text = conn.execute(sa.select(pc.c.snapshot).where(pc.c.id == close_id)).scalar_one()
     return json.loads(text)
 
@@ -139,9 +140,13 @@ def _freeze(conn: Connection, config: Config, period: Period, now: datetime) -> 
     frame = report.build(conn, config, period, now=now, governance=False)  # decisions stay live
     frame = frame[~((frame.section == "annotation") & (frame.status == "internal"))]
     trend = live_trend(conn, config, period)
+    start, end = period.bounds(config.tz)
     return {"as_of": now.isoformat(), "period": period.label,
             "report": json.loads(frame.to_json(orient="records", date_format="iso")), "trend": trend,
-            "funnel": _funnels(conn, config, period, now)}
+            "funnel": _funnels(conn, config, period, now),
+            # The incidents as the pack summarises them (report times, probe coverage):
+            # the report's incident rows carry neither (their columns are the CSV's).
+            "incidents": incidents.load(conn, start, end, now).to_json()}
 
 
 def funnel_months(period: Period) -> tuple[Period, Period]:

@@ -7,10 +7,13 @@ CSV's and the page's; values are formatted by the one formatter the pages use
 (``reports.numbers``). Sections, in order: cover (partnership, period, both partners,
 signed or draft with approvers, data as of), executive summary (KPIs off target, SLA
 verdicts, credits owed, restatements), the KPI scorecard, trend charts of the key KPIs,
-SLA per partner (uptime, p95, error budget, credit, the accounting method), incidents
-decisions and action items (this review's, earlier reviews' still open, overdue first,
-and those closed during the period), incidents measured and reported, annotations.
-``SECTIONS`` lists them: a later section is one more function there. Status is colour
+SLA per partner (uptime, p95, error budget, credit, the accounting method), decisions
+and action items (this review's, earlier reviews' still open, overdue first, and those
+closed during the period), incidents (per partner: measured outages and reported
+incidents with the longest five, and how the two agree: ``metrics.incidents``), annotations,
+and only when asked for (``build(appendix=True)``) the appendix listing every incident.
+``SECTIONS`` lists them: a later section is one more function there. Major sections start
+a page; short ones (decisions, annotations) follow on the page before. Status is colour
 *and* words.
 Every value from partners and people is HTML-escaped.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 import base64
 import html
 import math
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,6 +33,15 @@ import pandas as pd
 from sqlalchemy.engine import Connection
 
 from partnerboard.core.config import Config
+from partnerboard.core.metrics.incidents import (
+    MATCH_TOLERANCE,
+    Incident,
+    Outage,
+    PartnerIncidents,
+    PeriodIncidents,
+    agreement,
+)
+from partnerboard.core.reports import report
 from partnerboard.core.reports.numbers import NO_DATA, kpi_value
 from partnerboard.core.review import charts, reading
 from partnerboard.core.vocabulary import timeutil
@@ -50,13 +63,35 @@ class Pack:
     report: pd.DataFrame
     trend: pd.DataFrame
     made_at: datetime
+    incidents: PeriodIncidents
+    appendix: bool = False  # the full incident list after the sections (off by default)
 
 
 def build(conn: Connection, config: Config, period: Period, *, viewer_partner: str | None = None,
-          now: datetime | None = None) -> Pack:
+          now: datetime | None = None, appendix: bool = False) -> Pack:
+    """The pack of ``period`` as ``viewer_partner``'s people may read it (their own internal
+    notes and items, never the other partner's). ``appendix``: end it with every incident
+    of the period; by default the incidents section summarises them."""
     now = now or timeutil.utcnow()
     frame = reading.report_for(conn, config, period, viewer_partner=viewer_partner, now=now)
-    return Pack(config, period, frame, reading.trend_for(conn, config, period), now)
+    return Pack(config, period, frame, reading.trend_for(conn, config, period), now,
+                reading.incidents_for(conn, config, period, now=now), appendix)
+
+
+APPENDIX_VALUES = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False, "": False}
+
+
+def wants_appendix(value: str | None) -> bool:
+    """The ``appendix`` option of a pack request (``?appendix=1``), checked: anything but
+    1/0 (true/false, yes/no) is refused with the reason."""
+    if value is None:
+        return False
+    found = APPENDIX_VALUES.get(value.strip().lower()[:8])
+    if found is None or len(value) > 8:
+        raise report.ReportRequestError(
+            f"appendix is 1 (the pack ends with every incident of the period) or 0 (the default), "
+            f"not {value[:20]!r}")
+    return found
 
 
 def _e(value: object) -> str:
@@ -252,30 +287,160 @@ def sla_section(pack: Pack) -> str:
     return "".join(out) + "</section>"
 
 
+def _when(pack: Pack, when: datetime) -> str:
+    return when.astimezone(pack.config.tz).strftime("%Y-%m-%d %H:%M")
+
+
+def _minutes(seconds: float | None) -> str:
+    return kpi_value(None if seconds is None else seconds / 60, "min")
+
+
+def _incident_count(pack: Pack) -> tuple[int, int]:
+    found = pack.incidents.incidents
+    measured = sum(1 for i in found if i.origin == "measured")
+    return measured, len(found) - measured
+
+
+def _agreement_row(name: str, s: PartnerIncidents, has_page: bool) -> str:
+    """One partner's line of the incidents table (``has_page``: it has a status page)."""
+    share = s.share_reported
+    reported = (f"{len(s.reported_outages)} of {len(s.outages)} ({kpi_value(100 * share, '%')})"
+                if has_page and share is not None else "no status page" if not has_page else "no outages")
+    delay = _minutes(s.median_delay_s) if s.median_delay_s is not None else "–"
+    measured = f"{len(s.outages)}" + (f" <small>({s.measured_incidents} at endpoints)</small>"
+                                      if s.measured_incidents != len(s.outages) else "")
+    return (f'<tr data-partner="{_e(s.partner_id)}"><td>{_e(name)}</td><td class="n">{measured}</td>'
+            f'<td class="n">{_minutes(s.measured_s)}</td>'
+            f'<td class="n">{len(s.reported) if has_page else "–"}</td>'
+            f'<td class="n">{_minutes(s.reported_s) if has_page else "–"}</td>'
+            f'<td class="n">{reported}</td><td class="n">{delay}</td>'
+            f'<td class="n">{len(s.never_seen) if has_page else "–"}</td>'
+            f'<td class="n">{len(s.without_probes) if has_page else "–"}</td></tr>')
+
+
+def _later(delay_s: float | None) -> str:
+    """A report's delay in words: "2.5 min later", "0.5 min earlier", "not reported"."""
+    if delay_s is None:
+        return "not reported"
+    return f"{_minutes(abs(delay_s))} {'earlier' if delay_s < 0 else 'later'}"
+
+
+def _outage_rows(pack: Pack, found: list[Outage], labels: dict[str, str]) -> str:
+    if not found:
+        return '<tr><td colspan="4">No outage measured.</td></tr>'
+    return "".join(
+        f'<tr><td class="t">{_e(_when(pack, o.started_at))}</td>'
+        f'<td class="n">{_minutes(o.duration_s)}{" (open)" if o.open else ""}</td>'
+        f"<td>{_e(', '.join(labels.get(e, e) for e in o.endpoints))}</td>"
+        f"<td>{_e(_later(o.delay_s))}</td></tr>"
+        for o in found)
+
+
+def _reported_rows(pack: Pack, found: list[Incident], seen: dict[str, str], empty: str) -> str:
+    if not found:
+        return f'<tr><td colspan="4">{_e(empty)}</td></tr>'
+    as_of = pack.incidents.as_of
+    return "".join(
+        f'<tr><td class="t">{_e(_when(pack, r.started_at))}</td>'
+        f'<td class="n">{_minutes(r.duration_s(as_of))}{" (open)" if r.resolved_at is None else ""}</td>'
+        f"<td>{_e(r.title)}</td><td>{_e(seen.get(r.id, ''))}</td></tr>" for r in found)
+
+
+SEEN_WORDS = {"seen by our probes": "seen", "never seen by our probes": "never seen",
+              "no probe data at the time": "no probe data",
+              "not matched (probe coverage not recorded)": "not matched"}
+
+
 def incidents(pack: Pack) -> str:
-    df, names = _section(pack.report, "incident"), {p.id: p.name for p in pack.config.partners}
-    if df.empty:
+    """Per partner: measured outages and reported incidents (count, minutes, the longest
+    five), and how they agree (``metrics.incidents``); the full list is the appendix's."""
+    c, label = pack.config, pack.period.label
+    measured, reported = _incident_count(pack)
+    if not measured + reported:
         return "<section><h2>Incidents</h2><p>No incident measured or reported in this period.</p></section>"
-    body = "".join(
-        f"<tr><td>{_e(names.get(r.partner_id, r.partner_id))}</td><td>{_e(r.detail)}</td>"
-        f"<td>{_e(r.name)}</td>"
-        f"<td>{_e(r.started_at)}</td><td>{_e(r.ended_at) or 'open'}</td>"
-        f'<td class="n">{kpi_value(_num(r.value), "min")}</td></tr>'
-        for r in df.sort_values("started_at").itertuples())
-    return ("<section><h2>Incidents: measured by our probes and reported by the partners</h2>"
-            "<table><tr><th>partner</th><th>source</th><th>title</th><th>start</th><th>end</th>"
-            f"<th>duration</th></tr>{body}</table></section>")
+    summaries = pack.incidents.summary([p.id for p in c.partners])
+    seen = {k: SEEN_WORDS.get(a.text, a.text) for k, a in agreement(summaries).items()}
+    where = ("listed in the appendix below" if pack.appendix else
+             "listed in the pack's appendix (<code>partnerboard export --appendix</code>, "
+             f"<code>?appendix=1</code>, or the Reports page) and in the incidents CSV "
+             f"(<code>/api/reports/{_e(label)}/incidents.csv</code>)")
+    head = (f'<p class="count"><b>{measured + reported} incidents summarised</b> ({measured} measured by our '
+            f"probes, {reported} reported by the partners) in {_e(label)}; every one is {where}.</p>")
+    table = ('<table class="agreement"><tr><th>partner</th><th>measured outages</th><th>minutes down</th>'
+             "<th>reported incidents</th><th>minutes reported</th><th>outages the partner reported</th>"
+             "<th>median delay of the report</th><th>reported, never seen by our probes</th>"
+             "<th>reported in time without probes</th></tr>"
+             + "".join(_agreement_row(p.name, summaries[p.id], p.statuspage is not None
+                                      or bool(summaries[p.id].reported)) for p in c.partners)
+             + "</table>")
+    parts = ['<section class="incidents"><h2>Incidents</h2>', head, table]
+    for p in c.partners:
+        s = summaries[p.id]
+        labels = {e.id: e.label for e in p.endpoints}
+        never = s.never_seen
+        impacts = Counter(r.impact or "unknown" for r in never)
+        parts.append(
+            f'<h3>{_e(p.name)}</h3><div class="pair">'
+            f'<div><table><caption>Longest measured outages (of {len(s.outages)})</caption>'
+            "<tr><th>start</th><th>down</th><th>endpoints</th><th>partner's report</th></tr>"
+            f"{_outage_rows(pack, s.longest_outages(), labels)}</table></div>"
+            f'<div><table><caption>Longest reported incidents (of {len(s.reported)})</caption>'
+            "<tr><th>start</th><th>length</th><th>title</th><th>our probes</th></tr>"
+            f"{_reported_rows(pack, s.longest_reported(pack.incidents.as_of), seen, 'None reported.')}"
+            "</table></div></div>"
+            + (f'<p class="never">Reported by {_e(p.name)}, never seen by our probes: {len(never)} (impact '
+               + ", ".join(f"{_e(k)} {v}" for k, v in sorted(impacts.items(), key=lambda kv: (-kv[1], kv[0])))
+               + ").</p>" if never else ""))
+    parts.append(
+        '<p class="note">An outage: a partner\'s measured incidents that overlap (one at several '
+        "endpoints counts once). A report matches an outage it overlaps within "
+        f"{MATCH_TOLERANCE.total_seconds() / 60:g} minutes; its delay: when the status page posted it (else "
+        "the start it gave) minus the outage's start. "
+        "<i>Never seen</i>: our probes watched and saw no outage; <i>without probes</i>: nobody watched. "
+        "Minutes: time in the period with one open. Definitions: docs/review.md.</p></section>")
+    return "".join(parts)
+
+
+def appendix(pack: Pack) -> str:
+    """Every incident of the period, oldest first, with what the other side said (only when
+    asked for: ``build(appendix=True)``)."""
+    if not pack.appendix:
+        return ""
+    c = pack.config
+    names, as_of = {p.id: p.name for p in c.partners}, pack.incidents.as_of
+    labels = {(p.id, e.id): e.label for p in c.partners for e in p.endpoints}
+    said = agreement(pack.incidents.summary([p.id for p in c.partners]))
+    rows = []
+    for i in pack.incidents.incidents:
+        a = said.get(i.id)
+        where = (labels.get((i.partner_id, i.endpoint_id or ""), i.endpoint_id or "")
+                 if i.origin == "measured" else "status page")
+        rows.append(
+            f'<tr data-incident="{_e(i.id)}"><td class="t">{_e(_when(pack, i.started_at))}</td>'
+            f'<td class="t">{_e(_when(pack, i.resolved_at)) if i.resolved_at else "open"}</td>'
+            f'<td class="n">{_minutes(i.duration_s(as_of))}</td>'
+            f"<td>{_e(names.get(i.partner_id, i.partner_id))}</td><td>{_e(i.origin)}</td><td>{_e(where)}</td>"
+            f"<td>{_e(i.title)}</td>"
+            f"<td>{_e(a.text if a else '')}"
+            f"{_e(', ' + _later(a.delay_s)) if a and a.delay_s is not None else ''}</td></tr>")
+    measured, reported = _incident_count(pack)
+    return (f'<section class="appendix"><h2>Appendix: every incident of {_e(pack.period.label)}</h2>'
+            f"<p>{measured + reported} incidents ({measured} measured by our probes, {reported} reported "
+            "by the partners), oldest first; times in the partnership's zone.</p>"
+            "<table><tr><th>start</th><th>end</th><th>length</th><th>partner</th><th>source</th><th>where</th>"
+            f"<th>title</th><th>the other side</th></tr>{''.join(rows)}</table></section>")
 
 
 def notes(pack: Pack) -> str:
     df, names = _section(pack.report, "annotation"), {p.id: p.name for p in pack.config.partners}
     if df.empty:
-        return "<section><h2>Annotations</h2><p>No annotations for this period.</p></section>"
+        return '<section class="flow"><h2>Annotations</h2><p>No annotations for this period.</p></section>'
     body = "".join(
         f"<tr><td>{_e(r.started_at)}</td><td>{_e(names.get(r.partner_id, 'both'))}</td>"
         f"<td>{_e(BY_ID[r.item].name if isinstance(r.item, str) and r.item in BY_ID else 'all KPIs')}</td>"
         f"<td>{_e(r.name)}</td><td>{_e(r.status)}</td></tr>" for r in df.itertuples())
-    return ("<section><h2>Annotations</h2><table><tr><th>day</th><th>partner</th><th>KPI</th><th>note</th>"
+    return ('<section class="flow"><h2>Annotations</h2><table>'
+            "<tr><th>day</th><th>partner</th><th>KPI</th><th>note</th>"
             f"<th>visible to</th></tr>{body}</table></section>")
 
 
@@ -284,7 +449,7 @@ def governance(pack: Pack) -> str:
     (overdue first) and what became of those closed during the period."""
     df, names = pack.report, {p.id: p.name for p in pack.config.partners}
     decided, acts = _section(df, "decision"), _section(df, "action")
-    out = ["<section><h2>Decisions and actions</h2><h3>Decisions</h3>"]
+    out = ['<section class="flow"><h2>Decisions and actions</h2><h3>Decisions</h3>']
     if decided.empty:
         out.append("<p>No decisions recorded for this review.</p>")
     else:
@@ -317,7 +482,7 @@ def _status_word(status: str, overdue: object) -> str:
 
 
 SECTIONS: tuple[Callable[[Pack], str], ...] = (cover, summary, scorecard, trends, sla_section, governance,
-                                               incidents, notes)
+                                               incidents, notes, appendix)
 
 CSS = """
 @page { size: A4 landscape; margin: 14mm 14mm 16mm 14mm;
@@ -328,6 +493,14 @@ body { font-family: "DejaVu Sans", Arial, sans-serif; font-size: 9.5pt; color: #
 h1 { font-size: 26pt; margin: 30mm 0 4mm; } h2 { font-size: 15pt; border-bottom: 1px solid #d0d7de; }
 h3 { font-size: 11pt; margin: 4mm 0 2mm; } .sub { font-size: 13pt; color: #57606a; }
 section { break-before: page; } section.cover { break-before: auto; }
+section.flow { break-before: auto; margin-top: 9mm; }
+h2, h3, caption { break-after: avoid; } tr { break-inside: avoid; }
+caption { text-align: left; font-weight: bold; padding: 0 0 1mm; }
+section.incidents table { font-size: 8.5pt; }
+section.incidents td, section.incidents th { padding: 0.7mm 1.5mm; }
+section.appendix td, section.appendix th { padding: 0.7mm 1.5mm; } section.appendix table { font-size: 8pt; }
+td.t { white-space: nowrap; } p.never { margin: 0 0 2mm; }
+.pair { display: flex; gap: 6mm; } .pair > div { flex: 1 1 0; } .count { font-size: 10.5pt; }
 .partners { display: flex; gap: 14mm; margin: 10mm 0; font-size: 14pt; }
 .logo { max-height: 18mm; max-width: 50mm; display: block; margin-bottom: 2mm; }
 .signoff { padding: 3mm 4mm; border-left: 4px solid; } .signed { border-color: #1a7f37; }

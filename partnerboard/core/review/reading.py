@@ -13,12 +13,13 @@ of its numbers.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pandas as pd
 from sqlalchemy.engine import Connection
 
 from partnerboard.core.config import Config
+from partnerboard.core.metrics import incidents
 from partnerboard.core.reports import report
 from partnerboard.core.review import closes, restatements
 from partnerboard.core.vocabulary import timeutil
@@ -110,3 +111,39 @@ def funnel_for(conn: Connection, config: Config, partner_id: str, period: Period
     for frame in (stages, cohorts):
         frame.attrs.update(as_of=when, signed=frozen is not None)
     return stages, cohorts
+
+
+def incidents_for(conn: Connection, config: Config, period: Period, *,
+                  now: datetime | None = None) -> incidents.PeriodIncidents:
+    """The period's incidents for the pack's summary, its appendix and the incidents CSV:
+    as frozen with the signed snapshot where the period is signed, today's as of ``now``
+    otherwise. Incidents are shared (both partners' people see both partners' incidents).
+
+    A version signed before the snapshot held them is read from its frozen report rows:
+    the same incidents, without report times (the delay uses the partner's given start)
+    or probe coverage (not recorded)."""
+    now = now or timeutil.utcnow()
+    start, end = period.bounds(config.tz)
+    signed = closes.latest_signed(conn, period.label) if period.kind in closes.CLOSABLE else None
+    if signed is None:
+        return incidents.load(conn, start, end, now)
+    frozen = closes.snapshot(conn, signed.id).get("incidents")
+    if frozen is not None:
+        return incidents.PeriodIncidents.from_json(frozen)
+    rows = closes.signed_frame(conn, signed)
+    found = [_from_report_row(r) for r in rows[rows.section == "incident"].to_dict("records")]
+    return incidents.PeriodIncidents(start, min(end, signed.as_of), signed.as_of,
+                                     tuple(sorted(found, key=incidents.order)))
+
+
+def _from_report_row(r: dict) -> incidents.Incident:
+    """An incident from a report's ``incident`` row (local ISO times; origin in ``detail``)."""
+    def when(text: object) -> datetime | None:
+        return datetime.fromisoformat(text).astimezone(UTC) if isinstance(text, str) and text else None
+
+    started = when(r["started_at"])
+    assert started is not None, "an incident row always has its start"
+    return incidents.Incident(
+        id=str(r["item"]), partner_id=r["partner_id"],
+        origin=incidents.MEASURED if r["detail"] == "measured by our probes" else incidents.REPORTED,
+        title=str(r["name"]), status=str(r["status"]), started_at=started, resolved_at=when(r["ended_at"]))

@@ -312,6 +312,15 @@ def _v25_source_loads(conn: Connection) -> None:
     schema.source_loads.create(conn, checkfirst=True)
 
 
+def _v26_incident_reported_at(conn: Connection) -> None:
+    """v26: ``incidents.reported_at``, when a partner's status page posted an incident (its
+    ``created_at``): the review pack's delay before the partner reported a measured outage.
+    Left empty for incidents imported before; the next status-page pull fills it in (the
+    importer compares it like any other field)."""
+    if "reported_at" not in {c["name"] for c in sa.inspect(conn).get_columns("incidents")}:
+        conn.execute(sa.text("ALTER TABLE incidents ADD COLUMN reported_at TIMESTAMP"))
+
+
 # Step N upgrades a database at version N-1 to version N. Append only; never edit.
 STEPS: dict[int, Callable[[Connection], None]] = {
     2: _v2_indexes,
@@ -338,6 +347,7 @@ STEPS: dict[int, Callable[[Connection], None]] = {
     23: _v23_merchant_stage_indexes,
     24: _v24_proposals,
     25: _v25_source_loads,
+    26: _v26_incident_reported_at,
 }
 LATEST = max(STEPS)
 

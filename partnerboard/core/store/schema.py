@@ -249,6 +249,8 @@ incidents = sa.Table(
     sa.Column("url", sa.Text),
     sa.Column("first_run_id", sa.String(36)),
     sa.Column("last_run_id", sa.String(36)),
+    sa.Column("reported_at", sa.DateTime,
+              comment="reported incidents: when the status page posted it (its created_at); v26"),
     sa.UniqueConstraint("partner_id", "origin", "external_id", name="uq_incidents_source_key"),
     sa.Index("ix_incidents_partner_started", "partner_id", "started_at"),
 )
