@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from partnerboard import background, dashboard, web_auth, web_guard
+from partnerboard import background, dashboard, web_auth, web_guard, web_uploads
 from partnerboard.core import access
 from partnerboard.core.access import audit
 from partnerboard.core.changes import annotations, run_now
@@ -283,7 +283,9 @@ def _streamlit_options() -> None:
     """Streamlit settings the board depends on, whatever a config.toml in the working
     directory says: no error details (tracebacks with server paths) on the pages, the
     viewer's toolbar (no "Clear cache" or "Rerun" developer items), XSRF protection of
-    Streamlit's own upload route, no static file serving from the working directory, and
+    Streamlit's own upload route and its size cap at what the board's uploaders take (1 MB,
+    Streamlit's default is 200; the guard enforces each uploader's own limit, see
+    ``web_uploads``), no static file serving from the working directory, and
     three things a deployed board pays for on every page view without needing them
     (profiled with yappi, ``bench/bench_viewers.py``): the source watcher (after every
     script run it resolved the path of every loaded module, ~14 000 ``realpath`` calls),
@@ -297,6 +299,7 @@ def _streamlit_options() -> None:
 
     for key, value in (("client.showErrorDetails", "none"), ("client.toolbarMode", "viewer"),
                        ("server.enableXsrfProtection", True), ("server.enableStaticServing", False),
+                       ("server.maxUploadSize", web_uploads.MAX_UPLOAD_MB),
                        ("global.developmentMode", False), ("browser.gatherUsageStats", False),
                        ("server.fileWatcherType", "none"), ("server.runOnSave", False),
                        ("runner.magicEnabled", False), ("runner.postScriptGC", False)):
