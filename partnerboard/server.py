@@ -34,7 +34,7 @@ from partnerboard.core.config import load_config
 from partnerboard.core.config.secrets import scrub
 from partnerboard.core.metrics import maintenance
 from partnerboard.core.reports import csv_export, report
-from partnerboard.core.review import pack, pdf, reading
+from partnerboard.core.review import pack, pdf, reading, renders
 from partnerboard.core.store import close_store, display_url, job_claims, open_store, processes, runs
 from partnerboard.core.vocabulary import periods
 
@@ -147,7 +147,8 @@ def create_app(config_path: str, database_url: str, *, collect: bool = True,
 
     async def report_pack(request: Request) -> Response:
         """``/api/reports/2026-Q3.pdf`` (or ``.html``): the review pack, as the reader may
-        see it; same sign-in and audit as the CSV."""
+        see it; same sign-in and audit as the CSV. ``429`` with ``Retry-After`` while the
+        person's previous pack, or ``renders.MAX_RENDERS`` packs, are being made."""
         who = await _signed_in(request)
         if isinstance(who, Response):
             return who
@@ -171,7 +172,13 @@ def create_app(config_path: str, database_url: str, *, collect: bool = True,
             document = pack.render(made)
             return pdf.render(document) if kind == "pdf" else document.encode()
 
-        body = await asyncio.to_thread(build)
+        # One pack per person and a few in all, in threads of their own: sign-in and the
+        # other routes never wait behind renders (renders.py).
+        try:
+            slot = renders.claim(user.email)
+        except renders.RenderBusy as exc:
+            return PlainTextResponse(str(exc), 429, headers={"Retry-After": str(exc.retry_after)})
+        body = await asyncio.get_running_loop().run_in_executor(renders.EXECUTOR, slot.run, build)
         media = "application/pdf" if kind == "pdf" else "text/html; charset=utf-8"
         return Response(body, media_type=media, headers={
             "Content-Disposition": f'{"attachment" if kind == "pdf" else "inline"}; '
