@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from partnerboard import background, dashboard, demo, web_auth, web_guard
+from partnerboard import background, dashboard, demo, web_auth, web_guard, web_uploads
 from partnerboard.core import access
 from partnerboard.core.access import audit
 from partnerboard.core.changes import annotations, run_now
@@ -34,7 +34,7 @@ from partnerboard.core.config import load_config
 from partnerboard.core.config.secrets import scrub
 from partnerboard.core.metrics import maintenance
 from partnerboard.core.reports import csv_export, incident_csv, report
-from partnerboard.core.review import pack, pdf, reading
+from partnerboard.core.review import pack, pdf, reading, renders
 from partnerboard.core.store import close_store, display_url, job_claims, loads, open_store, processes, runs
 from partnerboard.core.vocabulary import periods
 
@@ -181,7 +181,8 @@ def create_app(config_path: str, database_url: str, *, collect: bool = True,
     async def report_pack(request: Request) -> Response:
         """``/api/reports/2026-Q3.pdf`` (or ``.html``; ``?appendix=1`` ends it with every
         incident of the period): the review pack, as the reader may see it; same sign-in and
-        audit as the CSV."""
+        audit as the CSV. ``429`` with ``Retry-After`` while the person's previous pack, or
+        ``renders.MAX_RENDERS`` packs, are being made."""
         who = await _signed_in(request)
         if isinstance(who, Response):
             return who
@@ -207,7 +208,13 @@ def create_app(config_path: str, database_url: str, *, collect: bool = True,
             document = pack.render(made)
             return pdf.render(document) if kind == "pdf" else document.encode()
 
-        body = await asyncio.to_thread(build)
+        # One pack per person and a few in all, in threads of their own: sign-in and the
+        # other routes never wait behind renders (renders.py).
+        try:
+            slot = renders.claim(user.email)
+        except renders.RenderBusy as exc:
+            return PlainTextResponse(str(exc), 429, headers={"Retry-After": str(exc.retry_after)})
+        body = await asyncio.get_running_loop().run_in_executor(renders.EXECUTOR, slot.run, build)
         media = "application/pdf" if kind == "pdf" else "text/html; charset=utf-8"
         return Response(body, media_type=media, headers={
             "Content-Disposition": f'{"attachment" if kind == "pdf" else "inline"}; '
@@ -333,7 +340,9 @@ def _streamlit_options() -> None:
     """Streamlit settings the board depends on, whatever a config.toml in the working
     directory says: no error details (tracebacks with server paths) on the pages, the
     viewer's toolbar (no "Clear cache" or "Rerun" developer items), XSRF protection of
-    Streamlit's own upload route, no static file serving from the working directory, and
+    Streamlit's own upload route and its size cap at what the board's uploaders take (1 MB,
+    Streamlit's default is 200; the guard enforces each uploader's own limit, see
+    ``web_uploads``), no static file serving from the working directory, and
     three things a deployed board pays for on every page view without needing them
     (profiled with yappi, ``bench/bench_viewers.py``): the source watcher (after every
     script run it resolved the path of every loaded module, ~14 000 ``realpath`` calls),
@@ -347,6 +356,7 @@ def _streamlit_options() -> None:
 
     for key, value in (("client.showErrorDetails", "none"), ("client.toolbarMode", "viewer"),
                        ("server.enableXsrfProtection", True), ("server.enableStaticServing", False),
+                       ("server.maxUploadSize", web_uploads.MAX_UPLOAD_MB),
                        ("global.developmentMode", False), ("browser.gatherUsageStats", False),
                        ("server.fileWatcherType", "none"), ("server.runOnSave", False),
                        ("runner.magicEnabled", False), ("runner.postScriptGC", False)):

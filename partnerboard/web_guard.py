@@ -10,6 +10,9 @@ One ASGI middleware (``Guard``, given to ``st.App``), in the order a request mee
    log and the per-address sign-in limit included, sees the result.
 2. **Streamlit's routes.** ``/media/*`` (download and image URLs), uploads and component
    files need a signed-in person; ``/_stcore/metrics`` an admin; the agent API is closed.
+   An upload (PUT/DELETE ``/_stcore/upload_file/...``) must also come from the person
+   whose open page shows an uploader, to a file id that page asked for, and is read up to
+   the uploader's limit, no further (``web_uploads``).
    Signed out, in built-in mode, a page load is sent to ``/signin`` and the websocket is
    refused, so nothing of the app (page names, script path) reaches a stranger. In OIDC
    mode the page must run to offer ``st.login``, so the websocket stays open and (3)
@@ -17,7 +20,9 @@ One ASGI middleware (``Guard``, given to ``st.App``), in the order a request mee
 3. **Websocket messages.** Client messages that act on the whole server (``clear_cache``
    empties every user's caches, ``set_run_on_save``, ``load_git_info``, debug messages)
    are dropped for everyone; the session start is stripped of the script's path on disk
-   and the Python and OS versions.
+   and the Python and OS versions. What the server sends tells ``web_uploads`` whose
+   session it is and which uploaders its page shows; when the socket closes, the
+   session's uploaded files are freed.
 4. **Requests that change something** (POST/PUT/PATCH/DELETE to ``/api/*``,
    ``/signin``, ``/signout``): the body is limited to ``MAX_BODY`` before anything reads
    it (413). A browser's request to ``/api/*`` must come from the board's own origin
@@ -39,6 +44,8 @@ from urllib.parse import quote, urlsplit
 from starlette.datastructures import Headers
 from starlette.requests import cookie_parser
 
+from partnerboard import web_uploads
+
 log = logging.getLogger("partnerboard.guard")
 
 Scope = dict[str, Any]
@@ -46,6 +53,9 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 MAX_BODY = 64 * 1024
+# Messages to a page up to this size are read for what they show (an uploader is a small
+# one); larger ones (tables, charts) only when they carry the session start.
+WATCHED_SIZE = 64 * 1024
 CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Client messages that act beyond the sender's own session, or only serve development.
 DROPPED_MESSAGES = frozenset({"clear_cache", "set_run_on_save", "load_git_info",
@@ -131,9 +141,11 @@ class Guard:
     """ASGI middleware for the board server; ``live`` holds the store and config once the
     app's lifespan has opened them (until then, gated paths answer 503)."""
 
-    def __init__(self, app: Any, live: dict[str, Any], script_path: str) -> None:
+    def __init__(self, app: Any, live: dict[str, Any], script_path: str,
+                 files: Callable[[], Any] = web_uploads.streamlit_files) -> None:
         self.app, self.live = app, live
         self._script_dir = str(script_path).rsplit("/", 1)[0].encode()
+        self.uploads = web_uploads.Sessions(files)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -194,6 +206,9 @@ class Guard:
                 await _plain(send, 503, "the board is starting; retry in a few seconds")
                 return
             user = await self._who(scope)
+            if user is not None and path.startswith(web_uploads.ROUTE) and method in ("PUT", "DELETE"):
+                await self._upload(scope, receive, send, user)
+                return
             if user is None and kind == "page":
                 target = path + (f"?{scope['query_string'].decode('latin-1')}" if scope.get("query_string")
                                  else "")
@@ -212,13 +227,50 @@ class Guard:
                 if refusal:
                     await _plain(send, 403, refusal)
                     return
-            body = await _read_limited(receive, headers)
+            body = await _read_limited(receive, headers, MAX_BODY)
             if body is None:
                 await _plain(send, 413, f"the request body is larger than {MAX_BODY // 1024} KiB; "
                                         "send less (one annotation or action per request)")
                 return
             receive = _replay(body, receive)
         await self.app(scope, receive, send)
+
+    async def _upload(self, scope: Scope, receive: Receive, send: Send, user: Any) -> None:
+        """Streamlit's upload route for ``user``: admitted by ``web_uploads``, the body read
+        up to the uploader's limit (413 past it, before Streamlit reads any of it), and what
+        Streamlit stored or removed noted for the page."""
+        admitted = self.uploads.admit(user, scope["method"], scope["path"])
+        if isinstance(admitted, web_uploads.Refusal):
+            await _plain(send, admitted.status, admitted.reason)
+            return
+        session, file_id, size = admitted
+        too_large = (f"refused: the file is larger than the uploader takes: at most "
+                     f"{web_uploads.size_text(size)}; split it into smaller files")
+        body = b""
+        if scope["method"] == "PUT":
+            body = await _read_limited(receive, Headers(scope=scope), size + web_uploads.MULTIPART_MARGIN)
+            if body is None:
+                await _plain(send, 413, too_large)
+                return
+            receive = _replay(body, receive)
+        status: list[int] = []
+
+        async def noted(message: dict[str, Any]) -> None:
+            """Streamlit's answer, but its 413 (a file just over the limit, found once it
+            parsed the body) in the same words as the guard's."""
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+                if status == [413]:
+                    await _plain(send, 413, too_large)
+            if status != [413]:
+                await send(message)
+
+        await self.app(scope, receive, noted)
+        if status == [204]:
+            if scope["method"] == "PUT":
+                self.uploads.stored(session, file_id, len(body))
+            else:
+                self.uploads.removed(session, file_id)
 
     # --- 2 and 3: the websocket ----------------------------------------------------------
 
@@ -234,10 +286,16 @@ class Guard:
                             scope["client"][0] if scope.get("client") else "unknown")
                 await send({"type": "websocket.close", "code": 1008})
                 return
-            if _builtin(config) and await self._who(scope) is None:
+            owner = await self._who(scope)
+            if _builtin(config) and owner is None:
                 await send({"type": "websocket.close", "code": 1008})  # answered 403 by uvicorn
                 return
-            receive, send = self._filtered(receive), self._scrubbed(send)
+            watch = self.uploads.watch(owner)
+            try:
+                await self.app(scope, self._filtered(receive), self._scrubbed(send, watch))
+            finally:
+                watch.closed()
+            return
         await self.app(scope, receive, send)
 
     def _filtered(self, receive: Receive) -> Receive:
@@ -253,13 +311,18 @@ class Guard:
 
         return next_message
 
-    def _scrubbed(self, send: Send) -> Send:
+    def _scrubbed(self, send: Send, watch: web_uploads.Watch) -> Send:
         script_dir = self._script_dir
 
         async def forward(message: dict[str, Any]) -> None:
             data = message.get("bytes")
-            if message.get("type") == "websocket.send" and data and script_dir in data:
-                message = {**message, "bytes": _strip_new_session(data)}
+            if message.get("type") == "websocket.send" and data and (
+                    len(data) <= WATCHED_SIZE or script_dir in data):
+                msg = _forward_msg(data)
+                if msg is not None:
+                    watch.saw(msg)
+                    if script_dir in data and msg.HasField("new_session"):
+                        message = {**message, "bytes": _strip_new_session(msg)}
             await send(message)
 
         return forward
@@ -292,17 +355,20 @@ def _back_msg_type(data: bytes) -> str | None:
     return msg.WhichOneof("type")
 
 
-def _strip_new_session(data: bytes) -> bytes:
-    """The session-start message without the script's directory, Python and OS versions."""
+def _forward_msg(data: bytes) -> Any:
+    """A message the server sends the page, parsed; None if it cannot be read."""
     from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
     msg = ForwardMsg()
     try:
         msg.ParseFromString(data)
     except Exception:
-        return data
-    if not msg.HasField("new_session"):
-        return data
+        return None
+    return msg
+
+
+def _strip_new_session(msg: Any) -> bytes:
+    """The session-start message without the script's directory, Python and OS versions."""
     session = msg.new_session
     session.main_script_path = session.main_script_path.rsplit("/", 1)[-1]
     env = session.initialize.environment_info
@@ -321,10 +387,10 @@ def _with_security_headers(send: Send) -> Send:
     return wrapped
 
 
-async def _read_limited(receive: Receive, headers: Headers) -> bytes | None:
-    """The whole body if it is at most ``MAX_BODY`` bytes, else None (read no further)."""
+async def _read_limited(receive: Receive, headers: Headers, limit: int) -> bytes | None:
+    """The whole body if it is at most ``limit`` bytes, else None (read no further)."""
     declared = headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY):
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
         return None
     chunks, size = [], 0
     while True:
@@ -333,7 +399,7 @@ async def _read_limited(receive: Receive, headers: Headers) -> bytes | None:
             break
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > MAX_BODY:
+        if size > limit:
             return None
         chunks.append(chunk)
         if not message.get("more_body"):

@@ -10,7 +10,7 @@ from tests.conftest import REPO
 C, D, S, N = ("partnerboard.collectors", "partnerboard.dashboard", "partnerboard.simulator",
               "partnerboard.notifiers")
 TOP = {"partnerboard.cli", "partnerboard.server", "partnerboard.demo", "partnerboard.web_auth",
-       "partnerboard.web_guard", "partnerboard.background"}
+       "partnerboard.web_guard", "partnerboard.web_uploads", "partnerboard.background"}
 FORBIDDEN = {
     "partnerboard/core": {C, D, S, N, *TOP},
     "collectors": {D, S, N, *TOP},

@@ -14,7 +14,7 @@ from partnerboard.core.access import User, audit
 from partnerboard.core.changes import survey_upload
 from partnerboard.core.config import load_config, parse_config
 from partnerboard.core.metrics import kpi_engine
-from partnerboard.core.store import schema
+from partnerboard.core.store import quarantine, schema
 from partnerboard.core.vocabulary.periods import parse
 from tests.conftest import config_dict, open_page, shown
 
@@ -142,3 +142,80 @@ def test_the_satisfaction_page_shows_nps_with_its_note_and_imports_a_file(page_e
     viewer = open_page("views/satisfaction.py", period="2026-10", title="Satisfaction",
                        user="viewer@paygate.example", role="viewer", partner_id="payments")
     assert not [b for b in viewer.button if b.label == "Import"]
+
+
+# --- issue 35: files that crashed the import ------------------------------------------------
+
+@pytest.mark.parametrize("answered_at", ["0001-01-01T00:00:00+02:00", "9999-12-31T23:59:59-05:00",
+                                         "9999-12-31T23:00:00Z", "1969-12-31T23:59:59Z",
+                                         "2100-01-01T00:00:00Z"])
+def test_an_answer_outside_the_boards_years_is_quarantined_with_the_reason(store, answered_at) -> None:
+    data = _csv([("ok", 9, "merchant", "2026-10-02T10:00:00+02:00", ""),
+                 ("far", 9, "merchant", answered_at, "")])
+    with store.engine.begin() as conn:
+        done = survey_upload.import_csv(conn, CFG, EDITOR, "marketplace", data)
+    assert done.inserted == 1
+    [(line, reason)] = done.quarantined
+    assert line == 3 and reason.startswith("line 3: answered_at") and "1970–2099" in reason, reason
+
+
+def test_every_partner_time_outside_the_boards_years_is_a_validation_error() -> None:
+    """Collected records too: a partner's year 1 or 9999 is quarantined, not a crashed run."""
+    from pydantic import ValidationError
+
+    from partnerboard.core.vocabulary import records
+
+    order = {"id": "o1", "merchant_id": "m1", "channel": "web", "status": "paid", "amount": "1.00",
+             "currency": "EUR", "created_at": "2026-10-01T10:00:00+02:00",
+             "updated_at": "2026-10-01T10:00:00Z"}
+    assert records.Order.model_validate(order).created_at.year == 2026
+    for when in ("0001-01-01T00:00:00+02:00", "9999-12-31T23:59:59-05:00"):
+        with pytest.raises(ValidationError, match="outside the years the board covers"):
+            records.Order.model_validate(order | {"updated_at": when})
+
+
+def test_a_field_longer_than_the_csv_limit_refuses_the_file_naming_its_line(store) -> None:
+    data = _csv([("r1", 9, "merchant", "2026-10-02T10:00:00+02:00", ""),
+                 ("r2", 9, "merchant", "2026-10-02T11:00:00+02:00", "x" * 200_000)])
+    with store.engine.begin() as conn:
+        with pytest.raises(survey_upload.UploadError, match=r"big\.csv line 3: a field is longer than "
+                                                            r"131,072 characters.*comment.*4,000"):
+            survey_upload.import_csv(conn, CFG, EDITOR, "marketplace", data, filename="big.csv")
+        assert conn.execute(sa.select(sa.func.count()).select_from(schema.survey_responses)).scalar() == 0
+
+
+def test_a_files_bad_rows_are_quarantined_in_one_batch(store) -> None:
+    """A file of bad rows is written in a few statements, not two per row: the import holds
+    the write lock every sign-in waits for (issue 35: 22,000 rows, a sign-in waited 64 s)."""
+    bad = [(f"b{i}", 11, "merchant", "2026-10-02T10:00:00+02:00", "")
+           for i in range(survey_upload.MAX_QUARANTINED)]
+    data = _csv([("ok", 9, "merchant", "2026-10-02T10:00:00+02:00", ""), *bad])
+    statements = []
+
+    def seen(_conn, _cursor, statement, *_rest) -> None:
+        statements.append(statement)
+
+    sa.event.listen(store.engine, "before_cursor_execute", seen)
+    try:
+        with store.engine.begin() as conn:
+            done = survey_upload.import_csv(conn, CFG, EDITOR, "marketplace", data)
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", seen)
+    assert (done.inserted, len(done.quarantined)) == (1, survey_upload.MAX_QUARANTINED)
+    with store.engine.connect() as conn:
+        held = conn.execute(sa.select(sa.func.count()).select_from(schema.quarantine)).scalar()
+    assert held == survey_upload.MAX_QUARANTINED
+    quarantine_statements = [s for s in statements if "quarantine" in s.lower()]
+    batches = -(-survey_upload.MAX_QUARANTINED // quarantine.CHUNK)
+    assert len(quarantine_statements) <= 2 * batches, len(quarantine_statements)  # look-ups and inserts
+
+
+def test_a_file_of_more_bad_rows_than_quarantine_takes_is_refused_whole(store) -> None:
+    bad = [(f"b{i}", 11, "merchant", "2026-10-02T10:00:00+02:00", "")
+           for i in range(survey_upload.MAX_QUARANTINED + 1)]
+    with store.engine.begin() as conn:
+        with pytest.raises(survey_upload.UploadError,
+                           match=r"bad\.csv: more than 1,000 rows are invalid.*line 2: score: '11'"):
+            survey_upload.import_csv(conn, CFG, EDITOR, "marketplace", _csv(bad), filename="bad.csv")
+        for table in (schema.quarantine, schema.survey_responses):
+            assert conn.execute(sa.select(sa.func.count()).select_from(table)).scalar() == 0

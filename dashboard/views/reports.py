@@ -128,7 +128,7 @@ for section, title in (("kpi", "KPIs"), ("sla", "SLA"), ("incident", "Incidents"
 
 # --- subscriptions: the pack arriving by itself ---------------------------------------
 if cfg.subscriptions:
-    from partnerboard.core.review import subscriptions
+    from partnerboard.core.review import renders, subscriptions
 
     st.subheader("Subscriptions")
     st.caption("From [[subscriptions]] in the config: the pack (PDF and CSV) sent to alert receivers on a "
@@ -159,5 +159,5 @@ if cfg.subscriptions:
                                                                                       period.label))
                     st.session_state[FLASH] = f"{which}: {period.label} queued for its receivers."
                     st.rerun()
-                except (subscriptions.SubscriptionError, Forbidden) as exc:
+                except (subscriptions.SubscriptionError, renders.RenderBusy, Forbidden) as exc:
                     st.error(f"Not sent: {failure(exc)}")

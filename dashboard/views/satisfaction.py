@@ -81,12 +81,12 @@ st.caption("Columns id, score (0–10), respondent_type (merchant or partner_sta
 choices = [user.partner_id] if user.partner_id else [p.id for p in cfg.partners]
 names = {p.id: p.name for p in cfg.partners}
 whose = st.selectbox("Responses about", choices, format_func=names.get, key="survey_partner")
-upload = st.file_uploader("CSV file", type=["csv"], key="survey_file")
+upload = st.file_uploader("CSV file", type=["csv"], key="survey_file",  # max_upload_size: Streamlit's MB
+                          max_upload_size=survey_upload.MAX_BYTES // (1024 * 1024))
 if upload is not None and st.button("Import", key="survey_import", type="primary"):
-    data = upload.getvalue()
-    try:
-        done = write_serially(store.engine, lambda conn: survey_upload.import_csv(
-            conn, cfg, user, whose, data, filename=upload.name))
+    try:  # validated before the store's write lock is taken; only the writing holds it
+        parsed = survey_upload.read(cfg, user, whose, upload.getvalue(), filename=upload.name)
+        done = write_serially(store.engine, lambda conn: survey_upload.write(conn, cfg, user, parsed))
         queries.board.clear()
         queries.board_tiles.clear()
         st.success(md(f"{upload.name}: {done.describe()}."))

@@ -21,6 +21,7 @@ ACTIONS: dict[str, Role] = {
     "view": "viewer",
     "export": "viewer",
     "annotate": "editor",
+    "upload": "editor",  # send a file to a page's uploader (the guard checks it on Streamlit's route)
     "edit_targets": "editor",
     "close_period": "editor",
     "run_now": "admin",

@@ -15,7 +15,7 @@ version stays readable. Everything is audited.
 
 The pack (``pack``: HTML; ``pdf``: the same document as PDF; ``charts``: vector trend
 charts) is made from what ``reading`` returns, so its numbers are the CSV's and the
-page's.
+page's. ``renders`` limits how many packs are made at once (one per person, two in all).
 
 May import: ``vocabulary``, ``config``, ``store``, ``access``, ``metrics``, ``changes``,
 ``reports``.

@@ -36,7 +36,7 @@ from partnerboard.core.alerts import outbox
 from partnerboard.core.config import Config
 from partnerboard.core.config.subscriptions import Subscription
 from partnerboard.core.reports import report
-from partnerboard.core.review import reading
+from partnerboard.core.review import reading, renders
 from partnerboard.core.store import exclusive, schema
 from partnerboard.core.vocabulary import periods, timeutil
 from partnerboard.core.vocabulary.periods import Period
@@ -203,10 +203,11 @@ def send_now(conn: Connection, config: Config, actor: User | None, subscription_
             "receivers have it and delivery is retried until each accepts it; send it again from "
             f"{(at + RESEND_AFTER).astimezone(config.tz):%Y-%m-%d %H:%M} if it is still needed")
     run_id = str(uuid.uuid4())
-    conn.execute(sr.insert().values(id=run_id, subscription_id=sub.id, period=period.label,
-                                    due_at=timeutil.to_db(now), created_at=timeutil.to_db(now),
-                                    trigger="manual", created_by=actor.email))
-    sent = _queue(conn, config, sub, period, run_id, now)
+    with renders.held(actor.email):  # packs by hand count as the person's render (RenderBusy)
+        conn.execute(sr.insert().values(id=run_id, subscription_id=sub.id, period=period.label,
+                                        due_at=timeutil.to_db(now), created_at=timeutil.to_db(now),
+                                        trigger="manual", created_by=actor.email))
+        sent = _queue(conn, config, sub, period, run_id, now)
     whose = next(iter(sides)) if len(sides) == 1 else audit.SHARED  # one side's receivers: its business
     audit.record(conn, actor.email, "subscription.send", partner=whose,
                  target=f"{sub.id} {period.label}", detail=f"sent by hand to {sent} receiver(s)", ip=ip)

@@ -7,20 +7,33 @@ goes to quarantine with the reason, never half into the store.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from partnerboard.core.vocabulary import periods
+
 
 def _aware(v: datetime) -> datetime:
+    """A partner time with its offset, within the years the board covers: year 1 or 9999
+    with an offset cannot even be turned into UTC, and a time outside the periods the board
+    shows would never be read (``periods.EARLIEST``/``LATEST``)."""
     if v.tzinfo is None:
         raise ValueError("has no time zone; partner times must carry an offset or be epoch seconds")
+    try:
+        day = v.astimezone(UTC).date()
+    except OverflowError:
+        day = None
+    if day is None or not periods.EARLIEST <= day < periods.LATEST:
+        raise ValueError(f"is outside the years the board covers ({periods.EARLIEST.year}–"
+                         f"{periods.LATEST.year - 1})")
     return v
 
 
 Aware = Annotated[datetime, AfterValidator(_aware)]
+MAX_COMMENT = 4000  # characters of a survey comment
 Money = Annotated[Decimal, Field(max_digits=18, decimal_places=4)]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
 Id = Annotated[str, Field(min_length=1, max_length=128)]
@@ -126,7 +139,7 @@ class SurveyResponse(_Record):
     score: Annotated[int, Field(ge=0, le=10)]
     respondent_type: Literal["merchant", "partner_staff"]
     answered_at: Aware
-    comment: Annotated[str, Field(max_length=4000)] | None = None
+    comment: Annotated[str, Field(max_length=MAX_COMMENT)] | None = None
 
 
 # resource name -> (model, primary key columns); the store tables mirror these.
