@@ -88,28 +88,26 @@ class LongRead:
 
 
 def read(job: LongRead) -> None:
-    """One run of a windowed source: go on with its first load, then read what is new."""
+    """One run of a windowed source: go on with its first load, then read what is new since
+    it began (every run, so the newest records keep coming while a long load goes on)."""
     with job.store.engine.connect() as conn:
         watermark = runs.get_watermark(conn, job.source.id)
         load = loads.get(conn, job.source.id, loads.FIRST_LOAD)
     if load is None and watermark is None:
         load = _begin_first_load(job)
     elif load is not None and load.finished_at is None and watermark is None and load.windows == 0:
-        load = _begin_first_load(job)  # nothing read yet: start from today's top, not a stale one
+        load = _begin_first_load(job, load)  # nothing read yet: from today's top, not a stale one
     if load is not None and load.finished_at is None:
         load = _first_load(job, load)
-        if load.finished_at is None:  # out of budget, or a window to read again: the next run goes on
-            with job.store.engine.connect() as conn:
-                job.result.watermark = runs.get_watermark(conn, job.source.id)
-            job.result.more = job.budget.spent() and not job.budget.stopped
-            return
+        # Out of budget with more to read: the scheduler runs it again at once.
+        job.result.more = load.finished_at is None and job.budget.spent() and not job.budget.stopped
     if not job.budget.stopped:
         _newest(job, load)
     with job.store.engine.connect() as conn:
         job.result.watermark = runs.get_watermark(conn, job.source.id)
 
 
-def _begin_first_load(job: LongRead) -> loads.Load:
+def _begin_first_load(job: LongRead, unstarted: loads.Load | None = None) -> loads.Load:
     """A first load from now down. On a list sorted oldest first, one page of everything
     shows the oldest record: where the load will end, so it can tell its time left."""
     inc = job.source.incremental
@@ -123,60 +121,76 @@ def _begin_first_load(job: LongRead) -> loads.Load:
     with job.store.engine.begin() as conn:
         return loads.begin(conn, source=job.source.id, kind=loads.FIRST_LOAD, partner_id=job.partner_id,
                            run_id=job.run_id, top=top, reached=top, floor=inc.start, oldest=oldest,
-                           now=job.now())
+                           now=job.now(), replacing=unstarted)
+
+
+# A window its walk could not read to the end (``max_pages``) is read again in halves, down
+# to this span; below it the load waits for the next run (and says why).
+SMALLEST_WINDOW = timedelta(hours=1)
 
 
 def _first_load(job: LongRead, load: loads.Load) -> loads.Load:
     """Windows from ``load.reached`` down until the load ends or the budget is spent."""
     source = job.source
     earliest = load.earliest
+    span = job.chunk
     while True:
         upper = load.reached
-        lower = upper - job.chunk if load.floor is None else max(upper - job.chunk, load.floor)
+        lower = upper - span if load.floor is None else max(upper - span, load.floor)
         began = time.monotonic()
         with job.store.engine.begin() as conn:
             found = read_window(conn, job.partner_id, source, job.client, job.run_id, job.result, job.drift,
                                 since=lower, until=upper, tz=job.tz, cover=False)
-            if found.truncated:
-                # Part of the window is unread: what was read is kept, the window is not
-                # passed, and the next run reads it again.
-                job.result.notes.append(
-                    f"first load: the window {lower:%Y-%m-%d %H:%M}–{upper:%Y-%m-%d %H:%M} UTC was not "
-                    f"read to its end ({found.stopped_early}); the next run reads it again")
-                job.result.committed()
-                job.on_window()
-                return load
-            if found.earliest is not None:
-                earliest = found.earliest if earliest is None else min(earliest, found.earliest)
-            ends = _ends_here(job, load, lower, found.read)
-            reach = _covered_from(lower, earliest, load, ends)
-            if reach is not None:
-                coverage.extend(conn, source=source.id, partner_id=job.partner_id, resource=source.resource,
-                                run_id=job.run_id, explicit_from=reach, earliest=None, started=reach)
-            load = loads.advance(conn, load, reached=lower, records=found.read, earliest=earliest,
-                                 working_s=time.monotonic() - began, run_id=job.run_id, finished=ends,
-                                 now=job.now())
-        job.result.committed()
+            if not found.truncated:
+                if found.earliest is not None:
+                    earliest = found.earliest if earliest is None else min(earliest, found.earliest)
+                ends = _known_end(load, lower)
+                reach = _covered_from(lower, earliest, load, ends)
+                if reach is not None:
+                    coverage.extend(conn, source=source.id, partner_id=job.partner_id,
+                                    resource=source.resource, run_id=job.run_id, explicit_from=reach,
+                                    earliest=None, started=reach)
+                load = loads.advance(conn, load, reached=lower, records=found.read, earliest=earliest,
+                                     working_s=time.monotonic() - began, run_id=job.run_id, finished=ends,
+                                     now=job.now())
+        job.result.committed()  # a truncated window's records are kept too; the window is not passed
         job.on_window()
+        if found.truncated:
+            if span / 2 < SMALLEST_WINDOW:
+                job.result.notes.append(
+                    f"first load: {upper - lower} down from {upper:%Y-%m-%d %H:%M} UTC hold more than "
+                    f"max_pages lets one walk read ({found.stopped_early}); raise max_pages")
+                return load
+            span /= 2  # the same upper bound, half as far down
+            continue
+        span = min(span * 2, job.chunk)
+        if load.finished_at is None and not _known_end(load, lower) and found.read == 0 \
+                and not first_page(job.client, source, BEGINNING, lower):  # after the commit: no lock held
+            load = _finish(job, load, earliest)
         left = load.time_left_s()
         log.info("first load source=%s window=%d reached=%s records=%d time_left_s=%s%s", source.id,
                  load.windows, load.reached.isoformat(timespec="minutes"), load.records,
                  "?" if left is None else f"{left:.0f}", " done" if load.finished_at else "")
-        if load.finished_at is not None:
-            return load
-        if job.budget.spent():
+        if load.finished_at is not None or job.budget.spent():
             return load
 
 
-def _ends_here(job: LongRead, load: loads.Load, lower: datetime, read: int) -> bool:
-    """Whether the window down to ``lower`` was the load's last: it reached the configured
-    start or the oldest record the list showed, or it was empty and the partner has nothing
-    older (one page asked for)."""
+def _known_end(load: loads.Load, lower: datetime) -> bool:
+    """Whether the window down to ``lower`` reached where the load ends: the configured
+    start, or the oldest record the partner's list showed when the load began."""
     if load.floor is not None:
         return lower <= load.floor
-    if load.oldest is not None:
-        return lower <= load.oldest
-    return read == 0 and not first_page(job.client, job.source, BEGINNING, lower)
+    return load.oldest is not None and lower <= load.oldest
+
+
+def _finish(job: LongRead, load: loads.Load, earliest: datetime | None) -> loads.Load:
+    """The load ends where an empty window has nothing older behind it (one page asked, with
+    no transaction open): coverage becomes what any read of everything covers."""
+    with job.store.engine.begin() as conn:
+        coverage.extend(conn, source=job.source.id, partner_id=job.partner_id, resource=job.source.resource,
+                        run_id=job.run_id, explicit_from=_covered_from(load.reached, earliest, load, True),
+                        earliest=None, started=load.started_at)
+        return loads.finish(conn, load, run_id=job.run_id, now=job.now())
 
 
 def _covered_from(lower: datetime, earliest: datetime | None, load: loads.Load,
@@ -219,7 +233,8 @@ def _newest(job: LongRead, first: loads.Load | None) -> None:
     if catch_up is None or catch_up.finished_at is not None:
         with job.store.engine.begin() as conn:
             catch_up = loads.begin(conn, source=job.source.id, kind=loads.CATCH_UP, partner_id=job.partner_id,
-                                   run_id=job.run_id, top=end, reached=lower, floor=lower, now=job.now())
+                                   run_id=job.run_id, top=end, reached=lower, floor=lower, now=job.now(),
+                                   replacing=catch_up)
     while True:
         upper = lower + job.chunk
         last = upper >= end

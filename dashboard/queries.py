@@ -16,7 +16,7 @@ from partnerboard.dashboard.context import config_for_key
 
 from partnerboard.core.config import Config
 from partnerboard.core.metrics import filters as flt
-from partnerboard.core.metrics import health, maintenance
+from partnerboard.core.metrics import health, kpi_engine, maintenance
 from partnerboard.core.metrics.filters import Filters
 from partnerboard.core.store import loads as source_loads
 from partnerboard.core.store import open_store, runs
@@ -145,8 +145,8 @@ def maintenance_windows(url: str) -> list[dict]:
 
 REVIEW_TTL_S = 60
 LOADING_TTL_S = 10
-# A value's coverage mark and those of the periods its deltas compare with (kpi_engine.board).
-COVERAGE_FIELDS = ("coverage", "previous_coverage", "last_year_coverage")
+# A value's coverage mark and those of the periods its deltas compare with.
+COVERAGE_FIELDS = kpi_engine.COVERAGE_COLUMNS
 
 
 def review_bucket(loading: bool = False) -> datetime:

@@ -119,6 +119,17 @@ def _roll(engine, config: Config) -> None:
                          "payments", months, days)
 
 
+def _send_due(engine, config: Config) -> None:
+    """Packs whose time has come: rendered first, then queued under the write lock and the
+    cross-process lock, so no sign-in or page write waits behind a PDF."""
+    now = timeutil.utcnow()
+    with engine.connect() as conn:
+        rendered = subscriptions.due_now(conn, config, now)
+    if rendered:
+        write_serially(engine, _alone("partnerboard:subscriptions",
+                                      lambda c: subscriptions.queue_due(c, rendered, now)))
+
+
 def _alone(name: str, work: Callable[[Connection], object]) -> Callable[[Connection], object]:
     """``work`` holding the cross-process lock ``name`` for its transaction (``exclusive``)."""
     def run(conn: Connection) -> object:
@@ -147,9 +158,7 @@ def build(store: Store, config: Config, *, served_at: str | None = None,
          now + timedelta(seconds=20)),  # after the first collection round, not before it
         ("alerts:deliver", DELIVER_EVERY_S, _guarded("alert delivery", deliverer.tick), now),
         ("review:subscriptions", SUBSCRIPTIONS_EVERY_S,
-         _guarded("subscription check",
-                  lambda: write_serially(engine, _alone("partnerboard:subscriptions",
-                                                          lambda c: subscriptions.run_due(c, config)))),
+         _guarded("subscription check", lambda: _send_due(engine, config)),
          now + timedelta(seconds=5)),
         ("store:rollups", ROLLUPS_EVERY_S,
          _guarded("rollups", lambda: _roll(engine, config)), now + timedelta(seconds=30)),

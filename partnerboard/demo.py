@@ -31,7 +31,7 @@ from partnerboard.collectors.endpoint_status import EndpointStatus
 from partnerboard.collectors.probes import ProbeResult
 from partnerboard.core.config import Config
 from partnerboard.core.metrics import rollups
-from partnerboard.core.store import Store, runs, schema, write_serially
+from partnerboard.core.store import Store, exclusive, runs, schema, write_serially
 from partnerboard.core.vocabulary import timeutil
 from partnerboard.simulator.history import probe_history
 
@@ -65,14 +65,18 @@ def import_probe_history(store: Store, config: Config, *, days: int = 90, seed: 
 
 def _history_end(store: Store, partner_id: str, now: datetime) -> datetime | None:
     """Where this partner's history ends: before its first live probe (or ``now``); None if
-    an earlier start imported it. What an import stopped half-way wrote is removed first."""
+    an earlier start imported it (or another process is importing it). What an import
+    stopped half-way wrote is removed first."""
     r, p, inc = schema.collector_runs, schema.probe_results, schema.incidents
     source = f"probe:{partner_id}"
 
     def clear(conn: sa.Connection) -> tuple[bool, datetime | None]:
+        exclusive(conn, f"demo-history:{partner_id}")  # two processes: one clears, then sees the other's
         earlier = conn.execute(sa.select(r.c.id, r.c.status).where(
             r.c.source == source, r.c.trigger == TRIGGER)).all()
-        if any(status == "success" for _, status in earlier):
+        # Imported, or being imported by a live process (a dead one's run was marked failed
+        # when this process started: runs.abandon_interrupted).
+        if any(status in ("success", "running") for _, status in earlier):
             return True, None
         stale = [run_id for run_id, _ in earlier]
         if stale:

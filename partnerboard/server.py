@@ -214,7 +214,10 @@ def create_app(config_path: str, database_url: str, *, collect: bool = True,
             slot = renders.claim(user.email)
         except renders.RenderBusy as exc:
             return PlainTextResponse(str(exc), 429, headers={"Retry-After": str(exc.retry_after)})
-        body = await asyncio.get_running_loop().run_in_executor(renders.EXECUTOR, slot.run, build)
+        making = asyncio.get_running_loop().run_in_executor(renders.EXECUTOR, slot.run, build)
+        # A request gone before its render started never runs slot.run: free the slot then.
+        making.add_done_callback(lambda f: slot.release() if f.cancelled() else None)
+        body = await making
         media = "application/pdf" if kind == "pdf" else "text/html; charset=utf-8"
         return Response(body, media_type=media, headers={
             "Content-Disposition": f'{"attachment" if kind == "pdf" else "inline"}; '

@@ -354,7 +354,7 @@ def authorised(state: Any, partner: str, request: Request) -> bool:
 def business_routes(lists: Lists, partner: str) -> list[Route]:
     state = lists.state
     spec = state.partners[partner]
-    last_page: dict[tuple, Any] = {}
+    last_page: dict[str, Any] = {}
 
     def listing(name: str, build: Callable[[Request, list], tuple[list[dict], dict, dict]]):
         async def endpoint(request: Request) -> Response:
@@ -393,12 +393,12 @@ def business_routes(lists: Lists, partner: str) -> list[Route]:
             body = body_extra(shown) if callable(body_extra) else shown
             # A stale cache serves the previous page of the same list: same filters (the
             # cursor bounds of a window), whatever page was asked for.
-            listed = (key, tuple(sorted((k, v) for k, v in request.query_params.items()
-                                        if k not in PAGING_PARAMS)))
-            if shown and rng.random() < chaos.duplicate_page_rate and listed in last_page:
-                body, headers = last_page[listed]
+            listed = tuple(sorted((k, v) for k, v in request.query_params.items() if k not in PAGING_PARAMS))
+            if shown and rng.random() < chaos.duplicate_page_rate and key in last_page \
+                    and last_page[key][0] == listed:
+                _, body, headers = last_page[key]
             elif shown:
-                last_page[listed] = (body, headers)
+                last_page[key] = (listed, body, headers)  # one page per list: the last one served
             text = json.dumps(body)
             if rng.random() < chaos.malformed_json_rate:
                 text = text[: max(1, len(text) // 2)]

@@ -91,7 +91,8 @@ def _covered(store, config) -> datetime:
 def test_the_newest_window_lands_first_and_the_board_marks_what_is_still_being_read(
         bsim, orders_only, store, env_tokens) -> None:
     first = run_source(store, orders_only, "marketplace_orders", bsim, budget=ONE_WINDOW)
-    assert first.status == "success" and first.more and first.windows == 1
+    # One window of history, then what is new since the load began: two committed.
+    assert first.status == "success" and first.more and first.windows == 2
     load = _load(store)
     top = load.top
     assert top <= NOW and load.reached == top - CHUNK and load.finished_at is None
@@ -127,6 +128,20 @@ def test_the_newest_window_lands_first_and_the_board_marks_what_is_still_being_r
     again = run_source(store, orders_only, "marketplace_orders", bsim, budget=ONE_WINDOW)
     assert again.status == "success" and again.windows == 1 and again.written == 0 and not again.more
     assert _load(store).windows == done.windows, "a finished load is not read again"
+
+
+def test_the_newest_records_keep_coming_while_the_first_load_goes_on(
+        bsim, orders_only, store, env_tokens) -> None:
+    run_source(store, orders_only, "marketplace_orders", bsim, budget=ONE_WINDOW)
+    top = _load(store).top
+    move_clock(bsim, 2 * 86400)  # two days of new orders while the history is still being read
+    second = run_source(store, orders_only, "marketplace_orders", bsim, budget=ONE_WINDOW)
+    assert second.status == "success" and second.more and _load(store).finished_at is None
+    o = schema.orders
+    with store.engine.connect() as conn:
+        newer = conn.execute(sa.select(sa.func.count()).where(o.c.created_at > timeutil.to_db(top))).scalar()
+    assert newer > 0, "what was created after the load began is read by every run"
+    assert datetime.fromisoformat(_watermark(store)) > top
 
 
 def test_progress_says_how_far_it_reached_and_the_time_left(bsim, orders_only, store, env_tokens) -> None:

@@ -224,3 +224,21 @@ def test_the_run_now_route_refuses_the_other_partners_sources(board) -> None:
     own = httpx.post(f"{board.url}/api/sources/marketplace_orders/run",
                      headers=board.bearer("ma@marketplace.example"), json={}, timeout=60)
     assert own.status_code == 200 and own.json()["outcome"] in ("queued", "already_queued", "already_running")
+
+
+def test_two_admins_resolving_one_record_at_once_resolve_it_once(store, monkeypatch) -> None:
+    """Both read the record as open before either writes (two replicas on PostgreSQL): the
+    first resolution stands, the second resolves nothing, and neither page meets a unique-key
+    error."""
+    from tests.interleave import race
+
+    cfg = _config()
+    with store.engine.begin() as conn:
+        orders = _quarantined(conn, "marketplace_orders")
+    first, second = race(store, monkeypatch, (quarantine_resolutions, "partner_of"),
+                         lambda conn: quarantine_resolutions.resolve(conn, cfg, MA, [orders], "upstream"),
+                         lambda conn: quarantine_resolutions.resolve(conn, cfg, BOTH, [orders], "re-read"))
+    assert (first.outcome(), second.outcome()) == (1, 0), (first.outcome(), second.outcome())
+    with store.engine.connect() as conn:
+        (note,) = conn.execute(sa.select(schema.quarantine_resolutions.c.resolution)).scalars().all()
+    assert note == "upstream"

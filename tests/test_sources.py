@@ -19,7 +19,7 @@ from partnerboard.collectors.pagination import MAX_REPEATS
 from partnerboard.collectors.sources import run_source
 
 from partnerboard.core.config import parse_config
-from partnerboard.core.store import schema
+from partnerboard.core.store import loads, schema
 from tests.conftest import FROZEN_NOW, config_dict, move_clock, set_chaos, truth
 
 # source id -> (partner, truth key, table)
@@ -424,33 +424,57 @@ def test_newest_first_lists_are_collected_and_an_early_stop_keeps_the_watermark(
     short (max_pages) must not advance the watermark past the older records it never
     read, or the next run would start after them and lose them for good."""
     set_chaos(bsim, partner="payments", newest_first=True)
-    want = expected(bsim, "payments_charges")["count"]
-    newest = {"order": "newest_first", "chunk_days": 365}  # one window: the walk is what is cut short
-    short = with_source(bsim, "payments_charges", incremental=newest,
-                        pagination={"style": "starting_after", "page_size": 50, "max_pages": 2})
-    first = run_source(store, short, "payments_charges")
-    assert first.status == "success", first.error
-    assert count(store, "payments") == 100 < want, "two pages of the newest"
-    assert first.watermark is None, "nothing older was read: no watermark yet"
-    assert "watermark not advanced" in run_record(store, first.run_id)["notes"]
-
+    newest = {"order": "newest_first"}
     full = with_source(bsim, "payments_charges", incremental=newest,
                        pagination={"style": "starting_after", "page_size": 50})
-    second = run_source(store, full, "payments_charges")
+    first = run_source(store, full, "payments_charges")
+    assert first.status == "success", first.error
+    assert count(store, "payments") == expected(bsim, "payments_charges")["count"]
+
+    def newest_created() -> datetime:
+        with store.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.max(schema.payments.c.created_at))).scalar()
+
+    assert datetime.fromisoformat(first.watermark).replace(tzinfo=None) == newest_created()
+
+    move_clock(bsim, 2 * 86400)  # two days of new charges; the next walk stops after five
+    want = expected(bsim, "payments_charges")["count"]
+    short = with_source(bsim, "payments_charges", incremental=newest,
+                        pagination={"style": "starting_after", "page_size": 5, "max_pages": 1})
+    before = count(store, "payments")
+    second = run_source(store, short, "payments_charges")
     assert second.status == "success", second.error
+    assert count(store, "payments") == before + 5 < want, "one page of the newest"
+    assert second.watermark == first.watermark, "what is unread is older: the watermark stays"
+    assert "watermark not advanced" in run_record(store, second.run_id)["notes"]
+
+    third = run_source(store, full, "payments_charges")
+    assert third.status == "success", third.error
     assert count(store, "payments") == want
-    with store.engine.connect() as conn:
-        newest_created = conn.execute(sa.select(sa.func.max(schema.payments.c.created_at))).scalar()
-    assert second.watermark is not None
-    assert datetime.fromisoformat(second.watermark).replace(tzinfo=None) == newest_created
+    assert datetime.fromisoformat(third.watermark).replace(tzinfo=None) == newest_created()
 
     # The same list read ascending with the same early stop: there the watermark moves
     # (what is unread is newer), and a later complete run still ends with the truth.
     set_chaos(bsim, partner="payments", newest_first=False)
     move_clock(bsim, 3600)
-    third = run_source(store, full, "payments_charges")
-    assert third.status == "success"
+    fourth = run_source(store, full, "payments_charges")
+    assert fourth.status == "success"
     assert count(store, "payments") == expected(bsim, "payments_charges")["count"]
+
+
+def test_a_first_load_window_too_big_for_max_pages_is_read_in_halves(bsim, store, env_tokens) -> None:
+    """A week of charges does not fit two pages of 20: each such window of the first load
+    is read again in halves until it fits, and the load still ends with the truth."""
+    cfg = with_source(bsim, "payments_charges",
+                      pagination={"style": "starting_after", "page_size": 20, "max_pages": 2})
+    result = run_source(store, cfg, "payments_charges")
+    assert result.status == "success", result.error
+    assert count(store, "payments") == expected(bsim, "payments_charges")["count"]
+    with store.engine.connect() as conn:
+        load = loads.get(conn, "payments_charges", loads.FIRST_LOAD)
+    assert load is not None and load.finished_at is not None
+    assert load.windows > 26, "more windows than the 26 weeks: some were halved"
+    assert "raise max_pages" not in (run_record(store, result.run_id)["notes"] or "")
 
 
 # --- constants, defaults and optional columns (issue 12, item 5) ---------------------------

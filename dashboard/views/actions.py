@@ -163,7 +163,8 @@ with st.form("add_action", clear_on_submit=True):
     c1, c2, c3, c4 = st.columns(4)
     title = c1.text_input("Title", placeholder="e.g. retry failed payouts automatically", key="action_title")
     owner = c2.text_input("Owner", placeholder="e.g. Ana Nowak", key="action_owner")
-    owning = c3.selectbox("Owning partner", own_side or ["", *names],
+    # Own partner first; an item the other partner owns is a proposal until it accepts it.
+    owning = c3.selectbox("Owning partner", [*own_side, *(p for p in ["", *names] if p not in own_side)],
                           format_func=lambda p: names.get(p, "both partners"), key="action_partner")
     due = c4.date_input("Due", value=period.end + timedelta(days=30), key="action_due")
     c5, c6 = st.columns(2)
@@ -190,12 +191,12 @@ if not changeable.empty:
     if chosen and st.button("Save status", key="action_save"):
         # The core finds the item and checks who may change it: a forged id meets the same check.
         try:
-            found = write_serially(store.engine, lambda conn: actions.set_status(
+            saved = write_serially(store.engine, lambda conn: actions.set_status(
                 conn, chosen, status, actor=user, notes=note or None))
         except (actions.ActionError, Forbidden) as exc:
             st.error(f"Not saved: {failure(exc)}")
         else:
-            if found:
+            if saved:
                 done(f"Status saved: {status}.")
             else:
                 st.error("Not saved: no such item among this review's and the earlier open ones you may "

@@ -18,7 +18,7 @@ from partnerboard.dashboard.format import duration, local_time
 from partnerboard.dashboard.literal import failure, md
 
 from partnerboard.core.access import Forbidden, article, audit
-from partnerboard.core.changes import quarantine_resolutions, run_now
+from partnerboard.core.changes import quarantine_resolutions, run_now, source_partners
 from partnerboard.core.config.secrets import scrub
 from partnerboard.core.store import schema
 from partnerboard.core.vocabulary import timeutil
@@ -148,6 +148,16 @@ else:
     st.caption(f"Times in {cfg.partnership.timezone}.")
     st.dataframe(recent, hide_index=True, width="stretch")
 
+def _resolved(r) -> str:
+    """When, by whom and how a record was dealt with: an operation of the record's partner,
+    so the other partner's people read only that it was (as the audit log files it)."""
+    if r.resolved_at is None:
+        return ""
+    if user.partner_id not in (None, source_partners.partner_of(cfg, r.source)):
+        return "resolved"
+    return f"{local_time(timeutil.from_db(r.resolved_at), cfg.tz)} by {r.resolved_by}: {r.resolution}"
+
+
 st.subheader("Quarantine")
 if not bad:
     st.caption("No quarantined records.")
@@ -158,8 +168,7 @@ else:
         {"record": r.id[:8], "source": r.source,
          received: local_time(timeutil.from_db(r.received_at) or now, cfg.tz, seconds=True),
          "reason": scrub(str(r.reason)), "payload": scrub(str(r.payload)),
-         "resolved": "" if r.resolved_at is None else
-         f"{local_time(timeutil.from_db(r.resolved_at), cfg.tz)} by {r.resolved_by}: {r.resolution}"}
+         "resolved": _resolved(r)}
         for r in bad])
     st.dataframe(shown, hide_index=True, width="stretch", key="quarantine_table",
                  column_config={"payload": st.column_config.TextColumn("payload", width="large")})

@@ -154,9 +154,11 @@ if cfg.subscriptions:
         if matching:
             which = st.selectbox("Send the pack of this period now", matching, key="subscription_pick")
             if st.button(f"Send {period.label} now", key="subscription_send"):
-                try:
-                    write_serially(store.engine, lambda conn: subscriptions.send_now(conn, cfg, user, which,
-                                                                                      period.label))
+                try:  # the pack is made first, then written under the write lock (no one waits on it)
+                    with store.engine.connect() as conn:
+                        made = subscriptions.prepare(conn, cfg, user, which, period.label)
+                    write_serially(store.engine, lambda conn: subscriptions.send_now(
+                        conn, cfg, user, which, period.label, prepared=made))
                     st.session_state[FLASH] = f"{which}: {period.label} queued for its receivers."
                     st.rerun()
                 except (subscriptions.SubscriptionError, renders.RenderBusy, Forbidden) as exc:

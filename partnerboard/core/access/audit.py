@@ -17,7 +17,6 @@ counted on one entry (``attempts``, ``last_at``) instead of one row each.
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import datetime, timedelta
 
@@ -33,10 +32,6 @@ from partnerboard.core.vocabulary import timeutil
 a = schema.audit_log
 SHARED: None = None  # partner_id of an entry about the partnership as a whole
 AGGREGATE_WINDOW = timedelta(minutes=10)
-# What no store can hold (NUL, half a surrogate pair) or a reader should not get (other
-# control characters, e.g. terminal escapes): an entry keeps a mark in their place, it is
-# never refused (it records what was tried, bad input included).
-_UNFIT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 COLUMNS = ["at", "last_at", "attempts", "actor", "partner_id", "action", "outcome", "target", "detail",
            "ip"]
 
@@ -75,7 +70,10 @@ def record_attempt(conn: Connection, actor: str, action: str, *, partner: str | 
 
 
 def _fit(text: str, limit: int) -> str:
-    return _UNFIT.sub("\ufffd", text)[:limit]
+    """What no store can hold (NUL, half a surrogate pair) or a reader should not get (other
+    control characters, e.g. terminal escapes) marked in place: an entry is never refused,
+    it records what was tried, bad input included."""
+    return text_input.MULTI_LINE_BAD.sub("\ufffd", text)[:limit]
 
 
 def visible_to(reader_partner: str | None) -> sa.ColumnElement:

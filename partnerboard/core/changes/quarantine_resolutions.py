@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
 from partnerboard.core.access import User, audit, require, require_partner
@@ -64,8 +65,13 @@ def resolve(conn: Connection, config: Config, actor: User | None, ids: list[str]
         by_partner[owner].append(row.id)
         if not row.resolved:
             open_ids[owner].append(row.id)
-    for qid in (i for group in open_ids.values() for i in group):
-        conn.execute(done.insert().values(quarantine_id=qid, **resolution))
+    for owner, group in open_ids.items():
+        # Two people resolving one record at once: the first resolution stands, the other
+        # resolves nothing (no unique-key error on the second page).
+        open_ids[owner] = [qid for qid in group if conn.execute(
+            pg_insert(done).values(quarantine_id=qid, **resolution)
+            .on_conflict_do_nothing(index_elements=["quarantine_id"])
+            .returning(done.c.quarantine_id)).first() is not None]
     # one entry per partner whose records these are; records nobody has: the actor's own side
     for owner, group in (by_partner.items() if by_partner else [(actor.partner_id, list(ids))]):
         audit.record(conn, actor.email, "quarantine.resolve", partner=owner,

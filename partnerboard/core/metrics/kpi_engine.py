@@ -233,17 +233,18 @@ def _api_health(conn: Connection, pids: list[str], windows: Sequence[Window], f:
 
 
 def compute_many(conn: Connection, partners: Sequence[Partner], periods: Sequence[Period],
-                 tz: Any, filters: Filters = flt.NONE) -> Values:
+                 tz: Any, filters: Filters = flt.NONE, now: datetime | None = None) -> Values:
     """Every KPI that applies to each partner's role, for each period.
 
     One statement per family for all partners and periods together: the Board's three
     periods cost one scan of the probes, not six. Under ``filters``, a KPI that cannot
     be cut by every active filter (``Filters.covers``) gets the whole partner's value,
-    never a ratio of a filtered numerator over an unfiltered denominator."""
-    found = _compute(conn, partners, periods, tz, filters)
+    never a ratio of a filtered numerator over an unfiltered denominator. ``now`` says how
+    much of a running period has passed (what its sources cannot have covered yet)."""
+    found = _compute(conn, partners, periods, tz, filters, now)
     if not filters.active:
         return found
-    whole = _compute(conn, partners, periods, tz, flt.NONE)
+    whole = _compute(conn, partners, periods, tz, flt.NONE, now)
     blocked = flt.unsplittable(partners)
     return {key: {k: v if filters.covers(k, blocked.get((key[0], k), frozenset())) else whole[key][k]
                   for k, v in values.items()}
@@ -251,7 +252,7 @@ def compute_many(conn: Connection, partners: Sequence[Partner], periods: Sequenc
 
 
 def _compute(conn: Connection, partners: Sequence[Partner], periods: Sequence[Period],
-             tz: Any, filters: Filters) -> Values:
+             tz: Any, filters: Filters, now: datetime | None = None) -> Values:
     windows = [Window(p, *p.bounds(tz)) for p in dict.fromkeys(periods)]
     by_role = {role: [p.id for p in partners if p.role == role] for role in ("marketplace", "payments")}
     values: Values = {(p.id, w.period.label): {} for p in partners for w in windows}
@@ -262,7 +263,7 @@ def _compute(conn: Connection, partners: Sequence[Partner], periods: Sequence[Pe
             for key, found in family(conn, pids, windows, filters).items():
                 values[key].update(found)
     roles = {p.id: p.role for p in partners}
-    covered = _coverage(conn, partners, windows, tz)
+    covered = _coverage(conn, partners, windows, tz, now)
     missing = {key for key, mark in covered.items() if mark is NO_DATA}
     return {key: {k.id: None if (key[0], key[1], k.id) in missing else found.get(k.id)
                   for k in VALUE_KPIS if applies_to(k, roles[key[0]])}
@@ -290,6 +291,8 @@ class Partial:
 
 
 NO_DATA = None  # a (partner, period, KPI) its sources have not covered at all
+# ``board``'s marks of a value its sources cover in part, and of the periods it compares with.
+COVERAGE_COLUMNS = ("coverage", "previous_coverage", "last_year_coverage")
 
 
 def _coverage(conn: Connection, partners: Sequence[Partner], windows: Sequence[Window], tz: Any,
@@ -407,7 +410,7 @@ def board(conn: Connection, config: Config, period: Period,
     if values is not None:
         found = values
     else:
-        found = compute_many(conn, partners, list(compare.values()), tz, filters) if partners else {}
+        found = compute_many(conn, partners, list(compare.values()), tz, filters, now) if partners else {}
     rows = []
     blocked = flt.unsplittable(partners)
     partial = partial_marks(conn, partners, list(compare.values()), tz, now) if partners else {}

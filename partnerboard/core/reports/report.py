@@ -34,7 +34,7 @@ COLUMNS = (
     "previous_period", "previous", "delta_previous", "delta_previous_pct",
     "last_year_period", "last_year", "delta_last_year", "delta_last_year_pct",
     "target", "status", "started_at", "ended_at", "detail", "restated_value", "restatement",
-    "coverage", "previous_coverage", "last_year_coverage",
+    *kpi_engine.COVERAGE_COLUMNS,
 )
 
 

@@ -114,42 +114,75 @@ def files_for(conn: Connection, config: Config, sub: Subscription, period: Perio
     return out, about
 
 
-def _queue(conn: Connection, config: Config, sub: Subscription, period: Period, run_id: str,
-           now: datetime) -> int:
-    sent = 0
+@dataclass(frozen=True)
+class Rendered:
+    """A subscription's pack for one period, made for each of its receivers (the slow part,
+    rendered before the store's write lock is taken, so nobody waits behind a PDF)."""
+
+    sub: Subscription
+    period: Period
+    due: datetime
+    made: list[tuple[str, list[File], dict]]  # (receiver id, files, what the message says)
+
+
+def render(conn: Connection, config: Config, sub: Subscription, period: Period, now: datetime,
+           due: datetime | None = None) -> Rendered:
+    """Each receiver's files, as that receiver's side may see them (read-only)."""
+    made = []
     for receiver_id in sub.receivers:
         receiver = config.alerts.receiver(receiver_id)
         files, about = files_for(conn, config, sub, period, receiver.partner or PARTNERSHIP, now)
+        made.append((receiver_id, files, about))
+    return Rendered(sub, period, due or now, made)
+
+
+def _queue(conn: Connection, rendered: Rendered, run_id: str, now: datetime) -> int:
+    for receiver_id, files, about in rendered.made:
         nid = outbox.enqueue_message(conn, receiver_id=receiver_id, kind="pack",
                                      group_key=f"subscription:{run_id}",
                                      payload=about, now=now)
         for f in files:
             conn.execute(nf.insert().values(notification_id=nid, name=f.name, media_type=f.media_type,
                                             content=f.content))
-        sent += 1
-    return sent
+    return len(rendered.made)
 
 
-def run_due(conn: Connection, config: Config, now: datetime | None = None) -> list[tuple[str, str]]:
-    """Queue every subscription whose latest period is due and not yet sent; returns
-    (subscription, period) for each one queued now."""
-    now = now or timeutil.utcnow()
-    queued = []
+def due_now(conn: Connection, config: Config, now: datetime) -> list[Rendered]:
+    """The subscriptions whose latest period is due and not yet sent, rendered (read-only:
+    ``queue_due`` writes them, under the store's write lock)."""
+    out = []
     for sub in config.subscriptions:
         period, due = latest_due(config, sub, now)
         if now - due > timedelta(days=config.subscription_catch_up_days):
             continue
-        exists = conn.execute(sa.select(sr.c.id)
-                              .where(sr.c.id == f"schedule:{sub.id}:{period.label}")).first()
-        if exists is not None:
+        if conn.execute(sa.select(sr.c.id).where(sr.c.id == f"schedule:{sub.id}:{period.label}")).first():
             continue
-        run_id = f"schedule:{sub.id}:{period.label}"  # the primary key makes it once, whatever races
-        conn.execute(sr.insert().values(id=run_id, subscription_id=sub.id, period=period.label,
-                                        due_at=timeutil.to_db(due), created_at=timeutil.to_db(now),
+        out.append(render(conn, config, sub, period, now, due))
+    return out
+
+
+def queue_due(conn: Connection, rendered: list[Rendered], now: datetime) -> list[tuple[str, str]]:
+    """Queue what ``due_now`` rendered, once per subscription and period (checked again under
+    the lock: another process may have queued it meanwhile); returns (subscription, period)
+    for each one queued now."""
+    queued = []
+    for r in rendered:
+        run_id = f"schedule:{r.sub.id}:{r.period.label}"  # the primary key makes it once, whatever races
+        if conn.execute(sa.select(sr.c.id).where(sr.c.id == run_id)).first() is not None:
+            continue
+        conn.execute(sr.insert().values(id=run_id, subscription_id=r.sub.id, period=r.period.label,
+                                        due_at=timeutil.to_db(r.due), created_at=timeutil.to_db(now),
                                         trigger="schedule", created_by=None))
-        _queue(conn, config, sub, period, run_id, now)
-        queued.append((sub.id, period.label))
+        _queue(conn, r, run_id, now)
+        queued.append((r.sub.id, r.period.label))
     return queued
+
+
+def run_due(conn: Connection, config: Config, now: datetime | None = None) -> list[tuple[str, str]]:
+    """``due_now`` and ``queue_due`` in one transaction (the scheduled job renders first and
+    queues under the lock; tests and scripts may do both at once)."""
+    now = now or timeutil.utcnow()
+    return queue_due(conn, due_now(conn, config, now), now)
 
 
 def partners_of(config: Config, sub: Subscription) -> set[str]:
@@ -169,20 +202,30 @@ def last_sent(conn: Connection, sub: Subscription, period: Period) -> sa.Row | N
                         .order_by(sr.c.created_at.desc()).limit(1)).first()
 
 
-def send_now(conn: Connection, config: Config, actor: User | None, subscription_id: str, label: str, *,
-             now: datetime | None = None, ip: str | None = None) -> str:
-    """Send (or send again) a subscription's pack for any ended period: a new run with new
-    idempotency keys, recorded and audited. Admins of the receivers' partner (or of both),
-    at most once per ``RESEND_AFTER`` for the same period."""
+def prepare(conn: Connection, config: Config, actor: User | None, subscription_id: str, label: str, *,
+            now: datetime | None = None) -> Rendered:
+    """Check a sending by hand and render its pack (read-only, before the store's write lock
+    is taken: ``send_now`` then only writes): admins of the receivers' partner (or of both),
+    an ended period of the subscription's kind; the pack counts as the person's render
+    (``renders.RenderBusy`` while another of theirs is in the making)."""
+    now = now or timeutil.utcnow()
+    sub, period = _checked(config, actor, subscription_id, label, now)
+    assert actor is not None
+    _not_sent_lately(conn, config, sub, period, now)  # no pack rendered for nothing
+    with renders.held(actor.email):
+        return render(conn, config, sub, period, now)
+
+
+def _checked(config: Config, actor: User | None, subscription_id: str, label: str,
+             now: datetime) -> tuple[Subscription, Period]:
+    """Who may send which subscription's pack for which period (raises the reason)."""
     require(actor, "run_now")
     assert actor is not None
-    now = now or timeutil.utcnow()
     sub = next((s for s in config.subscriptions if s.id == subscription_id), None)
     if sub is None:
         known = ", ".join(s.id for s in config.subscriptions) or "none configured"
         raise SubscriptionError(f"unknown subscription {subscription_id!r} (known: {known})")
-    sides = partners_of(config, sub)
-    for partner in sorted(sides):
+    for partner in sorted(partners_of(config, sub)):
         require_partner(actor, partner, "send the review pack to the receivers")
     try:
         period = periods.parse(label)
@@ -192,7 +235,11 @@ def send_now(conn: Connection, config: Config, actor: User | None, subscription_
         raise SubscriptionError(f"{sub.id} sends each {sub.period}'s pack; {label} is a {period.kind}")
     if period.bounds(config.tz)[1] > now:
         raise SubscriptionError(f"{label} has not ended yet")
-    exclusive(conn, f"subscription-send:{sub.id}")
+    return sub, period
+
+
+def _not_sent_lately(conn: Connection, config: Config, sub: Subscription, period: Period,
+                     now: datetime) -> None:
     before = last_sent(conn, sub, period)
     if before is not None and now - timeutil.from_db(before.created_at) < RESEND_AFTER:
         at = timeutil.from_db(before.created_at)
@@ -202,12 +249,28 @@ def send_now(conn: Connection, config: Config, actor: User | None, subscription_
             f"{sub.id} sent the {period.label} pack {ago} (by {before.created_by or 'the schedule'}); its "
             "receivers have it and delivery is retried until each accepts it; send it again from "
             f"{(at + RESEND_AFTER).astimezone(config.tz):%Y-%m-%d %H:%M} if it is still needed")
+
+
+def send_now(conn: Connection, config: Config, actor: User | None, subscription_id: str, label: str, *,
+             now: datetime | None = None, ip: str | None = None, prepared: Rendered | None = None) -> str:
+    """Send (or send again) a subscription's pack for any ended period: a new run with new
+    idempotency keys, recorded and audited. Admins of the receivers' partner (or of both),
+    at most once per ``RESEND_AFTER`` for the same period. ``prepared`` (from ``prepare``,
+    made before the caller took the write lock) is checked again and written; without it the
+    pack is prepared here."""
+    now = now or timeutil.utcnow()
+    sub, period = _checked(config, actor, subscription_id, label, now)
+    assert actor is not None
+    if prepared is None or prepared.sub.id != sub.id or prepared.period != period:
+        prepared = prepare(conn, config, actor, subscription_id, label, now=now)
+    exclusive(conn, f"subscription-send:{sub.id}")
+    _not_sent_lately(conn, config, sub, period, now)  # again, under the lock: two admins at once send once
     run_id = str(uuid.uuid4())
-    with renders.held(actor.email):  # packs by hand count as the person's render (RenderBusy)
-        conn.execute(sr.insert().values(id=run_id, subscription_id=sub.id, period=period.label,
-                                        due_at=timeutil.to_db(now), created_at=timeutil.to_db(now),
-                                        trigger="manual", created_by=actor.email))
-        sent = _queue(conn, config, sub, period, run_id, now)
+    conn.execute(sr.insert().values(id=run_id, subscription_id=sub.id, period=period.label,
+                                    due_at=timeutil.to_db(now), created_at=timeutil.to_db(now),
+                                    trigger="manual", created_by=actor.email))
+    sent = _queue(conn, prepared, run_id, now)
+    sides = partners_of(config, sub)
     whose = next(iter(sides)) if len(sides) == 1 else audit.SHARED  # one side's receivers: its business
     audit.record(conn, actor.email, "subscription.send", partner=whose,
                  target=f"{sub.id} {period.label}", detail=f"sent by hand to {sent} receiver(s)", ip=ip)

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
 from partnerboard.core.store import schema
@@ -90,15 +91,24 @@ def get(conn: Connection, source: str, kind: str) -> Load | None:
 
 def begin(conn: Connection, *, source: str, kind: str, partner_id: str, run_id: str, top: datetime,
           reached: datetime, floor: datetime | None = None, oldest: datetime | None = None,
-          now: datetime | None = None) -> Load:
-    """Start a load (replacing a finished one of the same kind)."""
+          now: datetime | None = None, replacing: Load | None = None) -> Load:
+    """Start a load: where none of this kind is, or in place of the finished one or the
+    unstarted one (no window yet) the caller read (``replacing``). Another run that began or
+    advanced it meanwhile makes this one stop (``LoadMovedError``), never a second load."""
     at = timeutil.to_db(now or timeutil.utcnow())
-    conn.execute(sl.delete().where(sl.c.source == source, sl.c.kind == kind))
-    conn.execute(sl.insert().values(
+    if replacing is not None:
+        conn.execute(sl.delete().where(sl.c.source == source, sl.c.kind == kind,
+                                       sl.c.windows == replacing.windows,
+                                       sl.c.updated_at == timeutil.to_db(replacing.updated_at)))
+    added = conn.execute(pg_insert(sl).values(
         source=source, kind=kind, partner_id=partner_id, started_at=at, updated_at=at, run_id=run_id,
         top=timeutil.to_db(top), reached=timeutil.to_db(reached),
         floor=timeutil.to_db(floor) if floor else None, oldest=timeutil.to_db(oldest) if oldest else None,
-        records=0, windows=0, working_s=0.0))
+        records=0, windows=0, working_s=0.0).on_conflict_do_nothing(index_elements=["source", "kind"])
+        .returning(sl.c.source)).first()
+    if added is None:
+        raise LoadMovedError(f"the {kind.replace('_', ' ')} of {source} was begun by another run; this one "
+                             "stops")
     found = get(conn, source, kind)
     assert found is not None
     return found
@@ -129,12 +139,19 @@ def advance(conn: Connection, load: Load, *, reached: datetime, records: int, ea
     return found
 
 
-def finish(conn: Connection, load: Load, *, run_id: str, now: datetime | None = None) -> None:
-    """Mark a load done without another window (e.g. nothing older exists)."""
+def finish(conn: Connection, load: Load, *, run_id: str, now: datetime | None = None) -> Load:
+    """Mark a load done without another window (nothing older exists, or a catch-up's
+    newest read closed the gap). Conditional, like ``advance``, on what this run read."""
     at = timeutil.to_db(now or timeutil.utcnow())
-    conn.execute(sl.update().where(sl.c.source == load.source, sl.c.kind == load.kind,
-                                   sl.c.finished_at.is_(None))
-                 .values(finished_at=at, updated_at=at, run_id=run_id))
+    done = conn.execute(sl.update().where(
+        sl.c.source == load.source, sl.c.kind == load.kind, sl.c.reached == timeutil.to_db(load.reached),
+        sl.c.finished_at.is_(None)).values(finished_at=at, updated_at=at, run_id=run_id)).rowcount
+    if done != 1:
+        raise LoadMovedError(f"the {load.kind.replace('_', ' ')} of {load.source} was advanced by "
+                             "another run; this one stops")
+    found = get(conn, load.source, load.kind)
+    assert found is not None
+    return found
 
 
 def listed(conn: Connection) -> list[dict[str, Any]]:

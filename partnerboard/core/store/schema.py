@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from partnerboard.core.vocabulary import records
+
 metadata = sa.MetaData()
 
 
@@ -558,7 +560,7 @@ survey_responses = sa.Table(
     sa.Column("score", sa.Integer, nullable=False, comment="0-10"),
     sa.Column("respondent_type", sa.String(16), nullable=False, comment="merchant | partner_staff"),
     sa.Column("answered_at", sa.DateTime, nullable=False),
-    sa.Column("comment", sa.Text, info=written_by_people(4000)),
+    sa.Column("comment", sa.Text, info=written_by_people(records.MAX_COMMENT)),
     *_meta(),
 )
 

@@ -29,7 +29,7 @@ from partnerboard.core.config.secrets import scrub
 
 # C0 controls, DEL and the surrogate block; the multi-line form lets tab, LF and CR through.
 _SINGLE_LINE_BAD = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
-_MULTI_LINE_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+MULTI_LINE_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 
 
 class TextInputError(ValueError):
@@ -50,9 +50,9 @@ def fit(table: sa.Table, values: dict[str, object], *, names: dict[str, str] | N
         _check_characters(value, name, error, multi_line=isinstance(col.type, sa.Text))
         if col.info.get("scrub"):
             value = scrub(value)
-        limit = col.info.get("max_chars") or getattr(col.type, "length", None)
-        if limit is not None and len(value) > limit:
-            raise error(f"{name} is at most {limit} characters (got {len(value)}); shorten it")
+        most = limit(col)
+        if most is not None and len(value) > most:
+            raise error(f"{name} is at most {most} characters (got {len(value)}); shorten it")
         out[column] = value
     return out
 
@@ -69,7 +69,7 @@ def limit(column: sa.Column) -> int | None:
 
 
 def _check_characters(value: str, name: str, error: type[ValueError], *, multi_line: bool) -> None:
-    bad = (_MULTI_LINE_BAD if multi_line else _SINGLE_LINE_BAD).search(value)
+    bad = (MULTI_LINE_BAD if multi_line else _SINGLE_LINE_BAD).search(value)
     if bad is None:
         return
     code, at = ord(bad.group()), bad.start() + 1
