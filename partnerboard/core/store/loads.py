@@ -128,24 +128,22 @@ def advance(conn: Connection, load: Load, *, reached: datetime, records: int, ea
     }
     if top is not None:
         values["top"] = timeutil.to_db(top)
-    done = conn.execute(sl.update().where(
-        sl.c.source == load.source, sl.c.kind == load.kind,
-        sl.c.reached == timeutil.to_db(load.reached), sl.c.finished_at.is_(None)).values(**values)).rowcount
-    if done != 1:
-        raise LoadMovedError(f"the {load.kind.replace('_', ' ')} of {load.source} was advanced by "
-                             "another run; this one stops")
-    found = get(conn, load.source, load.kind)
-    assert found is not None
-    return found
+    return _move(conn, load, values)
 
 
 def finish(conn: Connection, load: Load, *, run_id: str, now: datetime | None = None) -> Load:
     """Mark a load done without another window (nothing older exists, or a catch-up's
     newest read closed the gap). Conditional, like ``advance``, on what this run read."""
     at = timeutil.to_db(now or timeutil.utcnow())
+    return _move(conn, load, {"finished_at": at, "updated_at": at, "run_id": run_id})
+
+
+def _move(conn: Connection, load: Load, values: dict[str, Any]) -> Load:
+    """``values`` written only if the load still stands where this run read it (unfinished,
+    at ``load.reached``); the load as it is now."""
     done = conn.execute(sl.update().where(
         sl.c.source == load.source, sl.c.kind == load.kind, sl.c.reached == timeutil.to_db(load.reached),
-        sl.c.finished_at.is_(None)).values(finished_at=at, updated_at=at, run_id=run_id)).rowcount
+        sl.c.finished_at.is_(None)).values(**values)).rowcount
     if done != 1:
         raise LoadMovedError(f"the {load.kind.replace('_', ' ')} of {load.source} was advanced by "
                              "another run; this one stops")
