@@ -208,7 +208,7 @@ def _serve(config: str | None, database: str | None, host: str, port: int, colle
         signal.signal(sig, lambda *_: sys.exit(0))
     try:
         # proxy_headers off: uvicorn would believe X-Forwarded-For from any loopback client;
-        # the board's guard believes it only from [server] trusted_proxies (web_guard.py).
+        # the board's guard believes it only from [server] trusted_proxies (partnerboard/web/guard.py).
         uvicorn.run(create_app(path, url, collect=collect, served_at=board, history_days=history_days),
                     host=host, port=port,
                     log_level="warning", access_log=False, proxy_headers=False, server_header=False,

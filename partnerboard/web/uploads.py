@@ -3,7 +3,7 @@
 Streamlit keeps every file PUT to ``/_stcore/upload_file/<session>/<file id>`` in memory,
 for any live session and any file id, up to ``server.maxUploadSize``, until the session
 is shut down; and a session whose websocket closed is kept a while for a reconnect, then
-dropped *without* freeing its files. So the guard (``web_guard.Guard``) follows every
+dropped *without* freeing its files. So the guard (``guard.Guard``) follows every
 board websocket with a ``Watch`` and keeps, per Streamlit session (``Sessions``):
 
 - whose it is: the signed-in person whose cookies opened the websocket;

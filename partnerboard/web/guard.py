@@ -12,7 +12,7 @@ One ASGI middleware (``Guard``, given to ``st.App``), in the order a request mee
    files need a signed-in person; ``/_stcore/metrics`` an admin; the agent API is closed.
    An upload (PUT/DELETE ``/_stcore/upload_file/...``) must also come from the person
    whose open page shows an uploader, to a file id that page asked for, and is read up to
-   the uploader's limit, no further (``web_uploads``).
+   the uploader's limit, no further (``uploads``).
    Signed out, in built-in mode, a page load is sent to ``/signin`` and the websocket is
    refused, so nothing of the app (page names, script path) reaches a stranger. In OIDC
    mode the page must run to offer ``st.login``, so the websocket stays open and (3)
@@ -20,8 +20,8 @@ One ASGI middleware (``Guard``, given to ``st.App``), in the order a request mee
 3. **Websocket messages.** Client messages that act on the whole server (``clear_cache``
    empties every user's caches, ``set_run_on_save``, ``load_git_info``, debug messages)
    are dropped for everyone; the session start is stripped of the script's path on disk
-   and the Python and OS versions. What the server sends tells ``web_uploads`` whose
-   session it is and which uploaders its page shows; when the socket closes, the
+   and the Python and OS versions. What the server sends tells ``uploads`` whose
+   session it is and which uploaders its page shows (``uploads``); when the socket closes, the
    session's uploaded files are freed.
 4. **Requests that change something** (POST/PUT/PATCH/DELETE to ``/api/*``,
    ``/signin``, ``/signout``): the body is limited to ``MAX_BODY`` before anything reads
@@ -44,7 +44,7 @@ from urllib.parse import quote, urlsplit
 from starlette.datastructures import Headers
 from starlette.requests import cookie_parser
 
-from partnerboard import web_uploads
+from partnerboard.web import state, uploads
 
 log = logging.getLogger("partnerboard.guard")
 
@@ -138,22 +138,25 @@ def _path_kind(path: str) -> str:
 
 
 class Guard:
-    """ASGI middleware for the board server; ``live`` holds the store and config once the
-    app's lifespan has opened them (until then, gated paths answer 503)."""
+    """ASGI middleware for the board server. The board's state (``state.of``) is in each
+    request's scope once the app's lifespan has opened the store and the config; with a
+    ``holder`` (``st.App``), the guard puts it there. Until then, gated paths answer 503."""
 
-    def __init__(self, app: Any, live: dict[str, Any], script_path: str,
-                 files: Callable[[], Any] = web_uploads.streamlit_files) -> None:
-        self.app, self.live = app, live
+    def __init__(self, app: Any, script_path: str, holder: state.Holder | None = None,
+                 files: Callable[[], Any] = uploads.streamlit_files) -> None:
+        self.app, self.holder = app, holder
         self._script_dir = str(script_path).rsplit("/", 1)[0].encode()
-        self.uploads = web_uploads.Sessions(files)
+        self.uploads = uploads.Sessions(files)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        config = self.live.get("config")
-        if config is not None:
-            self._client_address(scope, config)
+        if self.holder is not None and self.holder.board is not None:
+            state.attach(scope, self.holder.board)
+        board = state.of(scope)
+        if board is not None:
+            self._client_address(scope, board)
         if scope["type"] == "websocket":
             await self._websocket(scope, receive, send)
         else:
@@ -161,10 +164,10 @@ class Guard:
 
     # --- 1. the client's address ---------------------------------------------------------
 
-    def _client_address(self, scope: Scope, config: Any) -> None:
-        proxies = self.live.get("_proxies")
+    def _client_address(self, scope: Scope, board: state.BoardState) -> None:
+        proxies = board.cache.get("proxies")
         if proxies is None:
-            proxies = self.live["_proxies"] = TrustedProxies(config.server.trusted_proxies)
+            proxies = board.cache["proxies"] = TrustedProxies(board.config.server.trusted_proxies)
         if not proxies:
             return
         headers = Headers(scope=scope)
@@ -181,13 +184,13 @@ class Guard:
     # --- who is asking -------------------------------------------------------------------
 
     async def _who(self, scope: Scope) -> Any:
-        from partnerboard import web_auth
+        from partnerboard.web import signin
 
-        store, config = self.live.get("store"), self.live.get("config")
-        if store is None or config is None:
+        board = state.of(scope)
+        if board is None:
             return None
         cookies = cookie_parser(Headers(scope=scope).get("cookie", ""))
-        return await web_auth.from_cookies(cookies, store, config)
+        return await signin.from_cookies(cookies, board.store, board.config)
 
     # --- 2 and 4: plain HTTP -------------------------------------------------------------
 
@@ -195,7 +198,8 @@ class Guard:
         send = _with_security_headers(send)
         path, method = scope["path"], scope["method"]
         kind = _path_kind(path)
-        config = self.live.get("config")
+        board = state.of(scope)
+        config = board.config if board is not None else None
         oidc_route = path.startswith("/auth/") or path == "/oauth2callback"
         if kind == "closed" or (oidc_route and _builtin(config)):
             await _plain(send, 404, "not found")  # st.login's routes serve only OIDC mode
@@ -206,7 +210,7 @@ class Guard:
                 await _plain(send, 503, "the board is starting; retry in a few seconds")
                 return
             user = await self._who(scope)
-            if user is not None and path.startswith(web_uploads.ROUTE) and method in ("PUT", "DELETE"):
+            if user is not None and path.startswith(uploads.ROUTE) and method in ("PUT", "DELETE"):
                 await self._upload(scope, receive, send, user)
                 return
             if user is None and kind == "page":
@@ -236,19 +240,19 @@ class Guard:
         await self.app(scope, receive, send)
 
     async def _upload(self, scope: Scope, receive: Receive, send: Send, user: Any) -> None:
-        """Streamlit's upload route for ``user``: admitted by ``web_uploads``, the body read
+        """Streamlit's upload route for ``user``: admitted by ``uploads``, the body read
         up to the uploader's limit (413 past it, before Streamlit reads any of it), and what
         Streamlit stored or removed noted for the page."""
         admitted = self.uploads.admit(user, scope["method"], scope["path"])
-        if isinstance(admitted, web_uploads.Refusal):
+        if isinstance(admitted, uploads.Refusal):
             await _plain(send, admitted.status, admitted.reason)
             return
         session, file_id, size = admitted
         too_large = (f"refused: the file is larger than the uploader takes: at most "
-                     f"{web_uploads.size_text(size)}; split it into smaller files")
+                     f"{uploads.size_text(size)}; split it into smaller files")
         body = b""
         if scope["method"] == "PUT":
-            body = await _read_limited(receive, Headers(scope=scope), size + web_uploads.MULTIPART_MARGIN)
+            body = await _read_limited(receive, Headers(scope=scope), size + uploads.MULTIPART_MARGIN)
             if body is None:
                 await _plain(send, 413, too_large)
                 return
@@ -275,7 +279,8 @@ class Guard:
     # --- 2 and 3: the websocket ----------------------------------------------------------
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        config = self.live.get("config")
+        board = state.of(scope)
+        config = board.config if board is not None else None
         if scope["path"].endswith("/_stcore/stream"):
             if config is None:
                 await send({"type": "websocket.close", "code": 1013})
@@ -311,7 +316,7 @@ class Guard:
 
         return next_message
 
-    def _scrubbed(self, send: Send, watch: web_uploads.Watch) -> Send:
+    def _scrubbed(self, send: Send, watch: uploads.Watch) -> Send:
         script_dir = self._script_dir
 
         async def forward(message: dict[str, Any]) -> None:

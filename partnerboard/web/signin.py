@@ -17,14 +17,16 @@ from __future__ import annotations
 import asyncio
 import html
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
 
-from partnerboard.core.access import SESSION_COOKIE, User, safe_next, users
+from partnerboard.core.access import SESSION_COOKIE, User, audit, safe_next, users
+from partnerboard.web import state
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
@@ -71,64 +73,97 @@ def _same_origin(request: Request) -> bool:
     return urlsplit(origin).netloc == request.headers.get("host")
 
 
-def routes(live: dict[str, Any]) -> list[tuple[str, Callable, list[str]]]:
-    """(path, handler, methods) for the server; ``live`` holds the store and config once
-    the app has started."""
+async def login_form(request: Request) -> Response:
+    """``GET /signin``: the form (built-in sign-in; OIDC boards sign in on the pages)."""
+    board = state.of(request.scope)
+    if board is None:
+        return _starting()
+    if board.config.access.mode != "builtin":
+        return RedirectResponse("/", 303)  # the pages offer the identity provider's sign-in
+    return login_page(board.config.partnership.name, request.query_params.get("next", "/"))
 
-    async def login_form(request: Request) -> Response:
-        config = live.get("config")
-        if config is None:
-            return Response("the board is starting; retry in a few seconds", 503)
-        if config.access.mode != "builtin":
-            return RedirectResponse("/", 303)  # the pages offer the identity provider's sign-in
-        return login_page(config.partnership.name, request.query_params.get("next", "/"))
 
-    async def login(request: Request) -> Response:
-        store, config = live.get("store"), live.get("config")
-        if store is None or config is None:
-            return Response("the board is starting; retry in a few seconds", 503)
-        if config.access.mode != "builtin":
-            return Response("sign in through the identity provider on the board's pages", 404)
-        form = await request.form()
-        email, password = str(form.get("email", "")), str(form.get("password", ""))
-        next_path = safe_next(str(form.get("next", "/")))
-        if not _same_origin(request):
-            return login_page(config.partnership.name, next_path, error="this form was posted from "
-                              "another site; open the board and sign in there", status=403)
+async def login(request: Request) -> Response:
+    """``POST /signin``: the core decides (``users.sign_in``); the answer sets the session
+    cookie, or shows the form again with the reason."""
+    board = state.of(request.scope)
+    if board is None:
+        return _starting()
+    store, config = board.store, board.config
+    if config.access.mode != "builtin":
+        return Response("sign in through the identity provider on the board's pages", 404)
+    form = await request.form()
+    email, password = str(form.get("email", "")), str(form.get("password", ""))
+    next_path = safe_next(str(form.get("next", "/")))
+    if not _same_origin(request):
+        return login_page(config.partnership.name, next_path, error="this form was posted from "
+                          "another site; open the board and sign in there", status=403)
 
-        def attempt() -> users.Session:
-            return users.sign_in(store.engine, config, email, password, ip=client_ip(request))
+    def attempt() -> users.Session:
+        return users.sign_in(store.engine, config, email, password, ip=client_ip(request))
 
-        try:
-            session = await asyncio.to_thread(attempt)
-        except users.SignInThrottled as exc:
-            page = login_page(config.partnership.name, next_path, error=str(exc), email=email, status=429)
-            page.headers["Retry-After"] = str(exc.retry_after)
-            return page
-        except users.SignInError as exc:
-            return login_page(config.partnership.name, next_path, error=str(exc), email=email,
-                              status=401)
-        response = RedirectResponse(next_path, 303)
-        response.set_cookie(SESSION_COOKIE, session.token, max_age=int(config.access.session_hours * 3600),
-                            httponly=True, samesite="lax", path="/",
-                            secure=request.url.scheme == "https")
-        return response
+    try:
+        session = await asyncio.to_thread(attempt)
+    except users.SignInThrottled as exc:
+        page = login_page(config.partnership.name, next_path, error=str(exc), email=email, status=429)
+        page.headers["Retry-After"] = str(exc.retry_after)
+        return page
+    except users.SignInError as exc:
+        return login_page(config.partnership.name, next_path, error=str(exc), email=email,
+                          status=401)
+    response = RedirectResponse(next_path, 303)
+    response.set_cookie(SESSION_COOKIE, session.token, max_age=int(config.access.session_hours * 3600),
+                        httponly=True, samesite="lax", path="/",
+                        secure=request.url.scheme == "https")
+    return response
 
-    async def logout(request: Request) -> Response:
-        store = live.get("store")
-        token = request.cookies.get(SESSION_COOKIE)
-        if store is not None and token and _same_origin(request):
-            def end() -> None:
-                with store.engine.begin() as conn:
-                    users.sign_out(conn, token, ip=client_ip(request))
 
-            await asyncio.to_thread(end)
-        response = RedirectResponse("/signin", 303)
-        response.delete_cookie(SESSION_COOKIE, path="/")
-        return response
+async def logout(request: Request) -> Response:
+    """``POST /signout``: the session ends in the store, the cookie is cleared."""
+    board = state.of(request.scope)
+    token = request.cookies.get(SESSION_COOKIE)
+    if board is not None and token and _same_origin(request):
+        def end() -> None:
+            with board.store.engine.begin() as conn:
+                users.sign_out(conn, token, ip=client_ip(request))
 
-    return [("/signin", login_form, ["GET"]), ("/signin", login, ["POST"]),
-            ("/signout", logout, ["POST"])]
+        await asyncio.to_thread(end)
+    response = RedirectResponse("/signin", 303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+ROUTES = [Route("/signin", login_form, methods=["GET"]), Route("/signin", login, methods=["POST"]),
+          Route("/signout", logout, methods=["POST"])]
+
+
+def _starting() -> Response:
+    return PlainTextResponse("the board is starting; retry in a few seconds", 503)
+
+
+async def signed_in(request: Request) -> tuple[state.BoardState, User] | Response:
+    """The board and the person asking an API route, or the answer when there is none:
+    503 while the board starts, 401 without a session or a personal token."""
+    board = state.of(request.scope)
+    if board is None:
+        return _starting()
+    user = await authenticate(request, board.store, board.config)
+    if user is None:
+        return PlainTextResponse(
+            "sign in on the board, or send a personal API token: Authorization: Bearer pbt_... "
+            "(make one on the board's Account page or with `partnerboard users token EMAIL`)", 401,
+            headers={"WWW-Authenticate": 'Bearer realm="partnerboard"'})
+    return board, user
+
+
+async def refused(request: Request, board: state.BoardState, user: User, reason: str) -> None:
+    """A refused request in the audit log, under the route it tried."""
+    def write() -> None:
+        with board.store.engine.begin() as conn:
+            audit.record(conn, user.email, request.url.path, partner=user.partner_id, outcome="denied",
+                         detail=reason, ip=client_ip(request))
+
+    await asyncio.to_thread(write)
 
 
 async def authenticate(request: Request, store: Any, config: Any) -> User | None:
