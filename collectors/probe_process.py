@@ -100,9 +100,17 @@ class ProbeProcess:
                     for e in endpoint_ids]
 
     def close(self) -> None:
+        """End the worker: it exits when its socket ends. A plain close does not end the
+        socket while our answer-reading thread is inside ``recv`` on it (the worker then
+        waited out ``join``'s 10 s on every stop), so the socket is shut down first."""
         with self._lock:
             conn, proc, self._proc = self._conn, self._proc, None
         if conn is not None:
+            try:
+                with socket.socket(fileno=os.dup(conn.fileno())) as end:
+                    end.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already gone
             conn.close()
         if proc is not None:
             proc.join(timeout=10)

@@ -16,7 +16,7 @@ from partnerboard.collectors.scheduler import stop as stop_scheduler
 from partnerboard.core.config import parse_config
 from partnerboard.core.store import Store, schema
 from partnerboard.core.vocabulary import timeutil
-from tests.conftest import config_dict, set_chaos
+from tests.conftest import ONCE_THREADS, config_dict, set_chaos
 
 
 def _group(config, partner_id: str) -> ProbeGroup:
@@ -148,6 +148,7 @@ def _first_run(store: Store, source: str, timeout: float = 60):
     raise AssertionError(f"{source} finished no run within {timeout} s")
 
 
+@ONCE_THREADS
 def test_hanging_partner_does_not_delay_the_other(sim, store, env_tokens) -> None:
     """While the marketplace's probe run hangs for its whole 4.5 s deadline, the payments
     job keeps probing on its own thread. Judged by what happened during the hang (payments
@@ -204,6 +205,7 @@ def test_probe_windows_in_the_store_are_utc(sim, config, store, env_tokens) -> N
     assert abs(timeutil.from_db(ts) - before) < timedelta(seconds=2)
 
 
+@ONCE_THREADS
 def test_scheduled_probes_are_measured_in_a_worker_process_that_is_replaced_if_it_dies(
         sim, store, env_tokens) -> None:
     """Issue 12, item 9: the scheduler's probes are sent and timed in a process of their own
@@ -242,3 +244,19 @@ def test_scheduled_probes_are_measured_in_a_worker_process_that_is_replaced_if_i
     ok = ok[ok.outcome == "ok"]
     assert (ok.latency_ms >= 80).all(), "the partner's own latency is measured"
     assert not prober._proc or not prober._proc.is_alive(), "stopping the scheduler ends the worker"
+
+
+@ONCE_THREADS
+def test_the_probe_worker_ends_by_itself_when_its_scheduler_stops(sim) -> None:
+    """Closing the worker's socket ends it at once (it exits 0), not after the 10 s the
+    parent waits before killing it: every stop of `serve` and `collect` waited that long
+    while the parent's answer thread sat in recv on the socket."""
+    from partnerboard.collectors.probe_process import ProbeProcess
+
+    prober = ProbeProcess(parse_config(config_dict(sim.base_url)))
+    assert len(prober.probe("payments", ("health",))) == 1  # the worker runs and answers
+    worker = prober._proc.proc
+    started = time.monotonic()
+    prober.close()
+    assert worker.returncode == 0, "the worker exited by itself (killed: -9)"
+    assert time.monotonic() - started < 10.0, "close waited for the kill"
