@@ -19,6 +19,7 @@ import os
 import socket
 import threading
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -62,8 +63,11 @@ def _worker_name() -> str:
 class Deliverer:
     """This process's sender: ``tick`` from a scheduled job, ``close`` on shutdown."""
 
-    def __init__(self, store: Store, config: Config, *, board_url: str, max_parallel: int = 4) -> None:
-        self.store, self.config, self.board_url = store, config, board_url
+    def __init__(self, store: Store, config: Config, *, board_url: str, max_parallel: int = 4,
+                 clock: Callable[[], datetime] = timeutil.utcnow) -> None:
+        """``clock``: now, for what is due and when a retry comes (a test steps it instead of
+        waiting for a backoff)."""
+        self.store, self.config, self.board_url, self.clock = store, config, board_url, clock
         self.worker = _worker_name()
         self._pool = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="pb-deliver")
         self._inflight: set[Future] = set()
@@ -87,7 +91,7 @@ class Deliverer:
         """Claim what is due and start sending it; returns how many were claimed. Looks
         first with a read, so an idle tick never waits for the write lock behind a long
         collector transaction."""
-        now = timeutil.utcnow()
+        now = self.clock()
         with self.store.engine.connect() as conn:
             due = outbox.next_due(conn, now)
         if due is None or due > now:
@@ -110,7 +114,7 @@ class Deliverer:
 
     def drain(self) -> list[Attempt]:
         """Claim and send what is due now, in this thread (tests and the CLI)."""
-        now = timeutil.utcnow()
+        now = self.clock()
         claimed = write_serially(self.store.engine,
                                  lambda conn: outbox.claim(conn, worker=self._worker(), now=now))
         return [self.deliver(n) for n in claimed]
@@ -130,7 +134,7 @@ class Deliverer:
         except KeyError as exc:
             error = f"{exc.args[0]}: it was removed from the config after this was queued"
             write_serially(self.store.engine, lambda conn: outbox.undeliverable(
-                conn, nid, error=error, now=timeutil.utcnow()))
+                conn, nid, error=error, now=self.clock()))
             log.error("outbox: notification %s undeliverable: %s", nid, error)
             return Attempt(nid, notification["receiver_id"], kind, transports.Answer(False, 0, error),
                            "undeliverable")
@@ -139,7 +143,7 @@ class Deliverer:
             answer = transports.send(receiver, message, notification["idempotency_key"])
         except transports.ReceiverConfigError as exc:
             answer = transports.Answer(False, 0, scrub(str(exc)))
-        now = timeutil.utcnow()
+        now = self.clock()
         if answer.accepted:
             write_serially(self.store.engine, lambda conn: outbox.delivered(
                 conn, nid, status=answer.status, now=now))

@@ -20,11 +20,10 @@ import signal
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
-from apscheduler.schedulers.background import BackgroundScheduler
 from partnerboard.notifiers import transports
 from partnerboard.notifiers.delivery import Deliverer, send_test_message
 
@@ -32,6 +31,7 @@ from partnerboard import background
 from partnerboard.core.alerts import outbox
 from partnerboard.core.config import parse_config
 from partnerboard.core.store import open_store, schema
+from partnerboard.core.vocabulary import timeutil
 from tests.conftest import config_dict, db_url_for, free_port, set_chaos, to_toml, wait_until
 from tests.receivers import start_http_receiver, start_smtp_receiver
 from tests.test_server import _start, _stop
@@ -149,29 +149,46 @@ def test_down_and_back_is_one_firing_and_one_resolved_per_receiver(sim, store, t
 
 
 def test_a_receiver_down_for_a_while_gets_the_message_once_it_recovers(store) -> None:
+    """Two refusals, then the receiver takes it: each retry is due after a growing backoff
+    (5 s, then 10 s, jittered ±25 %), nothing is sent before its time, and every attempt
+    carries the same idempotency key. The deliverer's clock is stepped to each due time
+    instead of waited for."""
     hook = start_http_receiver()
     hook.answers = [503, 500]
     data = config_dict("http://127.0.0.1:9")
     data["alerts"] = {"receivers": [{"id": "hook", "type": "webhook", "url": f"{hook.url}/a"}]}
     cfg = parse_config(data)
-    deliverer = Deliverer(store, cfg, board_url=BOARD)
+    now = [datetime(2026, 11, 20, 9, tzinfo=UTC)]
+    deliverer = Deliverer(store, cfg, board_url=BOARD, clock=lambda: now[0])
     with store.engine.begin() as conn:
         outbox.enqueue(conn, cfg, receiver_id="hook", kind="firing", group_key="payments:endpoint_down",
-                       alert=_alert(), now=datetime.now().astimezone())
-    sched = BackgroundScheduler()
-    sched.add_job(deliverer.tick, "interval", seconds=0.5)
-    sched.start()
+                       alert=_alert(), now=now[0])
+    gaps = []
     try:
-        hook.wait_for(lambda rs: len(rs) >= 3, 90)
-        wait_until(lambda: _rows(store)[0]["status"] == "delivered", 30, "the delivery recorded")
+        assert deliverer.drain() == [], "held for the group wait first"
+        now[0] = _due(store)
+        for answer in (503, 500, 200):
+            (attempt,) = deliverer.drain()
+            assert attempt.answer.status == answer
+            if answer == 200:
+                break
+            due = _due(store)
+            gaps.append((due - now[0]).total_seconds())
+            now[0] = due - timedelta(seconds=0.5)
+            assert deliverer.drain() == [], "nothing is sent before its time"
+            now[0] = due
     finally:
-        sched.shutdown()
         deliverer.close()
     row = _rows(store)[0]
     assert (row["status"], row["attempts"], row["last_status"]) == ("delivered", 3, 200)
+    assert len(hook.requests) == 3
     assert len({r.headers["idempotency-key"] for r in hook.requests}) == 1  # one key for every attempt
-    gaps = [b.at - a.at for a, b in zip(hook.requests, hook.requests[1:], strict=False)]
-    assert gaps[0] >= 1 and gaps[1] > gaps[0] * 1.1, f"backoff grows: {gaps}"  # 5 s then 10 s, jittered
+    assert 3.75 <= gaps[0] <= 6.25 and 7.5 <= gaps[1] <= 12.5, f"backoff grows: {gaps}"
+
+
+def _due(store) -> datetime:
+    with store.engine.connect() as conn:
+        return timeutil.from_db(conn.execute(sa.select(schema.notifications.c.due_at)).scalar_one())
 
 
 def _alert(**changes) -> dict:
@@ -258,6 +275,7 @@ def test_a_secret_webhook_url_never_shows_in_answers_logs_or_the_outbox(store, c
         assert HOOK_TOKEN not in where
 
 
+@pytest.mark.both_stores  # where several processes share PostgreSQL it differs
 def test_a_sigkill_mid_delivery_then_a_restart_delivers_and_the_resolved_one_follows(sim, tmp_path,
                                                                                       tokens) -> None:
     hook = start_http_receiver()
