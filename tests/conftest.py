@@ -107,17 +107,49 @@ def with_changes(data: dict[str, Any], **changes: Any) -> dict[str, Any]:
     return out
 
 
+
+# Why a test runs on DuckDB only (the PostgreSQL pass of `make test` leaves it out): what it
+# tests is not SQL, and the SQL beneath it is tested on both stores. Everything else that
+# touches a store runs on both; see pytest_collection_modifyitems.
+ONCE_PAGES = pytest.mark.one_store("pages (AppTest or Chromium) lay out what the core computes; "
+                                   "the core's SQL is tested on both stores")
+ONCE_OIDC = pytest.mark.one_store("OIDC sign-in: the provider, cookies and redirects, no SQL of its own")
+ONCE_HTTP = pytest.mark.one_store("HTTP wiring (routes, the guard, a real serve): the refusals and "
+                                  "numbers are the core's, tested on both stores")
+ONCE_PDF = pytest.mark.one_store("the pack's PDF and HTML text: the numbers are the report's, tested "
+                                 "on both stores")
+ONCE_CLI = pytest.mark.one_store("a command in a subprocess: the SQL beneath it is tested in process "
+                                 "on both stores")
+ONCE_THREADS = pytest.mark.one_store("threads and processes, not SQL")
+
 BACKEND = postgres_server.backend()
 
 
+# Fixtures that give a test a store: a test using one (directly or through another
+# fixture) exercises SQL, which can differ between DuckDB and PostgreSQL.
+STORE_FIXTURES = frozenset({"store", "db_url", "collected_demo", "quarter", "shared_store"})
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests of DuckDB's own rules (one process owns the file) run on DuckDB only."""
+    """On DuckDB every test runs. On PostgreSQL (the second pass of ``make test``) the tests
+    whose SQL can differ there: those with a store fixture, and those marked
+    ``both_stores`` (several processes sharing the server, the stores compared). Tests of
+    pages, HTTP, the browser, OIDC, PDF text and commands (``one_store``, with the reason)
+    and tests touching no store run once, on DuckDB. DuckDB's own rules (``duckdb_only``)
+    are skipped on PostgreSQL."""
     if BACKEND == "duckdb":
         return
     skip = pytest.mark.skip(reason="about DuckDB's single-owner file (PARTNERBOARD_TEST_STORE=duckdb)")
+    keep, once = [], []
     for item in items:
         if "duckdb_only" in item.keywords:
             item.add_marker(skip)
+        touches = item.get_closest_marker("both_stores") is not None or bool(
+            STORE_FIXTURES & set(getattr(item, "fixturenames", ())))
+        (keep if touches and item.get_closest_marker("one_store") is None else once).append(item)
+    if once:
+        config.hook.pytest_deselected(items=once)
+        items[:] = keep
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -148,8 +180,21 @@ def db_url(tmp_path: Path) -> str:
     return db_url_for(tmp_path / "store.duckdb")
 
 
+@pytest.fixture(scope="session")
+def migrated(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A store at the latest schema, made once per session (per xdist worker): each test's
+    ``store`` is a copy of it rather than every table created again."""
+    url = db_url_for(tmp_path_factory.mktemp("template") / "template.duckdb")
+    store_mod.open_store(url)
+    store_mod.close_store(url)
+    return url
+
+
 @pytest.fixture()
-def store(db_url: str) -> Iterator[store_mod.Store]:
+def store(db_url: str, migrated: str) -> Iterator[store_mod.Store]:
+    """A store of the test's own at the latest schema (a copy of ``migrated``); a test of
+    how a new or older store is created takes ``db_url`` and opens it itself."""
+    postgres_server.copy_store(migrated, db_url)
     s = store_mod.open_store(db_url)
     yield s
     store_mod.close_store(db_url)

@@ -17,7 +17,7 @@ from partnerboard.core.config import load_config, parse_config
 from partnerboard.core.reports import report
 from partnerboard.core.review import pack, pdf, reading
 from partnerboard.core.vocabulary.periods import parse
-from tests.conftest import config_dict, open_page
+from tests.conftest import ONCE_PAGES, config_dict, open_page
 from tests.forged import forge
 
 M_EDITOR = User("editor@marketplace.example", "editor", "marketplace")
@@ -76,6 +76,7 @@ def test_internal_items_stay_with_their_partner_for_every_role_in_core_csv_and_p
 
 
 @pytest.mark.parametrize(("role", "partner"), ROLES)
+@ONCE_PAGES
 def test_the_actions_page_shows_each_role_only_its_sides_internal_items(page_env, store, role,
                                                                         partner) -> None:
     cfg = load_config(page_env)
@@ -186,6 +187,7 @@ def test_a_change_to_an_internal_item_is_filed_under_the_items_partner(store) ->
 
 
 @pytest.mark.parametrize("forged", ["no-such-item", "P-INTERNAL"])
+@ONCE_PAGES
 def test_a_forged_item_on_the_actions_page_is_refused_by_the_core(page_env, store, forged) -> None:
     """Issue 35 (7): a forged *Item* value (an id that is none of the options, or the other
     partner's internal item) crashed the page with IndexError: it read the row before the
@@ -300,6 +302,7 @@ def test_two_editors_answering_one_proposal_at_once_give_one_answer(store, monke
     assert logged.count("action.accept") == 1 and "action.reject" not in logged
 
 
+@ONCE_PAGES
 def test_the_actions_page_shows_proposals_and_the_bound_partner_answers_them(page_env, store) -> None:
     cfg = load_config(page_env)
     with store.engine.begin() as conn:

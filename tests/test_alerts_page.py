@@ -17,9 +17,11 @@ from partnerboard.core.alerts import evaluation, silences
 from partnerboard.core.config import load_config
 from partnerboard.core.store import schema
 from partnerboard.core.vocabulary import timeutil
-from tests.conftest import config_dict, db_url_for, open_page, to_toml
+from tests.conftest import ONCE_PAGES, config_dict, db_url_for, open_page, to_toml
 from tests.receivers import start_http_receiver
 from tests.test_server import _env
+
+pytestmark = ONCE_PAGES
 
 MARKET_EDITOR = "editor@marketplace.example"
 PAY_VIEWER = "viewer@paygate.example"

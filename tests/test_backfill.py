@@ -21,7 +21,9 @@ from partnerboard.simulator.server import SECRET_ENV
 
 from partnerboard.core import store as store_mod
 from partnerboard.core.store import schema
-from tests.conftest import config_toml, db_url_for, set_chaos, truth
+from tests.conftest import ONCE_CLI, config_toml, db_url_for, set_chaos, truth
+
+pytestmark = ONCE_CLI
 
 
 def _env(tokens: dict[str, str]) -> dict[str, str]:

@@ -25,7 +25,7 @@ from partnerboard.simulator.world import TZ
 from partnerboard.core.config import load_config
 from partnerboard.core.reports import csv_export
 from partnerboard.core.vocabulary.periods import parse
-from tests.conftest import config_toml, launch_chromium
+from tests.conftest import ONCE_PAGES, config_toml, launch_chromium
 from tests.test_server import (
     ARTIFACTS,
     BUILTIN,
@@ -35,6 +35,8 @@ from tests.test_server import (
     sign_in,
     start_server,
 )
+
+pytestmark = ONCE_PAGES
 
 PERIOD = "2026-10"
 PAGES = [("", "Board"), ("api-health", "API health"), ("sla", "SLA"), ("conversion", "Conversion"),

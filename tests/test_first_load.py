@@ -26,6 +26,8 @@ from partnerboard.core.vocabulary import timeutil
 from partnerboard.core.vocabulary.periods import parse
 from tests.conftest import (
     FROZEN_NOW,
+    ONCE_CLI,
+    ONCE_PAGES,
     config_dict,
     config_toml,
     db_url_for,
@@ -209,6 +211,7 @@ def _load_windows(store) -> int:
 
 
 @pytest.mark.slow
+@ONCE_CLI
 def test_a_kill_keeps_every_committed_window_and_the_next_run_goes_on(bsim, tokens, tmp_path: Path) -> None:
     cfg = tmp_path / "partners.toml"
     cfg.write_text(config_toml(bsim.base_url))
@@ -256,6 +259,7 @@ def test_a_kill_keeps_every_committed_window_and_the_next_run_goes_on(bsim, toke
         store_mod.close_store(url)
 
 
+@ONCE_PAGES
 def test_the_board_and_the_data_page_say_the_history_is_still_arriving(
         bsim, orders_only, store, db_url, env_tokens, monkeypatch, tmp_path: Path) -> None:
     run_source(store, orders_only, "marketplace_orders", bsim, budget=ONE_WINDOW)
@@ -276,6 +280,7 @@ def test_the_board_and_the_data_page_say_the_history_is_still_arriving(
     assert any("marketplace_orders: first load" in t.value and "left" in t.value for t in data.text)
 
 
+@ONCE_PAGES
 def test_the_sla_page_says_the_probe_history_is_still_importing(
         sim, store, db_url, env_tokens, monkeypatch, tmp_path: Path) -> None:
     run = runs.start_run(store.engine, "probe:payments", "payments", trigger="simulated")

@@ -26,6 +26,7 @@ from partnerboard.core.changes import annotations
 from partnerboard.core.config import load_config
 from tests.conftest import (
     ADMIN_EMAIL,
+    ONCE_HTTP,
     REPO,
     config_dict,
     db_url_for,
@@ -36,6 +37,8 @@ from tests.conftest import (
     wait_until,
 )
 from tests.test_server import _env, _start, _stop
+
+pytestmark = ONCE_HTTP
 
 PASSWORD = "a long enough password 42"
 NEW = "a new long password 43"

@@ -16,7 +16,7 @@ from partnerboard.core.config import load_config, parse_config
 from partnerboard.core.metrics import kpi_engine
 from partnerboard.core.store import quarantine, schema
 from partnerboard.core.vocabulary.periods import parse
-from tests.conftest import config_dict, open_page, shown
+from tests.conftest import ONCE_PAGES, config_dict, open_page, shown
 
 EDITOR = User("editor@marketplace.example", "editor", "marketplace")
 CFG = parse_config(config_dict("http://127.0.0.1:9") | {"targets": [
@@ -126,6 +126,7 @@ def test_the_simulators_survey_endpoint_is_collected_and_equals_its_truth(bsim, 
     assert df[df.partner_id == "payments"].set_index("kpi").loc["partner_nps", "status"] == "no data"
 
 
+@ONCE_PAGES
 def test_the_satisfaction_page_shows_nps_with_its_note_and_imports_a_file(page_env, store) -> None:
     cfg = load_config(page_env)
     said = "the API docs are <b>confusing</b>"

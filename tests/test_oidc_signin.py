@@ -23,7 +23,7 @@ import pytest
 
 from partnerboard.core import store as store_mod
 from partnerboard.core.access import audit, cli_user
-from tests.conftest import config_toml, db_url_for, free_port, launch_chromium
+from tests.conftest import ONCE_OIDC, config_toml, db_url_for, free_port, launch_chromium
 from tests.oidc_provider import (
     ProviderNotInstalled,
     RunningProvider,
@@ -32,6 +32,8 @@ from tests.oidc_provider import (
     write_auth_secrets,
 )
 from tests.test_server import _env, _stop
+
+pytestmark = ONCE_OIDC
 
 SETTLED = "[data-testid=stApp][data-test-script-state=notRunning]"
 ACCESS = {"mode": "oidc", "domains": {"marketplace.example": "marketplace", "paygate.example": "payments"},

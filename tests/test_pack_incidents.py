@@ -37,7 +37,7 @@ from partnerboard.core.review import closes, pack, pdf, reading
 from partnerboard.core.store import Store, close_store, open_store, schema
 from partnerboard.core.vocabulary.periods import parse
 from partnerboard.demo import _result
-from tests.conftest import config_dict, db_url_for
+from tests.conftest import ONCE_PDF, config_dict, db_url_for
 from tests.test_review import MARKET, PAY
 from tests.test_review_pack import pdf_text
 
@@ -178,6 +178,7 @@ def pages(body: bytes) -> int:
 
 
 @needs_poppler
+@ONCE_PDF
 def test_a_quarter_of_incidents_fits_the_pack_in_ten_pages_and_the_appendix_lists_them_all(quarter) -> None:
     store, cfg, now = quarter
     period = parse(QUARTER)

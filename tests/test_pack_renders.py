@@ -18,7 +18,9 @@ from partnerboard.core.config import parse_config
 from partnerboard.core.review import renders, subscriptions
 from tests import board_in_process
 from tests.board_in_process import Board
-from tests.conftest import config_dict
+from tests.conftest import ONCE_THREADS, config_dict
+
+pytestmark = ONCE_THREADS
 
 PEOPLE = {f"{name}@paygate.example": ("viewer", "payments") for name in ("ann", "bob", "cy", "dee")}
 PACK = "/api/reports/2026-10.html"

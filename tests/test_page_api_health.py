@@ -14,7 +14,9 @@ from streamlit.testing.v1 import AppTest
 from partnerboard.core.metrics import health
 from partnerboard.core.store import schema
 from partnerboard.core.vocabulary import timeutil
-from tests.conftest import APP, config_dict, open_page, set_chaos, to_toml
+from tests.conftest import APP, ONCE_PAGES, config_dict, open_page, set_chaos, to_toml
+
+pytestmark = ONCE_PAGES
 
 
 def _run() -> AppTest:

@@ -15,7 +15,9 @@ from partnerboard.core import store as store_mod
 from partnerboard.core.config import load_config
 from partnerboard.core.reports import csv_export, report
 from partnerboard.core.vocabulary.periods import parse
-from tests.conftest import config_toml, open_page, shown
+from tests.conftest import ONCE_PAGES, config_toml, open_page, shown
+
+pytestmark = ONCE_PAGES
 
 PAGES = ["views/board.py", "views/api_health.py", "views/sla.py", "views/conversion.py",
          "views/returns.py", "views/funnel.py", "views/reports.py", "views/targets.py",

@@ -26,7 +26,7 @@ from partnerboard.core.changes import quarantine_resolutions, run_now, source_pa
 from partnerboard.core.config import Config, load_config, parse_config
 from partnerboard.core.review import subscriptions
 from partnerboard.core.store import job_claims, processes, quarantine, schema
-from tests.conftest import config_dict, open_page
+from tests.conftest import ONCE_HTTP, ONCE_PAGES, config_dict, open_page
 
 MA = User("ma@marketplace.example", "admin", "marketplace")
 PA = User("pa@paygate.example", "admin", "payments")
@@ -179,6 +179,7 @@ def test_a_one_partner_admin_sets_only_their_partners_targets(store) -> None:
             targets.remove_target(conn, MA, "payments", "payment_success_rate")
 
 
+@ONCE_PAGES
 def test_the_data_page_offers_a_one_partner_admin_only_their_sources_and_records(
         store, page_env, monkeypatch) -> None:
     cfg = load_config(page_env)
@@ -216,6 +217,7 @@ def board(tmp_path_factory, tokens) -> Iterator:
         sim.stop()
 
 
+@ONCE_HTTP
 def test_the_run_now_route_refuses_the_other_partners_sources(board) -> None:
     url = f"{board.url}/api/sources/payments_charges/run"
     theirs = httpx.post(url, headers=board.bearer("ma@marketplace.example"), json={}, timeout=60)

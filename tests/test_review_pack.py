@@ -22,13 +22,13 @@ from partnerboard.core.reports.numbers import kpi_value
 from partnerboard.core.review import closes, pack, pdf, reading, restatements
 from partnerboard.core.store import open_store
 from partnerboard.core.vocabulary.periods import parse
-from tests.conftest import config_dict
+from tests.conftest import ONCE_PDF, config_dict
 from tests.test_review import MARKET, PAY, _orders
 from tests.test_server import _env
 
-pytestmark = pytest.mark.skipif(shutil.which("pdftotext") is None,
+pytestmark = [ONCE_PDF, pytest.mark.skipif(shutil.which("pdftotext") is None,
                                 reason="poppler-utils missing: apt-get install -y poppler-utils "
-                                       "(.ci/run does)")
+                                       "(.ci/run does)")]
 
 
 def pdf_text(body: bytes, *, first: int | None = None, last: int | None = None) -> str:

@@ -9,8 +9,10 @@ import pytest
 
 from partnerboard.core.config import load_config
 from partnerboard.core.review import closes, restatements
-from tests.conftest import config_dict, cover, open_page, shown, to_toml
+from tests.conftest import ONCE_PAGES, config_dict, cover, open_page, shown, to_toml
 from tests.test_review import _orders
+
+pytestmark = ONCE_PAGES
 
 MARKET, PAY, VIEWER = "editor@marketplace.example", "editor@paygate.example", "viewer@paygate.example"
 

@@ -29,7 +29,7 @@ from partnerboard.core.changes import run_now
 from partnerboard.core.config import load_config, parse_config
 from partnerboard.core.store import job_claims, processes, schema
 from partnerboard.core.vocabulary import timeutil
-from tests.conftest import config_dict, db_url_for, open_page, set_chaos, to_toml
+from tests.conftest import ONCE_CLI, ONCE_PAGES, config_dict, db_url_for, open_page, set_chaos, to_toml
 
 ADMIN = cli_user()
 CONFIG = parse_config(config_dict("http://127.0.0.1:9"))  # the sources' ids and partners
@@ -48,8 +48,13 @@ class Scheduled:
 @pytest.fixture()
 def scheduled(bsim, store, env_tokens, tmp_path: Path) -> Iterator[Scheduled]:
     """The real scheduler on the frozen simulator, registered as a collecting process the
-    way ``serve`` and ``collect`` do (heartbeat, published jobs); probes every 30 s."""
+    way ``serve`` and ``collect`` do (heartbeat, published jobs); probes every 30 s, and one
+    business source (the one run now asks for; its first load in two windows of 90 days)."""
     data = config_dict(bsim.base_url, interval=30.0, timeout=0.8)
+    for partner in data["partners"]:
+        partner["sources"] = [s for s in partner["sources"] if s["id"] == SOURCE]
+        for s in partner["sources"]:
+            s["incremental"]["chunk_days"] = 90
     path = tmp_path / "partners.toml"
     path.write_text(to_toml(data))
     heartbeat = processes.Heartbeat(store.engine, "serve")
@@ -177,6 +182,7 @@ def _cli_env(tokens: dict[str, str]) -> dict[str, str]:
     return env
 
 
+@ONCE_CLI
 def test_collect_once_source_runs_exactly_the_named_sources(tmp_path: Path, bsim, tokens) -> None:
     cfg = tmp_path / "partners.toml"
     cfg.write_text(to_toml(config_dict(bsim.base_url)))
@@ -230,6 +236,7 @@ def _run_now_buttons(at) -> list[str]:
     return [b.key for b in at.button if str(b.key or "").startswith("run_now:")]
 
 
+@ONCE_PAGES
 def test_data_page_without_collectors_shows_the_cli_command(monkeypatch, tmp_path: Path, bsim,
                                                              db_url, store, env_tokens) -> None:
     cfg = tmp_path / "partners.toml"
@@ -254,6 +261,7 @@ def test_data_page_without_collectors_shows_the_cli_command(monkeypatch, tmp_pat
     assert local in set(quarantine["received (Europe/Warsaw)"])
 
 
+@ONCE_PAGES
 def test_data_page_run_now_button_yields_a_manual_run(monkeypatch, scheduled: Scheduled, store,
                                                      db_url) -> None:
     _first_scheduled_run_done(store)

@@ -29,7 +29,7 @@ from partnerboard.core.reports import report
 from partnerboard.core.review import reading
 from partnerboard.core.store import close_store, open_store, schema
 from partnerboard.core.vocabulary import periods, timeutil
-from tests.conftest import BACKEND, config_dict, db_url_for, free_port, to_toml
+from tests.conftest import BACKEND, ONCE_HTTP, config_dict, db_url_for, free_port, to_toml
 from tests.receivers import start_http_receiver
 from tests.test_server import _start, _stop, _wait_healthy, provision
 
@@ -243,6 +243,7 @@ def no_collect(tmp_path: Path, receiver_secrets, tokens, monkeypatch) -> Iterato
         _stop(proc, log=log)
 
 
+@ONCE_HTTP
 def test_a_no_collect_replica_stores_and_exports_a_pasted_secret_scrubbed(no_collect, receiver_secrets,
                                                                           tokens) -> None:
     url, token, log = no_collect

@@ -24,7 +24,7 @@ from partnerboard.core.config import load_config
 from partnerboard.core.reports import report
 from partnerboard.core.store import quarantine
 from partnerboard.core.vocabulary.periods import parse
-from tests.conftest import REPO, config_toml, db_url_for, launch_chromium, open_page
+from tests.conftest import ONCE_PAGES, REPO, config_toml, db_url_for, launch_chromium, open_page
 from tests.test_server import (
     BUILTIN,
     _env,
@@ -36,6 +36,7 @@ from tests.test_server import (
 VIEWS = [f"views/{p.module}" for p in PAGES]
 
 
+@ONCE_PAGES
 def test_a_signed_out_visitor_sees_only_the_sign_in(page_env) -> None:
     from streamlit.testing.v1 import AppTest
 
@@ -54,6 +55,7 @@ def test_a_signed_out_visitor_sees_only_the_sign_in(page_env) -> None:
             at.switch_page(page)
 
 
+@ONCE_PAGES
 def test_the_builtin_sign_in_is_a_form_posted_to_the_server(page_env, monkeypatch, tmp_path, sim) -> None:
     cfg = tmp_path / "builtin.toml"
     cfg.write_text(config_toml(sim.base_url, access=BUILTIN))
@@ -70,6 +72,7 @@ def test_the_builtin_sign_in_is_a_form_posted_to_the_server(page_env, monkeypatc
     assert not at.metric and not at.dataframe
 
 
+@ONCE_PAGES
 def test_an_unknown_email_domain_is_refused(page_env) -> None:
     from streamlit.testing.v1 import AppTest
 
@@ -83,6 +86,7 @@ def test_an_unknown_email_domain_is_refused(page_env) -> None:
     assert not at.metric and [b.label for b in at.button] == ["Sign out"]
 
 
+@ONCE_PAGES
 def test_a_viewer_sees_no_editor_or_admin_controls(page_env) -> None:
     viewer = dict(user="viv@paygate.example", role="viewer", partner_id="payments")
     notes = open_page("views/annotations.py", title="Annotations", **viewer)
@@ -327,6 +331,7 @@ def test_a_planted_token_appears_in_no_output(tmp_path: Path, sim, tokens) -> No
     assert io.StringIO(outputs["report"]).read().count("\n") > 10
 
 
+@ONCE_PAGES
 def test_an_admin_resolves_quarantine_on_the_data_page(page_env, store) -> None:
     with store.engine.begin() as conn:
         quarantine.put(conn, source="marketplace_orders", run_id="r1", payload={"order_id": "O1"},

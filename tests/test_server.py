@@ -210,6 +210,7 @@ def server(workdir: Path, tokens) -> Iterator[Proc]:
 
 @pytest.mark.slow
 @pytest.mark.browser
+@pytest.mark.both_stores  # where several processes share PostgreSQL it differs
 def test_board_serves_the_page_while_probes_arrive(server: Proc, workdir: Path, tokens) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -411,6 +412,7 @@ def _wait_for_source(server: Proc, source: str, timeout: float = 120) -> None:
 
 @pytest.mark.slow
 @pytest.mark.browser
+@pytest.mark.both_stores  # where several processes share PostgreSQL it differs
 def test_live_board_equals_the_report_route_and_export_goes_through_the_server(server: Proc, workdir: Path,
                                                                    tokens) -> None:
     from partnerboard.dashboard.format import kpi_value

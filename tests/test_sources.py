@@ -50,14 +50,29 @@ def expected(sim, source_id: str) -> dict[str, Any]:
     return truth(sim)[partner][key]
 
 
+# These tests are about paging, auth, mapping and faults: a first load of 180 days in
+# windows of 90 (two windows) instead of the shipped 7; windows themselves are
+# test_first_load's (and the halving test's below).
+WINDOW_DAYS = 90
+
+
+def _data(bsim) -> dict[str, Any]:
+    data = config_dict(bsim.base_url)
+    for partner in data["partners"]:
+        for source in partner.get("sources", []):
+            if source.get("incremental", {}).get("end_param"):
+                source["incremental"]["chunk_days"] = WINDOW_DAYS
+    return data
+
+
 @pytest.fixture()
 def bconfig(bsim):
-    return parse_config(config_dict(bsim.base_url))
+    return parse_config(_data(bsim))
 
 
 def with_source(bsim, source_id: str, **changes: Any):
     """The test config with one source's settings changed (deep-merged one level)."""
-    data = config_dict(bsim.base_url)
+    data = _data(bsim)
     for partner in data["partners"]:
         for source in partner.get("sources", []):
             if source["id"] == source_id:
@@ -245,8 +260,7 @@ FAULTS = {
 def test_faults_do_not_change_what_is_stored(bsim, store, env_tokens, fault, source_id) -> None:
     chaos, note = FAULTS[fault]
     partner = SOURCES[source_id][0]
-    # Windows of 60 days: several pages each, so a stale page has a page to repeat.
-    cfg = with_source(bsim, source_id, timeout_seconds=1.0, incremental={"chunk_days": 60},
+    cfg = with_source(bsim, source_id, timeout_seconds=1.0,
                       retry={"base_delay_seconds": 0.05, "max_delay_seconds": 0.2,
                              "max_attempts": 12})
     set_chaos(bsim, partner=partner, **chaos)
@@ -465,7 +479,7 @@ def test_newest_first_lists_are_collected_and_an_early_stop_keeps_the_watermark(
 def test_a_first_load_window_too_big_for_max_pages_is_read_in_halves(bsim, store, env_tokens) -> None:
     """A week of charges does not fit two pages of 20: each such window of the first load
     is read again in halves until it fits, and the load still ends with the truth."""
-    cfg = with_source(bsim, "payments_charges",
+    cfg = with_source(bsim, "payments_charges", incremental={"chunk_days": 7},
                       pagination={"style": "starting_after", "page_size": 20, "max_pages": 2})
     result = run_source(store, cfg, "payments_charges")
     assert result.status == "success", result.error

@@ -18,11 +18,15 @@ from partnerboard.core.vocabulary import timeutil
 from tests.conftest import stamp_version
 
 
-def test_new_store_is_created_at_the_latest_version(store) -> None:
-    assert store.schema_before == 0 and store.schema_after == migrations.LATEST
-    with store.engine.connect() as conn:
-        assert migrations.current_version(conn) == migrations.LATEST
-        tables = set(sa.inspect(conn).get_table_names())
+def test_new_store_is_created_at_the_latest_version(db_url: str) -> None:
+    store = store_mod.open_store(db_url)
+    try:
+        assert store.schema_before == 0 and store.schema_after == migrations.LATEST
+        with store.engine.connect() as conn:
+            assert migrations.current_version(conn) == migrations.LATEST
+            tables = set(sa.inspect(conn).get_table_names())
+    finally:
+        store_mod.close_store(db_url)
     assert {"probe_results", "incidents", "maintenance_windows", "collector_runs",
             "watermarks", "endpoint_state", "quarantine", "schema_version"} <= tables
 

@@ -31,8 +31,8 @@ from partnerboard.core.vocabulary import periods
 from tests import postgres_server
 from tests.conftest import BACKEND, FROZEN_NOW, config_dict
 
-pytestmark = pytest.mark.skipif(BACKEND != "postgresql",
-                                reason="compares DuckDB with PostgreSQL: PARTNERBOARD_TEST_STORE=postgresql")
+pytestmark = [pytest.mark.both_stores, pytest.mark.skipif(BACKEND != "postgresql",
+                                reason="compares DuckDB with PostgreSQL: PARTNERBOARD_TEST_STORE=postgresql")]
 PERIODS = ("2026-10", "2026-11", "2026-Q3", "2026-Q4", "2026-W44", "2026-10-14")
 
 

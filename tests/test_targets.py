@@ -22,7 +22,7 @@ from partnerboard.core.reports import csv_export, report
 from partnerboard.core.store import schema
 from partnerboard.core.vocabulary import timeutil
 from partnerboard.core.vocabulary.periods import parse
-from tests.conftest import config_dict, config_toml, cover, open_page, shown
+from tests.conftest import ONCE_PAGES, config_dict, config_toml, cover, open_page, shown
 
 CFG = parse_config(config_dict("http://127.0.0.1:9") | {"targets": [
     {"partner": "marketplace", "kpi": "conversion_rate", "value": 2.5},
@@ -194,6 +194,7 @@ def _conversion_caption(at) -> str:
     return captions[metrics.index("Marketplace conversion")]
 
 
+@ONCE_PAGES
 def test_an_editor_sets_a_target_and_the_board_the_trend_and_the_csv_use_it(board_env) -> None:
     url, cfg = board_env
     board = open_page("views/board.py", period="2026-10", title="Board")
@@ -237,6 +238,7 @@ def test_an_editor_sets_a_target_and_the_board_the_trend_and_the_csv_use_it(boar
     assert row[csv_export.HEADERS.get("status", "status")].iloc[0] == "red"
 
 
+@ONCE_PAGES
 def test_an_editor_removes_a_board_target_and_the_files_applies_again(board_env) -> None:
     url, cfg = board_env
     with store_mod.open_store(url).engine.begin() as conn:
@@ -257,6 +259,7 @@ def test_an_editor_removes_a_board_target_and_the_files_applies_again(board_env)
     assert " · target 2.50 %" in _conversion_caption(board)
 
 
+@ONCE_PAGES
 def test_an_invalid_target_is_an_error_on_the_page(board_env) -> None:
     at = open_page("views/targets.py", title="Targets", user="editor@marketplace.example", role="editor",
                    partner_id="marketplace")
@@ -268,6 +271,7 @@ def test_an_invalid_target_is_an_error_on_the_page(board_env) -> None:
         "Not set: period '2026-13' is not a real date: month must be in 1..12"]
 
 
+@ONCE_PAGES
 def test_a_viewer_sees_the_targets_and_no_form(board_env) -> None:
     at = open_page("views/targets.py", title="Targets", user="viewer@paygate.example", role="viewer",
                    partner_id="payments")

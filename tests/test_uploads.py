@@ -16,7 +16,9 @@ import pytest
 
 from tests import board_in_process
 from tests.board_in_process import Board, uploaded_files
-from tests.conftest import wait_until
+from tests.conftest import ONCE_HTTP, wait_until
+
+pytestmark = ONCE_HTTP
 
 PEOPLE = {
     "viv@paygate.example": ("viewer", "payments"),

@@ -12,7 +12,9 @@ from streamlit.testing.v1 import AppTest
 
 from partnerboard.core.access import User, audit, cli_user, users
 from partnerboard.core.store import schema
-from tests.conftest import ADMIN_EMAIL, APP, open_page, shown
+from tests.conftest import ADMIN_EMAIL, APP, ONCE_PAGES, open_page, shown
+
+pytestmark = ONCE_PAGES
 
 
 @pytest.fixture()
