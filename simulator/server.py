@@ -58,7 +58,10 @@ class RunningSimulator:
 
 
 def start_in_thread(tokens: dict[str, str], **options: Any) -> RunningSimulator:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not the default 0: asyncio switches Nagle off (TCP_NODELAY) only on
+    # accepted sockets whose proto says TCP. With Nagle on, uvicorn's body (a write after
+    # the headers) waited for the client's delayed ACK: 40 ms on every answer.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

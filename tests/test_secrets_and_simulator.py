@@ -71,3 +71,15 @@ def test_simulator_chaos_knobs(sim, tokens) -> None:
     assert r.status_code == 200 and r.elapsed.total_seconds() >= 0.3
     bad = httpx.post(f"{sim.base_url}/_sim/chaos", json={"error_rate": 7})
     assert bad.status_code == 400 and "between 0 and 1" in bad.json()["error"]
+
+
+def test_the_simulator_answers_without_nagles_delay(sim) -> None:
+    """Its connections have TCP_NODELAY: with Nagle on, each answer's body (written after its
+    headers) waited for the client's delayed ACK, 40 ms per request of every collector test."""
+    import socket
+
+    with httpx.Client(base_url=sim.base_url) as client:
+        assert client.get("/_sim/chaos").status_code == 200  # kept alive: still connected
+        sockets = [c.transport.get_extra_info("socket") for c in sim.server.server_state.connections]
+        assert sockets, "the client's connection is open"
+        assert all(s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for s in sockets)
