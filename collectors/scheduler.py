@@ -20,6 +20,7 @@ claim and the same run record as a scheduled one, marked ``manual``.
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import logging
 import os
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from apscheduler.events import EVENT_JOB_EXECUTED, JobExecutionEvent
-from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.executors.pool import BasePoolExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -210,6 +211,18 @@ class RequestPoller:
             log.warning("run-now requests: %s: %s", type(exc).__name__, scrub(str(exc)))
 
 
+class JobThreads(BasePoolExecutor):
+    """APScheduler's thread-pool executor around a pool held here, so ``stop`` waits for the
+    running jobs after the scheduler has shut down, outside its locks. APScheduler's
+    ``shutdown(wait=True)`` joins them while it holds the job-store lock, and a job that
+    asks to run again as it ends (a long read stopped at its window, a run-now request)
+    waits for that lock from the pool's thread: each waited for the other for ever."""
+
+    def __init__(self, max_workers: int) -> None:
+        self.threads = concurrent.futures.ThreadPoolExecutor(max_workers)
+        super().__init__(self.threads)
+
+
 def build_scheduler(store: Store, config: Config, *, probe_process: bool = True,
                     after_probe_round: Callable[[], None] | None = None,
                     extra_workers: int = 0) -> BackgroundScheduler:
@@ -221,8 +234,9 @@ def build_scheduler(store: Store, config: Config, *, probe_process: bool = True,
     prober = ProbeProcess(config) if probe_process and any(p.endpoints for p in config.partners) else None
     stopping = threading.Event()
     specs = job_specs(config, prober, stopping)
+    threads = JobThreads(max_workers=max(2, len(specs) + 1) + extra_workers)
     scheduler = BackgroundScheduler(
-        executors={"default": ThreadPoolExecutor(max_workers=max(2, len(specs) + 1) + extra_workers)},
+        executors={"default": threads},
         job_defaults={
             "max_instances": 1,
             "coalesce": True,
@@ -233,7 +247,7 @@ def build_scheduler(store: Store, config: Config, *, probe_process: bool = True,
     def again(event: JobExecutionEvent) -> None:
         """A long read that stopped at its budget goes on at once (its next run reads what is
         new first). Heard once the run has released its instance, so it is not skipped."""
-        if getattr(event.retval, "more", False):
+        if getattr(event.retval, "more", False) and not stopping.is_set():
             try:
                 scheduler.modify_job(event.job_id, next_run_time=timeutil.utcnow())
             except JobLookupError:  # removed in between (the scheduler is stopping)
@@ -253,6 +267,7 @@ def build_scheduler(store: Store, config: Config, *, probe_process: bool = True,
                       id="collect:requests", name="collect:requests", next_run_time=now)
     scheduler.partnerboard_prober = prober  # type: ignore[attr-defined]
     scheduler.partnerboard_stopping = stopping  # type: ignore[attr-defined]
+    scheduler.partnerboard_threads = threads  # type: ignore[attr-defined]
     return scheduler
 
 
@@ -274,7 +289,10 @@ def stop(scheduler: BackgroundScheduler, wait: bool = True) -> None:
     stopping = getattr(scheduler, "partnerboard_stopping", None)
     if stopping is not None:
         stopping.set()
-    scheduler.shutdown(wait=wait)
+    scheduler.shutdown(wait=False)
+    threads = getattr(scheduler, "partnerboard_threads", None)
+    if wait and threads is not None:
+        threads.threads.shutdown(wait=True)  # outside the scheduler's locks: see JobThreads
     prober = getattr(scheduler, "partnerboard_prober", None)
     if prober is not None:
         prober.close()

@@ -11,6 +11,7 @@ import sys
 import threading
 from datetime import datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -202,6 +203,40 @@ def test_the_scheduler_goes_on_at_once_after_a_run_at_its_budget(
         starts = [timeutil.from_db(t) for t in conn.execute(sa.select(r.c.started_at).where(
             r.c.source == "marketplace_orders").order_by(r.c.started_at)).scalars()]
     assert len(starts) >= 3 and starts[2] - started < timedelta(seconds=50), starts
+
+
+def test_stopping_while_a_long_read_asks_to_go_on_does_not_hang(orders_only, store) -> None:
+    """A long read that ends as the scheduler stops asks to go on (``modify_job``) from the
+    pool's thread; APScheduler's ``shutdown(wait=True)`` joined that thread while holding
+    the lock ``modify_job`` waits for, and ``serve`` or ``collect`` never stopped (seen
+    once in ten runs). Forced here: the run ends exactly while the executor shuts down."""
+    sched = scheduler.build_scheduler(store, orders_only, probe_process=False)
+    for job in sched.get_jobs():
+        job.pause()  # only the run below
+    release, ended = threading.Event(), threading.Event()
+
+    def long_read() -> SimpleNamespace:
+        release.wait()
+        return SimpleNamespace(more=True)  # what a run stopped at its window returns
+
+    sched.add_job(long_read, "interval", hours=1, id="long", next_run_time=timeutil.utcnow())
+    sched.add_listener(lambda event: ended.set(), scheduler.EVENT_JOB_EXECUTED)
+    executor = sched._lookup_executor("default")
+    shutting_down = executor.shutdown
+
+    def shutdown(*args, **kwargs):  # the run ends now, inside the scheduler's shutdown
+        release.set()
+        return shutting_down(*args, **kwargs)
+
+    executor.shutdown = shutdown
+    sched.start()
+    wait_until(lambda: "long" in executor._instances,
+               timeout=10, what="the long read running")
+    stopper = threading.Thread(target=scheduler.stop, args=(sched,), daemon=True)
+    stopper.start()
+    stopper.join(timeout=30)
+    assert not stopper.is_alive(), "stop() hung: the run's listener and shutdown wait on each other"
+    assert ended.is_set(), "the run ended and was heard"
 
 
 def _load_windows(store) -> int:
