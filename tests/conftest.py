@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import secrets
+import signal
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -128,6 +129,17 @@ BACKEND = postgres_server.backend()
 # Fixtures that give a test a store: a test using one (directly or through another
 # fixture) exercises SQL, which can differ between DuckDB and PostgreSQL.
 STORE_FIXTURES = frozenset({"store", "db_url", "collected_demo", "quarter", "shared_store"})
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"stopped by signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGTERM ends a run as Ctrl+C does: pytest reports what ran and its session hooks
+    stop the PostgreSQL cluster (the default action would end the process on the spot;
+    the cluster's watchdog, see ``postgres_watchdog``, covers that and SIGKILL too)."""
+    signal.signal(signal.SIGTERM, _interrupt)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -20,6 +20,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -63,6 +64,7 @@ class PostgresServer:
     port: int
     bindir: Path
     _names: itertools.count
+    watchdog: subprocess.Popen | None = None  # stops the cluster if this process dies first
 
     @property
     def admin_url(self) -> str:
@@ -82,6 +84,9 @@ class PostgresServer:
         return self.url(name)
 
     def stop(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.kill()
+            self.watchdog.wait()
         _run_as_owner([str(self.bindir / "pg_ctl"), "stop", "-D", str(self.datadir), "-m",
                        "immediate", "-w"], check=False)
         shutil.rmtree(self.datadir.parent, ignore_errors=True)
@@ -111,7 +116,12 @@ def start() -> PostgresServer:
     if done.returncode != 0:
         log = (root / "server.log").read_text() if (root / "server.log").exists() else ""
         raise RuntimeError(f"PostgreSQL did not start: {done.stdout}{done.stderr}{log}")
-    return PostgresServer(datadir, port, bindir, itertools.count(1))
+    watchdog = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("postgres_watchdog.py")), str(os.getpid()),
+         str(bindir), str(datadir)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True)
+    return PostgresServer(datadir, port, bindir, itertools.count(1), watchdog)
 
 
 _shared: PostgresServer | None = None
