@@ -8,7 +8,7 @@ PB     := $(VENV)/bin/partnerboard
 STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup demo test serve collect simulate check-config chromium pack-tools oidc-provider postgres lint bench-smoke clean
+.PHONY: setup demo test test-fast serve collect simulate check-config chromium pack-tools oidc-provider postgres lint bench-smoke clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Partnerboard needs Python 3.11+"'
@@ -49,9 +49,20 @@ tests/oidc/node_modules/.package-lock.json: tests/oidc/package-lock.json
 demo: setup pack-tools  ## simulator + board with collectors, on the shipped partners.toml
 	$(PB) demo
 
-test: setup chromium pack-tools oidc-provider postgres ## the whole test suite, on DuckDB then on PostgreSQL
-	$(PY) -m pytest
-	PARTNERBOARD_TEST_STORE=postgresql $(PY) -m pytest
+# Two pytest-xdist workers (one per core here). Whole test files go to one worker
+# (--dist loadfile), so a module's shared server or store is built once, not once per worker.
+WORKERS ?= 2
+XDIST   := -n $(WORKERS) --dist loadfile
+
+# Every test on DuckDB, then on PostgreSQL the tests whose SQL can differ there (see
+# tests/README.md: tests of pages, HTTP, the browser, OIDC, PDF text and commands run once).
+test: setup chromium pack-tools oidc-provider postgres ## the whole test suite
+	$(PY) -m pytest $(XDIST)
+	PARTNERBOARD_TEST_STORE=postgresql $(PY) -m pytest $(XDIST)
+
+# The edit-test loop: the in-process tests only (no subprocess, real schedule or browser).
+test-fast: setup pack-tools
+	$(PY) -m pytest $(XDIST) -m "not slow and not browser"
 
 serve: setup         ## board + collectors against $$PARTNERBOARD_DATABASE_URL
 	$(PB) serve

@@ -66,6 +66,7 @@ def _rows(store) -> list[dict]:
     return [dict(r._asdict()) for r in df.sort_values("created_at").itertuples()]
 
 
+@pytest.mark.slow
 def test_down_and_back_is_one_firing_and_one_resolved_per_receiver(sim, store, tmp_path, monkeypatch,
                                                                     env_tokens, caplog) -> None:
     caplog.set_level(logging.DEBUG)
@@ -276,6 +277,7 @@ def test_a_secret_webhook_url_never_shows_in_answers_logs_or_the_outbox(store, c
 
 
 @pytest.mark.both_stores  # where several processes share PostgreSQL it differs
+@pytest.mark.slow
 def test_a_sigkill_mid_delivery_then_a_restart_delivers_and_the_resolved_one_follows(sim, tmp_path,
                                                                                       tokens) -> None:
     hook = start_http_receiver()

@@ -113,6 +113,7 @@ def test_sigkill_mid_backfill_then_rerun_equals_truth(bsim, tokens, tmp_path: Pa
     assert all(s in ("success", "failed") for s, _ in runs)
 
 
+@pytest.mark.slow
 def test_backfill_refuses_an_unknown_source(tmp_path: Path, bsim, tokens) -> None:
     cfg = tmp_path / "partners.toml"
     cfg.write_text(config_toml(bsim.base_url))

@@ -36,7 +36,7 @@ from tests.test_server import (
     start_server,
 )
 
-pytestmark = ONCE_PAGES
+pytestmark = [pytest.mark.slow, ONCE_PAGES]
 
 PERIOD = "2026-10"
 PAGES = [("", "Board"), ("api-health", "API health"), ("sla", "SLA"), ("conversion", "Conversion"),

@@ -155,6 +155,7 @@ def _cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProce
                           text=True, cwd=REPO, env=env, timeout=60)
 
 
+@pytest.mark.slow
 def test_check_config_exit_codes(tmp_path: Path) -> None:
     from partnerboard.simulator.server import SECRET_ENV
 
@@ -177,6 +178,7 @@ def test_check_config_exit_codes(tmp_path: Path) -> None:
     assert "file not found" in missing.stderr
 
 
+@pytest.mark.slow
 def test_check_config_warns_about_unset_secrets_via_env_var(tmp_path: Path) -> None:
     import os
 

@@ -38,7 +38,7 @@ from tests.conftest import (
 )
 from tests.test_server import _env, _start, _stop
 
-pytestmark = ONCE_HTTP
+pytestmark = [pytest.mark.slow, ONCE_HTTP]
 
 PASSWORD = "a long enough password 42"
 NEW = "a new long password 43"

@@ -24,7 +24,7 @@ from partnerboard.core.vocabulary.periods import parse
 from tests.conftest import ONCE_HTTP, config_dict, db_url_for, free_port, open_page, to_toml
 from tests.test_server import _start, _stop, _wait_healthy, provision
 
-pytestmark = ONCE_HTTP
+pytestmark = [pytest.mark.slow, ONCE_HTTP]
 
 RETURNS_KPIS = ("returns_cost_total", "returns_cost_per_order", "return_rate")
 MONTH = "2026-10"  # inside the frozen simulator's 180 days; its year ago is long before

@@ -50,7 +50,7 @@ import sys
 import streamlit as st
 import uvicorn
 
-pytestmark = ONCE_OIDC
+pytestmark = [pytest.mark.slow, ONCE_OIDC]
 
 uvicorn.run(st.App(sys.argv[1]), host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
 """

@@ -33,7 +33,7 @@ from tests.oidc_provider import (
 )
 from tests.test_server import _env, _stop
 
-pytestmark = ONCE_OIDC
+pytestmark = [pytest.mark.slow, ONCE_OIDC]
 
 SETTLED = "[data-testid=stApp][data-test-script-state=notRunning]"
 ACCESS = {"mode": "oidc", "domains": {"marketplace.example": "marketplace", "paygate.example": "payments"},

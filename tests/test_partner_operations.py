@@ -218,6 +218,7 @@ def board(tmp_path_factory, tokens) -> Iterator:
 
 
 @ONCE_HTTP
+@pytest.mark.slow
 def test_the_run_now_route_refuses_the_other_partners_sources(board) -> None:
     url = f"{board.url}/api/sources/payments_charges/run"
     theirs = httpx.post(url, headers=board.bearer("ma@marketplace.example"), json={}, timeout=60)

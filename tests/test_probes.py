@@ -8,6 +8,7 @@ import time
 from datetime import timedelta
 
 import pandas as pd
+import pytest
 import sqlalchemy as sa
 from partnerboard.collectors.jobs import ProbeGroup, probe_groups, run_probes
 from partnerboard.collectors.scheduler import build_scheduler
@@ -149,6 +150,7 @@ def _first_run(store: Store, source: str, timeout: float = 60):
 
 
 @ONCE_THREADS
+@pytest.mark.slow
 def test_hanging_partner_does_not_delay_the_other(sim, store, env_tokens) -> None:
     """While the marketplace's probe run hangs for its whole 4.5 s deadline, the payments
     job keeps probing on its own thread. Judged by what happened during the hang (payments
@@ -206,6 +208,7 @@ def test_probe_windows_in_the_store_are_utc(sim, config, store, env_tokens) -> N
 
 
 @ONCE_THREADS
+@pytest.mark.slow
 def test_scheduled_probes_are_measured_in_a_worker_process_that_is_replaced_if_it_dies(
         sim, store, env_tokens) -> None:
     """Issue 12, item 9: the scheduler's probes are sent and timed in a process of their own

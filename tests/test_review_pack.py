@@ -170,6 +170,7 @@ def test_a_restatement_reaches_the_pack_and_the_signed_value_stays(store) -> Non
     assert cells[1] == "500.00 PLN" and cells[-1] == "600.00 PLN"  # signed value, today's beside it
 
 
+@pytest.mark.slow
 def test_export_writes_the_pack_as_pdf_and_html(collected_demo, tmp_path, tokens) -> None:
     url, path = collected_demo
     base = [sys.executable, "-m", "partnerboard.cli", "export", "--period", "2026-10", "--config", str(path),

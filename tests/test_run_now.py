@@ -183,6 +183,7 @@ def _cli_env(tokens: dict[str, str]) -> dict[str, str]:
 
 
 @ONCE_CLI
+@pytest.mark.slow
 def test_collect_once_source_runs_exactly_the_named_sources(tmp_path: Path, bsim, tokens) -> None:
     cfg = tmp_path / "partners.toml"
     cfg.write_text(to_toml(config_dict(bsim.base_url)))

@@ -28,7 +28,7 @@ from partnerboard.core.store.upsert import upsert
 from partnerboard.core.vocabulary import timeutil
 from tests.conftest import BACKEND, config_dict, db_url_for, free_port, set_chaos, to_toml, truth, wait_until
 
-pytestmark = pytest.mark.both_stores  # several processes on one PostgreSQL
+pytestmark = [pytest.mark.slow, pytest.mark.both_stores]  # several processes on one PostgreSQL
 on_postgres = pytest.mark.skipif(BACKEND != "postgresql",
                                  reason="several processes share a store on PostgreSQL only")
 

@@ -244,6 +244,7 @@ def no_collect(tmp_path: Path, receiver_secrets, tokens, monkeypatch) -> Iterato
 
 
 @ONCE_HTTP
+@pytest.mark.slow
 def test_a_no_collect_replica_stores_and_exports_a_pasted_secret_scrubbed(no_collect, receiver_secrets,
                                                                           tokens) -> None:
     url, token, log = no_collect

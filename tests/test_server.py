@@ -27,6 +27,8 @@ from partnerboard.core.config.logs import STACK_DUMP_END
 from partnerboard.core.store import schema
 from tests.conftest import BACKEND, REPO, config_toml, db_url_for, free_port, launch_chromium, wait_until
 
+pytestmark = pytest.mark.slow  # a real serve, a command, a browser or a real schedule
+
 ARTIFACTS = REPO / "test-artifacts"
 
 

@@ -14,8 +14,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from partnerboard.core.config.logs import STACK_DUMP_END
 from tests.conftest import wait_until
+
+pytestmark = pytest.mark.slow  # real processes signalled and waited on
 
 BUSY = r"""
 import threading

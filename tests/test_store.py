@@ -133,6 +133,7 @@ def test_newer_schema_is_refused_with_a_clear_message(db_url: str) -> None:
 
 
 @pytest.mark.duckdb_only
+@pytest.mark.slow
 def test_second_owner_is_refused_naming_the_first(tmp_path: Path) -> None:
     db = tmp_path / "x.duckdb"
     first = acquire(db, "serve", "http://127.0.0.1:8501")
@@ -157,6 +158,7 @@ def test_second_owner_is_refused_naming_the_first(tmp_path: Path) -> None:
 
 
 @pytest.mark.duckdb_only
+@pytest.mark.slow
 def test_store_held_by_another_process_gives_a_readable_error(db_url: str, tmp_path: Path) -> None:
     holder = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(f"""
@@ -180,6 +182,7 @@ def test_store_held_by_another_process_gives_a_readable_error(db_url: str, tmp_p
     store_mod.close_all()
 
 
+@pytest.mark.slow
 def test_close_releases_the_file_for_other_processes(db_url: str) -> None:
     s = store_mod.open_store(db_url)
     with s.engine.connect() as conn:

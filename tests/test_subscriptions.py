@@ -139,6 +139,7 @@ def test_admins_send_again_by_hand_and_others_cannot(store) -> None:
 
 
 @pytest.mark.both_stores  # where several processes share PostgreSQL it differs
+@pytest.mark.slow
 def test_a_sigkill_mid_delivery_then_the_pack_arrives_once_more_with_the_same_key(tmp_path, tokens) -> None:
     hook = start_http_receiver()
     hook.hang.set()
