@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port, launch_chromium
+from tests.conftest import ONCE_OIDC, free_port, launch_chromium
 from tests.oidc_provider import (
     ProviderNotInstalled,
     RunningProvider,
@@ -31,6 +31,8 @@ from tests.oidc_provider import (
     start_provider,
     write_auth_secrets,
 )
+
+pytestmark = [pytest.mark.slow, ONCE_OIDC]
 
 SETTLED = "[data-testid=stApp][data-test-script-state=notRunning]"
 
@@ -49,8 +51,6 @@ import sys
 
 import streamlit as st
 import uvicorn
-
-pytestmark = [pytest.mark.slow, ONCE_OIDC]
 
 uvicorn.run(st.App(sys.argv[1]), host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
 """

@@ -18,8 +18,10 @@ from tests.conftest import REPO, wait_until
 pytestmark = [pytest.mark.slow, pytest.mark.one_store("starts a cluster of its own")]
 
 SESSION = """
+import signal
 import sys
 from tests import postgres_server
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as pytest has it (xdist's workers ignore it)
 server = postgres_server.start()
 print(server.port, server.datadir, flush=True)
 sys.stdin.read()  # a session that runs until it is stopped
