@@ -56,9 +56,10 @@ XDIST   := -n $(WORKERS) --dist loadfile
 
 # Every test on DuckDB, then on PostgreSQL the tests whose SQL can differ there (see
 # tests/README.md: tests of pages, HTTP, the browser, OIDC, PDF text and commands run once).
+# Each pass prints its 25 slowest steps, so CI's log shows where the time goes.
 test: setup chromium pack-tools oidc-provider postgres ## the whole test suite
-	$(PY) -m pytest $(XDIST)
-	PARTNERBOARD_TEST_STORE=postgresql $(PY) -m pytest $(XDIST)
+	$(PY) -m pytest $(XDIST) --durations=25
+	PARTNERBOARD_TEST_STORE=postgresql $(PY) -m pytest $(XDIST) --durations=25
 
 # The edit-test loop: the in-process tests only (no subprocess, real schedule or browser).
 # Four workers: these tests wait on sockets much of the time (3:17 against 3:50 with two).
