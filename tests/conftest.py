@@ -91,6 +91,11 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
+# A Streamlit page in a browser has settled when its script is not running (the brief's
+# rule): wait for this before reading the page or acting on it.
+SETTLED = "[data-testid=stApp][data-test-script-state=notRunning]"
+
+
 def launch_chromium(pw: Any) -> Any:
     """Playwright's Chromium, the Debian one (Playwright cannot download its own here)."""
     assert Path(CHROMIUM).exists(), "Chromium missing: `apt-get install -y chromium` (.ci/run does)"

@@ -151,7 +151,7 @@ def test_the_nps_uploader_still_works_in_a_browser(tmp_path, sim, tokens) -> Non
     header, replaces the file when another is picked, and the import reads the newest."""
     from playwright.sync_api import sync_playwright
 
-    from tests.conftest import config_toml, launch_chromium
+    from tests.conftest import SETTLED, config_toml, launch_chromium
     from tests.test_server import BUILTIN, _stop, sign_in, start_server
 
     (tmp_path / "partners.toml").write_text(config_toml(sim.base_url, access=BUILTIN))
@@ -167,8 +167,12 @@ def test_the_nps_uploader_still_works_in_a_browser(tmp_path, sim, tokens) -> Non
             for name, rows in (("first.csv", 1), ("second.csv", 2)):
                 data = b"id,score,respondent_type,answered_at\n" + b"".join(
                     f"{name}-{i},9,merchant,2026-10-0{i + 1}T10:00:00+02:00\n".encode() for i in range(rows))
+                # Pick a file only on a settled page: a file picked while the rerun of the
+                # previous pick replaced the uploader was lost (seen on a loaded machine).
+                page.wait_for_selector(SETTLED, timeout=60_000)
                 picker.set_input_files(files=[{"name": name, "mimeType": "text/csv", "buffer": data}])
                 page.get_by_test_id("stFileChipName").filter(has_text=name).wait_for(timeout=60_000)
+            page.wait_for_selector(SETTLED, timeout=60_000)
             page.get_by_role("button", name="Import").click()
             page.get_by_text("second.csv: 2 new").wait_for(timeout=60_000)
             browser.close()
