@@ -152,7 +152,7 @@ def test_the_nps_uploader_still_works_in_a_browser(tmp_path, sim, tokens) -> Non
     from playwright.sync_api import sync_playwright
 
     from tests.conftest import SETTLED, config_toml, launch_chromium
-    from tests.test_server import BUILTIN, _stop, sign_in, start_server
+    from tests.test_server import ARTIFACTS, BUILTIN, _stop, sign_in, start_server
 
     (tmp_path / "partners.toml").write_text(config_toml(sim.base_url, access=BUILTIN))
     server = start_server(tmp_path, tokens)  # an admin of both partners: may import
@@ -171,7 +171,13 @@ def test_the_nps_uploader_still_works_in_a_browser(tmp_path, sim, tokens) -> Non
                 # previous pick replaced the uploader was lost (seen on a loaded machine).
                 page.wait_for_selector(SETTLED, timeout=60_000)
                 picker.set_input_files(files=[{"name": name, "mimeType": "text/csv", "buffer": data}])
-                page.get_by_test_id("stFileChipName").filter(has_text=name).wait_for(timeout=60_000)
+                try:
+                    page.get_by_test_id("stFileChipName").filter(has_text=name).wait_for(timeout=60_000)
+                except Exception as exc:  # what the page and the server said, for the next reader
+                    ARTIFACTS.mkdir(exist_ok=True)
+                    page.screenshot(path=str(ARTIFACTS / f"uploader-{name}.png"), full_page=True)
+                    raise AssertionError(f"{name} never showed as picked; the server's log:\n"
+                                         f"{server.output()[-4000:]}") from exc
             page.wait_for_selector(SETTLED, timeout=60_000)
             page.get_by_role("button", name="Import").click()
             page.get_by_text("second.csv: 2 new").wait_for(timeout=60_000)
