@@ -25,7 +25,7 @@ from partnerboard.simulator.world import TZ
 from partnerboard.core.config import load_config
 from partnerboard.core.reports import csv_export
 from partnerboard.core.vocabulary.periods import parse
-from tests.conftest import ONCE_PAGES, config_toml, launch_chromium
+from tests.conftest import ONCE_PAGES, SETTLED, config_toml, launch_chromium
 from tests.test_server import (
     ARTIFACTS,
     BUILTIN,
@@ -44,7 +44,6 @@ PAGES = [("", "Board"), ("api-health", "API health"), ("sla", "SLA"), ("conversi
          ("annotations", "Annotations"), ("data", "Data"),
          ("alerts", "Alerts"), ("actions", "Actions"),
          ("satisfaction", "Satisfaction")]
-SETTLED = "[data-testid=stApp][data-test-script-state=notRunning]"
 
 
 def expected_from_the_simulator(sim, label: str) -> dict[str, float]:

@@ -28,6 +28,7 @@ from tests.conftest import (
     ADMIN_EMAIL,
     ONCE_HTTP,
     REPO,
+    SETTLED,
     config_dict,
     db_url_for,
     free_port,
@@ -43,7 +44,6 @@ pytestmark = [pytest.mark.slow, ONCE_HTTP]
 PASSWORD = "a long enough password 42"
 NEW = "a new long password 43"
 NOTE = "INTERNAL fee renegotiation 7391"  # a payments-internal note's text
-STATE = "[data-testid=stApp][data-test-script-state=notRunning]"
 
 
 @dataclass
@@ -339,7 +339,7 @@ def test_4_5_8_link_text_stays_text_downloads_need_the_session_ranges_do_not_cra
         for query, shown in (("period=[Your session expired](http://evil.example/)", "Your session expired"),
                              ("channel=![t](http://evil.example/t.png)", "![t](http")):
             page.goto(f"{board.url}/?{query}")
-            page.wait_for_selector(STATE, timeout=60_000)
+            page.wait_for_selector(SETTLED, timeout=60_000)
             warning = page.locator("[data-testid=stAlert]", has_text="Ignoring").first
             warning.wait_for(timeout=30_000)
             assert shown in warning.inner_text().replace("\u200b", "")
@@ -347,7 +347,7 @@ def test_4_5_8_link_text_stays_text_downloads_need_the_session_ranges_do_not_cra
 
         # 8. A custom range ending after today: the page answers, no traceback, no server path.
         page.goto(f"{board.url}/?period=2026-11-01..2027-02-01")
-        page.wait_for_selector(STATE, timeout=60_000)
+        page.wait_for_selector(SETTLED, timeout=60_000)
         page.get_by_role("heading", name="Board").first.wait_for(timeout=30_000)
         body = page.locator("body").inner_text()
         assert page.locator("[data-testid=stException]").count() == 0 and "Traceback" not in body
@@ -355,7 +355,7 @@ def test_4_5_8_link_text_stays_text_downloads_need_the_session_ranges_do_not_cra
 
         # 5. The report download is the authenticated route, never a Streamlit /media URL.
         page.goto(f"{board.url}/reports?period=2026-10")
-        page.wait_for_selector(STATE, timeout=60_000)
+        page.wait_for_selector(SETTLED, timeout=60_000)
         link = page.get_by_role("link", name=re.compile("Download CSV"))
         link.wait_for(timeout=30_000)
         href = link.get_attribute("href")

@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ONCE_OIDC, free_port, launch_chromium
+from tests.conftest import ONCE_OIDC, SETTLED, free_port, launch_chromium
 from tests.oidc_provider import (
     ProviderNotInstalled,
     RunningProvider,
@@ -34,7 +34,6 @@ from tests.oidc_provider import (
 
 pytestmark = [pytest.mark.slow, ONCE_OIDC]
 
-SETTLED = "[data-testid=stApp][data-test-script-state=notRunning]"
 
 APP = """\
 import streamlit as st

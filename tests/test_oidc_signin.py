@@ -23,7 +23,7 @@ import pytest
 
 from partnerboard.core import store as store_mod
 from partnerboard.core.access import audit, cli_user
-from tests.conftest import ONCE_OIDC, config_toml, db_url_for, free_port, launch_chromium
+from tests.conftest import ONCE_OIDC, SETTLED, config_toml, db_url_for, free_port, launch_chromium
 from tests.oidc_provider import (
     ProviderNotInstalled,
     RunningProvider,
@@ -35,7 +35,6 @@ from tests.test_server import _env, _stop
 
 pytestmark = [pytest.mark.slow, ONCE_OIDC]
 
-SETTLED = "[data-testid=stApp][data-test-script-state=notRunning]"
 ACCESS = {"mode": "oidc", "domains": {"marketplace.example": "marketplace", "paygate.example": "payments"},
           "default_role": "viewer"}
 ANA = "ana@marketplace.example"  # not in the users table: her domain lets her in as a viewer

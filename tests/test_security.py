@@ -24,7 +24,7 @@ from partnerboard.core.config import load_config
 from partnerboard.core.reports import report
 from partnerboard.core.store import quarantine
 from partnerboard.core.vocabulary.periods import parse
-from tests.conftest import ONCE_PAGES, REPO, config_toml, db_url_for, launch_chromium, open_page
+from tests.conftest import ONCE_PAGES, REPO, SETTLED, config_toml, db_url_for, launch_chromium, open_page
 from tests.test_server import (
     BUILTIN,
     _env,
@@ -239,7 +239,7 @@ def test_in_the_browser_signed_out_sees_only_the_form_and_a_viewer_no_controls(s
         page.click("form[action='/signin'] button[type=submit]")
         page.wait_for_url("**/annotations", timeout=30_000)
         page.get_by_role("heading", name="Annotations").first.wait_for(timeout=60_000)
-        page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=60_000)
+        page.wait_for_selector(SETTLED, timeout=60_000)
         assert page.get_by_text("Signed in as").count() == 1
         assert page.get_by_role("button", name="Add annotation").count() == 0
         assert page.get_by_text("editors and admins add them").count() == 1

@@ -25,7 +25,16 @@ from partnerboard.simulator.server import SECRET_ENV
 from partnerboard.core import store as store_mod
 from partnerboard.core.config.logs import STACK_DUMP_END
 from partnerboard.core.store import schema
-from tests.conftest import BACKEND, REPO, config_toml, db_url_for, free_port, launch_chromium, wait_until
+from tests.conftest import (
+    BACKEND,
+    REPO,
+    SETTLED,
+    config_toml,
+    db_url_for,
+    free_port,
+    launch_chromium,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow  # a real serve, a command, a browser or a real schedule
 
@@ -237,7 +246,7 @@ def test_board_serves_the_page_while_probes_arrive(server: Proc, workdir: Path, 
         page = browser.new_page(viewport={"width": 1600, "height": 1800})
         sign_in(page, server.url, server.account)
         page.goto(f"{server.url}/api-health")
-        page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
+        page.wait_for_selector(SETTLED,
                                timeout=60_000)
         page.get_by_text("Demo PayGate", exact=True).wait_for(timeout=30_000)
         during = _wait_for_more_probes(server, _probe_rows(before))
@@ -480,7 +489,7 @@ def test_live_board_equals_the_report_route_and_export_goes_through_the_server(s
         page = browser.new_page(viewport={"width": 1600, "height": 2400})
         sign_in(page, server.url, server.account)
         page.goto(f"{server.url}/?period={period}")
-        page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]", timeout=60_000)
+        page.wait_for_selector(SETTLED, timeout=60_000)
         metric = page.locator("[data-testid=stMetric]", has_text="Gross merchandise value")
         metric.first.wait_for(timeout=30_000)
         shown = metric.first.locator("[data-testid=stMetricValue]").inner_text()
@@ -504,7 +513,7 @@ def test_run_now_on_the_data_page_of_serve_records_a_manual_run(server: Proc, wo
         page = browser.new_page(viewport={"width": 1600, "height": 2000})
         sign_in(page, server.url, server.account)
         page.goto(f"{server.url}/data")
-        page.wait_for_selector("[data-testid=stApp][data-test-script-state=notRunning]",
+        page.wait_for_selector(SETTLED,
                                timeout=60_000)
         assert page.get_by_text("partnerboard collect --once --source").count() == 0
         page.get_by_role("button", name=f"▶ {source}").click()
