@@ -54,16 +54,22 @@ demo: setup pack-tools  ## simulator + board with collectors, on the shipped par
 WORKERS ?= 2
 XDIST   := -n $(WORKERS) --dist loadfile
 
+# pytest keeps its rewritten test modules, and Python its compiled ones, only where bytecode
+# may be written: with this machine's PYTHONDONTWRITEBYTECODE=1 every worker of every pass
+# rewrote all test modules again (about 3 s of CPU each). __pycache__ is git-ignored.
+test test-fast: export PYTHONDONTWRITEBYTECODE :=
+
 # Every test on DuckDB, then on PostgreSQL the tests whose SQL can differ there (see
-# tests/README.md: tests of pages, HTTP, the browser, OIDC, PDF text and commands run once).
+# docs/testing.md: tests of pages, HTTP, the browser, OIDC, PDF text and commands run once).
 # Each pass prints its 25 slowest steps, so CI's log shows where the time goes.
 test: setup chromium pack-tools oidc-provider postgres ## the whole test suite
 	$(PY) -m pytest $(XDIST) --durations=25
 	PARTNERBOARD_TEST_STORE=postgresql $(PY) -m pytest $(XDIST) --durations=25
 
 # The edit-test loop: the in-process tests only (no subprocess, real schedule or browser).
-# Four workers: these tests wait on sockets much of the time (3:17 against 3:50 with two).
-FAST_WORKERS ?= 4
+# Three workers: these tests wait on sockets part of the time (3:11 against 3:50 with two;
+# four spent more CPU on their own start-up and finished no sooner, 3:17-3:26).
+FAST_WORKERS ?= 3
 test-fast: setup pack-tools
 	$(PY) -m pytest -n $(FAST_WORKERS) --dist loadfile -m "not slow and not browser"
 

@@ -17,6 +17,7 @@ from tests.conftest import config_dict
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 DAYS = 14
+SHORT = 4
 
 
 def test_imported_history_follows_the_outage_schedule_and_gives_sla_verdicts(store) -> None:
@@ -68,7 +69,8 @@ def test_history_beside_live_probes_leaves_the_live_state_alone_and_a_stopped_im
         store) -> None:
     """The demo imports its history while the board already probes: the history ends where
     the live probes begin, never touches their endpoint state, watermark or links, and an
-    import stopped half-way is removed and imported whole at the next start."""
+    import stopped half-way is removed and imported whole at the next start. Four days:
+    the import is stopped after two of them (the first test reads the whole fortnight)."""
     import threading
 
     from partnerboard.collectors import probe_writer
@@ -105,19 +107,19 @@ def test_history_beside_live_probes_leaves_the_live_state_alone_and_a_stopped_im
 
     runs.progress = stop_after_two_days
     try:
-        first = import_probe_history(store, config, days=DAYS, now=NOW + timedelta(hours=1),
+        first = import_probe_history(store, config, days=SHORT, now=NOW + timedelta(hours=1),
                                      stopping=stopping)
     finally:
         runs.progress = real_progress
     assert first["marketplace"] == 2 * 24 * 60 * 2 and "payments" not in first
-    assert calls == ["simulated history: importing, day 1 of 14", "simulated history: importing, day 2 of 14"]
+    assert calls == ["simulated history: importing, day 1 of 4", "simulated history: importing, day 2 of 4"]
     with store.engine.connect() as conn:
         (status, error), = conn.execute(
             sa.select(r.c.status, r.c.error).where(r.c.trigger == "simulated")).all()
     assert status == "failed" and "imported again at the next start" in error
 
-    again = import_probe_history(store, config, days=DAYS, now=NOW + timedelta(hours=1))
-    per_endpoint = DAYS * 24 * 60
+    again = import_probe_history(store, config, days=SHORT, now=NOW + timedelta(hours=1))
+    per_endpoint = SHORT * 24 * 60
     assert again == {"marketplace": 2 * per_endpoint, "payments": 2 * per_endpoint}
     with store.engine.connect() as conn:
         history = conn.execute(sa.select(r.c.source, r.c.status).where(r.c.trigger == "simulated")).all()

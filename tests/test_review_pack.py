@@ -82,15 +82,33 @@ def _csv_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.read_csv(io.BytesIO(report.to_csv(frame)), encoding="utf-8-sig")
 
 
-@pytest.mark.parametrize("label", ["2026-10", "2026-Q3"])
-def test_the_pdf_carries_every_kpi_of_the_csv_on_collected_data(collected_demo, label) -> None:
+COLLECTED_NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def collected_pdf(collected_demo):
+    """The collected store's pack for a period as PDF, rendered once per module: the
+    scorecard test and the chart test read the same October document."""
     url, path = collected_demo
     cfg = load_config(path)
-    now = datetime(2026, 11, 20, 12, tzinfo=UTC)
+    rendered: dict[str, bytes] = {}
+
+    def body(label: str) -> bytes:
+        if label not in rendered:
+            with open_store(url).engine.connect() as conn:
+                made = pack.build(conn, cfg, parse(label), now=COLLECTED_NOW)
+            rendered[label] = pdf.render(pack.render(made))
+        return rendered[label]
+    return body
+
+
+@pytest.mark.parametrize("label", ["2026-10", "2026-Q3"])
+def test_the_pdf_carries_every_kpi_of_the_csv_on_collected_data(collected_demo, collected_pdf, label) -> None:
+    url, path = collected_demo
+    cfg = load_config(path)
     with open_store(url).engine.connect() as conn:
-        frame = reading.report_for(conn, cfg, parse(label), now=now)
-        made = pack.build(conn, cfg, parse(label), now=now)
-    body = pdf.render(pack.render(made))
+        frame = reading.report_for(conn, cfg, parse(label), now=COLLECTED_NOW)
+    body = collected_pdf(label)
     assert body.startswith(b"%PDF-")
     csv = _csv_frame(frame)
     assert list(csv.columns)[7] == "value (unit in 'unit')"
@@ -119,15 +137,11 @@ def test_an_empty_store_makes_an_honest_pack_of_no_data(store) -> None:
     assert "Demo PayGate: no data" in text  # the SLA verdict, never "met"
 
 
-def test_the_charts_are_drawn_on_the_trend_pages(collected_demo, tmp_path) -> None:
+def test_the_charts_are_drawn_on_the_trend_pages(collected_pdf, tmp_path) -> None:
     import numpy as np
     from PIL import Image
 
-    url, path = collected_demo
-    cfg = load_config(path)
-    with open_store(url).engine.connect() as conn:
-        body = pdf.render(pack.render(pack.build(conn, cfg, parse("2026-10"),
-                                                 now=datetime(2026, 11, 20, tzinfo=UTC))))
+    body = collected_pdf("2026-10")
     pages = int(next(line.split()[-1] for line in subprocess.run(
         ["pdfinfo", "-"], input=body, capture_output=True, check=True).stdout.decode().splitlines()
         if line.startswith("Pages:")))
