@@ -278,6 +278,8 @@ def bsim(tokens: dict[str, str], request: pytest.FixtureRequest) -> Iterator[Run
 
 
 def truth(sim: RunningSimulator) -> dict[str, Any]:
+    """The simulator's ground truth. It walks every record the simulator holds, in this process:
+    the 30-s ceiling is a failure bound for that on a loaded 2-core machine."""
     return httpx.get(f"{sim.base_url}/_sim/truth", timeout=30).json()
 
 
@@ -317,7 +319,9 @@ def open_page(page: str, *, period: str | None = None, title: str | None = None,
     ``user`` signs in through Streamlit's ``st.user`` (OIDC mode) as a stored board user
     with ``role`` and ``partner_id``; ``user=None`` is a signed-out visitor. AppTest knows
     ``st.navigation``'s pages only after a first run, so the app runs once on its default
-    page, then switches. ``title`` checks that the switch really landed."""
+    page, then switches. ``title`` checks that the switch really landed. ``timeout`` is AppTest's
+    ceiling on each script run, a failure bound (a run returns as soon as it ends): 60 s, because a
+    page's first run takes many times longer than idle on a loaded 2-core machine."""
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(APP, default_timeout=timeout)

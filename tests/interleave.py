@@ -14,6 +14,10 @@ timing left to chance.
 On DuckDB one process owns the file and the board's pages write through
 ``store.write_serially``; the writers do the same here, so the second always waits for
 the first (DuckDB never shows the race, and the same assertions must hold there).
+
+Every step waits on an event or a state for at most ``CEILING_S`` (60 s): a failure bound, since each
+wait returns as soon as the other side has got there, long because a transaction's reads and writes
+take many times longer than idle on a loaded 2-core machine.
 """
 
 from __future__ import annotations

@@ -7,6 +7,13 @@ mid-delivery, and no secret anywhere.
 Slack's and Teams' real endpoints cannot be reached from here (no internet): their
 payloads go to the local HTTP receiver and are checked against the documented shapes
 (Block Kit, Adaptive Card in a Teams workflow "message").
+
+The ceilings on the receivers' waits (30 s to 90 s) bound the whole path from a partner going down or
+back to the message's arrival: the probes' rounds, the background evaluation, the outbox's delivery,
+and in the SIGKILL test a real `serve`'s start-up (twice) and its exit (30 s). Each is a failure bound,
+not a wait: a receiver's ``wait_for`` is woken by each request and returns as soon as the condition
+holds. They are this long because the suite must pass on a loaded 2-core machine (two busy loops beside
+it), where the scheduler's jobs and a server's start-up take many times longer than idle.
 """
 
 from __future__ import annotations

@@ -153,6 +153,10 @@ def _cli(args: list[str], tokens: dict[str, str], cwd: Path) -> subprocess.Compl
 
 
 def test_alerts_test_prints_the_receivers_answer_and_fails_when_it_refuses(tmp_path, tokens) -> None:
+    """Each `alerts` command is a real subprocess with a 120-s ceiling (and the receiver's wait 10 s):
+    failure bounds that end as soon as the command exits or the request is there, long because an
+    interpreter's start-up takes many times longer than idle on a loaded 2-core machine (two busy
+    loops beside it)."""
     hook = start_http_receiver()
     config = tmp_path / "partners.toml"
     config.write_text(to_toml(_alerting("http://127.0.0.1:9", hook.url)))
@@ -171,6 +175,9 @@ def test_alerts_test_prints_the_receivers_answer_and_fails_when_it_refuses(tmp_p
 
 
 def test_alerts_list_shows_firing_alerts_and_silences(tmp_path, tokens) -> None:
+    """`alerts list` is a real subprocess with a 120-s ceiling: a failure bound that ends as soon as
+    the command exits, long because an interpreter's start-up takes many times longer than idle on a
+    loaded 2-core machine (two busy loops beside it)."""
     from partnerboard.core.store import open_store
 
     config = tmp_path / "partners.toml"

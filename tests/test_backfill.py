@@ -78,6 +78,11 @@ def _wait_for_line(lines: queue.Queue[str | None], pattern: str, timeout: float)
 
 @pytest.mark.slow
 def test_sigkill_mid_backfill_then_rerun_equals_truth(bsim, tokens, tmp_path: Path) -> None:
+    """Its ceilings (240 s for the first committed window, 60 s for the next one's start, 300 s for
+    the whole backfill again) are failure bounds on a real `backfill` subprocess that end at the
+    awaited log line or the exit; they are this long because the interpreter's start-up and each
+    window's reads and writes take many times longer than idle on a loaded 2-core machine (two busy
+    loops beside it)."""
     cfg = tmp_path / "partners.toml"
     cfg.write_text(config_toml(bsim.base_url))
     url = db_url_for(tmp_path / 'b.duckdb')
@@ -115,6 +120,9 @@ def test_sigkill_mid_backfill_then_rerun_equals_truth(bsim, tokens, tmp_path: Pa
 
 @pytest.mark.slow
 def test_backfill_refuses_an_unknown_source(tmp_path: Path, bsim, tokens) -> None:
+    """The 60-s ceiling is a failure bound on the `backfill` subprocess (``subprocess.run`` returns as
+    soon as it exits with the refusal); an interpreter's start-up and imports take many times longer
+    than idle on a loaded 2-core machine (two busy loops beside it)."""
     cfg = tmp_path / "partners.toml"
     cfg.write_text(config_toml(bsim.base_url))
     res = subprocess.run([sys.executable, "-m", "partnerboard.cli", "backfill", "--source", "ordrs",

@@ -86,6 +86,10 @@ def _metric(page, label: str) -> str:
 @pytest.mark.slow
 @pytest.mark.browser
 def test_board_pages_and_csv_in_chromium(frozen_server: Proc, bsim, tmp_path: Path) -> None:
+    """Its ceilings (60 s for a page to settle in Chromium, 30 s for an element or a navigation, 60 s
+    and 120 s for the CSV and the PDF from the route) are failure bounds that Playwright and httpx end
+    as soon as the page or the answer is there; they are this long because a real `serve` and Chromium
+    on a loaded 2-core machine (two busy loops beside it) take many times longer than idle."""
     from playwright.sync_api import sync_playwright
 
     expected = expected_from_the_simulator(bsim, PERIOD)

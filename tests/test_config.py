@@ -157,6 +157,9 @@ def _cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProce
 
 @pytest.mark.slow
 def test_check_config_exit_codes(tmp_path: Path) -> None:
+    """Each `check-config` is a real subprocess with a 60-s ceiling: a failure bound that
+    ``subprocess.run`` ends as soon as the command exits, long because an interpreter's start-up and
+    imports take many times longer than idle on a loaded 2-core machine (two busy loops beside it)."""
     from partnerboard.simulator.server import SECRET_ENV
 
     ok = _cli("check-config", "--config", str(REPO / "partners.toml"),
@@ -180,6 +183,9 @@ def test_check_config_exit_codes(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_check_config_warns_about_unset_secrets_via_env_var(tmp_path: Path) -> None:
+    """The `check-config` subprocess has a 60-s ceiling: a failure bound that ``subprocess.run`` ends
+    as soon as the command exits, long because an interpreter's start-up and imports take many times
+    longer than idle on a loaded 2-core machine (two busy loops beside it)."""
     import os
 
     env = {k: v for k, v in os.environ.items() if not k.endswith("_TOKEN")}

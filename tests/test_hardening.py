@@ -1,7 +1,16 @@
 """Issue 11, tried as an attacker would: a real `partnerboard serve` on loopback, users of
 every role of both partners, a real DuckDB file, HTTP and websockets on 127.0.0.1, and
 Debian's Chromium where a page is involved. One test per item of the issue; each failed
-on the code before the fix (see the issue's closing note)."""
+on the code before the fix (see the issue's closing note).
+
+The ceilings here bound a real `serve` and a real browser: 90 s for the board's start-up, 60 s for a
+sign-in, a report or the audit CSV, 120 s for a review pack or the status pages' first import, 60 s for
+a page's first render in Chromium and 30 s for an element on it, 10 s and 60 s for a signed-in
+websocket's handshake and first messages, 60 s and 120 s for CLI subprocesses. Each is a failure bound,
+not a wait: the polling helpers, httpx, Playwright's waits and ``subprocess.run`` return as soon as the
+answer comes or the condition holds. They are this long because the suite must pass on a loaded 2-core
+machine (two busy loops beside it), where a server's start-up, a pack's render or a Chromium render
+takes many times longer than idle."""
 
 from __future__ import annotations
 

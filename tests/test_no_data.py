@@ -51,6 +51,10 @@ def collected(bsim, tmp_path, monkeypatch, env_tokens):
 
 def test_no_source_and_before_coverage_are_no_data_on_the_board_in_the_csv_and_the_route(
         collected, tokens, tmp_path) -> None:
+    """The ceilings on the real `serve --no-collect` (60 s for its start-up and for the report route,
+    90 s for its stop) are failure bounds that end as soon as the server answers or exits; they are this
+    long because a server's start-up and a report take many times longer than idle on a loaded 2-core
+    machine (two busy loops beside it)."""
     cfg, db, config, store = collected
     period = parse(MONTH)
     with store.engine.connect() as conn:

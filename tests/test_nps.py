@@ -106,6 +106,9 @@ def test_a_file_that_cannot_be_read_imports_nothing(store) -> None:
 
 @pytest.mark.sim(scale=0.2)
 def test_the_simulators_survey_endpoint_is_collected_and_equals_its_truth(bsim, store, env_tokens) -> None:
+    """The 30-s ceiling on ``/_sim/truth`` is a failure bound that httpx ends as soon as the answer
+    comes: the simulator, in this process, walks every record of a ten-times larger world for it, which
+    takes many times longer than idle on a loaded 2-core machine (two busy loops beside it)."""
     from partnerboard.collectors.scheduler import run_all_once
     from partnerboard.simulator.world import TZ
 

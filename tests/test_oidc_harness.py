@@ -126,6 +126,11 @@ def _diagnosis(page, app: App, provider: RunningProvider) -> str:
 @pytest.mark.slow
 @pytest.mark.browser
 def test_st_login_against_a_real_provider(signed_in_setup: tuple[App, RunningProvider]) -> None:
+    """Its ceilings (60 s for the app's start-up and for a page to settle in Chromium, 30 s for each
+    redirect and element, 20 s for the node provider's start and the app's stop) are failure bounds
+    that end as soon as the page, the redirect or the process is there; they are this long because
+    uvicorn, node and Chromium on a loaded 2-core machine (two busy loops beside it) take many times
+    longer than idle."""
     from playwright.sync_api import sync_playwright
 
     app, provider = signed_in_setup
@@ -161,7 +166,9 @@ def test_st_login_against_a_real_provider(signed_in_setup: tuple[App, RunningPro
 
 def test_provider_starts_with_a_secret_that_begins_with_a_dash(tmp_path: Path) -> None:
     """``secrets.token_urlsafe`` begins with '-' once in 64 draws; Node's parseArgs took such
-    a value for an option (CI once failed the sign-in test's setup on it)."""
+    a value for an option (CI once failed the sign-in test's setup on it). The 10-s ceiling on the
+    discovery request is a failure bound for a node process's first answer on a loaded 2-core machine;
+    httpx returns as soon as it comes."""
     provider = start_provider("http://127.0.0.1:9/oauth2callback", client_secret="-dash-first-secret",
                               log_dir=tmp_path)
     try:

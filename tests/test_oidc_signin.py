@@ -185,6 +185,11 @@ def _wait_for_first_run(board: Board, timeout: float = 120) -> None:
 @pytest.mark.slow
 @pytest.mark.browser
 def test_oidc_sign_in_of_the_board(oidc_board: tuple[Board, RunningProvider]) -> None:
+    """Its ceilings (60 s for `serve`'s start-up and each CLI command, 120 s for the first scheduled
+    run, 90 s for a page to settle in Chromium, 30 s to 60 s for a redirect, an element or a report)
+    are failure bounds that end as soon as the process, the run or the page is there; they are this
+    long because `serve`, the node provider and Chromium on a loaded 2-core machine (two busy loops
+    beside it) take many times longer than idle."""
     from playwright.sync_api import sync_playwright
 
     board, provider = oidc_board

@@ -96,6 +96,10 @@ def held_renders(monkeypatch) -> Iterator[tuple[threading.Semaphore, threading.E
 
 
 def test_parallel_pack_requests_get_429_and_sign_in_does_not_wait(board: Board, held_renders) -> None:
+    """Its ceilings (60 s for a render to start or the refusals to come, 120 s for the two released
+    renders, 300 s for a held render in ``held_renders``) are failure bounds on events and futures
+    that end as soon as they are set or done; they are this long because two real pack renders take
+    many times longer than idle on a loaded 2-core machine (two busy loops beside it)."""
     started, release = held_renders
     ann, bob, cy = (board.sign_in(f"{n}@paygate.example") for n in ("ann", "bob", "cy"))
 

@@ -1,4 +1,9 @@
-"""The API health page through Streamlit's AppTest, on an empty and on a collected store."""
+"""The API health page through Streamlit's AppTest, on an empty and on a collected store.
+
+Each AppTest run here has a 30-s ceiling (``default_timeout``): a failure bound, not a wait, since
+AppTest returns as soon as the page's script run ends. It is this long because the suite must pass on a
+loaded 2-core machine (two busy loops beside it), where a page's run with its queries and charts takes
+many times longer than idle."""
 
 from __future__ import annotations
 

@@ -220,6 +220,9 @@ def board(tmp_path_factory, tokens) -> Iterator:
 @ONCE_HTTP
 @pytest.mark.slow
 def test_the_run_now_route_refuses_the_other_partners_sources(board) -> None:
+    """The 60-s ceilings on the route are failure bounds that httpx ends as soon as the board answers;
+    they are this long because a real `serve` that has just started its collectors answers many times
+    slower than idle on a loaded 2-core machine (two busy loops beside it)."""
     url = f"{board.url}/api/sources/payments_charges/run"
     theirs = httpx.post(url, headers=board.bearer("ma@marketplace.example"), json={}, timeout=60)
     assert theirs.status_code == 403, theirs.text

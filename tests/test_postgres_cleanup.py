@@ -36,6 +36,10 @@ def _accepts(port: int) -> bool:
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL],
                          ids=["SIGTERM", "Ctrl+C", "SIGKILL"])
 def test_a_stopped_session_stops_its_cluster(how: signal.Signals) -> None:
+    """The 30-s and 60-s ceilings (the session's exit, then the watchdog stopping the cluster and
+    removing its directory) are failure bounds that end as soon as that is done; they are this long
+    because a PostgreSQL cluster's shutdown takes many times longer than idle on a loaded 2-core
+    machine (two busy loops beside it)."""
     try:
         postgres_server._bindir()
     except RuntimeError as missing:

@@ -154,7 +154,10 @@ def _first_run(store: Store, source: str, timeout: float = 60):
 def test_hanging_partner_does_not_delay_the_other(sim, store, env_tokens) -> None:
     """While the marketplace's probe run hangs for its whole 4.5 s deadline, the payments
     job keeps probing on its own thread. Judged by what happened during the hang (payments
-    rounds that started inside it), not by a wall-clock budget a busy machine can miss."""
+    rounds that started inside it), not by a wall-clock budget a busy machine can miss. The 60-s
+    ceiling on the hung run is a failure bound that ``_first_run`` ends as soon as the run is
+    recorded (about 4.5 s, the hang), long for the scheduler's and the probe worker's start on a
+    loaded 2-core machine (two busy loops beside it)."""
     data = config_dict(sim.base_url, interval=1.0, timeout=0.8)
     for e in data["partners"][0]["endpoints"]:  # marketplace: long deadline, and it hangs
         e.update(interval_seconds=5, timeout_seconds=4.5)
@@ -213,7 +216,10 @@ def test_scheduled_probes_are_measured_in_a_worker_process_that_is_replaced_if_i
         sim, store, env_tokens) -> None:
     """Issue 12, item 9: the scheduler's probes are sent and timed in a process of their own
     (so a backfill in the board process cannot inflate them); a killed worker is replaced
-    and its unanswered round recorded as failed, not lost."""
+    and its unanswered round recorded as failed, not lost. The 60-s ceilings (the first run, two runs
+    after the kill) are failure bounds that end as soon as the runs are recorded, long because a new
+    worker process starts many times slower than idle on a loaded 2-core machine (two busy loops
+    beside it)."""
     import os
     import signal
 

@@ -186,6 +186,10 @@ def test_a_restatement_reaches_the_pack_and_the_signed_value_stays(store) -> Non
 
 @pytest.mark.slow
 def test_export_writes_the_pack_as_pdf_and_html(collected_demo, tmp_path, tokens) -> None:
+    """Each `export` is a real subprocess with a failure bound that ``subprocess.run`` ends as soon as
+    it exits: 300 s for a pack (an interpreter's start-up, the report and its charts), 120 s for
+    a refusal; a pack's render takes many times longer than idle on a loaded 2-core machine (two busy
+    loops beside it)."""
     url, path = collected_demo
     base = [sys.executable, "-m", "partnerboard.cli", "export", "--period", "2026-10", "--config", str(path),
             "--database-url", url]

@@ -3,6 +3,13 @@
 All against the frozen simulator on loopback and a real DuckDB file: a run asked for
 by a person goes through the scheduler's own job (one run per source at a time) and is
 recorded with trigger ``manual``; without a scheduler the page names the shell command.
+
+``_wait_for``'s 90-s ceiling bounds the real scheduler's runs (the first scheduled one, a first load of
+two windows, and the manual one, slowed to 1.5 s a page in one test), and the CLI's 120 s each
+`collect --once` subprocess. Each is a failure bound, not a wait: ``_wait_for`` returns as soon as the
+run is recorded, ``subprocess.run`` as soon as the command exits. They are this long because the suite
+must pass on a loaded 2-core machine (two busy loops beside it), where a run's requests and writes and
+an interpreter's start-up take many times longer than idle.
 """
 
 from __future__ import annotations

@@ -36,7 +36,10 @@ on_postgres = pytest.mark.skipif(BACKEND != "postgresql",
 @on_postgres
 def test_four_processes_opening_an_empty_database_at_once_all_succeed(db_url: str) -> None:
     """Each process waits at a barrier file, then opens the store: the migrations are
-    serialised by an advisory lock, so exactly one creates the tables, the others find them."""
+    serialised by an advisory lock, so exactly one creates the tables, the others find them. The
+    120-s ceiling is a failure bound that ``communicate`` ends as soon as each process exits; four
+    interpreters importing SQLAlchemy at once take many times longer than idle on a loaded 2-core
+    machine (two busy loops beside it)."""
     code = textwrap.dedent(f"""
         import sys
         from partnerboard.core.store import open_store
@@ -67,7 +70,9 @@ def _merchant(merchant_id: str, name: str) -> dict:
 def test_two_transactions_upserting_the_same_keys_both_succeed(store) -> None:
     """The first transaction holds its new rows uncommitted while the second writes the
     same keys: the second waits, then finds them stored and counts them unchanged (or
-    updated where its values differ), instead of failing with UniqueViolation."""
+    updated where its values differ), instead of failing with UniqueViolation. The 30-s ceiling on
+    the second transaction after the commit is a failure bound that ``join`` ends as soon as it is
+    done, long for a loaded 2-core machine (two busy loops beside it)."""
     table = schema.RESOURCE_TABLES["merchants"]
     key = ("id",)
     cols = {c.name for c in table.columns}
@@ -207,7 +212,12 @@ def test_two_boards_and_two_collectors_on_one_postgresql_under_chaos(bsim, token
     (rate limits, 500s, duplicate pages, slow answers); one collector is SIGKILLed half-way.
     Every job runs in one process at a time: no probe twice, no failed run but the killed
     one's interrupted ones, one alert message per change, and the store equals the
-    simulator's truth."""
+    simulator's truth. The four processes run for ``RUN_FOR_S`` on purpose (the two waits on
+    ``started`` end at half-time and at the end, not early), so that the jobs are fired many times
+    in each half; every other ceiling (90 s for a board's start-up, 60 s for the collectors' start-up,
+    an alert's message, a CLI command or a stop, 10 s for an exit or a /healthz) is a failure bound
+    that ends as soon as the condition holds, long because four processes beside the simulator take
+    many times longer than idle on a loaded 2-core machine (two busy loops beside it)."""
     import httpx
 
     from tests.receivers import start_http_receiver

@@ -1,6 +1,14 @@
 """Access control end to end: signed-out visitors, roles, partner-internal notes, forged
 requests, lockout, and secrets in every output. Real parts: AppTest on a DuckDB file,
-`partnerboard serve` as a subprocess, HTTP on 127.0.0.1, Debian's Chromium."""
+`partnerboard serve` as a subprocess, HTTP on 127.0.0.1, Debian's Chromium.
+
+The ceilings here bound AppTest's script runs (30 s, 60 s), a real `serve` (its start-up and stop, through
+``tests/test_server.py``'s helpers), a page in Chromium (30 s for the sign-in form or a navigation, 60 s
+for a signed-in page's first render) and CLI subprocesses (120 s for `export`, 180 s for
+`collect --once`). Each is a failure bound, not a wait: AppTest, Playwright's waits and
+``subprocess.run`` return as soon as the run, the element or the process is done. They are this long
+because the suite must pass on a loaded 2-core machine (two busy loops beside it), where an app's first
+run, a server's start-up or a Chromium render takes many times longer than idle."""
 
 from __future__ import annotations
 

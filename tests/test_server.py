@@ -3,6 +3,14 @@
 The board server runs against a temporary DuckDB file and the loopback simulator;
 the page is loaded in Debian's Chromium (Playwright) while probes keep arriving,
 which /healthz proves without a second connection to the file.
+
+The ceilings here bound real subprocesses and a real browser: 60 s for a server's first /healthz, a
+page's first render in Chromium or a report from the route, 120 s for a source's first runs and for a
+CLI command (180 s for a pack export), 90 s for a stop. Each is a failure bound, not a wait: the polling
+helpers, Playwright's waits and ``subprocess.run`` return as soon as the condition holds or the process
+exits, so only a broken run waits out its ceiling. They are this long because the suite must pass on a
+loaded 2-core machine (two busy loops beside it), where a server's start-up or a Chromium render takes
+many times longer than idle.
 """
 
 from __future__ import annotations

@@ -576,7 +576,10 @@ def test_check_source_shows_mapping_quarantine_drift_and_requests_and_writes_not
         bsim, tokens, tmp_path) -> None:
     """The naive first try of a Mirakl-style list: upper-case states left unmapped, the page
     size sent under a name the partner ignores. check-source says both, with the requests it
-    sent and without a secret or a store."""
+    sent and without a secret or a store. Each `check-source` is a real subprocess with a 120-s
+    ceiling, a failure bound that ``subprocess.run`` ends as soon as it exits: an interpreter's start-up
+    and its pages of HTTP take many times longer than idle on a loaded 2-core machine (two busy loops
+    beside it)."""
     import subprocess
     import sys
     import tomllib

@@ -56,6 +56,9 @@ signal noted and no dump to come): under two busy loops the 17th of 20 never cam
 
 
 def test_usr1_dumps_every_thread_of_a_busy_process_and_it_goes_on(tmp_path: Path) -> None:
+    """The ceilings (60 s for the busy process to start, 30 s for each dump) are failure bounds that
+    ``wait_until`` ends as soon as the line is in the log; a process with four busy threads beside two
+    busy loops on a 2-core machine starts and dumps many times slower than idle."""
     log = tmp_path / "busy.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PARTNERBOARD_")}
     with open(log, "w") as out:

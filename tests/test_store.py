@@ -135,6 +135,9 @@ def test_newer_schema_is_refused_with_a_clear_message(db_url: str) -> None:
 @pytest.mark.duckdb_only
 @pytest.mark.slow
 def test_second_owner_is_refused_naming_the_first(tmp_path: Path) -> None:
+    """The 30-s ceiling on the second process is a failure bound that ``subprocess.run`` ends as soon
+    as it exits; an interpreter's start-up and imports take many times longer than idle on a loaded
+    2-core machine (two busy loops beside it)."""
     db = tmp_path / "x.duckdb"
     first = acquire(db, "serve", "http://127.0.0.1:8501")
     try:
@@ -160,6 +163,8 @@ def test_second_owner_is_refused_naming_the_first(tmp_path: Path) -> None:
 @pytest.mark.duckdb_only
 @pytest.mark.slow
 def test_store_held_by_another_process_gives_a_readable_error(db_url: str, tmp_path: Path) -> None:
+    """The holder's ``time.sleep(60)`` is not waited for: it is the longest the holder lives, and the
+    test kills it as soon as the refusal is checked."""
     holder = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(f"""
             import sys, time
@@ -184,6 +189,9 @@ def test_store_held_by_another_process_gives_a_readable_error(db_url: str, tmp_p
 
 @pytest.mark.slow
 def test_close_releases_the_file_for_other_processes(db_url: str) -> None:
+    """The 60-s ceiling on the second process is a failure bound that ``subprocess.run`` ends as soon
+    as it exits; an interpreter's start-up and the store's opening take many times longer than idle
+    on a loaded 2-core machine (two busy loops beside it)."""
     s = store_mod.open_store(db_url)
     with s.engine.connect() as conn:
         conn.execute(sa.select(1))

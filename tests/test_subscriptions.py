@@ -59,6 +59,9 @@ def test_due_times_follow_working_days_in_the_partnerships_zone() -> None:
 
 
 def test_the_pack_arrives_by_email_and_webhook_at_its_time_once(store, tmp_path, monkeypatch) -> None:
+    """The receivers' 30-s ceilings are failure bounds (each ``wait_for`` is woken by the message and
+    returns at once), long for the receivers' threads on a loaded 2-core machine (two busy loops
+    beside it)."""
     hook = start_http_receiver()
     mail = start_smtp_receiver(tmp_path, username="pb@partnership.example", password=PASSWORD)
     monkeypatch.setenv("PB_SUB_USER", "pb@partnership.example")
@@ -141,6 +144,10 @@ def test_admins_send_again_by_hand_and_others_cannot(store) -> None:
 @pytest.mark.both_stores  # where several processes share PostgreSQL it differs
 @pytest.mark.slow
 def test_a_sigkill_mid_delivery_then_the_pack_arrives_once_more_with_the_same_key(tmp_path, tokens) -> None:
+    """Its ceilings (120 s for a real `serve` to start, render the pack and send it, 30 s for its exit
+    or stop) are failure bounds that end as soon as the request arrives or the process exits; they are
+    this long because a server's start-up and a pack's render take many times longer than idle on a
+    loaded 2-core machine (two busy loops beside it)."""
     hook = start_http_receiver()
     hook.hang.set()
     data = _config(hook.url, working_day=1, at="00:00")

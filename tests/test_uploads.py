@@ -107,6 +107,9 @@ def test_a_page_holds_one_file_and_a_person_a_few(board: Board) -> None:
 
 
 def test_uploaded_files_are_freed_when_the_page_closes(board: Board) -> None:
+    """The 30-s ceiling bounds the board's freeing of the files once it sees the page's websocket
+    close; ``wait_until`` returns as soon as they are gone, and the ceiling is long because that
+    clean-up comes many times later on a loaded 2-core machine (two busy loops beside it)."""
     editor = board.sign_in("ed@marketplace.example")
     with board.page(editor, "satisfaction") as page:
         [file_id] = page.file_ids()
@@ -148,7 +151,10 @@ def raw_put(board: Board, cookie: str, path: str, *, chunks: int, size: int = 64
 @pytest.mark.slow
 def test_the_nps_uploader_still_works_in_a_browser(tmp_path, sim, tokens) -> None:
     """Streamlit's own frontend against the guard: it asks for a file id, sends the XSRF
-    header, replaces the file when another is picked, and the import reads the newest."""
+    header, replaces the file when another is picked, and the import reads the newest. Its 60-s
+    ceilings are failure bounds for a real `serve` and Chromium that Playwright ends as soon as the
+    page settles or the element shows; a rerun after a pick takes many times longer than idle on a
+    loaded 2-core machine (two busy loops beside it)."""
     from playwright.sync_api import sync_playwright
 
     from tests.conftest import SETTLED, config_toml, launch_chromium

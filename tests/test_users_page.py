@@ -215,6 +215,9 @@ def test_refused_changes_are_messages_not_stack_traces(board) -> None:
 
 
 def test_a_viewer_has_no_users_page_and_the_page_itself_refuses(board) -> None:
+    """AppTest's 60-s ceiling on a script run is a failure bound (it returns as soon as the run ends),
+    long because a page's first run takes many times longer than idle on a loaded 2-core machine (two
+    busy loops beside it)."""
     viewer = dict(user="viv@paygate.example", role="viewer", partner_id="payments")
     with pytest.raises(ValueError, match="Could not find a navigation page"):
         open_page("views/users.py", **viewer)  # not in a viewer's navigation
@@ -269,6 +272,9 @@ def test_the_account_page_makes_a_personal_token_shown_once(board) -> None:
 
 
 def test_a_domain_only_oidc_person_is_told_to_ask_for_a_listing(board) -> None:
+    """AppTest's 60-s ceiling on a script run is a failure bound (it returns as soon as the run ends),
+    long because the app's first run takes many times longer than idle on a loaded 2-core machine (two
+    busy loops beside it)."""
     at = AppTest.from_file(APP, default_timeout=60)
     at.user = {"is_logged_in": True, "email": "newbie@paygate.example"}  # mapped domain, not stored
     at.run()
