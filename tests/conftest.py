@@ -277,6 +277,23 @@ def bsim(tokens: dict[str, str], request: pytest.FixtureRequest) -> Iterator[Run
     running.stop()
 
 
+SERVED_TIMEOUT_S = 60.0
+"""A journey test's request to a real ``serve``: a failure bound, not a wait (the answer
+ends it). Idle, the board answers in milliseconds; beside two busy loops and a loaded
+suite, five CPU-bound processes share two cores, and a report route on a board that is
+collecting took longer than httpx's default of 5 s."""
+
+
+def served_get(url: str, **kwargs: Any) -> httpx.Response:
+    """``httpx.get`` with ``SERVED_TIMEOUT_S`` unless the call names its own timeout."""
+    return httpx.get(url, **({"timeout": SERVED_TIMEOUT_S} | kwargs))
+
+
+def served_post(url: str, **kwargs: Any) -> httpx.Response:
+    """``httpx.post`` with ``SERVED_TIMEOUT_S`` unless the call names its own timeout."""
+    return httpx.post(url, **({"timeout": SERVED_TIMEOUT_S} | kwargs))
+
+
 def truth(sim: RunningSimulator) -> dict[str, Any]:
     """The simulator's ground truth. It walks every record the simulator holds, in this process:
     the 30-s ceiling is a failure bound for that on a loaded 2-core machine."""

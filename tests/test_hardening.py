@@ -43,6 +43,8 @@ from tests.conftest import (
     free_port,
     launch_chromium,
     open_page,
+    served_get,
+    served_post,
     to_toml,
     wait_until,
 )
@@ -70,7 +72,7 @@ class Board:
         return {"Authorization": f"Bearer {self.tokens[email]}"}
 
     def sign_in(self, email: str, password: str = PASSWORD, **headers: str) -> httpx.Response:
-        return httpx.post(f"{self.url}/signin", data={"email": email, "password": password},
+        return served_post(f"{self.url}/signin", data={"email": email, "password": password},
                           headers=headers, timeout=60)
 
     def session(self, email: str) -> dict[str, str]:
@@ -130,7 +132,7 @@ def _wait_up(board: Board, timeout: float = 90) -> None:
     while time.monotonic() < deadline:
         assert board.proc.poll() is None, board.output()
         try:
-            health = httpx.get(f"{board.url}/healthz", headers=board.bearer(ADMIN_EMAIL), timeout=2)
+            health = served_get(f"{board.url}/healthz", headers=board.bearer(ADMIN_EMAIL), timeout=2)
             if health.status_code == 200:
                 return
         except httpx.HTTPError:
@@ -255,12 +257,12 @@ def test_12_a_role_refusal_reads_well() -> None:
 # --- 2. the audit log -------------------------------------------------------------------
 
 def test_2_the_audit_log_never_carries_the_other_partners_internal_notes(board: Board) -> None:
-    added = httpx.post(f"{board.url}/api/annotations", headers=board.bearer("pe@paygate.example"), json={
+    added = served_post(f"{board.url}/api/annotations", headers=board.bearer("pe@paygate.example"), json={
         "day": "2026-10-07", "text": NOTE, "partner_id": "payments", "visibility": "internal"})
     assert added.status_code == 200, added.text
     csvs = {}
     for email in ("ma@marketplace.example", ADMIN_EMAIL):
-        r = httpx.get(f"{board.url}/api/audit.csv", headers=board.bearer(email), timeout=60)
+        r = served_get(f"{board.url}/api/audit.csv", headers=board.bearer(email), timeout=60)
         assert r.status_code == 200, r.text
         csvs[email] = pd.read_csv(io.BytesIO(r.content), encoding="utf-8-sig", sep=None, engine="python")
     mine = csvs["ma@marketplace.example"]
@@ -270,9 +272,9 @@ def test_2_the_audit_log_never_carries_the_other_partners_internal_notes(board: 
     everything = csvs[ADMIN_EMAIL]
     note = everything[everything.action == "annotation.add"]
     assert list(note.partner_id) == ["payments"] and "internal" in note.detail.iloc[0]
-    editor = httpx.get(f"{board.url}/api/audit.csv", headers=board.bearer("me@marketplace.example"))
+    editor = served_get(f"{board.url}/api/audit.csv", headers=board.bearer("me@marketplace.example"))
     assert editor.status_code == 403, "editors do not read the audit log"
-    after = pd.read_csv(io.BytesIO(httpx.get(f"{board.url}/api/audit.csv", headers=board.bearer(ADMIN_EMAIL),
+    after = pd.read_csv(io.BytesIO(served_get(f"{board.url}/api/audit.csv", headers=board.bearer(ADMIN_EMAIL),
                                              timeout=60).content), encoding="utf-8-sig")
     exports = after[(after.action == "export") & (after.target == "audit log")]
     assert set(exports.actor) == {"ma@marketplace.example", ADMIN_EMAIL}, "each download is audited"
@@ -301,29 +303,29 @@ def test_3_state_changing_routes_refuse_cross_site_requests(board: Board) -> Non
     note = json.dumps({"day": "2026-10-09", "text": "posted from evil", "visibility": "shared"})
     url = f"{board.url}/api/annotations"
     # The classic form post: enctype=text/plain carrying JSON, from another origin.
-    evil = httpx.post(url, content=note, cookies=cookies,
+    evil = served_post(url, content=note, cookies=cookies,
                       headers={"Origin": "http://evil.example", "Content-Type": "text/plain"})
     assert evil.status_code == 403 and "did not come from a page of this board" in evil.text
-    no_origin = httpx.post(url, content=note, cookies=cookies, headers={"Content-Type": "application/json"})
+    no_origin = served_post(url, content=note, cookies=cookies, headers={"Content-Type": "application/json"})
     assert no_origin.status_code == 403, "a browser request must say where it comes from"
-    plain = httpx.post(url, content=note, cookies=cookies,
+    plain = served_post(url, content=note, cookies=cookies,
                        headers={"Origin": board.url, "Content-Type": "text/plain"})
     assert plain.status_code == 403 and "Content-Type: application/json" in plain.text
-    referer = httpx.post(url, content=note, cookies=cookies,
+    referer = served_post(url, content=note, cookies=cookies,
                          headers={"Referer": f"{board.url}/annotations", "Content-Type": "application/json"})
     assert referer.status_code == 200, referer.text
-    same = httpx.post(url, content=note, cookies=cookies,
+    same = served_post(url, content=note, cookies=cookies,
                       headers={"Origin": board.url, "Content-Type": "application/json"})
     assert same.status_code == 200, same.text
-    token = httpx.post(url, content=note, headers={**board.bearer("me@marketplace.example"),
+    token = served_post(url, content=note, headers={**board.bearer("me@marketplace.example"),
                                                    "Content-Type": "text/plain"})
     assert token.status_code == 200, "a personal token carries no ambient credential"
-    run = httpx.post(f"{board.url}/api/sources/marketplace_orders/run", cookies=board.session(ADMIN_EMAIL),
+    run = served_post(f"{board.url}/api/sources/marketplace_orders/run", cookies=board.session(ADMIN_EMAIL),
                      headers={"Origin": "http://evil.example", "Content-Type": "text/plain"}, content="{}")
     assert run.status_code == 403
-    signout = httpx.post(f"{board.url}/signout", cookies=cookies, headers={"Origin": "http://evil.example"})
+    signout = served_post(f"{board.url}/signout", cookies=cookies, headers={"Origin": "http://evil.example"})
     assert signout.status_code == 303
-    assert httpx.post(url, content=note, cookies=cookies, headers={
+    assert served_post(url, content=note, cookies=cookies, headers={
         "Origin": board.url, "Content-Type": "application/json"}).status_code == 200, \
         "a cross-site sign-out does not end the session"
 
@@ -371,14 +373,14 @@ def test_4_5_8_link_text_stays_text_downloads_need_the_session_ranges_do_not_cra
         assert href.startswith("/api/reports/2026-10.csv"), href
         hrefs = page.eval_on_selector_all("a[href]", "els => els.map(e => e.getAttribute('href'))")
         assert not [h for h in hrefs if "/media/" in h], hrefs
-        assert httpx.get(f"{board.url}{href}").status_code == 401, "a link without the session is nothing"
+        assert served_get(f"{board.url}{href}").status_code == 401, "a link without the session is nothing"
         saved = context.request.get(f"{board.url}{href}")  # what the click fetches: the browser's session
         assert saved.status == 200 and saved.body().startswith(b"\xef\xbb\xbf") and b"section" in saved.body()
         context.close()
         browser.close()
     # Streamlit's own download URLs answer nobody without a session either.
-    assert httpx.get(f"{board.url}/media/0123456789abcdef.csv").status_code == 401
-    r = httpx.get(f"{board.url}/api/audit.csv?action=export", headers=board.bearer(ADMIN_EMAIL))
+    assert served_get(f"{board.url}/media/0123456789abcdef.csv").status_code == 401
+    r = served_get(f"{board.url}/api/audit.csv?action=export", headers=board.bearer(ADMIN_EMAIL))
     log = pd.read_csv(io.BytesIO(r.content), encoding="utf-8-sig")
     assert (log.detail.str.startswith("page;") & (log.target == "2026-10 report")).any(), \
         "the page's download is audited when it happens"
@@ -431,7 +433,7 @@ def test_7_thirty_concurrent_sign_ins_never_answer_500_and_every_attempt_is_audi
     assert 500 not in statuses, statuses
     assert [s for e, s in results if e.startswith("crowd")] == [401] * 30
     assert [s for e, s in results if e.startswith("reviewer")] == [303] * 10
-    r = httpx.get(f"{board.url}/api/audit.csv?action=sign_in", headers=board.bearer(ADMIN_EMAIL), timeout=60)
+    r = served_get(f"{board.url}/api/audit.csv?action=sign_in", headers=board.bearer(ADMIN_EMAIL), timeout=60)
     log = pd.read_csv(io.BytesIO(r.content), encoding="utf-8-sig")
     crowd = log[log.actor == "crowd@paygate.example"]
     assert crowd.attempts.sum() == 30 and set(crowd.outcome) <= {"failed", "denied"}
@@ -443,7 +445,7 @@ def test_7_thirty_concurrent_sign_ins_never_answer_500_and_every_attempt_is_audi
 def test_8_bad_input_is_answered_400_with_the_reason(board: Board) -> None:
     h = board.bearer(ADMIN_EMAIL)
     for period in ("0001-01", "9999-12-31", "0002-01-01..2026-11-01", "２０２６-１０", "2026-13", "x" * 300):
-        r = httpx.get(f"{board.url}/api/reports/{period}.csv", headers=h)
+        r = served_get(f"{board.url}/api/reports/{period}.csv", headers=h)
         assert r.status_code == 400 and "period" in r.text and "Traceback" not in r.text, (period, r.text)
     url = f"{board.url}/api/annotations"
     cases = {
@@ -456,9 +458,9 @@ def test_8_bad_input_is_answered_400_with_the_reason(board: Board) -> None:
         "{nope": "not JSON",
     }
     for body, reason in cases.items():
-        r = httpx.post(url, content=body, headers={**h, "Content-Type": "application/json"})
+        r = served_post(url, content=body, headers={**h, "Content-Type": "application/json"})
         assert r.status_code == 400 and reason in r.json()["error"], (body[:40], r.status_code, r.text)
-    huge = httpx.post(url, content="[" * 100_000, headers={**h, "Content-Type": "application/json"})
+    huge = served_post(url, content="[" * 100_000, headers={**h, "Content-Type": "application/json"})
     assert huge.status_code == 413 and "64 KiB" in huge.text
     assert "Traceback" not in board.output() and "RecursionError" not in board.output()
 
@@ -474,10 +476,10 @@ def test_8_a_nul_or_half_a_surrogate_is_answered_400_on_either_store(board: Boar
         json.dumps({"day": "2026-10-01", "text": "x" * 2100}): "text is at most 2000 characters (got 2100)",
     }
     for body, reason in cases.items():
-        r = httpx.post(f"{board.url}/api/annotations", content=body, headers=h)
+        r = served_post(f"{board.url}/api/annotations", content=body, headers=h)
         assert r.status_code == 400 and reason in r.json()["error"], (body, r.status_code, r.text)
     for query in ("action=sign%00in", "actor=a%00@b.example", "action=" + "x" * 65):
-        r = httpx.get(f"{board.url}/api/audit.csv?{query}", headers=board.bearer(ADMIN_EMAIL))
+        r = served_get(f"{board.url}/api/audit.csv?{query}", headers=board.bearer(ADMIN_EMAIL))
         assert r.status_code == 400 and ("control character" in r.text or "at most 64" in r.text), \
             (query, r.status_code, r.text)
     r = board.sign_in("pv@paygate.example\x00", PASSWORD)
@@ -492,33 +494,33 @@ def test_8_the_incident_list_and_the_pack_appendix_are_served_like_the_report(bo
     admin = board.bearer(ADMIN_EMAIL)
 
     def pulled() -> bool:
-        health = httpx.get(f"{board.url}/healthz", headers=admin, timeout=10).json()
+        health = served_get(f"{board.url}/healthz", headers=admin, timeout=10).json()
         return all(s["runs_ok"] for s in health["sources"] if s["source"].startswith("statuspage:")) \
             and sum(s["source"].startswith("statuspage:") for s in health["sources"]) == 2
 
     wait_until(pulled, timeout=120, what="both status pages imported once")
     url = f"{board.url}/api/reports/2026-10/incidents.csv"
-    assert httpx.get(url).status_code == 401
+    assert served_get(url).status_code == 401
     viewer = board.bearer("pv@paygate.example")
-    r = httpx.get(url, params={"sep": ";", "decimal": ","}, headers=viewer, timeout=60)
+    r = served_get(url, params={"sep": ";", "decimal": ","}, headers=viewer, timeout=60)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
     assert 'filename="partnerboard-incidents-2026-10.csv"' in r.headers["content-disposition"]
     listed = pd.read_csv(io.BytesIO(r.content), sep=";", decimal=",", encoding="utf-8-sig")
     assert list(listed.columns)[:4] == ["period", "partner_id", "partner", "origin"] and len(listed) > 0
     for bad, reason in (({"sep": "|"}, "separator '|' is not supported"), ({"partner": "nobody"}, "nobody"),
                         ({"decimal": ","}, "use sep=';' with decimal=','")):
-        refused = httpx.get(url, params=bad, headers=viewer, timeout=30)
+        refused = served_get(url, params=bad, headers=viewer, timeout=30)
         assert refused.status_code == 400 and reason in refused.text, (bad, refused.text)
 
     pack_url = f"{board.url}/api/reports/2026-10.html"
-    full = httpx.get(pack_url, params={"appendix": "1"}, headers=viewer, timeout=120)
+    full = served_get(pack_url, params={"appendix": "1"}, headers=viewer, timeout=120)
     assert full.status_code == 200 and "Appendix: every incident of 2026-10" in full.text
     assert sorted(re.findall(r'<tr data-incident="([^"]+)">', full.text)) == sorted(listed.id)
-    assert "Appendix: every incident" not in httpx.get(pack_url, headers=viewer, timeout=120).text
-    wrong = httpx.get(pack_url, params={"appendix": "maybe"}, headers=viewer, timeout=30)
+    assert "Appendix: every incident" not in served_get(pack_url, headers=viewer, timeout=120).text
+    wrong = served_get(pack_url, params={"appendix": "maybe"}, headers=viewer, timeout=30)
     assert wrong.status_code == 400 and "appendix is 1" in wrong.text and "'maybe'" in wrong.text
 
-    exports = httpx.get(f"{board.url}/api/audit.csv", headers=admin, timeout=60,
+    exports = served_get(f"{board.url}/api/audit.csv", headers=admin, timeout=60,
                         params={"action": "export", "actor": "pv@paygate.example"})
     log = pd.read_csv(io.BytesIO(exports.content), encoding="utf-8-sig")
     targets = set(zip(log.target, log.detail, strict=True))
@@ -533,15 +535,15 @@ def test_9_streamlit_internals_are_closed_to_strangers(board: Board) -> None:
     from streamlit.proto.BackMsg_pb2 import BackMsg
     from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
-    page = httpx.get(f"{board.url}/api-health?period=2026-10")
+    page = served_get(f"{board.url}/api-health?period=2026-10")
     assert page.status_code == 303
     assert page.headers["location"] == "/signin?next=%2Fapi-health%3Fperiod%3D2026-10"
-    assert httpx.get(f"{board.url}/_stcore/host-config").status_code == 401
-    assert httpx.get(f"{board.url}/_stcore/metrics").status_code == 401
+    assert served_get(f"{board.url}/_stcore/host-config").status_code == 401
+    assert served_get(f"{board.url}/_stcore/metrics").status_code == 401
     viewer = board.session("pv@paygate.example")
-    assert httpx.get(f"{board.url}/_stcore/metrics", cookies=viewer).status_code == 403
-    assert httpx.get(f"{board.url}/_stcore/agent/openapi.json").status_code == 404
-    assert httpx.get(f"{board.url}/_stcore/health").status_code == 200, "load balancers still see it"
+    assert served_get(f"{board.url}/_stcore/metrics", cookies=viewer).status_code == 403
+    assert served_get(f"{board.url}/_stcore/agent/openapi.json").status_code == 404
+    assert served_get(f"{board.url}/_stcore/health").status_code == 200, "load balancers still see it"
     stream = board.url.replace("http", "ws") + "/_stcore/stream"
     with pytest.raises(Exception, match="403"):
         ws.connect(stream, subprotocols=["streamlit"], open_timeout=10)
@@ -572,14 +574,14 @@ def test_9_streamlit_internals_are_closed_to_strangers(board: Board) -> None:
 # --- 10. headers and proxies -------------------------------------------------------------
 
 def test_10_no_framing_no_sniffing_and_forwarded_addresses_only_from_trusted_proxies(board: Board) -> None:
-    signin = httpx.get(f"{board.url}/signin")
+    signin = served_get(f"{board.url}/signin")
     assert signin.headers["x-frame-options"] == "DENY"
     assert "frame-ancestors 'none'" in signin.headers["content-security-policy"]
-    csv = httpx.get(f"{board.url}/api/reports/2026-10.csv", headers=board.bearer("pv@paygate.example"))
+    csv = served_get(f"{board.url}/api/reports/2026-10.csv", headers=board.bearer("pv@paygate.example"))
     assert csv.headers["x-content-type-options"] == "nosniff"
-    assert httpx.get(f"{board.url}/").headers["x-frame-options"] == "DENY"
+    assert served_get(f"{board.url}/").headers["x-frame-options"] == "DENY"
     board.sign_in("flood@marketplace.example", "not it at all", **{"X-Forwarded-For": "203.0.113.99"})
-    r = httpx.get(f"{board.url}/api/audit.csv?actor=flood@marketplace.example",
+    r = served_get(f"{board.url}/api/audit.csv?actor=flood@marketplace.example",
                   headers=board.bearer(ADMIN_EMAIL))
     log = pd.read_csv(io.BytesIO(r.content), encoding="utf-8-sig")
     assert set(log.ip) == {"127.0.0.1"}, "a local client cannot claim another address"

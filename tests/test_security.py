@@ -20,7 +20,6 @@ from datetime import date
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx
 import pandas as pd
 import pytest
 from partnerboard.dashboard.navigation import PAGES
@@ -32,7 +31,17 @@ from partnerboard.core.config import load_config
 from partnerboard.core.reports import report
 from partnerboard.core.store import quarantine
 from partnerboard.core.vocabulary.periods import parse
-from tests.conftest import ONCE_PAGES, REPO, SETTLED, config_toml, db_url_for, launch_chromium, open_page
+from tests.conftest import (
+    ONCE_PAGES,
+    REPO,
+    SETTLED,
+    config_toml,
+    db_url_for,
+    launch_chromium,
+    open_page,
+    served_get,
+    served_post,
+)
 from tests.test_server import (
     BUILTIN,
     _env,
@@ -171,27 +180,29 @@ def secured(tmp_path: Path, sim, tokens):
 @pytest.mark.slow
 def test_the_server_refuses_what_the_role_does_not_allow(secured) -> None:
     server, viewer, editor = secured
-    anon = httpx.get(f"{server.url}/api/reports/2026-10.csv")
+    anon = served_get(f"{server.url}/api/reports/2026-10.csv")
     assert anon.status_code == 401 and "Bearer" in anon.headers["www-authenticate"]
-    assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}, "nothing beyond a bare ok"
+    assert served_get(f"{server.url}/healthz").json() == {"status": "ok"}, "nothing beyond a bare ok"
     assert "sources" in server.get("/healthz").json()
-    assert httpx.get(f"{server.url}/api/reports/2026-10.csv", headers=viewer.headers).status_code == 200
-    bad = httpx.get(f"{server.url}/api/reports/2026-10.csv", headers={"Authorization": "Bearer pbt_nope"})
+    assert served_get(f"{server.url}/api/reports/2026-10.csv", headers=viewer.headers).status_code == 200
+    bad = served_get(f"{server.url}/api/reports/2026-10.csv", headers={"Authorization": "Bearer pbt_nope"})
     assert bad.status_code == 401
 
     note = {"day": "2026-10-09", "text": "forged", "visibility": "shared"}
-    forged = httpx.post(f"{server.url}/api/annotations", json=note, headers=viewer.headers)
+    forged = served_post(f"{server.url}/api/annotations", json=note, headers=viewer.headers)
     assert forged.status_code == 403 and "needs the editor role" in forged.json()["error"]
-    ok = httpx.post(f"{server.url}/api/annotations", json=note | {"text": "real"}, headers=editor.headers)
+    ok = served_post(f"{server.url}/api/annotations", json=note | {"text": "real"}, headers=editor.headers)
     assert ok.status_code == 200 and ok.json()["id"]
-    run = httpx.post(f"{server.url}/api/sources/marketplace_orders/run", headers=editor.headers)
+    run = served_post(f"{server.url}/api/sources/marketplace_orders/run", headers=editor.headers)
     assert run.status_code == 403 and "needs the admin role" in run.json()["error"]
     # A GET (a link someone is tricked into opening) runs nothing: it falls through to the app shell.
     assert server.get("/api/sources/marketplace_orders/run").headers["content-type"].startswith("text/html")
-    admin_run = httpx.post(f"{server.url}/api/sources/marketplace_orders/run", headers=server.account.headers)
+    admin_run = served_post(f"{server.url}/api/sources/marketplace_orders/run",
+                            headers=server.account.headers)
     assert admin_run.status_code == 200 and admin_run.json()["outcome"] in ("queued", "already_running",
                                                                             "already_queued")
-    cross_site = httpx.post(f"{server.url}/signin", data={"email": viewer.email, "password": viewer.password},
+    cross_site = served_post(f"{server.url}/signin",
+                             data={"email": viewer.email, "password": viewer.password},
                             headers={"Origin": "http://evil.example"})
     assert cross_site.status_code == 403 and "partnerboard_session" not in cross_site.headers.get(
         "set-cookie", "")
@@ -199,11 +210,11 @@ def test_the_server_refuses_what_the_role_does_not_allow(secured) -> None:
     # Wrong passwords lock the account after three tries; then even the right one is refused,
     # with the answer every refusal gets (it does not say the account is locked).
     for _ in range(3):
-        r = httpx.post(f"{server.url}/signin", data={"email": editor.email, "password": "wrong-password"})
+        r = served_post(f"{server.url}/signin", data={"email": editor.email, "password": "wrong-password"})
         assert r.status_code == 401
-    locked = httpx.post(f"{server.url}/signin", data={"email": editor.email, "password": editor.password})
+    locked = served_post(f"{server.url}/signin", data={"email": editor.email, "password": editor.password})
     assert locked.status_code == 401 and "wrong email or password, or the account is locked" in locked.text
-    good = httpx.post(f"{server.url}/signin", data={"email": viewer.email, "password": viewer.password,
+    good = served_post(f"{server.url}/signin", data={"email": viewer.email, "password": viewer.password,
                                                     "next": "//evil.example/"})
     assert good.status_code == 303 and good.headers["location"] == "/", "no open redirect"
     cookie = good.headers["set-cookie"]
@@ -307,8 +318,8 @@ def test_a_planted_token_appears_in_no_output(tmp_path: Path, sim, tokens) -> No
         outputs["healthz"] = server.get("/healthz").text
         outputs["report"] = server.get("/api/reports/2026-10.csv").text
         outputs["report_pl"] = server.get("/api/reports/2026-10.csv?sep=;&decimal=,").text
-        outputs["bad request"] = httpx.get(f"{server.url}/api/reports/x.csv", headers=h).text
-        outputs["forged"] = httpx.post(f"{server.url}/api/annotations", json={
+        outputs["bad request"] = served_get(f"{server.url}/api/reports/x.csv", headers=h).text
+        outputs["forged"] = served_post(f"{server.url}/api/annotations", json={
             "day": "2026-10-01", "text": f"leak {server.account.token}"}, headers=h).text
     finally:
         _stop(server.proc)
