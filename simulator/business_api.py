@@ -224,6 +224,7 @@ class Lists:
                             entry["by_status"][st] = entry["by_status"].get(st, 0) + 1
                 out[partner][name] = entry
         out["by_month"] = self._by_month(chaos)
+        out["breaks"] = self.world.plan.truth(self.now())
         return out
 
     def _by_month(self, chaos: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
@@ -260,10 +261,17 @@ class Lists:
 # --- record shapes ---------------------------------------------------------------
 
 def mp_order(updated: float, state: str, r: Rec, fmt: str = "local") -> dict:
+    """A Mirakl-shaped order; ``customer_debited_date`` is when the shopper was charged
+    (empty until the order is paid)."""
+    paid = next((t for t, s in r.steps if s == "paid"), None) if state in PAID else None
     return {"order_id": r.id, "shop_id": r.data["merchant"], "channel": r.data["channel"],
             "order_state": state.upper(), "total_price": f"{r.data['amount']:.2f}",
             "currency_iso_code": "PLN", "created_date": iso_local(r.created, fmt),
+            "customer_debited_date": iso_local(paid, fmt) if paid is not None else None,
             "last_updated_date": iso_local(updated, fmt)}
+
+
+PAID = ("paid", "shipped", "delivered")
 
 
 def mp_return(updated: float, state: str, r: Rec, fmt: str = "local") -> dict:
@@ -294,7 +302,8 @@ def mp_traffic(updated: float, state: str, r: Rec) -> dict:
 
 def pg_charge(updated: float, state: str, r: Rec) -> dict:
     status = {"success": "succeeded"}.get(state, state)
-    return {"id": r.id, "object": "charge", "amount": r.data["amount"], "currency": "pln",
+    return {"id": r.id, "object": "charge", "amount": r.data["amount"],
+            "currency": r.data.get("currency", "pln"),
             "status": status, "payment_method_details": {"type": r.data["method"]},
             "created": int(r.created), "updated": int(updated),
             "metadata": {"merchant_id": r.data["merchant"], "order_id": r.data["order"]}}

@@ -36,7 +36,8 @@ OWN = {"collectors": C, "dashboard": D, "simulator": S, "notifiers": N, "partner
 
 # The core's rooms, and which of them each may import (partnerboard/core/__init__.py).
 CORE = "partnerboard.core"
-ROOMS = ("vocabulary", "config", "store", "access", "metrics", "changes", "reports", "alerts", "review")
+ROOMS = ("vocabulary", "config", "store", "access", "metrics", "changes", "reconciliation", "reports",
+         "alerts", "review")
 MAY_IMPORT = {
     "vocabulary": set(),
     "config": {"vocabulary"},
@@ -44,6 +45,7 @@ MAY_IMPORT = {
     "access": {"vocabulary", "config", "store"},
     "metrics": {"vocabulary", "config", "store"},
     "changes": {"vocabulary", "config", "store", "access", "metrics"},
+    "reconciliation": {"vocabulary", "config", "store", "access"},
     "reports": {"vocabulary", "config", "store", "metrics", "changes"},
     "alerts": {"vocabulary", "config", "store", "access", "metrics", "changes"},
     "review": {"vocabulary", "config", "store", "access", "metrics", "changes", "reports", "alerts"},

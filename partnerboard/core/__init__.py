@@ -13,6 +13,9 @@
 - ``changes``: what people change through the board, each checked and audited (notes,
   targets, quarantine resolutions, run-now requests). May import: vocabulary, config,
   store, access, metrics.
+- ``reconciliation``: the two partners' records matched (paid orders and captures,
+  refunded returns and refunds), the shared break list, sync time. May import:
+  vocabulary, config, store, access.
 - ``reports``: the review report and its CSV. May import: vocabulary, config, store,
   metrics, changes.
 

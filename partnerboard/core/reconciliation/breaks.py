@@ -1,0 +1,201 @@
+"""The break list both partners share: what a run found, kept with its history, and
+what people decided about it.
+
+A run's findings (``matching.find``) are written here against what the store already
+holds for the same window:
+
+- a new finding is inserted, *in transit* while its counterpart may still come, else
+  *open*;
+- a finding seen before keeps its id and first-seen time; an in-transit one whose grace
+  has passed becomes open; one that had cleared and is back is open again;
+- a break no longer found is *resolved* (``cleared``: the records agree now), and an
+  in-transit record that cleared is deleted: it never was a break.
+
+People act on open breaks: *accept* (with a reason, e.g. "fee withheld by agreement"),
+*assign* to the partner that is to fix it, *reopen*. Editors of either partner may act on
+every break, and both partners see every break: it is the money between them.
+
+Every change of state is a conditional ``UPDATE … WHERE state = <what was read>``, so two
+processes (two collectors on PostgreSQL, or a person and the matcher) never both move one
+break: the second sees no row changed and says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from partnerboard.core.access import Forbidden, User, audit, require
+from partnerboard.core.reconciliation.kinds import KINDS, OPEN, STATES
+from partnerboard.core.reconciliation.matching import Finding, Findings, Sides
+from partnerboard.core.store import schema, text_input
+from partnerboard.core.store.upsert import insert_new
+from partnerboard.core.vocabulary import timeutil
+
+brk = schema.recon_breaks
+
+
+class BreakError(ValueError):
+    """A person's action that cannot be done; the message says why and what to do."""
+
+
+class BreakChanged(BreakError):
+    """The break moved since it was read (another person, or the matcher)."""
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What a run changed in the break list."""
+
+    new: int = 0
+    opened: int = 0  # in transit before, past grace now
+    reopened: int = 0
+    cleared: int = 0  # resolved by themselves
+    transit_cleared: int = 0  # in transit, then matched: never breaks
+    in_transit: int = 0
+    open: int = 0
+
+
+def _values(f: Finding, sides: Sides) -> dict:
+    return {
+        "kind": f.kind, "orders_partner": sides.orders, "payments_partner": sides.payments,
+        "order_id": f.order_id, "payment_id": f.payment_id, "return_id": f.return_id,
+        "refund_id": f.refund_id, "market_amount": f.market_amount, "market_currency": f.market_currency,
+        "gateway_amount": f.gateway_amount, "gateway_currency": f.gateway_currency,
+        "difference": f.difference, "extra": f.extra_json(),
+        "market_at": timeutil.to_db(f.market_at) if f.market_at else None,
+        "gateway_at": timeutil.to_db(f.gateway_at) if f.gateway_at else None,
+        "event_at": timeutil.to_db(f.event_at),
+    }
+
+
+def record(conn: Connection, sides: Sides, found: Findings) -> Recorded:
+    """Write a run's findings over ``[found.start, found.end)``; breaks of that window the
+    run no longer finds are resolved. Breaks outside the window are left as they are."""
+    now = timeutil.to_db(found.now)
+    by_id = {f.break_id(sides): f for f in found.items}
+    known = {r.id: r for r in conn.execute(sa.select(brk.c.id, brk.c.state, brk.c.resolution).where(
+        brk.c.orders_partner == sides.orders, brk.c.payments_partner == sides.payments,
+        sa.or_(brk.c.id.in_(list(by_id)) if by_id else sa.false(),
+               sa.and_(brk.c.state != "resolved",
+                       brk.c.event_at >= timeutil.to_db(found.start),
+                       brk.c.event_at < timeutil.to_db(found.end)))))}
+    counts = dict.fromkeys(("new", "opened", "reopened", "cleared", "transit_cleared"), 0)
+    fresh = []
+    for bid, f in by_id.items():
+        state = "in_transit" if f.in_transit else "open"
+        row = known.get(bid)
+        if row is None:
+            fresh.append({"id": bid, "state": state, "first_seen": now, "last_seen": now,
+                          **_values(f, sides)})
+            continue
+        update = brk.update().where(brk.c.id == bid, brk.c.state == row.state).values(
+            last_seen=now, **_values(f, sides))
+        if row.state == "in_transit" and not f.in_transit:
+            counts["opened"] += conn.execute(update.values(state="open")).rowcount
+        elif row.state == "resolved" and row.resolution == "cleared":
+            counts["reopened"] += conn.execute(update.values(
+                state=state, resolved_at=None, resolution=None)).rowcount
+        else:
+            conn.execute(update)
+    if fresh:
+        skipped = insert_new(conn, brk, fresh, key=("id",))  # another process may insert first
+        counts["new"] += len(fresh) - len(skipped)
+    for bid, row in known.items():
+        if bid in by_id or row.state == "resolved":
+            continue
+        if row.state == "in_transit":
+            counts["transit_cleared"] += conn.execute(brk.delete().where(
+                brk.c.id == bid, brk.c.state == "in_transit")).rowcount
+        else:
+            counts["cleared"] += conn.execute(brk.update().where(brk.c.id == bid, brk.c.state == row.state)
+                                              .values(state="resolved", resolution="cleared",
+                                                      resolved_at=now, last_seen=now)).rowcount
+    in_transit = sum(f.in_transit for f in found.items)
+    return Recorded(**counts, in_transit=in_transit, open=len(found.items) - in_transit)
+
+
+# --- people ---------------------------------------------------------------------------
+
+def _current(conn: Connection, break_id: str) -> sa.Row:
+    row = conn.execute(sa.select(brk).where(brk.c.id == break_id)).first()
+    if row is None:
+        raise BreakError(f"no break {break_id!r}: it may have cleared and been removed while in transit; "
+                         "reload the list")
+    return row
+
+
+def _move(conn: Connection, user: User, break_id: str, expected: str, allowed_from: Iterable[str],
+          action: str, values: dict, detail: str) -> None:
+    require(user, "reconcile")
+    row = _current(conn, break_id)
+    if row.state != expected:
+        raise BreakChanged(f"break {break_id} is {row.state.replace('_', ' ')} now, not "
+                           f"{expected.replace('_', ' ')}: someone acted on it meanwhile; "
+                           "reload and look again")
+    if row.state not in allowed_from:
+        raise BreakError(f"break {break_id} is {row.state.replace('_', ' ')}; only "
+                         f"{' or '.join(s.replace('_', ' ') for s in allowed_from)} breaks can be {action}")
+    now = timeutil.to_db(timeutil.utcnow())
+    done = conn.execute(brk.update().where(brk.c.id == break_id, brk.c.state == expected).values(
+        **values, changed_by=user.email, changed_at=now)).rowcount
+    if done != 1:
+        raise BreakChanged(f"break {break_id} changed while you acted on it; reload and look again")
+    audit.record(conn, user.email, f"reconciliation {action}", partner=audit.SHARED,
+                 target=f"{KINDS[row.kind].label}: {break_id}", detail=detail)
+
+
+def accept(conn: Connection, user: User, break_id: str, reason: str, *, expected: str) -> None:
+    """The partners agree the difference stands (a fee, a goodwill refund): it leaves the
+    open list, with the reason, and stays in the history."""
+    text = text_input.fit(brk, {"reason": reason}, names={"reason": "the reason"}, error=BreakError)["reason"]
+    if not str(text or "").strip():
+        raise BreakError("say why the break is accepted (e.g. \"fee withheld by agreement\"): the "
+                         "other partner reads it")
+    _move(conn, user, break_id, expected, OPEN, "accepted",
+          {"state": "accepted", "resolution": "accepted", "reason": text,
+           "resolved_at": timeutil.to_db(timeutil.utcnow())}, f"reason: {text}")
+
+
+def assign(conn: Connection, user: User, break_id: str, partner_id: str, *, expected: str,
+           partners: Iterable[str]) -> None:
+    """The partner that is to fix the break (either side may hand it to either side)."""
+    known = list(partners)
+    if partner_id not in known:
+        raise BreakError(f"assign to one of the partners ({', '.join(known)}), not {partner_id!r}")
+    _move(conn, user, break_id, expected, OPEN, "assigned",
+          {"state": "assigned", "assigned_to": partner_id}, f"to {partner_id}")
+
+
+def reopen(conn: Connection, user: User, break_id: str, *, expected: str) -> None:
+    """An accepted break back on the open list (the agreement changed)."""
+    _move(conn, user, break_id, expected, ("accepted",), "reopened",
+          {"state": "open", "resolution": None, "resolved_at": None, "reason": None}, "")
+
+
+def listing(conn: Connection, *, kinds: Iterable[str] = (), states: Iterable[str] = (),
+            start: datetime | None = None, end: datetime | None = None, limit: int = 10_000) -> list[dict]:
+    """Breaks, newest event first, filtered by class, state and event time (aware)."""
+    q = sa.select(brk)
+    kinds, states = list(kinds), list(states)
+    for name, values, known in (("class", kinds, KINDS), ("state", states, STATES)):
+        bad = [v for v in values if v not in known]
+        if bad:
+            raise BreakError(f"unknown {name} {bad[0]!r} (known: {', '.join(known)})")
+    if kinds:
+        q = q.where(brk.c.kind.in_(kinds))
+    if states:
+        q = q.where(brk.c.state.in_(states))
+    if start is not None:
+        q = q.where(brk.c.event_at >= timeutil.to_db(start))
+    if end is not None:
+        q = q.where(brk.c.event_at < timeutil.to_db(end))
+    return [dict(r._mapping) for r in conn.execute(q.order_by(brk.c.event_at.desc(), brk.c.id).limit(limit))]
+
+
+__all__ = ["BreakChanged", "BreakError", "Forbidden", "Recorded", "accept", "assign", "listing", "record",
+           "reopen"]

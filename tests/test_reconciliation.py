@@ -1,0 +1,241 @@
+"""Reconciliation between the partners: every injected break found with its class and
+exact amounts, nothing else; late payments in transit, never breaks; the same ids
+whichever side is collected first; a break fixed at the source resolves by itself.
+
+The partners are the simulator's Mirakl-shaped marketplace and Stripe-shaped gateway,
+collected through the real collectors; the simulator injects seeded breaks of every
+class (``simulator/breaks.py``) and lists them at ``/_sim/truth``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+from partnerboard.collectors.scheduler import run_all_once
+from partnerboard.simulator.breaks import KINDS as INJECTABLE
+from partnerboard.simulator.breaks import NOT_BREAKS
+from partnerboard.simulator.server import start_in_thread
+
+from partnerboard.core.config import parse_config
+from partnerboard.core.reconciliation import breaks, matching, run
+from partnerboard.core.store import schema
+from partnerboard.core.vocabulary import timeutil
+from tests.conftest import config_dict, truth
+
+HISTORY_START = datetime(2026, 8, 1, tzinfo=UTC)
+NOW = datetime(2026, 12, 7, 12, tzinfo=UTC)
+EACH = 2  # breaks of every kind
+MARKET_SOURCES = ("marketplace_orders", "marketplace_returns")
+GATEWAY_SOURCES = ("payments_charges", "payments_refunds")
+
+
+@pytest.fixture(scope="module")
+def partners(tokens):
+    running = start_in_thread(tokens, chaos={"schedule": False}, now=NOW, scale=0.02,
+                              history_start=HISTORY_START, breaks=dict.fromkeys(INJECTABLE, EACH))
+    yield running
+    running.stop()
+
+
+def _config(sim, **reconciliation):
+    data = config_dict(sim.base_url)
+    for partner in data["partners"]:
+        partner["endpoints"] = []
+        partner.pop("statuspage", None)
+    data["reconciliation"] = {"lookback_days": 200, **reconciliation}
+    return parse_config(data)
+
+
+def _collect(store, config, sources) -> None:
+    runs = run_all_once(store, config, only=sources)
+    assert [r.status for r in runs] == ["success"] * len(runs), [(r.source, r.error) for r in runs]
+
+
+def _expected(sim, *, tolerated_rounding: bool) -> set[tuple]:
+    """(class, key ids, amounts) of every injected break the truth lists."""
+    out = set()
+    for b in truth(sim)["breaks"]:
+        kind = b["kind"]
+        if kind == "late_capture" or (kind == "rounding" and tolerated_rounding):
+            continue
+        if kind == "rounding":
+            kind = "amount_mismatch"  # one grosz off, and no tolerance says it is equal
+        out.add(_key(kind, b.get("order_id"), b.get("payment_id"), b.get("return_id"), b.get("refund_id"),
+                     b.get("market_amount"), b.get("gateway_amount")))
+    return out
+
+
+def _key(kind, order_id, payment_id, return_id, refund_id, market, gateway) -> tuple:
+    def money(v):
+        return None if v is None else Decimal(str(v)).quantize(Decimal("0.01"))
+    if kind in ("missing_capture",):
+        payment_id = None
+    if kind == "orphan_refund":
+        return_id = None
+    if kind == "refund_over_capture":  # keyed by the payment: its refunds against its capture
+        return_id, market = None, None
+    return (kind, order_id, payment_id, return_id, refund_id, money(market), money(gateway))
+
+
+def _found(store, config) -> tuple[set[tuple], list[matching.Finding]]:
+    with store.engine.begin() as conn:
+        outcome = run.run(conn, config, now=NOW)
+    items = outcome.findings.items
+    return {_key(f.kind, f.order_id, f.payment_id, f.return_id, f.refund_id, f.market_amount,
+                 f.gateway_amount) for f in items if not f.in_transit}, items
+
+
+def test_every_injected_break_is_found_with_its_class_and_exact_amounts_and_nothing_else(
+        partners, store, env_tokens) -> None:
+    config = _config(partners)
+    _collect(store, config, MARKET_SOURCES + GATEWAY_SOURCES)
+    found, items = _found(store, config)
+    expected = _expected(partners, tolerated_rounding=False)
+    assert {k[0] for k in expected} == set(INJECTABLE) - set(NOT_BREAKS), "the truth lists every class"
+    assert found == expected
+    assert not [f for f in items if f.in_transit], "nothing is younger than the grace period at NOW"
+
+    duplicate = next(f for f in items if f.kind == "duplicate_capture")
+    listed = next(b for b in truth(partners)["breaks"] if b["order_id"] == duplicate.order_id)
+    assert list(duplicate.extra) == listed["extra_payment_ids"]
+    assert duplicate.difference == Decimal(listed["extra_amount"]), "the extra amount captured"
+    mismatch = next(f for f in items if f.kind == "amount_mismatch")
+    assert mismatch.difference == mismatch.gateway_amount - mismatch.market_amount
+
+    tolerant = _config(partners, amount_tolerance=0.01)
+    found, _ = _found(store, tolerant)
+    assert found == _expected(partners, tolerated_rounding=True), "a grosz within the tolerance is no break"
+
+
+def test_break_ids_are_the_same_across_runs_and_whichever_side_is_collected_first(
+        partners, store, env_tokens, tmp_path) -> None:
+    from partnerboard.core.store import open_store
+    from tests.postgres_server import db_url_for
+
+    config = _config(partners)
+    _collect(store, config, MARKET_SOURCES + GATEWAY_SOURCES)
+    ids = {}
+    for attempt in range(2):
+        with store.engine.begin() as conn:
+            run.run(conn, config, now=NOW + timedelta(minutes=attempt))
+        with store.engine.connect() as conn:
+            ids[attempt] = {(r.id, r.kind, r.state) for r in conn.execute(sa.select(schema.recon_breaks))}
+    assert ids[0] == ids[1] and len(ids[0]) == len(_expected(partners, tolerated_rounding=False))
+
+    other = open_store(db_url_for(tmp_path / "gateway-first.duckdb"))
+    _collect(other, config, GATEWAY_SOURCES)
+    with other.engine.begin() as conn:
+        alone = run.run(conn, config, now=NOW)
+    assert alone.recorded.open > len(ids[0]), "with only the gateway's records every capture is an orphan"
+    _collect(other, config, MARKET_SOURCES)
+    with other.engine.begin() as conn:
+        both = run.run(conn, config, now=NOW)
+    kept = both.recorded.open - both.recorded.new  # found on the gateway alone and still broken
+    assert both.recorded.cleared + kept == alone.recorded.open, "the rest resolved by themselves"
+    with other.engine.connect() as conn:
+        unresolved = {(r.id, r.kind, r.state) for r in conn.execute(
+            sa.select(schema.recon_breaks).where(schema.recon_breaks.c.state != "resolved"))}
+    assert unresolved == ids[0]
+
+
+def test_a_payment_late_across_the_month_end_is_in_transit_and_then_matched(
+        tokens, store, env_tokens) -> None:
+    """The late capture of an order paid at 23:50 on 31 October, captured at 00:10: at
+    00:05 it is in transit (younger than the 30-minute grace), at 00:15 it is matched."""
+    from tests.conftest import move_clock
+
+    late_day = datetime(2026, 10, 31, 22, 50, tzinfo=UTC)  # 23:50 in Warsaw
+    sim = start_in_thread(tokens, chaos={"schedule": False}, now=late_day + timedelta(minutes=15),
+                          scale=0.02, history_start=datetime(2026, 10, 1, tzinfo=UTC),
+                          breaks={"late_capture": 5})
+    try:
+        late = [b for b in truth(sim)["breaks"] if b["kind"] == "late_capture"]
+        config = _config(sim)
+        _collect(store, config, MARKET_SOURCES + GATEWAY_SOURCES)
+        with store.engine.begin() as conn:
+            first = run.run(conn, config, now=late_day + timedelta(minutes=15))
+        in_transit = [f for f in first.findings.items if f.in_transit]
+        assert [f.order_id for f in in_transit] == [b["order_id"] for b in late] != []
+        assert {f.kind for f in in_transit} == {"missing_capture"}
+        assert first.recorded.open == 0, "in transit, not a break"
+        move_clock(sim, 10 * 60)
+        _collect(store, config, GATEWAY_SOURCES)
+        with store.engine.begin() as conn:
+            second = run.run(conn, config, now=late_day + timedelta(minutes=25))
+        assert second.findings.items == [] and second.recorded.transit_cleared == len(late)
+        with store.engine.connect() as conn:
+            assert conn.execute(sa.select(sa.func.count()).select_from(schema.recon_breaks)).scalar() == 0
+    finally:
+        sim.stop()
+
+
+def test_breaks_found_and_the_lifecycle_in_the_core(store) -> None:
+    """Hand-made records on both stores: each class, grace, and the states a run and a
+    person move a break through (conditional on the state that was read)."""
+    from partnerboard.core.access import Forbidden, User
+
+    config = parse_config(config_dict("http://127.0.0.1:9"))
+    sides = matching.Sides.of(config)
+    t0 = datetime(2026, 11, 10, 10, tzinfo=UTC)
+    with store.engine.begin() as conn:
+        _order(conn, "o1", 100, t0)  # captured twice
+        _payment(conn, "p1", "o1", 100, t0 + timedelta(seconds=30))
+        _payment(conn, "p1b", "o1", 100, t0 + timedelta(seconds=90))
+        _order(conn, "o2", 50, t0)  # no capture
+        _order(conn, "o3", 70, t0)  # 0.01 off
+        _payment(conn, "p3", "o3", Decimal("70.01"), t0 + timedelta(minutes=20))
+        _payment(conn, "p4", "ghost", 30, t0)  # orphan
+        window = (t0 - timedelta(days=1), t0 + timedelta(days=1))
+        found = matching.find(conn, sides, *window, t0 + timedelta(hours=1))
+        by_kind = {f.kind: f for f in found.items}
+        assert set(by_kind) == {"duplicate_capture", "missing_capture", "amount_mismatch", "orphan_capture"}
+        duplicate = by_kind["duplicate_capture"]
+        assert duplicate.extra == ("p1b",) and duplicate.difference == 100
+        assert by_kind["amount_mismatch"].difference == Decimal("0.01")
+        young = matching.find(conn, sides, *window, t0 + timedelta(minutes=5))
+        assert {f.kind for f in young.items if f.in_transit} == {"missing_capture", "orphan_capture"}
+        done = breaks.record(conn, sides, young)
+        assert (done.new, done.in_transit, done.open) == (4, 2, 2)
+        done = breaks.record(conn, sides, found)
+        assert (done.new, done.opened) == (0, 2)
+    viewer = User("v@paygate.example", "viewer", "payments")
+    editor = User("e@marketplace.example", "editor", "marketplace")
+    missing = by_kind["missing_capture"].break_id(sides)
+    with store.engine.begin() as conn:
+        with pytest.raises(Forbidden):
+            breaks.accept(conn, viewer, missing, "agreed", expected="open")
+        with pytest.raises(breaks.BreakError, match="say why"):
+            breaks.accept(conn, editor, missing, "  ", expected="open")
+        breaks.assign(conn, editor, missing, "payments", expected="open",
+                      partners=["marketplace", "payments"])
+        with pytest.raises(breaks.BreakChanged, match="assigned now"):
+            breaks.accept(conn, editor, missing, "fee", expected="open")  # read before the assignment
+        breaks.accept(conn, editor, missing, "fee withheld by agreement", expected="assigned")
+        row = conn.execute(sa.select(schema.recon_breaks).where(schema.recon_breaks.c.id == missing)).one()
+        assert (row.state, row.resolution, row.reason, row.changed_by) == (
+            "accepted", "accepted", "fee withheld by agreement", editor.email)
+    with store.engine.begin() as conn:  # the capture arrives: the records agree, every break of o2 clears
+        _payment(conn, "p2", "o2", 50, t0 + timedelta(hours=2))
+        window = (t0 - timedelta(days=1), t0 + timedelta(days=1))
+        again = breaks.record(conn, sides, matching.find(conn, sides, *window, t0 + timedelta(hours=3)))
+        assert again.cleared == 1
+        state = conn.execute(sa.select(schema.recon_breaks.c.state, schema.recon_breaks.c.resolution).where(
+            schema.recon_breaks.c.id == missing)).one()
+        assert tuple(state) == ("resolved", "cleared")
+
+
+def _order(conn, oid, amount, paid, status="paid") -> None:
+    at = timeutil.to_db(paid)
+    conn.execute(schema.orders.insert().values(
+        partner_id="marketplace", id=oid, merchant_id="m", channel="web", status=status, amount=amount,
+        currency="PLN", created_at=at, updated_at=at, paid_at=at, run_id="t", collected_at=at))
+
+
+def _payment(conn, pid, order, amount, at, status="success") -> None:
+    t = timeutil.to_db(at)
+    conn.execute(schema.payments.insert().values(
+        partner_id="payments", id=pid, order_id=order, status=status, amount=amount, currency="PLN",
+        created_at=t, updated_at=t, run_id="t", collected_at=t))
