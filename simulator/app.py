@@ -184,11 +184,27 @@ def create_app(
         Route("/_sim/truth", lambda r: JSONResponse(lists.truth())),
         Route("/_sim/clock", _clock_handler(state), methods=["GET", "POST"]),
         Route("/_sim/{partner}/incidents", _incident_handler(state), methods=["POST"]),
+        Route("/_sim/breaks/fix", _fix_handler(lists), methods=["POST"]),
     ]
     app = Starlette(routes=admin + mounts)
     app.state.sim = state
     app.state.lists = lists
     return app
+
+
+def _fix_handler(lists: Lists) -> Callable[[Request], Awaitable[Response]]:
+    """POST {"order_id": id}: the gateway captures an injected missing capture now (a new
+    charge, created at the clock), as a partner fixing a break at the source would."""
+
+    async def handler(request: Request) -> Response:
+        body = await request.json()
+        try:
+            lists.fix_missing_capture(str(body.get("order_id")))
+        except KeyError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse({"fixed": body.get("order_id")})
+
+    return handler
 
 
 def _clock_handler(state: SimState) -> Callable[[Request], Awaitable[Response]]:

@@ -57,8 +57,7 @@ class Plan:
 
     world: World
     victims: dict[str, list[str]] = field(default_factory=dict)
-    found: list[dict[str, Any]] = field(default_factory=list)  # filled as lists are built
-    _returns_chosen: bool = False
+    fixed: dict[str, float] = field(default_factory=dict)  # order id -> when the gateway captured it
 
     def __post_init__(self) -> None:
         self.wanted = check(self.world.breaks)
@@ -99,6 +98,13 @@ class Plan:
 
     def _of(self, kind: str) -> set[str]:
         return set(self.victims.get(kind, ()))
+
+    def fix(self, order_id: str, now: float) -> None:
+        """A missing capture fixed at the source: the gateway captures it at ``now``."""
+        if order_id not in self._of("missing_capture"):
+            raise KeyError(f"{order_id!r} is not an injected missing capture "
+                           f"(those are: {', '.join(self.victims.get('missing_capture', [])) or 'none'})")
+        self.fixed[order_id] = now
 
     # --- the marketplace's records ------------------------------------------------
     def orders(self, base: list[Rec]) -> list[Rec]:
@@ -148,7 +154,10 @@ class Plan:
         for p in base:
             order, outcome = p.data["order"], p.steps[-1][1]
             if outcome == "success" and order in missing:
-                continue
+                if order not in self.fixed:
+                    continue
+                t = self.fixed[order]  # captured when the gateway fixed it
+                p = replace(p, id=p.id + "f", steps=[(t, "pending"), (t + 5, "success")])
             if outcome == "success" and order in amount:
                 p = replace(p, data={**p.data, "amount": p.data["amount"] + rng.choice((-1, 1))
                                      * rng.randint(100, 5000)})
@@ -213,6 +222,8 @@ class Plan:
         for kind in ("missing_capture", "amount_mismatch", "currency_mismatch", "rounding",
                      "duplicate_capture", "late_capture"):
             for oid in self.victims.get(kind, ()):
+                if oid in self.fixed and self.fixed[oid] + 5 <= now:
+                    continue  # fixed at the source: no longer a break
                 o = w.orders_by_id[oid]
                 caps = success(oid)
                 market = {"order_id": oid, "market_amount": f"{o.data['amount']:.2f}",

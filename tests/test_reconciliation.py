@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from partnerboard.collectors.scheduler import run_all_once
@@ -239,3 +240,68 @@ def _payment(conn, pid, order, amount, at, status="success") -> None:
     conn.execute(schema.payments.insert().values(
         partner_id="payments", id=pid, order_id=order, status=status, amount=amount, currency="PLN",
         created_at=t, updated_at=t, run_id="t", collected_at=t))
+
+
+def test_sync_time_of_each_month_equals_the_one_from_the_simulators_truth(
+        partners, store, env_tokens) -> None:
+    from partnerboard.core.reconciliation import sync
+    from partnerboard.core.vocabulary.periods import parse
+
+    config = _config(partners)
+    _collect(store, config, MARKET_SOURCES + GATEWAY_SOURCES)
+    sides = matching.Sides.of(config)
+    expected, target = truth(partners)["sync"], config.reconciliation.sync_target
+    assert set(expected) >= {"2026-08", "2026-09", "2026-10", "2026-11"}
+    with store.engine.connect() as conn:
+        for month, figures in expected.items():
+            got = sync.payments(conn, sides, *parse(month).bounds(config.tz), target)
+            assert got.pairs == figures["pairs"], month
+            assert got.p50_s == pytest.approx(figures["p50_s"], abs=1e-6), month
+            assert got.p95_s == pytest.approx(figures["p95_s"], abs=1e-6), month
+            assert got.max_s == pytest.approx(figures["max_s"], abs=1e-6), month
+        october = sync.payments(conn, sides, *parse("2026-10").bounds(config.tz), target)
+    assert october.max_s >= 20 * 60, "the late captures of 31 October took 20 minutes"
+    assert 0 < october.slow < october.pairs
+
+
+def test_the_sync_slo_budget_and_burn_rate_by_hand() -> None:
+    """95 % within 15 minutes over 400 pairs: 5 % of 400 = 20 slow pairs allowed. With 12
+    slow, 8 are left and the burn rate is (12/400) / 0.05 = 0.6; with 30 slow it is 1.5
+    and the SLO is missed (92.5 % < 95 %)."""
+    from partnerboard.core.reconciliation.sync import SyncTime
+
+    calm = SyncTime("payments", 400, 60.0, 300.0, 1200.0, 388, 900.0, 95.0)
+    assert (calm.slow, calm.budget, calm.budget_left) == (12, 20.0, 8.0)
+    assert calm.burn_rate == pytest.approx(0.6) and calm.attainment_pct == 97.0 and calm.met
+    late = SyncTime("payments", 400, 60.0, 1000.0, 5000.0, 370, 900.0, 95.0)
+    assert (late.budget_left, late.attainment_pct, late.met) == (-10.0, 92.5, False)
+    assert late.burn_rate == pytest.approx(1.5)
+    empty = SyncTime("payments", 0, None, None, None, 0, 900.0, 95.0)
+    assert (empty.attainment_pct, empty.burn_rate, empty.met) == (None, None, None), "no pairs: no data"
+
+
+def test_a_break_fixed_at_the_source_resolves_by_itself_on_the_next_run(tokens, store, env_tokens) -> None:
+    from tests.conftest import move_clock
+
+    sim = start_in_thread(tokens, chaos={"schedule": False}, now=NOW, scale=0.02,
+                          history_start=datetime(2026, 10, 1, tzinfo=UTC), breaks={"missing_capture": 2})
+    try:
+        config = _config(sim)
+        _collect(store, config, MARKET_SOURCES + GATEWAY_SOURCES)
+        with store.engine.begin() as conn:
+            before = run.run(conn, config, now=NOW)
+        missing = [f for f in before.findings.items if f.kind == "missing_capture"]
+        assert len(missing) == 2 and before.recorded.new == 2
+        fixed = missing[0]
+        httpx.post(f"{sim.base_url}/_sim/breaks/fix", json={"order_id": fixed.order_id}).raise_for_status()
+        move_clock(sim, 60)
+        _collect(store, config, GATEWAY_SOURCES)
+        with store.engine.begin() as conn:
+            after = run.run(conn, config, now=NOW + timedelta(minutes=2))
+        assert (after.recorded.cleared, after.recorded.open) == (1, 1)
+        with store.engine.connect() as conn:
+            rows = {r.order_id: (r.state, r.resolution) for r in conn.execute(sa.select(schema.recon_breaks))}
+        assert rows == {fixed.order_id: ("resolved", "cleared"), missing[1].order_id: ("open", None)}
+        assert [b["order_id"] for b in truth(sim)["breaks"]] == [missing[1].order_id]
+    finally:
+        sim.stop()
