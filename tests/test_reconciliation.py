@@ -305,3 +305,24 @@ def test_a_break_fixed_at_the_source_resolves_by_itself_on_the_next_run(tokens, 
         assert [b["order_id"] for b in truth(sim)["breaks"]] == [missing[1].order_id]
     finally:
         sim.stop()
+
+
+def test_check_config_says_which_source_must_map_the_order_key_and_which_partner_is_unknown() -> None:
+    from partnerboard.core.config import ConfigError
+
+    data = config_dict("http://127.0.0.1:9")
+    charges = next(s for p in data["partners"] for s in p.get("sources", []) if s["resource"] == "payments")
+    del charges["fields"]["order_id"]
+    with pytest.raises(ConfigError, match=r'source "payments_charges" \(payments of "payments"\) does '
+                                          r"not map order_id.*metadata.order_id.*session id"):
+        parse_config(data)
+    assert parse_config({**data, "reconciliation": {"enabled": False}}).reconciliation.enabled is False
+    charges["fields"]["order_id"] = "metadata.order_id"
+    with pytest.raises(ConfigError, match=r'reconciliation.orders_partner "shop" is not a configured partner '
+                                          r"\(known: marketplace, payments\)"):
+        parse_config({**data, "reconciliation": {"orders_partner": "shop"}})
+    with pytest.raises(ConfigError, match=r'payments_partner "marketplace" has no source with resource = '
+                                          r'"payments"'):
+        parse_config({**data, "reconciliation": {"payments_partner": "marketplace"}})
+    with pytest.raises(ConfigError, match="reconciliation.grace_minutes"):
+        parse_config({**data, "reconciliation": {"grace_minutes": -1}})

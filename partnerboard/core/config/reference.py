@@ -51,6 +51,9 @@ SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("[[targets]]", c.Target, "KPI targets ([configuration.md](configuration.md#targets))."),
     ("[[partners.contacts]]", c.Contact, "Escalation contacts: who picks up the phone "
      "([alerts.md](alerts.md#escalation-contacts))."),
+    ("[reconciliation]", c.Reconciliation,
+     "Matching the partners' orders and payments ([reconciliation.md](reconciliation.md))."),
+    ("reconciliation.sync_target", c.SyncTarget, "The synchronisation SLO."),
     ("[alerts]", al.Alerts, "Alerting ([alerts.md](alerts.md))."),
     ("[[subscriptions]]", sb.Subscription,
      "The review pack on a schedule ([review.md](review.md#subscriptions))."),
