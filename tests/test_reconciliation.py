@@ -24,7 +24,7 @@ from partnerboard.core.config import parse_config
 from partnerboard.core.reconciliation import breaks, matching, run
 from partnerboard.core.store import schema
 from partnerboard.core.vocabulary import timeutil
-from tests.conftest import config_dict, truth
+from tests.conftest import ONCE_PAGES, config_dict, truth
 
 HISTORY_START = datetime(2026, 8, 1, tzinfo=UTC)
 NOW = datetime(2026, 12, 7, 12, tzinfo=UTC)
@@ -326,3 +326,83 @@ def test_check_config_says_which_source_must_map_the_order_key_and_which_partner
         parse_config({**data, "reconciliation": {"payments_partner": "marketplace"}})
     with pytest.raises(ConfigError, match="reconciliation.grace_minutes"):
         parse_config({**data, "reconciliation": {"grace_minutes": -1}})
+
+
+def test_the_summary_adds_up_the_break_list_and_the_match_rate_is_a_ratio_of_counts(
+        partners, store, env_tokens) -> None:
+    from partnerboard.core.reconciliation import summary
+
+    config = _config(partners)
+    _collect(store, config, MARKET_SOURCES + GATEWAY_SOURCES)
+    with store.engine.begin() as conn:
+        run.run(conn, config, now=NOW)
+        whole = summary.of_period(conn, config, HISTORY_START, NOW)
+    listed = truth(partners)["breaks"]
+
+    def total(kinds, side):
+        return sum(Decimal(b[side]) for b in listed if b["kind"] in kinds)
+
+    assert whole.open_breaks == len(_expected(partners, tolerated_rounding=False))
+    assert whole.unmatched_market == total(("missing_capture",), "market_amount")
+    assert whole.unmatched_gateway == total(("orphan_capture", "unpaid_order_captured"), "gateway_amount")
+    assert whole.duplicates == (EACH, total(("duplicate_capture",), "extra_amount"))
+    with store.engine.connect() as conn:
+        paid = conn.execute(sa.select(sa.func.count()).select_from(schema.orders).where(
+            schema.orders.c.status.in_(("paid", "shipped", "delivered")))).scalar()
+    disagreeing = {b["order_id"] for b in listed
+                   if b["kind"] in ("missing_capture", "amount_mismatch", "currency_mismatch", "rounding")}
+    assert (whole.paid_orders, whole.matched) == (paid, paid - len(disagreeing))
+    assert whole.match_rate == pytest.approx(100.0 * whole.matched / whole.paid_orders)
+    with store.engine.connect() as conn:
+        before = summary.of_period(conn, config, HISTORY_START - timedelta(days=60), HISTORY_START)
+    assert (before.paid_orders, before.match_rate, before.payments_sync.attainment_pct) == (0, None, None)
+
+
+@ONCE_PAGES
+def test_the_page_lists_opens_and_acts_on_a_break_and_a_viewer_only_reads(
+        partners, store, env_tokens, monkeypatch, tmp_path) -> None:
+    from tests.conftest import config_toml, open_page
+
+    config = _config(partners)
+    _collect(store, config, MARKET_SOURCES + GATEWAY_SOURCES)
+    with store.engine.begin() as conn:
+        run.run(conn, config, now=NOW)
+    path = tmp_path / "partners.toml"
+    path.write_text(config_toml(partners.base_url).replace(
+        "[partnership]", "[reconciliation]\nlookback_days = 200\n\n[partnership]"))
+    monkeypatch.setenv("PARTNERBOARD_CONFIG", str(path))
+    monkeypatch.setenv("PARTNERBOARD_DATABASE_URL", store.url)
+    at = open_page("views/reconciliation.py", period="2026-09", title="Reconciliation", role="editor",
+                   user="editor@paygate.example", partner_id="payments")
+    metrics = {m.label: m.value for m in at.metric}
+    with store.engine.connect() as conn:
+        from partnerboard.core.reconciliation import summary
+        from partnerboard.core.vocabulary.periods import parse
+
+        september = summary.of_period(conn, config, *parse("2026-09").bounds(config.tz))
+    assert metrics["Open breaks"] == str(september.open_breaks) != "0"
+    assert metrics["Match rate"] == f"{september.match_rate:.2f} %"
+    listed = at.dataframe[-1].value
+    assert len(listed) == september.open_breaks + september.in_transit
+    chosen = listed.id.iloc[0]
+    at.selectbox(key="recon_open").set_value(chosen).run()
+    row = listed.set_index("id").loc[chosen]
+    records = " ".join(d.value.to_csv() for d in at.dataframe[2:])
+    for side_id in (row.order_id, row.payment_id, row.return_id, row.refund_id):
+        if isinstance(side_id, str) and not side_id.startswith("MO-GHOST"):
+            assert side_id in records, f"{side_id} is shown beside the break"
+    at.radio(key="recon_action_kind").set_value("accept")
+    at.text_input(key="recon_reason").input("agreed in the October review")
+    at.button[0].click().run()
+    assert not at.error, [e.value for e in at.error]
+    with store.engine.connect() as conn:
+        state, reason, who = conn.execute(sa.select(
+            schema.recon_breaks.c.state, schema.recon_breaks.c.reason, schema.recon_breaks.c.changed_by
+        ).where(schema.recon_breaks.c.id == chosen)).one()
+    assert (state, reason, who) == ("accepted", "agreed in the October review", "editor@paygate.example")
+
+    viewer = open_page("views/reconciliation.py", period="2026-09", title="Reconciliation", role="viewer",
+                       user="viewer@marketplace.example", partner_id="marketplace")
+    viewer.selectbox(key="recon_open").set_value(listed.id.iloc[1]).run()  # the first is accepted now
+    assert any("editors and admins of either partner" in c.value for c in viewer.caption)
+    assert not viewer.get("form"), "no action form for a viewer"
