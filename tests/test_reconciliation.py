@@ -406,3 +406,53 @@ def test_the_page_lists_opens_and_acts_on_a_break_and_a_viewer_only_reads(
     viewer.selectbox(key="recon_open").set_value(listed.id.iloc[1]).run()  # the first is accepted now
     assert any("editors and admins of either partner" in c.value for c in viewer.caption)
     assert not viewer.get("form"), "no action form for a viewer"
+
+
+def _one_open_break(store) -> tuple:
+    config = parse_config(config_dict("http://127.0.0.1:9"))
+    sides = matching.Sides.of(config)
+    t0 = datetime(2026, 11, 10, 10, tzinfo=UTC)
+    with store.engine.begin() as conn:
+        _order(conn, "o9", 100, t0)
+        window = (t0 - timedelta(days=1), t0 + timedelta(days=1))
+        found = matching.find(conn, sides, *window, t0 + timedelta(hours=1))
+        breaks.record(conn, sides, found)
+    return config, sides, found.items[0].break_id(sides)
+
+
+def test_two_people_acting_on_one_break_at_once_one_wins_and_the_other_is_told(store, monkeypatch) -> None:
+    """Both read the break open; the first accepts it, the second's assignment (still
+    expecting open) changes nothing and says the break moved meanwhile."""
+    from partnerboard.core.access import User
+    from tests.interleave import race
+
+    _, _, bid = _one_open_break(store)
+    market = User("e@marketplace.example", "editor", "marketplace")
+    gateway = User("e@paygate.example", "editor", "payments")
+    first, second = race(store, monkeypatch, (breaks, "_current"),
+                         lambda conn: breaks.accept(conn, market, bid, "agreed", expected="open"),
+                         lambda conn: breaks.assign(conn, gateway, bid, "payments", expected="open",
+                                                    partners=["marketplace", "payments"]))
+    assert first.outcome() is None
+    assert isinstance(second.outcome(), breaks.BreakChanged), repr(second.outcome())
+    with store.engine.connect() as conn:
+        row = conn.execute(sa.select(schema.recon_breaks).where(schema.recon_breaks.c.id == bid)).one()
+    assert (row.state, row.assigned_to, row.changed_by) == ("accepted", None, market.email)
+
+
+def test_two_matchers_at_once_write_each_break_once(store, monkeypatch) -> None:
+    """Two collectors' runs find the same new break before either writes: one inserts it,
+    the other's insert is skipped, and the list has one row."""
+    from tests.interleave import race
+
+    config = parse_config(config_dict("http://127.0.0.1:9"))
+    t0 = datetime(2026, 11, 10, 10, tzinfo=UTC)
+    with store.engine.begin() as conn:
+        _order(conn, "o8", 100, t0)
+    first, second = race(store, monkeypatch, (matching, "find"),
+                         lambda conn: run.run(conn, config, now=t0 + timedelta(hours=1)),
+                         lambda conn: run.run(conn, config, now=t0 + timedelta(hours=1)))
+    new = sorted(w.outcome().recorded.new for w in (first, second))
+    assert new == [0, 1], [w.outcome() for w in (first, second)]
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(schema.recon_breaks)).scalar() == 1
