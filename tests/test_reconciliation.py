@@ -393,7 +393,7 @@ def test_the_page_lists_opens_and_acts_on_a_break_and_a_viewer_only_reads(
             assert side_id in records, f"{side_id} is shown beside the break"
     at.radio(key="recon_action_kind").set_value("accept")
     at.text_input(key="recon_reason").input("agreed in the October review")
-    at.button[0].click().run()
+    next(b for b in at.button if b.label == "Apply").click().run()
     assert not at.error, [e.value for e in at.error]
     with store.engine.connect() as conn:
         state, reason, who = conn.execute(sa.select(
@@ -401,10 +401,18 @@ def test_the_page_lists_opens_and_acts_on_a_break_and_a_viewer_only_reads(
         ).where(schema.recon_breaks.c.id == chosen)).one()
     assert (state, reason, who) == ("accepted", "agreed in the October review", "editor@paygate.example")
 
+    other = listed.id.iloc[1]  # the first is accepted now
+    at.selectbox(key="recon_open").set_value(other).run()
+    at.text_input(key="recon_note_text").input("our retry captured twice")
+    at.selectbox(key="recon_note_visibility").set_value("internal")
+    next(b for b in at.button if b.label == "Add note").click().run()
+    assert any("our retry captured twice" in t.value for t in at.text), "the author's partner reads it"
+
     viewer = open_page("views/reconciliation.py", period="2026-09", title="Reconciliation", role="viewer",
                        user="viewer@marketplace.example", partner_id="marketplace")
-    viewer.selectbox(key="recon_open").set_value(listed.id.iloc[1]).run()  # the first is accepted now
+    viewer.selectbox(key="recon_open").set_value(other).run()
     assert any("editors and admins of either partner" in c.value for c in viewer.caption)
+    assert not any("our retry" in t.value for t in viewer.text), "the other partner's internal note"
     assert not viewer.get("form"), "no action form for a viewer"
 
 
@@ -456,3 +464,30 @@ def test_two_matchers_at_once_write_each_break_once(store, monkeypatch) -> None:
     assert new == [0, 1], [w.outcome() for w in (first, second)]
     with store.engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(schema.recon_breaks)).scalar() == 1
+
+
+def test_internal_notes_on_a_break_stay_with_their_partner_for_every_role(store) -> None:
+    """Both partners see every break; a note on it follows the annotations' rule."""
+    from partnerboard.core.access import User, audit
+    from partnerboard.core.changes import break_notes
+
+    _, _, bid = _one_open_break(store)
+    gateway_editor = User("e@paygate.example", "editor", "payments")
+    market_admin = User("a@marketplace.example", "admin", "marketplace")
+    both = User("ops@partnership.example", "admin", None)
+    secret = "our retry captured twice; fix in release 4.2"
+    with store.engine.begin() as conn:
+        break_notes.add(conn, gateway_editor, bid, secret, "internal")
+        break_notes.add(conn, market_admin, bid, "refund re-sent on 3 Dec", "shared")
+        with pytest.raises(break_notes.BreakNoteError, match="works for both partners"):
+            break_notes.add(conn, both, bid, "x", "internal")
+        with pytest.raises(break_notes.BreakNoteError, match="no break"):
+            break_notes.add(conn, gateway_editor, "brk_nope", "x")
+    with store.engine.connect() as conn:
+        seen = {u.email: list(break_notes.of_break(conn, bid, reader=u).text)
+                for u in (gateway_editor, market_admin, both)}
+        logged = audit.entries(conn, reader=market_admin)
+    assert seen[gateway_editor.email] == [secret, "refund re-sent on 3 Dec"]
+    assert seen[market_admin.email] == ["refund re-sent on 3 Dec"], "an admin of the other partner too"
+    assert seen[both.email] == [secret, "refund re-sent on 3 Dec"]
+    assert not logged.apply(lambda r: secret in " ".join(map(str, r.values)), axis=1).any()

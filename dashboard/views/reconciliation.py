@@ -17,6 +17,7 @@ from partnerboard.dashboard import context, gate, period_picker
 from partnerboard.dashboard.literal import failure, md
 
 from partnerboard.core.access import Forbidden, article
+from partnerboard.core.changes import break_notes
 from partnerboard.core.reconciliation import breaks, summary
 from partnerboard.core.reconciliation.kinds import KINDS, STATES
 from partnerboard.core.reconciliation.matching import Sides
@@ -146,6 +147,30 @@ with right:
         st.caption(label)
         st.dataframe(found.astype(str).T if not found.empty else pd.DataFrame({"": ["no record"]}),
                      width="stretch")
+
+st.subheader("Notes")
+with store.engine.connect() as conn:
+    notes = break_notes.of_break(conn, chosen, reader=user)
+if notes.empty:
+    st.caption("No notes yet.")
+for note in notes.itertuples():
+    who = "both partners" if note.visibility == "shared" else f"{names.get(note.author_partner, '')} only"
+    st.text(f"{note.created_at:%Y-%m-%d %H:%M} UTC · {note.author} · {who}\n{note.text}")
+if user.can("annotate"):
+    with st.form("recon_note", clear_on_submit=True):
+        text = st.text_input("Add a note", key="recon_note_text",
+                             placeholder="e.g. refund re-sent on 3 Dec")
+        own = names.get(user.partner_id) if user.partner_id else None
+        visibility = st.selectbox("Visible to", ["shared", "internal"] if own else ["shared"],
+                                  key="recon_note_visibility",
+                                  format_func=lambda v: "both partners" if v == "shared" else f"{own} only")
+        if st.form_submit_button("Add note"):
+            try:
+                with store.engine.begin() as conn:
+                    break_notes.add(conn, user, chosen, text, visibility)
+                st.rerun()
+            except (break_notes.BreakNoteError, Forbidden) as exc:
+                st.error(f"Not added: {failure(exc)}")
 
 if not user.can("reconcile"):
     st.caption(f"You are {article(user.role)} {user.role}: editors and admins of either partner act "

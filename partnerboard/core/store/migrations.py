@@ -322,11 +322,13 @@ def _v26_incident_reported_at(conn: Connection) -> None:
 
 
 def _v27_reconciliation(conn: Connection) -> None:
-    """v27: ``orders.paid_at`` (when the shopper was charged: the sync time's start) and
-    ``recon_breaks``. Orders stored before keep NULL until their next update is read."""
+    """v27: ``orders.paid_at`` (when the shopper was charged: the sync time's start),
+    ``recon_breaks`` and their notes. Orders stored before keep NULL until their next update
+    is read."""
     if "paid_at" not in {c["name"] for c in sa.inspect(conn).get_columns("orders")}:
         conn.execute(sa.text("ALTER TABLE orders ADD COLUMN paid_at TIMESTAMP"))
     schema.recon_breaks.create(conn, checkfirst=True)
+    schema.recon_notes.create(conn, checkfirst=True)
 
 
 # Step N upgrades a database at version N-1 to version N. Append only; never edit.

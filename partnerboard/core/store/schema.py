@@ -846,3 +846,19 @@ recon_breaks = sa.Table(
     sa.Index("ix_recon_breaks_state", "state", "event_at"),
     sa.Index("ix_recon_breaks_event", "event_at"),
 )
+
+# Notes on a break (v27): ``shared`` (both partners) or ``internal`` (the author's partner
+# only), the annotations' rule (``changes.annotations.visible_to``).
+recon_notes = sa.Table(
+    "recon_notes",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("break_id", sa.String(24), nullable=False),
+    sa.Column("text", sa.Text, nullable=False, info=written_by_people(2000)),
+    sa.Column("visibility", sa.String(16), nullable=False,
+              comment="shared (both partners) | internal (the author's partner only)"),
+    sa.Column("author", sa.String(256), nullable=False),
+    sa.Column("author_partner", sa.String(64), comment="whose staff wrote it; NULL = both"),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Index("ix_recon_notes_break", "break_id"),
+)
