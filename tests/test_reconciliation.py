@@ -20,6 +20,7 @@ from partnerboard.simulator.breaks import KINDS as INJECTABLE
 from partnerboard.simulator.breaks import NOT_BREAKS
 from partnerboard.simulator.server import start_in_thread
 
+from partnerboard.core.changes import break_decisions
 from partnerboard.core.config import parse_config
 from partnerboard.core.reconciliation import breaks, matching, run
 from partnerboard.core.store import schema
@@ -207,14 +208,14 @@ def test_breaks_found_and_the_lifecycle_in_the_core(store) -> None:
     missing = by_kind["missing_capture"].break_id(sides)
     with store.engine.begin() as conn:
         with pytest.raises(Forbidden):
-            breaks.accept(conn, viewer, missing, "agreed", expected="open")
+            break_decisions.accept(conn, viewer, missing, "agreed", expected="open")
         with pytest.raises(breaks.BreakError, match="say why"):
-            breaks.accept(conn, editor, missing, "  ", expected="open")
-        breaks.assign(conn, editor, missing, "payments", expected="open",
+            break_decisions.accept(conn, editor, missing, "  ", expected="open")
+        break_decisions.assign(conn, editor, missing, "payments", expected="open",
                       partners=["marketplace", "payments"])
-        with pytest.raises(breaks.BreakChanged, match="assigned now"):
-            breaks.accept(conn, editor, missing, "fee", expected="open")  # read before the assignment
-        breaks.accept(conn, editor, missing, "fee withheld by agreement", expected="assigned")
+        with pytest.raises(break_decisions.BreakChanged, match="assigned now"):  # read before it was assigned
+            break_decisions.accept(conn, editor, missing, "fee", expected="open")
+        break_decisions.accept(conn, editor, missing, "fee withheld by agreement", expected="assigned")
         row = conn.execute(sa.select(schema.recon_breaks).where(schema.recon_breaks.c.id == missing)).one()
         assert (row.state, row.resolution, row.reason, row.changed_by) == (
             "accepted", "accepted", "fee withheld by agreement", editor.email)
@@ -437,12 +438,12 @@ def test_two_people_acting_on_one_break_at_once_one_wins_and_the_other_is_told(s
     _, _, bid = _one_open_break(store)
     market = User("e@marketplace.example", "editor", "marketplace")
     gateway = User("e@paygate.example", "editor", "payments")
-    first, second = race(store, monkeypatch, (breaks, "_current"),
-                         lambda conn: breaks.accept(conn, market, bid, "agreed", expected="open"),
-                         lambda conn: breaks.assign(conn, gateway, bid, "payments", expected="open",
+    first, second = race(store, monkeypatch, (break_decisions, "_current"),
+                         lambda conn: break_decisions.accept(conn, market, bid, "agreed", expected="open"),
+                         lambda conn: break_decisions.assign(conn, gateway, bid, "payments", expected="open",
                                                     partners=["marketplace", "payments"]))
     assert first.outcome() is None
-    assert isinstance(second.outcome(), breaks.BreakChanged), repr(second.outcome())
+    assert isinstance(second.outcome(), break_decisions.BreakChanged), repr(second.outcome())
     with store.engine.connect() as conn:
         row = conn.execute(sa.select(schema.recon_breaks).where(schema.recon_breaks.c.id == bid)).one()
     assert (row.state, row.assigned_to, row.changed_by) == ("accepted", None, market.email)

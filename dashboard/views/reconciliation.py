@@ -17,7 +17,7 @@ from partnerboard.dashboard import context, gate, period_picker
 from partnerboard.dashboard.literal import failure, md
 
 from partnerboard.core.access import Forbidden, article
-from partnerboard.core.changes import break_notes
+from partnerboard.core.changes import break_decisions, break_notes
 from partnerboard.core.reconciliation import breaks, summary
 from partnerboard.core.reconciliation.kinds import KINDS, STATES
 from partnerboard.core.reconciliation.matching import Sides
@@ -185,12 +185,12 @@ with st.form("recon_action"):
         try:
             with store.engine.begin() as conn:
                 if action == "accept":
-                    breaks.accept(conn, user, chosen, reason, expected=row.state)
+                    break_decisions.accept(conn, user, chosen, reason, expected=row.state)
                 elif action == "assign":
-                    breaks.assign(conn, user, chosen, to, expected=row.state, partners=list(names))
+                    break_decisions.assign(conn, user, chosen, to, expected=row.state, partners=list(names))
                 else:
-                    breaks.reopen(conn, user, chosen, expected=row.state)
+                    break_decisions.reopen(conn, user, chosen, expected=row.state)
             st.success(f"Break {chosen}: {action} done.")
             st.rerun()
-        except (breaks.BreakError, Forbidden) as exc:
+        except (break_decisions.BreakError, Forbidden) as exc:
             st.error(f"Not done: {failure(exc)}")

@@ -6,5 +6,7 @@ returns against the gateway's refunds: ``matching`` finds the disagreements in S
 ``sync`` measures how long a payment takes to reach the other side against its SLO, and
 ``run`` ties them together for the scheduler and the command line.
 
-May import: vocabulary, config, store, access.
+People's decisions on breaks are changes (``changes.break_decisions``).
+
+May import: vocabulary, config, store.
 """

@@ -11,13 +11,10 @@ holds for the same window:
 - a break no longer found is *resolved* (``cleared``: the records agree now), and an
   in-transit record that cleared is deleted: it never was a break.
 
-People act on open breaks: *accept* (with a reason, e.g. "fee withheld by agreement"),
-*assign* to the partner that is to fix it, *reopen*. Editors of either partner may act on
-every break, and both partners see every break: it is the money between them.
-
-Every change of state is a conditional ``UPDATE … WHERE state = <what was read>``, so two
-processes (two collectors on PostgreSQL, or a person and the matcher) never both move one
-break: the second sees no row changed and says so.
+People act on open breaks through ``changes.break_decisions`` (accept, assign, reopen).
+Every change of state, the matcher's and people's, is a conditional ``UPDATE … WHERE
+state = <what was read>``, so two processes (two collectors on PostgreSQL, or a person and
+the matcher) never both move one break: the second sees no row changed.
 """
 
 from __future__ import annotations
@@ -30,10 +27,9 @@ from decimal import Decimal
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from partnerboard.core.access import Forbidden, User, audit, require
-from partnerboard.core.reconciliation.kinds import KINDS, OPEN, STATES
+from partnerboard.core.reconciliation.kinds import KINDS, STATES
 from partnerboard.core.reconciliation.matching import Finding, Findings, Sides
-from partnerboard.core.store import schema, text_input
+from partnerboard.core.store import schema
 from partnerboard.core.store.upsert import insert_new
 from partnerboard.core.vocabulary import timeutil
 
@@ -41,11 +37,7 @@ brk = schema.recon_breaks
 
 
 class BreakError(ValueError):
-    """A person's action that cannot be done; the message says why and what to do."""
-
-
-class BreakChanged(BreakError):
-    """The break moved since it was read (another person, or the matcher)."""
+    """A request about breaks that cannot be done; the message says why and what to do."""
 
 
 @dataclass(frozen=True)
@@ -146,64 +138,6 @@ def record(conn: Connection, sides: Sides, found: Findings) -> Recorded:
     return Recorded(**counts, in_transit=in_transit, open=len(found.items) - in_transit)
 
 
-# --- people ---------------------------------------------------------------------------
-
-def _current(conn: Connection, break_id: str) -> sa.Row:
-    row = conn.execute(sa.select(brk).where(brk.c.id == break_id)).first()
-    if row is None:
-        raise BreakError(f"no break {break_id!r}: it may have cleared and been removed while in transit; "
-                         "reload the list")
-    return row
-
-
-def _move(conn: Connection, user: User, break_id: str, expected: str, allowed_from: Iterable[str],
-          action: str, values: dict, detail: str) -> None:
-    require(user, "reconcile")
-    row = _current(conn, break_id)
-    if row.state != expected:
-        raise BreakChanged(f"break {break_id} is {row.state.replace('_', ' ')} now, not "
-                           f"{expected.replace('_', ' ')}: someone acted on it meanwhile; "
-                           "reload and look again")
-    if row.state not in allowed_from:
-        raise BreakError(f"break {break_id} is {row.state.replace('_', ' ')}; only "
-                         f"{' or '.join(s.replace('_', ' ') for s in allowed_from)} breaks can be {action}")
-    now = timeutil.to_db(timeutil.utcnow())
-    done = conn.execute(brk.update().where(brk.c.id == break_id, brk.c.state == expected).values(
-        **values, changed_by=user.email, changed_at=now)).rowcount
-    if done != 1:
-        raise BreakChanged(f"break {break_id} changed while you acted on it; reload and look again")
-    audit.record(conn, user.email, f"reconciliation {action}", partner=audit.SHARED,
-                 target=f"{KINDS[row.kind].label}: {break_id}", detail=detail)
-
-
-def accept(conn: Connection, user: User, break_id: str, reason: str, *, expected: str) -> None:
-    """The partners agree the difference stands (a fee, a goodwill refund): it leaves the
-    open list, with the reason, and stays in the history."""
-    text = text_input.fit(brk, {"reason": reason}, names={"reason": "the reason"}, error=BreakError)["reason"]
-    if not str(text or "").strip():
-        raise BreakError("say why the break is accepted (e.g. \"fee withheld by agreement\"): the "
-                         "other partner reads it")
-    _move(conn, user, break_id, expected, OPEN, "accepted",
-          {"state": "accepted", "resolution": "accepted", "reason": text,
-           "resolved_at": timeutil.to_db(timeutil.utcnow())}, f"reason: {text}")
-
-
-def assign(conn: Connection, user: User, break_id: str, partner_id: str, *, expected: str,
-           partners: Iterable[str]) -> None:
-    """The partner that is to fix the break (either side may hand it to either side)."""
-    known = list(partners)
-    if partner_id not in known:
-        raise BreakError(f"assign to one of the partners ({', '.join(known)}), not {partner_id!r}")
-    _move(conn, user, break_id, expected, OPEN, "assigned",
-          {"state": "assigned", "assigned_to": partner_id}, f"to {partner_id}")
-
-
-def reopen(conn: Connection, user: User, break_id: str, *, expected: str) -> None:
-    """An accepted break back on the open list (the agreement changed)."""
-    _move(conn, user, break_id, expected, ("accepted",), "reopened",
-          {"state": "open", "resolution": None, "resolved_at": None, "reason": None}, "")
-
-
 def listing(conn: Connection, *, kinds: Iterable[str] = (), states: Iterable[str] = (),
             start: datetime | None = None, end: datetime | None = None, limit: int = 10_000) -> list[dict]:
     """Breaks, newest event first, filtered by class, state and event time (aware)."""
@@ -224,5 +158,4 @@ def listing(conn: Connection, *, kinds: Iterable[str] = (), states: Iterable[str
     return [dict(r._mapping) for r in conn.execute(q.order_by(brk.c.event_at.desc(), brk.c.id).limit(limit))]
 
 
-__all__ = ["BreakChanged", "BreakError", "Forbidden", "Recorded", "accept", "assign", "listing", "record",
-           "reopen"]
+__all__ = ["BreakError", "Recorded", "listing", "record"]
