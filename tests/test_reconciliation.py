@@ -9,10 +9,12 @@ class (``simulator/breaks.py``) and lists them at ``/_sim/truth``.
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import httpx
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 from partnerboard.collectors.scheduler import run_all_once
@@ -492,3 +494,45 @@ def test_internal_notes_on_a_break_stay_with_their_partner_for_every_role(store)
     assert seen[market_admin.email] == ["refund re-sent on 3 Dec"], "an admin of the other partner too"
     assert seen[both.email] == [secret, "refund re-sent on 3 Dec"]
     assert not logged.apply(lambda r: secret in " ".join(map(str, r.values)), axis=1).any()
+
+
+def test_a_signed_periods_reconciliation_stays_and_a_break_resolved_later_is_a_restatement(store) -> None:
+    """October signed with one paid order not captured (50.00 PLN); the capture arrives in
+    November and the break resolves by itself: the signed value stays 1, today's is 0, in
+    the report (CSV) and the pack, beside each other."""
+    from partnerboard.core.reports import report
+    from partnerboard.core.review import closes, pack, reading, restatements
+    from partnerboard.core.vocabulary.periods import parse
+    from tests.conftest import cover
+    from tests.test_review import MARKET, PAY
+
+    config = parse_config(config_dict("http://127.0.0.1:9"))
+    t0 = datetime(2026, 10, 14, 10, tzinfo=UTC)
+    with store.engine.begin() as conn:
+        for partner, table in (("marketplace", "orders"), ("payments", "payments")):
+            cover(conn, partner, table)
+        _order(conn, "o1", 80, t0)
+        _payment(conn, "p1", "o1", 80, t0 + timedelta(minutes=2))
+        _order(conn, "o2", 50, t0)  # never captured in October
+        run.run(conn, config, now=datetime(2026, 11, 2, tzinfo=UTC))
+        before = report.build(conn, config, parse("2026-10"))
+        closes.approve(conn, config, MARKET, "2026-10", now=datetime(2026, 11, 3, tzinfo=UTC))
+        closes.approve(conn, config, PAY, "2026-10", now=datetime(2026, 11, 3, 1, tzinfo=UTC))
+    values = before[(before.section == "kpi") & (before.partner_id == "payments")].set_index("item").value
+    assert (values["recon_open_breaks"], values["recon_unmatched_paid"]) == (1, 50)
+    assert values["recon_match_rate"] == 50.0 and values["recon_sync_p95"] == pytest.approx(2.0)
+    with store.engine.begin() as conn:
+        _payment(conn, "p2", "o2", 50, datetime(2026, 11, 10, tzinfo=UTC))
+        assert run.run(conn, config, now=datetime(2026, 11, 11, tzinfo=UTC)).recorded.cleared == 1
+        # match rate, open breaks, paid not captured, and the late capture's sync p95 and SLO
+        assert restatements.check(conn, config) == {"2026-10": 5}
+        frame = reading.report_for(conn, config, parse("2026-10"))
+        made = pack.build(conn, config, parse("2026-10"))
+    kpis = frame[frame.section == "kpi"].set_index(["partner_id", "item"])
+    row = kpis.loc[("payments", "recon_open_breaks")]
+    assert (row.value, row.restated_value) == (1, 0), "the signed value stays; today's beside it"
+    csv = pd.read_csv(io.BytesIO(report.to_csv(frame)), encoding="utf-8-sig")
+    signed = csv[(csv.section == "kpi") & (csv.item == "recon_unmatched_paid")].iloc[0]
+    assert (signed["value (unit in 'unit')"], signed.restated_value, signed.restatement) == (50, 0, -50)
+    text = " ".join(pack.render(made).split())
+    assert "Open reconciliation breaks signed 1, today 0" in text

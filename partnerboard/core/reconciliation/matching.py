@@ -23,7 +23,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from partnerboard.core.config import Config, reconciliation_sides
+from partnerboard.core.config import Config, SyncTarget, reconciliation_sides
 from partnerboard.core.reconciliation.kinds import KINDS
 from partnerboard.core.store import schema
 from partnerboard.core.store.sqltime import within
@@ -43,6 +43,7 @@ class Sides:
     tolerance: Decimal  # in currency units; 0 = exact to the minor unit
     grace: timedelta
     lookback: timedelta
+    sync_target: SyncTarget = SyncTarget()
 
     @classmethod
     def of(cls, config: Config) -> Sides | None:
@@ -53,7 +54,7 @@ class Sides:
         rec = config.reconciliation
         return cls(found[0].id, found[1].id, tuple(rec.paid_statuses),
                    Decimal(str(rec.amount_tolerance)), timedelta(minutes=rec.grace_minutes),
-                   timedelta(days=rec.lookback_days))
+                   timedelta(days=rec.lookback_days), rec.sync_target)
 
 
 @dataclass(frozen=True)

@@ -87,8 +87,11 @@ def of_period(conn: Connection, config: Config, start: datetime, end: datetime) 
     """The period ``[start, end)`` (aware) from the stored records and break list; None when
     the partnership has nothing to reconcile."""
     sides = Sides.of(config)
-    if sides is None:
-        return None
+    return None if sides is None else of_sides(conn, sides, start, end)
+
+
+def of_sides(conn: Connection, sides: Sides, start: datetime, end: datetime) -> Summary:
+    """``of_period`` for known sides (the KPI engine, which has no config at hand)."""
     paid, matched = _matched(conn, sides, start, end)
     in_period = sa.and_(brk.c.orders_partner == sides.orders, brk.c.payments_partner == sides.payments,
                         brk.c.event_at >= timeutil.to_db(start), brk.c.event_at < timeutil.to_db(end))
@@ -105,7 +108,7 @@ def of_period(conn: Connection, config: Config, start: datetime, end: datetime) 
     resolved = {r.resolution: int(r.n) for r in conn.execute(
         sa.select(brk.c.resolution, sa.func.count().label("n"))
         .where(in_period, brk.c.resolution.is_not(None)).group_by(brk.c.resolution))}
-    target = config.reconciliation.sync_target
+    target = sides.sync_target
     return Summary(start, end, paid, matched, int(transit or 0),
                    {k: by_kind[k] for k in KINDS if k in by_kind}, resolved,
                    sync.payments(conn, sides, start, end, target),
