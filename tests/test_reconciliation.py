@@ -357,6 +357,11 @@ def test_the_summary_adds_up_the_break_list_and_the_match_rate_is_a_ratio_of_cou
     assert (whole.paid_orders, whole.matched) == (paid, paid - len(disagreeing))
     assert whole.match_rate == pytest.approx(100.0 * whole.matched / whole.paid_orders)
     with store.engine.connect() as conn:
+        ages = summary.open_by_age(conn, matching.Sides.of(config), HISTORY_START, NOW, NOW)
+    assert sum(a["count"] for a in ages) == whole.open_breaks
+    assert all(a["count"] == sum(a[label] for label, _ in summary.AGES) for a in ages)
+    assert sum(a["over 30 days"] for a in ages) > 0, "August's breaks are months old"
+    with store.engine.connect() as conn:
         before = summary.of_period(conn, config, HISTORY_START - timedelta(days=60), HISTORY_START)
     assert (before.paid_orders, before.match_rate, before.payments_sync.attainment_pct) == (0, None, None)
 
@@ -536,3 +541,5 @@ def test_a_signed_periods_reconciliation_stays_and_a_break_resolved_later_is_a_r
     assert (signed["value (unit in 'unit')"], signed.restated_value, signed.restatement) == (50, 0, -50)
     text = " ".join(pack.render(made).split())
     assert "Open reconciliation breaks signed 1, today 0" in text
+    assert "2 of 2 paid orders matched (100.00 %); 0 open breaks" in text, "the section reads today's list"
+    assert "Resolved breaks of the period: 1 cleared" in text

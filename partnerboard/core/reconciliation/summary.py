@@ -113,3 +113,28 @@ def of_sides(conn: Connection, sides: Sides, start: datetime, end: datetime) -> 
                    {k: by_kind[k] for k in KINDS if k in by_kind}, resolved,
                    sync.payments(conn, sides, start, end, target),
                    sync.refunds(conn, sides, start, end, target))
+
+
+AGES = (("under 1 day", 1.0), ("1–7 days", 7.0), ("7–30 days", 30.0), ("over 30 days", float("inf")))
+
+
+def open_by_age(conn: Connection, sides: Sides, start: datetime, end: datetime,
+                now: datetime) -> list[dict]:
+    """Open breaks of the period per class and age (since the earlier side, at ``now``):
+    one row per class with a count and value per age bucket (``AGES``)."""
+    rows = conn.execute(sa.select(brk.c.kind, brk.c.event_at, brk.c.market_amount, brk.c.gateway_amount,
+                                  brk.c.difference).where(
+        brk.c.orders_partner == sides.orders, brk.c.payments_partner == sides.payments,
+        brk.c.state.in_(OPEN), brk.c.event_at >= timeutil.to_db(start),
+        brk.c.event_at < timeutil.to_db(end))).all()
+    table: dict[str, dict] = {}
+    for r in rows:
+        age = (now - timeutil.from_db(r.event_at)).total_seconds() / 86400
+        bucket = next(label for label, most in AGES if age < most)
+        entry = table.setdefault(r.kind, {"kind": r.kind, "count": 0, "value": Decimal(0),
+                                          **dict.fromkeys((a for a, _ in AGES), 0)})
+        entry["count"] += 1
+        entry[bucket] += 1
+        entry["value"] += Decimal(str(r.market_amount if r.market_amount is not None else
+                                      r.gateway_amount if r.gateway_amount is not None else 0))
+    return [table[k] for k in KINDS if k in table]
