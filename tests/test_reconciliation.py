@@ -543,3 +543,45 @@ def test_a_signed_periods_reconciliation_stays_and_a_break_resolved_later_is_a_r
     assert "Open reconciliation breaks signed 1, today 0" in text
     assert "2 of 2 paid orders matched (100.00 %); 0 open breaks" in text, "the section reads today's list"
     assert "Resolved breaks of the period: 1 cleared" in text
+
+
+def test_reconciliation_alerts_fire_through_the_outbox_and_resolve(store) -> None:
+    """A duplicate capture, 1 500.00 paid but not captured, a break older than 7 days and a
+    slow month fire one alert each (the outbox holds the messages); accepting the duplicate
+    resolves its alert."""
+    from partnerboard.core.access import User
+    from partnerboard.core.alerts import evaluation, outbox
+
+    data = config_dict("http://127.0.0.1:9")
+    data["alerts"] = {"receivers": [{"id": "hook", "type": "webhook", "url": "http://127.0.0.1:9/hook"}],
+                      "group_wait_seconds": 0,
+                      "rules": {"sync_burn": {"min_pairs": 3}, "kpi_status": {"enabled": False}}}
+    config = parse_config(data)
+    now = datetime(2026, 11, 20, 12, tzinfo=UTC)
+    t0 = datetime(2026, 11, 2, 10, tzinfo=UTC)
+    with store.engine.begin() as conn:
+        _order(conn, "dup", 40, t0)
+        _payment(conn, "c1", "dup", 40, t0 + timedelta(minutes=1))
+        _payment(conn, "c1r", "dup", 40, t0 + timedelta(minutes=2))
+        _order(conn, "lost", 1500, t0)  # paid, never captured: 18 days open by now
+        for n in range(3):  # captured an hour after payment: slow
+            _order(conn, f"slow{n}", 10, t0 + timedelta(days=n))
+            _payment(conn, f"s{n}", f"slow{n}", 10, t0 + timedelta(days=n, hours=1))
+        run.run(conn, config, now=now)
+    changes = evaluation.run(store.engine, config, evaluation.KPIS, now=now)
+    fired = {c.fingerprint.split(":")[0] for c in changes if c.kind == "fired"}
+    assert fired == {"duplicate_capture", "unmatched_value", "stale_break", "sync_burn"}
+    with store.engine.connect() as conn:
+        sent = outbox.recent(conn)
+    texts = " ".join(sent.alerts)
+    assert "Order dup captured more than once: 40.00 PLN captured twice (payments c1, c1r)" in texts
+    assert "1,500.00 paid, not captured in 2026-11 (threshold 1,000.00)" in texts
+    assert "1 paid order without a capture break open for more than 7 days" in texts
+    assert "Payment sync SLO burning" in texts
+    dup = next(b for b in breaks.listing(store.engine.connect(), kinds=["duplicate_capture"]))
+    with store.engine.begin() as conn:
+        break_decisions.accept(conn, User("e@paygate.example", "editor", "payments"), dup["id"],
+                               "refunded the second capture", expected="open")
+    again = evaluation.run(store.engine, config, evaluation.KPIS, now=now + timedelta(minutes=10))
+    assert sorted(c.fingerprint for c in again if c.kind == "resolved") == [
+        f"duplicate_capture:{dup['id']}", "stale_break:duplicate_capture"], "accepted: no longer open"
