@@ -585,3 +585,27 @@ def test_reconciliation_alerts_fire_through_the_outbox_and_resolve(store) -> Non
     again = evaluation.run(store.engine, config, evaluation.KPIS, now=now + timedelta(minutes=10))
     assert sorted(c.fingerprint for c in again if c.kind == "resolved") == [
         f"duplicate_capture:{dup['id']}", "stale_break:duplicate_capture"], "accepted: no longer open"
+
+
+@ONCE_PAGES
+def test_the_sla_page_shows_the_sync_slo_beside_the_uptime_slas(
+        partners, store, env_tokens, monkeypatch, tmp_path) -> None:
+    from partnerboard.core.reconciliation import sync
+    from partnerboard.core.vocabulary.periods import parse
+    from tests.conftest import config_toml, open_page
+
+    config = _config(partners)
+    _collect(store, config, MARKET_SOURCES + GATEWAY_SOURCES)
+    path = tmp_path / "partners.toml"
+    path.write_text(config_toml(partners.base_url))
+    monkeypatch.setenv("PARTNERBOARD_CONFIG", str(path))
+    monkeypatch.setenv("PARTNERBOARD_DATABASE_URL", store.url)
+    at = open_page("views/sla.py", period="2026-10", title="SLA", role="viewer", user="v@paygate.example",
+                   partner_id="payments")
+    shown = next(d.value for d in at.dataframe if "flow" in d.value.columns).set_index("flow")
+    with store.engine.connect() as conn:
+        october = sync.payments(conn, matching.Sides.of(config), *parse("2026-10").bounds(config.tz),
+                                config.reconciliation.sync_target)
+    assert shown.loc["payments", "pairs"] == october.pairs > 0
+    assert shown.loc["payments", "p95 (min)"] == pytest.approx(october.p95_s / 60)
+    assert shown.loc["payments", "verdict"] == ("met" if october.met else "missed")
