@@ -168,6 +168,19 @@ def board(url: str, config_key: str, label: str, as_of: datetime,
         return kpi_engine.board(conn, cfg, periods.parse(label), filters=filters)
 
 
+@st.cache_data(ttl=REVIEW_TTL_S, show_spinner=False)
+def recon_summary(url: str, config_key: str, label: str, as_of: datetime):  # -> summary.Summary | None
+    """The Reconciliation page's figures for a period (``reconciliation.summary``): the
+    matching and sync statements read every capture, so they run once a minute, not on
+    every click."""
+    from partnerboard.core.reconciliation import summary
+    from partnerboard.core.vocabulary import periods
+
+    cfg = _config_for(config_key)
+    with open_store(url).engine.connect() as conn:
+        return summary.of_period(conn, cfg, *periods.parse(label).bounds(cfg.tz))
+
+
 BOARD_FIELDS = ("partner_id", "kpi", "value", "delta_previous", "delta_last_year", "target", "status",
                 "previous_period", "last_year_period", "scope", *COVERAGE_FIELDS)
 

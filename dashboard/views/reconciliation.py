@@ -13,16 +13,18 @@ import json
 import pandas as pd
 import sqlalchemy as sa
 import streamlit as st
-from partnerboard.dashboard import context, gate, period_picker
+from partnerboard.dashboard import context, gate, period_picker, queries
 from partnerboard.dashboard.literal import failure, md
 
 from partnerboard.core.access import Forbidden, article
 from partnerboard.core.changes import break_decisions, break_notes
-from partnerboard.core.reconciliation import breaks, summary
+from partnerboard.core.reconciliation import breaks
 from partnerboard.core.reconciliation.kinds import KINDS, STATES
 from partnerboard.core.reconciliation.matching import Sides
 from partnerboard.core.store import schema
 from partnerboard.core.vocabulary import timeutil
+
+SHOWN = 500  # rows of the break list on the page; the CSV has every one
 
 cfg = context.config()
 store = context.store()
@@ -41,8 +43,7 @@ st.caption(f"{md(names[sides.orders])}'s paid orders and refunded returns agains
 
 period = period_picker.pick(cfg, key="recon_period")
 start, end = period.bounds(cfg.tz)
-with store.engine.connect() as conn:
-    figures = summary.of_period(conn, cfg, start, end)
+figures = queries.recon_summary(store.url, context.config_key(), period.label, queries.review_bucket())
 assert figures is not None
 
 
@@ -107,12 +108,15 @@ if listed.empty:
 shown = listed[["id", "kind", "state", "order_id", "payment_id", "return_id", "refund_id", "market_amount",
                 "gateway_amount", "difference", "event_at", "age_days", "assigned_to", "reason"]].copy()
 shown["kind"] = [KINDS[k].label for k in shown.kind]
-st.dataframe(shown, hide_index=True, width="stretch")
+if len(shown) > SHOWN:
+    st.caption(f"The {SHOWN:,} newest of {len(shown):,} breaks; filter, or download the list for all "
+               "of them.")
+st.dataframe(shown.head(SHOWN), hide_index=True, width="stretch")
 st.download_button("Download the list (CSV)", shown.to_csv(index=False).encode("utf-8-sig"),
                    file_name=f"breaks-{period.label}.csv", mime="text/csv", key="recon_csv")
 
 kind_of = dict(zip(listed.id, listed.kind, strict=True))
-chosen = st.selectbox("Open a break", [""] + list(listed.id), key="recon_open",
+chosen = st.selectbox("Open a break", [""] + list(listed.id[:SHOWN]), key="recon_open",
                       format_func=lambda i: "—" if not i else f"{i} · {KINDS[kind_of[i]].label}")
 if not chosen:
     st.stop()
@@ -190,6 +194,7 @@ with st.form("recon_action"):
                     break_decisions.assign(conn, user, chosen, to, expected=row.state, partners=list(names))
                 else:
                     break_decisions.reopen(conn, user, chosen, expected=row.state)
+            queries.recon_summary.clear()  # the counts move with the decision
             st.success(f"Break {chosen}: {action} done.")
             st.rerun()
         except (break_decisions.BreakError, Forbidden) as exc:
