@@ -685,7 +685,10 @@ def reconcile(config: ConfigOpt = None, database: DbOpt = None) -> None:
     url = database_url(database)
     _own_database(url, "reconcile")
     store = _open_store(url, "reconcile")
+    from partnerboard.core.store import exclusive
+
     with store.engine.begin() as conn:
+        exclusive(conn, "partnerboard:reconciliation")  # never beside a board's own run
         outcome = reconciliation.run(conn, cfg)
     if outcome is None:
         typer.echo("Nothing to reconcile: no partner with orders and one with payments "

@@ -10,7 +10,9 @@ things that must *not* be breaks:
 - ``rounding``: a capture one minor unit off the order: a break only when no
   ``amount_tolerance`` covers it.
 
-What was injected is listed by ``Plan.truth(now)`` (``/_sim/truth`` → ``breaks``), with
+Breaks are injected into records of the history's last 40 days (and older than 3), so
+the board's default look-back of 45 days finds every one; late captures fall on any month
+end. What was injected is listed by ``Plan.truth(now)`` (``/_sim/truth`` → ``breaks``), with
 both sides' ids and amounts, from the moment both sides show it.
 """
 
@@ -31,8 +33,11 @@ ORDER_KINDS = ("missing_capture", "amount_mismatch", "currency_mismatch", "dupli
 RETURN_KINDS = ("missing_refund", "refund_amount_mismatch", "refund_over_capture")
 OTHER_KINDS = ("orphan_capture", "unpaid_order_captured")
 KINDS = (*ORDER_KINDS, *RETURN_KINDS, *OTHER_KINDS)
-NOT_BREAKS = ("late_capture", "rounding")  # found as in transit / within tolerance, not as breaks
+# Not breaks where the board is set up for them: a late capture is in transit, then matched;
+# a grosz of rounding is equal within `amount_tolerance = 0.01` (an amount mismatch without it).
+NOT_BREAKS = ("late_capture", "rounding")
 QUIET_DAYS = 3  # victims are older than this at the history's end: past any grace
+RECENT_DAYS = 40  # and younger than this: inside the board's default look-back (45 days)
 
 
 def check(breaks: dict[str, Any]) -> dict[str, int]:
@@ -66,11 +71,12 @@ class Plan:
             return
         w = self.world
         quiet = w.day_start(max(0, w.days - QUIET_DAYS))
+        self.recent = recent = w.day_start(max(0, w.days - RECENT_DAYS))
         base = w._orders_base
         with_return = {o.id for o in base if w.return_for(o) is not None}
-        paid = [o for o in base if _paid(o) is not None and o.steps[-1][0] < quiet
-                and o.id not in with_return]
-        cancelled = [o for o in base if o.steps[-1][1] == "cancelled" and o.steps[-1][0] < quiet]
+        paid = [o for o in base if _paid(o) is not None and _paid(o) >= recent  # type: ignore[operator]
+                and o.steps[-1][0] < quiet and o.id not in with_return]
+        cancelled = [o for o in base if o.steps[-1][1] == "cancelled" and recent <= o.steps[-1][0] < quiet]
         self.rng.shuffle(paid)
         self.rng.shuffle(cancelled)
         # Late captures may fall on the history's last day too: they are meant to be seen
@@ -128,7 +134,8 @@ class Plan:
         booked by the marketplace too (both sides agree on it, the capture is smaller)."""
         w = self.world
         quiet = w.day_start(max(0, w.days - QUIET_DAYS))
-        refunded = [r for r in base if r.steps[-1][1] == "refunded" and r.steps[-1][0] < quiet
+        recent = w.day_start(max(0, w.days - RECENT_DAYS))
+        refunded = [r for r in base if r.steps[-1][1] == "refunded" and recent <= r.steps[-1][0] < quiet
                     and r.data["refund"] > 20]
         rng = random.Random(f"{w.seed}:breaks:returns")
         rng.shuffle(refunded)
@@ -159,8 +166,10 @@ class Plan:
                 t = self.fixed[order]  # captured when the gateway fixed it
                 p = replace(p, id=p.id + "f", steps=[(t, "pending"), (t + 5, "success")])
             if outcome == "success" and order in amount:
-                p = replace(p, data={**p.data, "amount": p.data["amount"] + rng.choice((-1, 1))
-                                     * rng.randint(100, 5000)})
+                sign, delta = rng.choice((-1, 1)), rng.randint(100, 5000)
+                if sign < 0:
+                    delta = min(delta, p.data["amount"] // 2)  # a smaller capture, never a negative one
+                p = replace(p, data={**p.data, "amount": p.data["amount"] + sign * delta})
             elif outcome == "success" and order in currency:
                 p = replace(p, data={**p.data, "currency": "eur"})
             elif outcome == "success" and order in rounding:
@@ -173,8 +182,9 @@ class Plan:
                 out.append(Rec(p.id + "r", [(t, "pending"), (t + rng.uniform(5, 30), "success")],
                                dict(p.data)))
         quiet = w.day_start(max(0, w.days - QUIET_DAYS))
+        recent = w.day_start(max(0, w.days - RECENT_DAYS))
         for key in self.victims.get("orphan_capture", ()):
-            t = w.day_start(0) + rng.uniform(0, max(DAY, quiet - w.day_start(0)))
+            t = recent + rng.uniform(0, max(DAY, quiet - recent))
             merchant = rng.choice([m.id for m in w.merchants])
             out.append(Rec(f"ch_ghost{key[-4:]}", [(t, "pending"), (t + rng.uniform(5, 60), "success")],
                            {"order": key, "merchant": merchant, "amount": rng.randint(1000, 90000),

@@ -221,6 +221,8 @@ def test_breaks_found_and_the_lifecycle_in_the_core(store) -> None:
         row = conn.execute(sa.select(schema.recon_breaks).where(schema.recon_breaks.c.id == missing)).one()
         assert (row.state, row.resolution, row.reason, row.changed_by) == (
             "accepted", "accepted", "fee withheld by agreement", editor.email)
+        settled = breaks.record(conn, sides, found)
+        assert (settled.open, settled.in_transit) == (3, 0), "the accepted one is neither"
     with store.engine.begin() as conn:  # the capture arrives: the records agree, every break of o2 clears
         _payment(conn, "p2", "o2", 50, t0 + timedelta(hours=2))
         window = (t0 - timedelta(days=1), t0 + timedelta(days=1))
@@ -360,7 +362,7 @@ def test_the_summary_adds_up_the_break_list_and_the_match_rate_is_a_ratio_of_cou
         ages = summary.open_by_age(conn, matching.Sides.of(config), HISTORY_START, NOW, NOW)
     assert sum(a["count"] for a in ages) == whole.open_breaks
     assert all(a["count"] == sum(a[label] for label, _ in summary.AGES) for a in ages)
-    assert sum(a["over 30 days"] for a in ages) > 0, "August's breaks are months old"
+    assert sum(a["under 1 day"] for a in ages) == 0, "every injected break is days old"
     with store.engine.connect() as conn:
         before = summary.of_period(conn, config, HISTORY_START - timedelta(days=60), HISTORY_START)
     assert (before.paid_orders, before.match_rate, before.payments_sync.attainment_pct) == (0, None, None)
@@ -380,18 +382,18 @@ def test_the_page_lists_opens_and_acts_on_a_break_and_a_viewer_only_reads(
         "[partnership]", "[reconciliation]\nlookback_days = 200\n\n[partnership]"))
     monkeypatch.setenv("PARTNERBOARD_CONFIG", str(path))
     monkeypatch.setenv("PARTNERBOARD_DATABASE_URL", store.url)
-    at = open_page("views/reconciliation.py", period="2026-09", title="Reconciliation", role="editor",
+    at = open_page("views/reconciliation.py", period="2026-11", title="Reconciliation", role="editor",
                    user="editor@paygate.example", partner_id="payments")
     metrics = {m.label: m.value for m in at.metric}
     with store.engine.connect() as conn:
         from partnerboard.core.reconciliation import summary
         from partnerboard.core.vocabulary.periods import parse
 
-        september = summary.of_period(conn, config, *parse("2026-09").bounds(config.tz))
-    assert metrics["Open breaks"] == str(september.open_breaks) != "0"
-    assert metrics["Match rate"] == f"{september.match_rate:.2f} %"
+        november = summary.of_period(conn, config, *parse("2026-11").bounds(config.tz))
+    assert metrics["Open breaks"] == str(november.open_breaks) != "0"
+    assert metrics["Match rate"] == f"{november.match_rate:.2f} %"
     listed = at.dataframe[-1].value
-    assert len(listed) == september.open_breaks + september.in_transit
+    assert len(listed) == november.open_breaks + november.in_transit
     chosen = listed.id.iloc[0]
     at.selectbox(key="recon_open").set_value(chosen).run()
     row = listed.set_index("id").loc[chosen]
@@ -400,14 +402,14 @@ def test_the_page_lists_opens_and_acts_on_a_break_and_a_viewer_only_reads(
         if isinstance(side_id, str) and not side_id.startswith("MO-GHOST"):
             assert side_id in records, f"{side_id} is shown beside the break"
     at.radio(key="recon_action_kind").set_value("accept")
-    at.text_input(key="recon_reason").input("agreed in the October review")
+    at.text_input(key="recon_reason").input("agreed in the November review")
     next(b for b in at.button if b.label == "Apply").click().run()
     assert not at.error, [e.value for e in at.error]
     with store.engine.connect() as conn:
         state, reason, who = conn.execute(sa.select(
             schema.recon_breaks.c.state, schema.recon_breaks.c.reason, schema.recon_breaks.c.changed_by
         ).where(schema.recon_breaks.c.id == chosen)).one()
-    assert (state, reason, who) == ("accepted", "agreed in the October review", "editor@paygate.example")
+    assert (state, reason, who) == ("accepted", "agreed in the November review", "editor@paygate.example")
 
     other = listed.id.iloc[1]  # the first is accepted now
     at.selectbox(key="recon_open").set_value(other).run()
@@ -416,7 +418,7 @@ def test_the_page_lists_opens_and_acts_on_a_break_and_a_viewer_only_reads(
     next(b for b in at.button if b.label == "Add note").click().run()
     assert any("our retry captured twice" in t.value for t in at.text), "the author's partner reads it"
 
-    viewer = open_page("views/reconciliation.py", period="2026-09", title="Reconciliation", role="viewer",
+    viewer = open_page("views/reconciliation.py", period="2026-11", title="Reconciliation", role="viewer",
                        user="viewer@marketplace.example", partner_id="marketplace")
     viewer.selectbox(key="recon_open").set_value(other).run()
     assert any("editors and admins of either partner" in c.value for c in viewer.caption)
@@ -546,8 +548,8 @@ def test_a_signed_periods_reconciliation_stays_and_a_break_resolved_later_is_a_r
 
 
 def test_reconciliation_alerts_fire_through_the_outbox_and_resolve(store) -> None:
-    """A duplicate capture, 1 500.00 paid but not captured, a break older than 7 days and a
-    slow month fire one alert each (the outbox holds the messages); accepting the duplicate
+    """A duplicate capture, 1 500.00 paid but not captured, breaks open for more than 7 days
+    and a slow month fire one alert each (the outbox holds the messages); accepting the duplicate
     resolves its alert."""
     from partnerboard.core.access import User
     from partnerboard.core.alerts import evaluation, outbox
@@ -567,6 +569,7 @@ def test_reconciliation_alerts_fire_through_the_outbox_and_resolve(store) -> Non
         for n in range(3):  # captured an hour after payment: slow
             _order(conn, f"slow{n}", 10, t0 + timedelta(days=n))
             _payment(conn, f"s{n}", f"slow{n}", 10, t0 + timedelta(days=n, hours=1))
+        run.run(conn, config, now=t0 + timedelta(days=3))  # first seen on 5 November
         run.run(conn, config, now=now)
     changes = evaluation.run(store.engine, config, evaluation.KPIS, now=now)
     fired = {c.fingerprint.split(":")[0] for c in changes if c.kind == "fired"}
@@ -609,3 +612,55 @@ def test_the_sla_page_shows_the_sync_slo_beside_the_uptime_slas(
     assert shown.loc["payments", "pairs"] == october.pairs > 0
     assert shown.loc["payments", "p95 (min)"] == pytest.approx(october.p95_s / 60)
     assert shown.loc["payments", "verdict"] == ("met" if october.met else "missed")
+
+
+def test_a_period_the_matcher_never_looked_at_has_no_reconciliation_figures(store) -> None:
+    """The first run looks back 45 days: November is reconciled, August is not (no data,
+    never zero breaks), though August's records are there."""
+    from partnerboard.core.metrics import kpi_engine
+    from partnerboard.core.vocabulary.periods import parse
+    from tests.conftest import cover
+
+    config = parse_config(config_dict("http://127.0.0.1:9"))
+    with store.engine.begin() as conn:
+        for partner, table in (("marketplace", "orders"), ("payments", "payments")):
+            cover(conn, partner, table)
+        _order(conn, "aug", 30, datetime(2026, 8, 10, tzinfo=UTC))  # never captured
+        _order(conn, "nov", 30, datetime(2026, 11, 10, tzinfo=UTC))  # never captured
+    for month in ("2026-08", "2026-11"):
+        with store.engine.connect() as conn:
+            board = kpi_engine.board(conn, config, parse(month))
+        got = board[(board.partner_id == "payments") & (board.kpi == "recon_open_breaks")].value.iloc[0]
+        assert pd.isna(got), (month, got, "before any run: no data")
+    with store.engine.begin() as conn:
+        run.run(conn, config, now=datetime(2026, 11, 20, tzinfo=UTC))
+    values = {}
+    for month in ("2026-08", "2026-11"):
+        with store.engine.connect() as conn:
+            board = kpi_engine.board(conn, config, parse(month))
+        open_breaks = board[(board.partner_id == "payments") & (board.kpi == "recon_open_breaks")]
+        values[month] = open_breaks.value.iloc[0]
+    assert pd.isna(values["2026-08"]) and values["2026-11"] == 1
+
+
+def test_an_in_transit_record_people_wrote_about_is_resolved_not_deleted(store) -> None:
+    from partnerboard.core.access import User
+    from partnerboard.core.changes import break_notes
+
+    config = parse_config(config_dict("http://127.0.0.1:9"))
+    sides = matching.Sides.of(config)
+    t0 = datetime(2026, 11, 10, 10, tzinfo=UTC)
+    window = (t0 - timedelta(days=1), t0 + timedelta(days=1))
+    with store.engine.begin() as conn:
+        _order(conn, "quiet", 10, t0)
+        _order(conn, "asked", 20, t0)
+        young = breaks.record(conn, sides, matching.find(conn, sides, *window, t0 + timedelta(minutes=5)))
+        assert (young.new, young.in_transit, young.open) == (2, 2, 0)
+        asked = matching.Finding("missing_capture", "asked").break_id(sides)
+        break_notes.add(conn, User("e@paygate.example", "editor", "payments"), asked, "is this ours?")
+        _payment(conn, "q", "quiet", 10, t0 + timedelta(minutes=8))
+        _payment(conn, "a", "asked", 20, t0 + timedelta(minutes=9))
+        done = breaks.record(conn, sides, matching.find(conn, sides, *window, t0 + timedelta(minutes=10)))
+        assert (done.transit_cleared, done.cleared) == (1, 1)
+        left = conn.execute(sa.select(schema.recon_breaks.c.id, schema.recon_breaks.c.state)).all()
+    assert [tuple(r) for r in left] == [(asked, "resolved")], "its note keeps it in the history"

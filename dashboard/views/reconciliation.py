@@ -18,7 +18,7 @@ from partnerboard.dashboard.literal import failure, md
 
 from partnerboard.core.access import Forbidden, article
 from partnerboard.core.changes import break_decisions, break_notes
-from partnerboard.core.reconciliation import breaks
+from partnerboard.core.reconciliation import breaks, summary
 from partnerboard.core.reconciliation.kinds import KINDS, STATES
 from partnerboard.core.reconciliation.matching import Sides
 from partnerboard.core.store import schema
@@ -43,6 +43,14 @@ st.caption(f"{md(names[sides.orders])}'s paid orders and refunded returns agains
 
 period = period_picker.pick(cfg, key="recon_period")
 start, end = period.bounds(cfg.tz)
+with store.engine.connect() as conn:
+    since = summary.reconciled_since(conn, sides)
+if since is None or end <= since:
+    st.info("Not reconciled yet: the board matches the partners' records every 5 minutes "
+            "(or `partnerboard reconcile`)." if since is None else
+            f"Not reconciled this far back: the matcher has looked at records from "
+            f"{since.astimezone(cfg.tz):%Y-%m-%d} on (`[reconciliation] lookback_days`).")
+    st.stop()
 figures = queries.recon_summary(store.url, context.config_key(), period.label, queries.review_bucket())
 assert figures is not None
 
@@ -195,7 +203,6 @@ with st.form("recon_action"):
                 else:
                     break_decisions.reopen(conn, user, chosen, expected=row.state)
             queries.recon_summary.clear()  # the counts move with the decision
-            st.success(f"Break {chosen}: {action} done.")
             st.rerun()
         except (break_decisions.BreakError, Forbidden) as exc:
             st.error(f"Not done: {failure(exc)}")

@@ -238,12 +238,13 @@ def stale_break(conn: Connection, config: Config, now: datetime) -> list[Firing]
     days = config.alerts.rules.stale_break.older_than_days
     cutoff = now - timedelta(days=days)
     old: dict[str, list[dict]] = {}
-    for b in breaks.listing(conn, states=list(OPEN), end=cutoff):
-        old.setdefault(b["kind"], []).append(b)
+    for b in breaks.listing(conn, states=list(OPEN)):
+        if timeutil.from_db(b["first_seen"]) < cutoff:  # open this long, not merely about old records
+            old.setdefault(b["kind"], []).append(b)
     return [Firing(
         f"stale_break:{kind}", "stale_break", _severity(config, "stale_break", "warning"), None, kind,
         f"{len(found)} {KINDS[kind].label.lower()} break{'s' if len(found) > 1 else ''} open for more than "
-        f"{days:g} days (oldest since {min(timeutil.from_db(b['event_at']) for b in found):%Y-%m-%d})",
+        f"{days:g} days (open since {min(timeutil.from_db(b['first_seen']) for b in found):%Y-%m-%d})",
         now, {"kind": kind, "count": len(found), "older_than_days": days})
         for kind, found in sorted(old.items())]
 

@@ -237,13 +237,15 @@ def _api_health(conn: Connection, pids: list[str], windows: Sequence[Window], f:
 def _reconciliation(conn: Connection, pids: list[str], windows: Sequence[Window],
                     sides: Sides | None) -> Values:
     """The period's reconciliation (``reconciliation.summary``), with the payments partner
-    it is reconciled against; no data without reconciliation or without anything to match."""
+    it is reconciled against; no data without reconciliation, for a period the matcher has
+    not looked at (it ends before the first run's window), or without anything to match."""
     out: Values = {}
+    since = None if sides is None else summary.reconciled_since(conn, sides)
     for pid in pids:
         for w in windows:
             key = (pid, w.period.label)
-            if sides is None or pid != sides.payments:
-                out[key] = dict.fromkeys(RECONCILIATION_KPIS)
+            if sides is None or pid != sides.payments or since is None or w.end <= since:
+                out[key] = dict.fromkeys(RECONCILIATION_KPIS)  # never reconciled: no data
                 continue
             s = summary.of_sides(conn, sides, w.start, w.end)
             seen = s.paid_orders > 0 or s.open_breaks > 0

@@ -27,7 +27,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from partnerboard.core.reconciliation.kinds import KINDS, STATES
+from partnerboard.core.reconciliation.kinds import KINDS, OPEN, STATES
 from partnerboard.core.reconciliation.matching import Finding, Findings, Sides
 from partnerboard.core.store import schema
 from partnerboard.core.store.upsert import insert_new
@@ -42,7 +42,8 @@ class BreakError(ValueError):
 
 @dataclass(frozen=True)
 class Recorded:
-    """What a run changed in the break list."""
+    """What a run changed in the break list, and how the found breaks stand after it
+    (``open``: open or assigned; accepted ones are in neither count)."""
 
     new: int = 0
     opened: int = 0  # in transit before, past grace now
@@ -103,43 +104,61 @@ def record(conn: Connection, sides: Sides, found: Findings) -> Recorded:
         brk.c.event_at < timeutil.to_db(found.end))) if r.id not in by_id}
     counts = dict.fromkeys(("new", "opened", "reopened", "cleared", "transit_cleared"), 0)
     fresh, unchanged = [], {}
-    for bid, f in by_id.items():
+    final: dict[str, str] = {}  # each found break's state after this run
+    # Rows are changed in id order, so two writers never wait on each other's rows crosswise.
+    for bid, f in sorted(by_id.items()):
         state = "in_transit" if f.in_transit else "open"
         values = _values(f, sides)
         row = known.get(bid)
         if row is None:
             fresh.append({"id": bid, "state": state, "first_seen": now, "last_seen": now, **values})
+            final[bid] = state
             continue
+        final[bid] = row.state
         update = brk.update().where(brk.c.id == bid, brk.c.state == row.state).values(last_seen=now, **values)
         if row.state == "in_transit" and not f.in_transit:
-            counts["opened"] += conn.execute(update.values(state="open")).rowcount
+            if conn.execute(update.values(state="open")).rowcount:
+                counts["opened"] += 1
+                final[bid] = "open"
         elif row.state == "resolved" and row.resolution == "cleared":
-            counts["reopened"] += conn.execute(update.values(
-                state=state, resolved_at=None, resolution=None)).rowcount
+            if conn.execute(update.values(state=state, resolved_at=None, resolution=None, reason=None,
+                                          assigned_to=None)).rowcount:
+                counts["reopened"] += 1
+                final[bid] = state
         elif not _same(row, values):
             conn.execute(update)
         else:
             unchanged.setdefault(row.state, []).append(bid)
-    for state, ids in unchanged.items():
+    for state, ids in sorted(unchanged.items()):
         for chunk in _chunks(ids):
             conn.execute(brk.update().where(brk.c.id.in_(chunk), brk.c.state == state).values(last_seen=now))
     if fresh:
         skipped = insert_new(conn, brk, fresh, key=("id",))  # another process may insert first
         counts["new"] += len(fresh) - len(skipped)
-    for bid, row in gone.items():
-        if row.state == "in_transit":
+    noted = _with_notes(conn, [bid for bid, row in gone.items() if row.state == "in_transit"])
+    for bid, row in sorted(gone.items()):
+        if row.state == "in_transit" and bid not in noted:  # never a break: nothing to keep
             counts["transit_cleared"] += conn.execute(brk.delete().where(
                 brk.c.id == bid, brk.c.state == "in_transit")).rowcount
-        else:
+        else:  # a break (or an in-transit record people wrote about) that the records settle
             counts["cleared"] += conn.execute(brk.update().where(brk.c.id == bid, brk.c.state == row.state)
                                               .values(state="resolved", resolution="cleared",
                                                       resolved_at=now, last_seen=now)).rowcount
-    in_transit = sum(f.in_transit for f in found.items)
-    return Recorded(**counts, in_transit=in_transit, open=len(found.items) - in_transit)
+    in_transit = sum(1 for state in final.values() if state == "in_transit")
+    return Recorded(**counts, in_transit=in_transit, open=sum(1 for state in final.values() if state in OPEN))
+
+
+def _with_notes(conn: Connection, ids: list[str]) -> set[str]:
+    notes = schema.recon_notes
+    found: set[str] = set()
+    for chunk in _chunks(ids):
+        found |= {r[0] for r in conn.execute(sa.select(notes.c.break_id).where(notes.c.break_id.in_(chunk)))}
+    return found
 
 
 def listing(conn: Connection, *, kinds: Iterable[str] = (), states: Iterable[str] = (),
-            start: datetime | None = None, end: datetime | None = None, limit: int = 10_000) -> list[dict]:
+            start: datetime | None = None, end: datetime | None = None,
+            limit: int | None = None) -> list[dict]:
     """Breaks, newest event first, filtered by class, state and event time (aware)."""
     q = sa.select(brk)
     kinds, states = list(kinds), list(states)
@@ -155,7 +174,8 @@ def listing(conn: Connection, *, kinds: Iterable[str] = (), states: Iterable[str
         q = q.where(brk.c.event_at >= timeutil.to_db(start))
     if end is not None:
         q = q.where(brk.c.event_at < timeutil.to_db(end))
-    return [dict(r._mapping) for r in conn.execute(q.order_by(brk.c.event_at.desc(), brk.c.id).limit(limit))]
+    q = q.order_by(brk.c.event_at.desc(), brk.c.id)
+    return [dict(r._mapping) for r in conn.execute(q if limit is None else q.limit(limit))]
 
 
 __all__ = ["BreakError", "Recorded", "listing", "record"]

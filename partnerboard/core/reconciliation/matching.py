@@ -76,6 +76,7 @@ class Finding:
     market_at: datetime | None = None  # aware UTC
     gateway_at: datetime | None = None
     in_transit: bool = False
+    arrived_at: datetime | None = None  # when the record we wait on a counterpart for showed (grace)
 
     @property
     def event_at(self) -> datetime:
@@ -134,7 +135,8 @@ def captures(sides: Sides) -> sa.CTE:
 
 def paid_orders(sides: Sides, start: datetime, end: datetime) -> sa.CTE:
     o = mkt_orders
-    return sa.select(o.c.id, o.c.amount, o.c.currency, paid_at(o).label("at"), o.c.paid_at).where(
+    return sa.select(o.c.id, o.c.amount, o.c.currency, paid_at(o).label("at"), o.c.paid_at,
+                     o.c.updated_at).where(
         o.c.partner_id == sides.orders, o.c.status.in_(sides.paid_statuses),
         within(paid_at(o), start, end)).cte("paid_orders")
 
@@ -152,7 +154,7 @@ def _order_side(conn: Connection, sides: Sides, start: datetime, end: datetime) 
     ).where(cap.c.n > 1).group_by(cap.c.k).cte("extra_captures")
     tol = sides.tolerance
     rows = conn.execute(sa.select(
-        po.c.id, po.c.amount, po.c.currency, po.c.at,
+        po.c.id, po.c.amount, po.c.currency, po.c.at, po.c.paid_at, po.c.updated_at,
         first.c.id.label("pid"), first.c.amount.label("pamount"), first.c.currency.label("pcurrency"),
         first.c.at.label("pat"), extra.c.n.label("extra_n"), extra.c.amount.label("extra_amount"),
         extra.c.at.label("extra_at"), extra.c.ids.label("extra_ids"),
@@ -165,7 +167,10 @@ def _order_side(conn: Connection, sides: Sides, start: datetime, end: datetime) 
         market = dict(order_id=r.id, market_amount=_dec(r.amount), market_currency=r.currency,
                       market_at=_aware(r.at))
         if r.pid is None:
-            out.append(Finding("missing_capture", r.id, **market))
+            # Grace runs from the payment when the marketplace says when it was; otherwise from
+            # the order's last change (it turned paid then, or later), never from its creation.
+            arrived = _aware(r.paid_at if r.paid_at is not None else r.updated_at)
+            out.append(Finding("missing_capture", r.id, **market, arrived_at=arrived))
             continue
         gateway = dict(payment_id=r.pid, gateway_amount=_dec(r.pamount), gateway_currency=r.pcurrency,
                        gateway_at=_aware(r.pat))
@@ -279,7 +284,7 @@ def find(conn: Connection, sides: Sides, start: datetime, end: datetime, now: da
     found = Findings(start, end, now)
     for side in (_order_side, _gateway_side, _refund_side):
         for f in side(conn, sides, start, end):
-            transit = KINDS[f.kind].waits and now - f.event_at < sides.grace
+            transit = KINDS[f.kind].waits and now - (f.arrived_at or f.event_at) < sides.grace
             found.items.append(replace(f, in_transit=True) if transit else f)
     found.items.sort(key=lambda f: (f.kind, f.key))
     return found

@@ -10,8 +10,9 @@ from sqlalchemy.engine import Connection
 
 from partnerboard.core.config import Config
 from partnerboard.core.reconciliation import breaks, matching
-from partnerboard.core.reconciliation.kinds import UNRESOLVED
+from partnerboard.core.reconciliation.kinds import OPEN
 from partnerboard.core.store import schema
+from partnerboard.core.store.upsert import insert_new
 from partnerboard.core.vocabulary import timeutil
 
 AHEAD = timedelta(days=1)  # records stamped a little in the future (a partner's clock) still count
@@ -26,12 +27,13 @@ class Outcome:
 
 
 def window(conn: Connection, sides: matching.Sides, now: datetime) -> tuple[datetime, datetime]:
-    """The last ``lookback_days`` up to now, reaching back to the oldest break not yet
-    resolved (in transit included), so every such break is looked at again each run."""
+    """The last ``lookback_days`` up to now, reaching back to the oldest break still open
+    (or in transit), so every such break is looked at again each run. Accepted breaks do
+    not stretch it: the partners settled them."""
     b = schema.recon_breaks
     oldest = conn.execute(sa.select(sa.func.min(b.c.event_at)).where(
         b.c.orders_partner == sides.orders, b.c.payments_partner == sides.payments,
-        b.c.state.in_((*UNRESOLVED, "in_transit")))).scalar()
+        b.c.state.in_((*OPEN, "in_transit")))).scalar()
     start = now - sides.lookback
     if oldest is not None:
         start = min(start, timeutil.from_db(oldest))
@@ -47,4 +49,21 @@ def run(conn: Connection, config: Config, now: datetime | None = None) -> Outcom
     now = now or timeutil.utcnow()
     start, end = window(conn, sides, now)
     found = matching.find(conn, sides, start, end, now)
-    return Outcome(start, end, found, breaks.record(conn, sides, found))
+    recorded = breaks.record(conn, sides, found)
+    _covered(conn, sides, start, now)
+    return Outcome(start, end, found, recorded)
+
+
+def _covered(conn: Connection, sides: matching.Sides, start: datetime, now: datetime) -> None:
+    """Remember how far back the matcher has looked (``reconciled_since``)."""
+    c = schema.recon_coverage
+    key = (c.c.orders_partner == sides.orders, c.c.payments_partner == sides.payments)
+    known = conn.execute(sa.select(c.c.reconciled_from).where(*key)).scalar()
+    if known is None:
+        insert_new(conn, c, [{"orders_partner": sides.orders, "payments_partner": sides.payments,
+                              "reconciled_from": timeutil.to_db(start), "last_run_at": timeutil.to_db(now)}],
+                   key=("orders_partner", "payments_partner"))
+    else:
+        conn.execute(c.update().where(*key).values(
+            reconciled_from=min(known, timeutil.to_db(start)), last_run_at=timeutil.to_db(now)))
+

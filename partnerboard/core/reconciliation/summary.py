@@ -115,6 +115,18 @@ def of_sides(conn: Connection, sides: Sides, start: datetime, end: datetime) -> 
                    sync.refunds(conn, sides, start, end, target))
 
 
+DIFFERENCE_KINDS = ("amount_mismatch", "refund_amount_mismatch", "duplicate_capture", "refund_over_capture")
+
+
+def _at_stake(row: sa.Row) -> Decimal:
+    """The money a break is about: the difference where both sides hold an amount, else the
+    amount the one side holds (a currency mismatch: the order's)."""
+    if row.kind in DIFFERENCE_KINDS and row.difference is not None:
+        return abs(Decimal(str(row.difference)))
+    amount = row.market_amount if row.market_amount is not None else row.gateway_amount
+    return Decimal(str(amount or 0))
+
+
 AGES = (("under 1 day", 1.0), ("1–7 days", 7.0), ("7–30 days", 30.0), ("over 30 days", float("inf")))
 
 
@@ -135,6 +147,14 @@ def open_by_age(conn: Connection, sides: Sides, start: datetime, end: datetime,
                                           **dict.fromkeys((a for a, _ in AGES), 0)})
         entry["count"] += 1
         entry[bucket] += 1
-        entry["value"] += Decimal(str(r.market_amount if r.market_amount is not None else
-                                      r.gateway_amount if r.gateway_amount is not None else 0))
+        entry["value"] += _at_stake(r)
     return [table[k] for k in KINDS if k in table]
+
+
+def reconciled_since(conn: Connection, sides: Sides) -> datetime | None:
+    """The earliest moment the matcher has looked at (aware UTC), or None before its first
+    run: periods before it have no reconciliation figures."""
+    c = schema.recon_coverage
+    found = conn.execute(sa.select(c.c.reconciled_from).where(
+        c.c.orders_partner == sides.orders, c.c.payments_partner == sides.payments)).scalar()
+    return None if found is None else timeutil.from_db(found)

@@ -329,6 +329,7 @@ def _v27_reconciliation(conn: Connection) -> None:
         conn.execute(sa.text("ALTER TABLE orders ADD COLUMN paid_at TIMESTAMP"))
     schema.recon_breaks.create(conn, checkfirst=True)
     schema.recon_notes.create(conn, checkfirst=True)
+    schema.recon_coverage.create(conn, checkfirst=True)
 
 
 # Step N upgrades a database at version N-1 to version N. Append only; never edit.

@@ -862,3 +862,14 @@ recon_notes = sa.Table(
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Index("ix_recon_notes_break", "break_id"),
 )
+
+# How far back the matcher has looked (v27): a period it never reconciled has no
+# reconciliation figures (no data), not zero breaks.
+recon_coverage = sa.Table(
+    "recon_coverage",
+    metadata,
+    sa.Column("orders_partner", sa.String(64), primary_key=True),
+    sa.Column("payments_partner", sa.String(64), primary_key=True),
+    sa.Column("reconciled_from", sa.DateTime, nullable=False, comment="UTC: the earliest window start run"),
+    sa.Column("last_run_at", sa.DateTime, nullable=False),
+)
