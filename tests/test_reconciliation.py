@@ -664,3 +664,39 @@ def test_an_in_transit_record_people_wrote_about_is_resolved_not_deleted(store) 
         assert (done.transit_cleared, done.cleared) == (1, 1)
         left = conn.execute(sa.select(schema.recon_breaks.c.id, schema.recon_breaks.c.state)).all()
     assert [tuple(r) for r in left] == [(asked, "resolved")], "its note keeps it in the history"
+
+
+def _refund(conn, fid, payment, amount, at) -> None:
+    t = timeutil.to_db(at)
+    conn.execute(schema.refunds.insert().values(
+        partner_id="payments", id=fid, payment_id=payment, amount=amount, currency="PLN", status="succeeded",
+        created_at=t, run_id="t", collected_at=t))
+
+
+def test_a_refund_that_undoes_an_extra_capture_settles_it_and_is_no_break_of_its_own(store) -> None:
+    """The gateway refunds the second capture of a duplicate, and the capture of an order
+    the shopper cancelled: both are put right, neither refund is an orphan, and an order
+    returned later compares its return with the refunds of its one capture only."""
+    config = parse_config(config_dict("http://127.0.0.1:9"))
+    sides = matching.Sides.of(config)
+    t0 = datetime(2026, 11, 10, 10, tzinfo=UTC)
+    window = (t0 - timedelta(days=1), t0 + timedelta(days=30))
+    with store.engine.begin() as conn:
+        _order(conn, "twice", 100, t0)
+        _payment(conn, "c1", "twice", 100, t0 + timedelta(minutes=1))
+        _payment(conn, "c2", "twice", 100, t0 + timedelta(minutes=2))
+        _order(conn, "gone", 60, t0, status="cancelled")
+        _payment(conn, "c3", "gone", 60, t0 + timedelta(minutes=1))
+        before = {f.kind for f in matching.find(conn, sides, *window, t0 + timedelta(days=1)).items}
+        assert before == {"duplicate_capture", "unpaid_order_captured"}
+        _refund(conn, "r2", "c2", 100, t0 + timedelta(hours=2))
+        _refund(conn, "r3", "c3", 60, t0 + timedelta(hours=2))
+        assert matching.find(conn, sides, *window, t0 + timedelta(days=1)).items == []
+        conn.execute(schema.returns.insert().values(  # the shopper sends the order back later
+            partner_id="marketplace", id="ret", order_id="twice", reason="damaged", status="refunded",
+            refund_amount=100, shipping_cost=0, handling_cost=0, currency="PLN",
+            created_at=timeutil.to_db(t0 + timedelta(days=5)),
+            updated_at=timeutil.to_db(t0 + timedelta(days=6)), run_id="t", collected_at=timeutil.to_db(t0)))
+        _refund(conn, "r1", "c1", 100, t0 + timedelta(days=6, minutes=3))
+        assert matching.find(conn, sides, *window, t0 + timedelta(days=7)).items == [], \
+            "100 returned, 100 refunded on the order's capture: the duplicate's refund is not counted"

@@ -123,14 +123,25 @@ def paid_at(o: sa.Table | sa.sql.expression.Alias = mkt_orders) -> sa.ColumnElem
 
 
 def captures(sides: Sides) -> sa.CTE:
-    """The gateway's successful payments, numbered per order by capture time: the first
-    is the one an order is compared with, any later one is a duplicate."""
-    p = gw_payments
+    """The gateway's successful payments, numbered per order by capture time (the first is
+    the one an order is compared with, any later one is a duplicate), with what the gateway
+    has refunded of each (``refunded``: a duplicate refunded in full is undone)."""
+    p, f = gw_payments, gw_refunds
+    refunded = sa.select(f.c.payment_id, sa.func.sum(f.c.amount).label("refunded")).where(
+        f.c.partner_id == sides.payments, f.c.status != "failed").group_by(f.c.payment_id).cte(
+        "refunded_per_payment")
     at = captured_at(p)
     return sa.select(
         p.c.id, p.c.order_id.label("k"), p.c.amount, p.c.currency, at.label("at"),
+        sa.func.coalesce(refunded.c.refunded, 0).label("refunded"),
         sa.func.row_number().over(partition_by=p.c.order_id, order_by=(at, p.c.id)).label("n"),
-    ).where(p.c.partner_id == sides.payments, p.c.status == "success").cte("captures")
+    ).select_from(p.outerjoin(refunded, refunded.c.payment_id == p.c.id)).where(
+        p.c.partner_id == sides.payments, p.c.status == "success").cte("captures")
+
+
+def _standing(cap: sa.CTE) -> sa.ColumnElement:
+    """A capture the gateway has not refunded in full."""
+    return cap.c.refunded < cap.c.amount
 
 
 def paid_orders(sides: Sides, start: datetime, end: datetime) -> sa.CTE:
@@ -151,7 +162,7 @@ def _order_side(conn: Connection, sides: Sides, start: datetime, end: datetime) 
         cap.c.k, sa.func.count().label("n"), sa.func.sum(cap.c.amount).label("amount"),
         sa.func.max(cap.c.at).label("at"),
         sa.func.string_agg(cap.c.id, sa.literal_column("','")).label("ids"),
-    ).where(cap.c.n > 1).group_by(cap.c.k).cte("extra_captures")
+    ).where(cap.c.n > 1, _standing(cap)).group_by(cap.c.k).cte("extra_captures")  # refunded: undone
     tol = sides.tolerance
     rows = conn.execute(sa.select(
         po.c.id, po.c.amount, po.c.currency, po.c.at, po.c.paid_at, po.c.updated_at,
@@ -194,7 +205,7 @@ def _gateway_side(conn: Connection, sides: Sides, start: datetime, end: datetime
         cap.c.id, cap.c.k, cap.c.amount, cap.c.currency, cap.c.at, o.c.id.label("oid"),
         o.c.amount.label("oamount"), o.c.currency.label("ocurrency"), o.c.status,
     ).select_from(cap.outerjoin(o, sa.and_(o.c.partner_id == sides.orders, o.c.id == cap.c.k)))
-        .where(within(cap.c.at, start, end),
+        .where(within(cap.c.at, start, end), _standing(cap),  # refunded in full: the capture is undone
                sa.or_(o.c.id.is_(None), o.c.status.not_in(sides.paid_statuses)))).all()
     out = []
     for r in rows:
@@ -209,12 +220,14 @@ def _gateway_side(conn: Connection, sides: Sides, start: datetime, end: datetime
 
 
 def gateway_refunds(sides: Sides) -> sa.CTE:
-    """The gateway's refunds (failed ones left out) with the order their payment names."""
-    f, p = gw_refunds, gw_payments.alias("refunded_payment")
+    """The gateway's refunds (failed ones left out) with the order their payment names, the
+    amount it captured and whether it was the order's first capture (``n``) or one of its
+    duplicates, which a refund undoes rather than returns."""
+    f, cap = gw_refunds, captures(sides).alias("refunded_capture")
     return sa.select(
         f.c.id, f.c.payment_id, f.c.amount, f.c.currency, f.c.created_at.label("at"),
-        p.c.order_id.label("k"), p.c.amount.label("captured"),
-    ).select_from(f.outerjoin(p, sa.and_(p.c.partner_id == sides.payments, p.c.id == f.c.payment_id)))\
+        cap.c.k, cap.c.amount.label("captured"), cap.c.n,
+    ).select_from(f.outerjoin(cap, cap.c.id == f.c.payment_id))\
         .where(f.c.partner_id == sides.payments, f.c.status != "failed").cte("gateway_refunds")
 
 
@@ -236,8 +249,11 @@ def _refund_side(conn: Connection, sides: Sides, start: datetime, end: datetime)
         out.append(Finding("missing_refund", r.id, order_id=r.order_id, return_id=r.id,
                            market_amount=_dec(r.refund_amount), market_currency=r.currency,
                            market_at=_aware(r.at)))
+    o = mkt_orders
+    undoing = sa.or_(gr.c.n > 1, sa.exists().where(  # a duplicate's, or an unpaid order's capture
+        o.c.partner_id == sides.orders, o.c.id == gr.c.k, o.c.status.not_in(sides.paid_statuses)))
     for r in conn.execute(sa.select(gr).where(
-            within(gr.c.at, start, end),
+            within(gr.c.at, start, end), ~undoing,
             ~sa.exists().where(mr.c.order_id == gr.c.k))).all():
         out.append(Finding("orphan_refund", r.id, order_id=r.k, payment_id=r.payment_id, refund_id=r.id,
                            gateway_amount=_dec(r.amount), gateway_currency=r.currency,
@@ -248,7 +264,8 @@ def _refund_side(conn: Connection, sides: Sides, start: datetime, end: datetime)
                       sa.func.min(mr.c.currency).label("currency")).group_by(mr.c.order_id).cte("market_refunded")
     g_sum = sa.select(gr.c.k, sa.func.sum(gr.c.amount).label("amount"), sa.func.min(gr.c.id).label("fid"),
                       sa.func.min(gr.c.payment_id).label("pid"), sa.func.max(gr.c.at).label("at"),
-                      sa.func.min(gr.c.currency).label("currency")).group_by(gr.c.k).cte("gateway_refunded")
+                      sa.func.min(gr.c.currency).label("currency")).where(
+        sa.or_(gr.c.n.is_(None), gr.c.n == 1)).group_by(gr.c.k).cte("gateway_refunded")  # not a duplicate's
     for r in conn.execute(sa.select(
             m_sum.c.k, m_sum.c.amount.label("mamount"), m_sum.c.rid, m_sum.c.at.label("mat"),
             m_sum.c.currency.label("mcurrency"), g_sum.c.amount.label("gamount"), g_sum.c.fid, g_sum.c.pid,
