@@ -50,11 +50,11 @@ def run(conn: Connection, config: Config, now: datetime | None = None) -> Outcom
     start, end = window(conn, sides, now)
     found = matching.find(conn, sides, start, end, now)
     recorded = breaks.record(conn, sides, found)
-    _covered(conn, sides, start, now)
+    mark_covered(conn, sides, start, now)
     return Outcome(start, end, found, recorded)
 
 
-def _covered(conn: Connection, sides: matching.Sides, start: datetime, now: datetime) -> None:
+def mark_covered(conn: Connection, sides: matching.Sides, start: datetime, now: datetime) -> None:
     """Remember how far back the matcher has looked (``reconciled_since``)."""
     c = schema.recon_coverage
     key = (c.c.orders_partner == sides.orders, c.c.payments_partner == sides.payments)
