@@ -103,6 +103,7 @@ bench-smoke: setup chromium postgres
 	$(PY) bench/bench_pack_pages.py --scale 0.02 --probe-days 2 --data $$d/pack-pages && \
 	$(PY) bench/bench_stores.py --scale 0.001 --data $$d && \
 	$(PY) bench/bench_viewers.py --scale 0.05 --sessions 1,8 --live-seconds 40 --data $$d/viewers && \
+	$(PY) bench/bench_reconciliation.py --orders 20000 --page --postgres --data $$d/recon && \
 	$(PY) bench/bench_demo_start.py --until orders --data $$d/demo
 
 clean:

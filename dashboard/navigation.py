@@ -32,6 +32,7 @@ SECTIONS: dict[str, list[PageDef]] = {
         PageDef("sla.py", "SLA", "handshake", "sla"),
         PageDef("conversion.py", "Conversion", "shopping_cart", "conversion"),
         PageDef("returns.py", "Returns", "assignment_return", "returns"),
+        PageDef("reconciliation.py", "Reconciliation", "compare_arrows", "reconciliation"),
         PageDef("funnel.py", "Merchant funnel", "storefront", "merchant-funnel"),
         PageDef("reports.py", "Reports", "download", "reports"),
         PageDef("targets.py", "Targets", "flag", "targets"),

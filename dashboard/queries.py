@@ -18,6 +18,7 @@ from partnerboard.core.config import Config
 from partnerboard.core.metrics import filters as flt
 from partnerboard.core.metrics import health, kpi_engine, maintenance
 from partnerboard.core.metrics.filters import Filters
+from partnerboard.core.reconciliation.matching import Sides
 from partnerboard.core.store import loads as source_loads
 from partnerboard.core.store import open_store, runs
 
@@ -167,6 +168,19 @@ def board(url: str, config_key: str, label: str, as_of: datetime,
         return kpi_engine.board(conn, cfg, periods.parse(label), filters=filters)
 
 
+@st.cache_data(ttl=REVIEW_TTL_S, show_spinner=False)
+def recon_summary(url: str, config_key: str, label: str, as_of: datetime):  # -> summary.Summary | None
+    """The Reconciliation page's figures for a period (``reconciliation.summary``): the
+    matching and sync statements read every capture, so they run once a minute, not on
+    every click."""
+    from partnerboard.core.reconciliation import summary
+    from partnerboard.core.vocabulary import periods
+
+    cfg = _config_for(config_key)
+    with open_store(url).engine.connect() as conn:
+        return summary.of_period(conn, cfg, *periods.parse(label).bounds(cfg.tz))
+
+
 BOARD_FIELDS = ("partner_id", "kpi", "value", "delta_previous", "delta_last_year", "target", "status",
                 "previous_period", "last_year_period", "scope", *COVERAGE_FIELDS)
 
@@ -194,7 +208,7 @@ def board_tiles(url: str, config_key: str, label: str, n: int, as_of: datetime,
         else:
             series = periods.trailing(period, n)
             found = kpi_engine.compute_many(conn, cfg.partners, [*series, period.same_period_last_year()],
-                                            cfg.tz, filters)
+                                            cfg.tz, filters, reconciled=Sides.of(cfg))
             frame = kpi_engine.board(conn, cfg, period, filters=filters, values=found)
             for p in series:
                 for partner in cfg.partners:
@@ -247,7 +261,7 @@ def trend(url: str, config_key: str, label: str, n: int, as_of: datetime,
     cfg = _config_for(config_key)
     series = periods.trailing(periods.parse(label), n)
     with open_store(url).engine.connect() as conn:
-        found = kpi_engine.compute_many(conn, cfg.partners, series, cfg.tz, filters)
+        found = kpi_engine.compute_many(conn, cfg.partners, series, cfg.tz, filters, reconciled=Sides.of(cfg))
     return _series_frame(found, series)
 
 

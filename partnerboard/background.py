@@ -39,6 +39,7 @@ from partnerboard.core.alerts import evaluation
 from partnerboard.core.config import Config
 from partnerboard.core.config.secrets import scrub
 from partnerboard.core.metrics import merchant_activity, record_days, rollups
+from partnerboard.core.reconciliation import run as reconciliation
 from partnerboard.core.review import restatements, subscriptions
 from partnerboard.core.store import (
     Store,
@@ -56,6 +57,7 @@ log = logging.getLogger("partnerboard.alerts")
 DELIVER_EVERY_S = 1.0
 SUBSCRIPTIONS_EVERY_S = 60.0  # review packs whose time has come go to the outbox
 RESTATEMENTS_EVERY_S = 600.0  # signed periods recomputed: late data shows as a restatement
+RECONCILE_EVERY_S = 300.0  # the break list follows what both partners' collectors bring in
 RETENTION_EVERY_S = 3600.0  # old probe-round runs and finished requests pruned (core.store.retention)
 ROLLUPS_EVERY_S = 60.0  # settled hours and days of probes rolled up (core.metrics.rollups)
 
@@ -164,6 +166,11 @@ def build(store: Store, config: Config, *, served_at: str | None = None,
          _guarded("rollups", lambda: _roll(engine, config)), now + timedelta(seconds=30)),
         ("store:retention", RETENTION_EVERY_S,
          _guarded("retention", lambda: _prune(engine, config)), now + timedelta(seconds=120)),
+        ("reconciliation:run", RECONCILE_EVERY_S,
+         _guarded("reconciliation",
+                  lambda: write_serially(engine, _alone("partnerboard:reconciliation",
+                                                          lambda c: reconciliation.run(c, config)))),
+         now + timedelta(seconds=90)),
         ("review:restatements", RESTATEMENTS_EVERY_S,
          _guarded("restatement check",
                   lambda: write_serially(engine, _alone("partnerboard:restatements",

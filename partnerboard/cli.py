@@ -675,6 +675,39 @@ def alerts_list(config: ConfigOpt = None, database: DbOpt = None) -> None:
 
 
 @app.command()
+def reconcile(config: ConfigOpt = None, database: DbOpt = None) -> None:
+    """Match the partners' records once (paid orders and captures, refunded returns and
+    refunds) and update the break list; print the breaks by class. Exit 1 if a break is open."""
+    from partnerboard.core.reconciliation import run as reconciliation
+    from partnerboard.core.reconciliation.kinds import KINDS
+
+    cfg = _load(config)
+    url = database_url(database)
+    _own_database(url, "reconcile")
+    store = _open_store(url, "reconcile")
+    from partnerboard.core.store import exclusive
+
+    with store.engine.begin() as conn:
+        exclusive(conn, "partnerboard:reconciliation")  # never beside a board's own run
+        outcome = reconciliation.run(conn, cfg)
+    if outcome is None:
+        typer.echo("Nothing to reconcile: no partner with orders and one with payments "
+                   "(or [reconciliation] enabled = false).")
+        return
+    done = outcome.recorded
+    typer.echo(f"Reconciled {outcome.start:%Y-%m-%d %H:%M} – {outcome.end:%Y-%m-%d %H:%M} UTC: "
+               f"{done.open} breaks ({done.new} new, {done.cleared} resolved by themselves), "
+               f"{done.in_transit} in transit")
+    counts: dict[str, int] = {}
+    for f in outcome.findings.items:
+        if not f.in_transit:
+            counts[f.kind] = counts.get(f.kind, 0) + 1
+    for kind, n in sorted(counts.items()):
+        typer.echo(f"  {KINDS[kind].label}: {n}")
+    raise typer.Exit(1 if done.open else 0)
+
+
+@app.command()
 def simulate(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8765,
@@ -686,6 +719,8 @@ def simulate(
     scale: Annotated[float, typer.Option(help="Business-data volume (1.0 = ~300 orders/day)")] = 1.0,
     history_days: Annotated[int, typer.Option(help="Days of business history")] = 180,
     now: Annotated[str | None, typer.Option(help="Freeze the clock at this ISO time")] = None,
+    breaks: Annotated[int, typer.Option(
+        min=0, max=100, help="Reconciliation breaks of every class to inject (docs/reconciliation.md)")] = 0,
 ) -> None:
     """Serve the stand-in partner APIs on loopback. Secrets come from the environment."""
     from datetime import datetime
@@ -697,8 +732,11 @@ def simulate(
              "extra_latency_ms": extra_latency_ms}
     frozen = datetime.fromisoformat(now) if now else None
     typer.echo(f"Partner simulator: http://{host}:{port}/marketplace and /payments")
+    from partnerboard.simulator.breaks import KINDS
+
     serve_forever(host, port, tokens, seed=seed, demo_blips=demo_blips, chaos=chaos,
-                  scale=scale, history_days=history_days, now=frozen)
+                  scale=scale, history_days=history_days, now=frozen,
+                  breaks=dict.fromkeys(KINDS, breaks) if breaks else None)
 
 
 @app.command()
@@ -720,7 +758,7 @@ def demo(
     # The simulator builds its 180 days of history (~5 s of CPU) while the account is made.
     sim = subprocess.Popen(
         [sys.executable, "-m", "partnerboard.cli", "simulate", "--port", str(sim_port),
-         "--demo-blips"],
+         "--demo-blips", "--breaks", "2"],
     )
     try:
         _demo_account(config, database, port)

@@ -138,11 +138,13 @@ def create_app(
     scale: float = 1.0,
     oauth_ttl: float = 3600.0,
     history_start: datetime | None = None,
+    breaks: dict[str, int] | None = None,
 ) -> Starlette:
     """The simulator app. ``now`` freezes its clock (tests); history covers the
     ``history_days`` local days before the clock's date at start, at ``scale`` volume, or,
     with ``history_start`` (an aware instant), everything from that moment on: a partner
-    that went live at 00:00 UTC, inside a Warsaw day."""
+    that went live at 00:00 UTC, inside a Warsaw day. ``breaks`` injects reconciliation
+    breaks of each kind (``simulator.breaks``), listed at ``/_sim/truth``."""
     profiles = (BACKGROUND, DEMO) if demo_blips else (BACKGROUND,)
     partners = {p.id: p for p in default_partners(tokens)}
     for spec in partners.values():
@@ -164,10 +166,12 @@ def create_app(
     )
     today = state.clock().astimezone(TZ).date()
     if history_start is None:
-        world = World(seed, today - timedelta(days=history_days), history_days + 1, scale)
+        world = World(seed, today - timedelta(days=history_days), history_days + 1, scale,
+                      breaks=breaks)
     else:
         first = history_start.astimezone(TZ).date()
-        world = World(seed, first, (today - first).days + 1, scale, origin=history_start)
+        world = World(seed, first, (today - first).days + 1, scale, origin=history_start,
+                      breaks=breaks)
     lists = Lists(world, state)
     mounts = [
         Mount(f"/{spec.id}", routes=_partner_routes(state, spec, state.rng)
@@ -180,11 +184,27 @@ def create_app(
         Route("/_sim/truth", lambda r: JSONResponse(lists.truth())),
         Route("/_sim/clock", _clock_handler(state), methods=["GET", "POST"]),
         Route("/_sim/{partner}/incidents", _incident_handler(state), methods=["POST"]),
+        Route("/_sim/breaks/fix", _fix_handler(lists), methods=["POST"]),
     ]
     app = Starlette(routes=admin + mounts)
     app.state.sim = state
     app.state.lists = lists
     return app
+
+
+def _fix_handler(lists: Lists) -> Callable[[Request], Awaitable[Response]]:
+    """POST {"order_id": id}: the gateway captures an injected missing capture now (a new
+    charge, created at the clock), as a partner fixing a break at the source would."""
+
+    async def handler(request: Request) -> Response:
+        body = await request.json()
+        try:
+            lists.fix_missing_capture(str(body.get("order_id")))
+        except KeyError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse({"fixed": body.get("order_id")})
+
+    return handler
 
 
 def _clock_handler(state: SimState) -> Callable[[Request], Awaitable[Response]]:

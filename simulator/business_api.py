@@ -111,6 +111,19 @@ class Lists:
                     cache[name] = self._visible(name, now)
             return cache[name]
 
+    def fix_missing_capture(self, order_id: str) -> None:
+        """The gateway captures an injected missing capture at the clock: the payment lists
+        are built again from the world (``Plan.fix``)."""
+        with self._lock:
+            self.world.plan.fix(order_id, self.now())
+            for cached in ("payments", "payments_by_order", "payments_by_id", "refunds"):
+                self.world.__dict__.pop(cached, None)
+            for name in ("payments", "refunds"):
+                self._last.pop(name, None)
+                self._last_created.pop(name, None)
+                self._steps.pop(name, None)
+            self._cache = None
+
     def _changed(self, name: str, since: int, now: int) -> list[int] | None:
         """Indexes of the records that took a step in (since, now]; None when so many did
         (a clock moved by days) that building the list afresh is quicker."""
@@ -224,7 +237,28 @@ class Lists:
                             entry["by_status"][st] = entry["by_status"].get(st, 0) + 1
                 out[partner][name] = entry
         out["by_month"] = self._by_month(chaos)
+        out["breaks"] = self.world.plan.truth(self.now())
+        out["sync"] = self._sync_by_month()
         return out
+
+    def _sync_by_month(self) -> dict[str, dict[str, float]]:
+        """Per Warsaw month of the order's payment: how many paid orders have a capture, and
+        the p50 / p95 / max of |capture − paid| in seconds (as both APIs show the times:
+        whole seconds), interpolated as SQL's ``percentile_cont``."""
+        orders = {r.id: (state, r) for _, state, r in self.rows("orders")}
+        first: dict[str, float] = {}
+        for _, state, p in self.rows("payments"):
+            if state == "success":
+                at = float(int(p.steps[-1][0]))
+                first[p.data["order"]] = min(first.get(p.data["order"], at), at)
+        lags: dict[str, list[float]] = {}
+        for oid, (state, o) in orders.items():
+            paid = next((t for t, s in o.steps if s == "paid"), None)
+            if state in PAID and paid is not None and oid in first:
+                month = datetime.fromtimestamp(paid, TZ).strftime("%Y-%m")
+                lags.setdefault(month, []).append(abs(first[oid] - float(int(paid))))
+        return {month: {"pairs": len(v), "p50_s": _percentile(v, 0.5), "p95_s": _percentile(v, 0.95),
+                        "max_s": max(v)} for month, v in sorted(lags.items())}
 
     def _by_month(self, chaos: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
         """What the monthly KPIs must come to, per partner and Warsaw month, from the records
@@ -257,13 +291,29 @@ class Lists:
         return out
 
 
+def _percentile(values: list[float], q: float) -> float:
+    """Linear interpolation between the closest ranks (``percentile_cont``)."""
+    ordered = sorted(values)
+    pos = q * (len(ordered) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
 # --- record shapes ---------------------------------------------------------------
 
 def mp_order(updated: float, state: str, r: Rec, fmt: str = "local") -> dict:
+    """A Mirakl-shaped order; ``customer_debited_date`` is when the shopper was charged
+    (empty until the order is paid)."""
+    paid = next((t for t, s in r.steps if s == "paid"), None) if state in PAID else None
     return {"order_id": r.id, "shop_id": r.data["merchant"], "channel": r.data["channel"],
             "order_state": state.upper(), "total_price": f"{r.data['amount']:.2f}",
             "currency_iso_code": "PLN", "created_date": iso_local(r.created, fmt),
+            "customer_debited_date": iso_local(paid, fmt) if paid is not None else None,
             "last_updated_date": iso_local(updated, fmt)}
+
+
+PAID = ("paid", "shipped", "delivered")
 
 
 def mp_return(updated: float, state: str, r: Rec, fmt: str = "local") -> dict:
@@ -294,7 +344,8 @@ def mp_traffic(updated: float, state: str, r: Rec) -> dict:
 
 def pg_charge(updated: float, state: str, r: Rec) -> dict:
     status = {"success": "succeeded"}.get(state, state)
-    return {"id": r.id, "object": "charge", "amount": r.data["amount"], "currency": "pln",
+    return {"id": r.id, "object": "charge", "amount": r.data["amount"],
+            "currency": r.data.get("currency", "pln"),
             "status": status, "payment_method_details": {"type": r.data["method"]},
             "created": int(r.created), "updated": int(updated),
             "metadata": {"merchant_id": r.data["merchant"], "order_id": r.data["order"]}}

@@ -20,7 +20,11 @@ import random
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
+
+if TYPE_CHECKING:
+    from partnerboard.simulator.breaks import Plan
 
 TZ = ZoneInfo("Europe/Warsaw")
 DAY = 86400.0
@@ -70,12 +74,13 @@ class World:
     whose history begins at 00:00 UTC, two hours into a Warsaw day."""
 
     def __init__(self, seed: int, start: date, days: int, scale: float = 1.0,
-                 origin: datetime | None = None) -> None:
+                 origin: datetime | None = None, breaks: dict[str, int] | None = None) -> None:
         self.seed = seed
         self.start = start
         self.days = days
         self.scale = scale
         self.origin = origin
+        self.breaks = dict(breaks or {})  # simulator.breaks: kind -> how many to inject
 
     def _rng(self, *parts: object) -> random.Random:
         return random.Random(":".join(str(p) for p in (self.seed, *parts)))
@@ -154,7 +159,7 @@ class World:
         return out
 
     @cached_property
-    def orders(self) -> list[Rec]:
+    def _orders_base(self) -> list[Rec]:
         by_day_channel = {(r.data["day"], r.data["channel"]): r.data["total"] for r in self.traffic}
         out = []
         for d in range(self.days):
@@ -186,38 +191,60 @@ class World:
         return out
 
     @cached_property
+    def orders(self) -> list[Rec]:
+        """The orders, with the injected breaks' changes (``simulator.breaks``)."""
+        return self.plan.orders(self._orders_base)
+
+    @cached_property
+    def plan(self) -> Plan:
+        """Which records the injected breaks change (none without ``breaks``)."""
+        from partnerboard.simulator.breaks import Plan
+
+        return Plan(self)
+
+    @cached_property
     def orders_by_id(self) -> dict[str, Rec]:
         return {o.id: o for o in self.orders}
 
     @cached_property
     def returns(self) -> list[Rec]:
-        out = []
-        for o in self.orders:
-            if o.steps[-1][1] != "delivered":
-                continue
-            rng = self._rng("return", o.id)
-            rate = 0.06 * (2 if o.data["day"] in BAD_MONTH else 1)
-            if rng.random() >= rate:
-                continue
-            delivered = o.steps[-1][0]
-            requested = delivered + rng.uniform(2, 25) * DAY  # weeks after the order
-            received = requested + rng.uniform(2, 6) * DAY
-            reason = rng.choice(RETURN_REASONS)
-            refund = round(o.data["amount"] * (0.5 if reason == "damaged" and rng.random() < 0.3
-                                               else 1.0), 2)
-            steps = [(requested, "requested"), (received, "received")]
-            steps.append((received + rng.uniform(1, 3) * DAY,
-                          "rejected" if rng.random() < 0.05 else "refunded"))
-            out.append(Rec(f"R-{o.id}", steps, {
-                "order": o.id, "reason": reason, "refund": refund,
-                "shipping": round(rng.uniform(12, 25), 2), "handling": round(rng.uniform(5, 15), 2),
-            }))
-        return out
+        return self.plan.returns(self._returns_base)
+
+    @cached_property
+    def _returns_base(self) -> list[Rec]:
+        return [r for r in (self.return_for(o) for o in self.orders) if r is not None]
+
+    def return_for(self, o: Rec) -> Rec | None:
+        """The order's return, if its shopper sends one back (a pure function of the order)."""
+        if o.steps[-1][1] != "delivered":
+            return None
+        rng = self._rng("return", o.id)
+        rate = 0.06 * (2 if o.data["day"] in BAD_MONTH else 1)
+        if rng.random() >= rate:
+            return None
+        delivered = o.steps[-1][0]
+        requested = delivered + rng.uniform(2, 25) * DAY  # weeks after the order
+        received = requested + rng.uniform(2, 6) * DAY
+        reason = rng.choice(RETURN_REASONS)
+        refund = round(o.data["amount"] * (0.5 if reason == "damaged" and rng.random() < 0.3
+                                           else 1.0), 2)
+        steps = [(requested, "requested"), (received, "received")]
+        steps.append((received + rng.uniform(1, 3) * DAY,
+                      "rejected" if rng.random() < 0.05 else "refunded"))
+        return Rec(f"R-{o.id}", steps, {
+            "order": o.id, "reason": reason, "refund": refund,
+            "shipping": round(rng.uniform(12, 25), 2), "handling": round(rng.uniform(5, 15), 2),
+        })
 
     # --- payment partner ---------------------------------------------------------
     @cached_property
     def payments(self) -> list[Rec]:
-        """Payment attempts: pending at first, settled (success/failed) 5-120 s later."""
+        return self.plan.payments(self._payments_base)
+
+    @cached_property
+    def _payments_base(self) -> list[Rec]:
+        """Payment attempts: pending at first, settled (success/failed) 5-120 s later (an
+        order paid late on a month's last day: captured when the plan says)."""
         out = []
         for o in self.orders:
             rng = self._rng("payment", o.id)
@@ -232,6 +259,8 @@ class World:
                 attempts.append((paid, "success"))
             for n, (t, outcome) in enumerate(attempts):
                 settle = t + rng.uniform(5, 120)
+                if outcome == "success" and "captured_at" in o.data:  # the gateway saw it late
+                    t, settle = o.data["captured_at"] - 300, o.data["captured_at"]
                 out.append(Rec(f"ch_{o.id.replace('-', '')}{n}", [(t, "pending"), (settle, outcome)],
                                {"order": o.id, "merchant": o.data["merchant"], "amount": amount,
                                 "method": o.data["method"]}))
@@ -240,13 +269,17 @@ class World:
 
     @cached_property
     def refunds(self) -> list[Rec]:
+        return self.plan.refunds(self._refunds_base)
+
+    @cached_property
+    def _refunds_base(self) -> list[Rec]:
         out = []
         for r in self.returns:
             when, outcome = r.steps[-1]
             if outcome != "refunded":
                 continue
             order = r.data["order"]
-            charge = next(p for p in self.payments_by_order[order] if p.steps[-1][1] == "success")
+            charge = next(p for p in self._base_payments_by_order[order] if p.steps[-1][1] == "success")
             out.append(Rec(f"re_{r.id.replace('-', '')}", [(when, "succeeded")],
                            {"payment": charge.id, "amount": int(round(r.data["refund"] * 100))}))
         out.sort(key=lambda r: (r.created, r.id))
@@ -254,10 +287,18 @@ class World:
 
     @cached_property
     def payments_by_order(self) -> dict[str, list[Rec]]:
-        index: dict[str, list[Rec]] = {}
-        for p in self.payments:
-            index.setdefault(p.data["order"], []).append(p)
-        return index
+        return _by_order(self.payments)
+
+    @cached_property
+    def payments_by_id(self) -> dict[str, Rec]:
+        return {p.id: p for p in self.payments}
+
+    def local_date(self, ts: float) -> date:
+        return to_date(ts)
+
+    @cached_property
+    def _base_payments_by_order(self) -> dict[str, list[Rec]]:
+        return _by_order(self._payments_base)
 
     @cached_property
     def tickets(self) -> list[Rec]:
@@ -301,6 +342,13 @@ class World:
                     "comment": rng.choice(comments) if rng.random() < 0.3 else None,
                 }))
         return out
+
+
+def _by_order(payments: list[Rec]) -> dict[str, list[Rec]]:
+    index: dict[str, list[Rec]] = {}
+    for p in payments:
+        index.setdefault(p.data["order"], []).append(p)
+    return index
 
 
 def _weighted(rng: random.Random, choices: tuple[tuple[str, float], ...]) -> str:

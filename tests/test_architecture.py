@@ -36,17 +36,20 @@ OWN = {"collectors": C, "dashboard": D, "simulator": S, "notifiers": N, "partner
 
 # The core's rooms, and which of them each may import (partnerboard/core/__init__.py).
 CORE = "partnerboard.core"
-ROOMS = ("vocabulary", "config", "store", "access", "metrics", "changes", "reports", "alerts", "review")
+ROOMS = ("vocabulary", "config", "store", "access", "reconciliation", "metrics", "changes", "reports",
+         "alerts", "review")
 MAY_IMPORT = {
     "vocabulary": set(),
     "config": {"vocabulary"},
     "store": {"vocabulary", "config"},
     "access": {"vocabulary", "config", "store"},
-    "metrics": {"vocabulary", "config", "store"},
-    "changes": {"vocabulary", "config", "store", "access", "metrics"},
-    "reports": {"vocabulary", "config", "store", "metrics", "changes"},
-    "alerts": {"vocabulary", "config", "store", "access", "metrics", "changes"},
-    "review": {"vocabulary", "config", "store", "access", "metrics", "changes", "reports", "alerts"},
+    "reconciliation": {"vocabulary", "config", "store"},
+    "metrics": {"vocabulary", "config", "store", "reconciliation"},
+    "changes": {"vocabulary", "config", "store", "access", "metrics", "reconciliation"},
+    "reports": {"vocabulary", "config", "store", "metrics", "changes", "reconciliation"},
+    "alerts": {"vocabulary", "config", "store", "access", "metrics", "changes", "reconciliation"},
+    "review": {"vocabulary", "config", "store", "access", "metrics", "changes", "reconciliation", "reports",
+               "alerts"},
 }
 
 

@@ -22,7 +22,7 @@ pytestmark = ONCE_PAGES
 PAGES = ["views/board.py", "views/api_health.py", "views/sla.py", "views/conversion.py",
          "views/returns.py", "views/funnel.py", "views/reports.py", "views/targets.py",
          "views/annotations.py", "views/data.py", "views/users.py", "views/account.py",
-         "views/alerts.py", "views/actions.py", "views/satisfaction.py"]
+         "views/alerts.py", "views/actions.py", "views/satisfaction.py", "views/reconciliation.py"]
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,8 @@ TITLES = {"views/board.py": "Board", "views/api_health.py": "API health", "views
           "views/conversion.py": "Conversion", "views/returns.py": "Returns",
           "views/funnel.py": "Merchant funnel", "views/targets.py": "Targets", "views/users.py": "Users",
           "views/account.py": "Account", "views/alerts.py": "Alerts",
-          "views/actions.py": "Actions", "views/satisfaction.py": "Satisfaction"}
+          "views/actions.py": "Actions", "views/satisfaction.py": "Satisfaction",
+          "views/reconciliation.py": "Reconciliation"}
 
 
 def _page(page: str, period: str | None = None) -> AppTest:

@@ -175,7 +175,11 @@ except Exception as exc:
 described = {"endpoint_down": "a measured incident is open", "partner_incident": "a partner's status page "
              "reports an incident",
              "burn_rate": "the SLA error budget burns too fast (14.4× page, 6× ticket)",
-             "freshness": "a source is stale, degraded or failing", "kpi_status": "a KPI is off target"}
+             "freshness": "a source is stale, degraded or failing", "kpi_status": "a KPI is off target",
+             "duplicate_capture": "an order is captured twice (reconciliation)",
+             "unmatched_value": "money on one side without its counterpart, over a threshold",
+             "stale_break": "reconciliation breaks open too long",
+             "sync_burn": "the payment sync SLO's budget burns too fast"}
 st.dataframe(pd.DataFrame([{
     "rule": name, "fires when": described[name],
     "enabled": "yes" if getattr(cfg.alerts.rules, name).enabled else "no",

@@ -10,6 +10,9 @@ from partnerboard.dashboard import contacts, context, gate, period_picker, queri
 from partnerboard.dashboard.format import kpi_value, local_time, verdict_badge
 from partnerboard.dashboard.literal import failure, md
 
+from partnerboard.core.reconciliation import sync as recon_sync
+from partnerboard.core.reconciliation.matching import Sides
+
 cfg = context.config()
 store = context.store()
 key = context.config_key()
@@ -117,3 +120,34 @@ for partner in cfg.partners:
     }), hide_index=True, width="stretch", key=f"inc_{partner.id}", column_config={
         "minutes": st.column_config.NumberColumn(format="%.1f"),
         "link": st.column_config.LinkColumn(display_text="open")})
+
+# The sync SLO between the partners (docs/reconciliation.md), beside the uptime SLAs.
+sides = Sides.of(cfg)
+if sides is not None:
+    st.subheader("Payment sync between the partners")
+    target = sides.sync_target
+    try:
+        with store.engine.connect() as conn:
+            sync = {flow: fn(conn, sides, start, min(end, queries.clip(as_of)), target)
+                    for flow, fn in (("payments", recon_sync.payments), ("refunds", recon_sync.refunds))}
+    except Exception as exc:
+        st.warning(f"Sync time unavailable: {failure(exc)}")
+        sync = {}
+    if sync:
+        st.dataframe(pd.DataFrame([{
+            "flow": flow, "pairs": s.pairs,
+            "p50 (min)": None if s.p50_s is None else s.p50_s / 60,
+            "p95 (min)": None if s.p95_s is None else s.p95_s / 60,
+            "max (min)": None if s.max_s is None else s.max_s / 60,
+            f"within {target.within_minutes:g} min": s.attainment_pct,
+            "target (%)": target.percent,
+            "verdict": "no data" if s.met is None else ("met" if s.met else "missed"),
+            "budget left (pairs)": None if s.pairs == 0 else s.budget_left,
+            "burn rate": s.burn_rate,
+        } for flow, s in sync.items()]), hide_index=True, width="stretch", key="sync_slo",
+            column_config={c: st.column_config.NumberColumn(format="%.2f") for c in (
+                "p50 (min)", "p95 (min)", "max (min)", f"within {target.within_minutes:g} min",
+                "burn rate")})
+        st.caption("The gap between the marketplace charging the shopper and the gateway's capture (and "
+                   "between a refunded return and the gateway's refund); budget and burn rate as for "
+                   "uptime. The break list: the Reconciliation page.")

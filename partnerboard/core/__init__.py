@@ -8,11 +8,14 @@
   quarantine, coverage). May import: vocabulary, config.
 - ``access``: who may do what (roles, people and sign-in, the audit log). May import:
   vocabulary, config, store.
+- ``reconciliation``: the two partners' records matched (paid orders and captures,
+  refunded returns and refunds), the shared break list, sync time. May import:
+  vocabulary, config, store.
 - ``metrics``: every number (KPIs, filters, breakdowns, the funnel, API health, SLA).
-  May import: vocabulary, config, store; never access.
+  May import: vocabulary, config, store, reconciliation; never access.
 - ``changes``: what people change through the board, each checked and audited (notes,
-  targets, quarantine resolutions, run-now requests). May import: vocabulary, config,
-  store, access, metrics.
+  targets, quarantine resolutions, run-now requests, decisions on breaks). May import:
+  vocabulary, config, store, access, metrics, reconciliation.
 - ``reports``: the review report and its CSV. May import: vocabulary, config, store,
   metrics, changes.
 

@@ -24,6 +24,7 @@ ACTIONS: dict[str, Role] = {
     "upload": "editor",  # send a file to a page's uploader (the guard checks it on Streamlit's route)
     "edit_targets": "editor",
     "close_period": "editor",
+    "reconcile": "editor",  # accept, assign or reopen a reconciliation break
     "run_now": "admin",
     "manage_users": "admin",
     "quarantine": "admin",

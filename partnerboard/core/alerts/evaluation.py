@@ -25,7 +25,7 @@ log = logging.getLogger("partnerboard.alerts")
 
 AFTER_PROBES: tuple[str, ...] = ("endpoint_down", "burn_rate")
 REGULAR: tuple[str, ...] = ("endpoint_down", "partner_incident", "burn_rate", "freshness")
-KPIS: tuple[str, ...] = ("kpi_status",)
+KPIS: tuple[str, ...] = ("kpi_status", "duplicate_capture", "unmatched_value", "stale_break", "sync_burn")
 
 
 def run(engine: Engine, config: Config, names: tuple[str, ...] = REGULAR,

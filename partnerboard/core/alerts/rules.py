@@ -14,6 +14,10 @@ what a message needs (``labels``). Nothing here writes or sends; ``state`` does.
   × its interval, its last run was degraded, or ``failed_runs`` runs failed in a row.
 - ``kpi_status`` (warning for red, info for amber): a KPI is off target in the running
   or the last complete month.
+- reconciliation (docs/reconciliation.md): ``duplicate_capture`` (critical) per open
+  duplicate; ``unmatched_value`` (warning) over a threshold in the running or last month;
+  ``stale_break`` (warning) per class with breaks open too long; ``sync_burn`` (warning)
+  when the payment sync SLO's budget burns too fast this month.
 """
 
 from __future__ import annotations
@@ -29,6 +33,11 @@ from sqlalchemy.engine import Connection
 from partnerboard.core.changes import targets
 from partnerboard.core.config import Config
 from partnerboard.core.metrics import kpi_engine, sla
+from partnerboard.core.reconciliation import breaks
+from partnerboard.core.reconciliation import summary as recon_summary
+from partnerboard.core.reconciliation import sync as recon_sync
+from partnerboard.core.reconciliation.kinds import KINDS, OPEN
+from partnerboard.core.reconciliation.matching import Sides
 from partnerboard.core.store import runs, schema
 from partnerboard.core.vocabulary import periods, timeutil
 from partnerboard.core.vocabulary.kpis import BY_ID
@@ -184,8 +193,83 @@ def kpi_status(conn: Connection, config: Config, now: datetime) -> list[Firing]:
     return out
 
 
+def duplicate_capture(conn: Connection, config: Config, now: datetime) -> list[Firing]:
+    """Each open duplicate capture: the shopper was charged twice and is owed the extra."""
+    sides = Sides.of(config)
+    if sides is None:
+        return []
+    found = breaks.listing(conn, kinds=["duplicate_capture"], states=list(OPEN))
+    return [Firing(
+        f"duplicate_capture:{b['id']}", "duplicate_capture",
+        _severity(config, "duplicate_capture", "critical"),
+        None, b["order_id"],
+        f"Order {b['order_id']} captured more than once: {b['difference']:,.2f} {b['gateway_currency']} "
+        f"captured twice (payments {b['payment_id']}, {', '.join(json.loads(b['extra'] or '[]'))})",
+        timeutil.from_db(b["first_seen"]),
+        {"break": b["id"], "order_id": b["order_id"], "extra_amount": b["difference"],
+         "currency": b["gateway_currency"]}) for b in found]
+
+
+def unmatched_value(conn: Connection, config: Config, now: datetime) -> list[Firing]:
+    """Money paid on one side and not matched on the other, in the running or last month."""
+    sides = Sides.of(config)
+    if sides is None:
+        return []
+    limit = config.alerts.rules.unmatched_value.threshold
+    out = []
+    current = periods.containing("month", now, config.tz)
+    for period in (current, periods.last_complete("month", now, config.tz)):
+        s = recon_summary.of_sides(conn, sides, *period.bounds(config.tz))
+        for side, value, words in (("market", s.unmatched_market, "paid, not captured"),
+                                   ("gateway", s.unmatched_gateway, "captured, not paid")):
+            if value > limit:
+                out.append(Firing(
+                    f"unmatched_value:{side}:{period.label}", "unmatched_value",
+                    _severity(config, "unmatched_value", "warning"), None, side,
+                    f"{value:,.2f} {words} in {period.label} (threshold {limit:,.2f})", now,
+                    {"side": side, "period": period.label, "value": value, "threshold": limit}))
+    return out
+
+
+def stale_break(conn: Connection, config: Config, now: datetime) -> list[Firing]:
+    """Open breaks older than agreed, one alert per class."""
+    if Sides.of(config) is None:
+        return []
+    days = config.alerts.rules.stale_break.older_than_days
+    cutoff = now - timedelta(days=days)
+    old: dict[str, list[dict]] = {}
+    for b in breaks.listing(conn, states=list(OPEN)):
+        if timeutil.from_db(b["first_seen"]) < cutoff:  # open this long, not merely about old records
+            old.setdefault(b["kind"], []).append(b)
+    return [Firing(
+        f"stale_break:{kind}", "stale_break", _severity(config, "stale_break", "warning"), None, kind,
+        f"{len(found)} {KINDS[kind].label.lower()} break{'s' if len(found) > 1 else ''} open for more than "
+        f"{days:g} days (open since {min(timeutil.from_db(b['first_seen']) for b in found):%Y-%m-%d})",
+        now, {"kind": kind, "count": len(found), "older_than_days": days})
+        for kind, found in sorted(old.items())]
+
+
+def sync_burn(conn: Connection, config: Config, now: datetime) -> list[Firing]:
+    """The payment sync SLO's budget burning too fast over the running month."""
+    sides = Sides.of(config)
+    if sides is None:
+        return []
+    rule = config.alerts.rules.sync_burn
+    month = periods.containing("month", now, config.tz)
+    sync = recon_sync.payments(conn, sides, month.bounds(config.tz)[0], now, sides.sync_target)
+    rate = sync.burn_rate
+    if sync.pairs < rule.min_pairs or rate is None or rate <= rule.burn_rate:
+        return []
+    return [Firing(
+        f"sync_burn:{month.label}", "sync_burn", _severity(config, "sync_burn", "warning"), None, "payments",
+        f"Payment sync SLO burning {rate:.1f}× in {month.label}: {sync.slow} of {sync.pairs} payments "
+        f"slower than {sides.sync_target.within_minutes:g} min (target {sides.sync_target.percent:g} %)",
+        now, {"period": month.label, "burn_rate": rate, "slow": sync.slow, "pairs": sync.pairs})]
+
+
 RULES = {"endpoint_down": endpoint_down, "partner_incident": partner_incident, "burn_rate": burn_rate,
-         "freshness": freshness, "kpi_status": kpi_status}
+         "freshness": freshness, "kpi_status": kpi_status, "duplicate_capture": duplicate_capture,
+         "unmatched_value": unmatched_value, "stale_break": stale_break, "sync_burn": sync_burn}
 
 
 def evaluate(conn: Connection, config: Config, now: datetime | None = None,

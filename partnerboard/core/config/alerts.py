@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Severity = Literal["critical", "warning", "info"]
 RuleName = Literal["endpoint_down", "partner_incident", "burn_rate", "freshness", "kpi_status"]
-RULES: tuple[str, ...] = ("endpoint_down", "partner_incident", "burn_rate", "freshness", "kpi_status")
+RULES: tuple[str, ...] = ("endpoint_down", "partner_incident", "burn_rate", "freshness", "kpi_status",
+                          "duplicate_capture", "unmatched_value", "stale_break", "sync_burn")
 _ID = r"^[a-z0-9][a-z0-9_-]*$"
 _ENV = r"^[A-Za-z_][A-Za-z0-9_.]*$"
 
@@ -128,6 +129,24 @@ class KpiRule(RuleSetting):
     """How often KPIs are judged (on a schedule, never on page views)."""
 
 
+class UnmatchedRule(RuleSetting):
+    threshold: Annotated[float, Field(ge=0)] = 1000.0
+    """Unmatched value (paid not captured, or captured not paid) of the running or last month
+    above this many currency units alerts."""
+
+
+class StaleBreakRule(RuleSetting):
+    older_than_days: Annotated[float, Field(gt=0, le=3650)] = 7.0
+    """An open break older than this many days alerts (one alert per class)."""
+
+
+class SyncBurnRule(RuleSetting):
+    burn_rate: Annotated[float, Field(gt=0, le=1000)] = 2.0
+    """The sync SLO's budget burning this many times faster than it may, over the running month."""
+    min_pairs: Annotated[int, Field(ge=1, le=1_000_000)] = 50
+    """Payments the month must have before its burn rate is judged (a quiet morning is no trend)."""
+
+
 class Rules(_Model):
     endpoint_down: RuleSetting = RuleSetting()
     """A measured incident opens (after `down_after_failures` failed probes) and resolves."""
@@ -139,6 +158,14 @@ class Rules(_Model):
     """A source stale, degraded, or failing run after run."""
     kpi_status: KpiRule = KpiRule()
     """A KPI red (or amber) against its target, in the running or the last complete month."""
+    duplicate_capture: RuleSetting = RuleSetting()
+    """An order captured twice (reconciliation): one alert per duplicate, until it is resolved or accepted."""
+    unmatched_value: UnmatchedRule = UnmatchedRule()
+    """Money on one side without its counterpart on the other over a threshold (reconciliation)."""
+    stale_break: StaleBreakRule = StaleBreakRule()
+    """Reconciliation breaks left open longer than agreed."""
+    sync_burn: SyncBurnRule = SyncBurnRule()
+    """The payment sync SLO's budget burning too fast (reconciliation)."""
 
 
 class Alerts(_Model):

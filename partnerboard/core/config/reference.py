@@ -51,15 +51,21 @@ SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("[[targets]]", c.Target, "KPI targets ([configuration.md](configuration.md#targets))."),
     ("[[partners.contacts]]", c.Contact, "Escalation contacts: who picks up the phone "
      "([alerts.md](alerts.md#escalation-contacts))."),
+    ("[reconciliation]", c.Reconciliation,
+     "Matching the partners' orders and payments ([reconciliation.md](reconciliation.md))."),
+    ("reconciliation.sync_target", c.SyncTarget, "The synchronisation SLO."),
     ("[alerts]", al.Alerts, "Alerting ([alerts.md](alerts.md))."),
     ("[[subscriptions]]", sb.Subscription,
      "The review pack on a schedule ([review.md](review.md#subscriptions))."),
     ("[[alerts.receivers]]", al.Receiver, "Where notifications go."),
     ("[[alerts.routes]]", al.Route, "Which alerts reach which receivers."),
     ("[alerts.rules.*]", al.RuleSetting, "Each rule: endpoint_down, partner_incident, burn_rate, "
-     "freshness, kpi_status."),
+     "freshness, kpi_status, duplicate_capture, unmatched_value, stale_break, sync_burn."),
     ("[alerts.rules.freshness]", al.FreshnessRule, "Also the common keys above."),
     ("[alerts.rules.kpi_status]", al.KpiRule, "Also the common keys above."),
+    ("[alerts.rules.unmatched_value]", al.UnmatchedRule, "Also the common keys above."),
+    ("[alerts.rules.stale_break]", al.StaleBreakRule, "Also the common keys above."),
+    ("[alerts.rules.sync_burn]", al.SyncBurnRule, "Also the common keys above."),
 ]
 _OR = " | "  # table cells escape it (_cell)
 _EXAMPLE = re.compile(r"\s*Example:\s*(`[^`]*`)\s*$", re.S)

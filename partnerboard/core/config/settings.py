@@ -36,8 +36,9 @@ __all__ = [
     "CONFIG_ENV", "DEFAULT_CONFIG_PATH", "SLA", "Access", "Alerts", "ApiPath", "Auth", "Collection",
     "Config", "Contact",
     "ConfigError", "Endpoint", "FieldSpec", "Incremental", "MaintenanceWindow", "Pagination", "Partner",
-    "Partnership", "Percent", "Retry", "Seconds", "SecretName", "Server", "Source", "StatusPage", "Target",
-    "UnknownPartnerError", "config_path", "load_config", "parse_config",
+    "Partnership", "Percent", "Reconciliation", "Retry", "Seconds", "SecretName", "Server", "Source",
+    "StatusPage", "SyncTarget", "Target", "UnknownPartnerError", "config_path", "load_config",
+    "parse_config", "reconciliation_sides",
 ]
 
 DEFAULT_CONFIG_PATH = "partners.toml"
@@ -668,6 +669,48 @@ class Server(_Model):
         return v.rstrip("/") if v else v
 
 
+class SyncTarget(_Model):
+    """How quickly a payment must appear on the other side: ``percent`` of the period's
+    matched payments within ``within_minutes``."""
+
+    within_minutes: Annotated[float, _between(0.01, 7 * 24 * 60)] = 15
+    """The sync time a payment (or refund) must stay within."""
+    percent: Annotated[float, _between(0.1, 100)] = 95
+    """The share of the period's matched pairs that must be that quick (the SLO)."""
+
+
+class Reconciliation(_Model):
+    """Where the two partners' systems meet (docs/reconciliation.md): the marketplace's
+    paid orders against the gateway's captures, its refunded returns against the
+    gateway's refunds. On when the partnership has one partner with orders and one with
+    payments (or names them here)."""
+
+    enabled: bool = True
+    """Reconcile at all (when both sides are configured)."""
+    orders_partner: str | None = None
+    """The partner whose orders and returns are one side. Default: the one partner with
+    `role = "marketplace"`."""
+    payments_partner: str | None = None
+    """The partner whose payments and refunds are the other side. Default: the one partner
+    with `role = "payments"`. Its payments source must map `order_id` to the field that
+    names the order (e.g. `"metadata.order_id"`, or a session id the orders carry as their
+    id)."""
+    paid_statuses: Annotated[list[Literal["paid", "shipped", "delivered", "cancelled", "created"]],
+                             Field(min_length=1)] = ["paid", "shipped", "delivered"]
+    """Order statuses that mean the shopper was charged: each such order needs a capture."""
+    grace_minutes: Annotated[float, _between(0, 7 * 24 * 60)] = 30
+    """A record without its counterpart is *in transit*, not a break, while it is younger
+    than this."""
+    amount_tolerance: Annotated[float, _between(0, 1_000_000)] = 0
+    """Amounts within this many units of the currency (e.g. `0.01`) are equal; 0: exact to
+    the minor unit."""
+    lookback_days: Annotated[float, _between(1, 3660)] = 45
+    """Each run re-checks the records of this many days (and every open break, however
+    old)."""
+    sync_target: SyncTarget = SyncTarget()
+    """The synchronisation SLO, shown beside the uptime SLA."""
+
+
 class Config(_Model):
     partnership: Partnership
     """Who the partnership is."""
@@ -685,6 +728,8 @@ class Config(_Model):
     """Who is told what, and how (docs/alerts.md)."""
     subscriptions: list[Subscription] = []
     """The review pack sent on a schedule (docs/review.md#subscriptions)."""
+    reconciliation: Reconciliation = Reconciliation()
+    """Matching the partners' orders, payments, returns and refunds."""
     subscription_catch_up_days: Annotated[float, Field(gt=0, le=366)] = 7
     """A subscription whose last due time is older than this is not sent by itself (a board
     that was off for a month does not flood inboxes); admins send it from the Reports page."""
@@ -721,6 +766,7 @@ class Config(_Model):
                 if name not in receivers:
                     raise ValueError(f'subscriptions "{sub.id}" receivers names "{name}", which is not in '
                                      f"[[alerts.receivers]] (known: {', '.join(receivers) or 'none'})")
+        _check_reconciliation(self)
         for i, t in enumerate(self.targets):
             if t.partner not in ids:
                 raise ValueError(
@@ -747,6 +793,56 @@ class Config(_Model):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.partnership.timezone)
+
+
+def reconciliation_sides(config: Config) -> tuple[Partner, Partner] | None:
+    """(orders partner, payments partner) when reconciliation applies, else None: off, or
+    no partner with orders or none with payments to match them to."""
+    rec = config.reconciliation
+    if not rec.enabled:
+        return None
+
+    def side(named: str | None, role: str, resource: str) -> Partner | None:
+        if named is not None:
+            return next(p for p in config.partners if p.id == named)
+        found = [p for p in config.partners if p.role == role]
+        if len(found) != 1:
+            return None
+        return found[0] if any(s.resource == resource for s in found[0].sources) else None
+
+    orders = side(rec.orders_partner, "marketplace", "orders")
+    payments = side(rec.payments_partner, "payments", "payments")
+    return None if orders is None or payments is None else (orders, payments)
+
+
+def _check_reconciliation(config: Config) -> None:
+    """The named partners exist, hold their side, and the payments name their order."""
+    rec = config.reconciliation
+    ids = [p.id for p in config.partners]
+    for setting, named, resource in (("orders_partner", rec.orders_partner, "orders"),
+                                     ("payments_partner", rec.payments_partner, "payments")):
+        if named is None:
+            continue
+        if named not in ids:
+            raise ValueError(f'reconciliation.{setting} "{named}" is not a configured partner '
+                             f"(known: {', '.join(ids)})")
+        partner = next(p for p in config.partners if p.id == named)
+        if not any(s.resource == resource for s in partner.sources):
+            raise ValueError(f'reconciliation.{setting} "{named}" has no source with resource = '
+                             f'"{resource}": reconciliation reads its {resource} from one')
+    if rec.orders_partner is not None and rec.orders_partner == rec.payments_partner:
+        raise ValueError("reconciliation.orders_partner and payments_partner name the same partner; "
+                         "reconciliation matches one partner's orders with the other's payments")
+    sides = reconciliation_sides(config)
+    if sides is None:
+        return
+    for source in sides[1].sources:
+        if source.resource == "payments" and source.fetcher is None and "order_id" not in source.fields:
+            raise ValueError(
+                f'source "{source.id}" (payments of "{sides[1].id}") does not map order_id, which '
+                "reconciliation matches payments to orders by: add order_id to its fields (the "
+                'field naming the order, e.g. order_id = "metadata.order_id"; a gateway that keys '
+                "payments by a session id maps that field), or set [reconciliation] enabled = false")
 
 
 # --- loading and error reporting -------------------------------------------------

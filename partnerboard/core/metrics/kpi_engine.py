@@ -22,6 +22,8 @@ from partnerboard.core.config import Config, Partner
 from partnerboard.core.metrics import filters as flt
 from partnerboard.core.metrics import health, merchant_activity, record_days
 from partnerboard.core.metrics.filters import Filters
+from partnerboard.core.reconciliation import summary
+from partnerboard.core.reconciliation.matching import Sides
 from partnerboard.core.store import coverage, schema
 from partnerboard.core.store.sqltime import elapsed, within
 from partnerboard.core.vocabulary.kpis import BY_ID, LOW_SAMPLE, VALUE_KPIS, applies_to
@@ -232,19 +234,58 @@ def _api_health(conn: Connection, pids: list[str], windows: Sequence[Window], f:
     return out
 
 
+def _reconciliation(conn: Connection, pids: list[str], windows: Sequence[Window],
+                    sides: Sides | None) -> Values:
+    """The period's reconciliation (``reconciliation.summary``), with the payments partner
+    it is reconciled against; no data without reconciliation, for a period the matcher has
+    not looked at (it ends before the first run's window), or without anything to match."""
+    out: Values = {}
+    since = None if sides is None else summary.reconciled_since(conn, sides)
+    for pid in pids:
+        for w in windows:
+            key = (pid, w.period.label)
+            if sides is None or pid != sides.payments or since is None or w.end <= since:
+                out[key] = dict.fromkeys(RECONCILIATION_KPIS)  # never reconciled: no data
+                continue
+            s = summary.of_sides(conn, sides, w.start, w.end)
+            seen = s.paid_orders > 0 or s.open_breaks > 0
+            kinds = s.open_by_kind
+            amount = sum(kinds[k].count for k in ("amount_mismatch", "currency_mismatch",
+                                                  "refund_amount_mismatch") if k in kinds)
+            sync = s.payments_sync
+            out[key] = {
+                "recon_match_rate": s.match_rate,
+                "recon_open_breaks": float(s.open_breaks) if seen else None,
+                "recon_unmatched_paid": float(s.unmatched_market) if seen else None,
+                "recon_unmatched_captured": float(s.unmatched_gateway) if seen else None,
+                "recon_amount_breaks": float(amount) if seen else None,
+                "recon_duplicate_captures": float(s.duplicates[0]) if seen else None,
+                "recon_duplicate_value": float(s.duplicates[1]) if seen else None,
+                "recon_sync_p95": None if sync is None or sync.p95_s is None else sync.p95_s / 60,
+                "recon_sync_slo": None if sync is None else sync.attainment_pct,
+            }
+    return out
+
+
+RECONCILIATION_KPIS = tuple(k.id for k in VALUE_KPIS if k.family == "reconciliation")
+
+
 def compute_many(conn: Connection, partners: Sequence[Partner], periods: Sequence[Period],
-                 tz: Any, filters: Filters = flt.NONE, now: datetime | None = None) -> Values:
+                 tz: Any, filters: Filters = flt.NONE, now: datetime | None = None,
+                 reconciled: Sides | None = None) -> Values:
     """Every KPI that applies to each partner's role, for each period.
 
     One statement per family for all partners and periods together: the Board's three
     periods cost one scan of the probes, not six. Under ``filters``, a KPI that cannot
     be cut by every active filter (``Filters.covers``) gets the whole partner's value,
     never a ratio of a filtered numerator over an unfiltered denominator. ``now`` says how
-    much of a running period has passed (what its sources cannot have covered yet)."""
-    found = _compute(conn, partners, periods, tz, filters, now)
+    much of a running period has passed (what its sources cannot have covered yet).
+    ``reconciled``: the partnership's reconciliation sides (``Sides.of(config)``), for the
+    reconciliation KPIs; without it they are no data."""
+    found = _compute(conn, partners, periods, tz, filters, now, reconciled)
     if not filters.active:
         return found
-    whole = _compute(conn, partners, periods, tz, flt.NONE, now)
+    whole = _compute(conn, partners, periods, tz, flt.NONE, now, reconciled)
     blocked = flt.unsplittable(partners)
     return {key: {k: v if filters.covers(k, blocked.get((key[0], k), frozenset())) else whole[key][k]
                   for k, v in values.items()}
@@ -252,7 +293,8 @@ def compute_many(conn: Connection, partners: Sequence[Partner], periods: Sequenc
 
 
 def _compute(conn: Connection, partners: Sequence[Partner], periods: Sequence[Period],
-             tz: Any, filters: Filters, now: datetime | None = None) -> Values:
+             tz: Any, filters: Filters, now: datetime | None = None,
+             reconciled: Sides | None = None) -> Values:
     windows = [Window(p, *p.bounds(tz)) for p in dict.fromkeys(periods)]
     by_role = {role: [p.id for p in partners if p.role == role] for role in ("marketplace", "payments")}
     values: Values = {(p.id, w.period.label): {} for p in partners for w in windows}
@@ -262,6 +304,9 @@ def _compute(conn: Connection, partners: Sequence[Partner], periods: Sequence[Pe
         if pids:
             for key, found in family(conn, pids, windows, filters).items():
                 values[key].update(found)
+    if by_role["payments"]:  # between the partners, not cut by filters
+        for key, found in _reconciliation(conn, by_role["payments"], windows, reconciled).items():
+            values[key].update(found)
     roles = {p.id: p.role for p in partners}
     covered = _coverage(conn, partners, windows, tz, now)
     missing = {key for key, mark in covered.items() if mark is NO_DATA}
@@ -410,7 +455,8 @@ def board(conn: Connection, config: Config, period: Period,
     if values is not None:
         found = values
     else:
-        found = compute_many(conn, partners, list(compare.values()), tz, filters, now) if partners else {}
+        found = compute_many(conn, partners, list(compare.values()), tz, filters, now,
+                             Sides.of(config)) if partners else {}
     rows = []
     blocked = flt.unsplittable(partners)
     partial = partial_marks(conn, partners, list(compare.values()), tz, now) if partners else {}

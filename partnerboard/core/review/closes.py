@@ -35,6 +35,7 @@ from sqlalchemy.engine import Connection
 from partnerboard.core.access import User, audit, require
 from partnerboard.core.config import Config
 from partnerboard.core.metrics import incidents, kpi_engine, merchant_funnel
+from partnerboard.core.reconciliation.matching import Sides
 from partnerboard.core.reports import report
 from partnerboard.core.store import exclusive, schema
 from partnerboard.core.vocabulary import periods, timeutil
@@ -176,7 +177,7 @@ def live_trend(conn: Connection, config: Config, period: Period, n: int = TREND_
     """Today's value of every KPI for the ``n`` periods ending with ``period``, oldest
     first: the pack's trend charts (frozen into a snapshot at close)."""
     series = periods.trailing(period, n)
-    found = kpi_engine.compute_many(conn, config.partners, series, config.tz)
+    found = kpi_engine.compute_many(conn, config.partners, series, config.tz, reconciled=Sides.of(config))
     order = [p.label for p in series]
     return [{"partner_id": pid, "period": label, "kpi": kpi, "value": value}
             for (pid, label), values in sorted(found.items(), key=lambda kv: order.index(kv[0][1]))

@@ -321,6 +321,17 @@ def _v26_incident_reported_at(conn: Connection) -> None:
         conn.execute(sa.text("ALTER TABLE incidents ADD COLUMN reported_at TIMESTAMP"))
 
 
+def _v27_reconciliation(conn: Connection) -> None:
+    """v27: ``orders.paid_at`` (when the shopper was charged: the sync time's start),
+    ``recon_breaks`` and their notes. Orders stored before keep NULL until their next update
+    is read."""
+    if "paid_at" not in {c["name"] for c in sa.inspect(conn).get_columns("orders")}:
+        conn.execute(sa.text("ALTER TABLE orders ADD COLUMN paid_at TIMESTAMP"))
+    schema.recon_breaks.create(conn, checkfirst=True)
+    schema.recon_notes.create(conn, checkfirst=True)
+    schema.recon_coverage.create(conn, checkfirst=True)
+
+
 # Step N upgrades a database at version N-1 to version N. Append only; never edit.
 STEPS: dict[int, Callable[[Connection], None]] = {
     2: _v2_indexes,
@@ -348,6 +359,7 @@ STEPS: dict[int, Callable[[Connection], None]] = {
     24: _v24_proposals,
     25: _v25_source_loads,
     26: _v26_incident_reported_at,
+    27: _v27_reconciliation,
 }
 LATEST = max(STEPS)
 

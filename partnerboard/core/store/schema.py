@@ -468,6 +468,8 @@ orders = sa.Table(
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Column("updated_at", sa.DateTime, nullable=False),
     *_meta(),
+    sa.Column("paid_at", sa.DateTime, comment="when the shopper was charged (v27); NULL: not paid, "
+              "or the marketplace does not say"),
 )
 
 traffic = sa.Table(
@@ -800,4 +802,74 @@ restatements = sa.Table(
     sa.Column("signed", sa.Float),
     sa.Column("now", sa.Float),
     sa.Column("checked_at", sa.DateTime, nullable=False),
+)
+
+
+# --- reconciliation (v27) ---------------------------------------------------------------
+# The breaks between the orders partner's records (the "market" side: orders, returns) and
+# the payments partner's (the "gateway" side: payments, refunds), found by
+# ``core.reconciliation``. One row per break, for ever: its id is a digest of its class and
+# the ids it is about, so the same break keeps its row across runs and whichever side was
+# collected first. State moves only by a conditional UPDATE on the state that was read.
+
+recon_breaks = sa.Table(
+    "recon_breaks",
+    metadata,
+    sa.Column("id", sa.String(24), primary_key=True, comment="brk_ + 20 hex of sha1(kind|partners|key)"),
+    sa.Column("kind", sa.String(32), nullable=False, comment="the break's class (reconciliation.KINDS)"),
+    sa.Column("state", sa.String(16), nullable=False,
+              comment="in_transit | open | assigned | accepted | resolved"),
+    sa.Column("orders_partner", sa.String(64), nullable=False),
+    sa.Column("payments_partner", sa.String(64), nullable=False),
+    sa.Column("order_id", sa.String(128)),
+    sa.Column("payment_id", sa.String(128)),
+    sa.Column("return_id", sa.String(128)),
+    sa.Column("refund_id", sa.String(128)),
+    sa.Column("market_amount", MONEY, comment="the order's (or refunded return's) amount"),
+    sa.Column("market_currency", sa.String(3)),
+    sa.Column("gateway_amount", MONEY, comment="the capture's (or refund's) amount"),
+    sa.Column("gateway_currency", sa.String(3)),
+    sa.Column("difference", MONEY, comment="gateway − market; for a duplicate, the extra captured"),
+    sa.Column("extra", sa.Text, comment="JSON: what else the class names (the extra captures' ids)"),
+    sa.Column("market_at", sa.DateTime, comment="UTC: when the market side happened (paid, refunded)"),
+    sa.Column("gateway_at", sa.DateTime, comment="UTC: when the gateway side happened (captured, refunded)"),
+    sa.Column("event_at", sa.DateTime, nullable=False,
+              comment="UTC: the earlier side's time: the period the break belongs to"),
+    sa.Column("first_seen", sa.DateTime, nullable=False),
+    sa.Column("last_seen", sa.DateTime, nullable=False),
+    sa.Column("resolved_at", sa.DateTime),
+    sa.Column("resolution", sa.String(16), comment="cleared (the records agree now) | accepted"),
+    sa.Column("reason", sa.Text, comment="why a person accepted it", info={"max_chars": 2000, "scrub": True}),
+    sa.Column("assigned_to", sa.String(64), comment="the partner that is to fix it"),
+    sa.Column("changed_by", sa.String(320), comment="who last acted on it (NULL: the matcher)"),
+    sa.Column("changed_at", sa.DateTime),
+    sa.Index("ix_recon_breaks_state", "state", "event_at"),
+    sa.Index("ix_recon_breaks_event", "event_at"),
+)
+
+# Notes on a break (v27): ``shared`` (both partners) or ``internal`` (the author's partner
+# only), the annotations' rule (``changes.annotations.visible_to``).
+recon_notes = sa.Table(
+    "recon_notes",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("break_id", sa.String(24), nullable=False),
+    sa.Column("text", sa.Text, nullable=False, info=written_by_people(2000)),
+    sa.Column("visibility", sa.String(16), nullable=False,
+              comment="shared (both partners) | internal (the author's partner only)"),
+    sa.Column("author", sa.String(256), nullable=False),
+    sa.Column("author_partner", sa.String(64), comment="whose staff wrote it; NULL = both"),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Index("ix_recon_notes_break", "break_id"),
+)
+
+# How far back the matcher has looked (v27): a period it never reconciled has no
+# reconciliation figures (no data), not zero breaks.
+recon_coverage = sa.Table(
+    "recon_coverage",
+    metadata,
+    sa.Column("orders_partner", sa.String(64), primary_key=True),
+    sa.Column("payments_partner", sa.String(64), primary_key=True),
+    sa.Column("reconciled_from", sa.DateTime, nullable=False, comment="UTC: the earliest window start run"),
+    sa.Column("last_run_at", sa.DateTime, nullable=False),
 )

@@ -17,7 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Family = Literal["conversion", "returns", "merchant_funnel", "support", "satisfaction", "api_health"]
+Family = Literal["conversion", "returns", "merchant_funnel", "support", "satisfaction", "api_health",
+                 "reconciliation"]
 Dimension = Literal["channel", "segment"]
 
 
@@ -134,6 +135,32 @@ KPIS: tuple[Kpi, ...] = (
     Kpi("mttr", "Mean time to recovery", "api_health", "any", "min", "lower",
         "mean duration of the measured incidents resolved in the period, minutes",
         ("incidents",)),
+    # Reconciliation (docs/reconciliation.md): between the two partners, shown with the
+    # payments partner; a period's breaks are those whose earlier side falls in it.
+    Kpi("recon_match_rate", "Reconciliation match rate", "reconciliation", "payments", "%", "higher",
+        "100 × paid orders of the period (by the time the marketplace charged the shopper) whose "
+        "first capture agrees (same currency, amount within the tolerance) ÷ paid orders of the "
+        "period", ("payments",)),
+    Kpi("recon_open_breaks", "Open reconciliation breaks", "reconciliation", "payments", "count", "lower",
+        "breaks open or assigned (not in transit, accepted or resolved) whose earlier side falls "
+        "in the period", ("payments",)),
+    Kpi("recon_unmatched_paid", "Paid, not captured", "reconciliation", "payments", "PLN", "lower",
+        "Σ order amount of the open paid orders without a capture", ("payments",)),
+    Kpi("recon_unmatched_captured", "Captured, not paid", "reconciliation", "payments", "PLN", "lower",
+        "Σ capture amount of the open captures without an order or for an unpaid order",
+        ("payments",)),
+    Kpi("recon_amount_breaks", "Amount breaks", "reconciliation", "payments", "count", "lower",
+        "open amount and currency mismatches of captures and refunds", ("payments",)),
+    Kpi("recon_duplicate_captures", "Duplicate captures", "reconciliation", "payments", "count", "lower",
+        "open orders captured more than once (an idempotency failure)", ("payments",)),
+    Kpi("recon_duplicate_value", "Captured twice (value)", "reconciliation", "payments", "PLN", "lower",
+        "Σ extra amount captured by the open duplicate captures", ("payments",)),
+    Kpi("recon_sync_p95", "Payment sync p95", "reconciliation", "payments", "min", "lower",
+        "95th percentile over the period's paid orders with a capture of |capture − paid|, "
+        "minutes (orders without a paid time left out)", ("payments",)),
+    Kpi("recon_sync_slo", "Payment sync SLO attainment", "reconciliation", "payments", "%", "higher",
+        "100 × those pairs within `[reconciliation] sync_target.within_minutes` ÷ those pairs; "
+        "met at `sync_target.percent`", ("payments",)),
 )
 
 BY_ID: dict[str, Kpi] = {k.id: k for k in KPIS}
@@ -232,8 +259,14 @@ def render_markdown() -> str:
         "merchant's segment; orders, payments and tickets through their merchant). Under a "
         "filter a KPI cannot be cut by, the Board shows the whole partner's value and says so.",
         "",
+        "*Reconciliation* KPIs are between the two partners (the marketplace's paid orders and "
+        "returns against the gateway's captures and refunds) and are shown with the payments "
+        "partner; matching rules, classes of break and the sync SLO: "
+        "[reconciliation.md](reconciliation.md).",
+        "",
     ]
-    for family in ("conversion", "returns", "merchant_funnel", "support", "satisfaction", "api_health"):
+    for family in ("conversion", "returns", "merchant_funnel", "support", "satisfaction", "api_health",
+                   "reconciliation"):
         lines += [f"## {family.replace('_', ' ').capitalize()}", ""]
         lines += ["| id | name | partner | unit | better | formula | source tables | filters |",
                   "|---|---|---|---|---|---|---|---|"]

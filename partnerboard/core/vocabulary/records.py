@@ -52,6 +52,7 @@ class Order(_Record):
     currency: Currency
     created_at: Aware
     updated_at: Aware
+    paid_at: Aware | None = None  # when the shopper was charged: reconciliation's sync time
 
 
 class Traffic(_Record):

@@ -1,0 +1,160 @@
+"""A period's reconciliation in figures: what the Reconciliation page, the KPIs and the
+review pack say about it.
+
+Match rate is a ratio of counts over the period: paid orders whose first capture agrees
+(same currency, amount within the tolerance) over all paid orders of the period, by the
+time the marketplace charged the shopper; no paid orders: no data. Break figures count the
+break list's open breaks (open or assigned) whose earlier side falls in the period.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from partnerboard.core.config import Config
+from partnerboard.core.reconciliation import sync
+from partnerboard.core.reconciliation.kinds import KINDS, OPEN
+from partnerboard.core.reconciliation.matching import Sides, captures, paid_orders
+from partnerboard.core.store import schema
+from partnerboard.core.vocabulary import timeutil
+
+brk = schema.recon_breaks
+
+
+@dataclass(frozen=True)
+class ByKind:
+    count: int
+    market_amount: Decimal
+    gateway_amount: Decimal
+    difference: Decimal
+
+
+@dataclass(frozen=True)
+class Summary:
+    start: datetime
+    end: datetime
+    paid_orders: int
+    matched: int
+    in_transit: int
+    open_by_kind: dict[str, ByKind] = field(default_factory=dict)
+    resolved: dict[str, int] = field(default_factory=dict)  # resolution -> breaks of the period
+    payments_sync: sync.SyncTime | None = None
+    refunds_sync: sync.SyncTime | None = None
+
+    @property
+    def match_rate(self) -> float | None:
+        return None if self.paid_orders == 0 else 100.0 * self.matched / self.paid_orders
+
+    @property
+    def open_breaks(self) -> int:
+        return sum(k.count for k in self.open_by_kind.values())
+
+    def _sum(self, kinds: tuple[str, ...], side: str) -> Decimal:
+        return sum((getattr(self.open_by_kind[k], side) for k in kinds if k in self.open_by_kind), Decimal(0))
+
+    @property
+    def unmatched_market(self) -> Decimal:
+        """Paid on the marketplace, not captured on the gateway."""
+        return self._sum(("missing_capture",), "market_amount")
+
+    @property
+    def unmatched_gateway(self) -> Decimal:
+        """Captured on the gateway, not a paid order on the marketplace."""
+        return self._sum(("orphan_capture", "unpaid_order_captured"), "gateway_amount")
+
+    @property
+    def duplicates(self) -> tuple[int, Decimal]:
+        d = self.open_by_kind.get("duplicate_capture")
+        return (0, Decimal(0)) if d is None else (d.count, d.difference)
+
+
+def _matched(conn: Connection, sides: Sides, start: datetime, end: datetime) -> tuple[int, int]:
+    po, cap = paid_orders(sides, start, end), captures(sides)
+    agrees = sa.and_(cap.c.id.is_not(None), cap.c.currency == po.c.currency,
+                     sa.func.abs(cap.c.amount - po.c.amount) <= sides.tolerance)
+    row = conn.execute(sa.select(
+        sa.func.count().label("paid"), sa.func.sum(sa.case((agrees, 1), else_=0)).label("matched"),
+    ).select_from(po.outerjoin(cap, sa.and_(cap.c.k == po.c.id, cap.c.n == 1)))).one()
+    return int(row.paid or 0), int(row.matched or 0)
+
+
+def of_period(conn: Connection, config: Config, start: datetime, end: datetime) -> Summary | None:
+    """The period ``[start, end)`` (aware) from the stored records and break list; None when
+    the partnership has nothing to reconcile."""
+    sides = Sides.of(config)
+    return None if sides is None else of_sides(conn, sides, start, end)
+
+
+def of_sides(conn: Connection, sides: Sides, start: datetime, end: datetime) -> Summary:
+    """``of_period`` for known sides (the KPI engine, which has no config at hand)."""
+    paid, matched = _matched(conn, sides, start, end)
+    in_period = sa.and_(brk.c.orders_partner == sides.orders, brk.c.payments_partner == sides.payments,
+                        brk.c.event_at >= timeutil.to_db(start), brk.c.event_at < timeutil.to_db(end))
+    zero = sa.literal(0)
+    by_kind = {r.kind: ByKind(int(r.n), Decimal(str(r.market)), Decimal(str(r.gateway)),
+                              Decimal(str(r.diff)))
+               for r in conn.execute(sa.select(
+                   brk.c.kind, sa.func.count().label("n"),
+                   sa.func.coalesce(sa.func.sum(brk.c.market_amount), zero).label("market"),
+                   sa.func.coalesce(sa.func.sum(brk.c.gateway_amount), zero).label("gateway"),
+                   sa.func.coalesce(sa.func.sum(brk.c.difference), zero).label("diff"),
+               ).where(in_period, brk.c.state.in_(OPEN)).group_by(brk.c.kind))}
+    transit = conn.execute(sa.select(sa.func.count()).where(in_period, brk.c.state == "in_transit")).scalar()
+    resolved = {r.resolution: int(r.n) for r in conn.execute(
+        sa.select(brk.c.resolution, sa.func.count().label("n"))
+        .where(in_period, brk.c.resolution.is_not(None)).group_by(brk.c.resolution))}
+    target = sides.sync_target
+    return Summary(start, end, paid, matched, int(transit or 0),
+                   {k: by_kind[k] for k in KINDS if k in by_kind}, resolved,
+                   sync.payments(conn, sides, start, end, target),
+                   sync.refunds(conn, sides, start, end, target))
+
+
+DIFFERENCE_KINDS = ("amount_mismatch", "refund_amount_mismatch", "duplicate_capture", "refund_over_capture")
+
+
+def _at_stake(row: sa.Row) -> Decimal:
+    """The money a break is about: the difference where both sides hold an amount, else the
+    amount the one side holds (a currency mismatch: the order's)."""
+    if row.kind in DIFFERENCE_KINDS and row.difference is not None:
+        return abs(Decimal(str(row.difference)))
+    amount = row.market_amount if row.market_amount is not None else row.gateway_amount
+    return Decimal(str(amount or 0))
+
+
+AGES = (("under 1 day", 1.0), ("1–7 days", 7.0), ("7–30 days", 30.0), ("over 30 days", float("inf")))
+
+
+def open_by_age(conn: Connection, sides: Sides, start: datetime, end: datetime,
+                now: datetime) -> list[dict]:
+    """Open breaks of the period per class and age (since the earlier side, at ``now``):
+    one row per class with a count and value per age bucket (``AGES``)."""
+    rows = conn.execute(sa.select(brk.c.kind, brk.c.event_at, brk.c.market_amount, brk.c.gateway_amount,
+                                  brk.c.difference).where(
+        brk.c.orders_partner == sides.orders, brk.c.payments_partner == sides.payments,
+        brk.c.state.in_(OPEN), brk.c.event_at >= timeutil.to_db(start),
+        brk.c.event_at < timeutil.to_db(end))).all()
+    table: dict[str, dict] = {}
+    for r in rows:
+        age = (now - timeutil.from_db(r.event_at)).total_seconds() / 86400
+        bucket = next(label for label, most in AGES if age < most)
+        entry = table.setdefault(r.kind, {"kind": r.kind, "count": 0, "value": Decimal(0),
+                                          **dict.fromkeys((a for a, _ in AGES), 0)})
+        entry["count"] += 1
+        entry[bucket] += 1
+        entry["value"] += _at_stake(r)
+    return [table[k] for k in KINDS if k in table]
+
+
+def reconciled_since(conn: Connection, sides: Sides) -> datetime | None:
+    """The earliest moment the matcher has looked at (aware UTC), or None before its first
+    run: periods before it have no reconciliation figures."""
+    c = schema.recon_coverage
+    found = conn.execute(sa.select(c.c.reconciled_from).where(
+        c.c.orders_partner == sides.orders, c.c.payments_partner == sides.payments)).scalar()
+    return None if found is None else timeutil.from_db(found)
