@@ -543,8 +543,23 @@ def test_a_signed_periods_reconciliation_stays_and_a_break_resolved_later_is_a_r
     assert (signed["value (unit in 'unit')"], signed.restated_value, signed.restatement) == (50, 0, -50)
     text = " ".join(pack.render(made).split())
     assert "Open reconciliation breaks signed 1, today 0" in text
-    assert "2 of 2 paid orders matched (100.00 %); 0 open breaks" in text, "the section reads today's list"
-    assert "Resolved breaks of the period: 1 cleared" in text
+    # The section as signed: one open break of 50.00 by class and age, and today's beside it.
+    section = text[text.index("<h2>Reconciliation</h2>"):]
+    assert "as signed with the period (the break list on 2026-11-03 01:00 CET)" in section
+    signed_part, since = section.split("Since signing.")
+    assert "1 of 2 paid orders matched (50.00 %); 1 open breaks" in signed_part
+    assert "Paid, not captured: 50.00" in signed_part
+    assert '<td>Paid order without a capture</td><td class="n">1</td>' in signed_part, "signed, by class"
+    assert "Resolved breaks of the period: none" in signed_part
+    assert "Today: 2 of 2 paid orders matched (100.00 %); 0 open breaks" in since
+    assert "Resolved: 1 cleared" in since
+    # A pack of a period signed with nothing since: the same figures, no second line.
+    with store.engine.begin() as conn:
+        closes.approve(conn, config, MARKET, "2026-10", now=datetime(2026, 11, 12, tzinfo=UTC), new_version=True)
+        closes.approve(conn, config, PAY, "2026-10", now=datetime(2026, 11, 12, 1, tzinfo=UTC))
+        again = " ".join(pack.render(pack.build(conn, config, parse("2026-10"))).split())
+    assert "2 of 2 paid orders matched (100.00 %); 0 open breaks" in again
+    assert "Unchanged since signing." in again and "Since signing." not in again
 
 
 def test_reconciliation_alerts_fire_through_the_outbox_and_resolve(store) -> None:
@@ -641,6 +656,36 @@ def test_a_period_the_matcher_never_looked_at_has_no_reconciliation_figures(stor
         open_breaks = board[(board.partner_id == "payments") & (board.kpi == "recon_open_breaks")]
         values[month] = open_breaks.value.iloc[0]
     assert pd.isna(values["2026-08"]) and values["2026-11"] == 1
+
+
+def test_reconciliation_figures_need_both_partners_records_and_say_partial_where_one_begins(store) -> None:
+    """The gateway's payments are covered from 2024, the marketplace's orders only from
+    15 Oct 2026 (a new partner): without orders nobody can say a capture is an orphan, so
+    September is no data, October is partial from the 15th, November is whole."""
+    from partnerboard.core.metrics import kpi_engine
+    from partnerboard.core.vocabulary.periods import parse
+    from tests.conftest import cover
+
+    config = parse_config({**config_dict("http://127.0.0.1:9"), "reconciliation": {"lookback_days": 200}})
+    orders_from = datetime(2026, 10, 15, tzinfo=UTC)
+    with store.engine.begin() as conn:
+        cover(conn, "payments", "payments")
+        cover(conn, "marketplace", "orders", since=orders_from.replace(tzinfo=None))
+        for month in (9, 10, 11):
+            _payment(conn, f"p{month}", f"missing{month}", 25, datetime(2026, month, 20, tzinfo=UTC))
+        run.run(conn, config, now=datetime(2026, 12, 1, tzinfo=UTC))
+    with store.engine.connect() as conn:
+        found = {}
+        for month in ("2026-09", "2026-10", "2026-11"):
+            board = kpi_engine.board(conn, config, parse(month))
+            row = board[(board.partner_id == "payments") & (board.kpi == "recon_unmatched_captured")].iloc[0]
+            found[month] = (row.value, row.coverage)
+    assert pd.isna(found["2026-09"][0]), "no orders were read in September: no data, not 0 orphans"
+    value, mark = found["2026-10"]
+    # October in Warsaw: 30 Sep 22:00 UTC to 31 Oct 23:00 UTC, 745 h; covered from 15 Oct
+    # 00:00 UTC, 407 h of them: 54.6 % (rounded down).
+    assert value == 25 and mark.startswith("partial: from 15 Oct 2026 02:00 · 54.6 %"), mark
+    assert found["2026-11"] == (25, None)
 
 
 def test_an_in_transit_record_people_wrote_about_is_resolved_not_deleted(store) -> None:

@@ -9,7 +9,7 @@ break list's open breaks (open or assigned) whose earlier side falls in the peri
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
@@ -71,6 +71,51 @@ class Summary:
     def duplicates(self) -> tuple[int, Decimal]:
         d = self.open_by_kind.get("duplicate_capture")
         return (0, Decimal(0)) if d is None else (d.count, d.difference)
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """A period's reconciliation as a pack shows it: the summary and the open breaks by class
+    and age (``open_by_age``), as the break list stood at ``as_of``. ``signed``: frozen with
+    the period's sign-off, so a break resolved since changes ``today`` only."""
+
+    summary: Summary
+    ages: list[dict]
+    as_of: datetime
+    signed: bool = False
+    today: Summary | None = None  # a signed period's figures today, beside the signed ones
+
+    def to_json(self) -> dict:
+        """What a signed snapshot keeps (money as text, so nothing is rounded on the way)."""
+        s = self.summary
+        return {"as_of": self.as_of.isoformat(), "start": s.start.isoformat(), "end": s.end.isoformat(),
+                "paid_orders": s.paid_orders, "matched": s.matched, "in_transit": s.in_transit,
+                "open_by_kind": {k: {"count": b.count, "market_amount": str(b.market_amount),
+                                     "gateway_amount": str(b.gateway_amount),
+                                     "difference": str(b.difference)} for k, b in s.open_by_kind.items()},
+                "resolved": dict(s.resolved),
+                "payments_sync": asdict(s.payments_sync) if s.payments_sync else None,
+                "refunds_sync": asdict(s.refunds_sync) if s.refunds_sync else None,
+                "ages": [{**a, "value": str(a["value"])} for a in self.ages]}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Reconciled:
+        """A frozen reconciliation, read back from a signed snapshot."""
+        def when(text: str) -> datetime:
+            return datetime.fromisoformat(text)
+
+        def flow(d: dict | None) -> sync.SyncTime | None:
+            return None if d is None else sync.SyncTime(**d)
+
+        summary = Summary(
+            when(data["start"]), when(data["end"]), int(data["paid_orders"]), int(data["matched"]),
+            int(data["in_transit"]),
+            {k: ByKind(int(b["count"]), Decimal(b["market_amount"]), Decimal(b["gateway_amount"]),
+                       Decimal(b["difference"])) for k, b in data["open_by_kind"].items()},
+            {k: int(n) for k, n in data["resolved"].items()},
+            flow(data["payments_sync"]), flow(data["refunds_sync"]))
+        ages = [{**a, "value": Decimal(a["value"])} for a in data["ages"]]
+        return cls(summary, ages, when(data["as_of"]), signed=True)
 
 
 def _matched(conn: Connection, sides: Sides, start: datetime, end: datetime) -> tuple[int, int]:
@@ -158,3 +203,9 @@ def reconciled_since(conn: Connection, sides: Sides) -> datetime | None:
     found = conn.execute(sa.select(c.c.reconciled_from).where(
         c.c.orders_partner == sides.orders, c.c.payments_partner == sides.payments)).scalar()
     return None if found is None else timeutil.from_db(found)
+
+
+def reconciled(conn: Connection, sides: Sides, start: datetime, end: datetime,
+               now: datetime) -> Reconciled:
+    """The period ``[start, end)`` as the break list stands at ``now``."""
+    return Reconciled(of_sides(conn, sides, start, end), open_by_age(conn, sides, start, end, now), now)
