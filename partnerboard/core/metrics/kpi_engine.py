@@ -241,13 +241,16 @@ def _reconciliation(conn: Connection, pids: list[str], windows: Sequence[Window]
     not looked at (it ends before the first run's window), or without anything to match."""
     out: Values = {}
     since = None if sides is None else summary.reconciled_since(conn, sides)
+    looked = [w for w in windows if since is not None and w.end > since]
+    found = {} if sides is None or not looked or sides.payments not in pids else summary.of_sides_many(
+        conn, sides, [(w.period.label, w.start, w.end) for w in looked])
     for pid in pids:
         for w in windows:
             key = (pid, w.period.label)
-            if sides is None or pid != sides.payments or since is None or w.end <= since:
+            if sides is None or pid != sides.payments or w.period.label not in found:
                 out[key] = dict.fromkeys(RECONCILIATION_KPIS)  # never reconciled: no data
                 continue
-            s = summary.of_sides(conn, sides, w.start, w.end)
+            s = found[w.period.label]
             seen = s.paid_orders > 0 or s.open_breaks > 0
             kinds = s.open_by_kind
             amount = sum(kinds[k].count for k in ("amount_mismatch", "currency_mismatch",
