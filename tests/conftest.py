@@ -372,9 +372,8 @@ def _land_on(at: Any, page: str) -> str:
     not), so the hash is set as ``st.Page`` computes it. The other way, a first run on the
     Board and a second on the page, rendered the Board for nothing in every page test (a
     third of the fast loop's CPU on the demo store)."""
-    from streamlit.util import calc_hash
-
     from partnerboard.dashboard.navigation import PAGES
+    from streamlit.util import calc_hash
 
     found = [p for p in PAGES if f"views/{p.module}" == page]
     assert found, f"{page} is no page of dashboard/navigation.py"

@@ -368,7 +368,8 @@ def _coverage(conn: Connection, partners: Sequence[Partner], windows: Sequence[W
             needed = [(partner.id, t) for t in kpi.sources if t in BUSINESS_TABLES]
             if not needed or not applies_to(kpi, partner.role):
                 continue
-            if kpi.family == "reconciliation" and reconciled is not None and partner.id == reconciled.payments:
+            if (kpi.family == "reconciliation" and reconciled is not None
+                    and partner.id == reconciled.payments):
                 needed.append((reconciled.orders, "orders"))
             known = [reach.get(need) for need in needed if need in collected or need[0] not in given]
             start_of_data = max(known) if len(known) == len(needed) and None not in known else None

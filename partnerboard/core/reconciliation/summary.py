@@ -126,7 +126,8 @@ def _matched(conn: Connection, sides: Sides, periods: list[Span]) -> dict[str, t
     agrees = sa.and_(cap.c.id.is_not(None), cap.c.currency == po.c.currency,
                      sa.func.abs(cap.c.amount - po.c.amount) <= sides.tolerance)
     return {r.label: (int(r.paid or 0), int(r.matched or 0)) for r in conn.execute(sa.select(
-        span.c.label, sa.func.count().label("paid"), sa.func.sum(sa.case((agrees, 1), else_=0)).label("matched"),
+        span.c.label, sa.func.count().label("paid"),
+        sa.func.sum(sa.case((agrees, 1), else_=0)).label("matched"),
     ).select_from(po.join(span, in_span(po.c.at, span))
                   .outerjoin(cap, sa.and_(cap.c.k == po.c.id, cap.c.n == 1))).group_by(span.c.label))}
 
@@ -185,7 +186,8 @@ def of_sides_many(conn: Connection, sides: Sides, periods: list[Span]) -> dict[s
         return {}
     matched, found = _matched(conn, sides, periods), _breaks(conn, sides, periods)
     target = sides.sync_target
-    pay, ref = sync.payments_many(conn, sides, periods, target), sync.refunds_many(conn, sides, periods, target)
+    pay = sync.payments_many(conn, sides, periods, target)
+    ref = sync.refunds_many(conn, sides, periods, target)
     out = {}
     for label, start, end in periods:
         by_kind, transit, resolved = _folded(found.get(label, []))
@@ -243,3 +245,28 @@ def reconciled(conn: Connection, sides: Sides, start: datetime, end: datetime,
                now: datetime) -> Reconciled:
     """The period ``[start, end)`` as the break list stands at ``now``."""
     return Reconciled(of_sides(conn, sides, start, end), open_by_age(conn, sides, start, end, now), now)
+
+
+def status(conn: Connection, sides: Sides) -> dict:
+    """The matcher at a glance, for ``/healthz``: when it last ran, how far back it has
+    looked, and the break list's open breaks by class and its records in transit (every
+    period; breaks are the partners' shared business, so any signed-in reader sees them)."""
+    c = schema.recon_coverage
+    row = conn.execute(sa.select(c.c.reconciled_from, c.c.last_run_at).where(
+        c.c.orders_partner == sides.orders, c.c.payments_partner == sides.payments)).first()
+    counts = dict(conn.execute(sa.select(brk.c.kind, sa.func.count()).where(
+        brk.c.orders_partner == sides.orders, brk.c.payments_partner == sides.payments,
+        brk.c.state.in_(OPEN)).group_by(brk.c.kind)).all())
+    transit = conn.execute(sa.select(sa.func.count()).where(
+        brk.c.orders_partner == sides.orders, brk.c.payments_partner == sides.payments,
+        brk.c.state == "in_transit")).scalar()
+
+    def when(v: datetime | None) -> str | None:
+        return None if v is None else timeutil.from_db(v).isoformat()
+
+    return {"orders_partner": sides.orders, "payments_partner": sides.payments,
+            "last_run_at": when(row.last_run_at) if row else None,
+            "reconciled_from": when(row.reconciled_from) if row else None,
+            "open_breaks": sum(counts.values()),
+            "open_by_class": {k: counts[k] for k in KINDS if k in counts},
+            "in_transit": int(transit or 0)}
