@@ -8,6 +8,8 @@ amount and currency mismatch, duplicate capture) and some orphan captures, then 
 - ``matching.find`` over the quarter (every class, in SQL) and ``breaks.record`` (the break
   list written, first run and an unchanged second run);
 - ``summary.of_period`` (match rate, open breaks, sync p50/p95 and SLO) for the quarter;
+- a year's trend of it, twelve months in one set of statements (``of_sides_many``) and
+  one month at a time (what the KPI engine did before), which must agree;
 - the Reconciliation page in AppTest, cold and warm (``--page``);
 
 and reports the process's peak memory (``ru_maxrss``: Python and DuckDB together). Goal:
@@ -135,6 +137,20 @@ def measure(url: str, n: int, page: bool) -> dict[str, float]:
         figures = summary.of_period(conn, config, start, end)
     out["summary_s"] = time.perf_counter() - t
     assert figures.paid_orders == n and figures.open_breaks == sum(expected.values())
+    # A year's trend (the Board's sparklines, the pack's trend): twelve months in one
+    # set of statements, against one summary per month.
+    months = [parse(f"{y}-{m:02d}") for y, m in [(2025, mm) for mm in range(11, 13)]
+              + [(2026, mm) for mm in range(1, 11)]]
+    spans = [(p.label, *p.bounds(config.tz)) for p in months]
+    t = time.perf_counter()
+    with store.engine.connect() as conn:
+        batched = summary.of_sides_many(conn, sides, spans)
+    out["trend_12_months_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    with store.engine.connect() as conn:
+        each = {label: summary.of_sides_many(conn, sides, [(label, a, b)])[label] for label, a, b in spans}
+    out["trend_12_one_by_one_s"] = time.perf_counter() - t
+    assert batched == each, "the batched trend equals one summary per month"
     out["match_rate_pct"] = figures.match_rate
     out["sync_p95_min"] = figures.payments_sync.p95_s / 60
     out["peak_mb"] = _peak_mb()

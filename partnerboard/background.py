@@ -29,14 +29,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from apscheduler.events import EVENT_JOB_EXECUTED, JobExecutionEvent
+from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.engine import Connection
 
 from partnerboard.collectors.scheduler import build_scheduler, claimed, published
 from partnerboard.collectors.scheduler import stop as stop_scheduler
 from partnerboard.core.alerts import evaluation
-from partnerboard.core.config import Config
+from partnerboard.core.config import Config, reconciliation_sides
 from partnerboard.core.config.secrets import scrub
 from partnerboard.core.metrics import merchant_activity, record_days, rollups
 from partnerboard.core.reconciliation import run as reconciliation
@@ -54,10 +57,14 @@ from partnerboard.core.vocabulary import timeutil
 from partnerboard.notifiers.delivery import Deliverer, board_link
 
 log = logging.getLogger("partnerboard.alerts")
+recon_log = logging.getLogger("partnerboard.reconciliation")
 DELIVER_EVERY_S = 1.0
 SUBSCRIPTIONS_EVERY_S = 60.0  # review packs whose time has come go to the outbox
 RESTATEMENTS_EVERY_S = 600.0  # signed periods recomputed: late data shows as a restatement
 RECONCILE_EVERY_S = 300.0  # the break list follows what both partners' collectors bring in
+RECONCILE_SETTLE_S = 15.0  # after new records: the round's other sources finish meanwhile
+RECONCILED = {"orders": ("orders", "returns"), "payments": ("payments", "refunds")}
+AFTER_COLLECTION = "reconciliation:after-collection"
 RETENTION_EVERY_S = 3600.0  # old probe-round runs and finished requests pruned (core.store.retention)
 ROLLUPS_EVERY_S = 60.0  # settled hours and days of probes rolled up (core.metrics.rollups)
 
@@ -132,6 +139,22 @@ def _send_due(engine, config: Config) -> None:
                                       lambda c: subscriptions.queue_due(c, rendered, now)))
 
 
+def _reconcile(engine, config: Config, trigger: str) -> None:
+    """One reconciliation run under the cross-process lock, and a line saying what it did
+    (the operator's view; the break list itself is the Reconciliation page's)."""
+    outcome = write_serially(engine, _alone("partnerboard:reconciliation",
+                                            lambda c: reconciliation.run(c, config)))
+    if outcome is None:
+        return
+    if outcome.waiting_for:
+        recon_log.info("reconciliation (%s): nothing compared yet, no records of %s", trigger,
+                       ", ".join(f"{partner}'s {table}" for partner, table in outcome.waiting_for))
+        return
+    done = outcome.recorded
+    recon_log.info("reconciliation (%s): %d open breaks (%d new, %d resolved by themselves), "
+                   "%d in transit", trigger, done.open, done.new, done.cleared, done.in_transit)
+
+
 def _alone(name: str, work: Callable[[Connection], object]) -> Callable[[Connection], object]:
     """``work`` holding the cross-process lock ``name`` for its transaction (``exclusive``)."""
     def run(conn: Connection) -> object:
@@ -152,6 +175,10 @@ def build(store: Store, config: Config, *, served_at: str | None = None,
     deliverer = Deliverer(store, config, board_url=board_link(config, served_at))
     now = timeutil.utcnow()
     rules = config.alerts.rules
+    def reconciler(trigger: str) -> Callable[[], None]:
+        return _guarded("reconciliation", lambda: _reconcile(engine, config, trigger))
+
+    reconcile = reconciler("every 5 minutes")
     jobs = [
         ("alerts:evaluate", config.alerts.evaluate_every_seconds,
          _guarded("alert evaluation", lambda: evaluation.run(engine, config, evaluation.REGULAR)), now),
@@ -166,11 +193,7 @@ def build(store: Store, config: Config, *, served_at: str | None = None,
          _guarded("rollups", lambda: _roll(engine, config)), now + timedelta(seconds=30)),
         ("store:retention", RETENTION_EVERY_S,
          _guarded("retention", lambda: _prune(engine, config)), now + timedelta(seconds=120)),
-        ("reconciliation:run", RECONCILE_EVERY_S,
-         _guarded("reconciliation",
-                  lambda: write_serially(engine, _alone("partnerboard:reconciliation",
-                                                          lambda c: reconciliation.run(c, config)))),
-         now + timedelta(seconds=90)),
+        ("reconciliation:run", RECONCILE_EVERY_S, reconcile, now + timedelta(seconds=90)),
         ("review:restatements", RESTATEMENTS_EVERY_S,
          _guarded("restatement check",
                   lambda: write_serially(engine, _alone("partnerboard:restatements",
@@ -181,4 +204,48 @@ def build(store: Store, config: Config, *, served_at: str | None = None,
         if job_id != "alerts:deliver":  # every process sends; the outbox claims each message
             func = claimed(job_id, seconds, store, func)
         scheduler.add_job(func, IntervalTrigger(seconds=seconds), id=job_id, name=job_id, next_run_time=first)
+    scheduler.add_listener(_reconcile_after_collection(scheduler, config, reconciler("after collection")),
+                           EVENT_JOB_EXECUTED)
     return Background(scheduler, deliverer, store, role)
+
+
+def feeding_sources(config: Config) -> frozenset[str]:
+    """The sources whose records the matcher compares: the orders partner's orders and
+    returns, the payments partner's payments and refunds."""
+    sides = reconciliation_sides(config)
+    if sides is None:
+        return frozenset()
+    orders, payments = sides
+    read = ((orders, RECONCILED["orders"]), (payments, RECONCILED["payments"]))
+    return frozenset(s.id for partner, tables in read
+                     for s in partner.sources if s.resource in tables)
+
+
+def _reconcile_after_collection(scheduler: BackgroundScheduler, config: Config,
+                                reconcile: Callable[[], None]) -> Callable[[JobExecutionEvent], None]:
+    """A run of a source the matcher reads that brought records in is followed by a
+    reconciliation ``RECONCILE_SETTLE_S`` later (each such run moves it on, so a round's
+    sources are all in first): breaks show a quarter of a minute after the records that
+    make them, not up to five minutes later, and a new board's first break list follows
+    its first collection round. Only the process that collected runs it (no claim: the
+    periodic run's claim would skip it within its interval); the cross-process lock keeps
+    it from running beside another process's run."""
+    feeding = feeding_sources(config)
+    stopping = getattr(scheduler, "partnerboard_stopping", None)
+
+    def heard(event: JobExecutionEvent) -> None:
+        run = event.retval
+        if event.job_id not in feeding or not getattr(run, "kept", False) or not (
+                getattr(run, "written", 0) or getattr(run, "kept_written", 0)):
+            return
+        if stopping is not None and stopping.is_set():
+            return
+        try:
+            soon = timeutil.utcnow() + timedelta(seconds=RECONCILE_SETTLE_S)
+            scheduler.add_job(reconcile, DateTrigger(soon),
+                              id=AFTER_COLLECTION, name=AFTER_COLLECTION, replace_existing=True,
+                              misfire_grace_time=int(RECONCILE_EVERY_S))
+        except SchedulerNotRunningError:  # stopping in between
+            pass
+
+    return heard

@@ -694,6 +694,11 @@ def reconcile(config: ConfigOpt = None, database: DbOpt = None) -> None:
         typer.echo("Nothing to reconcile: no partner with orders and one with payments "
                    "(or [reconciliation] enabled = false).")
         return
+    if outcome.waiting_for:
+        typer.echo("Nothing compared yet: no records collected of "
+                   + ", ".join(f"{partner}'s {table}" for partner, table in outcome.waiting_for)
+                   + ". Collect them first (partnerboard collect --once).")
+        return
     done = outcome.recorded
     typer.echo(f"Reconciled {outcome.start:%Y-%m-%d %H:%M} – {outcome.end:%Y-%m-%d %H:%M} UTC: "
                f"{done.open} breaks ({done.new} new, {done.cleared} resolved by themselves), "

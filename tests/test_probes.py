@@ -39,16 +39,20 @@ def _incidents(store: Store, origin: str = "measured") -> pd.DataFrame:
         return pd.DataFrame(conn.execute(sa.select(i).where(i.c.origin == origin)).mappings().all())
 
 
-def test_healthy_partner_is_up(sim, config, store, env_tokens) -> None:
+def test_healthy_partner_is_up(sim, store, env_tokens) -> None:
+    """The probe's 5-s timeout is a failure bound, not the suite's 0.8 s: a healthy
+    partner's answer took longer than 0.8 s with two busy loops and a PostgreSQL pass
+    beside it (seen once), and this test is about a healthy partner, not a slow one."""
+    config = parse_config(config_dict(sim.base_url, interval=10.0, timeout=5.0))
     outcome = run_probes(store, config, _group(config, "marketplace"))
     assert outcome.status == "success" and outcome.rows_written == 2
     df = _probes(store, "marketplace")
     assert set(df.endpoint_id) == {"health", "offers"}
-    assert (df.outcome == "ok").all() and (df.state == "up").all()
+    assert (df.outcome == "ok").all() and (df.state == "up").all(), df[["endpoint_id", "outcome", "reason"]]
     assert (df.status_code == 200).all()
-    assert (df.latency_ms > 0).all() and (df.latency_ms < 800).all()
+    assert (df.latency_ms > 0).all() and (df.latency_ms < 5000).all()
     assert (df.run_id == outcome.run_id).all()
-    assert (df.interval_s == 1.0).all()
+    assert (df.interval_s == 10.0).all(), "each probe records the interval it was taken at"
 
 
 def test_down_only_after_three_failures_and_recovery_closes_incident(

@@ -133,12 +133,14 @@ def test_break_ids_are_the_same_across_runs_and_whichever_side_is_collected_firs
     _collect(other, config, GATEWAY_SOURCES)
     with other.engine.begin() as conn:
         alone = run.run(conn, config, now=NOW)
-    assert alone.recorded.open > len(ids[0]), "with only the gateway's records every capture is an orphan"
+    # The gateway's records alone would make every capture an orphan: nothing is compared
+    # until the marketplace's orders are collected too.
+    assert alone.waiting_for == (("marketplace", "orders"), ("marketplace", "returns"))
+    assert alone.recorded.open == 0
     _collect(other, config, MARKET_SOURCES)
     with other.engine.begin() as conn:
         both = run.run(conn, config, now=NOW)
-    kept = both.recorded.open - both.recorded.new  # found on the gateway alone and still broken
-    assert both.recorded.cleared + kept == alone.recorded.open, "the rest resolved by themselves"
+    assert both.recorded.new == both.recorded.open == len(ids[0])
     with other.engine.connect() as conn:
         unresolved = {(r.id, r.kind, r.state) for r in conn.execute(
             sa.select(schema.recon_breaks).where(schema.recon_breaks.c.state != "resolved"))}
@@ -231,6 +233,17 @@ def test_breaks_found_and_the_lifecycle_in_the_core(store) -> None:
         state = conn.execute(sa.select(schema.recon_breaks.c.state, schema.recon_breaks.c.resolution).where(
             schema.recon_breaks.c.id == missing)).one()
         assert tuple(state) == ("resolved", "cleared")
+
+
+def _cover_both(conn, *, but: tuple[str, str] | None = None) -> None:
+    """Both partners' records the matcher reads collected (``conftest.cover``; ``but`` one
+    of them), as it compares only where both sides' are."""
+    from tests.conftest import cover
+
+    for partner, table in (("marketplace", "orders"), ("marketplace", "returns"), ("payments", "payments"),
+                           ("payments", "refunds")):
+        if (partner, table) != but:
+            cover(conn, partner, table)
 
 
 def _order(conn, oid, amount, paid, status="paid") -> None:
@@ -466,6 +479,7 @@ def test_two_matchers_at_once_write_each_break_once(store, monkeypatch) -> None:
     config = parse_config(config_dict("http://127.0.0.1:9"))
     t0 = datetime(2026, 11, 10, 10, tzinfo=UTC)
     with store.engine.begin() as conn:
+        _cover_both(conn)
         _order(conn, "o8", 100, t0)
     first, second = race(store, monkeypatch, (matching, "find"),
                          lambda conn: run.run(conn, config, now=t0 + timedelta(hours=1)),
@@ -510,14 +524,12 @@ def test_a_signed_periods_reconciliation_stays_and_a_break_resolved_later_is_a_r
     from partnerboard.core.reports import report
     from partnerboard.core.review import closes, pack, reading, restatements
     from partnerboard.core.vocabulary.periods import parse
-    from tests.conftest import cover
     from tests.test_review import MARKET, PAY
 
     config = parse_config(config_dict("http://127.0.0.1:9"))
     t0 = datetime(2026, 10, 14, 10, tzinfo=UTC)
     with store.engine.begin() as conn:
-        for partner, table in (("marketplace", "orders"), ("payments", "payments")):
-            cover(conn, partner, table)
+        _cover_both(conn)
         _order(conn, "o1", 80, t0)
         _payment(conn, "p1", "o1", 80, t0 + timedelta(minutes=2))
         _order(conn, "o2", 50, t0)  # never captured in October
@@ -543,8 +555,24 @@ def test_a_signed_periods_reconciliation_stays_and_a_break_resolved_later_is_a_r
     assert (signed["value (unit in 'unit')"], signed.restated_value, signed.restatement) == (50, 0, -50)
     text = " ".join(pack.render(made).split())
     assert "Open reconciliation breaks signed 1, today 0" in text
-    assert "2 of 2 paid orders matched (100.00 %); 0 open breaks" in text, "the section reads today's list"
-    assert "Resolved breaks of the period: 1 cleared" in text
+    # The section as signed: one open break of 50.00 by class and age, and today's beside it.
+    section = text[text.index("<h2>Reconciliation</h2>"):]
+    assert "as signed with the period (the break list on 2026-11-03 01:00 CET)" in section
+    signed_part, since = section.split("Since signing.")
+    assert "1 of 2 paid orders matched (50.00 %); 1 open breaks" in signed_part
+    assert "Paid, not captured: 50.00" in signed_part
+    assert '<td>Paid order without a capture</td><td class="n">1</td>' in signed_part, "signed, by class"
+    assert "Resolved breaks of the period: none" in signed_part
+    assert "Today: 2 of 2 paid orders matched (100.00 %); 0 open breaks" in since
+    assert "Resolved: 1 cleared" in since
+    # A pack of a period signed with nothing since: the same figures, no second line.
+    with store.engine.begin() as conn:
+        closes.approve(conn, config, MARKET, "2026-10", now=datetime(2026, 11, 12, tzinfo=UTC),
+                       new_version=True)
+        closes.approve(conn, config, PAY, "2026-10", now=datetime(2026, 11, 12, 1, tzinfo=UTC))
+        again = " ".join(pack.render(pack.build(conn, config, parse("2026-10"))).split())
+    assert "2 of 2 paid orders matched (100.00 %); 0 open breaks" in again
+    assert "Unchanged since signing." in again and "Since signing." not in again
 
 
 def test_reconciliation_alerts_fire_through_the_outbox_and_resolve(store) -> None:
@@ -562,6 +590,7 @@ def test_reconciliation_alerts_fire_through_the_outbox_and_resolve(store) -> Non
     now = datetime(2026, 11, 20, 12, tzinfo=UTC)
     t0 = datetime(2026, 11, 2, 10, tzinfo=UTC)
     with store.engine.begin() as conn:
+        _cover_both(conn)
         _order(conn, "dup", 40, t0)
         _payment(conn, "c1", "dup", 40, t0 + timedelta(minutes=1))
         _payment(conn, "c1r", "dup", 40, t0 + timedelta(minutes=2))
@@ -619,12 +648,10 @@ def test_a_period_the_matcher_never_looked_at_has_no_reconciliation_figures(stor
     never zero breaks), though August's records are there."""
     from partnerboard.core.metrics import kpi_engine
     from partnerboard.core.vocabulary.periods import parse
-    from tests.conftest import cover
 
     config = parse_config(config_dict("http://127.0.0.1:9"))
     with store.engine.begin() as conn:
-        for partner, table in (("marketplace", "orders"), ("payments", "payments")):
-            cover(conn, partner, table)
+        _cover_both(conn)
         _order(conn, "aug", 30, datetime(2026, 8, 10, tzinfo=UTC))  # never captured
         _order(conn, "nov", 30, datetime(2026, 11, 10, tzinfo=UTC))  # never captured
     for month in ("2026-08", "2026-11"):
@@ -641,6 +668,45 @@ def test_a_period_the_matcher_never_looked_at_has_no_reconciliation_figures(stor
         open_breaks = board[(board.partner_id == "payments") & (board.kpi == "recon_open_breaks")]
         values[month] = open_breaks.value.iloc[0]
     assert pd.isna(values["2026-08"]) and values["2026-11"] == 1
+
+
+def test_reconciliation_compares_only_where_both_partners_records_are_and_says_partial(store) -> None:
+    """The gateway's payments are covered from 2024, the marketplace's orders only from
+    15 Oct 2026 (a new partner, or a first load that has come down to there, newest
+    first): without orders nobody can say a capture is an orphan. Before any order is
+    collected nothing is compared (the break list stays as it was); after, a capture before
+    the 15th is no break, September is no data, October is partial from the 15th,
+    November is whole."""
+    from partnerboard.core.metrics import kpi_engine
+    from partnerboard.core.vocabulary.periods import parse
+    from tests.conftest import cover
+
+    config = parse_config({**config_dict("http://127.0.0.1:9"), "reconciliation": {"lookback_days": 200}})
+    orders_from = datetime(2026, 10, 15, tzinfo=UTC)
+    with store.engine.begin() as conn:
+        _cover_both(conn, but=("marketplace", "orders"))
+        for month in (9, 10, 11):
+            _payment(conn, f"p{month}", f"missing{month}", 25, datetime(2026, month, 20, tzinfo=UTC))
+        waiting = run.run(conn, config, now=datetime(2026, 11, 30, tzinfo=UTC))
+        assert waiting.waiting_for == (("marketplace", "orders"),)
+        assert conn.execute(sa.select(sa.func.count()).select_from(schema.recon_breaks)).scalar() == 0
+        cover(conn, "marketplace", "orders", since=orders_from.replace(tzinfo=None))
+        outcome = run.run(conn, config, now=datetime(2026, 12, 1, tzinfo=UTC))
+        assert outcome.start == orders_from and not outcome.waiting_for
+        found = sorted(conn.execute(sa.select(schema.recon_breaks.c.payment_id)).scalars())
+    assert found == ["p10", "p11"], "the capture of 20 Sep, before any order was read, is no break"
+    with store.engine.connect() as conn:
+        found = {}
+        for month in ("2026-09", "2026-10", "2026-11"):
+            board = kpi_engine.board(conn, config, parse(month))
+            row = board[(board.partner_id == "payments") & (board.kpi == "recon_unmatched_captured")].iloc[0]
+            found[month] = (row.value, row.coverage)
+    assert pd.isna(found["2026-09"][0]), "no orders were read in September: no data, not 0 orphans"
+    value, mark = found["2026-10"]
+    # October in Warsaw: 30 Sep 22:00 UTC to 31 Oct 23:00 UTC, 745 h; covered from 15 Oct
+    # 00:00 UTC, 407 h of them: 54.6 % (rounded down).
+    assert value == 25 and mark.startswith("partial: from 15 Oct 2026 02:00 · 54.6 %"), mark
+    assert found["2026-11"] == (25, None)
 
 
 def test_an_in_transit_record_people_wrote_about_is_resolved_not_deleted(store) -> None:
@@ -700,3 +766,45 @@ def test_a_refund_that_undoes_an_extra_capture_settles_it_and_is_no_break_of_its
         _refund(conn, "r1", "c1", 100, t0 + timedelta(days=6, minutes=3))
         assert matching.find(conn, sides, *window, t0 + timedelta(days=7)).items == [], \
             "100 returned, 100 refunded on the order's capture: the duplicate's refund is not counted"
+
+
+@pytest.mark.slow
+@pytest.mark.one_store("a real serve's wiring (the job after collection, /healthz): the matching "
+                       "is tested in process on both stores above")
+def test_serve_reconciles_after_its_first_collection_and_healthz_lists_the_breaks(tokens, tmp_path) -> None:
+    """A real ``partnerboard serve`` on a simulator with one seeded break of every class:
+    its collectors' first round is followed by a reconciliation (logged as *after
+    collection*, well before the five-minute job), and ``/healthz`` lists the open breaks
+    by class exactly as the simulator's truth does. The 180-s ceiling is a failure bound
+    (it returns as soon as the list is there): a first collection round and a start-up on
+    a loaded 2-core machine."""
+    from collections import Counter
+
+    from tests.conftest import to_toml, wait_until
+    from tests.test_server import BUILTIN, _stop, start_server
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    sim = start_in_thread(tokens, chaos={"schedule": False}, now=now, scale=0.02,
+                          history_start=now - timedelta(days=40), breaks=dict.fromkeys(INJECTABLE, 1))
+    try:
+        data = config_dict(sim.base_url, access=BUILTIN)
+        for partner in data["partners"]:
+            partner["endpoints"] = []  # the business sources alone: what the matcher reads
+            partner.pop("statuspage", None)
+        data["reconciliation"] = {"lookback_days": 60}
+        (tmp_path / "partners.toml").write_text(to_toml(data))
+        expected = Counter(key[0] for key in _expected(sim, tolerated_rounding=False))
+        server = start_server(tmp_path, tokens)
+        try:
+            def listed() -> dict | None:
+                found = server.get("/healthz").json()["reconciliation"]
+                return found if found["open_by_class"] == dict(expected) else None
+
+            found = wait_until(listed, timeout=180, what=f"the break list {dict(expected)} in /healthz")
+            assert found["open_breaks"] == sum(expected.values()) and found["last_run_at"]
+            assert "reconciliation (after collection):" in server.output()
+            assert "reconciliation (every 5 minutes)" not in server.output(), "the first came after collection"
+        finally:
+            _stop(server.proc, log=server.log)
+    finally:
+        sim.stop()

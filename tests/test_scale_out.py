@@ -257,9 +257,11 @@ def test_two_boards_and_two_collectors_on_one_postgresql_under_chaos(bsim, token
         # Kill the collector that ran the most jobs: whichever process's scheduler fires first
         # may win every claim, so the other may have run nothing yet; it must take over.
         victim = _busiest_collector(s, {n: running[n] for n in ("collect-1", "collect-2")})
-        killed_at = timeutil.utcnow()
         running[victim].kill()  # no goodbye: the other collector must take its jobs over
         running[victim].wait(10)
+        # After the kill, not before: on a loaded machine the victim started a run between
+        # reading the clock and the signal, and that run was counted as one after the kill.
+        killed_at = timeutil.utcnow()
         wait_until(lambda: time.monotonic() - started > RUN_FOR_S, RUN_FOR_S, "the end of the run")
         # The boards report the collectors from the store, though they collect nothing.
         account = provision(cfg, url, tokens, tmp_path)

@@ -1,6 +1,6 @@
 """``/healthz``: a bare status for anyone (load balancers, uptime checks); the scheduler,
-the jobs, the sources, the collecting processes and the long reads for a signed-in person
-or a personal token."""
+the jobs, the sources, the collecting processes, the long reads and the reconciliation for a
+signed-in person or a personal token."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from partnerboard.core.reconciliation import summary as reconciliation
+from partnerboard.core.reconciliation.matching import Sides
 from partnerboard.core.store import display_url, job_claims, loads, processes, runs
 from partnerboard.web import signin, state
 
@@ -26,12 +28,14 @@ async def healthz(request: Request) -> JSONResponse:
     if await signin.authenticate(request, board.store, board.config) is None:
         return JSONResponse({"status": "ok" if healthy else "degraded"}, status_code=200 if healthy else 503)
 
-    def read() -> tuple[list[dict], list[dict], list[dict], list[dict]]:
+    sides = Sides.of(board.config)
+
+    def read() -> tuple[list[dict], list[dict], list[dict], list[dict], dict | None]:
         with board.store.engine.connect() as conn:
             return (runs.source_summary(conn), processes.listed(conn), job_claims.listed(conn),
-                    loads.listed(conn))
+                    loads.listed(conn), None if sides is None else reconciliation.status(conn, sides))
 
-    sources, procs, claims, long_reads = await asyncio.to_thread(read)
+    sources, procs, claims, long_reads, reconciled = await asyncio.to_thread(read)
     jobs = [{"id": j.id, "next_run_at": j.next_run_time.isoformat() if j.next_run_time else None}
             for j in (scheduler.get_jobs() if scheduler else [])]
     collecting = [p for p in procs if p["alive"]]
@@ -49,6 +53,9 @@ async def healthz(request: Request) -> JSONResponse:
             # First loads and catch-ups, window by window: records so far, how far they
             # reached, time left at their pace (core.store.loads).
             "loads": long_reads,
+            # The break list between the partners: last run, open breaks by class, in
+            # transit (core.reconciliation); null where nothing is reconciled.
+            "reconciliation": reconciled,
             "database": display_url(board.store.url),
             "schema_version": board.store.schema_after,
         },

@@ -241,13 +241,16 @@ def _reconciliation(conn: Connection, pids: list[str], windows: Sequence[Window]
     not looked at (it ends before the first run's window), or without anything to match."""
     out: Values = {}
     since = None if sides is None else summary.reconciled_since(conn, sides)
+    looked = [w for w in windows if since is not None and w.end > since]
+    found = {} if sides is None or not looked or sides.payments not in pids else summary.of_sides_many(
+        conn, sides, [(w.period.label, w.start, w.end) for w in looked])
     for pid in pids:
         for w in windows:
             key = (pid, w.period.label)
-            if sides is None or pid != sides.payments or since is None or w.end <= since:
+            if sides is None or pid != sides.payments or w.period.label not in found:
                 out[key] = dict.fromkeys(RECONCILIATION_KPIS)  # never reconciled: no data
                 continue
-            s = summary.of_sides(conn, sides, w.start, w.end)
+            s = found[w.period.label]
             seen = s.paid_orders > 0 or s.open_breaks > 0
             kinds = s.open_by_kind
             amount = sum(kinds[k].count for k in ("amount_mismatch", "currency_mismatch",
@@ -308,7 +311,7 @@ def _compute(conn: Connection, partners: Sequence[Partner], periods: Sequence[Pe
         for key, found in _reconciliation(conn, by_role["payments"], windows, reconciled).items():
             values[key].update(found)
     roles = {p.id: p.role for p in partners}
-    covered = _coverage(conn, partners, windows, tz, now)
+    covered = _coverage(conn, partners, windows, tz, now, reconciled)
     missing = {key for key, mark in covered.items() if mark is NO_DATA}
     return {key: {k.id: None if (key[0], key[1], k.id) in missing else found.get(k.id)
                   for k in VALUE_KPIS if applies_to(k, roles[key[0]])}
@@ -341,24 +344,34 @@ COVERAGE_COLUMNS = ("coverage", "previous_coverage", "last_year_coverage")
 
 
 def _coverage(conn: Connection, partners: Sequence[Partner], windows: Sequence[Window], tz: Any,
-              now: datetime | None = None) -> dict[tuple[str, str, str], Partial | None]:
+              now: datetime | None = None, reconciled: Sides | None = None,
+              ) -> dict[tuple[str, str, str], Partial | None]:
     """(partner, period label, KPI) whose business tables do not cover the whole period:
     ``NO_DATA`` where a table the KPI needs has no configured source for the partner, or
     the period ends (or, running, reaches ``now``) before what the sources of that table
     have covered (``coverage``): nobody has read those records, so not 0. A period that
     begins before the coverage and ends after it is ``Partial``. KPIs reading several
-    tables are covered from the latest of their tables' starts."""
-    reach = coverage.covered_from(conn, [p.id for p in partners], tz)
-    imported = coverage.uploaded(conn, [p.id for p in partners])
+    tables are covered from the latest of their tables' starts. A reconciliation KPI reads
+    both partners' records: the payments partner's captures and the orders partner's
+    orders (``reconciled``), so it is covered where both are."""
+    ids = list(dict.fromkeys([p.id for p in partners]
+                             + ([reconciled.orders] if reconciled is not None else [])))
+    reach = coverage.covered_from(conn, ids, tz)
+    # (partner, table) read by a configured source or imported by upload; a partner the
+    # caller did not pass (the orders side of a payments-only call) counts by its coverage.
+    collected = coverage.uploaded(conn, ids) | {(p.id, s.resource) for p in partners for s in p.sources}
+    given = {p.id for p in partners}
     now = now or datetime.now(UTC)
     out: dict[tuple[str, str, str], Partial | None] = {}
     for partner in partners:
-        collected = {s.resource for s in partner.sources} | {t for pid, t in imported if pid == partner.id}
         for kpi in VALUE_KPIS:
-            needed = [t for t in kpi.sources if t in BUSINESS_TABLES]
+            needed = [(partner.id, t) for t in kpi.sources if t in BUSINESS_TABLES]
             if not needed or not applies_to(kpi, partner.role):
                 continue
-            known = [reach.get((partner.id, t)) for t in needed if t in collected]
+            if (kpi.family == "reconciliation" and reconciled is not None
+                    and partner.id == reconciled.payments):
+                needed.append((reconciled.orders, "orders"))
+            known = [reach.get(need) for need in needed if need in collected or need[0] not in given]
             start_of_data = max(known) if len(known) == len(needed) and None not in known else None
             for w in windows:
                 key = (partner.id, w.period.label, kpi.id)
@@ -376,11 +389,12 @@ def _coverage(conn: Connection, partners: Sequence[Partner], windows: Sequence[W
 
 
 def partial_marks(conn: Connection, partners: Sequence[Partner], periods: Sequence[Period], tz: Any,
-                  now: datetime | None = None) -> dict[tuple[str, str, str], Partial]:
+                  now: datetime | None = None, reconciled: Sides | None = None,
+                  ) -> dict[tuple[str, str, str], Partial]:
     """(partner, period label, KPI) -> how much of the period its sources cover, for the
     values computed over part of a period only (see ``_coverage``)."""
     windows = [Window(p, *p.bounds(tz)) for p in dict.fromkeys(periods)]
-    return {key: mark for key, mark in _coverage(conn, partners, windows, tz, now).items()
+    return {key: mark for key, mark in _coverage(conn, partners, windows, tz, now, reconciled).items()
             if mark is not NO_DATA}
 
 
@@ -459,7 +473,8 @@ def board(conn: Connection, config: Config, period: Period,
                              Sides.of(config)) if partners else {}
     rows = []
     blocked = flt.unsplittable(partners)
-    partial = partial_marks(conn, partners, list(compare.values()), tz, now) if partners else {}
+    partial = partial_marks(conn, partners, list(compare.values()), tz, now,
+                            Sides.of(config)) if partners else {}
 
     def mark(partner_id: str, label: str, kpi_id: str, value: float | None) -> str | None:
         found_mark = partial.get((partner_id, label, kpi_id))

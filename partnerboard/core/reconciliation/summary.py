@@ -9,7 +9,7 @@ break list's open breaks (open or assigned) whose earlier side falls in the peri
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
@@ -21,6 +21,7 @@ from partnerboard.core.reconciliation import sync
 from partnerboard.core.reconciliation.kinds import KINDS, OPEN
 from partnerboard.core.reconciliation.matching import Sides, captures, paid_orders
 from partnerboard.core.store import schema
+from partnerboard.core.store.sqltime import Span, in_span, spans
 from partnerboard.core.vocabulary import timeutil
 
 brk = schema.recon_breaks
@@ -73,14 +74,97 @@ class Summary:
         return (0, Decimal(0)) if d is None else (d.count, d.difference)
 
 
-def _matched(conn: Connection, sides: Sides, start: datetime, end: datetime) -> tuple[int, int]:
-    po, cap = paid_orders(sides, start, end), captures(sides)
+@dataclass(frozen=True)
+class Reconciled:
+    """A period's reconciliation as a pack shows it: the summary and the open breaks by class
+    and age (``open_by_age``), as the break list stood at ``as_of``. ``signed``: frozen with
+    the period's sign-off, so a break resolved since changes ``today`` only."""
+
+    summary: Summary
+    ages: list[dict]
+    as_of: datetime
+    signed: bool = False
+    today: Summary | None = None  # a signed period's figures today, beside the signed ones
+
+    def to_json(self) -> dict:
+        """What a signed snapshot keeps (money as text, so nothing is rounded on the way)."""
+        s = self.summary
+        return {"as_of": self.as_of.isoformat(), "start": s.start.isoformat(), "end": s.end.isoformat(),
+                "paid_orders": s.paid_orders, "matched": s.matched, "in_transit": s.in_transit,
+                "open_by_kind": {k: {"count": b.count, "market_amount": str(b.market_amount),
+                                     "gateway_amount": str(b.gateway_amount),
+                                     "difference": str(b.difference)} for k, b in s.open_by_kind.items()},
+                "resolved": dict(s.resolved),
+                "payments_sync": asdict(s.payments_sync) if s.payments_sync else None,
+                "refunds_sync": asdict(s.refunds_sync) if s.refunds_sync else None,
+                "ages": [{**a, "value": str(a["value"])} for a in self.ages]}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Reconciled:
+        """A frozen reconciliation, read back from a signed snapshot."""
+        def when(text: str) -> datetime:
+            return datetime.fromisoformat(text)
+
+        def flow(d: dict | None) -> sync.SyncTime | None:
+            return None if d is None else sync.SyncTime(**d)
+
+        summary = Summary(
+            when(data["start"]), when(data["end"]), int(data["paid_orders"]), int(data["matched"]),
+            int(data["in_transit"]),
+            {k: ByKind(int(b["count"]), Decimal(b["market_amount"]), Decimal(b["gateway_amount"]),
+                       Decimal(b["difference"])) for k, b in data["open_by_kind"].items()},
+            {k: int(n) for k, n in data["resolved"].items()},
+            flow(data["payments_sync"]), flow(data["refunds_sync"]))
+        ages = [{**a, "value": Decimal(a["value"])} for a in data["ages"]]
+        return cls(summary, ages, when(data["as_of"]), signed=True)
+
+
+def _matched(conn: Connection, sides: Sides, periods: list[Span]) -> dict[str, tuple[int, int]]:
+    """Per period label: (paid orders, of which matched)."""
+    lo, hi = min(p[1] for p in periods), max(p[2] for p in periods)
+    po, cap, span = paid_orders(sides, lo, hi), captures(sides), spans(periods)
     agrees = sa.and_(cap.c.id.is_not(None), cap.c.currency == po.c.currency,
                      sa.func.abs(cap.c.amount - po.c.amount) <= sides.tolerance)
-    row = conn.execute(sa.select(
-        sa.func.count().label("paid"), sa.func.sum(sa.case((agrees, 1), else_=0)).label("matched"),
-    ).select_from(po.outerjoin(cap, sa.and_(cap.c.k == po.c.id, cap.c.n == 1)))).one()
-    return int(row.paid or 0), int(row.matched or 0)
+    return {r.label: (int(r.paid or 0), int(r.matched or 0)) for r in conn.execute(sa.select(
+        span.c.label, sa.func.count().label("paid"),
+        sa.func.sum(sa.case((agrees, 1), else_=0)).label("matched"),
+    ).select_from(po.join(span, in_span(po.c.at, span))
+                  .outerjoin(cap, sa.and_(cap.c.k == po.c.id, cap.c.n == 1))).group_by(span.c.label))}
+
+
+def _breaks(conn: Connection, sides: Sides, periods: list[Span]) -> dict[str, list[sa.Row]]:
+    """Per period label: the break list's counts and sums by class, state and resolution."""
+    lo, hi = min(p[1] for p in periods), max(p[2] for p in periods)
+    span, zero = spans(periods), sa.literal(0)
+    out: dict[str, list[sa.Row]] = {}
+    for r in conn.execute(sa.select(
+            span.c.label, brk.c.kind, brk.c.state, brk.c.resolution, sa.func.count().label("n"),
+            sa.func.coalesce(sa.func.sum(brk.c.market_amount), zero).label("market"),
+            sa.func.coalesce(sa.func.sum(brk.c.gateway_amount), zero).label("gateway"),
+            sa.func.coalesce(sa.func.sum(brk.c.difference), zero).label("diff"),
+    ).select_from(brk.join(span, in_span(brk.c.event_at, span))).where(
+            brk.c.orders_partner == sides.orders, brk.c.payments_partner == sides.payments,
+            brk.c.event_at >= timeutil.to_db(lo), brk.c.event_at < timeutil.to_db(hi),
+    ).group_by(span.c.label, brk.c.kind, brk.c.state, brk.c.resolution)):
+        out.setdefault(r.label, []).append(r)
+    return out
+
+
+def _folded(rows: list[sa.Row]) -> tuple[dict[str, ByKind], int, dict[str, int]]:
+    """(open breaks by class, in transit, resolved by how) of one period's ``_breaks`` rows."""
+    sums: dict[str, list] = {}
+    transit, resolved = 0, {}
+    for r in rows:
+        if r.state in OPEN:
+            acc = sums.setdefault(r.kind, [0, Decimal(0), Decimal(0), Decimal(0)])
+            acc[0] += int(r.n)
+            for i, v in ((1, r.market), (2, r.gateway), (3, r.diff)):
+                acc[i] += Decimal(str(v))
+        if r.state == "in_transit":
+            transit += int(r.n)
+        if r.resolution is not None:
+            resolved[r.resolution] = resolved.get(r.resolution, 0) + int(r.n)
+    return {k: ByKind(*sums[k]) for k in KINDS if k in sums}, transit, resolved
 
 
 def of_period(conn: Connection, config: Config, start: datetime, end: datetime) -> Summary | None:
@@ -92,27 +176,24 @@ def of_period(conn: Connection, config: Config, start: datetime, end: datetime) 
 
 def of_sides(conn: Connection, sides: Sides, start: datetime, end: datetime) -> Summary:
     """``of_period`` for known sides (the KPI engine, which has no config at hand)."""
-    paid, matched = _matched(conn, sides, start, end)
-    in_period = sa.and_(brk.c.orders_partner == sides.orders, brk.c.payments_partner == sides.payments,
-                        brk.c.event_at >= timeutil.to_db(start), brk.c.event_at < timeutil.to_db(end))
-    zero = sa.literal(0)
-    by_kind = {r.kind: ByKind(int(r.n), Decimal(str(r.market)), Decimal(str(r.gateway)),
-                              Decimal(str(r.diff)))
-               for r in conn.execute(sa.select(
-                   brk.c.kind, sa.func.count().label("n"),
-                   sa.func.coalesce(sa.func.sum(brk.c.market_amount), zero).label("market"),
-                   sa.func.coalesce(sa.func.sum(brk.c.gateway_amount), zero).label("gateway"),
-                   sa.func.coalesce(sa.func.sum(brk.c.difference), zero).label("diff"),
-               ).where(in_period, brk.c.state.in_(OPEN)).group_by(brk.c.kind))}
-    transit = conn.execute(sa.select(sa.func.count()).where(in_period, brk.c.state == "in_transit")).scalar()
-    resolved = {r.resolution: int(r.n) for r in conn.execute(
-        sa.select(brk.c.resolution, sa.func.count().label("n"))
-        .where(in_period, brk.c.resolution.is_not(None)).group_by(brk.c.resolution))}
+    return of_sides_many(conn, sides, [("", start, end)])[""]
+
+
+def of_sides_many(conn: Connection, sides: Sides, periods: list[Span]) -> dict[str, Summary]:
+    """``of_sides`` for several periods (label, start, end) at once: five statements,
+    whatever their number (a year's trend read each period's records once)."""
+    if not periods:
+        return {}
+    matched, found = _matched(conn, sides, periods), _breaks(conn, sides, periods)
     target = sides.sync_target
-    return Summary(start, end, paid, matched, int(transit or 0),
-                   {k: by_kind[k] for k in KINDS if k in by_kind}, resolved,
-                   sync.payments(conn, sides, start, end, target),
-                   sync.refunds(conn, sides, start, end, target))
+    pay = sync.payments_many(conn, sides, periods, target)
+    ref = sync.refunds_many(conn, sides, periods, target)
+    out = {}
+    for label, start, end in periods:
+        by_kind, transit, resolved = _folded(found.get(label, []))
+        paid, ok = matched.get(label, (0, 0))
+        out[label] = Summary(start, end, paid, ok, transit, by_kind, resolved, pay[label], ref[label])
+    return out
 
 
 DIFFERENCE_KINDS = ("amount_mismatch", "refund_amount_mismatch", "duplicate_capture", "refund_over_capture")
@@ -158,3 +239,34 @@ def reconciled_since(conn: Connection, sides: Sides) -> datetime | None:
     found = conn.execute(sa.select(c.c.reconciled_from).where(
         c.c.orders_partner == sides.orders, c.c.payments_partner == sides.payments)).scalar()
     return None if found is None else timeutil.from_db(found)
+
+
+def reconciled(conn: Connection, sides: Sides, start: datetime, end: datetime,
+               now: datetime) -> Reconciled:
+    """The period ``[start, end)`` as the break list stands at ``now``."""
+    return Reconciled(of_sides(conn, sides, start, end), open_by_age(conn, sides, start, end, now), now)
+
+
+def status(conn: Connection, sides: Sides) -> dict:
+    """The matcher at a glance, for ``/healthz``: when it last ran, how far back it has
+    looked, and the break list's open breaks by class and its records in transit (every
+    period; breaks are the partners' shared business, so any signed-in reader sees them)."""
+    c = schema.recon_coverage
+    row = conn.execute(sa.select(c.c.reconciled_from, c.c.last_run_at).where(
+        c.c.orders_partner == sides.orders, c.c.payments_partner == sides.payments)).first()
+    counts = dict(conn.execute(sa.select(brk.c.kind, sa.func.count()).where(
+        brk.c.orders_partner == sides.orders, brk.c.payments_partner == sides.payments,
+        brk.c.state.in_(OPEN)).group_by(brk.c.kind)).all())
+    transit = conn.execute(sa.select(sa.func.count()).where(
+        brk.c.orders_partner == sides.orders, brk.c.payments_partner == sides.payments,
+        brk.c.state == "in_transit")).scalar()
+
+    def when(v: datetime | None) -> str | None:
+        return None if v is None else timeutil.from_db(v).isoformat()
+
+    return {"orders_partner": sides.orders, "payments_partner": sides.payments,
+            "last_run_at": when(row.last_run_at) if row else None,
+            "reconciled_from": when(row.reconciled_from) if row else None,
+            "open_breaks": sum(counts.values()),
+            "open_by_class": {k: counts[k] for k in KINDS if k in counts},
+            "in_transit": int(transit or 0)}

@@ -29,7 +29,7 @@ from partnerboard.core.reconciliation.matching import (
     paid_orders,
     refunded_returns,
 )
-from partnerboard.core.store.sqltime import epoch, within
+from partnerboard.core.store.sqltime import Span, epoch, in_span, spans, within
 
 
 @dataclass(frozen=True)
@@ -80,40 +80,67 @@ class SyncTime:
         return None if pct is None else pct >= self.target_pct
 
 
-def _stats(conn: Connection, flow: str, lag: sa.ColumnElement, select_from: sa.FromClause,
-           where: list[sa.ColumnElement], target: SyncTarget) -> SyncTime:
+def _stats(conn: Connection, flow: str, lag: sa.ColumnElement, label: sa.ColumnElement,
+           select_from: sa.FromClause, where: list[sa.ColumnElement], target: SyncTarget,
+           labels: list[str]) -> dict[str, SyncTime]:
     limit = target.within_minutes * 60.0
-    row = conn.execute(sa.select(
+    found = {row.label: row for row in conn.execute(sa.select(
+        label.label("label"),
         sa.func.count(lag).label("pairs"),
         sa.func.percentile_cont(0.5).within_group(lag).label("p50"),
         sa.func.percentile_cont(0.95).within_group(lag).label("p95"),
         sa.func.max(lag).label("max"),
         sa.func.sum(sa.case((lag <= limit, 1), else_=0)).label("within"),
-    ).select_from(select_from).where(*where)).one()
-    pairs = int(row.pairs or 0)
+    ).select_from(select_from).where(*where).group_by(label))}
+    out = {}
+    for name in labels:
+        row = found.get(name)
+        pairs = int(row.pairs or 0) if row is not None else 0
 
-    def f(v: object) -> float | None:
-        return None if v is None or pairs == 0 else float(v)  # type: ignore[arg-type]
+        def f(v: object, pairs: int = pairs) -> float | None:
+            return None if v is None or pairs == 0 else float(v)  # type: ignore[arg-type]
 
-    return SyncTime(flow, pairs, f(row.p50), f(row.p95), f(row.max), int(row.within or 0),
-                    limit, target.percent)
+        out[name] = (SyncTime(flow, pairs, f(row.p50), f(row.p95), f(row.max), int(row.within or 0),
+                              limit, target.percent) if row is not None
+                     else SyncTime(flow, 0, None, None, None, 0, limit, target.percent))
+    return out
+
+
+def _bounds(periods: list[Span]) -> tuple[datetime, datetime]:
+    return min(p[1] for p in periods), max(p[2] for p in periods)
+
+
+def payments_many(conn: Connection, sides: Sides, periods: list[Span],
+                  target: SyncTarget) -> dict[str, SyncTime]:
+    """Per period label: paid orders of the period (by paid time) and their first capture."""
+    po, cap, span = paid_orders(sides, *_bounds(periods)), captures(sides), spans(periods)
+    lag = sa.func.abs(epoch(cap.c.at) - epoch(po.c.paid_at))
+    joined = po.join(span, in_span(po.c.at, span)).join(cap, sa.and_(cap.c.k == po.c.id, cap.c.n == 1))
+    return _stats(conn, "payments", lag, span.c.label, joined, [po.c.paid_at.is_not(None)], target,
+                  [p[0] for p in periods])
+
+
+def refunds_many(conn: Connection, sides: Sides, periods: list[Span],
+                 target: SyncTarget) -> dict[str, SyncTime]:
+    """Per period label: refunded returns of the period (by refund time) and the order's
+    first refund on the gateway."""
+    mr, gr, span = refunded_returns(sides), gateway_refunds(sides), spans(periods)
+    first = sa.select(gr.c.k, sa.func.min(gr.c.at).label("at")).group_by(gr.c.k).cte("first_refund")
+    lag = sa.func.abs(epoch(first.c.at) - epoch(mr.c.at))
+    lo, hi = _bounds(periods)
+    joined = mr.join(span, in_span(mr.c.at, span)).join(first, first.c.k == mr.c.order_id)
+    return _stats(conn, "refunds", lag, span.c.label, joined, [within(mr.c.at, lo, hi)], target,
+                  [p[0] for p in periods])
 
 
 def payments(conn: Connection, sides: Sides, start: datetime, end: datetime,
              target: SyncTarget) -> SyncTime:
     """Paid orders of ``[start, end)`` (by paid time) and their first capture."""
-    po, cap = paid_orders(sides, start, end), captures(sides)
-    lag = sa.func.abs(epoch(cap.c.at) - epoch(po.c.paid_at))
-    return _stats(conn, "payments", lag, po.join(cap, sa.and_(cap.c.k == po.c.id, cap.c.n == 1)),
-                  [po.c.paid_at.is_not(None)], target)
+    return payments_many(conn, sides, [("", start, end)], target)[""]
 
 
 def refunds(conn: Connection, sides: Sides, start: datetime, end: datetime,
             target: SyncTarget) -> SyncTime:
     """Refunded returns of ``[start, end)`` (by refund time) and the order's first refund
     on the gateway."""
-    mr, gr = refunded_returns(sides), gateway_refunds(sides)
-    first = sa.select(gr.c.k, sa.func.min(gr.c.at).label("at")).group_by(gr.c.k).cte("first_refund")
-    lag = sa.func.abs(epoch(first.c.at) - epoch(mr.c.at))
-    return _stats(conn, "refunds", lag, mr.join(first, first.c.k == mr.c.order_id),
-                  [within(mr.c.at, start, end)], target)
+    return refunds_many(conn, sides, [("", start, end)], target)[""]

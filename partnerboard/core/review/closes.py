@@ -35,6 +35,7 @@ from sqlalchemy.engine import Connection
 from partnerboard.core.access import User, audit, require
 from partnerboard.core.config import Config
 from partnerboard.core.metrics import incidents, kpi_engine, merchant_funnel
+from partnerboard.core.reconciliation import summary as recon_summary
 from partnerboard.core.reconciliation.matching import Sides
 from partnerboard.core.reports import report
 from partnerboard.core.store import exclusive, schema
@@ -110,8 +111,9 @@ def open_draft(conn: Connection, label: str) -> Close | None:
 
 
 def snapshot(conn: Connection, close_id: str) -> dict[str, Any]:
-    """The frozen numbers: ``report`` (the report's rows), ``trend`` (key KPIs), ``funnel``
-    and ``incidents`` (``metrics.incidents.PeriodIncidents``; closes before it have none)."""
+    """The frozen numbers: ``report`` (the report's rows), ``trend`` (key KPIs), ``funnel``,
+    ``incidents`` (``metrics.incidents.PeriodIncidents``) and ``reconciliation``
+    (``reconciliation.summary.Reconciled``); closes made before a part existed lack it."""
     text = conn.execute(sa.select(pc.c.snapshot).where(pc.c.id == close_id)).scalar_one()
     return json.loads(text)
 
@@ -147,7 +149,15 @@ def _freeze(conn: Connection, config: Config, period: Period, now: datetime) -> 
             "funnel": _funnels(conn, config, period, now),
             # The incidents as the pack summarises them (report times, probe coverage):
             # the report's incident rows carry neither (their columns are the CSV's).
-            "incidents": incidents.load(conn, start, end, now).to_json()}
+            "incidents": incidents.load(conn, start, end, now).to_json(),
+            # The pack's Reconciliation section (by class and age) as the break list stood.
+            "reconciliation": _reconciliation(conn, config, start, end, now)}
+
+
+def _reconciliation(conn: Connection, config: Config, start: datetime, end: datetime,
+                    now: datetime) -> dict[str, Any] | None:
+    sides = Sides.of(config)
+    return None if sides is None else recon_summary.reconciled(conn, sides, start, end, now).to_json()
 
 
 def funnel_months(period: Period) -> tuple[Period, Period]:

@@ -43,7 +43,6 @@ from partnerboard.core.metrics.incidents import (
 )
 from partnerboard.core.reconciliation import summary as recon_summary
 from partnerboard.core.reconciliation.kinds import KINDS
-from partnerboard.core.reconciliation.matching import Sides
 from partnerboard.core.reports import report
 from partnerboard.core.reports.numbers import NO_DATA, kpi_value
 from partnerboard.core.review import charts, reading
@@ -68,7 +67,7 @@ class Pack:
     made_at: datetime
     incidents: PeriodIncidents
     appendix: bool = False  # the full incident list after the sections (off by default)
-    reconciled: tuple[recon_summary.Summary, list[dict]] | None = None  # the period's breaks today
+    reconciled: recon_summary.Reconciled | None = None  # signed with the period, or today's
 
 
 def build(conn: Connection, config: Config, period: Period, *, viewer_partner: str | None = None,
@@ -78,14 +77,9 @@ def build(conn: Connection, config: Config, period: Period, *, viewer_partner: s
     of the period; by default the incidents section summarises them."""
     now = now or timeutil.utcnow()
     frame = reading.report_for(conn, config, period, viewer_partner=viewer_partner, now=now)
-    sides = Sides.of(config)
-    reconciled = None
-    if sides is not None:
-        start, end = period.bounds(config.tz)
-        reconciled = (recon_summary.of_sides(conn, sides, start, end),
-                      recon_summary.open_by_age(conn, sides, start, end, now))
     return Pack(config, period, frame, reading.trend_for(conn, config, period), now,
-                reading.incidents_for(conn, config, period, now=now), appendix, reconciled)
+                reading.incidents_for(conn, config, period, now=now), appendix,
+                reading.reconciliation_for(conn, config, period, now=now))
 
 
 APPENDIX_VALUES = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False, "": False}
@@ -297,25 +291,35 @@ def sla_section(pack: Pack) -> str:
     return "".join(out) + "</section>"
 
 
-def reconciliation_section(pack: Pack) -> str:
-    """Where the partners' systems meet: the period's summary, its open breaks by class and
-    age, and what was resolved and how. The scorecard's reconciliation KPIs are the signed
-    figures; this section reads the break list as it is today (docs/reconciliation.md)."""
-    if pack.reconciled is None:
-        return ""
-    s, ages = pack.reconciled
-    sides = reconciliation_sides(pack.config)
-    market, gateway = (sides[0].name, sides[1].name) if sides else ("The marketplace", "the gateway")
-    sync, target = s.payments_sync, pack.config.reconciliation.sync_target
+def _recon_figures(s: recon_summary.Summary, config: Config) -> str:
+    sync, target = s.payments_sync, config.reconciliation.sync_target
     rate = "no data" if s.match_rate is None else f"{s.match_rate:.2f} %"
     attained = "no data" if sync is None or sync.attainment_pct is None else f"{sync.attainment_pct:.2f} %"
     p95 = "no data" if sync is None or sync.p95_s is None else f"{sync.p95_s / 60:.1f} min"
     n_dup, dup_value = s.duplicates
-    head = (f"<p>{s.matched:,} of {s.paid_orders:,} paid orders matched ({rate}); "
+    return (f"{s.matched:,} of {s.paid_orders:,} paid orders matched ({rate}); "
             f"{s.open_breaks} open breaks, {s.in_transit} in transit. Paid, not captured: "
             f"{s.unmatched_market:,.2f}; captured, not paid: {s.unmatched_gateway:,.2f}; duplicate "
             f"captures: {n_dup} ({dup_value:,.2f} captured twice). Payment sync p95 {p95}; "
-            f"{attained} within {target.within_minutes:g} min (SLO {target.percent:g} %).</p>")
+            f"{attained} within {target.within_minutes:g} min (SLO {target.percent:g} %).")
+
+
+def _resolved(s: recon_summary.Summary) -> str:
+    return ", ".join(f"{n} {how}" for how, n in sorted(s.resolved.items())) or "none"
+
+
+def reconciliation_section(pack: Pack) -> str:
+    """Where the partners' systems meet: the period's summary, its open breaks by class and
+    age, and what was resolved and how. A signed period shows the break list as it was
+    signed (frozen with the snapshot, like the incidents) and, when it has changed since,
+    today's figures beside it: a break resolved after signing is a restatement, never a
+    silent edit (docs/reconciliation.md)."""
+    found = pack.reconciled
+    if found is None:
+        return ""
+    s, ages = found.summary, found.ages
+    sides = reconciliation_sides(pack.config)
+    market, gateway = (sides[0].name, sides[1].name) if sides else ("The marketplace", "the gateway")
     if ages:
         cols = [label for label, _ in recon_summary.AGES]
         rows = "".join(
@@ -326,12 +330,21 @@ def reconciliation_section(pack: Pack) -> str:
                  + "".join(f"<th>{_e(c)}</th>" for c in cols) + f"<th>value</th></tr>{rows}</table>")
     else:
         table = "<p>No open break in this period.</p>"
-    resolved = ", ".join(f"{n} {how}" for how, n in sorted(s.resolved.items())) or "none"
+    stands = (f"as signed with the period (the break list on {_local(pack, found.as_of)})" if found.signed
+              else f"as the break list stands on {_local(pack, found.as_of)}")
+    since = ""
+    today = found.today
+    if today is not None:
+        changed = (today.matched, today.open_breaks, today.in_transit, today.resolved) != (
+            s.matched, s.open_breaks, s.in_transit, s.resolved)
+        since = (f'<p class="restated"><b>Since signing.</b> Today: {_e(_recon_figures(today, pack.config))} '
+                 f"Resolved: {_e(_resolved(today))}.</p>" if changed
+                 else "<p>Unchanged since signing.</p>")
     return (f'<section class="flow"><h2>Reconciliation</h2><p class="note">'
             f"{_e(market)}'s paid orders and refunded returns against {_e(gateway)}'s captures and "
-            f"refunds, as the break list stands on {_e(_local(pack, pack.made_at))}.</p>{head}{table}"
-            f"<p>Resolved breaks of the period: {_e(resolved)} (cleared: the records agree now; "
-            "accepted: by the partners, with a reason).</p></section>")
+            f"refunds, {_e(stands)}.</p><p>{_e(_recon_figures(s, pack.config))}</p>{table}"
+            f"<p>Resolved breaks of the period: {_e(_resolved(s))} (cleared: the records agree now; "
+            f"accepted: by the partners, with a reason).</p>{since}</section>")
 
 
 def _when(pack: Pack, when: datetime) -> str:

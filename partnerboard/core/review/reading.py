@@ -20,6 +20,8 @@ from sqlalchemy.engine import Connection
 
 from partnerboard.core.config import Config
 from partnerboard.core.metrics import incidents
+from partnerboard.core.reconciliation import summary as recon_summary
+from partnerboard.core.reconciliation.matching import Sides
 from partnerboard.core.reports import report
 from partnerboard.core.review import closes, restatements
 from partnerboard.core.vocabulary import timeutil
@@ -134,6 +136,26 @@ def incidents_for(conn: Connection, config: Config, period: Period, *,
     found = [_from_report_row(r) for r in rows[rows.section == "incident"].to_dict("records")]
     return incidents.PeriodIncidents(start, min(end, signed.as_of), signed.as_of,
                                      tuple(sorted(found, key=incidents.order)))
+
+
+def reconciliation_for(conn: Connection, config: Config, period: Period, *,
+                       now: datetime | None = None) -> recon_summary.Reconciled | None:
+    """The period's reconciliation for the pack: as frozen with the signed snapshot where
+    the period is signed (with today's figures beside it, so a break resolved since shows),
+    the break list as it stands at ``now`` otherwise. None when nothing is reconciled.
+    A version signed before the snapshot held it reads today's list, and says so."""
+    sides = Sides.of(config)
+    if sides is None:
+        return None
+    now = now or timeutil.utcnow()
+    start, end = period.bounds(config.tz)
+    live = recon_summary.reconciled(conn, sides, start, end, now)
+    signed = closes.latest_signed(conn, period.label) if period.kind in closes.CLOSABLE else None
+    frozen = closes.snapshot(conn, signed.id).get("reconciliation") if signed is not None else None
+    if frozen is None:
+        return live
+    found = recon_summary.Reconciled.from_json(frozen)
+    return recon_summary.Reconciled(found.summary, found.ages, found.as_of, signed=True, today=live.summary)
 
 
 def _from_report_row(r: dict) -> incidents.Incident:

@@ -60,3 +60,22 @@ def elapsed(earlier: sa.ColumnElement, later: sa.ColumnElement, unit_s: float = 
 def within(col: sa.ColumnElement, start: datetime, end: datetime) -> sa.ColumnElement:
     """``start <= col < end`` for aware bounds: periods are half-open."""
     return sa.and_(col >= timeutil.to_db(start), col < timeutil.to_db(end))
+
+
+Span = tuple[str, datetime, datetime]  # a period's label and its aware [start, end)
+
+
+def spans(periods: list[Span], name: str = "spans") -> sa.CTE:
+    """Periods as rows (``label``, ``lo``, ``hi``; stored UTC): a statement joins its
+    records to them and groups by ``label``, where a statement per period would read the
+    same records once for each (a year's trend: twelve scans)."""
+    parts = [sa.select(sa.literal(label, sa.String).label("label"),
+                       sa.literal(timeutil.to_db(start), sa.DateTime).label("lo"),
+                       sa.literal(timeutil.to_db(end), sa.DateTime).label("hi"))
+             for label, start, end in periods]
+    return (parts[0] if len(parts) == 1 else sa.union_all(*parts)).cte(name)
+
+
+def in_span(col: sa.ColumnElement, span: sa.CTE) -> sa.ColumnElement:
+    """``lo <= col < hi`` of a ``spans`` row: the join condition."""
+    return sa.and_(col >= span.c.lo, col < span.c.hi)
