@@ -803,7 +803,7 @@ def test_serve_reconciles_after_its_first_collection_and_healthz_lists_the_break
             found = wait_until(listed, timeout=180, what=f"the break list {dict(expected)} in /healthz")
             assert found["open_breaks"] == sum(expected.values()) and found["last_run_at"]
             assert "reconciliation (after collection):" in server.output()
-            assert "reconciliation (every 5 minutes)" not in server.output(), "the first came after collection"
+            assert "reconciliation (every 5 minutes)" not in server.output(), "first: after collection"
         finally:
             _stop(server.proc, log=server.log)
     finally:
