@@ -235,7 +235,9 @@ def test_board_serves_the_page_while_probes_arrive(server: Proc, workdir: Path, 
 
     before = server.get("/healthz").json()
     assert before["scheduler"] == "running"
-    assert {j["id"] for j in before["jobs"]} == {
+    # A one-shot reconciliation 15 s after a collection that brought records comes and goes
+    # (seen in /healthz under load, once, on PostgreSQL); the schedule is the rest.
+    assert {j["id"] for j in before["jobs"]} - {"reconciliation:after-collection"} == {
         "probe:marketplace", "probe:payments", "statuspage:marketplace", "statuspage:payments",
         "marketplace_orders", "marketplace_returns", "marketplace_shops", "marketplace_traffic",
         "marketplace_surveys",
