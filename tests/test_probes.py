@@ -182,11 +182,14 @@ def test_hanging_partner_does_not_delay_the_other(sim, store, env_tokens) -> Non
     hang_s = (hung_run.finished_at - hung_from).total_seconds()
     assert hang_s >= 4.4, "the marketplace run waited on the hang until its deadline"
     # At a 1 s interval a free payments job fits 4 rounds into the 4.5 s hang; a payments job
-    # waiting on the marketplace would fit none. Counted: rounds that succeeded (the very
-    # first probe, while the probe worker starts, may miss its 0.8 s deadline on a loaded
-    # machine: seen once in CI; that is not the hang).
+    # waiting on the marketplace would fit none: a round that *started* inside the hang
+    # (``ts`` is the probe's start) proves it was not waiting. Counted: rounds that succeeded
+    # (the very first probe, while the probe worker starts, may miss its 0.8 s deadline on a
+    # loaded machine: seen once in CI; that is not the hang). Beside two busy loops a round
+    # took over a second, so only one fitted in (seen once): on-time rounds under load are
+    # issue 38's.
     ok = during[during.outcome == "ok"]
-    assert len(ok) >= 2, f"payments probed {len(ok)} times successfully during a {hang_s:.1f} s hang"
+    assert len(ok) >= 1, f"payments probed {len(ok)} times successfully during a {hang_s:.1f} s hang"
     assert (pay.outcome == "ok").sum() >= len(pay) - 1, "at most the worker's first probe missed"
     assert set(_probes(store, "marketplace").reason) == {"timeout"}
 
