@@ -57,7 +57,7 @@ def compared_from(conn: Connection, sides: matching.Sides, needed: tuple[tuple[s
 
 
 def window(conn: Connection, sides: matching.Sides, now: datetime,
-           needed: tuple[tuple[str, str], ...]) -> tuple[datetime, datetime]:
+           both: datetime | None) -> tuple[datetime, datetime]:
     """The last ``lookback_days`` up to now, reaching back to the oldest break still open
     (or in transit), so every such break is looked at again each run. Accepted breaks do
     not stretch it: the partners settled them."""
@@ -68,8 +68,7 @@ def window(conn: Connection, sides: matching.Sides, now: datetime,
     start = now - sides.lookback
     if oldest is not None:
         start = min(start, timeutil.from_db(oldest))
-    both, _ = compared_from(conn, sides, needed)
-    if both is not None:
+    if both is not None:  # from where both sides' records are there (``compared_from``)
         start = min(max(start, both), now)
     return start, now + AHEAD
 
@@ -81,12 +80,11 @@ def run(conn: Connection, config: Config, now: datetime | None = None) -> Outcom
     if sides is None:
         return None
     now = now or timeutil.utcnow()
-    needed = expected(config, sides)
-    _, waiting = compared_from(conn, sides, needed)
+    both, waiting = compared_from(conn, sides, expected(config, sides))
     if waiting:
         empty = matching.Findings(now, now, now)
         return Outcome(now, now, empty, breaks.Recorded(), waiting)
-    start, end = window(conn, sides, now, needed)
+    start, end = window(conn, sides, now, both)
     found = matching.find(conn, sides, start, end, now)
     recorded = breaks.record(conn, sides, found)
     mark_covered(conn, sides, start, now)
