@@ -31,7 +31,7 @@ from partnerboard.core.alerts import messages, outbox
 from partnerboard.core.config import Config
 from partnerboard.core.config.alerts import Receiver
 from partnerboard.core.config.secrets import scrub
-from partnerboard.core.review import subscriptions
+from partnerboard.core.review import pack_message, subscriptions
 from partnerboard.core.store import Store, processes, write_serially
 from partnerboard.core.vocabulary import timeutil
 
@@ -161,7 +161,7 @@ class Deliverer:
 
     def render(self, receiver: Receiver, notification: dict[str, Any]) -> messages.Rendered:
         if notification["kind"] == "pack":  # a review pack: its files were stored when it was queued
-            rendered = messages.render(self.config, receiver, notification, self.board_url)
+            rendered = pack_message.render(self.config, receiver, notification, self.board_url)
             if receiver.type != "email":
                 return rendered
             with self.store.engine.connect() as conn:

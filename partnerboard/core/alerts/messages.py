@@ -291,10 +291,11 @@ def email_html(config: Config, doc: dict) -> str:
 
 def render(config: Config, receiver: Receiver, notification: dict[str, Any], board_url: str,
            context: list[dict] | None = None) -> Rendered:
+    """An alert notification's message in this receiver's shape. A review pack's message
+    is the review's (``partnerboard.core.review.pack_message``): alerts sit below the
+    review and do not import it."""
     if notification["kind"] == "pack":
-        from partnerboard.core.alerts import pack_message
-
-        return pack_message.render(config, receiver, notification, board_url)
+        raise ValueError("a review pack's message is rendered by partnerboard.core.review.pack_message")
     doc = document(config, receiver, notification, board_url, context)
     subject, plain = _headline(config, doc), text(config, doc)
     if receiver.type == "webhook":
