@@ -48,11 +48,11 @@ from partnerboard.core.store import (
     Store,
     exclusive,
     job_claims,
-    processes,
     retention,
     runs,
     write_serially,
 )
+from partnerboard.core.store.heartbeat import Heartbeat
 from partnerboard.core.vocabulary import timeutil
 from partnerboard.notifiers.delivery import Deliverer, board_link
 
@@ -75,12 +75,12 @@ class Background:
     deliverer: Deliverer
     store: Store
     role: str = "collect"
-    heartbeat: processes.Heartbeat | None = None
+    heartbeat: Heartbeat | None = None
 
     def start(self) -> None:
         """Register and beat, mark what dead processes left running as interrupted (on DuckDB:
         everything, this process owns the file), publish the jobs, then start."""
-        self.heartbeat = processes.Heartbeat(self.store.engine, self.role)
+        self.heartbeat = Heartbeat(self.store.engine, self.role)
         runs.abandon_interrupted(self.store.engine)
         job_claims.publish(self.store.engine, published(self.scheduler))
         self.deliverer.recover()
