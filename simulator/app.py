@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from partnerboard.simulator.breaks import Plan
 from partnerboard.simulator.business_api import Lists, authorised, business_routes
 from partnerboard.simulator.schedule import BACKGROUND, DEMO, Profile, active
 from partnerboard.simulator.statuspage import QUIET_MARGIN, StatusPage
@@ -167,11 +168,11 @@ def create_app(
     today = state.clock().astimezone(TZ).date()
     if history_start is None:
         world = World(seed, today - timedelta(days=history_days), history_days + 1, scale,
-                      breaks=breaks)
+                      breaks=breaks, planner=Plan)
     else:
         first = history_start.astimezone(TZ).date()
         world = World(seed, first, (today - first).days + 1, scale, origin=history_start,
-                      breaks=breaks)
+                      breaks=breaks, planner=Plan)
     lists = Lists(world, state)
     mounts = [
         Mount(f"/{spec.id}", routes=_partner_routes(state, spec, state.rng)

@@ -17,14 +17,12 @@ from __future__ import annotations
 import bisect
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
-
-if TYPE_CHECKING:
-    from partnerboard.simulator.breaks import Plan
 
 TZ = ZoneInfo("Europe/Warsaw")
 DAY = 86400.0
@@ -68,19 +66,54 @@ def _lognorm(rng: random.Random, median: float, sigma: float) -> float:
     return rng.lognormvariate(math.log(median), sigma)
 
 
+class Planner(Protocol):
+    """What changes the history's records for injected breaks (``simulator.breaks.Plan``):
+    each list of records passes through it, and it lists what it injected."""
+
+    def orders(self, base: list[Rec]) -> list[Rec]: ...
+    def returns(self, base: list[Rec]) -> list[Rec]: ...
+    def payments(self, base: list[Rec]) -> list[Rec]: ...
+    def refunds(self, base: list[Rec]) -> list[Rec]: ...
+    def fix(self, order_id: str, now: float) -> None: ...
+    def truth(self, now: float) -> list[dict[str, Any]]: ...
+
+
+class Unchanged:
+    """The history as generated: no breaks injected."""
+
+    def orders(self, base: list[Rec]) -> list[Rec]:
+        return base
+
+    returns = payments = refunds = orders
+
+    def fix(self, order_id: str, now: float) -> None:
+        raise KeyError(f"{order_id!r} is not an injected missing capture (those are: none)")
+
+    def truth(self, now: float) -> list[dict[str, Any]]:
+        return []
+
+
 class World:
     """``days`` days of history from the local date ``start``. Each day begins at its local
     midnight, or, with ``origin`` (an aware instant), ``origin`` plus whole days: a partner
-    whose history begins at 00:00 UTC, two hours into a Warsaw day."""
+    whose history begins at 00:00 UTC, two hours into a Warsaw day.
+
+    ``planner`` makes the plan of injected breaks from the world (``simulator.breaks.Plan``,
+    which reads ``breaks``); it is handed in, not imported, because the plan reads the
+    world's unbroken records and the world would otherwise import it back."""
 
     def __init__(self, seed: int, start: date, days: int, scale: float = 1.0,
-                 origin: datetime | None = None, breaks: dict[str, int] | None = None) -> None:
+                 origin: datetime | None = None, breaks: dict[str, int] | None = None,
+                 planner: Callable[[World], Planner] | None = None) -> None:
         self.seed = seed
         self.start = start
         self.days = days
         self.scale = scale
         self.origin = origin
         self.breaks = dict(breaks or {})  # simulator.breaks: kind -> how many to inject
+        if self.breaks and planner is None:
+            raise ValueError("World(breaks=...) needs planner=simulator.breaks.Plan to inject them")
+        self._planner = planner
 
     def _rng(self, *parts: object) -> random.Random:
         return random.Random(":".join(str(p) for p in (self.seed, *parts)))
@@ -196,11 +229,9 @@ class World:
         return self.plan.orders(self._orders_base)
 
     @cached_property
-    def plan(self) -> Plan:
+    def plan(self) -> Planner:
         """Which records the injected breaks change (none without ``breaks``)."""
-        from partnerboard.simulator.breaks import Plan
-
-        return Plan(self)
+        return Unchanged() if self._planner is None else self._planner(self)
 
     @cached_property
     def orders_by_id(self) -> dict[str, Rec]:
