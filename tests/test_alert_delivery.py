@@ -242,6 +242,50 @@ def test_slack_gets_block_kit_and_teams_an_adaptive_card() -> None:
     assert any("\\*delayed\\*" in t and "\\[x\\]\\(http://evil.example\\)" in t for t in texts), texts
 
 
+def test_each_receiver_type_has_one_notifier_and_sends_what_it_renders(monkeypatch) -> None:
+    """Every receiver type the config accepts has its notifier; what a notifier renders is
+    what goes out: the webhook's body is those bytes, signed as they are, and the email
+    carries the idempotency key as its Message-ID."""
+    from typing import get_args
+
+    from partnerboard.core.alerts import messages
+    from partnerboard.core.config.alerts import Receiver
+
+    assert set(transports.NOTIFIERS) == set(get_args(Receiver.model_fields["type"].annotation))
+    hook = start_http_receiver()
+    monkeypatch.setenv("PB_TEST_HMAC", HMAC_KEY)
+    data = config_dict("http://127.0.0.1:9")
+    data["alerts"] = {"receivers": [
+        {"id": "hook", "type": "webhook", "url": f"{hook.url}/a", "hmac_secret_env": "PB_TEST_HMAC"},
+        {"id": "mail", "type": "email", "smtp_host": "127.0.0.1", "sender": "pb@partnership.example",
+         "to": ["oncall@partnership.example"]}]}
+    cfg = parse_config(data)
+    webhook, email = cfg.alerts.receivers
+    n = {"id": "n1", "idempotency_key": "pb-key-1", "kind": "firing", "group_key": "payments:endpoint_down",
+         "alerts": [_alert()]}
+    message = messages.render(cfg, webhook, n, BOARD)
+    body = transports.render(webhook, message, "pb-key-1")
+    assert transports.send(webhook, message, "pb-key-1").accepted
+    [got] = hook.requests
+    assert got.body == body and json.loads(body) == message.json
+    assert got.headers["x-partnerboard-signature"] == transports.signature(HMAC_KEY, body)
+    mail = transports.render(email, messages.render(cfg, email, n, BOARD), "pb-key-1")
+    assert mail["Message-ID"] == "<pb-key-1@partnerboard>"
+    assert "Balance API is down" in mail.get_body(("plain",)).get_content()
+
+
+def test_retry_after_is_read_as_seconds_or_an_http_date() -> None:
+    from email.utils import format_datetime
+
+    from partnerboard.notifiers.http_post import retry_after
+
+    assert retry_after("7") == 7.0
+    ahead = retry_after(format_datetime(datetime.now(UTC) + timedelta(seconds=120), usegmt=True))
+    assert ahead is not None and 110 < ahead <= 120, ahead  # HTTP dates have whole seconds
+    assert retry_after(format_datetime(datetime.now(UTC) - timedelta(seconds=30), usegmt=True)) == 0.0
+    assert retry_after("soon") is None and retry_after(None) is None
+
+
 def test_apprise_sends_through_its_json_plugin_to_a_real_receiver(monkeypatch) -> None:
     hook = start_http_receiver()
     host, port = hook.server.server_address[:2]
