@@ -240,7 +240,6 @@ def test_the_import_graph_sees_late_relative_and_type_checking_imports(tmp_path)
         "pkg": set(), "pkg.a": {"pkg.b"}, "pkg.b": {"pkg.c"}, "pkg.c": {"pkg.sub.d"},
         "pkg.sub": {"pkg.sub.d"}, "pkg.sub.d": {"pkg.a", "pkg.b"}}
     assert _circles(_import_graph(modules)) == [["pkg.a", "pkg.b", "pkg.c", "pkg.sub.d"]]
-    assert set(_import_graph(_module_files())) == set(_module_files()), "every module of ours is read"
 
 
 def test_no_import_circles() -> None:
