@@ -3,7 +3,8 @@
 The collectors (``partnerboard.collectors``) and the senders (``partnerboard.notifiers``)
 never import each other; this module, like the server and the CLI above them, puts
 them on one APScheduler: every probe round is followed at once by an evaluation of
-the endpoint and burn-rate rules (an endpoint declared down is told within seconds,
+the endpoint and burn-rate rules (on a thread of its own, ``Kicked``, so the next round
+starts on time) (an endpoint declared down is told within seconds,
 not at the next tick); all rules but the KPIs are evaluated every
 ``evaluate_every_seconds``, the KPIs every ``kpi_status.every_minutes``; and the outbox
 is looked at every second. Every minute settled hours and days of probes are rolled up
@@ -25,6 +26,7 @@ Every process sends: each notification is claimed by one sender with a lease
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -69,6 +71,37 @@ RETENTION_EVERY_S = 3600.0  # old probe-round runs and finished requests pruned 
 ROLLUPS_EVERY_S = 60.0  # settled hours and days of probes rolled up (core.metrics.rollups)
 
 
+class Kicked:
+    """``work`` run on a thread of its own whenever kicked; kicks while it runs make one
+    more run, not one each. A probe round kicks the alert evaluation and returns: the
+    round's thread is free for the next round on time, however long the evaluation
+    waits for the store's write lock behind a rollup or a backfill's batch (a round
+    that outlived its interval made APScheduler skip the next one, and the outage was
+    told a round later)."""
+
+    def __init__(self, name: str, work: Callable[[], None]) -> None:
+        self._work, self._wanted, self._stopping = work, threading.Event(), threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def __call__(self) -> None:
+        self._wanted.set()
+
+    def _loop(self) -> None:
+        while True:
+            self._wanted.wait()
+            if self._stopping.is_set():
+                return
+            self._wanted.clear()
+            self._work()
+
+    def stop(self, wait: bool = True) -> None:
+        self._stopping.set()
+        self._wanted.set()
+        if wait:
+            self._thread.join()
+
+
 @dataclass
 class Background:
     scheduler: BackgroundScheduler
@@ -76,6 +109,7 @@ class Background:
     store: Store
     role: str = "collect"
     heartbeat: Heartbeat | None = None
+    after_probes: Kicked | None = None
 
     def start(self) -> None:
         """Register and beat, mark what dead processes left running as interrupted (on DuckDB:
@@ -90,6 +124,8 @@ class Background:
         """Stop scheduling, let running jobs finish (``wait``), then the senders; then leave
         the store's list of processes (the others take our jobs at their next firing)."""
         stop_scheduler(self.scheduler, wait=wait)
+        if self.after_probes is not None:
+            self.after_probes.stop(wait=wait)
         self.deliverer.close(wait=wait)
         if self.heartbeat is not None:
             self.heartbeat.stop()
@@ -168,8 +204,9 @@ def build(store: Store, config: Config, *, served_at: str | None = None,
           probe_process: bool = True, role: str = "collect") -> Background:
     """The collectors' schedule with the alert jobs on it (not started)."""
     engine = store.engine
-    after_probes = _guarded("alert evaluation after a probe round",
-                            lambda: evaluation.run(engine, config, evaluation.AFTER_PROBES))
+    after_probes = Kicked("alerts:after-probes", _guarded(
+        "alert evaluation after a probe round",
+        lambda: evaluation.run(engine, config, evaluation.AFTER_PROBES)))
     scheduler = build_scheduler(store, config, probe_process=probe_process,
                                 after_probe_round=after_probes, extra_workers=3)
     deliverer = Deliverer(store, config, board_url=board_link(config, served_at))
@@ -206,7 +243,7 @@ def build(store: Store, config: Config, *, served_at: str | None = None,
         scheduler.add_job(func, IntervalTrigger(seconds=seconds), id=job_id, name=job_id, next_run_time=first)
     scheduler.add_listener(_reconcile_after_collection(scheduler, config, reconciler("after collection")),
                            EVENT_JOB_EXECUTED)
-    return Background(scheduler, deliverer, store, role)
+    return Background(scheduler, deliverer, store, role, after_probes=after_probes)
 
 
 def feeding_sources(config: Config) -> frozenset[str]:

@@ -189,6 +189,15 @@ st.dataframe(pd.DataFrame([{
 } for name in RULES]), hide_index=True, width="stretch")
 st.caption(f"Evaluated {local_time(queries.clip(queries.review_bucket()), cfg.tz, seconds=True)} "
            "(this look is cached for a minute; the schedule above is what records and notifies).")
+st.markdown("**Inhibit rules** (while a source alert fires, its targets of the same partner are recorded "
+            "as *inhibited by* it, held until they end, and not sent)")
+if cfg.alerts.inhibit:
+    st.dataframe(pd.DataFrame([{
+        "while firing": ", ".join(r.source), "holds back": ", ".join(r.target),
+        "subjects": ", ".join(r.target_subjects), "same": ", ".join(r.equal)} for r in cfg.alerts.inhibit]),
+        hide_index=True, width="stretch")
+else:
+    st.caption("None: `inhibit = []` in [alerts] turned inhibition off.")
 
 receivers = routing.visible_receivers(cfg, user.partner_id)
 if receivers:

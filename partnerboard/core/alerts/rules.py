@@ -11,7 +11,10 @@ what a message needs (``labels``). Nothing here writes or sends; ``state`` does.
 - ``burn_rate``: the SLA error budget burns 14.4× over 1 h and 5 min (page, critical),
   or 6× over 6 h and 30 min (ticket, warning).
 - ``freshness`` (warning): a source's last success is older than ``max_age_intervals``
-  × its interval, its last run was degraded, or ``failed_runs`` runs failed in a row.
+  × its interval (a probe source: and at least ``PROBE_FRESHNESS_FLOOR_S``), counted from
+  the later of the last success and the start of the longest-running live scheduling
+  process (a restart is not the partner's staleness), its last run was degraded, or
+  ``failed_runs`` runs failed in a row.
 - ``kpi_status`` (warning for red, info for amber): a KPI is off target in the running
   or the last complete month.
 - reconciliation (docs/reconciliation.md): ``duplicate_capture`` (critical) per open
@@ -38,7 +41,7 @@ from partnerboard.core.reconciliation import summary as recon_summary
 from partnerboard.core.reconciliation import sync as recon_sync
 from partnerboard.core.reconciliation.kinds import KINDS, OPEN
 from partnerboard.core.reconciliation.matching import Sides
-from partnerboard.core.store import runs, schema
+from partnerboard.core.store import processes, runs, schema
 from partnerboard.core.vocabulary import periods, timeutil
 from partnerboard.core.vocabulary.kpis import BY_ID
 
@@ -131,10 +134,16 @@ def _intervals(config: Config) -> dict[str, tuple[str, float]]:
     return out
 
 
+PROBE_FRESHNESS_FLOOR_S = 60.0
+"""A probe job is late after a minute without a round, however short its interval: two
+5-s intervals are one busy moment of the collecting process, not a stale partner."""
+
+
 def freshness(conn: Connection, config: Config, now: datetime) -> list[Firing]:
     rule = config.alerts.rules.freshness
     expected = _intervals(config)
     summary = {s["source"]: s for s in runs.source_summary(conn)}
+    scheduling = processes.scheduling_since(conn, now)
     out = []
     severity = _severity(config, "freshness", "warning")
     for source, (partner_id, interval) in expected.items():
@@ -144,9 +153,12 @@ def freshness(conn: Connection, config: Config, now: datetime) -> list[Firing]:
         last = datetime.fromisoformat(s["last_success_at"]) if s["last_success_at"] else None
         started = datetime.fromisoformat(s["last_started_at"]) if s["last_started_at"] else now
         allowed = rule.max_age_intervals * interval
+        if source.startswith("probe:"):
+            allowed = max(allowed, PROBE_FRESHNESS_FLOOR_S)
+        since = max(last, scheduling) if last is not None and scheduling is not None else last
         first_pass = last is None and s["last_status"] == "running"  # a first backfill takes its time
-        if (last is None and not first_pass and (now - started).total_seconds() > allowed) or (
-                last is not None and (now - last).total_seconds() > allowed):
+        if (last is None and not first_pass and (now - max(started, scheduling or started)).total_seconds()
+                > allowed) or (since is not None and (now - since).total_seconds() > allowed):
             age = "never succeeded" if last is None else f"last success {_ago(now - last)} ago"
             out.append(Firing(f"freshness:{source}:stale", "freshness", severity, partner_id, source,
                               f"{source} is stale: {age} "

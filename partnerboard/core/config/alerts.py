@@ -168,6 +168,48 @@ class Rules(_Model):
     """The payment sync SLO's budget burning too fast (reconciliation)."""
 
 
+INHIBITING: tuple[str, ...] = ("endpoint_down", "partner_incident")
+
+
+class Inhibit(_Model):
+    """While an alert of a ``source`` rule fires, alerts of the ``target`` rules with the same
+    ``equal`` labels are recorded as *inhibited by* it and not sent (Alertmanager's inhibit
+    rules): one cause, one page. An inhibited alert stays held until it ends, since a
+    burn rate stays high for a while after the outage that was told once; its end is sent
+    only to whoever heard it start."""
+
+    source: Annotated[list[str], Field(min_length=1)]
+    """Rules whose firing alerts inhibit (e.g. ``["endpoint_down", "partner_incident"]``)."""
+    target: Annotated[list[str], Field(min_length=1)]
+    """Rules whose alerts are inhibited (e.g. ``["burn_rate"]``)."""
+    target_subjects: list[Annotated[str, Field(min_length=1, max_length=200)]] = ["*"]
+    """Only targets whose subject matches one of these shell patterns (``probe:*``: the probe
+    sources' freshness, not a business source's, which has another cause)."""
+    equal: list[Literal["partner_id", "subject"]] = ["partner_id"]
+    """Labels the source and the target must share: the same partner by default (the
+    gateway's outage never silences the marketplace's alerts)."""
+
+    @model_validator(mode="after")
+    def _known_rules(self) -> Inhibit:
+        for key in ("source", "target"):
+            for name in getattr(self, key):
+                if name not in RULES:
+                    raise ValueError(f'inhibit {key} names the rule "{name}", which does not exist '
+                                     f"(known: {', '.join(RULES)})")
+        both = sorted(set(self.source) & set(self.target))
+        if both:
+            raise ValueError(f'inhibit names the rule "{both[0]}" as both source and target: '
+                             "an alert would inhibit itself")
+        return self
+
+
+def default_inhibit() -> list[Inhibit]:
+    """A partner's outage (measured or reported) holds back the same partner's burn-rate
+    and anomaly alerts and its probe sources' freshness: they are that outage again."""
+    return [Inhibit(source=list(INHIBITING), target=[r for r in ("burn_rate", "kpi_anomaly") if r in RULES]),
+            Inhibit(source=list(INHIBITING), target=["freshness"], target_subjects=["probe:*"])]
+
+
 class Alerts(_Model):
     receivers: list[Receiver] = []
     """Where notifications go."""
@@ -183,6 +225,10 @@ class Alerts(_Model):
     """How often the rules are evaluated (probe rounds also evaluate at once)."""
     give_up_after_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 24
     """A notification no receiver accepted for this long is marked undeliverable."""
+    inhibit: list[Inhibit] = Field(default_factory=default_inhibit)
+    """Inhibit rules (``[[alerts.inhibit]]``). Leaving it out keeps the defaults (a
+    partner's ``endpoint_down`` or ``partner_incident`` inhibits its ``burn_rate``,
+    ``kpi_anomaly`` and probe ``freshness``); ``inhibit = []`` turns inhibition off."""
 
     @model_validator(mode="after")
     def _known_receivers(self) -> Alerts:

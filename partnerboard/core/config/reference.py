@@ -59,6 +59,9 @@ SECTIONS: list[tuple[str, type[BaseModel], str]] = [
      "The review pack on a schedule ([review.md](review.md#subscriptions))."),
     ("[[alerts.receivers]]", al.Receiver, "Where notifications go."),
     ("[[alerts.routes]]", al.Route, "Which alerts reach which receivers."),
+    ("[[alerts.inhibit]]", al.Inhibit, "Inhibit rules ([alerts.md](alerts.md#inhibition)). The defaults: "
+     "`endpoint_down` and `partner_incident` hold back the same partner's `burn_rate` and `kpi_anomaly`, "
+     "and its `probe:*` sources' `freshness`."),
     ("[alerts.rules.*]", al.RuleSetting, "Each rule: endpoint_down, partner_incident, burn_rate, "
      "freshness, kpi_status, duplicate_capture, unmatched_value, stale_break, sync_burn."),
     ("[alerts.rules.freshness]", al.FreshnessRule, "Also the common keys above."),
@@ -140,6 +143,8 @@ def _default(info: FieldInfo) -> str:
         return f"`{str(value).lower()}`"
     if isinstance(value, str):
         return f'`"{value}"`' if value else '`""`'
+    if isinstance(value, list) and value and isinstance(value[0], BaseModel):
+        return f"{len(value)} defaults (in its section)"
     if isinstance(value, (list, dict)) and not value:
         return "`[]`" if isinstance(value, list) else "`{}`"
     if isinstance(value, float):

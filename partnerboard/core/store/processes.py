@@ -121,6 +121,19 @@ def dead_ids(now: datetime | None = None) -> sa.Select:
     return sa.select(pt.c.id).where(pt.c.heartbeat_at < alive_since(now))
 
 
+SCHEDULING_ROLES = ("serve", "collect")
+
+
+def scheduling_since(conn: Connection, now: datetime | None = None) -> datetime | None:
+    """When the longest-running live process that runs the schedule started (aware UTC),
+    or None when none is alive. A source cannot be late for longer than something has been
+    scheduling it: after a restart its last success is as old as the downtime, and that is
+    not the partner's fault."""
+    started = conn.execute(sa.select(sa.func.min(pt.c.started_at)).where(
+        pt.c.heartbeat_at >= alive_since(now), pt.c.role.in_(SCHEDULING_ROLES))).scalar()
+    return timeutil.from_db(started) if started is not None else None
+
+
 def prune(conn: Connection, *, now: datetime | None = None) -> int:
     """Forget processes silent for a day (their runs and claims were passed on long ago)."""
     cutoff = timeutil.to_db((now or timeutil.utcnow()) - timedelta(days=1))
