@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from partnerboard.simulator.world import TZ, Rec, World, segment_of, since, visible
+from partnerboard.simulator.world import TZ, Anomaly, Rec, World, segment_of, since, visible
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -119,6 +119,17 @@ class Lists:
             for cached in ("payments", "payments_by_order", "payments_by_id", "refunds"):
                 self.world.__dict__.pop(cached, None)
             for name in ("payments", "refunds"):
+                self._last.pop(name, None)
+                self._last_created.pop(name, None)
+                self._steps.pop(name, None)
+            self._cache = None
+
+    def add_anomaly(self, anomaly: Anomaly) -> None:
+        """Conversion drops from the anomaly's start (``World.add_anomaly``); the lists are
+        built again from the world."""
+        with self._lock:
+            self.world.add_anomaly(anomaly)
+            for name in ("orders", "returns", "payments", "refunds", "shops"):
                 self._last.pop(name, None)
                 self._last_created.pop(name, None)
                 self._steps.pop(name, None)
@@ -238,6 +249,11 @@ class Lists:
                 out[partner][name] = entry
         out["by_month"] = self._by_month(chaos)
         out["breaks"] = self.world.plan.truth(self.now())
+        self.world.orders  # noqa: B018 - built, so its count of lost orders is known
+        out["anomalies"] = [{"start": datetime.fromtimestamp(a.start, UTC).isoformat(),
+                             "end": datetime.fromtimestamp(a.end, UTC).isoformat(), "change": a.change,
+                             "lost_orders": self.world.lost.get(i, 0)}
+                            for i, a in enumerate(self.world.anomalies)]
         out["sync"] = self._sync_by_month()
         return out
 
