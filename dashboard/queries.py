@@ -443,3 +443,13 @@ def actions(url: str, config_key: str, label: str, viewer_partner: str | None,
                 "items": actions_mod.items(conn, label, viewer_partner=viewer_partner),
                 "carried": actions_mod.carried_over(conn, cfg, label, viewer_partner=viewer_partner),
                 "proposals": actions_mod.proposals(conn, viewer_partner)}
+
+
+@st.cache_data(ttl=WINDOW_TTL_S, show_spinner=False)
+def api_view(url: str, config_key: str, as_of: datetime, viewer_partner: str | None) -> dict:
+    """The collectors' view of the partners' APIs (``metrics.api_view``): the last hour per
+    source and endpoint, and the drifting fields, examples as ``viewer_partner`` may see them."""
+    from partnerboard.core.metrics import api_view as view
+
+    with open_store(url).engine.connect() as conn:
+        return view.view(conn, _config_for(config_key), clip(as_of), viewer_partner)

@@ -5,7 +5,10 @@ reached through the project's real HTTP clients. Each partner lives under its ow
 path prefix (its base URL) with its own bearer token, a health endpoint, API
 endpoints with a realistic latency distribution, the seeded outage schedule, a
 Statuspage v2 feed, and chaos knobs (error rate, timeout rate, extra latency, and a
-forced mode) settable at start or at run time through ``/_sim/chaos``.
+forced mode) settable at start or at run time through ``/_sim/chaos``. The business lists
+add a partner's quota (``quota_per_minute``, announced in the ``quota_headers`` dialect) and
+schema drift (``drift_field`` served as a string in ``drift_rate`` of the records); what
+they did is in ``/_sim/truth`` under ``api``.
 
 New partner data (orders, traffic, returns, merchants, payments, refunds, tickets)
 plugs in as more routes on a ``PartnerSpec``; the auth, chaos and schedule handling
@@ -57,6 +60,11 @@ class Chaos:
     time_format: str = "local"  # marketplace times: "local" (+01:00/+02:00) or "utc_z" (…Z)
     same_update_burst: int = 0  # orders: the oldest N share one update time (a bulk edit)
     newest_first: bool = False  # charges: newest first, as Stripe lists by default
+    # the partner's view of our traffic (business lists only; docs/api-health.md)
+    quota_per_minute: int = 0  # > 0: list requests beyond this many per wall-clock minute get 429
+    quota_headers: str = "ietf"  # how the quota is announced: "ietf" (RateLimit), "x" (X-RateLimit-*), "none"
+    drift_field: str = ""  # a numeric top-level field of the lists ...
+    drift_rate: float = 0.0  # ... served as a string in this share of the records (the same ones every read)
 
     def update(self, values: dict[str, Any]) -> None:
         for key, value in values.items():
@@ -66,6 +74,10 @@ class Chaos:
                 raise ValueError(f"mode must be normal, down, hang or bad_body, got {value!r}")
             if key == "time_format" and value not in ("local", "utc_z"):
                 raise ValueError(f"time_format must be local or utc_z, got {value!r}")
+            if key == "quota_headers" and value not in ("ietf", "x", "none"):
+                raise ValueError(f"quota_headers must be ietf, x or none, got {value!r}")
+            if key == "quota_per_minute" and int(value) < 0:
+                raise ValueError(f"quota_per_minute must be 0 (no quota) or more, got {value!r}")
             if key.endswith("_rate") and not 0 <= float(value) <= 1:
                 raise ValueError(f"{key} must be between 0 and 1, got {value!r}")
             current = getattr(self, key)

@@ -215,11 +215,11 @@ class ClockMovingClient(PartnerClient):
     sim_url = ""
     calls = 0
 
-    def get_json(self, path_or_url, params=None):
+    def get_json(self, path_or_url, params=None, **kwargs):
         type(self).calls += 1
         if type(self).calls == 3:
             httpx.post(f"{self.sim_url}/_sim/clock", json={"advance_seconds": 5 * 86400})
-        return super().get_json(path_or_url, params)
+        return super().get_json(path_or_url, params, **kwargs)
 
 
 @pytest.mark.parametrize("source_id", ["marketplace_orders", "marketplace_shops"])
@@ -347,11 +347,11 @@ def test_failed_run_leaves_the_store_as_it_was(bsim, bconfig, store, env_tokens)
     class FailsLate(PartnerClient):
         calls = 0
 
-        def get_json(self, path_or_url, params=None):
+        def get_json(self, path_or_url, params=None, **kwargs):
             type(self).calls += 1
             if type(self).calls == 3:
                 set_chaos(bsim, partner="marketplace", error_rate=1.0)
-            return super().get_json(path_or_url, params)
+            return super().get_json(path_or_url, params, **kwargs)
 
     result = run_source(store, cfg, "marketplace_orders", make_client=FailsLate)
     assert result.status == "failed" and result.read > 0

@@ -179,7 +179,9 @@ described = {"endpoint_down": "a measured incident is open", "partner_incident":
              "duplicate_capture": "an order is captured twice (reconciliation)",
              "unmatched_value": "money on one side without its counterpart, over a threshold",
              "stale_break": "reconciliation breaks open too long",
-             "sync_burn": "the payment sync SLO's budget burns too fast"}
+             "sync_burn": "the payment sync SLO's budget burns too fast",
+             "rate_limit": "a partner's API throttles a source (429s or little quota left)",
+             "schema_drift": "a mapped field is missing or of another type in a source's records"}
 st.dataframe(pd.DataFrame([{
     "rule": name, "fires when": described[name],
     "enabled": "yes" if getattr(cfg.alerts.rules, name).enabled else "no",

@@ -24,7 +24,8 @@ from partnerboard.core.vocabulary import timeutil
 log = logging.getLogger("partnerboard.alerts")
 
 AFTER_PROBES: tuple[str, ...] = ("endpoint_down", "burn_rate")
-REGULAR: tuple[str, ...] = ("endpoint_down", "partner_incident", "burn_rate", "freshness")
+REGULAR: tuple[str, ...] = ("endpoint_down", "partner_incident", "burn_rate", "freshness", "rate_limit",
+                            "schema_drift")
 KPIS: tuple[str, ...] = ("kpi_status", "duplicate_capture", "unmatched_value", "stale_break", "sync_burn")
 
 

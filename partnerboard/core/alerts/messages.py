@@ -38,7 +38,7 @@ MAX_NOTES = 5
 
 SCHEMA = "partnerboard.alert/1"
 PAGES = {"endpoint_down": "api-health", "partner_incident": "api-health", "burn_rate": "sla",
-         "freshness": "data", "kpi_status": ""}
+         "freshness": "data", "kpi_status": "", "rate_limit": "api-health", "schema_drift": "api-health"}
 TITLES = {"firing": "FIRING", "resolved": "RESOLVED", "reminder": "STILL FIRING", "test": "TEST"}
 
 

@@ -21,6 +21,13 @@ what a message needs (``labels``). Nothing here writes or sends; ``state`` does.
   duplicate; ``unmatched_value`` (warning) over a threshold in the running or last month;
   ``stale_break`` (warning) per class with breaks open too long; ``sync_burn`` (warning)
   when the payment sync SLO's budget burns too fast this month.
+- ``rate_limit`` (warning): per source and endpoint over the last hour (this hour and the
+  one before, as ``api_hours`` keeps them), more than ``max_429_pct`` of at least
+  ``min_requests`` requests answered 429, or the partner announced less than
+  ``min_headroom_pct`` of its quota left.
+- ``schema_drift`` (warning): in a source's last census (the last run that read records),
+  a mapped field missing or of another type than usual in more than ``max_drift_pct`` of
+  at least ``min_records`` records; one alert per source and field.
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ from partnerboard.core.reconciliation import summary as recon_summary
 from partnerboard.core.reconciliation import sync as recon_sync
 from partnerboard.core.reconciliation.kinds import KINDS, OPEN
 from partnerboard.core.reconciliation.matching import Sides
-from partnerboard.core.store import processes, runs, schema
+from partnerboard.core.store import api_hours, field_census, processes, runs, schema
 from partnerboard.core.vocabulary import periods, timeutil
 from partnerboard.core.vocabulary.kpis import BY_ID
 
@@ -279,9 +286,77 @@ def sync_burn(conn: Connection, config: Config, now: datetime) -> list[Firing]:
         now, {"period": month.label, "burn_rate": rate, "slow": sync.slow, "pairs": sync.pairs})]
 
 
+def _business_sources(config: Config) -> dict[str, str]:
+    """Source id -> partner, for the business sources the config still names."""
+    return {s.id: p.id for p in config.partners for s in p.sources}
+
+
+def rate_limit(conn: Connection, config: Config, now: datetime) -> list[Firing]:
+    """Each source's endpoint throttled over the last hour: too many 429s, or too little
+    of the announced quota left."""
+    rule = config.alerts.rules.rate_limit
+    known = _business_sources(config)
+    out = []
+    for e in api_hours.recent(conn, now):
+        if e["source"] not in known:
+            continue
+        n, limited = e["requests"], e["outcomes"]["429"]
+        share = 100.0 * limited / n if n else 0.0
+        headroom = e["min_headroom"]
+        problems = []
+        if n >= rule.min_requests and share > rule.max_429_pct:
+            problems.append(f"{limited} of {n} requests answered 429 ({share:.1f} %, "
+                            f"threshold {rule.max_429_pct:g} %)")
+        if headroom is not None and 100.0 * headroom < rule.min_headroom_pct:
+            problems.append(f"quota headroom down to {100.0 * headroom:.1f} % of {e['rate_limit']} "
+                            f"(threshold {rule.min_headroom_pct:g} %)")
+        if not problems:
+            continue
+        out.append(Firing(
+            f"rate_limit:{e['source']}:{e['endpoint']}", "rate_limit",
+            _severity(config, "rate_limit", "warning"), known[e["source"]], f"{e['source']} {e['endpoint']}",
+            f"{e['source']} {e['endpoint']} is rate limited in the last hour: " + "; ".join(problems), now,
+            {"source": e["source"], "endpoint": e["endpoint"], "requests": n, "responses_429": limited,
+             "share_429_pct": round(share, 2), "retries": e["retries"],
+             "min_headroom_pct": None if headroom is None else round(100.0 * headroom, 2),
+             "rate_limit": e["rate_limit"]}))
+    return out
+
+
+def schema_drift(conn: Connection, config: Config, now: datetime) -> list[Firing]:
+    """Each mapped field a source's last run found missing or of another type too often."""
+    rule = config.alerts.rules.schema_drift
+    known = _business_sources(config)
+    out = []
+    for f in field_census.listed(conn):
+        if not f["mapped"] or f["source"] not in known or f["records"] < rule.min_records \
+                or f["drifted_pct"] <= rule.max_drift_pct:
+            continue
+        off_type = sum(n for t, n in f["types"].items() if t not in ("null", f["usual_type"]))
+        missing = f["drifted"] - off_type
+        what = []
+        if off_type:
+            what.append(f"came as {f['other_type']} instead of {f['usual_type']} in {off_type}")
+        if missing:
+            what.append(f"was missing in {missing}")
+        example = f" (e.g. {f['example']})" if f["example"] and off_type else ""
+        out.append(Firing(
+            f"schema_drift:{f['source']}:{f['field']}", "schema_drift",
+            _severity(config, "schema_drift", "warning"), known[f["source"]], f"{f['source']} {f['field']}",
+            f"{f['source']}: field `{f['field']}` " + " and ".join(what)
+            + f" of {f['records']} records ({f['drifted_pct']:.1f} %, threshold {rule.max_drift_pct:g} %) "
+            f"of the last run{example}", f["recorded_at"] or now,
+            {"source": f["source"], "field": f["field"], "usual_type": f["usual_type"],
+             "other_type": f["other_type"], "example": f["example"], "records": f["records"],
+             "missing": missing, "off_type": off_type, "drifted_pct": round(f["drifted_pct"], 2),
+             "run_id": f["run_id"]}))
+    return out
+
+
 RULES = {"endpoint_down": endpoint_down, "partner_incident": partner_incident, "burn_rate": burn_rate,
          "freshness": freshness, "kpi_status": kpi_status, "duplicate_capture": duplicate_capture,
-         "unmatched_value": unmatched_value, "stale_break": stale_break, "sync_burn": sync_burn}
+         "unmatched_value": unmatched_value, "stale_break": stale_break, "sync_burn": sync_burn,
+         "rate_limit": rate_limit, "schema_drift": schema_drift}
 
 
 def evaluate(conn: Connection, config: Config, now: datetime | None = None,

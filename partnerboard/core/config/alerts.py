@@ -15,9 +15,12 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Severity = Literal["critical", "warning", "info"]
-RuleName = Literal["endpoint_down", "partner_incident", "burn_rate", "freshness", "kpi_status"]
+RuleName = Literal["endpoint_down", "partner_incident", "burn_rate", "freshness", "kpi_status",
+                   "duplicate_capture", "unmatched_value", "stale_break", "sync_burn", "rate_limit",
+                   "schema_drift"]
 RULES: tuple[str, ...] = ("endpoint_down", "partner_incident", "burn_rate", "freshness", "kpi_status",
-                          "duplicate_capture", "unmatched_value", "stale_break", "sync_burn")
+                          "duplicate_capture", "unmatched_value", "stale_break", "sync_burn", "rate_limit",
+                          "schema_drift")
 _ID = r"^[a-z0-9][a-z0-9_-]*$"
 _ENV = r"^[A-Za-z_][A-Za-z0-9_.]*$"
 
@@ -147,6 +150,26 @@ class SyncBurnRule(RuleSetting):
     """Payments the month must have before its burn rate is judged (a quiet morning is no trend)."""
 
 
+class RateLimitRule(RuleSetting):
+    max_429_pct: Annotated[float, Field(gt=0, le=100)] = 5.0
+    """A source's endpoint answering more than this share of its requests over the last hour
+    with 429 alerts: the collectors are being throttled and read late or not at all."""
+    min_requests: Annotated[int, Field(ge=1, le=1_000_000)] = 20
+    """Requests the endpoint must have had in the hour before its 429 share is judged (two
+    429s out of three requests is a blip, not a trend)."""
+    min_headroom_pct: Annotated[float, Field(ge=0, le=100)] = 10.0
+    """The partner announcing less than this share of its quota left (``RateLimit`` or
+    ``X-RateLimit-*`` headers) in the last hour alerts, before the 429s start."""
+
+
+class SchemaDriftRule(RuleSetting):
+    max_drift_pct: Annotated[float, Field(ge=0, le=100)] = 5.0
+    """A mapped field missing, or of another JSON type than usual, in more than this share of
+    the records of a source's last run alerts, naming the field, both types and an example."""
+    min_records: Annotated[int, Field(ge=1, le=1_000_000)] = 10
+    """Records the run must have read before its census is judged."""
+
+
 class Rules(_Model):
     endpoint_down: RuleSetting = RuleSetting()
     """A measured incident opens (after `down_after_failures` failed probes) and resolves."""
@@ -166,6 +189,10 @@ class Rules(_Model):
     """Reconciliation breaks left open longer than agreed."""
     sync_burn: SyncBurnRule = SyncBurnRule()
     """The payment sync SLO's budget burning too fast (reconciliation)."""
+    rate_limit: RateLimitRule = RateLimitRule()
+    """A partner throttling the collectors: 429s, or little quota left, per source and endpoint."""
+    schema_drift: SchemaDriftRule = SchemaDriftRule()
+    """A partner's records changing shape: a mapped field missing or of another type."""
 
 
 INHIBITING: tuple[str, ...] = ("endpoint_down", "partner_incident")

@@ -63,12 +63,15 @@ SECTIONS: list[tuple[str, type[BaseModel], str]] = [
      "`endpoint_down` and `partner_incident` hold back the same partner's `burn_rate` and `kpi_anomaly`, "
      "and its `probe:*` sources' `freshness`."),
     ("[alerts.rules.*]", al.RuleSetting, "Each rule: endpoint_down, partner_incident, burn_rate, "
-     "freshness, kpi_status, duplicate_capture, unmatched_value, stale_break, sync_burn."),
+     "freshness, kpi_status, duplicate_capture, unmatched_value, stale_break, sync_burn, rate_limit, "
+     "schema_drift."),
     ("[alerts.rules.freshness]", al.FreshnessRule, "Also the common keys above."),
     ("[alerts.rules.kpi_status]", al.KpiRule, "Also the common keys above."),
     ("[alerts.rules.unmatched_value]", al.UnmatchedRule, "Also the common keys above."),
     ("[alerts.rules.stale_break]", al.StaleBreakRule, "Also the common keys above."),
     ("[alerts.rules.sync_burn]", al.SyncBurnRule, "Also the common keys above."),
+    ("[alerts.rules.rate_limit]", al.RateLimitRule, "Also the common keys above."),
+    ("[alerts.rules.schema_drift]", al.SchemaDriftRule, "Also the common keys above."),
 ]
 _OR = " | "  # table cells escape it (_cell)
 _EXAMPLE = re.compile(r"\s*Example:\s*(`[^`]*`)\s*$", re.S)
