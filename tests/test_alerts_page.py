@@ -85,7 +85,7 @@ def test_rules_show_their_current_evaluation(alerting_env) -> None:
     rules = _frame(at, "finds now").set_index("rule")
     assert rules.loc["endpoint_down", "finds now"] == 1
     assert "Balance API down" in rules.loc["endpoint_down", "what"]
-    assert set(rules.index) == set(evaluation.REGULAR + evaluation.KPIS)
+    assert set(rules.index) == set(evaluation.REGULAR + evaluation.KPIS + evaluation.ANOMALIES)
 
 
 def test_an_editor_silences_their_partners_alerts_and_ends_the_silence(alerting_env, store) -> None:

@@ -16,14 +16,21 @@ and a band that does not page every week is about ±15 %. A slow drift like that
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
 
+from partnerboard.core.alerts import evaluation, rules
+from partnerboard.core.config import ConfigError, parse_config
 from partnerboard.core.metrics import anomaly
 from partnerboard.core.metrics.anomaly import HOUR, Params, Point
-from partnerboard.core.vocabulary import calendar
+from partnerboard.core.store import schema
+from partnerboard.core.vocabulary import calendar, timeutil
+from tests.conftest import config_dict, cover
 
 START = datetime(2025, 9, 15)  # a Monday; naive local wall clock (Europe/Warsaw)
 WEEKS = 12
@@ -209,3 +216,107 @@ def test_calendar_days_off() -> None:
     assert calendar.is_day_off(datetime(2025, 11, 11, 9), off)
     assert not calendar.is_day_off(date(2025, 11, 12), off)
     assert "PL" in calendar.supported_countries()
+
+
+# --- the rule, through a store ------------------------------------------------------------
+
+WARSAW = ZoneInfo("Europe/Warsaw")
+
+
+def _config(**alerts):
+    data = config_dict("http://127.0.0.1:9")
+    data["alerts"] = {"receivers": [{"id": "hook", "type": "webhook", "url": "http://127.0.0.1:9/hook"}],
+                      "group_wait_seconds": 0} | alerts
+    return parse_config(data)
+
+
+def _orders(conn, first: date, last: date, empty: set[datetime]) -> None:
+    """16 orders an hour from 08:00 to 21:00 local, 3 at night, every day from ``first`` to
+    ``last`` (local); the local hours in ``empty`` have none."""
+    rows, day = [], first
+    while day <= last:
+        for h in range(24):
+            local = datetime(day.year, day.month, day.day, h)
+            if local in empty:
+                continue
+            for i in range(16 if 8 <= h < 21 else 3):
+                at = timeutil.to_db(local.replace(minute=i * 3, tzinfo=WARSAW))
+                rows.append({"partner_id": "marketplace", "id": f"O{local:%m%d%H}-{i}", "merchant_id": "S1",
+                             "channel": "organic", "status": "paid", "amount": Decimal("100.00"),
+                             "currency": "PLN", "created_at": at, "updated_at": at,
+                             "run_id": "r", "collected_at": datetime(2026, 11, 1)})
+        day += timedelta(days=1)
+    conn.execute(schema.orders.insert(), rows)
+    cover(conn, "marketplace", "orders", since=timeutil.to_db(datetime(2026, 10, 20, tzinfo=WARSAW)))
+
+
+def _local(*args: int) -> datetime:
+    return datetime(*args, tzinfo=WARSAW)
+
+
+def test_the_rule_fires_on_two_empty_hours_resolves_after_and_keeps_quiet_on_a_holiday(store) -> None:
+    cfg = _config()
+    quiet = {datetime(2026, 11, 11, 12), datetime(2026, 11, 11, 13),  # Independence Day
+             datetime(2026, 11, 17, 12), datetime(2026, 11, 17, 13)}  # a Tuesday
+    with store.engine.begin() as conn:
+        _orders(conn, date(2026, 10, 20), date(2026, 11, 17), quiet)
+    with store.engine.connect() as conn:
+        assert rules.kpi_anomaly(conn, cfg, _local(2026, 11, 11, 14, 5)) == [], "a holiday is never judged"
+        assert rules.kpi_anomaly(conn, cfg, _local(2026, 11, 17, 13, 5)) == [], "one empty hour is one breach"
+        found = {f.subject: f for f in rules.kpi_anomaly(conn, cfg, _local(2026, 11, 17, 14, 5))}
+    assert set(found) == {"orders", "gmv"}
+    orders = found["orders"]
+    assert orders.fingerprint == "kpi_anomaly:marketplace:orders" and orders.partner_id == "marketplace"
+    assert orders.started_at == _local(2026, 11, 17, 12).astimezone(UTC)
+    assert orders.labels["observed"] == 0 and orders.labels["expected"] == 16
+    assert orders.labels["baseline_weeks"] == 4  # 20 October to 10 November, all Tuesdays
+    assert orders.labels["low"] > 0 and orders.labels["window_start"] == "2026-11-17T13:00:00"
+    assert "0 against an expected 16" in orders.summary and "of 4 previous weeks" in orders.summary
+    # through the evaluation: fired once, same alert at the next evaluation
+    for minutes in (0, 5):
+        evaluation.run(store.engine, cfg, evaluation.ANOMALIES, _local(2026, 11, 17, 14, 5 + minutes))
+    with store.engine.connect() as conn:
+        told = conn.execute(sa.select(schema.alerts.c.fingerprint, schema.alerts.c.status)).all()
+    assert sorted(told) == [("kpi_anomaly:marketplace:gmv", "firing"),
+                            ("kpi_anomaly:marketplace:orders", "firing")]
+
+
+def test_the_rule_recovers_and_a_special_day_is_never_judged(store) -> None:
+    with store.engine.begin() as conn:
+        _orders(conn, date(2026, 10, 20), date(2026, 11, 17), {datetime(2026, 11, 17, h) for h in (12, 13)})
+    cfg = _config()
+    with store.engine.connect() as conn:
+        assert rules.kpi_anomaly(conn, cfg, _local(2026, 11, 17, 15, 5))
+        assert not rules.kpi_anomaly(conn, cfg, _local(2026, 11, 17, 16, 5)), "two calm hours clear it"
+        special = _config(special_days=[{"date": "2026-11-17", "name": "Black Friday rehearsal"}])
+        assert not rules.kpi_anomaly(conn, special, _local(2026, 11, 17, 14, 5))
+
+
+def test_an_unknown_country_is_refused_with_the_fix() -> None:
+    with pytest.raises(ConfigError, match=r'alerts.country: country "Poland" has no public-holiday calendar'):
+        _config(country="Poland")
+    assert _config(country="de").alerts.country == "DE"
+    with pytest.raises(ConfigError, match="min_weeks"):
+        _config(rules={"kpi_anomaly": {"baseline_weeks": 2, "min_weeks": 3}})
+
+
+def test_sessions_and_conversion_are_judged_per_complete_day(store) -> None:
+    """Traffic is collected per day: a day whose sessions halve fires once it is over."""
+    first, last = date(2026, 10, 20), date(2026, 11, 17)
+    with store.engine.begin() as conn:
+        _orders(conn, first, last, set())
+        day, rows = first, []
+        while day <= last:
+            rows.append({"partner_id": "marketplace", "day": day, "channel": "organic",
+                         "sessions": 5_000 if day == last else 10_000, "updated_at": datetime(2026, 11, 18),
+                         "run_id": "r", "collected_at": datetime(2026, 11, 18)})
+            day += timedelta(days=1)
+        conn.execute(schema.traffic.insert(), rows)
+        cover(conn, "marketplace", "traffic", since=datetime(2026, 10, 19))
+    cfg = _config(rules={"kpi_anomaly": {"kpis": {"sessions": "down", "conversion": "both"}, "k": 1}})
+    with store.engine.connect() as conn:
+        assert not rules.kpi_anomaly(conn, cfg, _local(2026, 11, 17, 23, 5)), "the running day is not judged"
+        found = {f.subject: f for f in rules.kpi_anomaly(conn, cfg, _local(2026, 11, 18, 0, 5))}
+    assert set(found) == {"sessions", "conversion"}
+    assert found["sessions"].labels["window"] == "day" and found["sessions"].labels["observed"] == 5_000
+    assert found["conversion"].labels["observed"] == pytest.approx(2 * found["conversion"].labels["expected"])

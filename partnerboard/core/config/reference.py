@@ -59,10 +59,12 @@ SECTIONS: list[tuple[str, type[BaseModel], str]] = [
      "The review pack on a schedule ([review.md](review.md#subscriptions))."),
     ("[[alerts.receivers]]", al.Receiver, "Where notifications go."),
     ("[[alerts.routes]]", al.Route, "Which alerts reach which receivers."),
+    ("[[alerts.special_days]]", al.SpecialDay, "Days off besides the country's public holidays."),
     ("[alerts.rules.*]", al.RuleSetting, "Each rule: endpoint_down, partner_incident, burn_rate, "
-     "freshness, kpi_status, duplicate_capture, unmatched_value, stale_break, sync_burn."),
+     "freshness, kpi_status, kpi_anomaly, duplicate_capture, unmatched_value, stale_break, sync_burn."),
     ("[alerts.rules.freshness]", al.FreshnessRule, "Also the common keys above."),
     ("[alerts.rules.kpi_status]", al.KpiRule, "Also the common keys above."),
+    ("[alerts.rules.kpi_anomaly]", al.AnomalyRule, "Also the common keys above."),
     ("[alerts.rules.unmatched_value]", al.UnmatchedRule, "Also the common keys above."),
     ("[alerts.rules.stale_break]", al.StaleBreakRule, "Also the common keys above."),
     ("[alerts.rules.sync_burn]", al.SyncBurnRule, "Also the common keys above."),
