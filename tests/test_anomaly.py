@@ -3,7 +3,7 @@ and the ``kpi_anomaly`` rule through a store.
 
 The history has daily and weekly seasonality, day-to-day level noise, Poisson counts
 (about 500 orders an hour at peak, 55 at night), two Polish public holidays
-(1 and 11 November, quiet like a Sunday) and six injected anomalies. The method must
+(1 and 11 November, at half a normal day's volume) and six injected anomalies. The method must
 hear at least five of the six within two windows (hours) of their start, page at most
 once a week for nothing, never on a holiday and never in the first three weeks.
 
