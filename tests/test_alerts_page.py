@@ -85,7 +85,7 @@ def test_rules_show_their_current_evaluation(alerting_env) -> None:
     judged = _frame(at, "finds now").set_index("rule")
     assert judged.loc["endpoint_down", "finds now"] == 1
     assert "Balance API down" in judged.loc["endpoint_down", "what"]
-    assert set(judged.index) == set(evaluation.REGULAR + evaluation.KPIS)
+    assert set(judged.index) == set(evaluation.REGULAR + evaluation.KPIS + evaluation.ANOMALIES)
     inhibit = _frame(at, "holds back")
     assert list(inhibit["subjects"]) == ["*", "probe:*"]
     assert set(inhibit["while firing"]) == {"endpoint_down, partner_incident"}

@@ -176,6 +176,7 @@ described = {"endpoint_down": "a measured incident is open", "partner_incident":
              "reports an incident",
              "burn_rate": "the SLA error budget burns too fast (14.4× page, 6× ticket)",
              "freshness": "a source is stale, degraded or failing", "kpi_status": "a KPI is off target",
+             "kpi_anomaly": "a KPI unlike the same weekday and hour of past weeks",
              "duplicate_capture": "an order is captured twice (reconciliation)",
              "unmatched_value": "money on one side without its counterpart, over a threshold",
              "stale_break": "reconciliation breaks open too long",

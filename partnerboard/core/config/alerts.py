@@ -10,17 +10,22 @@ environment variable, never written here.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from partnerboard.core.vocabulary import calendar
 
 Severity = Literal["critical", "warning", "info"]
-RuleName = Literal["endpoint_down", "partner_incident", "burn_rate", "freshness", "kpi_status",
+RuleName = Literal["endpoint_down", "partner_incident", "burn_rate", "freshness", "kpi_status", "kpi_anomaly",
                    "duplicate_capture", "unmatched_value", "stale_break", "sync_burn", "rate_limit",
                    "schema_drift"]
 RULES: tuple[str, ...] = ("endpoint_down", "partner_incident", "burn_rate", "freshness", "kpi_status",
-                          "duplicate_capture", "unmatched_value", "stale_break", "sync_burn", "rate_limit",
-                          "schema_drift")
+                          "kpi_anomaly", "duplicate_capture", "unmatched_value", "stale_break", "sync_burn",
+                          "rate_limit", "schema_drift")
+AnomalyKpi = Literal["orders", "gmv", "payment_success", "refunds", "sessions", "conversion"]
+Direction = Literal["down", "up", "both"]
 _ID = r"^[a-z0-9][a-z0-9_-]*$"
 _ENV = r"^[A-Za-z_][A-Za-z0-9_.]*$"
 
@@ -132,6 +137,58 @@ class KpiRule(RuleSetting):
     """How often KPIs are judged (on a schedule, never on page views)."""
 
 
+class AnomalyRule(RuleSetting):
+    """Seasonal anomalies of business KPIs (docs/alerts.md#kpi_anomaly): each complete hour
+    (sessions and conversion: each day) against the same weekday and hour of the weeks
+    before, leaving out public holidays and special days."""
+
+    kpis: dict[AnomalyKpi, Direction] = {"orders": "down", "gmv": "down", "payment_success": "down",
+                                         "refunds": "up", "sessions": "down", "conversion": "down"}
+    """The KPIs judged and which way is bad (`down`, `up` or `both`); a KPI left out is not
+    judged. Orders, GMV, payment success and refunds are judged per hour; sessions and
+    conversion per day (traffic is collected per day). Example: `{orders = "down", refunds = "up"}`"""
+    baseline_weeks: Annotated[int, Field(ge=1, le=26)] = 6
+    """How many previous weeks' same weekday and hour make a window's baseline."""
+    min_weeks: Annotated[int, Field(ge=1, le=26)] = 3
+    """Baseline weeks (not days off, with data) a window needs to be judged at all: nothing
+    alerts before this many weeks of history."""
+    k: Annotated[int, Field(ge=1, le=24)] = 2
+    """Consecutive breaching windows that fire (and calm windows that clear)."""
+    band: Annotated[float, Field(gt=0, le=20)] = 3.0
+    """Half-width of the expected band in standard deviations (counts: counting noise and
+    the pooled relative MAD; rates: the proportion test's z)."""
+    collapse: Annotated[float, Field(gt=0, le=100)] = 6.0
+    """One window this many standard deviations out fires at once (a collapse is not kept
+    waiting for the next window)."""
+    calm: Annotated[float, Field(ge=0, le=20)] = 1.0
+    """A window within this many standard deviations is calm; `k` calm windows in a row clear."""
+    min_change_percent: Annotated[float, Field(ge=0, le=100)] = 15
+    """A breach also needs this relative distance from expected: a statistically clear but
+    small move of a big number pages nobody."""
+    min_trials: Annotated[int, Field(ge=1, le=1_000_000)] = 30
+    """Rates (payment success, conversion) are judged only over at least this many trials:
+    a night hour with 12 payments of which 3 failed is no evidence."""
+    every_minutes: Annotated[float, Field(gt=0, le=24 * 60)] = 5
+    """How often complete windows are judged (on a schedule; the running hour never is)."""
+
+    @model_validator(mode="after")
+    def _weeks(self) -> AnomalyRule:
+        if self.min_weeks > self.baseline_weeks:
+            raise ValueError(f"min_weeks ({self.min_weeks}) cannot exceed baseline_weeks "
+                             f"({self.baseline_weeks}): no window could be judged")
+        return self
+
+
+class SpecialDay(_Model):
+    """A day of the partnership's own that is not business as usual (Black Friday, a
+    campaign day): left out of the anomaly baselines and never judged, like a holiday."""
+
+    date: dt.date
+    """The local date. Example: `2026-11-27`"""
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    """What it is, for people reading the configuration. Example: `"Black Friday"`"""
+
+
 class UnmatchedRule(RuleSetting):
     threshold: Annotated[float, Field(ge=0)] = 1000.0
     """Unmatched value (paid not captured, or captured not paid) of the running or last month
@@ -181,6 +238,8 @@ class Rules(_Model):
     """A source stale, degraded, or failing run after run."""
     kpi_status: KpiRule = KpiRule()
     """A KPI red (or amber) against its target, in the running or the last complete month."""
+    kpi_anomaly: AnomalyRule = AnomalyRule()
+    """A business KPI unlike the same weekday and hour of the weeks before (seasonal anomaly)."""
     duplicate_capture: RuleSetting = RuleSetting()
     """An order captured twice (reconciliation): one alert per duplicate, until it is resolved or accepted."""
     unmatched_value: UnmatchedRule = UnmatchedRule()
@@ -256,6 +315,20 @@ class Alerts(_Model):
     """Inhibit rules (``[[alerts.inhibit]]``). Leaving it out keeps the defaults (a
     partner's ``endpoint_down`` or ``partner_incident`` inhibits its ``burn_rate``,
     ``kpi_anomaly`` and probe ``freshness``); ``inhibit = []`` turns inhibition off."""
+    country: str = "PL"
+    """The partnership's country (ISO 3166-1 alpha-2): its public holidays are days off for
+    `kpi_anomaly` (left out of baselines, never judged). Example: `"DE"`"""
+    special_days: list[SpecialDay] = []
+    """Days off of the partnership's own, besides public holidays (`[[alerts.special_days]]`)."""
+
+    @field_validator("country")
+    @classmethod
+    def _known_country(cls, v: str) -> str:
+        code = v.strip().upper()
+        if code not in calendar.supported_countries():
+            raise ValueError(f'country "{v}" has no public-holiday calendar; use an ISO 3166-1 alpha-2 code '
+                             'the holidays package knows, such as "PL", "DE" or "GB"')
+        return code
 
     @model_validator(mode="after")
     def _known_receivers(self) -> Alerts:

@@ -62,11 +62,13 @@ SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("[[alerts.inhibit]]", al.Inhibit, "Inhibit rules ([alerts.md](alerts.md#inhibition)). The defaults: "
      "`endpoint_down` and `partner_incident` hold back the same partner's `burn_rate` and `kpi_anomaly`, "
      "and its `probe:*` sources' `freshness`."),
+    ("[[alerts.special_days]]", al.SpecialDay, "Days off besides the country's public holidays."),
     ("[alerts.rules.*]", al.RuleSetting, "Each rule: endpoint_down, partner_incident, burn_rate, "
-     "freshness, kpi_status, duplicate_capture, unmatched_value, stale_break, sync_burn, rate_limit, "
-     "schema_drift."),
+     "freshness, kpi_status, kpi_anomaly, duplicate_capture, unmatched_value, stale_break, sync_burn, "
+     "rate_limit, schema_drift."),
     ("[alerts.rules.freshness]", al.FreshnessRule, "Also the common keys above."),
     ("[alerts.rules.kpi_status]", al.KpiRule, "Also the common keys above."),
+    ("[alerts.rules.kpi_anomaly]", al.AnomalyRule, "Also the common keys above."),
     ("[alerts.rules.unmatched_value]", al.UnmatchedRule, "Also the common keys above."),
     ("[alerts.rules.stale_break]", al.StaleBreakRule, "Also the common keys above."),
     ("[alerts.rules.sync_burn]", al.SyncBurnRule, "Also the common keys above."),
