@@ -440,9 +440,10 @@ def _sent(conn) -> list[tuple[str, str]]:
 
 
 def test_an_hours_outage_pages_once_and_holds_back_what_it_causes(store) -> None:
-    """The gateway down from 12:00 to 13:00: its endpoint_down is told (firing, resolved);
-    its burn rate, which stays high for minutes after the outage, and its probe source's
-    freshness are recorded as inhibited by it and never sent; a business source of the
+    """The gateway down from 12:00 to 13:00, every rule on: its endpoint_down is told
+    (firing, resolved); its burn rate, which stays high for minutes after the outage, its
+    probe source's freshness and its payment-success anomaly are recorded as inhibited
+    by it and never sent; a business source of the
     same partner going stale is another cause and is sent; the marketplace is untouched
     by the gateway's inhibition."""
     cfg = _config()
@@ -457,6 +458,10 @@ def test_an_hours_outage_pages_once_and_holds_back_what_it_causes(store) -> None
     for minute in (362, 390, 419):
         evaluation.run(store.engine, cfg, evaluation.AFTER_PROBES, T0 + timedelta(minutes=minute))
         evaluation.run(store.engine, cfg, evaluation.REGULAR, T0 + timedelta(minutes=minute, seconds=5))
+    sagging = rules.Firing("kpi_anomaly:payments:payment_success", "kpi_anomaly", "warning", "payments",
+                           "payment_success", "Payment success down in the hour from Tue 13:00", start)
+    with store.engine.begin() as conn:  # what the anomaly job records in the outage's last minute
+        state.reconcile(conn, cfg, {"kpi_anomaly": [sagging]}, T0 + timedelta(minutes=419, seconds=30))
     with store.engine.begin() as conn:
         _resolve(conn, iid, T0 + timedelta(minutes=420))
         _run(conn, "probe:payments", "success", T0 + timedelta(minutes=420))
@@ -470,6 +475,9 @@ def test_an_hours_outage_pages_once_and_holds_back_what_it_causes(store) -> None
         _probes(conn, "marketplace", T0 + timedelta(minutes=421), 10, set(), endpoint="offers")
         _run(conn, "probe:payments", "success", T0 + timedelta(minutes=429))
     evaluation.run(store.engine, cfg, evaluation.REGULAR, T0 + timedelta(minutes=430))
+    with store.engine.begin() as conn:  # the next hour is usual again: it ends, told to nobody
+        ended = state.reconcile(conn, cfg, {"kpi_anomaly": []}, T0 + timedelta(minutes=430))
+    assert [(c.kind, c.notified) for c in ended] == [("resolved", 0)]
     with store.engine.connect() as conn:
         sent = _sent(conn)
         recorded = {r.fingerprint: r.muted for r in conn.execute(sa.select(schema.alerts)).all()}
@@ -479,7 +487,9 @@ def test_an_hours_outage_pages_once_and_holds_back_what_it_causes(store) -> None
     assert payments == [("firing", fp_down), ("firing", "freshness:payments_charges:stale"),
                         ("resolved", fp_down)]
     assert recorded["freshness:probe:payments:stale"] == f"inhibited by {fp_down}"
-    assert {"burn_rate:payments:page", "freshness:probe:payments:stale"} <= inhibited_events
+    assert recorded["kpi_anomaly:payments:payment_success"] == f"inhibited by {fp_down}"
+    assert {"burn_rate:payments:page", "freshness:probe:payments:stale",
+            "kpi_anomaly:payments:payment_success"} <= inhibited_events
     # the same burn on the marketplace, with no outage of its own recorded, is sent
     assert ("firing", "burn_rate:marketplace:page") in sent
 
