@@ -146,9 +146,10 @@ def _prune(engine, config: Config) -> None:
     with engine.begin() as conn:
         pruned = retention.prune(conn, keep_runs_days=config.collection.keep_runs_days)
         probes = rollups.prune_probes(conn, keep_days=config.collection.keep_probes_days)
-    if pruned.runs or pruned.requests or probes:
-        log.info("retention: pruned %d runs, %d run-now requests, %d processes, %d raw probes",
-                 pruned.runs, pruned.requests, pruned.processes, probes)
+    if pruned.runs or pruned.requests or probes or pruned.api_hours:
+        log.info("retention: pruned %d runs, %d run-now requests, %d processes, %d raw probes, "
+                 "%d endpoint-hours of the API view", pruned.runs, pruned.requests, pruned.processes, probes,
+                 pruned.api_hours)
 
 
 def _roll(engine, config: Config) -> None:
