@@ -381,7 +381,10 @@ def rate_limit(conn: Connection, config: Config, now: datetime) -> list[Firing]:
 
 
 def schema_drift(conn: Connection, config: Config, now: datetime) -> list[Firing]:
-    """Each mapped field a source's last run found missing or of another type too often."""
+    """Each mapped field a source's last run found missing or of another type too often.
+    The example value is a label, not part of the summary: the summary is on the shared
+    Alerts page, and a partner's record values reach only its own people and the
+    partnership's receivers (``messages.document``), as on the API health page."""
     rule = config.alerts.rules.schema_drift
     known = _business_sources(config)
     out = []
@@ -396,13 +399,12 @@ def schema_drift(conn: Connection, config: Config, now: datetime) -> list[Firing
             what.append(f"came as {f['other_type']} instead of {f['usual_type']} in {off_type}")
         if missing:
             what.append(f"was missing in {missing}")
-        example = f" (e.g. {f['example']})" if f["example"] and off_type else ""
         out.append(Firing(
             f"schema_drift:{f['source']}:{f['field']}", "schema_drift",
             _severity(config, "schema_drift", "warning"), known[f["source"]], f"{f['source']} {f['field']}",
             f"{f['source']}: field `{f['field']}` " + " and ".join(what)
             + f" of {f['records']} records ({f['drifted_pct']:.1f} %, threshold {rule.max_drift_pct:g} %) "
-            f"of the last run{example}", f["recorded_at"] or now,
+            "of the last run", f["recorded_at"] or now,
             {"source": f["source"], "field": f["field"], "usual_type": f["usual_type"],
              "other_type": f["other_type"], "example": f["example"], "records": f["records"],
              "missing": missing, "off_type": off_type, "drifted_pct": round(f["drifted_pct"], 2),
