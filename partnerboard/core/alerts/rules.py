@@ -219,7 +219,8 @@ ANOMALY_NAMES = {"orders": "Orders", "gmv": "GMV", "payment_success": "Payment s
                  "refunds": "Refunds", "sessions": "Sessions", "conversion": "Conversion"}
 
 
-def _anomaly_value(kind: str, kpi: str, value: float) -> str:
+def anomaly_value(kind: str, kpi: str, value: float) -> str:
+    """A value of an anomaly KPI as its alert says it (the Alerts page says it the same way)."""
     if kind == "rate":
         return f"{100 * value:.1f} %"
     return f"{value:,.2f} {BY_ID['gmv'].unit}" if kpi == "gmv" else f"{value:,.0f}"
@@ -241,7 +242,7 @@ def kpi_anomaly(conn: Connection, config: Config, now: datetime) -> list[Firing]
         name = ANOMALY_NAMES[s.kpi]
         window = "hour" if s.step == anomaly.HOUR else "day"
         when = f"{j.start:%a %H:%M}" if window == "hour" else f"{j.start:%a %Y-%m-%d}"
-        shown = {k: _anomaly_value(s.kind, s.kpi, getattr(j, k))
+        shown = {k: anomaly_value(s.kind, s.kpi, getattr(j, k))
                  for k in ("observed", "expected", "low", "high")}
         word = "down" if j.observed < j.expected else "up"
         out.append(Firing(
