@@ -50,6 +50,9 @@ def test_empty_store_says_what_to_do(page_env, store) -> None:
     assert statuses == {"No data yet"}
     uptimes = set().union(*(set(t["Uptime 24h"]) for t in tables if "Uptime 24h" in t))
     assert uptimes == {"no data"}, "no probes means no uptime, never 100 %"
+    # the gateway's payment success rate against its expected band: a message until it has history
+    said = [i.value for i in at.info if "not enough history yet (needs 3 weeks)" in i.value]
+    assert len(said) == 1 and said[0].startswith("Payment success rate of Demo PayGate:")
 
 
 def test_collected_store_shows_status_uptime_charts_and_incidents(page_env, store, sim) -> None:

@@ -6,6 +6,8 @@ bucket against the partner's SLA target, latency percentiles over time, and inci
 measured by our probes beside those the partner reported on its status page. Both
 time charts carry the same overlay, so an outage can be read against its context:
 measured incidents, agreed maintenance, incidents the partner reported, annotations.
+For the payments partner, its payment success rate hour by hour against the expected
+band of the ``kpi_anomaly`` rule (``charts.show_band``), a shared KPI like the others here.
 Below them, the collectors' own view of the partner's API (``api_view_panel``): what the
 business sources' requests came to in the last hour, per source and endpoint, and the
 fields drifting in their records. The panels refresh live without reloading the page.
@@ -23,7 +25,7 @@ from datetime import date, datetime, time, timedelta
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
-from partnerboard.dashboard import contacts, context, gate, queries
+from partnerboard.dashboard import charts, contacts, context, gate, queries
 from partnerboard.dashboard.format import duration, local_time, pct
 from partnerboard.dashboard.literal import md
 
@@ -407,6 +409,10 @@ def charts_panel(partner: Partner, now: datetime, viewer_partner: str | None) ->
         st.plotly_chart(latency_chart(partner, lat, start, now, lat_bucket, ov), width="stretch",
                         key=f"lat-{partner.id}")
     st.caption(OVERLAY_LEGEND)
+    if partner.role == "payments":  # the gateway's payment success rate, as kpi_anomaly judges it
+        charts.show_band(cfg, url, context.config_key(), partner, "payment_success", now,
+                         key=f"band-{partner.id}-payment_success",
+                         title="Payment success rate, hour by hour against the usual week")
     rows = incidents[incidents.partner_id == partner.id]
     since = now - timedelta(days=90)
     st.markdown(f"**Incidents, last 90 days** · {incidents_line(partner, rows, since, now)}")

@@ -45,14 +45,14 @@ from sqlalchemy.engine import Connection
 
 from partnerboard.core.changes import targets
 from partnerboard.core.config import Config
-from partnerboard.core.metrics import anomaly, anomaly_series, kpi_engine, sla
+from partnerboard.core.metrics import anomaly, anomaly_judging, kpi_engine, sla
 from partnerboard.core.reconciliation import breaks
 from partnerboard.core.reconciliation import summary as recon_summary
 from partnerboard.core.reconciliation import sync as recon_sync
 from partnerboard.core.reconciliation.kinds import KINDS, OPEN
 from partnerboard.core.reconciliation.matching import Sides
 from partnerboard.core.store import api_hours, field_census, processes, runs, schema
-from partnerboard.core.vocabulary import calendar, periods, timeutil
+from partnerboard.core.vocabulary import periods, timeutil
 from partnerboard.core.vocabulary.kpis import BY_ID
 
 inc = schema.incidents
@@ -219,7 +219,8 @@ ANOMALY_NAMES = {"orders": "Orders", "gmv": "GMV", "payment_success": "Payment s
                  "refunds": "Refunds", "sessions": "Sessions", "conversion": "Conversion"}
 
 
-def _anomaly_value(kind: str, kpi: str, value: float) -> str:
+def anomaly_value(kind: str, kpi: str, value: float) -> str:
+    """A value of an anomaly KPI as its alert says it (the Alerts page says it the same way)."""
     if kind == "rate":
         return f"{100 * value:.1f} %"
     return f"{value:,.2f} {BY_ID['gmv'].unit}" if kpi == "gmv" else f"{value:,.0f}"
@@ -229,31 +230,19 @@ def kpi_anomaly(conn: Connection, config: Config, now: datetime) -> list[Firing]
     """A KPI whose latest complete windows are unlike the same weekday and hour of the
     weeks before: one alert per partner and KPI, named by both so it stays one alert for
     as long as the verdict fires. Never on a day off."""
-    rule = config.alerts.rules.kpi_anomaly
-    params = anomaly.Params(baseline_weeks=rule.baseline_weeks, min_weeks=rule.min_weeks, consecutive=rule.k,
-                            band=rule.band, collapse=rule.collapse, calm=rule.calm,
-                            min_change=rule.min_change_percent / 100, min_trials=rule.min_trials)
     zone = config.tz
-    local_now = now.astimezone(zone).replace(tzinfo=None)
-    replayed = timedelta(days=max(2, rule.k + 2))  # enough windows for a daily KPI's verdict too
-    years = range((local_now - timedelta(weeks=rule.baseline_weeks) - replayed).year, local_now.year + 1)
-    off = calendar.days_off(config.alerts.country, years, [d.date for d in config.alerts.special_days])
-    if calendar.is_day_off(local_now, off):
-        return []
     severity = _severity(config, "kpi_anomaly", "warning")
     out = []
-    for s in anomaly_series.read(conn, config, now, rule.kpis, rule.baseline_weeks, replayed):
-        judged = anomaly.judge(s.points, s.kind, rule.kpis[s.kpi], params, days_off=off, step=s.step,
-                               since=local_now - replayed)
-        v = anomaly.verdict(judged, params, s.step)
-        if not v.firing or v.last is None or v.since is None:
+    for found in anomaly_judging.judged_now(conn, config, now):
+        if not found.fires:
             continue
-        if local_now - (v.last.start + s.step) > anomaly.DAY:
-            continue  # the latest judgement is too old to speak for now
-        j, name = v.last, ANOMALY_NAMES[s.kpi]
+        s, j, since = found.series, found.verdict.last, found.verdict.since
+        if j is None or since is None:  # never so when it fires; said for the type checker
+            continue
+        name = ANOMALY_NAMES[s.kpi]
         window = "hour" if s.step == anomaly.HOUR else "day"
         when = f"{j.start:%a %H:%M}" if window == "hour" else f"{j.start:%a %Y-%m-%d}"
-        shown = {k: _anomaly_value(s.kind, s.kpi, getattr(j, k))
+        shown = {k: anomaly_value(s.kind, s.kpi, getattr(j, k))
                  for k in ("observed", "expected", "low", "high")}
         word = "down" if j.observed < j.expected else "up"
         out.append(Firing(
@@ -261,11 +250,11 @@ def kpi_anomaly(conn: Connection, config: Config, now: datetime) -> list[Firing]
             f"{name} {word} in the {window} from {when}: {shown['observed']} against an expected "
             f"{shown['expected']} (band {shown['low']} to {shown['high']}, z {j.z:+.1f}); baseline: the same "
             f"weekday and {window if window == 'day' else 'hour'} of {j.weeks} previous weeks",
-            v.since.replace(tzinfo=zone).astimezone(UTC),
+            since.replace(tzinfo=zone).astimezone(UTC),
             {"kpi": s.kpi, "kpi_name": name, "window": window, "window_start": j.start.isoformat(),
              "observed": j.observed, "expected": j.expected, "low": j.low, "high": j.high,
-             "z": round(j.z, 2), "baseline_weeks": j.weeks, "direction": rule.kpis[s.kpi],
-             "since": v.since.isoformat()}))
+             "z": round(j.z, 2), "baseline_weeks": j.weeks, "direction": found.direction,
+             "since": since.isoformat()}))
     return out
 
 

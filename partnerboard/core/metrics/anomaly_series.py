@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -127,6 +127,13 @@ def _local_hours(q_from: int, q_to: int, zone: ZoneInfo) -> dict[datetime, list[
     return {k: qs for k, qs in by_hour.items() if len(qs) == 4 and len(offsets[k]) == 1}
 
 
+def first_day(local_now: datetime, weeks: int, extra: timedelta) -> date:
+    """The local date ``read`` starts from: ``weeks`` (the baseline) and ``extra`` (the
+    windows judged) before ``local_now``. A reading from a later first day is the same
+    series cut there (``anomaly_band`` takes the rule's reading out of a longer one)."""
+    return (local_now - timedelta(weeks=weeks) - extra).date()
+
+
 def read(conn: Connection, config: Config, now: datetime, kpis: Iterable[str], weeks: int,
          extra: timedelta = timedelta(days=2)) -> list[Series]:
     """Each partner's series of ``kpis`` over the ``weeks`` (baseline) plus ``extra`` (the
@@ -137,8 +144,8 @@ def read(conn: Connection, config: Config, now: datetime, kpis: Iterable[str], w
     zone = config.tz
     local_now = now.astimezone(zone)
     # From a local midnight, so days are whole; to the last quarter before now.
-    first_day = (local_now - timedelta(weeks=weeks) - extra).date()
-    start = datetime.combine(first_day, datetime.min.time(), zone).astimezone(UTC)
+    first = first_day(local_now, weeks, extra)
+    start = datetime.combine(first, datetime.min.time(), zone).astimezone(UTC)
     q_from, q_to = int(start.timestamp()) // QUARTER_S, int(now.timestamp()) // QUARTER_S
     start = timeutil.from_epoch(q_from * QUARTER_S)
     end = timeutil.from_epoch(q_to * QUARTER_S)
@@ -151,7 +158,7 @@ def read(conn: Connection, config: Config, now: datetime, kpis: Iterable[str], w
     if {"sessions", "conversion"} & set(wanted):
         days = {(r.partner_id, r.day): float(r.n or 0) for r in conn.execute(
             sa.select(tr.c.partner_id, tr.c.day, sa.func.sum(tr.c.sessions).label("n"))
-            .where(tr.c.day >= first_day, tr.c.day < local_now.date()).group_by(tr.c.partner_id, tr.c.day))}
+            .where(tr.c.day >= first, tr.c.day < local_now.date()).group_by(tr.c.partner_id, tr.c.day))}
 
     def complete(pid: str, tables: tuple[str, ...], lo: datetime, hi: datetime) -> bool:
         """Whether [lo, hi) (aware) lies where every table of ``pid`` is known in full."""
@@ -182,7 +189,7 @@ def read(conn: Connection, config: Config, now: datetime, kpis: Iterable[str], w
                 def known(lo: datetime, hi: datetime, pid: str = pid, source: KpiSource = source) -> bool:
                     return complete(pid, source.tables, lo, hi)
 
-                points = _day_points(kpi, pid, first_day, local_now, zone, quarters["orders"], days, known)
+                points = _day_points(kpi, pid, first, local_now, zone, quarters["orders"], days, known)
             if any(p.value or p.trials for p in points):
                 out.append(Series(pid, kpi, source.kind, source.step, points))
     return out
