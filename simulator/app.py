@@ -153,6 +153,7 @@ def create_app(
     history_start: datetime | None = None,
     breaks: dict[str, int] | None = None,
     anomalies: list[dict[str, Any]] | None = None,
+    day_rhythm: bool = True,
 ) -> Starlette:
     """The simulator app. ``now`` freezes its clock (tests); history covers the
     ``history_days`` local days before the clock's date at start, at ``scale`` volume, or,
@@ -160,7 +161,8 @@ def create_app(
     that went live at 00:00 UTC, inside a Warsaw day. ``breaks`` injects reconciliation
     breaks of each kind (``simulator.breaks``), listed at ``/_sim/truth``. ``anomalies``
     (``{"start": iso, "minutes": m, "change": -0.4}`` each) drop conversion for a while,
-    in the history or ahead; ``/_sim/anomaly`` adds one at run time."""
+    in the history or ahead; ``/_sim/anomaly`` adds one at run time. ``day_rhythm=False``
+    spreads orders evenly over each day (the data some collector tests were written on)."""
     profiles = (BACKGROUND, DEMO) if demo_blips else (BACKGROUND,)
     partners = {p.id: p for p in default_partners(tokens)}
     for spec in partners.values():
@@ -184,11 +186,11 @@ def create_app(
     drops = [_anomaly(a, state.clock()) for a in anomalies or []]
     if history_start is None:
         world = World(seed, today - timedelta(days=history_days), history_days + 1, scale,
-                      breaks=breaks, planner=Plan, anomalies=drops)
+                      breaks=breaks, planner=Plan, anomalies=drops, day_rhythm=day_rhythm)
     else:
         first = history_start.astimezone(TZ).date()
         world = World(seed, first, (today - first).days + 1, scale, origin=history_start,
-                      breaks=breaks, planner=Plan, anomalies=drops)
+                      breaks=breaks, planner=Plan, anomalies=drops, day_rhythm=day_rhythm)
     lists = Lists(world, state)
     mounts = [
         Mount(f"/{spec.id}", routes=_partner_routes(state, spec, state.rng)

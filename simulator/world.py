@@ -127,7 +127,7 @@ class World:
     def __init__(self, seed: int, start: date, days: int, scale: float = 1.0,
                  origin: datetime | None = None, breaks: dict[str, int] | None = None,
                  planner: Callable[[World], Planner] | None = None,
-                 anomalies: list[Anomaly] | None = None) -> None:
+                 anomalies: list[Anomaly] | None = None, day_rhythm: bool = True) -> None:
         self.seed = seed
         self.start = start
         self.days = days
@@ -138,6 +138,7 @@ class World:
             raise ValueError("World(breaks=...) needs planner=simulator.breaks.Plan to inject them")
         self._planner = planner
         self.anomalies = list(anomalies or [])
+        self.day_rhythm = day_rhythm  # False: orders spread evenly over the day (older tests' data)
         self.lost: dict[int, int] = {}  # anomaly index -> orders it took away (/_sim/truth)
 
     def _rng(self, *parts: object) -> random.Random:
@@ -258,6 +259,8 @@ class World:
         """A moment of the day starting at ``start``, as likely as its local hour's weight in
         ``INTRADAY`` (rejection sampling: the days of a partner whose history starts at
         00:00 UTC begin mid-morning in Warsaw, so the hour is read off the clock)."""
+        if not self.day_rhythm:
+            return start + rng.uniform(0, DAY)
         top = max(INTRADAY)
         while True:
             t = start + rng.uniform(0, DAY)
