@@ -120,15 +120,17 @@ def test_alerts_page_says_why_an_anomaly_fired(page_env, store) -> None:
         now -= timedelta(days=1)
     hour = now.astimezone(cfg.tz).replace(tzinfo=None, minute=0, second=0, microsecond=0)
     quiet = {hour - timedelta(hours=2), hour - timedelta(hours=1)}
-    _history(store, cfg, 35, now, quiet)
+    _history(store, cfg, 36, now, quiet)  # five whole weeks behind the told hour, whatever the clock
     evaluation.run(store.engine, cfg, evaluation.ANOMALIES, now)
     at = open_page("views/alerts.py", title="Alerts")
     why = next(e for e in at.expander if e.label == "Why Orders of Demo Marketplace fired")
     told = next(d.value for d in why.dataframe if "observed" in d.value.columns).iloc[0]
     assert (told["observed"], told["expected"]) == ("0", str(PER_HOUR))
-    # five weeks of history; a holiday on the same weekday would leave one out
-    off = anomaly_judging.days_off(cfg, hour, timedelta(weeks=6))
-    weeks = sum(not calendar.is_day_off(hour - timedelta(weeks=w), off) for w in range(1, 6))
+    # five weeks of history behind the told hour (the one before ``hour``: after midnight it
+    # is yesterday's weekday); a holiday on that weekday would leave one out
+    told_hour = hour - timedelta(hours=1)
+    off = anomaly_judging.days_off(cfg, told_hour, timedelta(weeks=6))
+    weeks = sum(not calendar.is_day_off(told_hour - timedelta(weeks=w), off) for w in range(1, 6))
     assert told["baseline weeks"] == weeks and told["bad direction"] == "down"
     assert told["hour from"] == (hour - timedelta(hours=1)).isoformat(" ")[:16]
     assert told["breaching since"] == min(quiet).isoformat(" ")[:16]
