@@ -82,8 +82,8 @@ def walk(
         state["lower"] = params[inc.param]
 
     def request() -> Response:
-        if state["url"]:
-            return client.get_json(state["url"])
+        if state["url"]:  # a next page counts under its list, whatever its URL carries
+            return client.get_json(state["url"], endpoint=source.path)
         q = dict(params)
         if pg.size_param and pg.style != "none":
             q[pg.size_param] = pg.page_size
@@ -99,7 +99,7 @@ def walk(
             q[pg.cursor_param] = state["cursor"]
         elif pg.style == "starting_after" and state["after"] is not None:
             q["starting_after"] = state["after"]
-        return client.get_json(source.path, q)
+        return client.get_json(source.path, q, endpoint=source.path)
 
     for number in range(1, pg.max_pages + 1):
         response = request()

@@ -6,6 +6,9 @@ bound, its first load and long catch-ups window by window (``long_reads``), each
 committed on its own. A window that fails leaves the store as before it; earlier windows
 of the run stay. The run record itself is written outside those transactions (before,
 after each window, and at the end), so even a killed run stays visible with what it kept.
+So is the run's view of the partner's API (``_record_api_view``): its requests per
+endpoint and the census of its records' fields, failed runs included (a run failing on
+429s is exactly what that view is for).
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from datetime import datetime, timedelta
 
 from partnerboard.collectors import long_reads
 from partnerboard.collectors.auth import build_auth
-from partnerboard.collectors.http import PartnerClient
+from partnerboard.collectors.field_census import Census
+from partnerboard.collectors.http import FetchStats, PartnerClient
 from partnerboard.collectors.window_read import (  # noqa: F401 - the source API's names
     BEGINNING,
     SourceRun,
@@ -27,7 +31,7 @@ from partnerboard.collectors.window_read import (  # noqa: F401 - the source API
 
 from partnerboard.core.config import Config, Source
 from partnerboard.core.config.secrets import scrub
-from partnerboard.core.store import Store, runs
+from partnerboard.core.store import Store, api_hours, field_census, runs
 from partnerboard.core.vocabulary import timeutil
 
 log = logging.getLogger("partnerboard.sources")
@@ -77,6 +81,8 @@ def run_source(
         result.error = scrub(f"{type(exc).__name__}: {exc}")
         log.warning("run failed source=%s run=%s error=%s", source.id, run.id, result.error)
     finally:
+        _record_api_view(store, partner.id, source.id, run.id,
+                         client.stats if client is not None else None, result.census)
         if client is not None:
             result.requests, result.retries = client.stats.requests, client.stats.retries
             if client.stats.by_reason:
@@ -101,6 +107,29 @@ def run_source(
             retries=result.retries, notes="; ".join(result.notes) or None,
         )
     return result
+
+
+def _record_api_view(store: Store, partner_id: str, source_id: str, run_id: str,
+                     stats: FetchStats | None, census: Census | None) -> None:
+    """The run's requests per endpoint (added to the hour's counts) and its census of the
+    records' fields, in a transaction of their own. Never fails the run: a store that
+    cannot take them now loses this run's view, logged, and the run is recorded as it went."""
+    try:
+        now = timeutil.utcnow()
+        with store.engine.begin() as conn:
+            for endpoint, seen in (stats.endpoints.items() if stats is not None else ()):
+                if seen.requests:
+                    api_hours.record(conn, source=source_id, partner_id=partner_id, endpoint=endpoint,
+                                     when=now, outcomes=seen.outcomes, retries=seen.retries,
+                                     min_headroom=seen.min_headroom, rate_limit=seen.limit)
+            if census is not None and census.records:
+                field_census.record(conn, source=source_id, partner_id=partner_id, run_id=run_id, when=now,
+                                    fields=[field_census.FieldRow(
+                                        c.field, c.mapped, c.records, c.missing, c.drifted, dict(c.types),
+                                        c.usual_type, c.other_type, c.example) for c in census.fields()])
+    except Exception as exc:  # the run's own record matters more than its API view
+        log.warning("api view not recorded source=%s run=%s error=%s", source_id, run_id,
+                    scrub(f"{type(exc).__name__}: {exc}"))
 
 
 def _judged(config: Config, source: Source, result: SourceRun) -> str:

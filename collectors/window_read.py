@@ -24,6 +24,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from partnerboard.collectors.cursors import cursor_value, format_cursor
+from partnerboard.collectors.field_census import Census
 from partnerboard.collectors.http import PartnerClient
 from partnerboard.collectors.mapping import BadRecord, map_record, used_top_level_fields
 from partnerboard.collectors.pagination import WalkNotes, walk
@@ -65,6 +66,7 @@ class SourceRun:
     windows: int = 0  # windows committed
     kept_written: int = 0  # rows inserted or updated by the committed windows
     kept_quarantined: int = 0
+    census: Census | None = None  # the fields of every record read, for the API view
 
     @property
     def written(self) -> int:
@@ -146,12 +148,15 @@ def read_window(conn: Connection, partner_id: str, source: Source, client: Partn
     read = 0
     stamp = {"run_id": run_id, "collected_at": timeutil.to_db(timeutil.utcnow())}
     pages = load_fetcher(source.fetcher) if source.fetcher else walk
+    if result.census is None:
+        result.census = Census.of(source)
     try:
         for page in pages(client, source, params, notes):
             rows: dict[tuple, dict[str, Any]] = {}
             for raw in page.records:
                 result.read += 1
                 read += 1
+                result.census.add(raw)
                 if isinstance(raw, dict):
                     drift.update(k for k in raw if k not in used)
                 try:

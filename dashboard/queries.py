@@ -15,8 +15,10 @@ import streamlit as st
 from partnerboard.dashboard.context import config_for_key
 
 from partnerboard.core.config import Config
+from partnerboard.core.metrics import anomaly_band as band_mod
 from partnerboard.core.metrics import filters as flt
 from partnerboard.core.metrics import health, kpi_engine, maintenance
+from partnerboard.core.metrics.anomaly_band import Band
 from partnerboard.core.metrics.filters import Filters
 from partnerboard.core.reconciliation.matching import Sides
 from partnerboard.core.store import loads as source_loads
@@ -443,3 +445,29 @@ def actions(url: str, config_key: str, label: str, viewer_partner: str | None,
                 "items": actions_mod.items(conn, label, viewer_partner=viewer_partner),
                 "carried": actions_mod.carried_over(conn, cfg, label, viewer_partner=viewer_partner),
                 "proposals": actions_mod.proposals(conn, viewer_partner)}
+
+
+@st.cache_data(ttl=WINDOW_TTL_S, show_spinner=False)
+def api_view(url: str, config_key: str, as_of: datetime, viewer_partner: str | None) -> dict:
+    """The collectors' view of the partners' APIs (``metrics.api_view``): the last hour per
+    source and endpoint, and the drifting fields, examples as ``viewer_partner`` may see them."""
+    from partnerboard.core.metrics import api_view as view
+
+    with open_store(url).engine.connect() as conn:
+        return view.view(conn, _config_for(config_key), clip(as_of), viewer_partner)
+
+
+# --- kpi_anomaly's expected band: one reading of every KPI it judges, per minute -----
+
+@st.cache_data(ttl=REVIEW_TTL_S, show_spinner=False)
+def anomaly_bands(url: str, config_key: str, as_of: datetime) -> dict[tuple[str, str], Band]:
+    """(partner, KPI) -> its ``anomaly_band.Band`` for every KPI the rule judges: one reading
+    of the store for every band chart of every page, once a minute (hours change hourly)."""
+    with open_store(url).engine.connect() as conn:
+        return band_mod.bands(conn, _config_for(config_key), clip(as_of))
+
+
+def anomaly_band(url: str, config_key: str, partner_id: str, kpi: str, as_of: datetime) -> Band | None:
+    """One partner's expected band of one KPI (``anomaly_band.band``), out of the cached
+    ``anomaly_bands``: None when the rule does not judge that KPI or there is no data of it."""
+    return anomaly_bands(url, config_key, as_of).get((partner_id, kpi))

@@ -26,12 +26,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from partnerboard.notifiers import transports
+from partnerboard.notifiers.answers import Answer, ReceiverConfigError
 
 from partnerboard.core.alerts import messages, outbox
 from partnerboard.core.config import Config
 from partnerboard.core.config.alerts import Receiver
 from partnerboard.core.config.secrets import scrub
-from partnerboard.core.review import subscriptions
+from partnerboard.core.review import pack_message, subscriptions
 from partnerboard.core.store import Store, processes, write_serially
 from partnerboard.core.vocabulary import timeutil
 
@@ -46,7 +47,7 @@ class Attempt:
     notification_id: str
     receiver_id: str
     kind: str
-    answer: transports.Answer
+    answer: Answer
     status: str
 
 
@@ -136,13 +137,13 @@ class Deliverer:
             write_serially(self.store.engine, lambda conn: outbox.undeliverable(
                 conn, nid, error=error, now=self.clock()))
             log.error("outbox: notification %s undeliverable: %s", nid, error)
-            return Attempt(nid, notification["receiver_id"], kind, transports.Answer(False, 0, error),
+            return Attempt(nid, notification["receiver_id"], kind, Answer(False, 0, error),
                            "undeliverable")
         message = self.render(receiver, notification)
         try:
             answer = transports.send(receiver, message, notification["idempotency_key"])
-        except transports.ReceiverConfigError as exc:
-            answer = transports.Answer(False, 0, scrub(str(exc)))
+        except ReceiverConfigError as exc:
+            answer = Answer(False, 0, scrub(str(exc)))
         now = self.clock()
         if answer.accepted:
             write_serially(self.store.engine, lambda conn: outbox.delivered(
@@ -161,7 +162,7 @@ class Deliverer:
 
     def render(self, receiver: Receiver, notification: dict[str, Any]) -> messages.Rendered:
         if notification["kind"] == "pack":  # a review pack: its files were stored when it was queued
-            rendered = messages.render(self.config, receiver, notification, self.board_url)
+            rendered = pack_message.render(self.config, receiver, notification, self.board_url)
             if receiver.type != "email":
                 return rendered
             with self.store.engine.connect() as conn:
@@ -174,7 +175,7 @@ class Deliverer:
 
 
 def send_test_message(config: Config, receiver_id: str, *,
-                      board_url: str) -> tuple[Receiver, transports.Answer]:
+                      board_url: str) -> tuple[Receiver, Answer]:
     """Send a test message to a receiver now, outside the outbox (``partnerboard alerts
     test``): what it shows is what a real alert will look like; its answer is returned."""
     receiver = config.alerts.receiver(receiver_id)
@@ -192,5 +193,5 @@ def send_test_message(config: Config, receiver_id: str, *,
     message = messages.render(config, receiver, notification, board_url)
     try:
         return receiver, transports.send(receiver, message, key)
-    except transports.ReceiverConfigError as exc:
-        return receiver, transports.Answer(False, 0, scrub(str(exc)))
+    except ReceiverConfigError as exc:
+        return receiver, Answer(False, 0, scrub(str(exc)))

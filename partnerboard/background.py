@@ -3,7 +3,8 @@
 The collectors (``partnerboard.collectors``) and the senders (``partnerboard.notifiers``)
 never import each other; this module, like the server and the CLI above them, puts
 them on one APScheduler: every probe round is followed at once by an evaluation of
-the endpoint and burn-rate rules (an endpoint declared down is told within seconds,
+the endpoint and burn-rate rules (on a thread of its own, ``Kicked``, so the next round
+starts on time) (an endpoint declared down is told within seconds,
 not at the next tick); all rules but the KPIs are evaluated every
 ``evaluate_every_seconds``, the KPIs every ``kpi_status.every_minutes``; and the outbox
 is looked at every second. Every minute settled hours and days of probes are rolled up
@@ -25,6 +26,7 @@ Every process sends: each notification is claimed by one sender with a lease
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -48,11 +50,11 @@ from partnerboard.core.store import (
     Store,
     exclusive,
     job_claims,
-    processes,
     retention,
     runs,
     write_serially,
 )
+from partnerboard.core.store.heartbeat import Heartbeat
 from partnerboard.core.vocabulary import timeutil
 from partnerboard.notifiers.delivery import Deliverer, board_link
 
@@ -69,18 +71,50 @@ RETENTION_EVERY_S = 3600.0  # old probe-round runs and finished requests pruned 
 ROLLUPS_EVERY_S = 60.0  # settled hours and days of probes rolled up (core.metrics.rollups)
 
 
+class Kicked:
+    """``work`` run on a thread of its own whenever kicked; kicks while it runs make one
+    more run, not one each. A probe round kicks the alert evaluation and returns: the
+    round's thread is free for the next round on time, however long the evaluation
+    waits for the store's write lock behind a rollup or a backfill's batch (a round
+    that outlived its interval made APScheduler skip the next one, and the outage was
+    told a round later)."""
+
+    def __init__(self, name: str, work: Callable[[], None]) -> None:
+        self._work, self._wanted, self._stopping = work, threading.Event(), threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def __call__(self) -> None:
+        self._wanted.set()
+
+    def _loop(self) -> None:
+        while True:
+            self._wanted.wait()
+            if self._stopping.is_set():
+                return
+            self._wanted.clear()
+            self._work()
+
+    def stop(self, wait: bool = True) -> None:
+        self._stopping.set()
+        self._wanted.set()
+        if wait:
+            self._thread.join()
+
+
 @dataclass
 class Background:
     scheduler: BackgroundScheduler
     deliverer: Deliverer
     store: Store
     role: str = "collect"
-    heartbeat: processes.Heartbeat | None = None
+    heartbeat: Heartbeat | None = None
+    after_probes: Kicked | None = None
 
     def start(self) -> None:
         """Register and beat, mark what dead processes left running as interrupted (on DuckDB:
         everything, this process owns the file), publish the jobs, then start."""
-        self.heartbeat = processes.Heartbeat(self.store.engine, self.role)
+        self.heartbeat = Heartbeat(self.store.engine, self.role)
         runs.abandon_interrupted(self.store.engine)
         job_claims.publish(self.store.engine, published(self.scheduler))
         self.deliverer.recover()
@@ -90,6 +124,8 @@ class Background:
         """Stop scheduling, let running jobs finish (``wait``), then the senders; then leave
         the store's list of processes (the others take our jobs at their next firing)."""
         stop_scheduler(self.scheduler, wait=wait)
+        if self.after_probes is not None:
+            self.after_probes.stop(wait=wait)
         self.deliverer.close(wait=wait)
         if self.heartbeat is not None:
             self.heartbeat.stop()
@@ -110,9 +146,10 @@ def _prune(engine, config: Config) -> None:
     with engine.begin() as conn:
         pruned = retention.prune(conn, keep_runs_days=config.collection.keep_runs_days)
         probes = rollups.prune_probes(conn, keep_days=config.collection.keep_probes_days)
-    if pruned.runs or pruned.requests or probes:
-        log.info("retention: pruned %d runs, %d run-now requests, %d processes, %d raw probes",
-                 pruned.runs, pruned.requests, pruned.processes, probes)
+    if pruned.runs or pruned.requests or probes or pruned.api_hours:
+        log.info("retention: pruned %d runs, %d run-now requests, %d processes, %d raw probes, "
+                 "%d endpoint-hours of the API view", pruned.runs, pruned.requests, pruned.processes, probes,
+                 pruned.api_hours)
 
 
 def _roll(engine, config: Config) -> None:
@@ -168,8 +205,9 @@ def build(store: Store, config: Config, *, served_at: str | None = None,
           probe_process: bool = True, role: str = "collect") -> Background:
     """The collectors' schedule with the alert jobs on it (not started)."""
     engine = store.engine
-    after_probes = _guarded("alert evaluation after a probe round",
-                            lambda: evaluation.run(engine, config, evaluation.AFTER_PROBES))
+    after_probes = Kicked("alerts:after-probes", _guarded(
+        "alert evaluation after a probe round",
+        lambda: evaluation.run(engine, config, evaluation.AFTER_PROBES)))
     scheduler = build_scheduler(store, config, probe_process=probe_process,
                                 after_probe_round=after_probes, extra_workers=3)
     deliverer = Deliverer(store, config, board_url=board_link(config, served_at))
@@ -185,6 +223,9 @@ def build(store: Store, config: Config, *, served_at: str | None = None,
         ("alerts:kpis", rules.kpi_status.every_minutes * 60,
          _guarded("KPI alert evaluation", lambda: evaluation.run(engine, config, evaluation.KPIS)),
          now + timedelta(seconds=20)),  # after the first collection round, not before it
+        ("alerts:anomalies", rules.kpi_anomaly.every_minutes * 60,
+         _guarded("anomaly alert evaluation", lambda: evaluation.run(engine, config, evaluation.ANOMALIES)),
+         now + timedelta(seconds=40)),
         ("alerts:deliver", DELIVER_EVERY_S, _guarded("alert delivery", deliverer.tick), now),
         ("review:subscriptions", SUBSCRIPTIONS_EVERY_S,
          _guarded("subscription check", lambda: _send_due(engine, config)),
@@ -206,7 +247,7 @@ def build(store: Store, config: Config, *, served_at: str | None = None,
         scheduler.add_job(func, IntervalTrigger(seconds=seconds), id=job_id, name=job_id, next_run_time=first)
     scheduler.add_listener(_reconcile_after_collection(scheduler, config, reconciler("after collection")),
                            EVENT_JOB_EXECUTED)
-    return Background(scheduler, deliverer, store, role)
+    return Background(scheduler, deliverer, store, role, after_probes=after_probes)
 
 
 def feeding_sources(config: Config) -> frozenset[str]:

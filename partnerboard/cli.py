@@ -233,7 +233,7 @@ def collect(
     from partnerboard import background
     from partnerboard.collectors.scheduler import job_ids, run_all_once
     from partnerboard.core.metrics import maintenance
-    from partnerboard.core.store import close_all, processes, runs
+    from partnerboard.core.store import close_all, heartbeat, runs
 
     logs.setup()
     logs.enable_stack_dumps()
@@ -252,7 +252,7 @@ def collect(
     with store.engine.begin() as conn:
         maintenance.sync_windows(conn, cfg)
     if once:
-        beating = processes.Heartbeat(store.engine, "collect")  # its runs are owned, so kept
+        beating = heartbeat.Heartbeat(store.engine, "collect")  # its runs are owned, so kept
         runs.abandon_interrupted(store.engine)
         try:
             outcomes = run_all_once(store, cfg, only=source or None)
@@ -298,7 +298,7 @@ def backfill(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from partnerboard.collectors.sources import backfill_windows, run_backfill
-    from partnerboard.core.store import close_all, processes, runs
+    from partnerboard.core.store import close_all, heartbeat, runs
 
     logs.setup("WARNING")
     cfg = _load(config)
@@ -307,7 +307,7 @@ def backfill(
     url = database_url(database)
     _own_database(url, "backfill")
     store = _open_store(url, "backfill")
-    beating = processes.Heartbeat(store.engine, "backfill")  # its runs are owned, so kept
+    beating = heartbeat.Heartbeat(store.engine, "backfill")  # its runs are owned, so kept
     runs.abandon_interrupted(store.engine)
     from partnerboard.core.vocabulary import timeutil
 

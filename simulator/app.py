@@ -5,7 +5,10 @@ reached through the project's real HTTP clients. Each partner lives under its ow
 path prefix (its base URL) with its own bearer token, a health endpoint, API
 endpoints with a realistic latency distribution, the seeded outage schedule, a
 Statuspage v2 feed, and chaos knobs (error rate, timeout rate, extra latency, and a
-forced mode) settable at start or at run time through ``/_sim/chaos``.
+forced mode) settable at start or at run time through ``/_sim/chaos``. The business lists
+add a partner's quota (``quota_per_minute``, announced in the ``quota_headers`` dialect) and
+schema drift (``drift_field`` served as a string in ``drift_rate`` of the records); what
+they did is in ``/_sim/truth`` under ``api``.
 
 New partner data (orders, traffic, returns, merchants, payments, refunds, tickets)
 plugs in as more routes on a ``PartnerSpec``; the auth, chaos and schedule handling
@@ -22,10 +25,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from partnerboard.simulator.breaks import Plan
 from partnerboard.simulator.business_api import Lists, authorised, business_routes
 from partnerboard.simulator.schedule import BACKGROUND, DEMO, Profile, active
 from partnerboard.simulator.statuspage import QUIET_MARGIN, StatusPage
-from partnerboard.simulator.world import TZ, World
+from partnerboard.simulator.world import TZ, Anomaly, World
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -56,6 +60,11 @@ class Chaos:
     time_format: str = "local"  # marketplace times: "local" (+01:00/+02:00) or "utc_z" (…Z)
     same_update_burst: int = 0  # orders: the oldest N share one update time (a bulk edit)
     newest_first: bool = False  # charges: newest first, as Stripe lists by default
+    # the partner's view of our traffic (business lists only; docs/api-health.md)
+    quota_per_minute: int = 0  # > 0: list requests beyond this many per wall-clock minute get 429
+    quota_headers: str = "ietf"  # how the quota is announced: "ietf" (RateLimit), "x" (X-RateLimit-*), "none"
+    drift_field: str = ""  # a numeric top-level field of the lists ...
+    drift_rate: float = 0.0  # ... served as a string in this share of the records (the same ones every read)
 
     def update(self, values: dict[str, Any]) -> None:
         for key, value in values.items():
@@ -65,6 +74,10 @@ class Chaos:
                 raise ValueError(f"mode must be normal, down, hang or bad_body, got {value!r}")
             if key == "time_format" and value not in ("local", "utc_z"):
                 raise ValueError(f"time_format must be local or utc_z, got {value!r}")
+            if key == "quota_headers" and value not in ("ietf", "x", "none"):
+                raise ValueError(f"quota_headers must be ietf, x or none, got {value!r}")
+            if key == "quota_per_minute" and int(value) < 0:
+                raise ValueError(f"quota_per_minute must be 0 (no quota) or more, got {value!r}")
             if key.endswith("_rate") and not 0 <= float(value) <= 1:
                 raise ValueError(f"{key} must be between 0 and 1, got {value!r}")
             current = getattr(self, key)
@@ -139,12 +152,17 @@ def create_app(
     oauth_ttl: float = 3600.0,
     history_start: datetime | None = None,
     breaks: dict[str, int] | None = None,
+    anomalies: list[dict[str, Any]] | None = None,
+    day_rhythm: bool = True,
 ) -> Starlette:
     """The simulator app. ``now`` freezes its clock (tests); history covers the
     ``history_days`` local days before the clock's date at start, at ``scale`` volume, or,
     with ``history_start`` (an aware instant), everything from that moment on: a partner
     that went live at 00:00 UTC, inside a Warsaw day. ``breaks`` injects reconciliation
-    breaks of each kind (``simulator.breaks``), listed at ``/_sim/truth``."""
+    breaks of each kind (``simulator.breaks``), listed at ``/_sim/truth``. ``anomalies``
+    (``{"start": iso, "minutes": m, "change": -0.4}`` each) drop conversion for a while,
+    in the history or ahead; ``/_sim/anomaly`` adds one at run time. ``day_rhythm=False``
+    spreads orders evenly over each day (the data some collector tests were written on)."""
     profiles = (BACKGROUND, DEMO) if demo_blips else (BACKGROUND,)
     partners = {p.id: p for p in default_partners(tokens)}
     for spec in partners.values():
@@ -165,13 +183,14 @@ def create_app(
         frozen_at=now,
     )
     today = state.clock().astimezone(TZ).date()
+    drops = [_anomaly(a, state.clock()) for a in anomalies or []]
     if history_start is None:
         world = World(seed, today - timedelta(days=history_days), history_days + 1, scale,
-                      breaks=breaks)
+                      breaks=breaks, planner=Plan, anomalies=drops, day_rhythm=day_rhythm)
     else:
         first = history_start.astimezone(TZ).date()
         world = World(seed, first, (today - first).days + 1, scale, origin=history_start,
-                      breaks=breaks)
+                      breaks=breaks, planner=Plan, anomalies=drops, day_rhythm=day_rhythm)
     lists = Lists(world, state)
     mounts = [
         Mount(f"/{spec.id}", routes=_partner_routes(state, spec, state.rng)
@@ -185,6 +204,7 @@ def create_app(
         Route("/_sim/clock", _clock_handler(state), methods=["GET", "POST"]),
         Route("/_sim/{partner}/incidents", _incident_handler(state), methods=["POST"]),
         Route("/_sim/breaks/fix", _fix_handler(lists), methods=["POST"]),
+        Route("/_sim/anomaly", _anomaly_handler(state, lists), methods=["POST"]),
     ]
     app = Starlette(routes=admin + mounts)
     app.state.sim = state
@@ -203,6 +223,41 @@ def _fix_handler(lists: Lists) -> Callable[[Request], Awaitable[Response]]:
         except KeyError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         return JSONResponse({"fixed": body.get("order_id")})
+
+    return handler
+
+
+def _anomaly(spec: dict[str, Any], now: datetime) -> Anomaly:
+    """An ``Anomaly`` from ``{"start": iso (default: now), "minutes": 60, "change": -0.4}``."""
+    unknown = sorted(set(spec) - {"start", "minutes", "change"})
+    if unknown:
+        raise ValueError(f"unknown anomaly setting {unknown[0]!r} (known: start, minutes, change)")
+    start = datetime.fromisoformat(spec["start"]) if spec.get("start") else now
+    if start.tzinfo is None:
+        raise ValueError("an anomaly's start needs a UTC offset, e.g. 2026-12-07T14:00:00+01:00")
+    minutes = float(spec.get("minutes", 60))
+    if not 0 < minutes <= 7 * 24 * 60:
+        raise ValueError(f"an anomaly lasts 0 to 10080 minutes, got {minutes:g}")
+    return Anomaly(start.timestamp(), start.timestamp() + minutes * 60, float(spec.get("change", -0.4)))
+
+
+def _anomaly_handler(state: SimState, lists: Lists) -> Callable[[Request], Awaitable[Response]]:
+    """POST {"minutes": 60, "change": -0.4, "start": iso}: conversion drops from ``start``
+    (the clock by default, never earlier: what was already listed stays listed) for
+    ``minutes``; ``/_sim/truth`` lists it with the orders it took away."""
+
+    async def handler(request: Request) -> Response:
+        try:
+            anomaly = _anomaly(await request.json(), state.clock())
+            if anomaly.start < state.clock().timestamp() - 1:
+                raise ValueError("an anomaly added at run time starts now or later: the records "
+                                 "before it were listed already")
+        except (ValueError, TypeError, KeyError) as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        lists.add_anomaly(anomaly)
+        return JSONResponse({"start": datetime.fromtimestamp(anomaly.start, UTC).isoformat(),
+                             "end": datetime.fromtimestamp(anomaly.end, UTC).isoformat(),
+                             "change": anomaly.change})
 
     return handler
 

@@ -1,6 +1,6 @@
 """Seeded reconciliation breaks: records of one partner that the other's do not match.
 
-``World(breaks={"duplicate_capture": 2, ...})`` changes a few of the history's records so
+``World(breaks={"duplicate_capture": 2, ...}, planner=Plan)`` changes a few of the history's records so
 that the two partners disagree in every way reconciliation must find (one kind per
 victim, never two on one order, so each injected break has exactly one class), plus two
 things that must *not* be breaks:
@@ -21,12 +21,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from partnerboard.simulator.world import DAY, TZ, Rec
-
-if TYPE_CHECKING:
-    from partnerboard.simulator.world import World
+from partnerboard.simulator.world import DAY, TZ, Rec, World
 
 ORDER_KINDS = ("missing_capture", "amount_mismatch", "currency_mismatch", "duplicate_capture",
                "rounding", "late_capture", "orphan_refund")

@@ -13,6 +13,15 @@ with ``Link: <...>; rel="next"``, support tickets with a cursor in the body.
 Chaos on every list: 5xx, 429 with a configurable ``Retry-After``, hangs, malformed
 JSON, stale duplicate pages, a last page that repeats forever, and records that are
 always served broken (so tests know exactly which ones must end in quarantine).
+
+A partner's quota (``quota_per_minute``): its list requests are counted per wall-clock
+minute (real time, whatever the business clock says: a quota is about request rates), the
+ones beyond it answered 429 with ``Retry-After`` up to the minute's end, and every list
+response announces the quota in the ``quota_headers`` dialect: ``ietf`` (``RateLimit:
+limit=…, remaining=…, reset=…`` and ``RateLimit-Policy``), ``x`` (``X-RateLimit-Limit``,
+``-Remaining``, and ``-Reset`` as an epoch time, GitHub's way) or ``none``. Schema drift
+(``drift_field``, ``drift_rate``): that numeric top-level field is served as a string in
+the share of the records a hash of their id picks, the same records on every read.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import bisect
 import hashlib
 import hmac
 import json
+import math
 import secrets
 import threading
 import time
@@ -32,7 +42,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from partnerboard.simulator.world import TZ, Rec, World, segment_of, since, visible
+from partnerboard.simulator.world import TZ, Anomaly, Rec, World, segment_of, since, visible
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -67,6 +77,40 @@ def parse_iso(text: str | None, default: float) -> float:
     if not text:
         return default
     return datetime.fromisoformat(text.replace("Z", "+00:00").replace(" ", "+")).timestamp()
+
+
+def quota_headers(dialect: str, limit: int, remaining: int, reset_s: int, now: float) -> dict[str, str]:
+    """The headers announcing a quota of ``limit`` per minute with ``remaining`` left."""
+    if dialect == "ietf":
+        return {"RateLimit": f"limit={limit}, remaining={remaining}, reset={reset_s}",
+                "RateLimit-Policy": f"{limit};w=60"}
+    if dialect == "x":
+        return {"X-RateLimit-Limit": str(limit), "X-RateLimit-Remaining": str(remaining),
+                "X-RateLimit-Reset": str(int(now) + reset_s)}
+    return {}
+
+
+def drifted(rate: float, record_id: str) -> bool:
+    """Whether a record is served with its ``drift_field`` as a string: per record, and
+    another draw than ``corrupt`` (a drifted record is not broken)."""
+    return corrupt(rate, f"drift:{record_id}")
+
+
+def drift(rec: dict, ident: str, name: str, rate: float) -> dict:
+    """``rec`` with its numeric field ``name`` turned into a string, if the record is picked."""
+    value = rec.get(name)
+    if not name or rate <= 0 or isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not drifted(rate, ident):
+        return rec
+    return {**rec, name: str(value)}
+
+
+def record_key(name: str, rec: dict) -> str:
+    """A record of list ``name`` as the chaos draws know it (traffic has no id of its own)."""
+    return rec.get("order_id" if name == "orders" else
+                   "return_id" if name == "returns" else
+                   "shop_id" if name == "shops" else "id") \
+        or f"{rec.get('date')}|{rec.get('channel')}"
 
 
 def corrupt(rate: float, record_id: str) -> bool:
@@ -119,6 +163,17 @@ class Lists:
             for cached in ("payments", "payments_by_order", "payments_by_id", "refunds"):
                 self.world.__dict__.pop(cached, None)
             for name in ("payments", "refunds"):
+                self._last.pop(name, None)
+                self._last_created.pop(name, None)
+                self._steps.pop(name, None)
+            self._cache = None
+
+    def add_anomaly(self, anomaly: Anomaly) -> None:
+        """Conversion drops from the anomaly's start (``World.add_anomaly``); the lists are
+        built again from the world."""
+        with self._lock:
+            self.world.add_anomaly(anomaly)
+            for name in ("orders", "returns", "payments", "refunds", "shops"):
                 self._last.pop(name, None)
                 self._last_created.pop(name, None)
                 self._steps.pop(name, None)
@@ -236,9 +291,37 @@ class Lists:
                         if not corrupt(rate, r.id):
                             entry["by_status"][st] = entry["by_status"].get(st, 0) + 1
                 out[partner][name] = entry
+        out["api"] = {pid: self._api_truth(pid, c) for pid, c in chaos.items()}
         out["by_month"] = self._by_month(chaos)
         out["breaks"] = self.world.plan.truth(self.now())
+        self.world.orders  # noqa: B018 - built, so its count of lost orders is known
+        out["anomalies"] = [{"start": datetime.fromtimestamp(a.start, UTC).isoformat(),
+                             "end": datetime.fromtimestamp(a.end, UTC).isoformat(), "change": a.change,
+                             "lost_orders": self.world.lost.get(i, 0)}
+                            for i, a in enumerate(self.world.anomalies)]
         out["sync"] = self._sync_by_month()
+        return out
+
+    def _api_truth(self, partner: str, chaos: Any) -> dict[str, Any]:
+        """The API knobs of a partner and what they did: 429s served for its quota, and per
+        list the records served with ``drift_field`` as a string (those still shown)."""
+        out: dict[str, Any] = {
+            "quota_per_minute": chaos.quota_per_minute, "quota_headers": chaos.quota_headers,
+            "quota_429": self.state.requests.get(f"{partner}:quota_429", 0),
+            "drift_field": chaos.drift_field, "drift_rate": chaos.drift_rate, "drifted": {}}
+        if not chaos.drift_field or chaos.drift_rate <= 0:
+            return out
+        now = self.now()
+        for name in LISTS.get(partner, ()):
+            n = 0
+            for row in self.rows(name):
+                rec = SHAPES[name](row, now)
+                ident = record_key(name, rec)
+                if not corrupt(chaos.corrupt_rate, ident) and \
+                        drift(rec, ident, chaos.drift_field, chaos.drift_rate) is not rec:
+                    n += 1
+            if n:
+                out["drifted"][name] = n
         return out
 
     def _sync_by_month(self) -> dict[str, dict[str, float]]:
@@ -372,6 +455,15 @@ def mp_survey(updated: float, state: str, r: Rec) -> dict:
             "submitted_at": iso_local(r.created), "comment": r.data["comment"]}
 
 
+LISTS = {"marketplace": ("orders", "returns", "shops", "traffic", "surveys"),
+         "payments": ("payments", "refunds", "tickets")}
+# Each list's record as the API shows it (marketplace times in their default format).
+SHAPES: dict[str, Callable[[tuple, float], dict]] = {
+    "orders": lambda row, now: mp_order(*row), "returns": lambda row, now: mp_return(*row),
+    "shops": lambda row, now: mp_shop(*row, now), "traffic": lambda row, now: mp_traffic(*row),
+    "surveys": lambda row, now: mp_survey(*row), "payments": lambda row, now: pg_charge(*row),
+    "refunds": lambda row, now: pg_refund(*row), "tickets": lambda row, now: pg_ticket(*row, now)}
+
 REQUIRED = {"orders": "order_id", "returns": "order_id", "shops": "date_created",
             "traffic": "sessions", "payments": "amount", "refunds": "charge",
             "tickets": "created_at", "surveys": "nps_score"}
@@ -406,6 +498,7 @@ def business_routes(lists: Lists, partner: str) -> list[Route]:
     state = lists.state
     spec = state.partners[partner]
     last_page: dict[str, Any] = {}
+    quota_used: dict[str, int] = {}  # the partner's list requests in the current minute
 
     def listing(name: str, build: Callable[[Request, list], tuple[list[dict], dict, dict]]):
         async def endpoint(request: Request) -> Response:
@@ -415,6 +508,22 @@ def business_routes(lists: Lists, partner: str) -> list[Route]:
                 return JSONResponse({"error": "unauthorized"}, 401)
             chaos = spec.chaos
             rng = state.rng
+            quota: dict[str, str] = {}
+            if chaos.quota_per_minute > 0:
+                now = time.time()
+                minute = int(now // 60)
+                if quota_used.get("minute") != minute:
+                    quota_used.update(minute=minute, used=0)
+                reset_s = max(1, math.ceil((minute + 1) * 60 - now))
+                over = quota_used["used"] >= chaos.quota_per_minute
+                if not over:
+                    quota_used["used"] += 1
+                left = chaos.quota_per_minute - quota_used["used"]
+                quota = quota_headers(chaos.quota_headers, chaos.quota_per_minute, left, reset_s, now)
+                if over:
+                    state.requests[f"{partner}:quota_429"] = state.requests.get(f"{partner}:quota_429", 0) + 1
+                    return JSONResponse({"error": "rate limited", "message": "quota exceeded"}, 429,
+                                        headers={**quota, "Retry-After": str(reset_s)})
             if chaos.extra_latency_ms:
                 await asyncio.sleep(chaos.extra_latency_ms / 1000)
             if rng.random() < chaos.timeout_rate:
@@ -434,13 +543,10 @@ def business_routes(lists: Lists, partner: str) -> list[Route]:
             required = REQUIRED[name]
             shown = []
             for rec in records:
-                ident = rec.get("order_id" if name == "orders" else
-                                "return_id" if name == "returns" else
-                                "shop_id" if name == "shops" else "id") \
-                    or f"{rec.get('date')}|{rec.get('channel')}"
+                ident = record_key(name, rec)
                 if corrupt(chaos.corrupt_rate, ident):
                     rec = {k: v for k, v in rec.items() if k != required}
-                shown.append(rec)
+                shown.append(drift(rec, ident, chaos.drift_field, chaos.drift_rate))
             body = body_extra(shown) if callable(body_extra) else shown
             # A stale cache serves the previous page of the same list: same filters (the
             # cursor bounds of a window), whatever page was asked for.
@@ -453,7 +559,7 @@ def business_routes(lists: Lists, partner: str) -> list[Route]:
             text = json.dumps(body)
             if rng.random() < chaos.malformed_json_rate:
                 text = text[: max(1, len(text) // 2)]
-            return Response(text, 200, media_type="application/json", headers=headers)
+            return Response(text, 200, media_type="application/json", headers={**headers, **quota})
 
         return endpoint
 

@@ -17,14 +17,12 @@ from __future__ import annotations
 import bisect
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
-
-if TYPE_CHECKING:
-    from partnerboard.simulator.breaks import Plan
 
 TZ = ZoneInfo("Europe/Warsaw")
 DAY = 86400.0
@@ -33,6 +31,28 @@ CHANNELS = {"organic": (0.45, 1.0), "paid_search": (0.25, 1.25), "social": (0.2,
 RETURN_REASONS = ("damaged", "wrong_size", "not_as_described", "changed_mind", "late_delivery")
 METHODS = (("card", 0.55), ("blik", 0.35), ("transfer", 0.10))
 BAD_MONTH = range(60, 90)
+# Orders per local hour, relative: quiet nights, a late-morning rise, the evening peak (a
+# Polish marketplace's day; the weekly rhythm is _day_factor's). Daily seasonality for the
+# anomaly baselines to learn.
+INTRADAY = (0.5, 0.3, 0.2, 0.15, 0.15, 0.2, 0.4, 0.7, 1.0, 1.2, 1.4, 1.5,
+            1.6, 1.5, 1.4, 1.4, 1.4, 1.5, 1.7, 1.9, 2.0, 1.8, 1.3, 0.8)
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    """Conversion changed by ``change`` (−0.4: 40 % of the shoppers who would have ordered
+    did not) for orders created in [start, end) (epoch seconds): the knob the anomaly
+    alerts are tried on. Only drops: a spike would need orders nobody generated."""
+
+    start: float
+    end: float
+    change: float
+
+    def __post_init__(self) -> None:
+        if not -1 <= self.change < 0:
+            raise ValueError(f"an anomaly's change is a drop between -1 and 0, got {self.change!r}")
+        if self.end <= self.start:
+            raise ValueError("an anomaly ends after it starts")
 SEGMENTS = (("small", 0.6), ("mid_market", 0.3), ("enterprise", 0.1))
 
 
@@ -68,19 +88,58 @@ def _lognorm(rng: random.Random, median: float, sigma: float) -> float:
     return rng.lognormvariate(math.log(median), sigma)
 
 
+class Planner(Protocol):
+    """What changes the history's records for injected breaks (``simulator.breaks.Plan``):
+    each list of records passes through it, and it lists what it injected."""
+
+    def orders(self, base: list[Rec]) -> list[Rec]: ...
+    def returns(self, base: list[Rec]) -> list[Rec]: ...
+    def payments(self, base: list[Rec]) -> list[Rec]: ...
+    def refunds(self, base: list[Rec]) -> list[Rec]: ...
+    def fix(self, order_id: str, now: float) -> None: ...
+    def truth(self, now: float) -> list[dict[str, Any]]: ...
+
+
+class Unchanged:
+    """The history as generated: no breaks injected."""
+
+    def orders(self, base: list[Rec]) -> list[Rec]:
+        return base
+
+    returns = payments = refunds = orders
+
+    def fix(self, order_id: str, now: float) -> None:
+        raise KeyError(f"{order_id!r} is not an injected missing capture (those are: none)")
+
+    def truth(self, now: float) -> list[dict[str, Any]]:
+        return []
+
+
 class World:
     """``days`` days of history from the local date ``start``. Each day begins at its local
     midnight, or, with ``origin`` (an aware instant), ``origin`` plus whole days: a partner
-    whose history begins at 00:00 UTC, two hours into a Warsaw day."""
+    whose history begins at 00:00 UTC, two hours into a Warsaw day.
+
+    ``planner`` makes the plan of injected breaks from the world (``simulator.breaks.Plan``,
+    which reads ``breaks``); it is handed in, not imported, because the plan reads the
+    world's unbroken records and the world would otherwise import it back."""
 
     def __init__(self, seed: int, start: date, days: int, scale: float = 1.0,
-                 origin: datetime | None = None, breaks: dict[str, int] | None = None) -> None:
+                 origin: datetime | None = None, breaks: dict[str, int] | None = None,
+                 planner: Callable[[World], Planner] | None = None,
+                 anomalies: list[Anomaly] | None = None, day_rhythm: bool = True) -> None:
         self.seed = seed
         self.start = start
         self.days = days
         self.scale = scale
         self.origin = origin
         self.breaks = dict(breaks or {})  # simulator.breaks: kind -> how many to inject
+        if self.breaks and planner is None:
+            raise ValueError("World(breaks=...) needs planner=simulator.breaks.Plan to inject them")
+        self._planner = planner
+        self.anomalies = list(anomalies or [])
+        self.day_rhythm = day_rhythm  # False: orders spread evenly over the day (older tests' data)
+        self.lost: dict[int, int] = {}  # anomaly index -> orders it took away (/_sim/truth)
 
     def _rng(self, *parts: object) -> random.Random:
         return random.Random(":".join(str(p) for p in (self.seed, *parts)))
@@ -160,6 +219,7 @@ class World:
 
     @cached_property
     def _orders_base(self) -> list[Rec]:
+        self.lost = {}
         by_day_channel = {(r.data["day"], r.data["channel"]): r.data["total"] for r in self.traffic}
         out = []
         for d in range(self.days):
@@ -173,7 +233,7 @@ class World:
                 count = self._poisson(rng, by_day_channel[(day, channel)] * conv)
                 for _ in range(count):
                     n += 1
-                    created = start + rng.uniform(0, DAY)
+                    created = self._order_time(rng, start)
                     amount = round(max(5.0, _lognorm(rng, 120, 0.6)), 2)
                     steps = [(created, "created")]
                     if rng.random() < 0.04:
@@ -184,11 +244,45 @@ class World:
                         delivered = shipped + rng.uniform(1, 4) * DAY
                         steps += [(paid, "paid"), (shipped, "shipped"), (delivered, "delivered")]
                     merchant = rng.choice(pool).id
-                    out.append(Rec(f"MO-{d:03d}-{n:05d}", steps,
-                                   {"merchant": merchant, "channel": channel, "amount": amount,
-                                    "day": d, "failed_first": rng.random() < 0.08,
-                                    "method": _weighted(rng, METHODS)}))
+                    order = Rec(f"MO-{d:03d}-{n:05d}", steps,
+                                {"merchant": merchant, "channel": channel, "amount": amount,
+                                 "day": d, "failed_first": rng.random() < 0.08,
+                                 "method": _weighted(rng, METHODS)})
+                    taken = self._taken_by(order)  # decided last: every other order stays as it was
+                    if taken is None:
+                        out.append(order)
+                    else:
+                        self.lost[taken] = self.lost.get(taken, 0) + 1
         return out
+
+    def _order_time(self, rng: random.Random, start: float) -> float:
+        """A moment of the day starting at ``start``, as likely as its local hour's weight in
+        ``INTRADAY`` (rejection sampling: the days of a partner whose history starts at
+        00:00 UTC begin mid-morning in Warsaw, so the hour is read off the clock)."""
+        if not self.day_rhythm:
+            return start + rng.uniform(0, DAY)
+        top = max(INTRADAY)
+        while True:
+            t = start + rng.uniform(0, DAY)
+            if rng.random() * top < INTRADAY[datetime.fromtimestamp(t, TZ).hour]:
+                return t
+
+    def _taken_by(self, order: Rec) -> int | None:
+        """The index of the anomaly that took this order away, or None (its own draw: the
+        knob moves nothing else)."""
+        for i, a in enumerate(self.anomalies):
+            if a.start <= order.created < a.end:
+                return i if self._rng("anomaly", order.id).random() < -a.change else None
+        return None
+
+    def add_anomaly(self, anomaly: Anomaly) -> None:
+        """A drop from now on (``/_sim/anomaly``): the orders, and what follows from them
+        (returns, payments, refunds), are built again; the break plan stays as it was."""
+        self.anomalies.append(anomaly)
+        for name in ("_orders_base", "orders", "orders_by_id", "_returns_base", "returns", "_payments_base",
+                     "payments", "_refunds_base", "refunds", "payments_by_order", "payments_by_id",
+                     "_base_payments_by_order"):
+            self.__dict__.pop(name, None)
 
     @cached_property
     def orders(self) -> list[Rec]:
@@ -196,11 +290,9 @@ class World:
         return self.plan.orders(self._orders_base)
 
     @cached_property
-    def plan(self) -> Plan:
+    def plan(self) -> Planner:
         """Which records the injected breaks change (none without ``breaks``)."""
-        from partnerboard.simulator.breaks import Plan
-
-        return Plan(self)
+        return Unchanged() if self._planner is None else self._planner(self)
 
     @cached_property
     def orders_by_id(self) -> dict[str, Rec]:

@@ -25,6 +25,7 @@ import logging
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -41,7 +42,7 @@ from partnerboard.core.store import open_store, schema
 from partnerboard.core.vocabulary import timeutil
 from tests.conftest import config_dict, db_url_for, free_port, set_chaos, to_toml, wait_until
 from tests.receivers import start_http_receiver, start_smtp_receiver
-from tests.test_server import _start, _stop
+from tests.test_server import BUILTIN, _start, _stop, _wait_healthy, provision
 
 BOARD = "http://board.partnership.example"
 HMAC_KEY = "hmac-key-" + "k3y" * 8
@@ -242,6 +243,50 @@ def test_slack_gets_block_kit_and_teams_an_adaptive_card() -> None:
     assert any("\\*delayed\\*" in t and "\\[x\\]\\(http://evil.example\\)" in t for t in texts), texts
 
 
+def test_each_receiver_type_has_one_notifier_and_sends_what_it_renders(monkeypatch) -> None:
+    """Every receiver type the config accepts has its notifier; what a notifier renders is
+    what goes out: the webhook's body is those bytes, signed as they are, and the email
+    carries the idempotency key as its Message-ID."""
+    from typing import get_args
+
+    from partnerboard.core.alerts import messages
+    from partnerboard.core.config.alerts import Receiver
+
+    assert set(transports.NOTIFIERS) == set(get_args(Receiver.model_fields["type"].annotation))
+    hook = start_http_receiver()
+    monkeypatch.setenv("PB_TEST_HMAC", HMAC_KEY)
+    data = config_dict("http://127.0.0.1:9")
+    data["alerts"] = {"receivers": [
+        {"id": "hook", "type": "webhook", "url": f"{hook.url}/a", "hmac_secret_env": "PB_TEST_HMAC"},
+        {"id": "mail", "type": "email", "smtp_host": "127.0.0.1", "sender": "pb@partnership.example",
+         "to": ["oncall@partnership.example"]}]}
+    cfg = parse_config(data)
+    webhook, email = cfg.alerts.receivers
+    n = {"id": "n1", "idempotency_key": "pb-key-1", "kind": "firing", "group_key": "payments:endpoint_down",
+         "alerts": [_alert()]}
+    message = messages.render(cfg, webhook, n, BOARD)
+    body = transports.render(webhook, message, "pb-key-1")
+    assert transports.send(webhook, message, "pb-key-1").accepted
+    [got] = hook.requests
+    assert got.body == body and json.loads(body) == message.json
+    assert got.headers["x-partnerboard-signature"] == transports.signature(HMAC_KEY, body)
+    mail = transports.render(email, messages.render(cfg, email, n, BOARD), "pb-key-1")
+    assert mail["Message-ID"] == "<pb-key-1@partnerboard>"
+    assert "Balance API is down" in mail.get_body(("plain",)).get_content()
+
+
+def test_retry_after_is_read_as_seconds_or_an_http_date() -> None:
+    from email.utils import format_datetime
+
+    from partnerboard.notifiers.http_post import retry_after
+
+    assert retry_after("7") == 7.0
+    ahead = retry_after(format_datetime(datetime.now(UTC) + timedelta(seconds=120), usegmt=True))
+    assert ahead is not None and 110 < ahead <= 120, ahead  # HTTP dates have whole seconds
+    assert retry_after(format_datetime(datetime.now(UTC) - timedelta(seconds=30), usegmt=True)) == 0.0
+    assert retry_after("soon") is None and retry_after(None) is None
+
+
 def test_apprise_sends_through_its_json_plugin_to_a_real_receiver(monkeypatch) -> None:
     hook = start_http_receiver()
     host, port = hook.server.server_address[:2]
@@ -333,3 +378,84 @@ def test_a_sigkill_mid_delivery_then_a_restart_delivers_and_the_resolved_one_fol
                                                                 ("resolved", "delivered")]
     log = (tmp_path / "second.log").read_text()
     assert "Traceback" not in log, log
+
+
+def _probe_successes(health: dict) -> dict[str, str | None]:
+    return {s["source"]: s["last_success_at"] for s in health["sources"] if s["source"].startswith("probe:")}
+
+
+def _evaluated_since(health: dict, job: str, since: datetime) -> bool:
+    claim = next((j for j in health["collectors"]["jobs"] if j["id"] == job), None)
+    return bool(claim and claim["last_finished_at"]
+                and datetime.fromisoformat(claim["last_finished_at"]) >= since)
+
+
+@pytest.mark.slow
+def test_a_restart_with_receivers_configured_sends_nothing(sim, tmp_path, tokens) -> None:
+    """`serve` with a receiver for the endpoint, burn-rate and freshness rules, probes every
+    second and the business sources on; stopped, down for a few seconds, started again.
+    The demo paged `freshness` for its probe sources within a second of every restart
+    ("last success 51 s ago, expected every 5 s"). Now the new process's evaluations, the
+    first at its start and the next ones after its probe rounds, find nothing to tell.
+
+    The down time is part of the scenario (the board is off for 3 s, longer than the old
+    rule's two probe intervals), not a wait for an event."""
+    hook = start_http_receiver()
+    data = config_dict(sim.base_url, access=BUILTIN)
+    routed = ["endpoint_down", "burn_rate", "freshness"]
+    data["alerts"] = {"receivers": [{"id": "hook", "type": "webhook", "url": f"{hook.url}/a"}],
+                      "routes": [{"rules": routed, "receivers": ["hook"]}], "evaluate_every_seconds": 2}
+    config = tmp_path / "partners.toml"
+    config.write_text(to_toml(data))
+    url = db_url_for(tmp_path / "store.duckdb")
+    account = provision(config, url, tokens, tmp_path)
+    port = free_port()
+    board_url = f"http://127.0.0.1:{port}"
+    args = ["serve", "--config", str(config), "--database-url", url, "--port", str(port)]
+
+    def health(proc: subprocess.Popen, log) -> dict:
+        return _wait_healthy(board_url, proc, log, account, timeout=120)
+
+    first_log = tmp_path / "first.log"
+    board = _start(args, tokens, first_log, tmp_path)
+    try:
+        def probed() -> bool:
+            found = _probe_successes(health(board, first_log))
+            return len(found) == 2 and all(found.values())
+
+        wait_until(probed, 120, "both partners' probe rounds")
+    finally:
+        _stop(board, log=first_log)
+    stopped = time.time()
+    store = open_store(url)
+    try:
+        with store.engine.connect() as conn:
+            last = conn.execute(sa.select(sa.func.max(schema.collector_runs.c.finished_at)).where(
+                schema.collector_runs.c.source.like("probe:%"),
+                schema.collector_runs.c.status == "success")).scalar_one()
+    finally:
+        store.engine.dispose()
+    time.sleep(max(0.0, 3.0 - (time.time() - stopped)))
+    second_log = tmp_path / "second.log"
+    restarted = datetime.now(UTC)
+    board = _start(args, tokens, second_log, tmp_path)
+    try:
+        # three regular evaluations of the new process, and a probe round's after it
+        wait_until(lambda: _evaluated_since(health(board, second_log), "alerts:evaluate",
+                                            restarted + timedelta(seconds=4))
+                   and all(s and datetime.fromisoformat(s) > restarted
+                           for s in _probe_successes(health(board, second_log)).values()),
+                   120, "the new process's evaluations and probe rounds")
+    finally:
+        _stop(board, log=second_log)
+    gap = (restarted - timeutil.from_db(last)).total_seconds()
+    assert gap > 2 * 1.0, f"the board was down {gap:.1f} s: longer than two probe intervals"
+    assert hook.requests == [], [r.json for r in hook.requests]
+    store = open_store(url)
+    try:
+        with store.engine.connect() as conn:
+            fired = conn.execute(sa.select(schema.alerts.c.fingerprint, schema.alerts.c.summary).where(
+                schema.alerts.c.rule.in_(routed))).all()
+    finally:
+        store.engine.dispose()
+    assert fired == [], "none of the routed rules fired at all, not merely none was sent"

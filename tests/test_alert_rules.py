@@ -16,9 +16,9 @@ import sqlalchemy as sa
 from partnerboard.core.access import Forbidden, User, audit
 from partnerboard.core.alerts import evaluation, messages, outbox, routing, rules, silences, state
 from partnerboard.core.changes import annotations
-from partnerboard.core.config import parse_config
+from partnerboard.core.config import ConfigError, parse_config
 from partnerboard.core.metrics import health, maintenance
-from partnerboard.core.store import schema
+from partnerboard.core.store import processes, schema
 from partnerboard.core.vocabulary import timeutil
 from tests.conftest import config_dict, cover
 
@@ -431,3 +431,128 @@ def test_partner_reported_incident_fires_with_its_title_and_resolves(store) -> N
     section = slack["blocks"][1]["text"]
     assert section["type"] == "plain_text" and section["emoji"] is False  # shown as written
     assert "Card *payments* delayed" in section["text"]
+
+
+# --- inhibition: one cause, one page ---------------------------------------------------------
+
+def _sent(conn) -> list[tuple[str, str]]:
+    return [(n["kind"], a["fingerprint"]) for n in _notifications(conn) for a in n["alerts"]]
+
+
+def test_an_hours_outage_pages_once_and_holds_back_what_it_causes(store) -> None:
+    """The gateway down from 12:00 to 13:00, every rule on: its endpoint_down is told
+    (firing, resolved); its burn rate, which stays high for minutes after the outage, its
+    probe source's freshness and its payment-success anomaly are recorded as inhibited
+    by it and never sent; a business source of the
+    same partner going stale is another cause and is sent; the marketplace is untouched
+    by the gateway's inhibition."""
+    cfg = _config()
+    start = T0 + timedelta(minutes=360)
+    with store.engine.begin() as conn:
+        _probes(conn, "payments", T0, 421, set(range(360, 420)), endpoint="balance")
+        _probes(conn, "marketplace", T0, 421, {418, 419}, endpoint="offers")  # its own 2-minute blip
+        iid = _incident(conn, "payments", "balance", start)
+        _run(conn, "probe:payments", "success", start - timedelta(minutes=1))  # then no round: stale
+        _run(conn, "payments_charges", "success", start - timedelta(minutes=1))
+    fp_down = f"endpoint_down:payments:balance:{iid}"
+    for minute in (362, 390, 419):
+        evaluation.run(store.engine, cfg, evaluation.AFTER_PROBES, T0 + timedelta(minutes=minute))
+        evaluation.run(store.engine, cfg, evaluation.REGULAR, T0 + timedelta(minutes=minute, seconds=5))
+    sagging = rules.Firing("kpi_anomaly:payments:payment_success", "kpi_anomaly", "warning", "payments",
+                           "payment_success", "Payment success down in the hour from Tue 13:00", start)
+    with store.engine.begin() as conn:  # what the anomaly job records in the outage's last minute
+        state.reconcile(conn, cfg, {"kpi_anomaly": [sagging]}, T0 + timedelta(minutes=419, seconds=30))
+    with store.engine.begin() as conn:
+        _resolve(conn, iid, T0 + timedelta(minutes=420))
+        _run(conn, "probe:payments", "success", T0 + timedelta(minutes=420))
+    after = T0 + timedelta(minutes=421)  # the 5-min window still burns: burn_rate fires on, held
+    evaluation.run(store.engine, cfg, evaluation.REGULAR, after)
+    with store.engine.connect() as conn:
+        held = {r.fingerprint: r.muted for r in state.firing(conn)}
+    assert held["burn_rate:payments:page"] == f"inhibited by {fp_down}"
+    with store.engine.begin() as conn:
+        _probes(conn, "payments", T0 + timedelta(minutes=421), 10, set(), endpoint="balance")
+        _probes(conn, "marketplace", T0 + timedelta(minutes=421), 10, set(), endpoint="offers")
+        _run(conn, "probe:payments", "success", T0 + timedelta(minutes=429))
+    evaluation.run(store.engine, cfg, evaluation.REGULAR, T0 + timedelta(minutes=430))
+    with store.engine.begin() as conn:  # the next hour is usual again: it ends, told to nobody
+        ended = state.reconcile(conn, cfg, {"kpi_anomaly": []}, T0 + timedelta(minutes=430))
+    assert [(c.kind, c.notified) for c in ended] == [("resolved", 0)]
+    with store.engine.connect() as conn:
+        sent = _sent(conn)
+        recorded = {r.fingerprint: r.muted for r in conn.execute(sa.select(schema.alerts)).all()}
+        inhibited_events = {r.fingerprint for r in state.history(conn)
+                            if r.kind == "muted" and (r.detail or "").startswith("inhibited by")}
+    payments = [(k, fp) for k, fp in sent if ":payments" in fp]
+    assert payments == [("firing", fp_down), ("firing", "freshness:payments_charges:stale"),
+                        ("resolved", fp_down)]
+    assert recorded["freshness:probe:payments:stale"] == f"inhibited by {fp_down}"
+    assert recorded["kpi_anomaly:payments:payment_success"] == f"inhibited by {fp_down}"
+    assert {"burn_rate:payments:page", "freshness:probe:payments:stale",
+            "kpi_anomaly:payments:payment_success"} <= inhibited_events
+    # the same burn on the marketplace, with no outage of its own recorded, is sent
+    assert ("firing", "burn_rate:marketplace:page") in sent
+
+
+def test_a_reported_incident_inhibits_alerts_evaluated_without_it(store) -> None:
+    """A probe round evaluates endpoint_down and burn_rate only; the partner's status-page
+    incident, recorded as firing by an earlier evaluation, still inhibits its burn rate."""
+    cfg = _config()
+    with store.engine.begin() as conn:
+        _probes(conn, "payments", T0, 360, {357, 358, 359}, endpoint="balance")
+        _incident(conn, "payments", "x", T0 + timedelta(minutes=356), iid="sp-9", origin="reported")
+    evaluation.run(store.engine, cfg, ("partner_incident",), NOW - timedelta(seconds=30))
+    evaluation.run(store.engine, cfg, evaluation.AFTER_PROBES, NOW)
+    with store.engine.connect() as conn:
+        muted = {r.fingerprint: r.muted for r in state.firing(conn)}
+        assert [fp for _, fp in _sent(conn)] == ["partner_incident:payments:sp-9"]
+    assert muted["burn_rate:payments:page"] == "inhibited by partner_incident:payments:sp-9"
+
+
+def test_inhibition_is_configurable_and_can_be_turned_off(store) -> None:
+    with store.engine.begin() as conn:
+        _probes(conn, "payments", T0, 360, {357, 358, 359}, endpoint="balance")
+        _incident(conn, "payments", "balance", T0 + timedelta(minutes=357), iid="inc-1")
+    evaluation.run(store.engine, _config(inhibit=[]), evaluation.AFTER_PROBES, NOW)
+    with store.engine.connect() as conn:
+        assert {fp for _, fp in _sent(conn)} == {"endpoint_down:payments:balance:inc-1",
+                                                  "burn_rate:payments:page", "burn_rate:payments:ticket"}
+    defaults = _config().alerts.inhibit
+    assert [(r.source, r.target_subjects) for r in defaults] == [
+        (["endpoint_down", "partner_incident"], ["*"]), (["endpoint_down", "partner_incident"], ["probe:*"])]
+    with pytest.raises(ConfigError, match='target names the rule "burn_rates", which does not exist'):
+        _config(inhibit=[{"source": ["endpoint_down"], "target": ["burn_rates"]}])
+    with pytest.raises(ConfigError, match="would inhibit itself"):
+        _config(inhibit=[{"source": ["burn_rate"], "target": ["burn_rate"]}])
+
+
+# --- no page from our own restart ------------------------------------------------------------
+
+def test_a_restart_pages_nobody_for_the_time_nothing_was_scheduling(store) -> None:
+    """The demo restarted: the probe's last success is 51 s old (it was 5 s apart before the
+    restart), the orders' 20 min (the process was down that long). One second after the
+    new process registered, freshness counts from its start and fires nothing; with no
+    live process the same ages are stale; a probe job without a round for over a minute
+    of a live process is late."""
+    cfg = _config()
+    now = T0 + timedelta(hours=1)
+    with store.engine.begin() as conn:
+        _run(conn, "probe:marketplace", "success", now - timedelta(seconds=53))  # finished 51 s ago
+        _run(conn, "marketplace_orders", "success", now - timedelta(minutes=20, seconds=2))
+    with store.engine.connect() as conn:
+        stale = {f.subject for f in rules.freshness(conn, cfg, now) if f.labels["problem"] == "stale"}
+    assert {"marketplace_orders"} <= stale and "probe:marketplace" not in stale  # 51 s < the 60-s floor
+    with store.engine.connect() as conn:
+        late = {f.subject for f in rules.freshness(conn, cfg, now + timedelta(seconds=10))
+                if f.labels["problem"] == "stale"}
+    assert "probe:marketplace" in late  # 61 s without a round and nothing restarted
+    process = processes.register(store.engine, "serve", now=now - timedelta(seconds=1))
+    try:
+        with store.engine.connect() as conn:
+            assert [f.subject for f in rules.freshness(conn, cfg, now)] == []
+        processes.beat(store.engine, process, now=now + timedelta(seconds=60))
+        with store.engine.connect() as conn:
+            late = {f.subject for f in rules.freshness(conn, cfg, now + timedelta(seconds=62))}
+    finally:
+        processes.unregister(store.engine, process)
+    assert "probe:marketplace" in late and "marketplace_orders" not in late  # 61 s of the new process

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from partnerboard.core.access import User, audit
-from partnerboard.core.alerts import evaluation, silences
+from partnerboard.core.alerts import evaluation, rules, silences, state
 from partnerboard.core.config import load_config
 from partnerboard.core.store import schema
 from partnerboard.core.vocabulary import timeutil
@@ -82,10 +82,29 @@ def test_each_reader_sees_the_alert_and_only_their_sides_deliveries(alerting_env
 
 def test_rules_show_their_current_evaluation(alerting_env) -> None:
     at = open_page("views/alerts.py", title="Alerts", user=PAY_VIEWER, role="viewer", partner_id="payments")
-    rules = _frame(at, "finds now").set_index("rule")
-    assert rules.loc["endpoint_down", "finds now"] == 1
-    assert "Balance API down" in rules.loc["endpoint_down", "what"]
-    assert set(rules.index) == set(evaluation.REGULAR + evaluation.KPIS)
+    judged = _frame(at, "finds now").set_index("rule")
+    assert judged.loc["endpoint_down", "finds now"] == 1
+    assert "Balance API down" in judged.loc["endpoint_down", "what"]
+    assert set(judged.index) == set(evaluation.REGULAR + evaluation.KPIS + evaluation.ANOMALIES)
+    inhibit = _frame(at, "holds back")
+    assert list(inhibit["subjects"]) == ["*", "probe:*"]
+    assert set(inhibit["while firing"]) == {"endpoint_down, partner_incident"}
+
+
+def test_an_alert_held_back_by_an_outage_shows_what_inhibits_it(alerting_env, store) -> None:
+    """The gateway's burn rate, firing during its recorded outage, is on the page as
+    inhibited by that outage's alert, and was sent to nobody."""
+    cfg = load_config(alerting_env)
+    now = timeutil.utcnow()
+    burn = rules.Firing("burn_rate:payments:page", "burn_rate", "critical", "payments", "page",
+                        "Error budget burning 400.0× over 1 h", now)
+    with store.engine.begin() as conn:
+        changes = state.reconcile(conn, cfg, {"burn_rate": [burn]}, now)
+    assert [(c.kind, c.notified) for c in changes] == [("muted", 0)]
+    at = open_page("views/alerts.py", title="Alerts", user=PAY_VIEWER, role="viewer", partner_id="payments")
+    firing = _frame(at, "summary").set_index("rule")
+    assert firing.loc["burn_rate", "muted"] == "inhibited by endpoint_down:payments:balance:inc-1"
+    assert firing.loc["burn_rate", "last told"] == ""
 
 
 def test_an_editor_silences_their_partners_alerts_and_ends_the_silence(alerting_env, store) -> None:

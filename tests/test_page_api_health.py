@@ -50,6 +50,9 @@ def test_empty_store_says_what_to_do(page_env, store) -> None:
     assert statuses == {"No data yet"}
     uptimes = set().union(*(set(t["Uptime 24h"]) for t in tables if "Uptime 24h" in t))
     assert uptimes == {"no data"}, "no probes means no uptime, never 100 %"
+    # the gateway's payment success rate against its expected band: a message until it has history
+    said = [i.value for i in at.info if "not enough history yet (needs 3 weeks)" in i.value]
+    assert len(said) == 1 and said[0].startswith("Payment success rate of Demo PayGate:")
 
 
 def test_collected_store_shows_status_uptime_charts_and_incidents(page_env, store, sim) -> None:
@@ -313,3 +316,31 @@ def test_the_other_partners_internal_note_stays_off_the_charts(overlay_env, stor
     texts = " | ".join(_trace(_titled(at, "Uptime per", "Balance API"), "annotation")["hovertext"])
     assert "Gateway internal: failover drill" in texts
     assert "Marketplace internal" not in texts
+
+
+def test_the_collectors_view_panel_shows_outcomes_headroom_and_drift(page_env, store) -> None:
+    from partnerboard.core.store import api_hours, field_census
+
+    now = timeutil.utcnow()
+    with store.engine.begin() as conn:
+        api_hours.record(conn, source="payments_charges", partner_id="payments", endpoint="/v1/charges",
+                         when=now, outcomes={"2xx": 18, "429": 2}, retries=2, min_headroom=0.05,
+                         rate_limit=60)
+        amount = field_census.FieldRow("amount", True, 20, 0, 6, {"number": 14, "string": 6}, "number",
+                                       "string", '"<b>1234</b>"')
+        field_census.record(conn, source="payments_charges", partner_id="payments", run_id="r", when=now,
+                            fields=[amount])
+    at = _run()
+    assert not at.error, [e.value for e in at.error]
+    (endpoints,) = [df.value for df in at.dataframe if "Headroom" in df.value]
+    row = endpoints.iloc[0]
+    assert (row["Source"], row["Endpoint"], row["2xx"], row["429"], row["Retries"]) == (
+        "payments_charges", "/v1/charges", 18, 2, 2)
+    assert (row["429 share"], row["Headroom"]) == ("10.0 %", "5.0 % of 60")
+    (fields,) = [df.value for df in at.dataframe if "Usual type" in df.value]
+    assert list(fields["Field"]) == ["amount"] and fields.iloc[0]["Drifted"] == "6 (30.0 %)"
+    assert fields.iloc[0]["Example"] == '"<b>1234</b>"', "partner text shown as the text it is"
+    other = open_page("views/api_health.py", title="API health", timeout=30,
+                      user="viewer@marketplace.example", role="viewer", partner_id="marketplace")
+    (fields,) = [df.value for df in other.dataframe if "Usual type" in df.value]
+    assert fields.iloc[0]["Example"] == "(the partner's data)", "the gateway's records stay the gateway's"

@@ -34,7 +34,8 @@ from partnerboard.core import store as store_mod
 from partnerboard.core.access import cli_user
 from partnerboard.core.changes import run_now
 from partnerboard.core.config import load_config, parse_config
-from partnerboard.core.store import job_claims, processes, schema
+from partnerboard.core.store import job_claims, schema
+from partnerboard.core.store.heartbeat import Heartbeat
 from partnerboard.core.vocabulary import timeutil
 from tests.conftest import ONCE_CLI, ONCE_PAGES, config_dict, db_url_for, open_page, set_chaos, to_toml
 
@@ -48,7 +49,7 @@ runs_t = schema.collector_runs
 @dataclass
 class Scheduled:
     scheduler: BackgroundScheduler
-    heartbeat: processes.Heartbeat
+    heartbeat: Heartbeat
     config_path: Path
 
 
@@ -64,7 +65,7 @@ def scheduled(bsim, store, env_tokens, tmp_path: Path) -> Iterator[Scheduled]:
             s["incremental"]["chunk_days"] = 90
     path = tmp_path / "partners.toml"
     path.write_text(to_toml(data))
-    heartbeat = processes.Heartbeat(store.engine, "serve")
+    heartbeat = Heartbeat(store.engine, "serve")
     scheduler = build_scheduler(store, parse_config(data))
     job_claims.publish(store.engine, published(scheduler))
     scheduler.start()
@@ -165,7 +166,7 @@ def test_unknown_source_and_no_collecting_process_are_named_errors(bsim, store, 
         _ask(store, SOURCE)
     data = config_dict(bsim.base_url, interval=30.0, timeout=0.8)
     scheduler = build_scheduler(store, parse_config(data), probe_process=False)
-    heartbeat = processes.Heartbeat(store.engine, "collect")
+    heartbeat = Heartbeat(store.engine, "collect")
     try:
         job_claims.publish(store.engine, published(scheduler))
         with pytest.raises(run_now.UnknownSourceError) as err:

@@ -365,7 +365,7 @@ def test_retention_prunes_old_probe_rounds_and_keeps_the_audit_trail(store) -> N
     """Older than keep_runs_days: successful probe rounds and runs that changed nothing go;
     each source's latest run, failed runs and runs that wrote rows stay; finished run-now
     requests go, queued ones stay."""
-    from partnerboard.core.store import retention
+    from partnerboard.core.store import api_hours, retention
 
     now = timeutil.utcnow()
     old, recent = now - timedelta(days=40), now - timedelta(days=2)
@@ -390,12 +390,17 @@ def test_retention_prunes_old_probe_rounds_and_keeps_the_audit_trail(store) -> N
         for rid, status in (("req-done", "done"), ("req-queued", "queued")):
             conn.execute(rq.insert().values(id=rid, source="marketplace_orders", status=status,
                                             requested_at=timeutil.to_db(old)))
+        for at in (old, recent):  # the collectors' hourly view of the API: the old hour goes
+            api_hours.record(conn, source="marketplace_orders", partner_id="marketplace", endpoint="/orders",
+                             when=at, outcomes={"2xx": 3}, retries=0, min_headroom=None, rate_limit=None)
         pruned = retention.prune(conn, keep_runs_days=35, now=now)
     with store.engine.connect() as conn:
         kept = set(conn.execute(sa.select(r.c.id)).scalars())
         requests = set(conn.execute(sa.select(rq.c.id)).scalars())
+        hours = conn.execute(sa.select(schema.api_hours.c.hour)).scalars().all()
     assert kept == {"probe-old-failed", "probe-recent", "orders-old-wrote", "orders-latest"}
-    assert (pruned.runs, pruned.requests) == (6, 1) and requests == {"req-queued"}
+    assert (pruned.runs, pruned.requests, pruned.api_hours) == (6, 1, 1) and requests == {"req-queued"}
+    assert hours == [api_hours.hour_of(recent)]
 
 
 def test_a_process_of_this_machine_that_is_gone_is_dead_at_once(store) -> None:

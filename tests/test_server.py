@@ -242,7 +242,7 @@ def test_board_serves_the_page_while_probes_arrive(server: Proc, workdir: Path, 
         "marketplace_orders", "marketplace_returns", "marketplace_shops", "marketplace_traffic",
         "marketplace_surveys",
         "payments_charges", "payments_refunds", "payments_tickets",
-        "alerts:evaluate", "alerts:kpis", "alerts:deliver", "review:restatements",
+        "alerts:evaluate", "alerts:kpis", "alerts:anomalies", "alerts:deliver", "review:restatements",
         "review:subscriptions", "collect:requests", "store:retention", "store:rollups", "reconciliation:run"}
     # The store's view of who collects (what `serve --no-collect` replicas report too).
     collectors = before["collectors"]

@@ -215,11 +215,11 @@ class ClockMovingClient(PartnerClient):
     sim_url = ""
     calls = 0
 
-    def get_json(self, path_or_url, params=None):
+    def get_json(self, path_or_url, params=None, **kwargs):
         type(self).calls += 1
         if type(self).calls == 3:
             httpx.post(f"{self.sim_url}/_sim/clock", json={"advance_seconds": 5 * 86400})
-        return super().get_json(path_or_url, params)
+        return super().get_json(path_or_url, params, **kwargs)
 
 
 @pytest.mark.parametrize("source_id", ["marketplace_orders", "marketplace_shops"])
@@ -235,6 +235,7 @@ def test_records_updated_mid_run_are_not_lost_with_the_sliding_window(bsim, stor
     assert count(store, SOURCES[source_id][2]) == expected(bsim, source_id)["count"]
 
 
+@pytest.mark.sim(day_rhythm=False)  # written on evenly spread orders: early shops sell after noon
 def test_counting_pages_would_lose_them(bsim, store, env_tokens) -> None:
     """The hazard the sliding window exists for, on the same data: plain page numbers."""
     cfg = with_source(bsim, "marketplace_shops", incremental=None,
@@ -347,11 +348,11 @@ def test_failed_run_leaves_the_store_as_it_was(bsim, bconfig, store, env_tokens)
     class FailsLate(PartnerClient):
         calls = 0
 
-        def get_json(self, path_or_url, params=None):
+        def get_json(self, path_or_url, params=None, **kwargs):
             type(self).calls += 1
             if type(self).calls == 3:
                 set_chaos(bsim, partner="marketplace", error_rate=1.0)
-            return super().get_json(path_or_url, params)
+            return super().get_json(path_or_url, params, **kwargs)
 
     result = run_source(store, cfg, "marketplace_orders", make_client=FailsLate)
     assert result.status == "failed" and result.read > 0
@@ -434,6 +435,7 @@ def test_a_first_page_of_one_update_time_with_z_cursors_is_not_taken_for_a_repea
     assert len(set(stamps[:150])) == 1 and stamps[150] > stamps[0], "the burst was really there"
 
 
+@pytest.mark.sim(day_rhythm=False)  # written on evenly spread orders: over a page of them after noon
 def test_newest_first_lists_are_collected_and_an_early_stop_keeps_the_watermark(
         bsim, store, env_tokens) -> None:
     """Stripe lists newest first. A complete walk ends on the highest cursor; a walk cut

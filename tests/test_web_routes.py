@@ -62,6 +62,29 @@ def test_healthz_tells_a_stranger_only_that_it_is_up(board: Board) -> None:
     assert "sources" in board.client.get("/healthz", headers=board.admin.headers).json()
 
 
+def test_healthz_carries_the_api_view_with_examples_for_their_partner_only(board: Board) -> None:
+    from partnerboard.core.store import api_hours, field_census
+    from partnerboard.core.vocabulary import timeutil
+
+    now = timeutil.utcnow()
+    with board.store.engine.begin() as conn:
+        api_hours.record(conn, source="marketplace_orders", partner_id="marketplace", endpoint="/api/orders",
+                         when=now, outcomes={"2xx": 8, "429": 2}, retries=2, min_headroom=0.25, rate_limit=40)
+        field_census.record(conn, source="marketplace_orders", partner_id="marketplace", run_id="r", when=now,
+                            fields=[field_census.FieldRow("total_price", True, 10, 0, 3,
+                                                          {"string": 7, "number": 3}, "string", "number",
+                                                          "12.5")])
+    seen = {who: board.client.get("/healthz", headers=p.headers).json()["api"]
+            for who, p in (("admin", board.admin), ("marketplace", board.editor), ("payments", board.viewer))}
+    (endpoint,) = seen["admin"]["endpoints"]
+    assert (endpoint["source"], endpoint["endpoint"], endpoint["outcomes"]["429"], endpoint["retries"],
+            endpoint["min_headroom_pct"]) == ("marketplace_orders", "/api/orders", 2, 2, 25.0)
+    assert seen["payments"]["endpoints"] == seen["admin"]["endpoints"], "the API's health is everyone's"
+    examples = {who: [f["example"] for f in v["drifting_fields"]] for who, v in seen.items()}
+    assert examples == {"admin": ["12.5"], "marketplace": ["12.5"], "payments": ["(the partner's data)"]}
+    assert "api" not in board.client.get("/healthz").json()
+
+
 def test_reports_need_a_valid_token(board: Board) -> None:
     anon = board.client.get("/api/reports/2026-10.csv")
     assert anon.status_code == 401 and "Bearer" in anon.headers["www-authenticate"]

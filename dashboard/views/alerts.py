@@ -2,7 +2,8 @@
 
 The background evaluation (``partnerboard.background``) records alerts and queues their
 notifications; this page only reads that state, plus a read-only look at what each rule
-finds right now. Editors and admins create and end silences here (audited; a person of
+finds right now. Each firing ``kpi_anomaly`` says why it fired, with its KPI's expected
+band (``charts.show_band``). Editors and admins create and end silences here (audited; a person of
 one partner silences only that partner's alerts). Deliveries are shown for the
 partnership's receivers and the reader's own partner's (``routing.visible_receivers``);
 receivers appear by id and type, never by URL. Every value from partners and people is
@@ -16,13 +17,14 @@ from datetime import timedelta
 
 import pandas as pd
 import streamlit as st
-from partnerboard.dashboard import context, gate, queries
+from partnerboard.dashboard import charts, context, gate, queries
 from partnerboard.dashboard.format import duration, local_time
-from partnerboard.dashboard.literal import failure
+from partnerboard.dashboard.literal import failure, md
 
 from partnerboard.core.access import Forbidden, article
-from partnerboard.core.alerts import routing, silences
+from partnerboard.core.alerts import routing, rules, silences
 from partnerboard.core.config.alerts import RULES
+from partnerboard.core.metrics import anomaly_series
 from partnerboard.core.store import write_serially
 from partnerboard.core.vocabulary import timeutil
 
@@ -40,6 +42,36 @@ def when(value: object) -> str:
 
 def partner(value: object) -> str:
     return names.get(str(value), str(value)) if isinstance(value, str) else "partnership"
+
+
+def wall_clock(iso: str) -> str:
+    """A label's naive local time (``2026-11-17T13:00:00``) as the page shows times."""
+    return iso.replace("T", " ")[:16]
+
+
+def why_anomalies(anomalies: pd.DataFrame) -> None:
+    """Per firing ``kpi_anomaly`` alert, why it fired: the window observed against its
+    expected band, z and the baseline weeks (the alert's labels, as recorded), and the
+    KPI's band chart as the rule judges it now. KPIs are shared: both partners see them."""
+    for r in anomalies.itertuples():
+        labels = json.loads(r.labels)
+        kpi = labels["kpi"]
+        shown = {k: rules.anomaly_value(anomaly_series.KPIS[kpi].kind, kpi, labels[k])
+                 for k in ("observed", "expected", "low", "high")}
+        with st.expander(f"Why {md(labels['kpi_name'])} of {md(partner(r.partner_id))} fired"):
+            st.dataframe(pd.DataFrame([{
+                f"{labels['window']} from": wall_clock(labels["window_start"]), "observed": shown["observed"],
+                "expected": shown["expected"], "band": f"{shown['low']} to {shown['high']}",
+                "z": f"{labels['z']:+.1f}", "baseline weeks": labels["baseline_weeks"],
+                "bad direction": labels["direction"], "breaching since": wall_clock(labels["since"]),
+            }]), hide_index=True, width="stretch", key=f"why-{r.fingerprint}")
+            hour = " and hour" if labels["window"] == "hour" else ""
+            st.text(f"Baseline: the same weekday{hour} of {labels['baseline_weeks']} previous weeks, "
+                    f"holidays and special days left out; times in {cfg.partnership.timezone}.")
+            who = next((p for p in cfg.partners if p.id == r.partner_id), None)
+            if who is not None:
+                charts.show_band(cfg, store.url, context.config_key(), who, kpi, queries.review_bucket(),
+                                 key=f"why-band-{r.fingerprint}")
 
 
 st.title("Alerts")
@@ -73,6 +105,7 @@ else:
         "for": [duration((now - timeutil.from_db(t)).total_seconds()) for t in firing.started_at],
         "summary": firing.summary, "muted": firing.muted.fillna(""),
         "last told": firing.notified_at.map(when)}), hide_index=True, width="stretch")
+    why_anomalies(firing[firing.rule == "kpi_anomaly"])
 
 # --- history ---------------------------------------------------------------------------
 st.subheader("History")
@@ -176,10 +209,13 @@ described = {"endpoint_down": "a measured incident is open", "partner_incident":
              "reports an incident",
              "burn_rate": "the SLA error budget burns too fast (14.4× page, 6× ticket)",
              "freshness": "a source is stale, degraded or failing", "kpi_status": "a KPI is off target",
+             "kpi_anomaly": "a KPI unlike the same weekday and hour of past weeks",
              "duplicate_capture": "an order is captured twice (reconciliation)",
              "unmatched_value": "money on one side without its counterpart, over a threshold",
              "stale_break": "reconciliation breaks open too long",
-             "sync_burn": "the payment sync SLO's budget burns too fast"}
+             "sync_burn": "the payment sync SLO's budget burns too fast",
+             "rate_limit": "a partner's API throttles a source (429s or little quota left)",
+             "schema_drift": "a mapped field is missing or of another type in a source's records"}
 st.dataframe(pd.DataFrame([{
     "rule": name, "fires when": described[name],
     "enabled": "yes" if getattr(cfg.alerts.rules, name).enabled else "no",
@@ -189,6 +225,15 @@ st.dataframe(pd.DataFrame([{
 } for name in RULES]), hide_index=True, width="stretch")
 st.caption(f"Evaluated {local_time(queries.clip(queries.review_bucket()), cfg.tz, seconds=True)} "
            "(this look is cached for a minute; the schedule above is what records and notifies).")
+st.markdown("**Inhibit rules** (while a source alert fires, its targets of the same partner are recorded "
+            "as *inhibited by* it, held until they end, and not sent)")
+if cfg.alerts.inhibit:
+    st.dataframe(pd.DataFrame([{
+        "while firing": ", ".join(r.source), "holds back": ", ".join(r.target),
+        "subjects": ", ".join(r.target_subjects), "same": ", ".join(r.equal)} for r in cfg.alerts.inhibit]),
+        hide_index=True, width="stretch")
+else:
+    st.caption("None: `inhibit = []` in [alerts] turned inhibition off.")
 
 receivers = routing.visible_receivers(cfg, user.partner_id)
 if receivers:

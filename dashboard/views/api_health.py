@@ -6,7 +6,11 @@ bucket against the partner's SLA target, latency percentiles over time, and inci
 measured by our probes beside those the partner reported on its status page. Both
 time charts carry the same overlay, so an outage can be read against its context:
 measured incidents, agreed maintenance, incidents the partner reported, annotations.
-The panels refresh live without reloading the page.
+For the payments partner, its payment success rate hour by hour against the expected
+band of the ``kpi_anomaly`` rule (``charts.show_band``), a shared KPI like the others here.
+Below them, the collectors' own view of the partner's API (``api_view_panel``): what the
+business sources' requests came to in the last hour, per source and endpoint, and the
+fields drifting in their records. The panels refresh live without reloading the page.
 
 Partner text (reported incident titles, annotation notes) reaches plotly only through
 ``html.escape``: plotly renders a subset of HTML in hover labels and annotations.
@@ -21,7 +25,7 @@ from datetime import date, datetime, time, timedelta
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
-from partnerboard.dashboard import contacts, context, gate, queries
+from partnerboard.dashboard import charts, contacts, context, gate, queries
 from partnerboard.dashboard.format import duration, local_time, pct
 from partnerboard.dashboard.literal import md
 
@@ -405,6 +409,10 @@ def charts_panel(partner: Partner, now: datetime, viewer_partner: str | None) ->
         st.plotly_chart(latency_chart(partner, lat, start, now, lat_bucket, ov), width="stretch",
                         key=f"lat-{partner.id}")
     st.caption(OVERLAY_LEGEND)
+    if partner.role == "payments":  # the gateway's payment success rate, as kpi_anomaly judges it
+        charts.show_band(cfg, url, context.config_key(), partner, "payment_success", now,
+                         key=f"band-{partner.id}-payment_success",
+                         title="Payment success rate, hour by hour against the usual week")
     rows = incidents[incidents.partner_id == partner.id]
     since = now - timedelta(days=90)
     st.markdown(f"**Incidents, last 90 days** · {incidents_line(partner, rows, since, now)}")
@@ -414,6 +422,53 @@ def charts_panel(partner: Partner, now: datetime, viewer_partner: str | None) ->
         # st.dataframe renders partner text (incident titles) as plain text, never HTML.
         st.dataframe(incident_table(partner, incidents), hide_index=True, width="stretch",
                      height=min(400, 38 + 35 * len(rows)))
+
+
+def api_view_records(partner: Partner, view: dict) -> tuple[list[dict], list[dict]]:
+    """The partner's rows of ``metrics.api_view.view``, as the panel's two tables show them:
+    per source and endpoint the last hour, and the fields drifting or new. Partner text
+    (field names, examples) stays text: ``st.dataframe`` renders no markup."""
+    endpoints = [{
+        "Source": e["source"], "Endpoint": e["endpoint"], "Requests": e["requests"],
+        **{o: e["outcomes"][o] for o in ("2xx", "4xx", "429", "5xx", "timeout", "connection",
+                                          "malformed_json")},
+        "Retries": e["retries"],
+        "429 share": pct(e["share_429_pct"], 1),
+        "Headroom": "not announced" if e["min_headroom_pct"] is None
+        else f"{e['min_headroom_pct']:.1f} % of {e['rate_limit']}",
+    } for e in view["endpoints"] if e["partner_id"] == partner.id]
+    fields = [{
+        "Source": f["source"], "Field": f["field"],
+        "Kind": "mapped" if f["mapped"] else "new, not mapped",
+        "Records": f["records"], "Missing": f["missing"],
+        "Drifted": f"{f['drifted']} ({f['drifted_pct']:.1f} %)" if f["mapped"] else "—",
+        "Usual type": f["usual_type"] or "—", "Other type": f["other_type"] or "—",
+        "Types": ", ".join(f"{t} {n}" for t, n in sorted(f["types"].items())),
+        "Example": f["example"] or "—",
+    } for f in view["drifting_fields"] if f["partner_id"] == partner.id]
+    return endpoints, fields
+
+
+def api_view_panel(partner: Partner, now: datetime, viewer_partner: str | None) -> None:
+    """The collectors' view of the partner's API: request outcomes, retries and quota
+    headroom of the last hour per source and endpoint, and the drifting fields of each
+    source's last run. Examples of the partner's data only for its own people."""
+    view = queries.api_view(url, context.config_key(), now, viewer_partner)
+    endpoints, fields = api_view_records(partner, view)
+    st.markdown(f"**What our collectors met at {md(partner.name)}'s API, last hour**")
+    if not endpoints:
+        st.caption("No business source of this partner made a request in the last hour.")
+    else:
+        st.dataframe(pd.DataFrame.from_records(endpoints), hide_index=True, width="stretch",
+                     key=f"api-view-{partner.id}")
+    if fields:
+        st.caption("Fields of the last run's records that drifted (missing, or another type than "
+                   "usual) or that the mapping does not use")
+        st.dataframe(pd.DataFrame.from_records(fields), hide_index=True, width="stretch",
+                     key=f"api-fields-{partner.id}",
+                     column_config={"Example": st.column_config.TextColumn("Example")})
+    elif endpoints:
+        st.caption("No field drift in the last runs' records.")
 
 
 def _each_partner(draw, what: str) -> None:
@@ -454,6 +509,7 @@ def live_charts() -> None:
     now = queries.now_bucket(queries.WINDOW_TTL_S)
     viewer_partner = gate.current().partner_id  # whose internal annotations may be shown
     _each_partner(lambda partner: charts_panel(partner, now, viewer_partner), "Charts")
+    _each_partner(lambda partner: api_view_panel(partner, now, viewer_partner), "The collectors' view")
 
 
 live_status()

@@ -1,9 +1,11 @@
 """One evaluation: read what fires, record what changed, queue who must hear of it.
 
-Three cadences share this entry point, each naming the rules it evaluates: right after
+Four cadences share this entry point, each naming the rules it evaluates: right after
 every probe round (``AFTER_PROBES``: an endpoint declared down is told at once, not at
-the next tick), every ``evaluate_every_seconds`` (``REGULAR``), and every
-``kpi_status.every_minutes`` (``KPIS``: judging every KPI is the heaviest rule). Each
+the next tick), every ``evaluate_every_seconds`` (``REGULAR``), every
+``kpi_status.every_minutes`` (``KPIS``: judging every KPI is the heaviest rule), and
+every ``kpi_anomaly.every_minutes`` (``ANOMALIES``: weeks of hourly series, read and
+judged; a new hour completes once an hour, so minutes suffice). Each
 runs in one serialised write transaction (``write_serially``): two evaluations never
 race to record the same new alert, and a sender claiming from the outbox never
 conflicts with an evaluation adding to it.
@@ -24,8 +26,10 @@ from partnerboard.core.vocabulary import timeutil
 log = logging.getLogger("partnerboard.alerts")
 
 AFTER_PROBES: tuple[str, ...] = ("endpoint_down", "burn_rate")
-REGULAR: tuple[str, ...] = ("endpoint_down", "partner_incident", "burn_rate", "freshness")
+REGULAR: tuple[str, ...] = ("endpoint_down", "partner_incident", "burn_rate", "freshness", "rate_limit",
+                            "schema_drift")
 KPIS: tuple[str, ...] = ("kpi_status", "duplicate_capture", "unmatched_value", "stale_break", "sync_burn")
+ANOMALIES: tuple[str, ...] = ("kpi_anomaly",)
 
 
 def run(engine: Engine, config: Config, names: tuple[str, ...] = REGULAR,

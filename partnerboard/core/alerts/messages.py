@@ -38,7 +38,7 @@ MAX_NOTES = 5
 
 SCHEMA = "partnerboard.alert/1"
 PAGES = {"endpoint_down": "api-health", "partner_incident": "api-health", "burn_rate": "sla",
-         "freshness": "data", "kpi_status": ""}
+         "freshness": "data", "kpi_status": "", "rate_limit": "api-health", "schema_drift": "api-health"}
 TITLES = {"firing": "FIRING", "resolved": "RESOLVED", "reminder": "STILL FIRING", "test": "TEST"}
 
 
@@ -139,6 +139,20 @@ def notes(conn: Connection, config: Config, receiver: Receiver, alerts: list[dic
     return sorted(out.values(), key=lambda n: n["day"], reverse=True)[:MAX_NOTES]
 
 
+PARTNER_VALUES = ("example",)
+"""Labels that carry a value from a partner's own records (``schema_drift``'s example)."""
+
+
+def _labels_for(receiver: Receiver, alert: dict[str, Any]) -> dict[str, Any]:
+    """The alert's labels as this receiver may see them: a value from one partner's records
+    never reaches a receiver of the other partner."""
+    labels = dict(alert.get("labels", {}))
+    if receiver.partner is not None and alert["partner_id"] not in (None, receiver.partner):
+        for key in PARTNER_VALUES:
+            labels.pop(key, None)
+    return labels
+
+
 def document(config: Config, receiver: Receiver, notification: dict[str, Any], board_url: str,
              context: list[dict] | None = None) -> dict:
     """The webhook's JSON: the stable schema every other shape is rendered from.
@@ -158,7 +172,7 @@ def document(config: Config, receiver: Receiver, notification: dict[str, Any], b
             "partner": {"id": a["partner_id"], "name": _partner_name(config, a["partner_id"])},
             "subject": a["subject"], "summary": a["summary"], "started_at": a["started_at"],
             "resolved_at": a.get("resolved_at"), "duration_s": a.get("duration_s"),
-            "labels": a.get("labels", {}), "link": link(board_url, a),
+            "labels": _labels_for(receiver, a), "link": link(board_url, a),
         } for a in alerts],
         "contacts": contacts(config, receiver, partner_ids),
         "notes": context or [],
@@ -291,10 +305,11 @@ def email_html(config: Config, doc: dict) -> str:
 
 def render(config: Config, receiver: Receiver, notification: dict[str, Any], board_url: str,
            context: list[dict] | None = None) -> Rendered:
+    """An alert notification's message in this receiver's shape. A review pack's message
+    is the review's (``partnerboard.core.review.pack_message``): alerts sit below the
+    review and do not import it."""
     if notification["kind"] == "pack":
-        from partnerboard.core.alerts import pack_message
-
-        return pack_message.render(config, receiver, notification, board_url)
+        raise ValueError("a review pack's message is rendered by partnerboard.core.review.pack_message")
     doc = document(config, receiver, notification, board_url, context)
     subject, plain = _headline(config, doc), text(config, doc)
     if receiver.type == "webhook":

@@ -11,20 +11,33 @@ what a message needs (``labels``). Nothing here writes or sends; ``state`` does.
 - ``burn_rate``: the SLA error budget burns 14.4× over 1 h and 5 min (page, critical),
   or 6× over 6 h and 30 min (ticket, warning).
 - ``freshness`` (warning): a source's last success is older than ``max_age_intervals``
-  × its interval, its last run was degraded, or ``failed_runs`` runs failed in a row.
+  × its interval (a probe source: and at least ``PROBE_FRESHNESS_FLOOR_S``), counted from
+  the later of the last success and the start of the longest-running live scheduling
+  process (a restart is not the partner's staleness), its last run was degraded, or
+  ``failed_runs`` runs failed in a row.
 - ``kpi_status`` (warning for red, info for amber): a KPI is off target in the running
   or the last complete month.
+- ``kpi_anomaly`` (warning): a business KPI's latest complete hours (or days) are unlike
+  the same weekday and hour of the weeks before (``metrics.anomaly``), one alert per
+  partner and KPI while the method's verdict says it fires.
 - reconciliation (docs/reconciliation.md): ``duplicate_capture`` (critical) per open
   duplicate; ``unmatched_value`` (warning) over a threshold in the running or last month;
   ``stale_break`` (warning) per class with breaks open too long; ``sync_burn`` (warning)
   when the payment sync SLO's budget burns too fast this month.
+- ``rate_limit`` (warning): per source and endpoint over the last hour (this hour and the
+  one before, as ``api_hours`` keeps them), more than ``max_429_pct`` of at least
+  ``min_requests`` requests answered 429, or the partner announced less than
+  ``min_headroom_pct`` of its quota left.
+- ``schema_drift`` (warning): in a source's last census (the last run that read records),
+  a mapped field missing or of another type than usual in more than ``max_drift_pct`` of
+  at least ``min_records`` records; one alert per source and field.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -32,13 +45,13 @@ from sqlalchemy.engine import Connection
 
 from partnerboard.core.changes import targets
 from partnerboard.core.config import Config
-from partnerboard.core.metrics import kpi_engine, sla
+from partnerboard.core.metrics import anomaly, anomaly_judging, kpi_engine, sla
 from partnerboard.core.reconciliation import breaks
 from partnerboard.core.reconciliation import summary as recon_summary
 from partnerboard.core.reconciliation import sync as recon_sync
 from partnerboard.core.reconciliation.kinds import KINDS, OPEN
 from partnerboard.core.reconciliation.matching import Sides
-from partnerboard.core.store import runs, schema
+from partnerboard.core.store import api_hours, field_census, processes, runs, schema
 from partnerboard.core.vocabulary import periods, timeutil
 from partnerboard.core.vocabulary.kpis import BY_ID
 
@@ -131,10 +144,16 @@ def _intervals(config: Config) -> dict[str, tuple[str, float]]:
     return out
 
 
+PROBE_FRESHNESS_FLOOR_S = 60.0
+"""A probe job is late after a minute without a round, however short its interval: two
+5-s intervals are one busy moment of the collecting process, not a stale partner."""
+
+
 def freshness(conn: Connection, config: Config, now: datetime) -> list[Firing]:
     rule = config.alerts.rules.freshness
     expected = _intervals(config)
     summary = {s["source"]: s for s in runs.source_summary(conn)}
+    scheduling = processes.scheduling_since(conn, now)
     out = []
     severity = _severity(config, "freshness", "warning")
     for source, (partner_id, interval) in expected.items():
@@ -144,9 +163,12 @@ def freshness(conn: Connection, config: Config, now: datetime) -> list[Firing]:
         last = datetime.fromisoformat(s["last_success_at"]) if s["last_success_at"] else None
         started = datetime.fromisoformat(s["last_started_at"]) if s["last_started_at"] else now
         allowed = rule.max_age_intervals * interval
+        if source.startswith("probe:"):
+            allowed = max(allowed, PROBE_FRESHNESS_FLOOR_S)
+        since = max(last, scheduling) if last is not None and scheduling is not None else last
         first_pass = last is None and s["last_status"] == "running"  # a first backfill takes its time
-        if (last is None and not first_pass and (now - started).total_seconds() > allowed) or (
-                last is not None and (now - last).total_seconds() > allowed):
+        if (last is None and not first_pass and (now - max(started, scheduling or started)).total_seconds()
+                > allowed) or (since is not None and (now - since).total_seconds() > allowed):
             age = "never succeeded" if last is None else f"last success {_ago(now - last)} ago"
             out.append(Firing(f"freshness:{source}:stale", "freshness", severity, partner_id, source,
                               f"{source} is stale: {age} "
@@ -190,6 +212,49 @@ def kpi_status(conn: Connection, config: Config, now: datetime) -> list[Firing]:
                 f"target of {r.target:,.2f} {kpi.unit}", now,
                 {"kpi": r.kpi, "kpi_name": kpi.name, "period": period.label, "status": r.status,
                  "value": r.value, "target": r.target, "unit": kpi.unit}))
+    return out
+
+
+ANOMALY_NAMES = {"orders": "Orders", "gmv": "GMV", "payment_success": "Payment success rate",
+                 "refunds": "Refunds", "sessions": "Sessions", "conversion": "Conversion"}
+
+
+def anomaly_value(kind: str, kpi: str, value: float) -> str:
+    """A value of an anomaly KPI as its alert says it (the Alerts page says it the same way)."""
+    if kind == "rate":
+        return f"{100 * value:.1f} %"
+    return f"{value:,.2f} {BY_ID['gmv'].unit}" if kpi == "gmv" else f"{value:,.0f}"
+
+
+def kpi_anomaly(conn: Connection, config: Config, now: datetime) -> list[Firing]:
+    """A KPI whose latest complete windows are unlike the same weekday and hour of the
+    weeks before: one alert per partner and KPI, named by both so it stays one alert for
+    as long as the verdict fires. Never on a day off."""
+    zone = config.tz
+    severity = _severity(config, "kpi_anomaly", "warning")
+    out = []
+    for found in anomaly_judging.judged_now(conn, config, now):
+        if not found.fires:
+            continue
+        s, j, since = found.series, found.verdict.last, found.verdict.since
+        if j is None or since is None:  # never so when it fires; said for the type checker
+            continue
+        name = ANOMALY_NAMES[s.kpi]
+        window = "hour" if s.step == anomaly.HOUR else "day"
+        when = f"{j.start:%a %H:%M}" if window == "hour" else f"{j.start:%a %Y-%m-%d}"
+        shown = {k: anomaly_value(s.kind, s.kpi, getattr(j, k))
+                 for k in ("observed", "expected", "low", "high")}
+        word = "down" if j.observed < j.expected else "up"
+        out.append(Firing(
+            f"kpi_anomaly:{s.partner_id}:{s.kpi}", "kpi_anomaly", severity, s.partner_id, s.kpi,
+            f"{name} {word} in the {window} from {when}: {shown['observed']} against an expected "
+            f"{shown['expected']} (band {shown['low']} to {shown['high']}, z {j.z:+.1f}); baseline: the same "
+            f"weekday and {window if window == 'day' else 'hour'} of {j.weeks} previous weeks",
+            since.replace(tzinfo=zone).astimezone(UTC),
+            {"kpi": s.kpi, "kpi_name": name, "window": window, "window_start": j.start.isoformat(),
+             "observed": j.observed, "expected": j.expected, "low": j.low, "high": j.high,
+             "z": round(j.z, 2), "baseline_weeks": j.weeks, "direction": found.direction,
+             "since": since.isoformat()}))
     return out
 
 
@@ -267,9 +332,80 @@ def sync_burn(conn: Connection, config: Config, now: datetime) -> list[Firing]:
         now, {"period": month.label, "burn_rate": rate, "slow": sync.slow, "pairs": sync.pairs})]
 
 
+def _business_sources(config: Config) -> dict[str, str]:
+    """Source id -> partner, for the business sources the config still names."""
+    return {s.id: p.id for p in config.partners for s in p.sources}
+
+
+def rate_limit(conn: Connection, config: Config, now: datetime) -> list[Firing]:
+    """Each source's endpoint throttled over the last hour: too many 429s, or too little
+    of the announced quota left."""
+    rule = config.alerts.rules.rate_limit
+    known = _business_sources(config)
+    out = []
+    for e in api_hours.recent(conn, now):
+        if e["source"] not in known:
+            continue
+        n, limited = e["requests"], e["outcomes"]["429"]
+        share = 100.0 * limited / n if n else 0.0
+        headroom = e["min_headroom"]
+        problems = []
+        if n >= rule.min_requests and share > rule.max_429_pct:
+            problems.append(f"{limited} of {n} requests answered 429 ({share:.1f} %, "
+                            f"threshold {rule.max_429_pct:g} %)")
+        if headroom is not None and 100.0 * headroom < rule.min_headroom_pct:
+            problems.append(f"quota headroom down to {100.0 * headroom:.1f} % of {e['rate_limit']} "
+                            f"(threshold {rule.min_headroom_pct:g} %)")
+        if not problems:
+            continue
+        out.append(Firing(
+            f"rate_limit:{e['source']}:{e['endpoint']}", "rate_limit",
+            _severity(config, "rate_limit", "warning"), known[e["source"]], f"{e['source']} {e['endpoint']}",
+            f"{e['source']} {e['endpoint']} is rate limited in the last hour: " + "; ".join(problems), now,
+            {"source": e["source"], "endpoint": e["endpoint"], "requests": n, "responses_429": limited,
+             "share_429_pct": round(share, 2), "retries": e["retries"],
+             "min_headroom_pct": None if headroom is None else round(100.0 * headroom, 2),
+             "rate_limit": e["rate_limit"]}))
+    return out
+
+
+def schema_drift(conn: Connection, config: Config, now: datetime) -> list[Firing]:
+    """Each mapped field a source's last run found missing or of another type too often.
+    The example value is a label, not part of the summary: the summary is on the shared
+    Alerts page, and a partner's record values reach only its own people and the
+    partnership's receivers (``messages.document``), as on the API health page."""
+    rule = config.alerts.rules.schema_drift
+    known = _business_sources(config)
+    out = []
+    for f in field_census.listed(conn):
+        if not f["mapped"] or f["source"] not in known or f["records"] < rule.min_records \
+                or f["drifted_pct"] <= rule.max_drift_pct:
+            continue
+        off_type = sum(n for t, n in f["types"].items() if t not in ("null", f["usual_type"]))
+        missing = f["drifted"] - off_type
+        what = []
+        if off_type:
+            what.append(f"came as {f['other_type']} instead of {f['usual_type']} in {off_type}")
+        if missing:
+            what.append(f"was missing in {missing}")
+        out.append(Firing(
+            f"schema_drift:{f['source']}:{f['field']}", "schema_drift",
+            _severity(config, "schema_drift", "warning"), known[f["source"]], f"{f['source']} {f['field']}",
+            f"{f['source']}: field `{f['field']}` " + " and ".join(what)
+            + f" of {f['records']} records ({f['drifted_pct']:.1f} %, threshold {rule.max_drift_pct:g} %) "
+            "of the last run", f["recorded_at"] or now,
+            {"source": f["source"], "field": f["field"], "usual_type": f["usual_type"],
+             "other_type": f["other_type"], "example": f["example"], "records": f["records"],
+             "missing": missing, "off_type": off_type, "drifted_pct": round(f["drifted_pct"], 2),
+             "run_id": f["run_id"]}))
+    return out
+
+
 RULES = {"endpoint_down": endpoint_down, "partner_incident": partner_incident, "burn_rate": burn_rate,
-         "freshness": freshness, "kpi_status": kpi_status, "duplicate_capture": duplicate_capture,
-         "unmatched_value": unmatched_value, "stale_break": stale_break, "sync_burn": sync_burn}
+         "freshness": freshness, "kpi_status": kpi_status, "kpi_anomaly": kpi_anomaly,
+         "duplicate_capture": duplicate_capture,
+         "unmatched_value": unmatched_value, "stale_break": stale_break, "sync_burn": sync_burn,
+         "rate_limit": rate_limit, "schema_drift": schema_drift}
 
 
 def evaluate(conn: Connection, config: Config, now: datetime | None = None,

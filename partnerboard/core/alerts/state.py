@@ -4,9 +4,10 @@
 and in the caller's transaction:
 
 - records a new alert as firing and queues a *firing* notification for every receiver
-  its routes name, unless it is muted (a matching silence, or, for endpoint and
-  burn-rate alerts, the partner's agreed maintenance window): then it is recorded as
-  muted, and told when the mute ends while it still fires;
+  its routes name, unless it is muted (a matching silence, for endpoint and burn-rate
+  alerts the partner's agreed maintenance window, or an inhibit rule whose source alert
+  fires): then it is recorded as muted, and told when the mute ends while it still
+  fires. An inhibited alert stays held until it ends: the outage behind it was told;
 - records a gone alert as resolved and queues *resolved*, if anyone was told it fired;
 - queues a *reminder* for an alert still firing ``repeat_interval_hours`` after the last
   message.
@@ -17,6 +18,7 @@ nothing the second time.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import uuid
 from dataclasses import dataclass
@@ -35,6 +37,7 @@ from partnerboard.core.vocabulary import timeutil
 
 al, ev, inc = schema.alerts, schema.alert_events, schema.incidents
 MUTED_BY_MAINTENANCE = ("endpoint_down", "burn_rate")
+INHIBITED = "inhibited by "
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,37 @@ def _event(conn: Connection, fingerprint: str, kind: str, now: datetime, detail:
                                     kind=kind, detail=detail))
 
 
-def _mute(config: Config, firing: Firing, quiet: list, windows: dict[str, list], now: datetime) -> str | None:
+def _inhibitors(conn: Connection, config: Config, current: dict[str, Firing],
+                evaluated: tuple[str, ...]) -> list[Any]:
+    """The alerts that may inhibit others now: of the rules evaluated, what fires now; of
+    the others (a probe round evaluates no status page), what is recorded as firing."""
+    sources = {name for rule in config.alerts.inhibit for name in rule.source}
+    if not sources:
+        return []
+    found: list[Any] = [f for f in current.values() if f.rule in sources]
+    stored = sources - set(evaluated)
+    if stored:
+        found += conn.execute(sa.select(al.c.fingerprint, al.c.rule, al.c.partner_id, al.c.subject)
+                              .where(al.c.status == "firing", al.c.rule.in_(sorted(stored)))
+                              .order_by(al.c.started_at)).all()
+    return found
+
+
+def _inhibited(config: Config, firing: Firing, inhibitors: list[Any]) -> str | None:
+    """The first inhibit rule's source alert that holds ``firing`` back, as "inhibited by …"."""
+    for rule in config.alerts.inhibit:
+        if firing.rule not in rule.target or not any(
+                fnmatch.fnmatchcase(firing.subject or "", p) for p in rule.target_subjects):
+            continue
+        for source in inhibitors:
+            if source.rule in rule.source and source.fingerprint != firing.fingerprint and all(
+                    getattr(source, label) == getattr(firing, label) for label in rule.equal):
+                return f"{INHIBITED}{source.fingerprint}"[:200]
+    return None
+
+
+def _mute(config: Config, firing: Firing, quiet: list, windows: dict[str, list], inhibitors: list[Any],
+          now: datetime) -> str | None:
     """Why nobody should be told about ``firing`` now, or None."""
     s = silences.matching(quiet, rule=firing.rule, partner_id=firing.partner_id, subject=firing.subject)
     if s is not None:
@@ -79,7 +112,7 @@ def _mute(config: Config, firing: Firing, quiet: list, windows: dict[str, list],
         for w in windows.get(firing.partner_id or "", []):
             if timeutil.from_db(w["starts_at"]) <= now < timeutil.from_db(w["ends_at"]):
                 return f"agreed maintenance: {w['title']}"[:200]
-    return None
+    return _inhibited(config, firing, inhibitors)
 
 
 def _resolution(conn: Connection, row: Any, now: datetime) -> tuple[datetime, float | None]:
@@ -104,12 +137,16 @@ def reconcile(conn: Connection, config: Config, evaluated: dict[str, list[Firing
     known = {r.fingerprint: r for r in conn.execute(sa.select(al).where(al.c.rule.in_(rules))).all()}
     quiet = silences.active(conn, now)
     windows = {p.id: maintenance.windows(conn, p.id) for p in config.partners}
+    inhibitors = _inhibitors(conn, config, current, tuple(rules))
     repeat = timedelta(hours=config.alerts.repeat_interval_hours)
     at = timeutil.to_db(now)
     changes: list[Change] = []
     for fp, f in current.items():
-        mute = _mute(config, f, quiet, windows, now)
+        mute = _mute(config, f, quiet, windows, inhibitors, now)
         row = known.get(fp)
+        held = row is not None and row.status == "firing" and (row.muted or "").startswith(INHIBITED)
+        if mute is None and held:
+            mute = row.muted  # held until it ends: its cause was told
         values = {"severity": f.severity, "summary": f.summary, "labels": f.labels_json(), "updated_at": at,
                   "muted": mute}
         if row is None or row.status == "resolved":

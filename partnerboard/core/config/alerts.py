@@ -10,14 +10,22 @@ environment variable, never written here.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from partnerboard.core.vocabulary import calendar
 
 Severity = Literal["critical", "warning", "info"]
-RuleName = Literal["endpoint_down", "partner_incident", "burn_rate", "freshness", "kpi_status"]
+RuleName = Literal["endpoint_down", "partner_incident", "burn_rate", "freshness", "kpi_status", "kpi_anomaly",
+                   "duplicate_capture", "unmatched_value", "stale_break", "sync_burn", "rate_limit",
+                   "schema_drift"]
 RULES: tuple[str, ...] = ("endpoint_down", "partner_incident", "burn_rate", "freshness", "kpi_status",
-                          "duplicate_capture", "unmatched_value", "stale_break", "sync_burn")
+                          "kpi_anomaly", "duplicate_capture", "unmatched_value", "stale_break", "sync_burn",
+                          "rate_limit", "schema_drift")
+AnomalyKpi = Literal["orders", "gmv", "payment_success", "refunds", "sessions", "conversion"]
+Direction = Literal["down", "up", "both"]
 _ID = r"^[a-z0-9][a-z0-9_-]*$"
 _ENV = r"^[A-Za-z_][A-Za-z0-9_.]*$"
 
@@ -129,6 +137,58 @@ class KpiRule(RuleSetting):
     """How often KPIs are judged (on a schedule, never on page views)."""
 
 
+class AnomalyRule(RuleSetting):
+    """Seasonal anomalies of business KPIs (docs/alerts.md#kpi_anomaly): each complete hour
+    (sessions and conversion: each day) against the same weekday and hour of the weeks
+    before, leaving out public holidays and special days."""
+
+    kpis: dict[AnomalyKpi, Direction] = {"orders": "down", "gmv": "down", "payment_success": "down",
+                                         "refunds": "up", "sessions": "down", "conversion": "down"}
+    """The KPIs judged and which way is bad (`down`, `up` or `both`); a KPI left out is not
+    judged. Orders, GMV, payment success and refunds are judged per hour; sessions and
+    conversion per day (traffic is collected per day). Example: `{orders = "down", refunds = "up"}`"""
+    baseline_weeks: Annotated[int, Field(ge=1, le=26)] = 6
+    """How many previous weeks' same weekday and hour make a window's baseline."""
+    min_weeks: Annotated[int, Field(ge=1, le=26)] = 3
+    """Baseline weeks (not days off, with data) a window needs to be judged at all: nothing
+    alerts before this many weeks of history."""
+    k: Annotated[int, Field(ge=1, le=24)] = 2
+    """Consecutive breaching windows that fire (and calm windows that clear)."""
+    band: Annotated[float, Field(gt=0, le=20)] = 3.0
+    """Half-width of the expected band in standard deviations (counts: counting noise and
+    the pooled relative MAD; rates: the proportion test's z)."""
+    collapse: Annotated[float, Field(gt=0, le=100)] = 6.0
+    """One window this many standard deviations out fires at once (a collapse is not kept
+    waiting for the next window)."""
+    calm: Annotated[float, Field(ge=0, le=20)] = 1.0
+    """A window within this many standard deviations is calm; `k` calm windows in a row clear."""
+    min_change_percent: Annotated[float, Field(ge=0, le=100)] = 15
+    """A breach also needs this relative distance from expected: a statistically clear but
+    small move of a big number pages nobody."""
+    min_trials: Annotated[int, Field(ge=1, le=1_000_000)] = 30
+    """Rates (payment success, conversion) are judged only over at least this many trials:
+    a night hour with 12 payments of which 3 failed is no evidence."""
+    every_minutes: Annotated[float, Field(gt=0, le=24 * 60)] = 5
+    """How often complete windows are judged (on a schedule; the running hour never is)."""
+
+    @model_validator(mode="after")
+    def _weeks(self) -> AnomalyRule:
+        if self.min_weeks > self.baseline_weeks:
+            raise ValueError(f"min_weeks ({self.min_weeks}) cannot exceed baseline_weeks "
+                             f"({self.baseline_weeks}): no window could be judged")
+        return self
+
+
+class SpecialDay(_Model):
+    """A day of the partnership's own that is not business as usual (Black Friday, a
+    campaign day): left out of the anomaly baselines and never judged, like a holiday."""
+
+    date: dt.date
+    """The local date. Example: `2026-11-27`"""
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    """What it is, for people reading the configuration. Example: `"Black Friday"`"""
+
+
 class UnmatchedRule(RuleSetting):
     threshold: Annotated[float, Field(ge=0)] = 1000.0
     """Unmatched value (paid not captured, or captured not paid) of the running or last month
@@ -147,6 +207,26 @@ class SyncBurnRule(RuleSetting):
     """Payments the month must have before its burn rate is judged (a quiet morning is no trend)."""
 
 
+class RateLimitRule(RuleSetting):
+    max_429_pct: Annotated[float, Field(gt=0, le=100)] = 5.0
+    """A source's endpoint answering more than this share of its requests over the last hour
+    with 429 alerts: the collectors are being throttled and read late or not at all."""
+    min_requests: Annotated[int, Field(ge=1, le=1_000_000)] = 20
+    """Requests the endpoint must have had in the hour before its 429 share is judged (two
+    429s out of three requests is a blip, not a trend)."""
+    min_headroom_pct: Annotated[float, Field(ge=0, le=100)] = 10.0
+    """The partner announcing less than this share of its quota left (``RateLimit`` or
+    ``X-RateLimit-*`` headers) in the last hour alerts, before the 429s start."""
+
+
+class SchemaDriftRule(RuleSetting):
+    max_drift_pct: Annotated[float, Field(ge=0, le=100)] = 5.0
+    """A mapped field missing, or of another JSON type than usual, in more than this share of
+    the records of a source's last run alerts, naming the field, both types and an example."""
+    min_records: Annotated[int, Field(ge=1, le=1_000_000)] = 10
+    """Records the run must have read before its census is judged."""
+
+
 class Rules(_Model):
     endpoint_down: RuleSetting = RuleSetting()
     """A measured incident opens (after `down_after_failures` failed probes) and resolves."""
@@ -158,6 +238,8 @@ class Rules(_Model):
     """A source stale, degraded, or failing run after run."""
     kpi_status: KpiRule = KpiRule()
     """A KPI red (or amber) against its target, in the running or the last complete month."""
+    kpi_anomaly: AnomalyRule = AnomalyRule()
+    """A business KPI unlike the same weekday and hour of the weeks before (seasonal anomaly)."""
     duplicate_capture: RuleSetting = RuleSetting()
     """An order captured twice (reconciliation): one alert per duplicate, until it is resolved or accepted."""
     unmatched_value: UnmatchedRule = UnmatchedRule()
@@ -166,6 +248,52 @@ class Rules(_Model):
     """Reconciliation breaks left open longer than agreed."""
     sync_burn: SyncBurnRule = SyncBurnRule()
     """The payment sync SLO's budget burning too fast (reconciliation)."""
+    rate_limit: RateLimitRule = RateLimitRule()
+    """A partner throttling the collectors: 429s, or little quota left, per source and endpoint."""
+    schema_drift: SchemaDriftRule = SchemaDriftRule()
+    """A partner's records changing shape: a mapped field missing or of another type."""
+
+
+INHIBITING: tuple[str, ...] = ("endpoint_down", "partner_incident")
+
+
+class Inhibit(_Model):
+    """While an alert of a ``source`` rule fires, alerts of the ``target`` rules with the same
+    ``equal`` labels are recorded as *inhibited by* it and not sent (Alertmanager's inhibit
+    rules): one cause, one page. An inhibited alert stays held until it ends, since a
+    burn rate stays high for a while after the outage that was told once; its end is sent
+    only to whoever heard it start."""
+
+    source: Annotated[list[str], Field(min_length=1)]
+    """Rules whose firing alerts inhibit (e.g. ``["endpoint_down", "partner_incident"]``)."""
+    target: Annotated[list[str], Field(min_length=1)]
+    """Rules whose alerts are inhibited (e.g. ``["burn_rate"]``)."""
+    target_subjects: list[Annotated[str, Field(min_length=1, max_length=200)]] = ["*"]
+    """Only targets whose subject matches one of these shell patterns (``probe:*``: the probe
+    sources' freshness, not a business source's, which has another cause)."""
+    equal: list[Literal["partner_id", "subject"]] = ["partner_id"]
+    """Labels the source and the target must share: the same partner by default (the
+    gateway's outage never silences the marketplace's alerts)."""
+
+    @model_validator(mode="after")
+    def _known_rules(self) -> Inhibit:
+        for key in ("source", "target"):
+            for name in getattr(self, key):
+                if name not in RULES:
+                    raise ValueError(f'inhibit {key} names the rule "{name}", which does not exist '
+                                     f"(known: {', '.join(RULES)})")
+        both = sorted(set(self.source) & set(self.target))
+        if both:
+            raise ValueError(f'inhibit names the rule "{both[0]}" as both source and target: '
+                             "an alert would inhibit itself")
+        return self
+
+
+def default_inhibit() -> list[Inhibit]:
+    """A partner's outage (measured or reported) holds back the same partner's burn-rate
+    and anomaly alerts and its probe sources' freshness: they are that outage again."""
+    return [Inhibit(source=list(INHIBITING), target=[r for r in ("burn_rate", "kpi_anomaly") if r in RULES]),
+            Inhibit(source=list(INHIBITING), target=["freshness"], target_subjects=["probe:*"])]
 
 
 class Alerts(_Model):
@@ -183,6 +311,24 @@ class Alerts(_Model):
     """How often the rules are evaluated (probe rounds also evaluate at once)."""
     give_up_after_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 24
     """A notification no receiver accepted for this long is marked undeliverable."""
+    inhibit: list[Inhibit] = Field(default_factory=default_inhibit)
+    """Inhibit rules (``[[alerts.inhibit]]``). Leaving it out keeps the defaults (a
+    partner's ``endpoint_down`` or ``partner_incident`` inhibits its ``burn_rate``,
+    ``kpi_anomaly`` and probe ``freshness``); ``inhibit = []`` turns inhibition off."""
+    country: str = "PL"
+    """The partnership's country (ISO 3166-1 alpha-2): its public holidays are days off for
+    `kpi_anomaly` (left out of baselines, never judged). Example: `"DE"`"""
+    special_days: list[SpecialDay] = []
+    """Days off of the partnership's own, besides public holidays (`[[alerts.special_days]]`)."""
+
+    @field_validator("country")
+    @classmethod
+    def _known_country(cls, v: str) -> str:
+        code = v.strip().upper()
+        if code not in calendar.supported_countries():
+            raise ValueError(f'country "{v}" has no public-holiday calendar; use an ISO 3166-1 alpha-2 code '
+                             'the holidays package knows, such as "PL", "DE" or "GB"')
+        return code
 
     @model_validator(mode="after")
     def _known_receivers(self) -> Alerts:

@@ -59,13 +59,21 @@ SECTIONS: list[tuple[str, type[BaseModel], str]] = [
      "The review pack on a schedule ([review.md](review.md#subscriptions))."),
     ("[[alerts.receivers]]", al.Receiver, "Where notifications go."),
     ("[[alerts.routes]]", al.Route, "Which alerts reach which receivers."),
+    ("[[alerts.inhibit]]", al.Inhibit, "Inhibit rules ([alerts.md](alerts.md#inhibition)). The defaults: "
+     "`endpoint_down` and `partner_incident` hold back the same partner's `burn_rate` and `kpi_anomaly`, "
+     "and its `probe:*` sources' `freshness`."),
+    ("[[alerts.special_days]]", al.SpecialDay, "Days off besides the country's public holidays."),
     ("[alerts.rules.*]", al.RuleSetting, "Each rule: endpoint_down, partner_incident, burn_rate, "
-     "freshness, kpi_status, duplicate_capture, unmatched_value, stale_break, sync_burn."),
+     "freshness, kpi_status, kpi_anomaly, duplicate_capture, unmatched_value, stale_break, sync_burn, "
+     "rate_limit, schema_drift."),
     ("[alerts.rules.freshness]", al.FreshnessRule, "Also the common keys above."),
     ("[alerts.rules.kpi_status]", al.KpiRule, "Also the common keys above."),
+    ("[alerts.rules.kpi_anomaly]", al.AnomalyRule, "Also the common keys above."),
     ("[alerts.rules.unmatched_value]", al.UnmatchedRule, "Also the common keys above."),
     ("[alerts.rules.stale_break]", al.StaleBreakRule, "Also the common keys above."),
     ("[alerts.rules.sync_burn]", al.SyncBurnRule, "Also the common keys above."),
+    ("[alerts.rules.rate_limit]", al.RateLimitRule, "Also the common keys above."),
+    ("[alerts.rules.schema_drift]", al.SchemaDriftRule, "Also the common keys above."),
 ]
 _OR = " | "  # table cells escape it (_cell)
 _EXAMPLE = re.compile(r"\s*Example:\s*(`[^`]*`)\s*$", re.S)
@@ -140,6 +148,8 @@ def _default(info: FieldInfo) -> str:
         return f"`{str(value).lower()}`"
     if isinstance(value, str):
         return f'`"{value}"`' if value else '`""`'
+    if isinstance(value, list) and value and isinstance(value[0], BaseModel):
+        return f"{len(value)} defaults (in its section)"
     if isinstance(value, (list, dict)) and not value:
         return "`[]`" if isinstance(value, list) else "`{}`"
     if isinstance(value, float):

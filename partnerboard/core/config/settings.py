@@ -37,8 +37,8 @@ __all__ = [
     "Config", "Contact",
     "ConfigError", "Endpoint", "FieldSpec", "Incremental", "MaintenanceWindow", "Pagination", "Partner",
     "Partnership", "Percent", "Reconciliation", "Retry", "Seconds", "SecretName", "Server", "Source",
-    "StatusPage", "SyncTarget", "Target", "UnknownPartnerError", "config_path", "load_config",
-    "parse_config", "reconciliation_sides",
+    "StatusPage", "SyncTarget", "Target", "UnknownPartnerError", "config_path", "parse_config",
+    "read_config_file", "reconciliation_sides",
 ]
 
 DEFAULT_CONFIG_PATH = "partners.toml"
@@ -955,9 +955,10 @@ def parse_config(data: dict[str, Any], path: str | Path = DEFAULT_CONFIG_PATH) -
         raise ConfigError(path, problems) from None
 
 
-def load_config(explicit: str | Path | None = None) -> Config:
-    """The config file, validated; every secret it names is resolved and known to the
-    scrubber from here on (``known_at_start``): every process loads the config at start."""
+def read_config_file(explicit: str | Path | None = None) -> Config:
+    """The config file, read and validated, with a clear ``ConfigError`` for a missing,
+    unreadable, non-UTF-8 or invalid file. Its secrets are not resolved here: every process
+    calls ``load_config`` (``loading``), which also makes them known to the scrubber."""
     path = config_path(explicit)
     try:
         raw = path.read_bytes()
@@ -974,8 +975,4 @@ def load_config(explicit: str | Path | None = None) -> Config:
         raise ConfigError(path, ["is not UTF-8 text; save it as UTF-8"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, [f"is not valid TOML: {exc}"]) from None
-    config = parse_config(data, path)
-    from partnerboard.core.config.known_at_start import remember_configured  # it reads Config
-
-    remember_configured(config)
-    return config
+    return parse_config(data, path)

@@ -16,7 +16,9 @@ version stays readable. Everything is audited.
 The pack (``pack``: HTML; ``pdf``: the same document as PDF; ``charts``: vector trend
 charts) is made from what ``reading`` returns, so its numbers are the CSV's and the
 page's. ``renders`` limits how many packs are made at once (one per person, two in all).
+A subscription (``subscriptions``) queues the pack for its receivers; the message that
+carries it is ``pack_message`` (the alerts' ``Rendered`` shapes, one per receiver type).
 
 May import: ``vocabulary``, ``config``, ``store``, ``access``, ``metrics``, ``changes``,
-``reports``.
+``reports``, ``alerts``.
 """

@@ -3,7 +3,8 @@ versions (``migrations``), idempotent writes (``upsert``), collector runs and wa
 (``runs``), quarantined records (``quarantine``), what each source has covered
 (``coverage``), the link between successive probes (``probe_links``), who owns a DuckDB
 file (``ownership``), and, for several processes on one PostgreSQL, who is alive
-(``processes``) and which of them runs each scheduled job (``job_claims``).
+(``processes``, kept beating by ``heartbeat``) and which of them runs each scheduled job
+(``job_claims``).
 
 May import: ``vocabulary``, ``config``. Nothing above it: the store knows no roles and
 computes no KPI. The engine's functions are re-exported here

@@ -332,6 +332,13 @@ def _v27_reconciliation(conn: Connection) -> None:
     schema.recon_coverage.create(conn, checkfirst=True)
 
 
+def _v28_api_view(conn: Connection) -> None:
+    """v28: the collectors' view of each partner's API: request outcomes per source,
+    endpoint and hour, and the last run's census of each source's fields."""
+    schema.api_hours.create(conn, checkfirst=True)
+    schema.field_census.create(conn, checkfirst=True)
+
+
 # Step N upgrades a database at version N-1 to version N. Append only; never edit.
 STEPS: dict[int, Callable[[Connection], None]] = {
     2: _v2_indexes,
@@ -360,6 +367,7 @@ STEPS: dict[int, Callable[[Connection], None]] = {
     25: _v25_source_loads,
     26: _v26_incident_reported_at,
     27: _v27_reconciliation,
+    28: _v28_api_view,
 }
 LATEST = max(STEPS)
 

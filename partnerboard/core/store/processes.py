@@ -5,7 +5,8 @@ when its schedule starts and beats every ``HEARTBEAT_S``; one that has not beate
 ``STALE_AFTER_S`` is taken for dead: its unfinished runs are marked interrupted
 (``runs.abandon_stale``), its job claims and run-now requests pass to the others. A
 process that stops cleanly removes its row. On DuckDB there is only ever one (it owns the
-file), and the same records make ``/healthz`` and the Data page say who collects.
+file), and the same records make ``/healthz`` and the Data page say who collects. The
+thread that keeps a process beating is ``heartbeat``'s.
 """
 
 from __future__ import annotations
@@ -120,6 +121,19 @@ def dead_ids(now: datetime | None = None) -> sa.Select:
     return sa.select(pt.c.id).where(pt.c.heartbeat_at < alive_since(now))
 
 
+SCHEDULING_ROLES = ("serve", "collect")
+
+
+def scheduling_since(conn: Connection, now: datetime | None = None) -> datetime | None:
+    """When the longest-running live process that runs the schedule started (aware UTC),
+    or None when none is alive. A source cannot be late for longer than something has been
+    scheduling it: after a restart its last success is as old as the downtime, and that is
+    not the partner's fault."""
+    started = conn.execute(sa.select(sa.func.min(pt.c.started_at)).where(
+        pt.c.heartbeat_at >= alive_since(now), pt.c.role.in_(SCHEDULING_ROLES))).scalar()
+    return timeutil.from_db(started) if started is not None else None
+
+
 def prune(conn: Connection, *, now: datetime | None = None) -> int:
     """Forget processes silent for a day (their runs and claims were passed on long ago)."""
     cutoff = timeutil.to_db((now or timeutil.utcnow()) - timedelta(days=1))
@@ -139,42 +153,3 @@ def listed(conn: Connection, *, now: datetime | None = None) -> list[dict]:
                     "alive": age <= STALE_AFTER_S})
     return out
 
-
-class Heartbeat:
-    """This process registered and beating on a daemon thread of its own (not on the
-    scheduler's pool, which a slow partner may keep busy), until ``stop``. Every
-    ``SWEEP_EVERY_BEATS`` beats it also marks the runs of processes that stopped beating
-    as interrupted (a peer killed mid-run on another host)."""
-
-    def __init__(self, engine: Engine, role: str) -> None:
-        import threading
-
-        self._engine = engine
-        self.process = register(engine, role)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="partnerboard-heartbeat", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        import logging
-
-        from partnerboard.core.store import runs
-
-        beats = 0
-        while not self._stop.wait(HEARTBEAT_S):
-            beats += 1
-            try:
-                beat(self._engine, self.process)
-                if beats % SWEEP_EVERY_BEATS == 0:  # a peer that died mid-run: its runs end
-                    runs.abandon_stale(self._engine)
-            except Exception as exc:  # noqa: BLE001 - a missed beat is retried at the next
-                logging.getLogger("partnerboard.store").warning(
-                    "heartbeat failed: %s", type(exc).__name__)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-        try:
-            unregister(self._engine, self.process)
-        except Exception:  # noqa: BLE001 - the row then goes stale and is treated as dead
-            pass

@@ -8,6 +8,8 @@ keep_runs_days``:
 - successful probe-round runs and successful runs that changed no row (nothing points at
   them); each source's latest run is always kept, so freshness and /healthz still know;
 - finished run-now requests;
+- the collectors' hourly view of each partner's API (``api_hours``): its rules and pages
+  look at the last hours, and a year of hourly rows per endpoint would only grow;
 - processes silent for a day.
 
 Kept for ever: failed and degraded runs (the history people investigate) and runs that
@@ -33,6 +35,7 @@ class Pruned:
     runs: int
     requests: int
     processes: int
+    api_hours: int = 0
 
 
 def prune(conn: Connection, *, keep_runs_days: int, now: datetime | None = None) -> Pruned:
@@ -51,4 +54,6 @@ def prune(conn: Connection, *, keep_runs_days: int, now: datetime | None = None)
     rq = schema.run_requests
     requests = conn.execute(rq.delete().where(
         rq.c.status.in_(("done", "failed")), rq.c.requested_at < cutoff)).rowcount or 0
-    return Pruned(gone, requests, processes.prune(conn, now=at))
+    ah = schema.api_hours
+    hours = conn.execute(ah.delete().where(ah.c.hour < cutoff)).rowcount or 0
+    return Pruned(gone, requests, processes.prune(conn, now=at), hours)

@@ -616,6 +616,46 @@ source_loads = sa.Table(
 )
 
 
+# The collectors' own view of each partner's API (v28), written at the end of every run of a
+# business source (``collectors.sources``): what the run's requests came to per endpoint,
+# added up per UTC hour, and what the run's records looked like field by field.
+api_hours = sa.Table(
+    "api_hours",
+    metadata,
+    sa.Column("source", sa.String(128), primary_key=True),
+    sa.Column("endpoint", sa.String(200), primary_key=True,
+              comment="the source's path template (no query string)"),
+    sa.Column("hour", sa.DateTime, primary_key=True, comment="start of the UTC hour the run ended in"),
+    sa.Column("partner_id", sa.String(64), nullable=False),
+    *(sa.Column(f"n_{outcome}", sa.Integer, nullable=False, server_default="0",
+                comment=f"attempts that came to {outcome}")
+      for outcome in ("2xx", "4xx", "429", "5xx", "timeout", "connection", "malformed_json")),
+    sa.Column("retries", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("min_headroom", sa.Float, comment="lowest remaining/limit the partner announced; NULL: none"),
+    sa.Column("rate_limit", sa.Integer, comment="the limit announced with that lowest headroom"),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+)
+
+field_census = sa.Table(
+    "field_census",
+    metadata,
+    sa.Column("source", sa.String(128), primary_key=True),
+    sa.Column("field", sa.String(200), primary_key=True, comment="the path in the partner's record"),
+    sa.Column("partner_id", sa.String(64), nullable=False),
+    sa.Column("mapped", sa.Boolean, nullable=False, comment="false: a top-level field the mapping ignores"),
+    sa.Column("run_id", sa.String(36), nullable=False, comment="the last run that read records"),
+    sa.Column("recorded_at", sa.DateTime, nullable=False),
+    sa.Column("records", sa.Integer, nullable=False,
+              comment="records of the run (unmapped: those carrying it)"),
+    sa.Column("missing", sa.Integer, nullable=False),
+    sa.Column("drifted", sa.Integer, nullable=False,
+              comment="missing (when no default is configured) or non-null of another type than usual"),
+    sa.Column("types", sa.Text, nullable=False, comment='JSON: {"number": 38, "string": 2}'),
+    sa.Column("usual_type", sa.String(16)),
+    sa.Column("other_type", sa.String(16), comment="the commonest non-null type other than the usual"),
+    sa.Column("example", sa.String(64), comment="JSON text of one value, the other type's if any"),
+)
+
 # --- alerts (v13) ----------------------------------------------------------------------
 # State first, then sending: an alert's transition and the notifications it causes are
 # written in one transaction before anything is sent (the outbox), so a restart finds
