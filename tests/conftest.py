@@ -21,7 +21,7 @@ from partnerboard.core import store as store_mod
 from partnerboard.core.config import Config, parse_config
 from partnerboard.core.store import schema
 from partnerboard.core.vocabulary import timeutil
-from tests import postgres_server
+from tests import postgres_server, scheduling
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -127,6 +127,9 @@ ONCE_PDF = pytest.mark.one_store("the pack's PDF and HTML text: the numbers are 
 ONCE_CLI = pytest.mark.one_store("a command in a subprocess: the SQL beneath it is tested in process "
                                  "on both stores")
 ONCE_THREADS = pytest.mark.one_store("threads and processes, not SQL")
+ONCE_JOURNEY = pytest.mark.one_store("a journey through real parts (the partner's HTTP, the receiver) "
+                                     "proving the wiring; the SQL beneath it is tested in process on "
+                                     "both stores")
 
 BACKEND = postgres_server.backend()
 
@@ -153,7 +156,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     ``both_stores`` (several processes sharing the server, the stores compared). Tests of
     pages, HTTP, the browser, OIDC, PDF text and commands (``one_store``, with the reason)
     and tests touching no store run once, on DuckDB. DuckDB's own rules (``duckdb_only``)
-    are skipped on PostgreSQL."""
+    are skipped on PostgreSQL. Either way the costliest files come first
+    (``tests/scheduling.py``), so that no long journey starts last on one worker."""
+    scheduling.costliest_files_first(items, BACKEND)
     if BACKEND == "duckdb":
         return
     skip = pytest.mark.skip(reason="about DuckDB's single-owner file (PARTNERBOARD_TEST_STORE=duckdb)")

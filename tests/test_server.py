@@ -35,6 +35,7 @@ from partnerboard.core.config.logs import STACK_DUMP_END
 from partnerboard.core.store import schema
 from tests.conftest import (
     BACKEND,
+    ONCE_HTTP,
     REPO,
     SETTLED,
     config_toml,
@@ -433,7 +434,7 @@ def _wait_for_source(server: Proc, source: str, timeout: float = 120) -> None:
 
 @pytest.mark.slow
 @pytest.mark.browser
-@pytest.mark.both_stores  # where several processes share PostgreSQL it differs
+@ONCE_HTTP  # serve's processes on one PostgreSQL: the journey above; the numbers: the core's, on both
 def test_live_board_equals_the_report_route_and_export_goes_through_the_server(server: Proc, workdir: Path,
                                                                    tokens) -> None:
     from partnerboard.dashboard.format import kpi_value
