@@ -50,9 +50,10 @@ demo: setup pack-tools  ## simulator + board with collectors, on the shipped par
 	$(PB) demo
 
 # Two pytest-xdist workers (one per core here). Whole test files go to one worker
-# (--dist loadfile), so a module's shared server or store is built once, not once per worker.
+# (--dist loadfile), so a module's shared server or store is built once, not once per worker;
+# the costliest files first (tests/scheduling.py), not xdist's default of the most tests first.
 WORKERS ?= 2
-XDIST   := -n $(WORKERS) --dist loadfile
+XDIST   := -n $(WORKERS) --dist loadfile --no-loadscope-reorder
 
 # pytest keeps its rewritten test modules, and Python its compiled ones, only where bytecode
 # may be written: with this machine's PYTHONDONTWRITEBYTECODE=1 every worker of every pass
@@ -71,7 +72,7 @@ test: setup chromium pack-tools oidc-provider postgres ## the whole test suite
 # four spent more CPU on their own start-up and finished no sooner, 3:17-3:26).
 FAST_WORKERS ?= 3
 test-fast: setup pack-tools
-	$(PY) -m pytest -n $(FAST_WORKERS) --dist loadfile -m "not slow and not browser"
+	$(PY) -m pytest -n $(FAST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not slow and not browser"
 
 serve: setup         ## board + collectors against $$PARTNERBOARD_DATABASE_URL
 	$(PB) serve
