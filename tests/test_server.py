@@ -82,19 +82,25 @@ class Proc:
 def provision(config: Path, db_url: str, tokens: dict[str, str], cwd: Path,
               email: str = "admin@partnership.example", role: str = "admin",
               partner: str = "both") -> Account:
-    """A user with a password and an API token, through `partnerboard users` (the file is
-    not owned yet, as before a board starts)."""
+    """A user with a password and an API token, added through the core as `partnerboard
+    users add` and `users token` do (the file is not owned yet, as before a board starts;
+    the store is closed again so the server can take it). The commands themselves are
+    tested in a subprocess by test_hardening and test_oidc_signin. ``tokens`` and ``cwd``:
+    the config names the partners' secrets; nothing here reads them."""
+    from partnerboard.core.access import cli_user, users
+    from partnerboard.core.config import load_config
+
     password = f"pw-{email}-0123456789"
-    common = ["--config", str(config), "--database-url", db_url]
-    cli = [sys.executable, "-m", "partnerboard.cli", "users"]
-    added = subprocess.run([*cli, "add", email, "--role", role, "--partner", partner, "--password-stdin",
-                            *common], input=password + "\n", capture_output=True, text=True,
-                           env=_env(tokens), cwd=cwd, timeout=60)
-    assert added.returncode == 0, added.stderr
-    token = subprocess.run([*cli, "token", email, *common], capture_output=True, text=True,
-                           env=_env(tokens), cwd=cwd, timeout=60)
-    assert token.returncode == 0 and token.stdout.startswith("pbt_"), token.stderr
-    return Account(email, password, token.stdout.strip())
+    cfg = load_config(str(config))
+    try:
+        with store_mod.open_store(db_url).engine.begin() as conn:
+            users.add(conn, cfg, cli_user(), email, role, password=password,
+                      partner_id=None if partner == "both" else partner)
+            token = users.new_api_token(conn, cli_user(), email)
+    finally:
+        store_mod.close_store(db_url)
+    assert token.startswith("pbt_")
+    return Account(email, password, token)
 
 
 def sign_in(page, url: str, account: Account) -> None:
