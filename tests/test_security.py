@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import pandas as pd
 import pytest
 from partnerboard.dashboard.navigation import PAGES
+from partnerboard.simulator.server import start_in_thread
 
 from partnerboard.core import store as store_mod
 from partnerboard.core.access import Forbidden, User, audit, cli_user
@@ -161,20 +162,65 @@ def test_partner_internal_notes_stay_with_their_partner(page_env, store) -> None
 
 # --- the real server ---------------------------------------------------------------------
 
-@pytest.fixture()
-def secured(tmp_path: Path, sim, tokens):
-    access = BUILTIN | {"lockout_after": 3, "lockout_minutes": 5}
-    (tmp_path / "partners.toml").write_text(config_toml(sim.base_url, access=access))
-    db = db_url_for(tmp_path / 'board.duckdb')
-    viewer = provision(tmp_path / "partners.toml", db, tokens, tmp_path, "viv@paygate.example", "viewer",
-                       "payments")
-    editor = provision(tmp_path / "partners.toml", db, tokens, tmp_path, "ed@marketplace.example",
-                       "editor", "marketplace")
-    server = start_server(tmp_path, tokens)
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory, tokens):
+    """One `serve` with the built-in sign-in, a viewer and an editor, for the two tests
+    below, in this order: the browser walk, then the refusals, which end by stopping it to
+    read its audit log (a second server for them cost a start-up, about 15 s)."""
+    tmp_path = tmp_path_factory.mktemp("secured")
+    sim = start_in_thread(tokens, chaos={"schedule": False, "hang_seconds": 5.0}, scale=0.02)
     try:
-        yield server, viewer, editor
+        access = BUILTIN | {"lockout_after": 3, "lockout_minutes": 5}
+        (tmp_path / "partners.toml").write_text(config_toml(sim.base_url, access=access))
+        db = db_url_for(tmp_path / 'board.duckdb')
+        viewer = provision(tmp_path / "partners.toml", db, tokens, tmp_path, "viv@paygate.example", "viewer",
+                           "payments")
+        editor = provision(tmp_path / "partners.toml", db, tokens, tmp_path, "ed@marketplace.example",
+                           "editor", "marketplace")
+        server = start_server(tmp_path, tokens)
+        try:
+            yield server, viewer, editor
+        finally:
+            _stop(server.proc)
     finally:
-        _stop(server.proc)
+        sim.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_in_the_browser_signed_out_sees_only_the_form_and_a_viewer_no_controls(secured) -> None:
+    from playwright.sync_api import sync_playwright
+
+    server, viewer, _ = secured
+    with sync_playwright() as pw:
+        browser = launch_chromium(pw)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        for p in PAGES:
+            # Signed out, every page is the server's sign-in form: the app never starts.
+            page.goto(f"{server.url}/{'' if p.default else p.url_path}")
+            page.locator("form[action='/signin'] input[type=password]").wait_for(timeout=30_000)
+            assert urlsplit(page.url).path == "/signin", (p.title, page.url)
+            assert page.locator("[data-testid=stApp]").count() == 0, p.title
+            assert page.get_by_test_id("stSidebarNav").count() == 0, p.title
+            assert page.locator("[data-testid=stMetric]").count() == 0, p.title
+        # The form signs in and comes back to the page asked for.
+        page.goto(f"{server.url}/annotations")
+        page.fill("form[action='/signin'] input[name=email]", viewer.email)
+        page.fill("form[action='/signin'] input[name=password]", viewer.password)
+        page.click("form[action='/signin'] button[type=submit]")
+        page.wait_for_url("**/annotations", timeout=30_000)
+        page.get_by_role("heading", name="Annotations").first.wait_for(timeout=60_000)
+        page.wait_for_selector(SETTLED, timeout=60_000)
+        assert page.get_by_text("Signed in as").count() == 1
+        assert page.get_by_role("button", name="Add annotation").count() == 0
+        assert page.get_by_text("editors and admins add them").count() == 1
+        page.screenshot(path=str(REPO / "test-artifacts" / "viewer-annotations.png"), full_page=True)
+        # Signing out ends the session on the server, not only in this tab.
+        page.get_by_role("button", name="Sign out").click()
+        page.wait_for_url("**/signin", timeout=30_000)
+        page.goto(f"{server.url}/")
+        page.locator("form[action='/signin'] input[type=password]").wait_for(timeout=30_000)
+        browser.close()
 
 
 @pytest.mark.slow
@@ -232,43 +278,6 @@ def test_the_server_refuses_what_the_role_does_not_allow(secured) -> None:
             ("/api/sources/marketplace_orders/run", "denied"), ("run_now", "ok"), ("sign_in", "failed"),
             ("sign_in", "denied"), ("sign_in", "ok"), ("user.add", "ok"), ("user.token", "ok")} <= seen
     assert set(log[log.action == "sign_in"].ip) == {"127.0.0.1"}
-
-
-@pytest.mark.slow
-@pytest.mark.browser
-def test_in_the_browser_signed_out_sees_only_the_form_and_a_viewer_no_controls(secured) -> None:
-    from playwright.sync_api import sync_playwright
-
-    server, viewer, _ = secured
-    with sync_playwright() as pw:
-        browser = launch_chromium(pw)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        for p in PAGES:
-            # Signed out, every page is the server's sign-in form: the app never starts.
-            page.goto(f"{server.url}/{'' if p.default else p.url_path}")
-            page.locator("form[action='/signin'] input[type=password]").wait_for(timeout=30_000)
-            assert urlsplit(page.url).path == "/signin", (p.title, page.url)
-            assert page.locator("[data-testid=stApp]").count() == 0, p.title
-            assert page.get_by_test_id("stSidebarNav").count() == 0, p.title
-            assert page.locator("[data-testid=stMetric]").count() == 0, p.title
-        # The form signs in and comes back to the page asked for.
-        page.goto(f"{server.url}/annotations")
-        page.fill("form[action='/signin'] input[name=email]", viewer.email)
-        page.fill("form[action='/signin'] input[name=password]", viewer.password)
-        page.click("form[action='/signin'] button[type=submit]")
-        page.wait_for_url("**/annotations", timeout=30_000)
-        page.get_by_role("heading", name="Annotations").first.wait_for(timeout=60_000)
-        page.wait_for_selector(SETTLED, timeout=60_000)
-        assert page.get_by_text("Signed in as").count() == 1
-        assert page.get_by_role("button", name="Add annotation").count() == 0
-        assert page.get_by_text("editors and admins add them").count() == 1
-        page.screenshot(path=str(REPO / "test-artifacts" / "viewer-annotations.png"), full_page=True)
-        # Signing out ends the session on the server, not only in this tab.
-        page.get_by_role("button", name="Sign out").click()
-        page.wait_for_url("**/signin", timeout=30_000)
-        page.goto(f"{server.url}/")
-        page.locator("form[action='/signin'] input[type=password]").wait_for(timeout=30_000)
-        browser.close()
 
 
 # --- secrets never leave ------------------------------------------------------------------
