@@ -298,6 +298,18 @@ def test_board_serves_the_page_while_probes_arrive(server: Proc, workdir: Path, 
         assert server.url in res.stderr
     else:  # PostgreSQL: a second process collects beside the board
         assert res.returncode == 0 and "0 failed" in res.stdout, res.stderr
+        # and `export` without a token reads the store directly (on DuckDB it needs the
+        # server and its token: the live-board journey below)
+        out = workdir / "direct.csv"
+        direct = subprocess.run(
+            [sys.executable, "-m", "partnerboard.cli", "export", "--period", "2026-10", "--out", str(out),
+             "--config", str(workdir / "partners.toml"),
+             "--database-url", db_url_for(workdir / 'board.duckdb')],
+            capture_output=True, text=True, env=_env(tokens), timeout=120)
+        assert direct.returncode == 0 and out.exists(), direct.stderr
+        route = server.get("/api/reports/2026-10.csv", timeout=60)
+        header = out.read_text(encoding="utf-8-sig").splitlines()[0]
+        assert route.status_code == 200 and header == route.content.decode("utf-8-sig").splitlines()[0]
 
     # A stack dump of the running board: its main thread is in uvicorn's event loop, and
     # the board goes on answering.
@@ -471,19 +483,13 @@ def test_live_board_equals_the_report_route_and_export_goes_through_the_server(s
               "--config", str(workdir / "partners.toml"),
               "--database-url", db_url_for(workdir / 'board.duckdb')]
     anonymous = subprocess.run(export, capture_output=True, text=True, env=_env(tokens), timeout=120)
-    if BACKEND == "duckdb":
-        assert anonymous.returncode == 1 and "PARTNERBOARD_API_TOKEN" in anonymous.stderr
-        assert "Could not set lock" not in anonymous.stderr and not out.exists()
-    else:  # PostgreSQL: nobody owns the store, export reads it directly
-        assert anonymous.returncode == 0 and out.exists(), anonymous.stderr
-        direct = pd.read_csv(out, encoding="utf-8-sig")
-        assert list(direct.columns) == list(df.columns)
+    assert anonymous.returncode == 1 and "PARTNERBOARD_API_TOKEN" in anonymous.stderr
+    assert "Could not set lock" not in anonymous.stderr and not out.exists()
     res = subprocess.run(export, capture_output=True, text=True, timeout=120,
                          env=_env(tokens) | {"PARTNERBOARD_API_TOKEN": server.account.token})
     assert res.returncode == 0, res.stderr
     assert "Could not set lock" not in res.stderr
-    if BACKEND == "duckdb":
-        assert server.url in res.stderr
+    assert server.url in res.stderr
     exported = pd.read_csv(out, encoding="utf-8-sig")
     assert list(exported.columns) == list(df.columns)
     # The incident list and the pack with its appendix take the same way (their own routes).
@@ -494,8 +500,7 @@ def test_live_board_equals_the_report_route_and_export_goes_through_the_server(s
         done = subprocess.run([*to, *extra], capture_output=True, text=True, timeout=180,
                               env=_env(tokens) | token)
         assert done.returncode == 0, done.stderr
-        if BACKEND == "duckdb":
-            assert server.url in done.stderr
+        assert server.url in done.stderr
     listed = pd.read_csv(workdir / "incidents.csv", encoding="utf-8-sig")
     assert list(listed.columns)[:4] == ["period", "partner_id", "partner", "origin"]
     assert f"Appendix: every incident of {period}" in (workdir / "p.html").read_text()
