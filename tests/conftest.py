@@ -21,7 +21,7 @@ from partnerboard.core import store as store_mod
 from partnerboard.core.config import Config, parse_config
 from partnerboard.core.store import schema
 from partnerboard.core.vocabulary import timeutil
-from tests import postgres_server, scheduling
+from tests import ports, postgres_server, scheduling
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -257,12 +257,7 @@ def config_toml(base_url: str, **options: Any) -> str:
     return to_toml(config_dict(base_url, **options))
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+free_port = ports.free_port  # below the ephemeral range: see tests/ports.py
 
 
 FROZEN_NOW = "2026-11-20T12:00:00+00:00"

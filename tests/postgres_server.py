@@ -18,13 +18,14 @@ import hashlib
 import itertools
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests import ports
 
 STORE_ENV = "PARTNERBOARD_TEST_STORE"
 
@@ -50,10 +51,7 @@ def _bindir() -> Path:
     return Path(found[-1]).parent
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+_free_port = ports.free_port  # below the ephemeral range: see tests/ports.py
 
 
 @dataclass

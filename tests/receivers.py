@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import socket
 import ssl
 import threading
 import time
@@ -21,6 +20,8 @@ from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from tests import ports
 
 
 @dataclass(frozen=True)
@@ -191,9 +192,7 @@ def start_smtp_receiver(directory: Path, *, username: str, password: str) -> Smt
             holder["r"].logins.append(username)
         return AuthResult(success=ok)
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = ports.free_port()
     controller = Controller(Handler(), hostname="127.0.0.1", port=port, tls_context=context,
                             require_starttls=True, auth_required=True, authenticator=authenticator,
                             server_hostname="127.0.0.1")
