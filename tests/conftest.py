@@ -39,11 +39,17 @@ def env_tokens(monkeypatch: pytest.MonkeyPatch, tokens: dict[str, str]) -> dict[
     return tokens
 
 
+def quiet_sim(tokens: dict[str, str]) -> RunningSimulator:
+    """The partner simulator with its seeded outage schedule switched off, so a test
+    sees exactly the failures it injects through the chaos knobs. Small business volume.
+    For module-scoped servers; a test takes the ``sim`` fixture."""
+    return start_in_thread(tokens, chaos={"schedule": False, "hang_seconds": 5.0}, scale=0.02)
+
+
 @pytest.fixture()
 def sim(tokens: dict[str, str]) -> Iterator[RunningSimulator]:
-    """The partner simulator with its seeded outage schedule switched off, so a test
-    sees exactly the failures it injects through the chaos knobs. Small business volume."""
-    running = start_in_thread(tokens, chaos={"schedule": False, "hang_seconds": 5.0}, scale=0.02)
+    """``quiet_sim`` for one test."""
+    running = quiet_sim(tokens)
     yield running
     running.stop()
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
-from partnerboard.simulator.server import RunningSimulator, start_in_thread
+from partnerboard.simulator.server import RunningSimulator
 
 from partnerboard.core import store as store_mod
 from partnerboard.core.access import Forbidden, User, audit, cli_user, users
@@ -43,6 +43,7 @@ from tests.conftest import (
     free_port,
     launch_chromium,
     open_page,
+    quiet_sim,
     served_get,
     served_post,
     to_toml,
@@ -152,7 +153,7 @@ def stored_log(board: Board, reader: User) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def msim(tokens) -> Iterator[RunningSimulator]:
-    running = start_in_thread(tokens, chaos={"schedule": False, "hang_seconds": 5.0}, scale=0.02)
+    running = quiet_sim(tokens)
     yield running
     running.stop()
 

@@ -26,7 +26,7 @@ from partnerboard.core.changes import quarantine_resolutions, run_now, source_pa
 from partnerboard.core.config import Config, load_config, parse_config
 from partnerboard.core.review import subscriptions
 from partnerboard.core.store import job_claims, processes, quarantine, schema
-from tests.conftest import ONCE_HTTP, ONCE_PAGES, config_dict, open_page
+from tests.conftest import ONCE_HTTP, ONCE_PAGES, config_dict, open_page, quiet_sim
 
 MA = User("ma@marketplace.example", "admin", "marketplace")
 PA = User("pa@paygate.example", "admin", "payments")
@@ -203,12 +203,11 @@ def test_the_data_page_offers_a_one_partner_admin_only_their_sources_and_records
 
 @pytest.fixture(scope="module")
 def board(tmp_path_factory, tokens) -> Iterator:
-    from partnerboard.simulator.server import start_in_thread
 
     from tests.test_hardening import start_board
     from tests.test_server import _stop
 
-    sim = start_in_thread(tokens, chaos={"schedule": False, "hang_seconds": 5.0}, scale=0.02)
+    sim = quiet_sim(tokens)
     running = start_board(tmp_path_factory.mktemp("board"), sim.base_url, tokens)
     try:
         yield running

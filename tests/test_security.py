@@ -23,7 +23,6 @@ from urllib.parse import urlsplit
 import pandas as pd
 import pytest
 from partnerboard.dashboard.navigation import PAGES
-from partnerboard.simulator.server import start_in_thread
 
 from partnerboard.core import store as store_mod
 from partnerboard.core.access import Forbidden, User, audit, cli_user
@@ -40,6 +39,7 @@ from tests.conftest import (
     db_url_for,
     launch_chromium,
     open_page,
+    quiet_sim,
     served_get,
     served_post,
 )
@@ -168,7 +168,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory, tokens):
     below, in this order: the browser walk, then the refusals, which end by stopping it to
     read its audit log (a second server for them cost a start-up, about 15 s)."""
     tmp_path = tmp_path_factory.mktemp("secured")
-    sim = start_in_thread(tokens, chaos={"schedule": False, "hang_seconds": 5.0}, scale=0.02)
+    sim = quiet_sim(tokens)
     try:
         access = BUILTIN | {"lockout_after": 3, "lockout_minutes": 5}
         (tmp_path / "partners.toml").write_text(config_toml(sim.base_url, access=access))
